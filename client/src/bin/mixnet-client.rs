@@ -1,0 +1,278 @@
+//! `mixnet-client`: send and receive messages through the mixnet.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use client::shell::{DataFolder, StoredSettings, os_seed};
+use client::{Client, ClientOptions, Outgoing, SendStatus};
+use protocol::{ClientAddress, NodeId, SphinxKeyPair};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tokio::io::AsyncBufReadExt;
+use topology::DirectoryClient;
+
+/// Send and receive messages through the mixnet.
+#[derive(Parser)]
+#[command(name = "mixnet-client", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates a client: a new key, the directory to trust, a gateway.
+    Init {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Base URL of the directory, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        directory: String,
+        /// The directory's public key (base58), pinned.
+        #[arg(long)]
+        directory_key: String,
+        /// The gateway to keep the mailbox at (base58 id); random if absent.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
+    /// Prints the client's address.
+    Address {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Sends one message and waits until it is delivered.
+    Send {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The recipient's address.
+        #[arg(long)]
+        to: String,
+        /// The message; read from stdin when absent.
+        message: Option<String>,
+    },
+    /// Prints each message received, one per line, until Ctrl-C.
+    Receive {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Stops after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Sends each line of stdin to a peer and prints each line received.
+    Chat {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The peer's address.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Init {
+            dir,
+            directory,
+            directory_key,
+            gateway,
+        } => init(&dir, &directory, &directory_key, gateway.as_deref()).await,
+        Command::Address { dir } => {
+            let address = DataFolder::new(&dir).address()?;
+            println!("{address}");
+            Ok(())
+        }
+        Command::Send { dir, to, message } => {
+            let to = parse_address(&to)?;
+            let bytes = match message {
+                Some(text) => text.into_bytes(),
+                None => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut bytes)
+                        .context("cannot read the message from stdin")?;
+                    bytes
+                }
+            };
+            send(&dir, &to, bytes).await
+        }
+        Command::Receive { dir, count } => receive(&dir, count).await,
+        Command::Chat { dir, to } => chat(&dir, &parse_address(&to)?).await,
+    }
+}
+
+fn parse_address(text: &str) -> Result<ClientAddress> {
+    text.parse()
+        .with_context(|| format!("--to {text}: not a client address (key@gateway)"))
+}
+
+async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
+    let folder = DataFolder::new(dir);
+    let directory_key =
+        NodeId::from_base58(key).with_context(|| format!("--directory-key {key}: not a key"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let directory = DirectoryClient::new(url, directory_key, Some(folder.topology_path()))?;
+    let topology = directory
+        .topology()
+        .await
+        .with_context(|| format!("cannot get the topology from {url}"))?;
+    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
+    let gateway = match gateway {
+        Some(id) => {
+            let id =
+                NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id"))?;
+            if !topology.is_gateway(&id) {
+                bail!("--gateway {id}: not a gateway of the topology");
+            }
+            id
+        }
+        None => {
+            let usable: Vec<NodeId> = topology
+                .gateways
+                .iter()
+                .filter(|g| g.client_address.is_some())
+                .map(|g| g.id)
+                .collect();
+            if usable.is_empty() {
+                bail!("the topology has no gateway that accepts clients");
+            }
+            let pick = rng.random_range(0..usable.len());
+            *usable.get(pick).context("no gateway")?
+        }
+    };
+    let keys = SphinxKeyPair::generate(&mut rng);
+    let settings = StoredSettings {
+        directory_url: url.to_string(),
+        directory_key: directory_key.to_base58(),
+        gateway: gateway.to_base58(),
+    };
+    folder.init(&settings, &keys)?;
+    println!("{}", folder.address()?);
+    Ok(())
+}
+
+/// Connects the client of `dir` and prints `ready` once its gateway session is open.
+async fn connect(dir: &Path) -> Result<Client> {
+    let client = Client::connect(dir, ClientOptions::default())
+        .await
+        .with_context(|| format!("{}: cannot start the client", dir.display()))?;
+    client
+        .wait_connected()
+        .await
+        .context("the client stopped before reaching its gateway")?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    Ok(client)
+}
+
+/// Shows progress on stderr until `outgoing` is delivered or failed.
+async fn follow(mut outgoing: Outgoing) -> Result<()> {
+    loop {
+        match outgoing.status() {
+            SendStatus::Delivered => {
+                eprintln!("delivered");
+                return Ok(());
+            }
+            SendStatus::Failed => bail!("not delivered: a fragment was never acknowledged"),
+            SendStatus::Progress { acked, total } => eprintln!("waiting for ack {acked}/{total}"),
+        }
+        if outgoing.changed().await.is_none() {
+            bail!("the client stopped");
+        }
+    }
+}
+
+async fn send(dir: &Path, to: &ClientAddress, bytes: Vec<u8>) -> Result<()> {
+    let client = connect(dir).await?;
+    let outgoing = client.send(to, bytes).await?;
+    let result = follow(outgoing).await;
+    client.shutdown().await;
+    result
+}
+
+/// One line of output for a message (line breaks inside it escaped).
+fn as_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim_end_matches('\n')
+        .replace('\n', "\\n")
+}
+
+async fn receive(dir: &Path, count: Option<u64>) -> Result<()> {
+    let client = connect(dir).await?;
+    let mut received = 0u64;
+    while count.is_none_or(|n| received < n) {
+        tokio::select! {
+            message = client.recv() => {
+                let Some(message) = message else { bail!("the client stopped") };
+                println!("{}", as_line(&message.bytes));
+                std::io::stdout().flush()?;
+                received += 1;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    client.shutdown().await;
+    Ok(())
+}
+
+async fn chat(dir: &Path, to: &ClientAddress) -> Result<()> {
+    let client = Arc::new(connect(dir).await?);
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut pending = tokio::task::JoinSet::new();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line? {
+                Some(line) => {
+                    let outgoing = client.send(to, line.into_bytes()).await?;
+                    pending.spawn(async move {
+                        if outgoing.delivered().await.is_err() {
+                            eprintln!("a message was not delivered");
+                        }
+                    });
+                }
+                None => stdin_open = false,
+            },
+            message = client.recv() => {
+                let Some(message) = message else { bail!("the client stopped") };
+                println!("{}", as_line(&message.bytes));
+                std::io::stdout().flush()?;
+            }
+            Some(_) = pending.join_next(), if !pending.is_empty() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        // Once stdin is closed, stay until what was sent is delivered.
+        if !stdin_open && pending.is_empty() {
+            break;
+        }
+    }
+    drop(pending);
+    if let Ok(client) = Arc::try_unwrap(client) {
+        client.shutdown().await;
+    }
+    Ok(())
+}

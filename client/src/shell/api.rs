@@ -1,0 +1,308 @@
+//! What the application holds: [`Client`], [`Outgoing`], [`ReceivedMessage`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use protocol::fragment::MessageId;
+use protocol::{ClientAddress, NodeId, SphinxKeyPair};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use topology::Topology;
+
+use super::driver::{Command, Driver};
+use super::link::GatewayConnector;
+use crate::core::{ClientConfig, ClientStats, ReplyHandle};
+use crate::error::ClientError;
+
+/// Settings of the async shell around the core.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The core's rates and limits. λ_P, λ_L and the mean hop delay are
+    /// replaced by the topology's network parameters when
+    /// `rates_from_topology` is set.
+    pub core: ClientConfig,
+    /// Take λ_P, λ_L and the mean delay from the topology document.
+    pub rates_from_topology: bool,
+    /// Reply SURBs attached to each message sent with [`Client::send`].
+    pub reply_surbs: usize,
+    /// First wait before reconnecting to the gateway; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// How often the topology is fetched again from the directory.
+    pub topology_refresh: Duration,
+    /// Received messages waiting for [`Client::recv`]; when full, the client
+    /// stops taking deliveries from its gateway (which keeps them).
+    pub receive_queue: usize,
+    /// Calls waiting for the client task.
+    pub command_queue: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            core: ClientConfig::default(),
+            rates_from_topology: true,
+            reply_surbs: 3,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            topology_refresh: Duration::from_secs(300),
+            receive_queue: 64,
+            command_queue: 64,
+        }
+    }
+}
+
+/// Where a message sent with [`Client::send`] or [`Client::reply`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Fragments acknowledged so far, of all of the message's fragments.
+    Progress {
+        /// Fragments acknowledged.
+        acked: usize,
+        /// Fragments of the message.
+        total: usize,
+    },
+    /// Every fragment was acknowledged.
+    Delivered,
+    /// A fragment was not acknowledged after its last retransmission.
+    Failed,
+}
+
+/// A message on its way: its id, and a watch of its [`SendStatus`].
+#[derive(Debug)]
+pub struct Outgoing {
+    id: MessageId,
+    status: watch::Receiver<SendStatus>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(id: MessageId, status: watch::Receiver<SendStatus>) -> Self {
+        Outgoing { id, status }
+    }
+
+    /// The message's id.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The status now.
+    pub fn status(&self) -> SendStatus {
+        *self.status.borrow()
+    }
+
+    /// Waits for the next change of status; `None` once the client stopped.
+    pub async fn changed(&mut self) -> Option<SendStatus> {
+        self.status.changed().await.ok()?;
+        Some(*self.status.borrow_and_update())
+    }
+
+    /// Waits until the message is delivered (`Ok`) or failed.
+    pub async fn delivered(mut self) -> Result<(), ClientError> {
+        loop {
+            match *self.status.borrow_and_update() {
+                SendStatus::Delivered => return Ok(()),
+                SendStatus::Failed => return Err(ClientError::NotDelivered),
+                SendStatus::Progress { .. } => {}
+            }
+            if self.status.changed().await.is_err() {
+                return Err(ClientError::Stopped);
+            }
+        }
+    }
+}
+
+/// A complete message from another client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The sender's id of the message.
+    pub id: MessageId,
+    /// The content.
+    pub bytes: Vec<u8>,
+    /// How to answer, when the sender attached reply SURBs.
+    pub reply: Option<ReplyHandle>,
+    /// For a reply: the id of our message it answers.
+    pub in_reply_to: Option<MessageId>,
+}
+
+/// Counters of the async shell (the core keeps its own).
+#[derive(Debug, Default)]
+pub struct ShellStats {
+    /// Packets handed to the gateway.
+    pub packets_sent: AtomicU64,
+    /// Bytes of those packets.
+    pub bytes_sent: AtomicU64,
+    /// Deliveries taken from the gateway.
+    pub deliveries: AtomicU64,
+    /// Bytes of those deliveries.
+    pub bytes_received: AtomicU64,
+    /// Deliveries acknowledged to the gateway.
+    pub acks_sent: AtomicU64,
+    /// Sessions opened with the gateway (the first one included).
+    pub connects: AtomicU64,
+    /// Sessions that dropped.
+    pub disconnects: AtomicU64,
+    /// Topologies installed after the first.
+    pub topology_updates: AtomicU64,
+}
+
+impl ShellStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What [`Client::start`] needs.
+pub struct ClientParts<C> {
+    /// The client's Sphinx key pair (its address is its public key at `gateway`).
+    pub keys: SphinxKeyPair,
+    /// The gateway that keeps this client's mailbox.
+    pub gateway: NodeId,
+    /// The topology now, and its later versions.
+    pub topology: watch::Receiver<Arc<Topology>>,
+    /// Opens sessions with `gateway`.
+    pub connector: C,
+    /// Settings.
+    pub options: ClientOptions,
+    /// Seed of the client's random generator (from the OS in production).
+    pub seed: [u8; 32],
+}
+
+/// A running mixnet client: a task that drives the sans-IO core, and this
+/// handle to it. Every method takes `&self`; share it in an `Arc`. Dropping
+/// the last handle stops the task.
+pub struct Client {
+    address: ClientAddress,
+    commands: mpsc::Sender<Command>,
+    received: Mutex<mpsc::Receiver<ReceivedMessage>>,
+    connected: watch::Receiver<bool>,
+    stats: Arc<ShellStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    /// Starts the client task from its parts (the data folder and the
+    /// directory are handled by [`Client::open`]).
+    pub fn start<C: GatewayConnector>(parts: ClientParts<C>) -> Client {
+        let (commands_tx, commands_rx) = mpsc::channel(parts.options.command_queue.max(1));
+        let (received_tx, received_rx) = mpsc::channel(parts.options.receive_queue.max(1));
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let stats = Arc::new(ShellStats::default());
+        let rng = ChaCha20Rng::from_seed(parts.seed);
+        let driver = Driver::new(
+            parts,
+            rng,
+            commands_rx,
+            received_tx,
+            connected_tx,
+            stats.clone(),
+        );
+        let address = driver.address();
+        let task = tokio::spawn(driver.run());
+        Client {
+            address,
+            commands: commands_tx,
+            received: Mutex::new(received_rx),
+            connected: connected_rx,
+            stats,
+            task,
+        }
+    }
+
+    /// This client's address, to give to whoever should write to it.
+    pub fn address(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// The shell's counters.
+    pub fn stats(&self) -> &ShellStats {
+        &self.stats
+    }
+
+    /// Whether a gateway session is open now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Waits until a gateway session is open; `Err` if the client stopped.
+    pub async fn wait_connected(&self) -> Result<(), ClientError> {
+        let mut connected = self.connected.clone();
+        connected
+            .wait_for(|c| *c)
+            .await
+            .map(|_| ())
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sends `bytes` to `to`, with [`ClientOptions::reply_surbs`] reply SURBs.
+    pub async fn send(&self, to: &ClientAddress, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
+        self.send_with_surbs(to, bytes, None).await
+    }
+
+    /// Sends `bytes` to `to` with `reply_surbs` reply SURBs (`None`: the default).
+    pub async fn send_with_surbs(
+        &self,
+        to: &ClientAddress,
+        bytes: Vec<u8>,
+        reply_surbs: Option<usize>,
+    ) -> Result<Outgoing, ClientError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(Command::Send {
+            to: *to,
+            bytes,
+            reply_surbs,
+            respond,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Answers a received message through its reply handle.
+    pub async fn reply(
+        &self,
+        handle: ReplyHandle,
+        bytes: Vec<u8>,
+    ) -> Result<Outgoing, ClientError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(Command::Reply {
+            handle,
+            bytes,
+            respond,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// A copy of the core's counters (packets, cover, drops by reason).
+    pub async fn core_stats(&self) -> Result<ClientStats, ClientError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(Command::CoreStats { respond }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// The next received message; `None` once the client stopped.
+    pub async fn recv(&self) -> Option<ReceivedMessage> {
+        self.received.lock().await.recv().await
+    }
+
+    /// Stops the client task and waits for it.
+    pub async fn shutdown(self) {
+        let Client { commands, task, .. } = self;
+        drop(commands);
+        let _ = task.await;
+    }
+
+    async fn call(&self, command: Command) -> Result<(), ClientError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+}

@@ -1,0 +1,383 @@
+//! The client task: one owner of the core, its gateway session and its timers.
+//!
+//! It wakes at the core's `poll_timeout`, on a delivery from the gateway, on
+//! a call from the application and on a new topology. Every wake runs the
+//! same steps: hand due packets to the gateway, pass the core's events on.
+//! A delivery is acknowledged to the gateway only after
+//! `ClientCore::handle_delivery` returned (the core holds it); when the
+//! application does not read its messages, the task stops taking
+//! deliveries, so they wait in the gateway's mailbox, not in memory here.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::ClientAddress;
+use protocol::fragment::MessageId;
+use protocol::frame::FRAGMENT_CAPACITY;
+use protocol::surb::SURB_SIZE;
+use rand::RngExt;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until};
+use topology::Topology;
+
+use super::api::{ClientOptions, ClientParts, Outgoing, ReceivedMessage, SendStatus, ShellStats};
+use super::clock::Clock;
+use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+use super::routes::TopologyRoutes;
+use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, ReplyHandle};
+use crate::error::ClientError;
+
+/// A call from a [`Client`](super::Client) handle.
+pub(crate) enum Command {
+    Send {
+        to: ClientAddress,
+        bytes: Vec<u8>,
+        reply_surbs: Option<usize>,
+        respond: oneshot::Sender<Result<Outgoing, ClientError>>,
+    },
+    Reply {
+        handle: ReplyHandle,
+        bytes: Vec<u8>,
+        respond: oneshot::Sender<Result<Outgoing, ClientError>>,
+    },
+    CoreStats {
+        respond: oneshot::Sender<ClientStats>,
+    },
+}
+
+/// Envelope header of a message (docs/client.md, "Envelope").
+const MESSAGE_HEADER: usize = 4;
+/// Envelope header of a reply.
+const REPLY_HEADER: usize = 20;
+
+type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, LinkError>> + Send>>;
+
+/// The core's settings with the network-wide rates of `topology`.
+pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> ClientConfig {
+    let mut config = options.core;
+    if options.rates_from_topology {
+        config.send_rate = topology.params.lambda_p;
+        config.loop_cover_rate = topology.params.lambda_l;
+        config.mean_hop_delay = topology.params.mean_delay;
+    }
+    config
+}
+
+pub(crate) struct Driver<C: GatewayConnector> {
+    core: ClientCore<TopologyRoutes>,
+    rng: ChaCha20Rng,
+    clock: Clock,
+    options: ClientOptions,
+    connector: Arc<C>,
+    link: Option<C::Link>,
+    connecting: Option<Connecting<C::Link>>,
+    retry_at: Instant,
+    backoff: Duration,
+    commands: mpsc::Receiver<Command>,
+    received: mpsc::Sender<ReceivedMessage>,
+    /// A received message waiting for room in `received`.
+    held: Option<ReceivedMessage>,
+    outgoing: HashMap<MessageId, watch::Sender<SendStatus>>,
+    topology: watch::Receiver<Arc<Topology>>,
+    /// Whether topology updates can still come.
+    topology_open: bool,
+    connected: watch::Sender<bool>,
+    stats: Arc<ShellStats>,
+}
+
+/// Waits for the next delivery of `link`, or forever when there is none.
+async fn next_delivery<L: GatewayLink>(link: &mut Option<L>) -> Option<GatewayDelivery> {
+    match link {
+        Some(link) => link.next_delivery().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for `connecting`, or forever when nothing is connecting.
+async fn connected<L>(connecting: &mut Option<Connecting<L>>) -> Result<L, LinkError> {
+    match connecting {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until `received` has room (this task is its only sender, so the
+/// room stays), or forever once the application dropped it.
+async fn room(received: &mpsc::Sender<ReceivedMessage>) {
+    match received.reserve().await {
+        Ok(permit) => drop(permit),
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<C: GatewayConnector> Driver<C> {
+    pub(crate) fn new(
+        parts: ClientParts<C>,
+        mut rng: ChaCha20Rng,
+        commands: mpsc::Receiver<Command>,
+        received: mpsc::Sender<ReceivedMessage>,
+        connected: watch::Sender<bool>,
+        stats: Arc<ShellStats>,
+    ) -> Self {
+        let clock = Clock::start();
+        let topology = parts.topology.borrow().clone();
+        let config = core_config(&parts.options, &topology);
+        let core = ClientCore::new(
+            config,
+            parts.keys,
+            parts.gateway,
+            TopologyRoutes::new(topology),
+            clock.now(),
+            &mut rng,
+        );
+        Driver {
+            core,
+            rng,
+            clock,
+            backoff: parts.options.min_backoff,
+            options: parts.options,
+            connector: Arc::new(parts.connector),
+            link: None,
+            connecting: None,
+            retry_at: clock.to_instant(clock.now()),
+            commands,
+            received,
+            held: None,
+            outgoing: HashMap::new(),
+            topology: parts.topology,
+            topology_open: true,
+            connected,
+            stats,
+        }
+    }
+
+    pub(crate) fn address(&self) -> ClientAddress {
+        self.core.address()
+    }
+
+    /// Runs until every [`Client`](super::Client) handle is gone.
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.transmit().await;
+            self.pass_events();
+            if self.link.is_none() && self.connecting.is_none() && self.due(self.retry_at) {
+                let connector = self.connector.clone();
+                self.connecting = Some(Box::pin(async move { connector.connect().await }));
+            }
+            // Without a session the core's ticks are not taken (they would
+            // only be lost): it wakes for the next attempt instead.
+            let wake = match (&self.link, &self.connecting) {
+                (Some(_), _) => self.core.poll_timeout().map(|t| self.clock.to_instant(t)),
+                (None, None) => Some(self.retry_at),
+                (None, Some(_)) => None,
+            };
+            let taking = self.link.is_some() && self.held.is_none();
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                result = connected(&mut self.connecting) => {
+                    self.connecting = None;
+                    self.on_connect(result);
+                }
+                delivery = next_delivery(&mut self.link), if taking => match delivery {
+                    Some(delivery) => self.take_delivery(delivery).await,
+                    None => self.lose_link("the gateway closed the session".into()),
+                },
+                changed = self.topology.changed(), if self.topology_open => {
+                    self.topology_open = changed.is_ok();
+                    if changed.is_ok() {
+                        let topology = self.topology.borrow_and_update().clone();
+                        *self.core.routes_mut() = TopologyRoutes::new(topology);
+                        ShellStats::add(&self.stats.topology_updates, 1);
+                    }
+                }
+                () = room(&self.received), if self.held.is_some() => {
+                    // `pass_events` sends the held message at the top of the loop.
+                }
+                () = sleep_until_opt(wake) => {}
+            }
+        }
+        self.connected.send_replace(false);
+    }
+
+    #[allow(clippy::disallowed_methods)] // the async shell owns the real clock
+    fn due(&self, at: Instant) -> bool {
+        Instant::now() >= at
+    }
+
+    fn on_connect(&mut self, result: Result<C::Link, LinkError>) {
+        match result {
+            Ok(link) => {
+                tracing::info!("connected to the gateway");
+                self.link = Some(link);
+                self.backoff = self.options.min_backoff;
+                ShellStats::add(&self.stats.connects, 1);
+                self.connected.send_replace(true);
+            }
+            Err(e) => {
+                tracing::warn!("{e}; retrying in {:?}", self.backoff);
+                self.schedule_retry();
+            }
+        }
+    }
+
+    /// The next attempt after the current backoff, less up to half of it at
+    /// random (so that clients cut off together do not return together).
+    fn schedule_retry(&mut self) {
+        let wait = self.backoff.mul_f64(1.0 - self.rng.random::<f64>() / 2.0);
+        self.retry_at = self.clock.to_instant(self.clock.now()) + wait;
+        self.backoff = (self.backoff * 2).min(self.options.max_backoff);
+    }
+
+    fn lose_link(&mut self, why: String) {
+        tracing::warn!("gateway session lost: {why}");
+        self.link = None;
+        ShellStats::add(&self.stats.disconnects, 1);
+        self.connected.send_replace(false);
+        self.schedule_retry();
+    }
+
+    /// Hands every packet due now to the gateway; without a session, only
+    /// runs the core's timers.
+    async fn transmit(&mut self) {
+        let now = self.clock.now();
+        let Some(link) = self.link.as_mut() else {
+            self.core.handle_timeout(now);
+            return;
+        };
+        while let Some(packet) = self.core.poll_transmit(now, &mut self.rng) {
+            let len = packet.bytes.len() as u64;
+            if let Err(e) = link.send_packet(packet.first_hop, packet.bytes).await {
+                self.lose_link(e.to_string());
+                return;
+            }
+            ShellStats::add(&self.stats.packets_sent, 1);
+            ShellStats::add(&self.stats.bytes_sent, len);
+        }
+    }
+
+    async fn take_delivery(&mut self, delivery: GatewayDelivery) {
+        ShellStats::add(&self.stats.deliveries, 1);
+        ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
+        self.core
+            .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
+        // The core holds it now (or dropped it as malformed): the gateway may
+        // delete it.
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        match link.ack(delivery.mailbox_id).await {
+            Ok(()) => ShellStats::add(&self.stats.acks_sent, 1),
+            Err(e) => self.lose_link(e.to_string()),
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Send {
+                to,
+                bytes,
+                reply_surbs,
+                respond,
+            } => {
+                let surbs = reply_surbs.unwrap_or(self.options.reply_surbs);
+                let result = self
+                    .core
+                    .send(now, &to, &bytes, surbs, &mut self.rng)
+                    .map(|id| self.track(id, MESSAGE_HEADER + surbs * SURB_SIZE + bytes.len()));
+                let _ = respond.send(result);
+            }
+            Command::Reply {
+                mut handle,
+                bytes,
+                respond,
+            } => {
+                let result = self
+                    .core
+                    .reply(now, &mut handle, &bytes, &mut self.rng)
+                    .map(|id| self.track(id, REPLY_HEADER + bytes.len()));
+                let _ = respond.send(result);
+            }
+            Command::CoreStats { respond } => {
+                let _ = respond.send(self.core.stats().clone());
+            }
+        }
+    }
+
+    /// Watches message `id`, whose envelope is `envelope_len` bytes.
+    fn track(&mut self, id: MessageId, envelope_len: usize) -> Outgoing {
+        let total = envelope_len.div_ceil(FRAGMENT_CAPACITY).max(1);
+        let (tx, rx) = watch::channel(SendStatus::Progress { acked: 0, total });
+        self.outgoing.insert(id, tx);
+        Outgoing::new(id, rx)
+    }
+
+    /// Passes the core's events on, until one received message has to wait
+    /// for room (the rest wait in the core's bounded queue).
+    fn pass_events(&mut self) {
+        if let Some(message) = self.held.take() {
+            match self.received.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.held = Some(message);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                ClientEvent::Received {
+                    id,
+                    bytes,
+                    reply,
+                    in_reply_to,
+                } => {
+                    let message = ReceivedMessage {
+                        id,
+                        bytes,
+                        reply,
+                        in_reply_to,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(message)) =
+                        self.received.try_send(message)
+                    {
+                        self.held = Some(message);
+                        return;
+                    }
+                }
+                ClientEvent::Progress { id, acked, total } => {
+                    if let Some(status) = self.outgoing.get(&id) {
+                        status.send_replace(SendStatus::Progress { acked, total });
+                    }
+                }
+                ClientEvent::Delivered { id } => {
+                    if let Some(status) = self.outgoing.remove(&id) {
+                        status.send_replace(SendStatus::Delivered);
+                    }
+                }
+                ClientEvent::SendFailed { id } => {
+                    if let Some(status) = self.outgoing.remove(&id) {
+                        status.send_replace(SendStatus::Failed);
+                    }
+                }
+                ClientEvent::ReceiveTimedOut { .. } => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The async client: a tokio task around [`ClientCore`](crate::core::ClientCore).
+//!
+//! [`Client`] is the handle the application holds; the task behind it
+//! (`driver`) owns the core, the gateway session ([`link`]), the clock
+//! ([`clock`]) and the topology ([`routes`]). The data folder is in
+//! [`store`]; [`memory`] is an in-memory gateway for tests and benchmarks.
+
+mod api;
+pub mod clock;
+mod driver;
+pub mod link;
+pub mod memory;
+mod open;
+pub mod remote;
+pub mod routes;
+pub mod store;
+
+pub use api::{
+    Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, SendStatus, ShellStats,
+};
+pub use link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+pub use open::{os_seed, refresh_topology};
+pub use remote::RemoteConnector;
+pub use routes::TopologyRoutes;
+pub use store::{DataFolder, StoredSettings};

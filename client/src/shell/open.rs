@@ -1,0 +1,119 @@
+//! Starting a client from its data folder and the directory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::SphinxKeyPair;
+use rand::TryRng;
+use rand::rngs::SysRng;
+use tokio::sync::watch;
+use topology::{DirectoryClient, NodeEntry, Topology};
+
+use super::api::{Client, ClientOptions, ClientParts};
+use super::link::GatewayConnector;
+use super::remote::RemoteConnector;
+use super::store::DataFolder;
+use crate::error::{DataFolderError, OpenError};
+
+/// Fetches the topology again every `every`, and publishes it when it is
+/// newer; ends when no client watches any more.
+pub async fn refresh_topology(
+    directory: Arc<DirectoryClient>,
+    every: Duration,
+    publish: watch::Sender<Arc<Topology>>,
+) {
+    loop {
+        tokio::select! {
+            () = publish.closed() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match directory.refresh().await {
+            Ok(topology) => {
+                let newer = {
+                    let held = publish.borrow();
+                    (topology.epoch, topology.serial) != (held.epoch, held.serial)
+                };
+                if newer {
+                    publish.send_replace(topology);
+                }
+            }
+            Err(e) => tracing::warn!("keeping the current topology: {e}"),
+        }
+    }
+}
+
+/// A random 32-byte seed from the operating system.
+pub fn os_seed() -> Result<[u8; 32], DataFolderError> {
+    let mut seed = [0u8; 32];
+    SysRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| DataFolderError::Io {
+            path: "/dev/urandom".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(seed)
+}
+
+impl Client {
+    /// Starts the client kept in `data_dir`: reads its key and settings,
+    /// fetches and verifies the topology (or uses the cached one), finds
+    /// its gateway there and opens sessions with `connect(gateway, keys)`.
+    /// The topology is fetched again every `options.topology_refresh`.
+    pub async fn open<C, F>(
+        data_dir: &Path,
+        options: ClientOptions,
+        connect: F,
+    ) -> Result<Client, OpenError>
+    where
+        C: GatewayConnector,
+        F: FnOnce(&NodeEntry, &SphinxKeyPair) -> Result<C, OpenError>,
+    {
+        let folder = DataFolder::new(data_dir);
+        let (settings, keys) = folder.load()?;
+        let directory_key = settings.directory_key(&folder)?;
+        let gateway = settings.gateway(&folder)?;
+        let directory = Arc::new(DirectoryClient::new(
+            &settings.directory_url,
+            directory_key,
+            Some(folder.topology_path()),
+        )?);
+        let topology = directory.topology().await?;
+        let entry = topology
+            .gateways
+            .iter()
+            .find(|g| g.id == gateway)
+            .ok_or_else(|| OpenError::UnknownGateway(gateway.to_base58()))?;
+        let connector = connect(entry, &keys)?;
+        let (publish, watch) = watch::channel(topology);
+        tokio::spawn(refresh_topology(
+            directory,
+            options.topology_refresh,
+            publish,
+        ));
+        Ok(Client::start(ClientParts {
+            keys,
+            gateway,
+            topology: watch,
+            connector,
+            options,
+            seed: os_seed()?,
+        }))
+    }
+
+    /// Starts the client kept in `data_dir` ([`Client::open`]) with QUIC
+    /// sessions to its gateway's client address.
+    pub async fn connect(data_dir: &Path, options: ClientOptions) -> Result<Client, OpenError> {
+        Client::open(data_dir, options, |entry, keys| {
+            let address = entry
+                .client_address
+                .ok_or_else(|| OpenError::NoClientAddress(entry.id.to_base58()))?;
+            Ok(RemoteConnector {
+                address,
+                gateway: entry.id,
+                keys: keys.clone(),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,127 @@
+//! The `mixnet-client` binary's commands that need no network, and its errors.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::process::{Command, Output};
+
+use client::shell::{DataFolder, StoredSettings};
+use protocol::{NodeId, SphinxKeyPair};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mixnet-client"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn initialised_folder(dir: &std::path::Path) -> DataFolder {
+    let folder = DataFolder::new(dir);
+    let keys = SphinxKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(5));
+    let settings = StoredSettings {
+        // Nothing listens on port 9 of loopback.
+        directory_url: "http://127.0.0.1:9".into(),
+        directory_key: NodeId([1; 32]).to_base58(),
+        gateway: NodeId([2; 32]).to_base58(),
+    };
+    folder.init(&settings, &keys).unwrap();
+    folder
+}
+
+#[test]
+fn address_prints_the_stored_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = initialised_folder(dir.path());
+    let out = run(&["address", "--dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.trim(), folder.address().unwrap().to_string());
+    assert!(printed.trim().ends_with(&NodeId([2; 32]).to_base58()));
+}
+
+#[test]
+fn address_of_a_missing_folder_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "address",
+        "--dir",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client.toml"), "{err}");
+}
+
+#[test]
+fn send_to_a_malformed_address_fails_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    initialised_folder(dir.path());
+    let out = run(&[
+        "send",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--to",
+        "not-an-address",
+        "hello",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--to not-an-address"), "{err}");
+}
+
+#[test]
+fn receive_without_directory_or_cache_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    initialised_folder(dir.path());
+    let out = run(&[
+        "receive",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ready"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no topology"), "{err}");
+}
+
+#[test]
+fn init_with_an_unreachable_directory_writes_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "init",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--directory",
+        "http://127.0.0.1:9",
+        "--directory-key",
+        &NodeId([1; 32]).to_base58(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!DataFolder::new(dir.path()).key_path().exists());
+    let out = run(&[
+        "init",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--directory",
+        "http://127.0.0.1:9",
+        "--directory-key",
+        "xyz",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--directory-key"),
+        "{err}"
+    );
+}

@@ -1,0 +1,384 @@
+//! Messages, acks, retransmissions and replies across a small in-process mixnet.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod network;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use client::core::{ClientEvent, ReplyHandle};
+use protocol::fragment::MessageId;
+use protocol::frame::FRAGMENT_CAPACITY;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use network::{TestNetwork, test_config};
+
+const A: usize = 0;
+const B: usize = 1;
+
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Two clients on two gateways.
+fn two_clients(seed: u64) -> TestNetwork {
+    TestNetwork::new(seed, 2, &[0, 1], test_config())
+}
+
+fn delivered(net: &TestNetwork, client: usize, id: MessageId) -> usize {
+    net.count(
+        client,
+        |e| matches!(e, ClientEvent::Delivered { id: d } if *d == id),
+    )
+}
+
+fn received_bytes(net: &TestNetwork, client: usize, id: MessageId) -> Vec<Vec<u8>> {
+    net.events_of(client)
+        .filter_map(|e| match e {
+            ClientEvent::Received { id: r, bytes, .. } if *r == id => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_byte_one_fragment_and_100_kib_arrive_once_and_are_acked() {
+    let mut net = two_clients(1);
+    let to_b = net.clients[B].address();
+    // The envelope of a message without SURBs has a 4-byte header.
+    let messages = [
+        payload(1, 1),
+        payload(2, FRAGMENT_CAPACITY - 4),
+        payload(3, 100 * 1024),
+    ];
+    let mut ids = Vec::new();
+    for m in &messages {
+        let now = net.now;
+        ids.push(net.clients[A].send(now, &to_b, m, 0, &mut net.rng).unwrap());
+    }
+    let ok = net.run_until(Duration::from_secs(30), |n| {
+        ids.iter().all(|id| delivered(n, A, *id) == 1)
+    });
+    assert!(ok, "all three delivered; events {:?}", net.events.len());
+    // Let late duplicates (if any) arrive before counting.
+    net.run_until(Duration::from_secs(1), |_| false);
+    for (id, m) in ids.iter().zip(&messages) {
+        assert_eq!(
+            received_bytes(&net, B, *id),
+            vec![m.clone()],
+            "received once, intact"
+        );
+        assert_eq!(delivered(&net, A, *id), 1);
+    }
+    // Progress of the big message counts up to its fragment count.
+    let progress: Vec<(usize, usize)> = net
+        .events_of(A)
+        .filter_map(|e| match e {
+            ClientEvent::Progress { id, acked, total } if *id == ids[2] => Some((*acked, *total)),
+            _ => None,
+        })
+        .collect();
+    let total = (100 * 1024 + 4usize).div_ceil(FRAGMENT_CAPACITY);
+    assert_eq!(progress.len(), total);
+    assert_eq!(progress.last(), Some(&(total, total)));
+    assert!(progress.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    assert_eq!(
+        net.clients[A].occupancy().unacked_fragments,
+        0,
+        "nothing left in flight"
+    );
+    assert_eq!(net.clients[A].occupancy().ack_table, 0);
+    assert_eq!(net.refused, 0, "no mixer refused a packet");
+    let stats = net.clients[B].stats();
+    assert_eq!(stats.dropped_total(), 0);
+    assert!(
+        net.clients[A].stats().loop_cover_received > 0,
+        "loop cover came back"
+    );
+}
+
+/// Replies are as long as the message answered, up to 8 KiB.
+fn reply_len(message_len: usize) -> usize {
+    message_len.min(8 * 1024)
+}
+
+#[test]
+fn replies_reach_the_sender_through_its_surbs() {
+    let mut net = two_clients(2);
+    let to_b = net.clients[B].address();
+    let sizes = [1usize, 500, 100 * 1024];
+    let mut ids = Vec::new();
+    for (i, len) in sizes.iter().enumerate() {
+        let now = net.now;
+        // Enough SURBs for the reply (at most 8 KiB), plus two spares.
+        let surbs = reply_len(*len).div_ceil(FRAGMENT_CAPACITY) + 2;
+        let m = payload(10 + i as u64, *len);
+        ids.push(
+            net.clients[A]
+                .send(now, &to_b, &m, surbs, &mut net.rng)
+                .unwrap(),
+        );
+    }
+    assert!(net.run_until(Duration::from_secs(30), |n| n.received(B).len() == 3));
+    let handles: Vec<(MessageId, ReplyHandle)> = net
+        .received(B)
+        .into_iter()
+        .map(|e| match e {
+            ClientEvent::Received {
+                id,
+                reply: Some(h),
+                in_reply_to: None,
+                ..
+            } => (*id, h.clone()),
+            other => panic!("a message with a reply handle expected, got {other:?}"),
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for (id, mut handle) in handles {
+        assert_eq!(handle.in_reply_to(), id);
+        let len = sizes[ids.iter().position(|x| *x == id).unwrap()];
+        let answer = payload(100 + len as u64, reply_len(len));
+        let now = net.now;
+        let reply_id = net.clients[B]
+            .reply(now, &mut handle, &answer, &mut net.rng)
+            .unwrap();
+        assert_eq!(
+            handle.surbs_left(),
+            0,
+            "the handle's SURBs went to the reply"
+        );
+        replies.push((id, reply_id, answer));
+    }
+    let ok = net.run_until(Duration::from_secs(60), |n| {
+        replies
+            .iter()
+            .all(|(_, r, _)| delivered(n, B, *r) == 1 && !received_bytes(n, A, *r).is_empty())
+    });
+    assert!(ok, "every reply received by A and acked to B");
+    net.run_until(Duration::from_secs(1), |_| false);
+    for (original, reply_id, answer) in &replies {
+        let got: Vec<_> = net
+            .events_of(A)
+            .filter_map(|e| match e {
+                ClientEvent::Received {
+                    id,
+                    bytes,
+                    in_reply_to,
+                    ..
+                } if id == reply_id => Some((bytes.clone(), *in_reply_to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![(answer.clone(), Some(*original))]);
+    }
+    assert_eq!(net.clients[A].stats().dropped_total(), 0);
+    // A acked every reply fragment itself (1 + 1 + 6 fragments).
+    assert!(net.clients[A].stats().reply_acks_sent >= 8);
+}
+
+#[test]
+fn a_reply_needs_one_surb_per_fragment() {
+    let mut net = two_clients(3);
+    let to_b = net.clients[B].address();
+    let now = net.now;
+    net.clients[A]
+        .send(now, &to_b, b"short", 1, &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(10), |n| n.received(B).len() == 1));
+    let ClientEvent::Received {
+        reply: Some(mut handle),
+        ..
+    } = net.received(B)[0].clone()
+    else {
+        panic!("handle expected");
+    };
+    let now = net.now;
+    let err = net.clients[B]
+        .reply(
+            now,
+            &mut handle,
+            &vec![0; FRAGMENT_CAPACITY * 2],
+            &mut net.rng,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        client::ClientError::NotEnoughSurbs {
+            needed: 3,
+            available: 1
+        }
+    );
+    assert_eq!(handle.surbs_left(), 1, "a refused reply keeps the handle");
+}
+
+#[test]
+fn a_lost_fragment_is_sent_again_and_arrives_once() {
+    let mut net = two_clients(4);
+    let to_b = net.clients[B].address();
+    let lost = Rc::new(Cell::new(0));
+    let counter = lost.clone();
+    // The gateway loses the first copy of fragment 1 of every message.
+    net.lose_fragment = Box::new(move |f, seen| {
+        let lose = f.index == 1 && seen == 0;
+        counter.set(counter.get() + usize::from(lose));
+        lose
+    });
+    let m = payload(5, FRAGMENT_CAPACITY * 3);
+    let now = net.now;
+    let id = net.clients[A]
+        .send(now, &to_b, &m, 0, &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(30), |n| delivered(n, A, id) == 1));
+    net.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(lost.get(), 1);
+    assert_eq!(received_bytes(&net, B, id), vec![m]);
+    assert_eq!(net.clients[A].stats().retransmissions, 1);
+}
+
+#[test]
+fn a_lost_ack_makes_a_duplicate_that_the_receiver_removes() {
+    let mut net = two_clients(5);
+    let to_b = net.clients[B].address();
+    // The first ack of every fragment is lost, so every fragment is sent twice.
+    net.lose_ack = Box::new(|_, seen| seen == 0);
+    let m = payload(6, 10);
+    let now = net.now;
+    let id = net.clients[A]
+        .send(now, &to_b, &m, 0, &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(30), |n| delivered(n, A, id) == 1));
+    net.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(
+        received_bytes(&net, B, id),
+        vec![m],
+        "the application sees it once"
+    );
+    assert_eq!(net.clients[B].stats().duplicate_fragments, 1);
+    assert_eq!(net.clients[A].stats().retransmissions, 1);
+}
+
+#[test]
+fn a_message_that_is_never_acked_fails_after_the_last_retransmission() {
+    let mut net = two_clients(6);
+    let to_b = net.clients[B].address();
+    let copies = Rc::new(Cell::new(0));
+    let counter = copies.clone();
+    net.lose_fragment = Box::new(move |_, _| {
+        counter.set(counter.get() + 1);
+        true
+    });
+    let now = net.now;
+    let id = net.clients[A]
+        .send(now, &to_b, b"lost", 0, &mut net.rng)
+        .unwrap();
+    let failed = |n: &TestNetwork| {
+        n.count(
+            A,
+            |e| matches!(e, ClientEvent::SendFailed { id: f } if *f == id),
+        ) == 1
+    };
+    assert!(net.run_until(Duration::from_secs(60), failed));
+    let max = test_config().max_retransmissions as usize;
+    assert_eq!(
+        copies.get(),
+        max + 1,
+        "first send plus every retransmission"
+    );
+    assert_eq!(net.clients[A].stats().retransmissions, max as u64);
+    assert_eq!(net.clients[A].occupancy().unacked_fragments, 0);
+    assert_eq!(net.clients[A].occupancy().ack_table, 0);
+    assert!(received_bytes(&net, B, id).is_empty());
+    assert_eq!(delivered(&net, A, id), 0);
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let run = |seed| {
+        let mut net = two_clients(seed);
+        let to_b = net.clients[B].address();
+        let now = net.now;
+        net.clients[A]
+            .send(now, &to_b, &payload(9, 5000), 2, &mut net.rng)
+            .unwrap();
+        net.run_until(Duration::from_millis(1500), |_| false);
+        (net.trace_hash(), net.client_sends.len())
+    };
+    let first = run(7);
+    assert_eq!(first, run(7));
+    assert_ne!(first.0, run(8).0);
+}
+
+/// A sends to B with `surbs` reply SURBs; returns the network once B holds
+/// the reply handle and A's message is acked.
+fn message_with_handle(seed: u64, surbs: usize) -> (TestNetwork, ReplyHandle) {
+    let mut net = two_clients(seed);
+    let to_b = net.clients[B].address();
+    let now = net.now;
+    let id = net.clients[A]
+        .send(now, &to_b, b"question", surbs, &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(10), |n| delivered(n, A, id) == 1));
+    let ClientEvent::Received {
+        reply: Some(handle),
+        ..
+    } = net.received(B)[0].clone()
+    else {
+        panic!("handle expected");
+    };
+    (net, handle)
+}
+
+/// Loses the first sealed delivery to A from now on (a reply fragment).
+fn lose_first_reply_fragment(net: &mut TestNetwork) -> Rc<Cell<usize>> {
+    let lost = Rc::new(Cell::new(0));
+    let counter = lost.clone();
+    net.lose_delivery = Box::new(move |client, d| {
+        let lose = client == A && !d.surb_id.is_forward() && counter.get() == 0;
+        counter.set(counter.get() + usize::from(lose));
+        lose
+    });
+    lost
+}
+
+#[test]
+fn a_lost_reply_fragment_is_sent_again_through_a_spare_surb() {
+    let (mut net, mut handle) = message_with_handle(21, 2);
+    let lost = lose_first_reply_fragment(&mut net);
+    let now = net.now;
+    let reply = net.clients[B]
+        .reply(now, &mut handle, b"answer", &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(30), |n| delivered(n, B, reply) == 1));
+    assert_eq!(lost.get(), 1);
+    assert_eq!(received_bytes(&net, A, reply), vec![b"answer".to_vec()]);
+    assert_eq!(net.clients[B].stats().retransmissions, 1);
+}
+
+#[test]
+fn a_lost_reply_fragment_without_a_spare_surb_fails() {
+    let (mut net, mut handle) = message_with_handle(22, 1);
+    lose_first_reply_fragment(&mut net);
+    let now = net.now;
+    let reply = net.clients[B]
+        .reply(now, &mut handle, b"answer", &mut net.rng)
+        .unwrap();
+    let failed = |n: &TestNetwork| {
+        n.count(
+            B,
+            |e| matches!(e, ClientEvent::SendFailed { id } if *id == reply),
+        ) == 1
+    };
+    assert!(net.run_until(Duration::from_secs(30), failed));
+    assert!(received_bytes(&net, A, reply).is_empty());
+    assert_eq!(net.clients[B].occupancy().unacked_fragments, 0);
+}

@@ -1,0 +1,225 @@
+//! End to end on a local network of real processes (a directory, 3 × 2 mix
+//! nodes, two gateways): two in-process `Client`s talk through it.
+//! Needs the node binaries built beside the test (`cargo build --bins`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// Real processes run on the real clock: deadlines for their start-up.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientOptions};
+use localnet::{LocalNet, NetworkSpec};
+use protocol::ClientAddress;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+
+fn spec() -> NetworkSpec {
+    NetworkSpec {
+        mix_per_layer: 2,
+        gateways: 2,
+        mean_delay_ms: 10,
+        lambda_p: 100.0,
+        lambda_l: 2.0,
+        lambda_m: 1.0,
+        refresh_ms: 300,
+        ..NetworkSpec::default()
+    }
+}
+
+/// `mixnet-client init` until the directory lists the gateway; returns the address.
+fn init(net: &LocalNet, dir: &Path, gateway: usize) -> ClientAddress {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(CLIENT)
+            .args(["init", "--dir", dir.to_str().unwrap()])
+            .args(["--directory", &net.directory_url])
+            .args(["--directory-key", &net.directory_key.to_base58()])
+            .args(["--gateway", &net.gateways[gateway].id.to_base58()])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn options() -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.core.ack_margin = Duration::from_millis(1500);
+    // Routes are drawn at random: with a dead node in a layer of two, half of
+    // them fail, so allow enough fresh routes that a fragment gets through.
+    o.core.max_retransmissions = 16;
+    o.topology_refresh = Duration::from_secs(1);
+    o
+}
+
+async fn connect(dir: &Path) -> Client {
+    let c = Client::connect(dir, options()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), c.wait_connected())
+        .await
+        .expect("connected in time")
+        .unwrap();
+    c
+}
+
+fn message(i: usize, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len).map(|j| (i * 31 + j * 7) as u8).collect();
+    if let Some(first) = m.first_mut() {
+        *first = i as u8;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
+    let net = LocalNet::start(spec()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
+    init(&net, &alice_dir, 0);
+    let bob_address = init(&net, &bob_dir, 1);
+    let alice = connect(&alice_dir).await;
+    let bob = connect(&bob_dir).await;
+
+    // 50 sizes from 1 byte to 100 KiB, geometrically spaced.
+    let sizes: Vec<usize> = (0..50)
+        .map(|i| (102_400f64.powf(i as f64 / 49.0)).round() as usize)
+        .collect();
+    let mut expected = BTreeMap::new();
+    let mut outgoing = Vec::new();
+    for (i, len) in sizes.iter().enumerate() {
+        let m = message(i, *len);
+        outgoing.push(alice.send(&bob_address, m.clone()).await.unwrap());
+        expected.insert(i, m);
+    }
+
+    // Bob gets each exactly once, intact, and answers through its SURBs.
+    let mut received = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received.len() < 50 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, bob.recv())
+            .await
+            .expect("50 messages in time")
+            .unwrap();
+        let i = usize::from(m.bytes[0]);
+        assert!(
+            received.insert(i, m.bytes.clone()).is_none(),
+            "message {i} twice"
+        );
+        let reply = m.reply.expect("the sender attached SURBs");
+        bob.reply(reply, format!("re {i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    assert_eq!(received, expected);
+    for o in outgoing {
+        tokio::time::timeout(Duration::from_secs(60), o.delivered())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    // Alice gets every reply.
+    let mut replies = std::collections::BTreeSet::new();
+    while replies.len() < 50 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = tokio::time::timeout(left, alice.recv())
+            .await
+            .expect("50 replies in time")
+            .unwrap();
+        assert!(r.in_reply_to.is_some());
+        let text = String::from_utf8(r.bytes).unwrap();
+        assert!(replies.insert(text), "reply twice");
+    }
+    assert_eq!(replies, (0..50).map(|i| format!("re {i}")).collect());
+    // Nothing more comes: exactly once.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), bob.recv())
+            .await
+            .is_err()
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_crash() {
+    let mut net = LocalNet::start(spec()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
+    init(&net, &alice_dir, 0);
+    let bob_address = init(&net, &bob_dir, 1);
+    let alice = connect(&alice_dir).await;
+    let bob = connect(&bob_dir).await;
+
+    // A mix node dies while messages are in flight: retransmission on fresh
+    // routes gets every one through.
+    let mut outgoing = Vec::new();
+    for i in 0..10 {
+        outgoing.push(alice.send(&bob_address, message(i, 3000)).await.unwrap());
+    }
+    net.kill_mixnode(2);
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 10 {
+        let m = tokio::time::timeout(Duration::from_secs(90), bob.recv())
+            .await
+            .expect("all 10")
+            .unwrap();
+        assert_eq!(m.bytes, message(usize::from(m.bytes[0]), 3000));
+        got.insert(m.bytes[0]);
+    }
+    drop(outgoing);
+    net.restart_mixnode(2).unwrap();
+
+    // Bob goes offline; what his gateway acknowledged survives its crash.
+    bob.shutdown().await;
+    let mut outgoing = Vec::new();
+    for i in 20..25 {
+        outgoing.push(alice.send(&bob_address, message(i, 100)).await.unwrap());
+    }
+    for o in outgoing {
+        tokio::time::timeout(Duration::from_secs(90), o.delivered())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    net.kill_gateway(1);
+    net.restart_gateway(1).unwrap();
+    let bob = connect(&bob_dir).await;
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 5 {
+        let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
+            .await
+            .expect("all 5")
+            .unwrap();
+        assert!(got.insert(m.bytes[0]), "each exactly once");
+        assert_eq!(m.bytes, message(usize::from(m.bytes[0]), 100));
+    }
+    assert_eq!(got, (20..25).collect());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), bob.recv())
+            .await
+            .is_err()
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

@@ -1,0 +1,225 @@
+//! An in-process mixnet for the async client's tests: in-memory gateways
+//! (`client::shell::memory`) joined by real `Mixer`s, one per layer and one
+//! exit mixer per gateway. Packets cross every hop at once (the delays the
+//! sender chose are not waited for); an exit gateway opens forward
+//! deliveries, sends the SURB-ack back (as the real gateway does), and
+//! stores the delivery in its client's mailbox.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use client::shell::memory::{MemoryConnector, MemoryGateway, MemoryGatewayControl};
+use mixnode::{Action, Delivery, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use protocol::epoch::Epoch;
+use protocol::frame::Frame;
+use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
+use protocol::replay::ReplayFilterConfig;
+use protocol::surb::{Surb, open_forward_payload, use_surb};
+use protocol::time::Timestamp;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::mpsc;
+use topology::{NetworkParams, NodeEntry, Topology};
+
+fn mixer(rng: &mut ChaCha20Rng, role: MixerRole) -> (Mixer, NodeEntry) {
+    let id = IdentityKeyPair::generate(rng).node_id();
+    let key = SphinxKeyPair::generate(rng);
+    let mixer = Mixer::new(
+        id,
+        SphinxCodec,
+        MixerConfig {
+            role,
+            replay: ReplayFilterConfig {
+                min_tags_per_epoch: 50_000,
+                false_positive_rate: 1e-6,
+            },
+            ..MixerConfig::default()
+        },
+    );
+    let entry = NodeEntry {
+        id,
+        address: SocketAddr::from(([127, 0, 0, 1], 9)),
+        client_address: Some(SocketAddr::from(([127, 0, 0, 1], 10))),
+        sphinx_key: key.public(),
+        region: None,
+        score: 1.0,
+    };
+    mixer.install_key(Epoch(0), key);
+    mixer.rotate(Epoch(0));
+    (mixer, entry)
+}
+
+/// Network parameters small enough for fast tests.
+pub fn test_params() -> NetworkParams {
+    NetworkParams {
+        mean_delay: Duration::from_millis(20),
+        lambda_p: 50.0,
+        lambda_l: 2.0,
+        ..NetworkParams::default()
+    }
+}
+
+/// One gateway of the test network, before its client starts.
+pub struct GatewaySlot {
+    pub id: NodeId,
+    pub control: MemoryGatewayControl,
+    pub connector: Option<MemoryConnector>,
+}
+
+/// The running test network.
+pub struct TestMixnet {
+    pub topology: Arc<Topology>,
+    pub gateways: Vec<GatewaySlot>,
+    /// Client key → index of its gateway, filled by `register`.
+    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], usize>>>,
+    /// Packets a mixer refused.
+    pub refused: Arc<AtomicU64>,
+    /// Deliveries for a client key nobody registered (drop cover).
+    pub undeliverable: Arc<AtomicU64>,
+}
+
+impl TestMixnet {
+    /// Three mixes and `gateways` gateways; spawns the router task.
+    pub fn start(seed: u64, gateways: usize) -> TestMixnet {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut mixers = HashMap::new();
+        let mut layers = Vec::new();
+        for _ in 0..3 {
+            let (m, entry) = mixer(&mut rng, MixerRole::Mix);
+            mixers.insert(entry.id, m);
+            layers.push(vec![entry]);
+        }
+        let (wire_tx, wire_rx) = mpsc::channel::<(NodeId, Vec<u8>)>(4096);
+        let mut entries = Vec::new();
+        let mut slots = Vec::new();
+        for _ in 0..gateways {
+            let (m, entry) = mixer(&mut rng, MixerRole::Exit);
+            mixers.insert(entry.id, m);
+            let (mut gateway, connector) = MemoryGateway::new(1024);
+            slots.push(GatewaySlot {
+                id: entry.id,
+                control: gateway.control(),
+                connector: Some(connector),
+            });
+            entries.push(entry);
+            // The entry gateway forwards what its client sends to layer 1.
+            let wire = wire_tx.clone();
+            tokio::spawn(async move {
+                while let Some(packet) = gateway.next_packet().await {
+                    if wire.send(packet).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let topology = Arc::new(Topology {
+            epoch: Epoch(0),
+            serial: 1,
+            params: test_params(),
+            layers,
+            gateways: entries,
+        });
+        let net = TestMixnet {
+            topology,
+            gateways: slots,
+            clients: Arc::default(),
+            refused: Arc::default(),
+            undeliverable: Arc::default(),
+        };
+        let router = Router {
+            mixers,
+            gateways: net
+                .gateways
+                .iter()
+                .map(|g| (g.id, g.control.clone()))
+                .collect(),
+            clients: net.clients.clone(),
+            refused: net.refused.clone(),
+            undeliverable: net.undeliverable.clone(),
+            wire: wire_tx,
+        };
+        tokio::spawn(router.run(wire_rx));
+        net
+    }
+
+    /// Routes deliveries for `client_key` to gateway `gateway`'s mailbox.
+    pub fn register(&self, client_key: [u8; 32], gateway: usize) {
+        self.clients.lock().unwrap().insert(client_key, gateway);
+    }
+}
+
+struct Router {
+    mixers: HashMap<NodeId, Mixer>,
+    gateways: HashMap<NodeId, MemoryGatewayControl>,
+    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], usize>>>,
+    refused: Arc<AtomicU64>,
+    undeliverable: Arc<AtomicU64>,
+    wire: mpsc::Sender<(NodeId, Vec<u8>)>,
+}
+
+impl Router {
+    async fn run(self, mut wire: mpsc::Receiver<(NodeId, Vec<u8>)>) {
+        let start = tokio::time::Instant::now();
+        while let Some((mut node, mut packet)) = wire.recv().await {
+            let now = Timestamp::from_nanos(start.elapsed().as_nanos() as u64 + 1_000_000_000);
+            loop {
+                let Some(mixer) = self.mixers.get(&node) else {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                match mixer.handle_packet(now, &packet) {
+                    Ok(Action::Forward(t)) => {
+                        node = t.next_hop;
+                        packet = t.packet;
+                    }
+                    Ok(Action::Deliver(d)) => {
+                        self.deliver(node, d).await;
+                        break;
+                    }
+                    Ok(Action::LoopReturned) => break,
+                    Err(_) => {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the exit gateway `gateway` does with a final-hop packet.
+    async fn deliver(&self, gateway: NodeId, d: Delivery) {
+        let known = self.clients.lock().unwrap().get(&d.destination).copied();
+        let (Some(_), Some(control)) = (known, self.gateways.get(&gateway)) else {
+            self.undeliverable.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let handed = if d.surb_id.is_forward() {
+            let Ok(frame) = open_forward_payload(&d.payload) else {
+                return;
+            };
+            if let Ok(Frame::DataFragment {
+                surb_ack: Some(ack),
+                fragment,
+            }) = Frame::decode(&frame)
+            {
+                let ack_frame = Frame::Ack {
+                    fragment: fragment.id,
+                }
+                .encode()
+                .unwrap();
+                if let Ok(p) = use_surb(&Surb(ack), &ack_frame) {
+                    let _ = self.wire.try_send((p.first_hop, p.bytes));
+                }
+            }
+            frame
+        } else {
+            d.payload
+        };
+        control.deliver(d.surb_id, handed);
+    }
+}

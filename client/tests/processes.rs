@@ -1,0 +1,178 @@
+//! `mixnet-client` against a network of real processes (directory, mix
+//! nodes, gateways) on loopback. Needs the `directory`, `mixnode` and
+//! `gateway` binaries built beside the test (`cargo build --bins`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// Real processes run on the real clock: deadlines for their start-up.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use localnet::{LocalNet, NetworkSpec};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+
+/// Runs `mixnet-client init` until the directory lists `gateway` (it
+/// registers shortly after it starts); returns the printed address.
+fn init(net: &LocalNet, dir: &std::path::Path, gateway: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(CLIENT)
+            .args(["init", "--dir", dir.to_str().unwrap()])
+            .args(["--directory", &net.directory_url])
+            .args(["--directory-key", &net.directory_key.to_base58()])
+            .args(["--gateway", gateway])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap().trim().to_string();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(Instant::now() < deadline, "init never succeeded: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Lines of a child's stdout, through a channel (so reads can time out).
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
+    let net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 2,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
+    init(&net, &alice_dir, &net.gateways[0].id.to_base58());
+    let bob = init(&net, &bob_dir, &net.gateways[1].id.to_base58());
+
+    let mut receiver = KillOnDrop(
+        Command::new(CLIENT)
+            .args([
+                "receive",
+                "--dir",
+                bob_dir.to_str().unwrap(),
+                "--count",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut receiver.0);
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
+
+    let sent = Command::new(CLIENT)
+        .args(["send", "--dir", alice_dir.to_str().unwrap(), "--to", &bob])
+        .arg("hello through the mixnet")
+        .output()
+        .unwrap();
+    let progress = String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.status.success(), "{progress}");
+    assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "ready");
+    assert!(progress.contains("waiting for ack 0/1"), "{progress}");
+    assert!(progress.contains("delivered"), "{progress}");
+
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "hello through the mixnet"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = receiver.0.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(Instant::now() < deadline, "receive --count 1 did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Two `chat`s: lines out, lines in.
+    let alice = init(
+        &net,
+        &root.path().join("alice2"),
+        &net.gateways[0].id.to_base58(),
+    );
+    let chat = |dir: &std::path::Path, to: &str| {
+        KillOnDrop(
+            Command::new(CLIENT)
+                .args(["chat", "--dir", dir.to_str().unwrap(), "--to", to])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut alice_chat = chat(&root.path().join("alice2"), &bob);
+    let mut bob_chat = chat(&bob_dir, &alice);
+    let alice_lines = lines_of(&mut alice_chat.0);
+    let bob_lines = lines_of(&mut bob_chat.0);
+    for lines in [&alice_lines, &bob_lines] {
+        assert_eq!(
+            lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+            "ready"
+        );
+    }
+    let mut alice_in = alice_chat.0.stdin.take().unwrap();
+    let mut bob_in = bob_chat.0.stdin.take().unwrap();
+    writeln!(alice_in, "hi bob").unwrap();
+    assert_eq!(
+        bob_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "hi bob"
+    );
+    writeln!(bob_in, "hi alice").unwrap();
+    assert_eq!(
+        alice_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "hi alice"
+    );
+    // End of stdin: each exits once what it sent is delivered.
+    drop((alice_in, bob_in));
+    for child in [&mut alice_chat, &mut bob_chat] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                assert!(status.success());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chat did not exit at the end of stdin"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

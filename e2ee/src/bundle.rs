@@ -1,0 +1,344 @@
+//! Long-term identity, prekeys, and the signed prekey bundle that a client
+//! publishes so that others can start a session with it.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ml_kem::{KeyExport, MlKem768, TryKeyInit};
+use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::SessionError;
+use crate::secret::{Secret32, Secret64};
+use crate::suite::{CipherSuite, LABEL_BUNDLE};
+use crate::wire::Reader;
+
+/// The ML-KEM-768 decapsulation key type.
+pub(crate) type PqDecapsulationKey = ml_kem::DecapsulationKey<MlKem768>;
+/// The ML-KEM-768 encapsulation key type.
+pub(crate) type PqEncapsulationKey = ml_kem::EncapsulationKey<MlKem768>;
+
+/// Format version of an encoded [`PrekeyBundle`].
+pub const BUNDLE_VERSION: u8 = 1;
+/// Length of an encoded ML-KEM-768 encapsulation key.
+pub const PQ_PUBLIC_KEY_LEN: usize = 1184;
+/// Length of an encoded suite-1 [`PrekeyBundle`].
+pub const BUNDLE_LEN: usize = 2 + 32 + 32 + 4 + 32 + 4 + PQ_PUBLIC_KEY_LEN + 64;
+
+/// A client's long-term keys for end-to-end sessions: an X25519 identity key
+/// (separate from its Sphinx key) and an Ed25519 key that signs its prekeys.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LocalIdentity {
+    dh: Secret32,
+    signing: Secret32,
+}
+
+impl LocalIdentity {
+    /// Generates fresh identity keys.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        Self {
+            dh: Secret32::random(rng),
+            signing: Secret32::random(rng),
+        }
+    }
+
+    /// The public half: what peers pin in an address card.
+    pub fn public(&self) -> PeerIdentity {
+        PeerIdentity {
+            dh: PublicKey::from(&self.dh_secret()).to_bytes(),
+            signing: self.signing_key().verifying_key().to_bytes(),
+        }
+    }
+
+    /// Signs the public halves of `prekeys` into a bundle others can use to reach us.
+    pub fn bundle(&self, prekeys: &PrekeySecrets) -> PrekeyBundle {
+        let identity = self.public();
+        let mut body = Vec::with_capacity(BUNDLE_LEN);
+        body.push(BUNDLE_VERSION);
+        body.push(CipherSuite::DEFAULT.id());
+        body.extend_from_slice(&identity.dh);
+        body.extend_from_slice(&identity.signing);
+        body.extend_from_slice(&prekeys.spk_id.to_be_bytes());
+        body.extend_from_slice(&prekeys.spk_public());
+        body.extend_from_slice(&prekeys.pq_id.to_be_bytes());
+        body.extend_from_slice(&prekeys.pq_public_bytes());
+        let signature = self.signing_key().sign(&signed_message(&body));
+        PrekeyBundle {
+            suite: CipherSuite::DEFAULT,
+            identity,
+            spk_id: prekeys.spk_id,
+            spk: prekeys.spk_public(),
+            pq_id: prekeys.pq_id,
+            pq_public: prekeys.pq_public_bytes(),
+            signature: signature.to_bytes(),
+        }
+    }
+
+    /// The X25519 identity private key.
+    pub(crate) fn dh_secret(&self) -> StaticSecret {
+        StaticSecret::from(*self.dh.expose())
+    }
+
+    fn signing_key(&self) -> SigningKey {
+        SigningKey::from_bytes(self.signing.expose())
+    }
+}
+
+// Both keys are `Secret32`, which wipes itself on drop.
+impl zeroize::ZeroizeOnDrop for LocalIdentity {}
+
+impl std::fmt::Debug for LocalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalIdentity")
+            .field("public", &self.public())
+            .finish()
+    }
+}
+
+/// The public identity of a client: its X25519 identity key and its Ed25519
+/// prekey-signing key. Compare it with the address card before trusting a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    /// X25519 identity public key (used in the handshake's DH(IKa, SPKb) and DH(EKa, IKb)).
+    pub dh: [u8; 32],
+    /// Ed25519 public key that signs this client's prekey bundles.
+    pub signing: [u8; 32],
+}
+
+/// A client's current prekeys: a signed X25519 prekey and an ML-KEM-768
+/// prekey, each with an id that initial messages name. Rotate them
+/// periodically: until a prekey is deleted, whoever steals it together with
+/// the identity key can decrypt the first messages sent to it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PrekeySecrets {
+    spk_id: u32,
+    spk: Secret32,
+    pq_id: u32,
+    pq_seed: Secret64,
+}
+
+impl PrekeySecrets {
+    /// Generates fresh prekeys with the given ids.
+    pub fn generate(rng: &mut impl CryptoRng, spk_id: u32, pq_id: u32) -> Self {
+        Self {
+            spk_id,
+            spk: Secret32::random(rng),
+            pq_id,
+            pq_seed: Secret64::random(rng),
+        }
+    }
+
+    /// Id of the signed X25519 prekey.
+    pub fn spk_id(&self) -> u32 {
+        self.spk_id
+    }
+
+    /// Id of the ML-KEM-768 prekey.
+    pub fn pq_id(&self) -> u32 {
+        self.pq_id
+    }
+
+    pub(crate) fn spk_secret(&self) -> StaticSecret {
+        StaticSecret::from(*self.spk.expose())
+    }
+
+    pub(crate) fn spk_secret_bytes(&self) -> Secret32 {
+        self.spk.clone()
+    }
+
+    pub(crate) fn spk_public(&self) -> [u8; 32] {
+        PublicKey::from(&self.spk_secret()).to_bytes()
+    }
+
+    pub(crate) fn pq_decapsulation_key(&self) -> PqDecapsulationKey {
+        let seed = self.pq_seed.expose();
+        PqDecapsulationKey::from_seed(ml_kem::Seed::from(*seed))
+    }
+
+    pub(crate) fn pq_public_bytes(&self) -> Vec<u8> {
+        self.pq_decapsulation_key()
+            .encapsulation_key()
+            .to_bytes()
+            .to_vec()
+    }
+}
+
+// The prekey and the ML-KEM seed are `Secret32` / `Secret64`, which wipe themselves on drop.
+impl zeroize::ZeroizeOnDrop for PrekeySecrets {}
+
+impl std::fmt::Debug for PrekeySecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrekeySecrets")
+            .field("spk_id", &self.spk_id)
+            .field("pq_id", &self.pq_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public prekeys of a client, signed by its Ed25519 identity key.
+///
+/// A decoded bundle has always had its signature verified. It travels in an
+/// address card or through the mixnet, never through a party that would
+/// learn who talks to whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrekeyBundle {
+    suite: CipherSuite,
+    identity: PeerIdentity,
+    spk_id: u32,
+    spk: [u8; 32],
+    pq_id: u32,
+    pq_public: Vec<u8>,
+    signature: [u8; 64],
+}
+
+impl PrekeyBundle {
+    /// The identity that signed this bundle.
+    pub fn identity(&self) -> PeerIdentity {
+        self.identity
+    }
+
+    /// The bundle's cipher suite.
+    pub fn suite(&self) -> CipherSuite {
+        self.suite
+    }
+
+    /// Id of the signed X25519 prekey.
+    pub fn spk_id(&self) -> u32 {
+        self.spk_id
+    }
+
+    /// Id of the ML-KEM-768 prekey.
+    pub fn pq_id(&self) -> u32 {
+        self.pq_id
+    }
+
+    pub(crate) fn spk(&self) -> [u8; 32] {
+        self.spk
+    }
+
+    pub(crate) fn pq_public(&self) -> &[u8] {
+        &self.pq_public
+    }
+
+    /// Encodes the bundle (see docs/e2ee.md for the layout).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(BUNDLE_LEN);
+        out.push(BUNDLE_VERSION);
+        out.push(self.suite.id());
+        out.extend_from_slice(&self.identity.dh);
+        out.extend_from_slice(&self.identity.signing);
+        out.extend_from_slice(&self.spk_id.to_be_bytes());
+        out.extend_from_slice(&self.spk);
+        out.extend_from_slice(&self.pq_id.to_be_bytes());
+        out.extend_from_slice(&self.pq_public);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Decodes a bundle and verifies its signature and keys.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SessionError> {
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8("bundle version")?;
+        if version != BUNDLE_VERSION {
+            return Err(SessionError::UnsupportedBundleVersion(version));
+        }
+        let suite = CipherSuite::from_id(reader.u8("bundle suite")?)?;
+        let identity = PeerIdentity {
+            dh: reader.array("bundle identity key")?,
+            signing: reader.array("bundle signing key")?,
+        };
+        let spk_id = reader.u32("bundle spk id")?;
+        let spk = reader.array::<32>("bundle signed prekey")?;
+        let pq_id = reader.u32("bundle pq prekey id")?;
+        let pq_public = reader.take(PQ_PUBLIC_KEY_LEN, "bundle pq prekey")?.to_vec();
+        let body_len = bytes.len().saturating_sub(reader.remaining());
+        let signature = reader.array::<64>("bundle signature")?;
+        reader.finish("trailing bytes after bundle")?;
+
+        let body = bytes
+            .get(..body_len)
+            .ok_or(SessionError::Malformed("bundle body"))?;
+        let verifying = VerifyingKey::from_bytes(&identity.signing)
+            .map_err(|_| SessionError::BadBundleSignature)?;
+        verifying
+            .verify_strict(&signed_message(body), &Signature::from_bytes(&signature))
+            .map_err(|_| SessionError::BadBundleSignature)?;
+        PqEncapsulationKey::new_from_slice(&pq_public)
+            .map_err(|_| SessionError::Malformed("bundle pq prekey"))?;
+        Ok(Self {
+            suite,
+            identity,
+            spk_id,
+            spk,
+            pq_id,
+            pq_public,
+            signature,
+        })
+    }
+}
+
+/// The bytes an Ed25519 bundle signature covers: a label, then the bundle body.
+fn signed_message(body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(LABEL_BUNDLE.len() + body.len());
+    message.extend_from_slice(LABEL_BUNDLE);
+    message.extend_from_slice(body);
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn sample() -> (LocalIdentity, PrekeySecrets, PrekeyBundle) {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let identity = LocalIdentity::generate(&mut rng);
+        let prekeys = PrekeySecrets::generate(&mut rng, 7, 9);
+        let bundle = identity.bundle(&prekeys);
+        (identity, prekeys, bundle)
+    }
+
+    #[test]
+    fn bundle_round_trips() {
+        let (identity, _, bundle) = sample();
+        let bytes = bundle.encode();
+        assert_eq!(bytes.len(), BUNDLE_LEN);
+        let decoded = PrekeyBundle::decode(&bytes).unwrap();
+        assert_eq!(decoded, bundle);
+        assert_eq!(decoded.identity(), identity.public());
+        assert_eq!((decoded.spk_id(), decoded.pq_id()), (7, 9));
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let (_, _, bundle) = sample();
+        let bytes = bundle.encode();
+        for index in (0..bytes.len()).step_by(7) {
+            let mut tampered = bytes.clone();
+            tampered[index] ^= 0x20;
+            assert!(
+                PrekeyBundle::decode(&tampered).is_err(),
+                "byte {index} flip accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_version_suite_and_lengths_are_refused() {
+        let (_, _, bundle) = sample();
+        let bytes = bundle.encode();
+        let mut v = bytes.clone();
+        v[0] = 2;
+        assert_eq!(
+            PrekeyBundle::decode(&v),
+            Err(SessionError::UnsupportedBundleVersion(2))
+        );
+        let mut s = bytes.clone();
+        s[1] = 9;
+        assert_eq!(PrekeyBundle::decode(&s), Err(SessionError::UnknownSuite(9)));
+        assert!(PrekeyBundle::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(PrekeyBundle::decode(&long).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+
+mod bundle;
+mod error;
+mod handshake;
+mod ratchet;
+mod sealed;
+#[cfg(test)]
+mod secrecy_tests;
+mod secret;
+mod session;
+mod suite;
+mod wire;
+
+pub use bundle::{
+    BUNDLE_LEN, BUNDLE_VERSION, LocalIdentity, PQ_PUBLIC_KEY_LEN, PeerIdentity, PrekeyBundle,
+    PrekeySecrets,
+};
+pub use error::SessionError;
+pub use handshake::{INITIAL_PREFIX_LEN, PQ_CIPHERTEXT_LEN};
+pub use ratchet::{MAX_PAST_CHAINS, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_TOTAL, RATCHET_HEADER_LEN};
+pub use sealed::{PassphraseParams, SEALED_MAGIC, SEALED_VERSION, StateStore};
+pub use session::{InitialInfo, Role, STATE_VERSION, Session, UnixSeconds};
+pub use suite::CipherSuite;

@@ -1,0 +1,177 @@
+//! The client side: a QUIC endpoint that accepts any client certificate
+//! (the client's key is authenticated inside the link protocol, not by TLS)
+//! and carries one bidirectional stream per connection.
+//!
+//! The gateway speaks first (its `Challenge`), so it opens the stream; the
+//! client may open none (its stream limits are zero). Each connection has a
+//! reader task (bytes → the core thread) and a writer task draining a
+//! bounded queue (the core thread → the stream).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gateway::SessionId;
+use protocol::keys::IdentityKeyPair;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use transport::tls::{InboundPolicy, server_crypto};
+use transport::{LinkStats, NodeIdentity, PeerSet};
+
+use crate::core_loop::{ClientEvent, WriterCommand};
+
+/// Time a client has to finish its QUIC handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A silent client connection is dropped after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes buffered unacknowledged towards one client.
+const SEND_WINDOW: u64 = 256 * 1024;
+/// Bytes read from a client at once (one link message is at most 4098).
+const READ_CHUNK: usize = 8192;
+
+/// The client endpoint.
+pub struct ClientListener {
+    endpoint: quinn::Endpoint,
+}
+
+impl ClientListener {
+    /// Binds the client endpoint on `listen`, presenting `identity`.
+    pub fn bind(identity: &IdentityKeyPair, listen: SocketAddr) -> Result<Self> {
+        let node_identity = NodeIdentity::new(identity.signing_key())
+            .map_err(|e| anyhow::anyhow!("identity certificate: {e}"))?;
+        let crypto = server_crypto(
+            &node_identity,
+            PeerSet::new([]),
+            InboundPolicy::AcceptUnpinned,
+            Arc::new(LinkStats::default()),
+        )
+        .map_err(|e| anyhow::anyhow!("client TLS: {e}"))?;
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(0u8.into())
+            .max_concurrent_uni_streams(0u8.into())
+            // Bytes buffered for one client that does not read (the delivery
+            // window already keeps it under 32 messages of at most 4098 bytes).
+            .send_window(SEND_WINDOW)
+            .max_idle_timeout(Some(
+                IDLE_TIMEOUT
+                    .try_into()
+                    .context("client idle timeout out of range")?,
+            ));
+        let mut server = quinn::ServerConfig::with_crypto(crypto);
+        server.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::server(server, listen)
+            .with_context(|| format!("clients.listen = {listen}: cannot bind"))?;
+        Ok(ClientListener { endpoint })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Accepts clients until `shutdown`, at most `max_sessions` at once.
+    pub async fn serve(
+        self,
+        events: mpsc::Sender<ClientEvent>,
+        max_sessions: usize,
+        session_queue: usize,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(max_sessions));
+        loop {
+            let incoming = tokio::select! {
+                incoming = self.endpoint.accept() => incoming,
+                _ = shutdown.changed() => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                incoming.refuse();
+                continue;
+            };
+            let events = events.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = connection(incoming, events, session_queue).await {
+                    tracing::debug!("client connection: {e:#}");
+                }
+            });
+        }
+        // Sessions were sent `Close(shutdown)` by the core; give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        self.endpoint.close(0u8.into(), b"shutdown");
+    }
+}
+
+/// One client connection: handshake, open the stream, relay bytes both ways.
+async fn connection(
+    incoming: quinn::Incoming,
+    events: mpsc::Sender<ClientEvent>,
+    session_queue: usize,
+) -> Result<()> {
+    let connection = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
+        .await
+        .context("handshake timed out")??;
+    let (send, mut recv) = connection.open_bi().await?;
+    let (writer_tx, writer_rx) = mpsc::channel(session_queue);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    events
+        .send(ClientEvent::Opened {
+            writer: writer_tx,
+            reply: reply_tx,
+        })
+        .await
+        .context("gateway stopping")?;
+    let session = reply_rx.await.context("gateway stopping")?;
+    let writer = tokio::spawn(write_loop(connection.clone(), send, writer_rx));
+    read_loop(&mut recv, session, &events).await;
+    let _ = events.send(ClientEvent::Closed { session }).await;
+    connection.close(0u8.into(), b"closed");
+    let _ = writer.await;
+    Ok(())
+}
+
+async fn read_loop(
+    recv: &mut quinn::RecvStream,
+    session: SessionId,
+    events: &mpsc::Sender<ClientEvent>,
+) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match recv.read(&mut buf).await {
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => return,
+        };
+        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+        if events
+            .send(ClientEvent::Bytes { session, bytes })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    connection: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut commands: mpsc::Receiver<WriterCommand>,
+) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            WriterCommand::Bytes(bytes) => {
+                if send.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            WriterCommand::Close => {
+                // Let the `Close` message reach the client before the connection ends.
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+                break;
+            }
+        }
+    }
+    connection.close(0u8.into(), b"closed");
+}

@@ -1,0 +1,244 @@
+//! The thread that owns the [`GatewayCore`].
+//!
+//! The core commits to the mailbox (one `redb` transaction, a disk sync, per
+//! batch) inside its calls, so it runs on its own thread with its own
+//! single-threaded runtime, never on the reactor threads that move client
+//! bytes. It receives client events and final-hop deliveries over bounded
+//! channels, wakes at `next_timeout`, and carries out the core's actions:
+//! bytes to a session's writer (a bounded queue: a client that does not read
+//! is disconnected, never waited for), closes, and packets into layer 1.
+//!
+//! The replay tag of every delivered packet is journalled and flushed before
+//! the core stores the message, so a gateway killed and restarted refuses a
+//! packet it had already stored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gateway::{GatewayAction, GatewayCore, RedbStore, SessionId};
+use mixnode::{Delivery, DropReason, Mixer};
+use nodeshell::clock::Clock;
+use nodeshell::journal::{ReplayJournal, ReplayRecord};
+use protocol::packet::OutgoingPacket;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use topology::Topology;
+use transport::{Endpoint, PeerId, SendError};
+
+use crate::metrics::GatewayMetrics;
+
+/// Most events handled between two looks at the clock and the topology.
+const BATCH: usize = 256;
+
+/// What a client connection tells the core.
+pub enum ClientEvent {
+    /// A client connected; the core answers with its session id.
+    Opened {
+        /// Where the session's bytes go.
+        writer: mpsc::Sender<WriterCommand>,
+        /// The session id.
+        reply: oneshot::Sender<SessionId>,
+    },
+    /// Bytes arrived on the session's stream.
+    Bytes {
+        /// The session.
+        session: SessionId,
+        /// What arrived.
+        bytes: Vec<u8>,
+    },
+    /// The connection is gone.
+    Closed {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// What a session's writer task is told.
+#[derive(Debug)]
+pub enum WriterCommand {
+    /// Write these bytes.
+    Bytes(Vec<u8>),
+    /// Finish the stream and close the connection.
+    Close,
+}
+
+/// A final-hop packet unwrapped by a worker, with its replay tag.
+pub struct FinalHop {
+    /// What the exit mixer handed out.
+    pub delivery: Delivery,
+    /// Its replay tag, journalled before the message is stored.
+    pub record: mixnode::ReplayRecord,
+}
+
+/// Everything the core thread owns or reads.
+pub struct CoreLoop {
+    /// The gateway state machine.
+    pub core: GatewayCore<RedbStore>,
+    /// The replay journal.
+    pub journal: ReplayJournal,
+    /// The exit mixer (for its current epoch, to compact the journal).
+    pub mixer: Arc<Mixer>,
+    /// The node-side endpoint (packets into layer 1).
+    pub endpoint: Arc<Endpoint>,
+    /// The current topology.
+    pub topology: watch::Receiver<Arc<Topology>>,
+    /// Metrics.
+    pub metrics: Arc<GatewayMetrics>,
+    /// The clock (Unix time).
+    pub clock: Clock,
+    /// Randomness for challenges.
+    pub rng: ChaCha20Rng,
+}
+
+impl CoreLoop {
+    /// Runs until `shutdown` turns true or both channels close; then closes every session.
+    pub async fn run(
+        mut self,
+        mut clients: mpsc::Receiver<ClientEvent>,
+        mut final_hops: mpsc::Receiver<FinalHop>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut writers: HashMap<SessionId, mpsc::Sender<WriterCommand>> = HashMap::new();
+        let mut journal_epoch = self.mixer.current_epoch();
+        self.set_layer1();
+        loop {
+            let epoch = self.mixer.current_epoch();
+            if epoch != journal_epoch {
+                journal_epoch = epoch;
+                if let Err(e) = self.journal.compact(epoch.previous().unwrap_or(epoch)) {
+                    tracing::error!("replay journal: {e:#}");
+                }
+            }
+            if self.topology.has_changed().unwrap_or(false) {
+                self.set_layer1();
+            }
+            let wake = self.clock.to_tokio(self.core.next_timeout());
+            let actions = tokio::select! {
+                event = clients.recv() => {
+                    let Some(event) = event else { break };
+                    let mut actions = self.client_event(event, &mut writers);
+                    for _ in 1..BATCH {
+                        let Ok(event) = clients.try_recv() else { break };
+                        actions.extend(self.client_event(event, &mut writers));
+                    }
+                    actions
+                }
+                hop = final_hops.recv() => {
+                    let Some(hop) = hop else { break };
+                    let mut batch = vec![hop];
+                    while batch.len() < BATCH {
+                        let Ok(hop) = final_hops.try_recv() else { break };
+                        batch.push(hop);
+                    }
+                    self.final_hops(batch)
+                }
+                _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(self.clock.now()),
+                _ = shutdown.changed() => break,
+            };
+            self.dispatch(actions, &mut writers);
+        }
+        let actions = self.core.shutdown();
+        self.dispatch(actions, &mut writers);
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("replay journal: {e:#}");
+        }
+    }
+
+    fn set_layer1(&mut self) {
+        let topology = self.topology.borrow_and_update().clone();
+        let layer1 = topology.layers.first().cloned().unwrap_or_default();
+        self.core.set_layer1(layer1.iter().map(|e| e.id));
+    }
+
+    fn client_event(
+        &mut self,
+        event: ClientEvent,
+        writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
+    ) -> Vec<GatewayAction> {
+        let now = self.clock.now();
+        match event {
+            ClientEvent::Opened { writer, reply } => {
+                let (session, actions) = self.core.open_session(now, &mut self.rng);
+                writers.insert(session, writer);
+                let _ = reply.send(session);
+                actions
+            }
+            ClientEvent::Bytes { session, bytes } => {
+                self.core.handle_client_bytes(now, session, &bytes)
+            }
+            ClientEvent::Closed { session } => {
+                self.core.close_session(session);
+                writers.remove(&session);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Journals the batch's replay tags, then hands the deliveries to the core.
+    fn final_hops(&mut self, batch: Vec<FinalHop>) -> Vec<GatewayAction> {
+        for hop in &batch {
+            let record = ReplayRecord {
+                epoch: hop.record.epoch,
+                tag: hop.record.tag,
+            };
+            if let Err(e) = self.journal.append(&record) {
+                tracing::error!("replay journal: {e:#}");
+            }
+        }
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("replay journal: {e:#}");
+        }
+        let now = self.clock.now();
+        self.core
+            .handle_deliveries(now, batch.into_iter().map(|h| h.delivery))
+    }
+
+    fn dispatch(
+        &mut self,
+        actions: Vec<GatewayAction>,
+        writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
+    ) {
+        for action in actions {
+            match action {
+                GatewayAction::Send { session, bytes } => {
+                    let Some(writer) = writers.get(&session) else {
+                        continue;
+                    };
+                    if writer.try_send(WriterCommand::Bytes(bytes)).is_err() {
+                        // Too slow (or gone): disconnect it; its messages stay
+                        // in the mailbox for its next session.
+                        tracing::debug!("client session too slow; closing it");
+                        self.metrics.slow_clients.inc();
+                        self.core.close_session(session);
+                        writers.remove(&session);
+                    }
+                }
+                GatewayAction::Close { session, .. } => {
+                    if let Some(writer) = writers.remove(&session) {
+                        let _ = writer.try_send(WriterCommand::Close);
+                    }
+                }
+                GatewayAction::Forward(packet) => self.forward(packet),
+            }
+        }
+    }
+
+    fn forward(&self, packet: OutgoingPacket) {
+        let topology = self.topology.borrow().clone();
+        let Some(entry) = topology.entry(&packet.first_hop) else {
+            self.metrics.count_drop(DropReason::UnknownNextHop);
+            return;
+        };
+        match self
+            .endpoint
+            .send(PeerId(packet.first_hop.0), entry.address, packet.bytes)
+        {
+            Ok(()) => {
+                self.metrics.forwarded.inc();
+            }
+            Err(SendError::QueueFull(_)) => self.metrics.count_drop(DropReason::QueueFull),
+            Err(SendError::NotPinned(_)) => self.metrics.count_drop(DropReason::UnknownNextHop),
+            Err(_) => self.metrics.count_drop(DropReason::LinkDown),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The durable [`MailboxStore`]: an embedded `redb` database file.
+//!
+//! Every change is one write transaction committed with `redb`'s default
+//! durability (`Immediate`: the commit has reached the disk when `commit`
+//! returns), so a message the gateway has acknowledged survives a crash.
+//!
+//! Tables:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `messages` | (client key, mailbox id) | expiry (u64 BE ns) · SURB id (16 B) · payload |
+//! | `expiry` | (expiry ns, mailbox id) | client key |
+//! | `clients` | client key | () |
+//! | `meta` | `"next_id"` | first unused mailbox id |
+//!
+//! Expiry instants are nanoseconds on the gateway's clock, which must
+//! therefore be wall-clock based (see docs/gateway.md) for retention to
+//! survive a restart.
+
+use std::path::Path;
+
+use protocol::packet::SURB_ID_SIZE;
+use protocol::surb::SurbId;
+use protocol::time::Timestamp;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::error::MailboxError;
+use crate::mailbox::{
+    ClientKey, MailboxId, MailboxStore, MailboxUsage, RemovedMessage, StoredMessage,
+};
+
+const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("messages");
+const EXPIRY: TableDefinition<(u64, u64), [u8; 32]> = TableDefinition::new("expiry");
+const CLIENTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("clients");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_ID: &str = "next_id";
+const RECORD_HEADER: usize = 8 + SURB_ID_SIZE;
+
+/// Mailboxes in a `redb` database file.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedbStore")
+    }
+}
+
+fn encode_record(m: &StoredMessage) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_HEADER + m.payload.len());
+    v.extend_from_slice(&m.expires_at.as_nanos().to_be_bytes());
+    v.extend_from_slice(&m.surb_id.0);
+    v.extend_from_slice(&m.payload);
+    v
+}
+
+fn decode_record(client: ClientKey, id: u64, bytes: &[u8]) -> Result<StoredMessage, MailboxError> {
+    let (expiry, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or(MailboxError::Corrupt("short record"))?;
+    let (surb_id, payload) = rest
+        .split_first_chunk::<SURB_ID_SIZE>()
+        .ok_or(MailboxError::Corrupt("short record"))?;
+    Ok(StoredMessage {
+        id: MailboxId(id),
+        client,
+        expires_at: Timestamp::from_nanos(u64::from_be_bytes(*expiry)),
+        surb_id: SurbId(*surb_id),
+        payload: payload.to_vec(),
+    })
+}
+
+fn payload_len(record_len: usize) -> u64 {
+    record_len.saturating_sub(RECORD_HEADER) as u64
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating it (and its tables) if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, MailboxError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(MESSAGES)?;
+            txn.open_table(EXPIRY)?;
+            txn.open_table(CLIENTS)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl MailboxStore for RedbStore {
+    fn put(&mut self, m: &StoredMessage) -> Result<(), MailboxError> {
+        self.put_batch(std::slice::from_ref(m))
+    }
+
+    fn put_batch(&mut self, batch: &[StoredMessage]) -> Result<(), MailboxError> {
+        let Some(last) = batch.iter().map(|m| m.id.0).max() else {
+            return Ok(());
+        };
+        let txn = self.db.begin_write()?;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut expiry = txn.open_table(EXPIRY)?;
+            for m in batch {
+                messages.insert((m.client, m.id.0), encode_record(m).as_slice())?;
+                expiry.insert((m.expires_at.as_nanos(), m.id.0), m.client)?;
+            }
+            let mut meta = txn.open_table(META)?;
+            let next = meta.get(NEXT_ID)?.map_or(0, |v| v.value());
+            meta.insert(NEXT_ID, next.max(last.saturating_add(1)))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn list(
+        &self,
+        client: &ClientKey,
+        after: Option<MailboxId>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
+        let start = match after {
+            Some(MailboxId(id)) => match id.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(Vec::new()),
+            },
+            None => 0,
+        };
+        let txn = self.db.begin_read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for entry in messages.range((*client, start)..=(*client, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let (client, id) = key.value();
+            out.push(decode_record(client, id, value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn delete(
+        &mut self,
+        client: &ClientKey,
+        id: MailboxId,
+    ) -> Result<Option<RemovedMessage>, MailboxError> {
+        Ok(self.delete_batch(&[(*client, id)])?.pop())
+    }
+
+    fn delete_batch(
+        &mut self,
+        batch: &[(ClientKey, MailboxId)],
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        let txn = self.db.begin_write()?;
+        let mut removed = Vec::new();
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut expiry = txn.open_table(EXPIRY)?;
+            for (client, id) in batch {
+                let Some(record) = messages.remove((*client, id.0))? else {
+                    continue;
+                };
+                let record = decode_record(*client, id.0, record.value())?;
+                expiry.remove((record.expires_at.as_nanos(), id.0))?;
+                removed.push(RemovedMessage {
+                    client: *client,
+                    id: *id,
+                    bytes: record.payload.len() as u64,
+                });
+            }
+        }
+        if removed.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(removed)
+    }
+
+    fn expire(
+        &mut self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        let txn = self.db.begin_write()?;
+        let mut removed = Vec::new();
+        {
+            let mut expiry = txn.open_table(EXPIRY)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut due = Vec::new();
+            for entry in expiry.range(..=(now.as_nanos(), u64::MAX))? {
+                if due.len() >= limit {
+                    break;
+                }
+                let (key, client) = entry?;
+                due.push((key.value(), client.value()));
+            }
+            for ((at, id), client) in due {
+                expiry.remove((at, id))?;
+                if let Some(record) = messages.remove((client, id))? {
+                    removed.push(RemovedMessage {
+                        client,
+                        id: MailboxId(id),
+                        bytes: payload_len(record.value().len()),
+                    });
+                }
+            }
+        }
+        if removed.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(removed)
+    }
+
+    fn next_expiry(&self) -> Result<Option<Timestamp>, MailboxError> {
+        let txn = self.db.begin_read()?;
+        let expiry = txn.open_table(EXPIRY)?;
+        Ok(expiry
+            .first()?
+            .map(|(k, _)| Timestamp::from_nanos(k.value().0)))
+    }
+
+    fn usage_by_client(&self) -> Result<Vec<(ClientKey, MailboxUsage)>, MailboxError> {
+        let txn = self.db.begin_read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        let mut out: Vec<(ClientKey, MailboxUsage)> = Vec::new();
+        for entry in messages.iter()? {
+            let (key, value) = entry?;
+            let (client, _) = key.value();
+            let bytes = payload_len(value.value().len());
+            match out.last_mut() {
+                Some((last, usage)) if *last == client => {
+                    usage.messages += 1;
+                    usage.bytes += bytes;
+                }
+                _ => out.push((client, MailboxUsage { messages: 1, bytes })),
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_id(&self) -> Result<MailboxId, MailboxError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(MailboxId(meta.get(NEXT_ID)?.map_or(0, |v| v.value())))
+    }
+
+    fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut clients = txn.open_table(CLIENTS)?;
+            if clients.get(*client)?.is_some() {
+                drop(clients);
+                txn.abort()?;
+                return Ok(());
+            }
+            clients.insert(*client, ())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
+        let txn = self.db.begin_read()?;
+        let clients = txn.open_table(CLIENTS)?;
+        let mut out = Vec::with_capacity(usize::try_from(clients.len()?).unwrap_or(0));
+        for entry in clients.iter()? {
+            out.push(entry?.0.value());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,314 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+//! Mailbox semantics on both stores: order, deletion on ack, retention,
+//! quotas, and the redb file surviving a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gateway::mailbox::PutError;
+use gateway::{
+    GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore,
+    NewMessage, RedbStore,
+};
+use mixnode::Delivery;
+use protocol::keys::{NodeId, SphinxKeyPair};
+use protocol::packet::SURB_ID_SIZE;
+use protocol::surb::SurbId;
+use protocol::time::Timestamp;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+const ALICE: [u8; 32] = [1; 32];
+const BOB: [u8; 32] = [2; 32];
+const SURB: SurbId = SurbId([9; SURB_ID_SIZE]);
+
+fn secs(s: u64) -> Timestamp {
+    Timestamp::from_millis(s * 1_000)
+}
+
+fn config(retention_secs: u64) -> MailboxConfig {
+    MailboxConfig {
+        retention: Duration::from_secs(retention_secs),
+        ..MailboxConfig::default()
+    }
+}
+
+/// The same behaviour from any store.
+fn check_semantics<S: MailboxStore>(store: S) {
+    let mut m = Mailbox::open(store, config(100)).unwrap();
+    let a1 = m.put(secs(0), &ALICE, SURB, b"a1".to_vec(), None).unwrap();
+    let b1 = m.put(secs(1), &BOB, SURB, b"b1".to_vec(), None).unwrap();
+    let a2 = m
+        .put(
+            secs(2),
+            &ALICE,
+            SurbId([0; SURB_ID_SIZE]),
+            b"a22".to_vec(),
+            None,
+        )
+        .unwrap();
+    // The sender asks for 10 s: kept 10 s, not the 100 s retention.
+    let a3 = m
+        .put(
+            secs(3),
+            &ALICE,
+            SURB,
+            b"a3".to_vec(),
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+    // A sender cannot make a message outlive the retention.
+    let b2 = m
+        .put(
+            secs(4),
+            &BOB,
+            SURB,
+            b"b2".to_vec(),
+            Some(Duration::from_secs(1_000)),
+        )
+        .unwrap();
+    assert!(a1 < b1 && b1 < a2 && a2 < a3 && a3 < b2);
+
+    let alice: Vec<_> = m.list(&ALICE, None, 10).unwrap();
+    assert_eq!(
+        alice.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a1, a2, a3]
+    );
+    assert_eq!(alice[1].payload, b"a22");
+    assert!(alice[1].surb_id.is_forward());
+    assert_eq!(alice[2].expires_at, secs(13));
+    assert_eq!(m.list(&ALICE, Some(a1), 1).unwrap()[0].id, a2);
+    assert!(
+        m.list(&ALICE, Some(MailboxId(u64::MAX)), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(m.list(&BOB, None, 10).unwrap()[1].expires_at, secs(104));
+    assert_eq!(m.usage().messages, 5);
+    assert_eq!(m.usage().bytes, 11);
+    assert_eq!(m.client_usage(&ALICE).messages, 3);
+
+    // Only the owner's ack deletes.
+    assert!(!m.delete(&BOB, a1).unwrap());
+    assert!(m.delete(&ALICE, a1).unwrap());
+    assert!(!m.delete(&ALICE, a1).unwrap());
+    assert_eq!(m.usage().messages, 4);
+
+    // Retention: a3 goes at 13 s, the rest at 100 s after they came.
+    assert_eq!(m.next_expiry().unwrap(), Some(secs(13)));
+    assert_eq!(m.expire(secs(12)).unwrap(), 0);
+    assert_eq!(m.expire(secs(13)).unwrap(), 1);
+    assert_eq!(m.expire(secs(101)).unwrap(), 1, "b1");
+    assert_eq!(m.expire(secs(1_000)).unwrap(), 2, "a2 and b2");
+    assert_eq!(m.usage().messages, 0);
+    assert_eq!(m.usage().bytes, 0);
+    assert!(m.list(&ALICE, None, 10).unwrap().is_empty());
+    assert_eq!(m.next_expiry().unwrap(), None);
+    // Ids keep growing after deletions.
+    let next = m.put(secs(2_000), &BOB, SURB, vec![], None).unwrap();
+    assert!(next > b2);
+}
+
+#[test]
+fn memory_store_semantics() {
+    check_semantics(MemoryStore::new());
+}
+
+#[test]
+fn redb_store_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    check_semantics(RedbStore::open(dir.path().join("mailbox.redb")).unwrap());
+}
+
+#[test]
+fn quotas_refuse_instead_of_growing() {
+    let mut m = Mailbox::open(
+        MemoryStore::new(),
+        MailboxConfig {
+            max_messages_per_client: 2,
+            max_total_bytes: 10,
+            ..MailboxConfig::default()
+        },
+    )
+    .unwrap();
+    m.put(secs(0), &ALICE, SURB, vec![0; 3], None).unwrap();
+    m.put(secs(0), &ALICE, SURB, vec![0; 3], None).unwrap();
+    assert!(matches!(
+        m.put(secs(0), &ALICE, SURB, vec![0; 1], None),
+        Err(PutError::Full)
+    ));
+    m.put(secs(0), &BOB, SURB, vec![0; 4], None).unwrap();
+    assert!(matches!(
+        m.put(secs(0), &BOB, SURB, vec![0; 1], None),
+        Err(PutError::Full)
+    ));
+    assert_eq!(m.usage().bytes, 10);
+}
+
+#[test]
+fn redb_mailbox_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.redb");
+    let (kept, gone) = {
+        let mut store = RedbStore::open(&path).unwrap();
+        store.register_client(&ALICE).unwrap();
+        store.register_client(&ALICE).unwrap();
+        let mut m = Mailbox::open(store, config(100)).unwrap();
+        let gone = m.put(secs(0), &ALICE, SURB, b"one".to_vec(), None).unwrap();
+        let kept = m.put(secs(1), &ALICE, SURB, b"two".to_vec(), None).unwrap();
+        assert!(m.delete(&ALICE, gone).unwrap());
+        (kept, gone)
+    };
+    // The process is gone; a new one opens the same file.
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.clients().unwrap(), vec![ALICE]);
+    let mut m = Mailbox::open(store, config(100)).unwrap();
+    assert_eq!(m.usage().messages, 1);
+    assert_eq!(m.usage().bytes, 3);
+    let listed = m.list(&ALICE, None, 10).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].id,
+            listed[0].payload.as_slice(),
+            listed[0].surb_id
+        ),
+        (kept, b"two".as_slice(), SURB)
+    );
+    // Ids are never reused, not even the deleted one's.
+    let new = m
+        .put(secs(2), &ALICE, SURB, b"three".to_vec(), None)
+        .unwrap();
+    assert!(new > kept && new != gone);
+    // Expiry instants survived too.
+    assert_eq!(m.next_expiry().unwrap(), Some(secs(101)));
+}
+
+#[test]
+fn gateway_over_redb_delivers_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.redb");
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let bob = SphinxKeyPair::generate(&mut rng);
+    let key = bob.public().to_bytes();
+    let gw = NodeId([5; 32]);
+    {
+        let mailbox = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+        let mut core = GatewayCore::new(gw, GatewayConfig::default(), mailbox).unwrap();
+        // Bob registers by connecting once, then leaves.
+        let (c, _) = connect(&mut core, &mut rng, secs(0), &bob);
+        core.close_session(c.session);
+        for n in 1..=3u8 {
+            let d = Delivery {
+                destination: key,
+                surb_id: SurbId([n; SURB_ID_SIZE]),
+                payload: vec![n; 32],
+            };
+            core.handle_delivery(secs(1), d);
+        }
+        // Bob saw the first one pushed but crashed before acking the others.
+        let (c, messages) = connect(&mut core, &mut rng, secs(2), &bob);
+        let ids = mailbox_ids(&messages);
+        assert_eq!(ids.len(), 3);
+        let ack = gateway::ClientMessage::AckDelivery { mailbox_id: ids[0] };
+        core.handle_client_bytes(secs(2), c.session, &gateway::LinkMessage::encode(&ack));
+    }
+    let mailbox = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+    let mut core = GatewayCore::new(gw, GatewayConfig::default(), mailbox).unwrap();
+    assert!(core.is_registered(&key), "registration survives");
+    assert_eq!(core.stats().snapshot().mailbox_messages, 2);
+    let (_, messages) = connect(&mut core, &mut rng, secs(3), &bob);
+    let payloads: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| match m {
+            gateway::GatewayMessage::Deliver { payload, .. } => payload.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(payloads, vec![vec![2u8; 32], vec![3u8; 32]]);
+}
+
+#[test]
+fn the_gateway_expires_messages_after_the_retention_and_counts_them() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let config = GatewayConfig {
+        expiry_interval: Duration::from_secs(5),
+        ..GatewayConfig::default()
+    };
+    let mailbox = Mailbox::open(MemoryStore::new(), self::config(30)).unwrap();
+    let mut core = GatewayCore::new(NodeId([6; 32]), config, mailbox).unwrap();
+    let bob = SphinxKeyPair::generate(&mut rng);
+    let key = bob.public().to_bytes();
+    core.register_client(&key).unwrap();
+    for (n, at) in [(1u8, 0u64), (2, 10)] {
+        core.handle_delivery(
+            secs(at),
+            Delivery {
+                destination: key,
+                surb_id: SurbId([n; SURB_ID_SIZE]),
+                payload: vec![n; 8],
+            },
+        );
+    }
+    // Drive the core by its own timer, as the shell would.
+    let mut now = secs(0);
+    let mut seen = Vec::new();
+    while now <= secs(45) {
+        core.handle_timeout(now);
+        seen.push((now, core.stats().snapshot().expired));
+        now = core.next_timeout();
+    }
+    let expired_at = |count| seen.iter().find(|(_, e)| *e >= count).map(|(t, _)| *t);
+    // Retention 30 s, sweeps every 5 s: the first goes at the 30 s sweep, the second at 40 s.
+    assert_eq!(expired_at(1), Some(secs(30)));
+    assert_eq!(expired_at(2), Some(secs(40)));
+    let s = core.stats().snapshot();
+    assert_eq!((s.expired, s.mailbox_messages, s.mailbox_bytes), (2, 0, 0));
+    // Bob comes back to nothing.
+    let (_, messages) = connect(&mut core, &mut rng, now, &bob);
+    assert!(messages.is_empty());
+}
+
+#[test]
+fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.redb");
+    let limits = MailboxConfig {
+        max_messages_per_client: 3,
+        ..config(100)
+    };
+    let batch: Vec<NewMessage> = (0..5u8)
+        .map(|n| NewMessage {
+            client: if n == 4 { BOB } else { ALICE },
+            surb_id: SURB,
+            payload: vec![n; 4],
+            lifetime: None,
+        })
+        .collect();
+    {
+        let mut m = Mailbox::open(RedbStore::open(&path).unwrap(), limits).unwrap();
+        let results = m.put_batch(secs(0), batch);
+        let ok: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
+        assert_eq!(ok, vec![true, true, true, false, true]);
+        assert_eq!(results[3], Err(PutError::Full));
+        assert_eq!(m.usage().messages, 4);
+    }
+    let m = Mailbox::open(RedbStore::open(&path).unwrap(), limits).unwrap();
+    assert_eq!(m.client_usage(&ALICE).messages, 3);
+    assert_eq!(m.client_usage(&BOB).messages, 1);
+    let payloads: Vec<Vec<u8>> = m
+        .list(&ALICE, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.payload)
+        .collect();
+    assert_eq!(payloads, vec![vec![0; 4], vec![1; 4], vec![2; 4]]);
+}

@@ -1,0 +1,119 @@
+//! `localnet`: a whole mixnet on this machine, until Ctrl-C.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use localnet::{LocalNet, NetworkSpec};
+
+/// Starts a directory, 3 × N mix nodes and gateways as real processes on loopback,
+/// with fresh keys in a temporary folder, and prints where everything is.
+/// Ctrl-C stops every process.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Mix nodes per layer.
+    #[arg(long, default_value_t = 2)]
+    mix_per_layer: usize,
+    /// Gateways.
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// Mean per-hop delay in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    mean_delay_ms: u64,
+    /// Key epoch length in seconds.
+    #[arg(long, default_value_t = 600)]
+    epoch_secs: u64,
+    /// Do not build the node binaries first (use those beside this one).
+    #[arg(long)]
+    no_build: bool,
+    /// Do not run the demo conversation between two clients.
+    #[arg(long)]
+    no_demo: bool,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("localnet: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Builds the node binaries with the same profile as this one, from this checkout.
+fn build_binaries() -> Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("cannot find the workspace")?;
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace).args([
+        "build", "--bins", "-p", "mixnode", "-p", "topology", "-p", "gateway", "-p", "client",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!("building the node binaries…");
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the node binaries failed");
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if !cli.no_build {
+        build_binaries()?;
+    }
+    let spec = NetworkSpec {
+        mix_per_layer: cli.mix_per_layer,
+        gateways: cli.gateways,
+        mean_delay_ms: cli.mean_delay_ms,
+        epoch_secs: cli.epoch_secs,
+        refresh_ms: 2_000,
+        ..NetworkSpec::default()
+    };
+    eprintln!(
+        "starting a directory, {} mix nodes and {} gateways…",
+        spec.mix_per_layer * 3,
+        spec.gateways
+    );
+    let net = LocalNet::start(spec)?;
+    println!("folder     {}", net.root().display());
+    println!(
+        "directory  {}  (key {})",
+        net.directory_url, net.directory_key
+    );
+    for (i, m) in net.mixnodes.iter().enumerate() {
+        println!("mix{i}       {}  metrics {}", m.address, m.metrics_url);
+    }
+    for (i, g) in net.gateways.iter().enumerate() {
+        let clients = g.client_address.map(|a| a.to_string()).unwrap_or_default();
+        println!(
+            "gateway{i}   {}  clients {clients}  metrics {}  id {}",
+            g.address, g.metrics_url, g.id
+        );
+    }
+    if !cli.no_demo && !net.gateways.is_empty() {
+        eprintln!("demo: two clients talk through the network…");
+        if let Err(e) = localnet::demo::run_demo(&net) {
+            eprintln!("demo failed: {e}");
+        }
+    }
+    println!("Ctrl-C stops every process.");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    eprintln!("stopping…");
+    drop(net);
+    Ok(())
+}

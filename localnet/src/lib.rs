@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod demo;
+pub mod error;
+pub mod network;
+pub mod probe;
+pub mod process;
+
+pub use error::LocalnetError;
+pub use network::{LocalNet, LocalNode, NetworkSpec, NodeRole, free_port};
+pub use process::{NodeProcess, binary};

@@ -1,0 +1,357 @@
+//! A whole network on loopback: a directory, mix nodes and gateways.
+//!
+//! Every node is a real process started from the project's binaries with
+//! fresh keys in a temporary folder; ports are picked free on 127.0.0.1.
+//! The same code serves the `localnet` command and the end-to-end tests.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocol::keys::NodeId;
+
+use crate::error::LocalnetError;
+use crate::process::{NodeProcess, binary, run_to_completion};
+
+/// How long a node may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shape and parameters of a local network.
+#[derive(Clone, Debug)]
+pub struct NetworkSpec {
+    /// Mix nodes in each of the three layers.
+    pub mix_per_layer: usize,
+    /// Gateways.
+    pub gateways: usize,
+    /// Key epoch length in seconds.
+    pub epoch_secs: u64,
+    /// Mean per-hop delay in milliseconds.
+    pub mean_delay_ms: u64,
+    /// Client sending rate λ_P (per second).
+    pub lambda_p: f64,
+    /// Client loop cover rate λ_L (per second).
+    pub lambda_l: f64,
+    /// Mix node loop cover rate λ_M (per second).
+    pub lambda_m: f64,
+    /// How often nodes fetch the topology, in milliseconds.
+    pub refresh_ms: u64,
+    /// Packets a mix node holds for its workers before dropping (its `input_queue`).
+    pub input_queue: usize,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            mix_per_layer: 2,
+            gateways: 0,
+            epoch_secs: 600,
+            mean_delay_ms: 20,
+            lambda_p: 20.0,
+            lambda_l: 2.0,
+            lambda_m: 2.0,
+            refresh_ms: 500,
+            input_queue: 65_536,
+        }
+    }
+}
+
+/// What a node of the local network is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRole {
+    /// A mix node (`mixnode` binary).
+    Mix,
+    /// A gateway (`gateway` binary).
+    Gateway,
+}
+
+impl NodeRole {
+    fn binary(self) -> &'static str {
+        match self {
+            NodeRole::Mix => "mixnode",
+            NodeRole::Gateway => "gateway",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            NodeRole::Mix => "mix",
+            NodeRole::Gateway => "gateway",
+        }
+    }
+}
+
+/// A node (mix node or gateway) of the local network.
+pub struct LocalNode {
+    /// Its process.
+    pub process: NodeProcess,
+    /// Mix node or gateway.
+    pub role: NodeRole,
+    /// Its identity.
+    pub id: NodeId,
+    /// Its QUIC address for nodes.
+    pub address: SocketAddr,
+    /// Its QUIC address for clients (gateways).
+    pub client_address: Option<SocketAddr>,
+    /// Its `/metrics` URL.
+    pub metrics_url: String,
+    /// Its folder (keys, config, journal, mailbox).
+    pub dir: PathBuf,
+    /// Its number among the nodes of its role.
+    pub index: usize,
+}
+
+/// A running local network.
+pub struct LocalNet {
+    root: tempfile::TempDir,
+    /// The directory process.
+    pub directory: NodeProcess,
+    /// The directory's base URL.
+    pub directory_url: String,
+    /// The directory's public key.
+    pub directory_key: NodeId,
+    /// The mix nodes.
+    pub mixnodes: Vec<LocalNode>,
+    /// The gateways.
+    pub gateways: Vec<LocalNode>,
+    spec: NetworkSpec,
+}
+
+/// A free port on 127.0.0.1 for both TCP and UDP (QUIC).
+pub fn free_port() -> Result<u16, LocalnetError> {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| LocalnetError::Io("port".into(), e.to_string()))?;
+        let port = tcp
+            .local_addr()
+            .map_err(|e| LocalnetError::Io("port".into(), e.to_string()))?
+            .port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(LocalnetError::Io("port".into(), "no free port".into()))
+}
+
+fn io(path: &Path, e: std::io::Error) -> LocalnetError {
+    LocalnetError::Io(path.display().to_string(), e.to_string())
+}
+
+impl LocalNet {
+    /// Starts a directory, `3 × mix_per_layer` mix nodes and the gateways; returns once all are ready.
+    pub fn start(spec: NetworkSpec) -> Result<Self, LocalnetError> {
+        let mut root = tempfile::Builder::new()
+            .prefix("mixnet-localnet-")
+            .tempdir()
+            .map_err(|e| LocalnetError::Io("temporary folder".into(), e.to_string()))?;
+        // LOCALNET_KEEP=1 keeps the folder (keys, configs, logs) for a post-mortem.
+        if std::env::var_os("LOCALNET_KEEP").is_some() {
+            root.disable_cleanup(true);
+            eprintln!("localnet folder: {}", root.path().display());
+        }
+        let (directory, directory_url, directory_key) = start_directory(root.path(), &spec)?;
+        let mut net = LocalNet {
+            root,
+            directory,
+            directory_url,
+            directory_key,
+            mixnodes: Vec::new(),
+            gateways: Vec::new(),
+            spec,
+        };
+        for i in 0..net.spec.mix_per_layer * 3 {
+            let node = net.start_node(NodeRole::Mix, i)?;
+            net.mixnodes.push(node);
+        }
+        for i in 0..net.spec.gateways {
+            let node = net.start_node(NodeRole::Gateway, i)?;
+            net.gateways.push(node);
+        }
+        Ok(net)
+    }
+
+    /// The network's temporary folder.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The parameters the network was started with.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    fn start_node(&self, role: NodeRole, i: usize) -> Result<LocalNode, LocalnetError> {
+        let dir = self.root.path().join(format!("{}{i}", role.prefix()));
+        let address: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let metrics_port = free_port()?;
+        let client_address: Option<SocketAddr> = match role {
+            NodeRole::Mix => None,
+            NodeRole::Gateway => Some(([127, 0, 0, 1], free_port()?).into()),
+        };
+        let dir_arg = dir.display().to_string();
+        let address_arg = address.to_string();
+        let metrics_arg = format!("127.0.0.1:{metrics_port}");
+        let key_arg = self.directory_key.to_base58();
+        let clients_arg = client_address.map(|a| a.to_string()).unwrap_or_default();
+        let mut args = vec![
+            "init",
+            "--dir",
+            &dir_arg,
+            "--listen",
+            &address_arg,
+            "--metrics",
+            &metrics_arg,
+            "--directory",
+            &self.directory_url,
+            "--directory-key",
+            &key_arg,
+        ];
+        if client_address.is_some() {
+            args.extend(["--clients", clients_arg.as_str()]);
+        }
+        let out = run_to_completion(&binary(role.binary()), &args)?;
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("identity "))
+            .and_then(|t| NodeId::from_base58(t.trim()).ok())
+            .ok_or_else(|| {
+                LocalnetError::Failed(
+                    format!("{} init", role.binary()),
+                    "no identity printed".into(),
+                )
+            })?;
+        let config_path = dir.join("config.toml");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| io(&config_path, e))?;
+        let text = text
+            .replace(
+                "refresh_ms = 30000",
+                &format!("refresh_ms = {}", self.spec.refresh_ms),
+            )
+            .replace(
+                "input_queue = 65536",
+                &format!("input_queue = {}", self.spec.input_queue),
+            );
+        std::fs::write(&config_path, text).map_err(|e| io(&config_path, e))?;
+        let process = run_node(role, i, &dir)?;
+        Ok(LocalNode {
+            process,
+            role,
+            id,
+            address,
+            client_address,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            dir,
+            index: i,
+        })
+    }
+
+    /// Kills mix node `i` at once (SIGKILL).
+    pub fn kill_mixnode(&mut self, i: usize) {
+        if let Some(n) = self.mixnodes.get_mut(i) {
+            n.process.kill();
+        }
+    }
+
+    /// Starts mix node `i` again with its keys and state.
+    pub fn restart_mixnode(&mut self, i: usize) -> Result<(), LocalnetError> {
+        let dir =
+            self.mixnodes.get(i).map(|n| n.dir.clone()).ok_or_else(|| {
+                LocalnetError::Failed("restart".into(), format!("no mix node {i}"))
+            })?;
+        let process = run_node(NodeRole::Mix, i, &dir)?;
+        if let Some(n) = self.mixnodes.get_mut(i) {
+            n.process = process;
+        }
+        Ok(())
+    }
+
+    /// Kills gateway `i` at once (SIGKILL).
+    pub fn kill_gateway(&mut self, i: usize) {
+        if let Some(n) = self.gateways.get_mut(i) {
+            n.process.kill();
+        }
+    }
+
+    /// Starts gateway `i` again with its keys and mailbox.
+    pub fn restart_gateway(&mut self, i: usize) -> Result<(), LocalnetError> {
+        let dir =
+            self.gateways.get(i).map(|n| n.dir.clone()).ok_or_else(|| {
+                LocalnetError::Failed("restart".into(), format!("no gateway {i}"))
+            })?;
+        let process = run_node(NodeRole::Gateway, i, &dir)?;
+        if let Some(n) = self.gateways.get_mut(i) {
+            n.process = process;
+        }
+        Ok(())
+    }
+
+    /// Stops the directory (SIGTERM); returns whether it exited cleanly.
+    pub fn stop_directory(&mut self) -> bool {
+        self.directory.stop(Duration::from_secs(3))
+    }
+}
+
+fn run_node(role: NodeRole, i: usize, dir: &Path) -> Result<NodeProcess, LocalnetError> {
+    let config = dir.join("config.toml").display().to_string();
+    let mut process = NodeProcess::spawn(
+        &format!("{}{i}", role.prefix()),
+        &binary(role.binary()),
+        &["run", "--config", &config],
+        &dir.join(format!("{}.log", role.binary())),
+    )?;
+    process.wait_for_line("ready", READY_TIMEOUT)?;
+    Ok(process)
+}
+
+fn start_directory(
+    root: &Path,
+    spec: &NetworkSpec,
+) -> Result<(NodeProcess, String, NodeId), LocalnetError> {
+    let dir = root.join("directory");
+    let bin = binary("directory");
+    run_to_completion(&bin, &["init", "--dir", &dir.display().to_string()])?;
+    let port = free_port()?;
+    let config_path = dir.join("directory.toml");
+    #[allow(clippy::disallowed_methods)] // the network's genesis is now
+    let genesis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let config = format!(
+        r#"listen = "127.0.0.1:{port}"
+key_file = "directory.key"
+db_path = "directory.redb"
+max_absent_epochs = 2
+max_nodes = 1000
+
+[network]
+genesis_unix_secs = {genesis}
+epoch_length_secs = {epoch}
+mean_delay_ms = {delay}
+max_delay_ms = 10000
+lambda_p = {lp:?}
+lambda_l = {ll:?}
+lambda_d = 0.0
+lambda_m = {lm:?}
+packet_size = {size}
+"#,
+        epoch = spec.epoch_secs,
+        delay = spec.mean_delay_ms,
+        lp = spec.lambda_p,
+        ll = spec.lambda_l,
+        lm = spec.lambda_m,
+        size = protocol::packet::PACKET_SIZE,
+    );
+    std::fs::write(&config_path, config).map_err(|e| io(&config_path, e))?;
+    let config_arg = config_path.display().to_string();
+    let id_line = run_to_completion(&bin, &["id", "--config", &config_arg])?;
+    let key = NodeId::from_base58(id_line.trim())
+        .map_err(|e| LocalnetError::Failed("directory id".into(), e.to_string()))?;
+    let mut process = NodeProcess::spawn(
+        "directory",
+        &bin,
+        &["run", "--config", &config_arg],
+        &dir.join("directory.log"),
+    )?;
+    process.wait_for_line("directory", READY_TIMEOUT)?;
+    Ok((process, format!("http://127.0.0.1:{port}"), key))
+}

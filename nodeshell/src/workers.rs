@@ -1,0 +1,145 @@
+//! The fixed pool of threads that unwraps packets.
+//!
+//! Sphinx unwrapping is CPU-bound (two X25519 multiplications a packet), so it
+//! never runs on the async reactor: a node hands packets to one thread per
+//! core through a bounded queue. When the queue is full the packet is refused
+//! at once (the caller counts the drop), so a flood costs a counter, not memory.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+
+/// How many workers to start: `configured`, or one per core when it is 0.
+pub fn worker_count(configured: usize) -> usize {
+    if configured == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        configured
+    }
+}
+
+/// Worker threads fed through one bounded queue.
+pub struct PacketWorkers {
+    queue: crossbeam_channel::Sender<Vec<u8>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl PacketWorkers {
+    /// Starts `count` threads named `{name}-{i}`, each calling `handle` on
+    /// the packets of a queue of `capacity`. A thread stops when `handle`
+    /// returns false or the queue is closed.
+    pub fn start<H>(count: usize, capacity: usize, name: &str, handle: H) -> Result<Self>
+    where
+        H: Fn(Vec<u8>) -> bool + Send + Sync + 'static,
+    {
+        let (queue, work) = crossbeam_channel::bounded::<Vec<u8>>(capacity.max(1));
+        let handle = Arc::new(handle);
+        let mut threads = Vec::new();
+        for i in 0..count.max(1) {
+            let work = work.clone();
+            let handle = handle.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || {
+                        while let Ok(packet) = work.recv() {
+                            if !handle(packet) {
+                                break;
+                            }
+                        }
+                    })
+                    .context("cannot start worker threads")?,
+            );
+        }
+        Ok(PacketWorkers { queue, threads })
+    }
+
+    /// Number of threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether the pool has no threads (never: at least one is started).
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Queues a packet; false when the queue is full or closed (count the drop).
+    pub fn try_submit(&self, packet: Vec<u8>) -> bool {
+        self.queue.try_send(packet).is_ok()
+    }
+
+    /// Spawns the intake task: every item of `incoming` (its packet taken
+    /// by `packet_of`) goes to the workers until `shutdown` changes;
+    /// `on_arrival` is told whether each one was queued or refused.
+    pub fn spawn_intake<T, P, A>(
+        &self,
+        mut incoming: tokio::sync::mpsc::Receiver<T>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        packet_of: P,
+        on_arrival: A,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        T: Send + 'static,
+        P: Fn(T) -> Vec<u8> + Send + 'static,
+        A: Fn(bool) + Send + 'static,
+    {
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    item = incoming.recv() => {
+                        let Some(item) = item else { break };
+                        on_arrival(queue.try_send(packet_of(item)).is_ok());
+                    }
+                    _ = shutdown.changed() => break,
+                }
+            }
+        })
+    }
+
+    /// Closes the queue and waits for every thread to finish.
+    pub fn join(self) {
+        drop(self.queue);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_packet_is_handled_and_a_full_queue_refuses() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let pool = PacketWorkers::start(2, 1000, "test", move |p| {
+            s.fetch_add(p.len(), Ordering::Relaxed);
+            true
+        })
+        .unwrap();
+        assert_eq!(pool.len(), 2);
+        for _ in 0..100 {
+            assert!(pool.try_submit(vec![0; 3]));
+        }
+        pool.join();
+        assert_eq!(seen.load(Ordering::Relaxed), 300);
+
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        let blocked =
+            PacketWorkers::start(1, 2, "blocked", move |_| gate_rx.recv().is_ok()).unwrap();
+        let accepted = (0..10).filter(|_| blocked.try_submit(vec![1])).count();
+        // One packet in the worker's hands at most, two in the queue.
+        assert!((2..=3).contains(&accepted), "{accepted}");
+        drop(gate_tx);
+        blocked.join();
+        assert_eq!(worker_count(3), 3);
+        assert!(worker_count(0) >= 1);
+    }
+}

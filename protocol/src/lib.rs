@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+pub mod address;
+pub mod epoch;
+pub mod error;
+pub mod fragment;
+pub mod frame;
+pub mod keys;
+pub mod packet;
+pub mod poisson;
+pub mod replay;
+pub mod surb;
+pub mod time;
+
+pub use address::ClientAddress;
+pub use epoch::Epoch;
+pub use error::ProtocolError;
+pub use keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
+pub use time::Timestamp;

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+
+pub mod anonymity;
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod network;
+pub mod output;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod sim_codec;
+pub mod sweep;
+pub mod tally;
+pub mod trace_codec;
+
+pub use engine::run;
+pub use error::SimError;
+pub use output::write_run;
+pub use report::{Report, RunOutput};
+pub use scenario::{CodecKind, Scenario};
+pub use sweep::{Sweep, SweepRow};
+pub use trace_codec::TraceCodec;

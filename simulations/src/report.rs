@@ -1,0 +1,267 @@
+//! What a run measured, in the form written to disk.
+//!
+//! The [`Report`] is plain data with a fixed field order (vectors sorted by
+//! node number, maps as `BTreeMap`), so the same scenario and seed always
+//! serialise to the same bytes. Raw samples (latencies, entropies) live beside
+//! it in [`RunOutput`] for the CSV files and plots.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::scenario::{CodecKind, Scenario};
+
+/// Summary statistics of a sample, in milliseconds (or bits).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Distribution {
+    /// Number of samples.
+    pub count: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl Distribution {
+    /// Statistics of `samples` (sorted in place).
+    pub fn of(samples: &mut [f64]) -> Distribution {
+        samples.sort_by(f64::total_cmp);
+        let count = samples.len();
+        if count == 0 {
+            return Distribution::default();
+        }
+        let q = |p: f64| {
+            let rank = ((p * count as f64).ceil() as usize).clamp(1, count);
+            samples.get(rank - 1).copied().unwrap_or(0.0)
+        };
+        Distribution {
+            count,
+            mean: samples.iter().sum::<f64>() / count as f64,
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            min: samples.first().copied().unwrap_or(0.0),
+            max: samples.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Real traffic that arrived, out of what was measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Delivery {
+    /// Real messages created after the warm-up and before the end of traffic.
+    pub messages_measured: u64,
+    /// Of those, messages whose every packet reached the recipient's gateway.
+    pub messages_delivered: u64,
+    /// `messages_delivered / messages_measured`.
+    pub message_ratio: f64,
+    /// Real packets of measured messages that a client sent.
+    pub packets_sent: u64,
+    /// Of those, packets delivered.
+    pub packets_delivered: u64,
+    /// `packets_delivered / packets_sent`.
+    pub packet_ratio: f64,
+    /// Real packets refused by a full client queue (their message is lost).
+    pub client_queue_full: u64,
+}
+
+/// Packets and bytes of one kind of traffic, counted on every link crossing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    /// Link crossings.
+    pub packets: u64,
+    /// Bytes on the wire (packets × the real 2413-byte packet size).
+    pub bytes: u64,
+}
+
+/// Bandwidth split by kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Bandwidth {
+    /// Real packets.
+    pub real: Traffic,
+    /// Clients' loop cover.
+    pub loop_cover: Traffic,
+    /// Clients' drop cover (λ_P ticks with nothing queued, and λ_D).
+    pub drop_cover: Traffic,
+    /// Mix nodes' own loop cover (λ_M).
+    pub mix_cover: Traffic,
+    /// Cover bytes per real byte.
+    pub cover_per_real: f64,
+    /// Share of all bytes that is cover.
+    pub cover_fraction: f64,
+}
+
+/// One node's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NodeReport {
+    /// `L<layer>.<n>` or `G<n>`.
+    pub name: String,
+    /// Mix layer (1-based); 0 for gateways.
+    pub layer: usize,
+    /// Whether the node colludes with the observer.
+    pub corrupt: bool,
+    /// Packets held at once, time-averaged over the run.
+    pub queue_mean: f64,
+    /// Most packets held at once.
+    pub queue_max: u64,
+    /// Mean time a packet spent in the node, ms.
+    pub sojourn_mean_ms: f64,
+    /// Packets handed to the node's mixer.
+    pub received: u64,
+    /// Packets it forwarded.
+    pub forwarded: u64,
+    /// Packets it delivered (gateways).
+    pub delivered: u64,
+    /// Its own loop cover that came back.
+    pub loops_returned: u64,
+    /// Drops by reason label.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+/// Sender anonymity of the target packets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Anonymity {
+    /// Targets asked for.
+    pub targets_requested: usize,
+    /// Targets that were delivered and measured.
+    pub targets_measured: usize,
+    /// Entropy (bits) of the observer's posterior over senders, per target.
+    pub entropy_bits: Distribution,
+    /// 2^(mean entropy): the effective anonymity set.
+    pub effective_anonymity_set: f64,
+    /// Clients in the run (the largest possible set).
+    pub clients: usize,
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario that was run.
+    pub scenario: Scenario,
+    /// Packet format the mixers unwrapped.
+    pub codec: CodecKind,
+    /// Virtual seconds simulated (traffic plus drain).
+    pub virtual_secs: f64,
+    /// Events the engine processed.
+    pub events: u64,
+    /// Packets handed to a mixer (one per hop).
+    pub packet_hops: u64,
+    /// Network latency of real packets: leaving the client to reaching the recipient's gateway, ms.
+    pub packet_latency_ms: Distribution,
+    /// Message latency: created to last packet delivered (includes waiting for λ_P slots), ms.
+    pub message_latency_ms: Distribution,
+    /// Delivery ratio.
+    pub delivery: Delivery,
+    /// Cover versus real traffic.
+    pub bandwidth: Bandwidth,
+    /// Per node.
+    pub nodes: Vec<NodeReport>,
+    /// Sender anonymity of target packets.
+    pub anonymity: Anonymity,
+    /// Drops in all nodes by reason, plus `link_loss`.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// A report plus the raw samples behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutput {
+    /// The summary.
+    pub report: Report,
+    /// Network latency of each delivered measured real packet, ms, sorted.
+    pub packet_latencies_ms: Vec<f64>,
+    /// Entropy of each measured target, bits, in the order targets were sent.
+    pub target_entropies_bits: Vec<f64>,
+}
+
+impl Report {
+    /// The one-screen text summary.
+    pub fn summary(&self) -> String {
+        let l = &self.packet_latency_ms;
+        let m = &self.message_latency_ms;
+        let d = &self.delivery;
+        let b = &self.bandwidth;
+        let a = &self.anonymity;
+        let (qmean, qmax) = self
+            .nodes
+            .iter()
+            .filter(|n| n.layer > 0)
+            .fold((0.0f64, 0u64), |acc, n| {
+                (acc.0.max(n.queue_mean), acc.1.max(n.queue_max))
+            });
+        let s = &self.scenario;
+        format!(
+            "mixsim: {codec:?} codec, seed {seed}, {layers} layers x {per} mixes, {gw} gateways, {clients} clients\n\
+             virtual time {vt:.1} s, {events} events, {hops} packet-hops\n\
+             \n\
+             packet latency ms   mean {lm:.1}  p50 {l50:.1}  p90 {l90:.1}  p99 {l99:.1}  (n={ln})\n\
+             message latency ms  mean {mm:.1}  p50 {m50:.1}  p90 {m90:.1}  p99 {m99:.1}  (n={mn})\n\
+             delivery            messages {dm}/{dt} = {dr:.4}   packets {pd}/{ps} = {pr:.4}\n\
+             bandwidth MB        real {rb:.2}  loop {lb:.2}  drop {db:.2}  mix {xb:.2}  cover/real {cpr:.2}\n\
+             mix queues          largest mean {qmean:.2}  largest max {qmax}\n\
+             sender anonymity    {tm}/{tr} targets  H mean {hm:.3} bits (min {hmin:.3}, p50 {h50:.3})  set 2^H = {set:.2} of {clients}\n\
+             drops               {drops:?}\n",
+            codec = self.codec,
+            seed = s.seed,
+            layers = s.topology.layers,
+            per = s.topology.nodes_per_layer,
+            gw = s.topology.gateways,
+            clients = s.traffic.clients,
+            vt = self.virtual_secs,
+            events = self.events,
+            hops = self.packet_hops,
+            lm = l.mean,
+            l50 = l.p50,
+            l90 = l.p90,
+            l99 = l.p99,
+            ln = l.count,
+            mm = m.mean,
+            m50 = m.p50,
+            m90 = m.p90,
+            m99 = m.p99,
+            mn = m.count,
+            dm = d.messages_delivered,
+            dt = d.messages_measured,
+            dr = d.message_ratio,
+            pd = d.packets_delivered,
+            ps = d.packets_sent,
+            pr = d.packet_ratio,
+            rb = b.real.bytes as f64 / 1e6,
+            lb = b.loop_cover.bytes as f64 / 1e6,
+            db = b.drop_cover.bytes as f64 / 1e6,
+            xb = b.mix_cover.bytes as f64 / 1e6,
+            cpr = b.cover_per_real,
+            tm = a.targets_measured,
+            tr = a.targets_requested,
+            hm = a.entropy_bits.mean,
+            hmin = a.entropy_bits.min,
+            h50 = a.entropy_bits.p50,
+            set = a.effective_anonymity_set,
+            drops = self.drops,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let d = Distribution::of(&mut v);
+        assert_eq!(
+            (d.count, d.p50, d.p90, d.p99, d.min, d.max),
+            (100, 50.0, 90.0, 99.0, 1.0, 100.0)
+        );
+        assert!((d.mean - 50.5).abs() < 1e-12);
+        assert_eq!(Distribution::of(&mut []), Distribution::default());
+    }
+}

@@ -1,0 +1,376 @@
+//! The scenario file: everything a run depends on, and nothing else.
+//!
+//! A run is a pure function of its [`Scenario`] (the seed included), so a
+//! scenario file is the whole recipe for reproducing a figure. Every field has
+//! a default; a file only names what it changes. Unknown keys are refused, so
+//! a typo cannot silently fall back to a default.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SimError;
+
+/// Which packet format the mixers unwrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodecKind {
+    /// A small cleartext packet carrying route, delays and destination: fast,
+    /// for large scenarios (see [`crate::trace_codec`]).
+    Trace,
+    /// Real Sphinx packets with real keys: slow (two X25519 per hop), exact.
+    Sphinx,
+}
+
+/// One run of the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Seed of every random choice in the run (default 1).
+    pub seed: u64,
+    /// Virtual seconds during which clients create real messages (default 60).
+    pub duration_secs: f64,
+    /// Virtual seconds at the start whose messages are not measured, so that
+    /// pools fill up first (default 5).
+    pub warmup_secs: f64,
+    /// Virtual seconds the network keeps running after `duration_secs` so that
+    /// messages in flight arrive (default 10).
+    pub drain_secs: f64,
+    /// Packet format: `trace` (default) or `sphinx`.
+    pub codec: CodecKind,
+    /// Mix layers and gateways.
+    pub topology: TopologySpec,
+    /// Clients, their rates and the mixes' own cover.
+    pub traffic: TrafficSpec,
+    /// Latency of every link.
+    pub link: LinkSpec,
+    /// Who watches, and what is measured about anonymity.
+    pub adversary: AdversarySpec,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seed: 1,
+            duration_secs: 60.0,
+            warmup_secs: 5.0,
+            drain_secs: 10.0,
+            codec: CodecKind::Trace,
+            topology: TopologySpec::default(),
+            traffic: TrafficSpec::default(),
+            link: LinkSpec::default(),
+            adversary: AdversarySpec::default(),
+        }
+    }
+}
+
+/// Shape of the network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Mix layers a packet crosses (1 to 4; Sphinx allows 5 hops with the exit gateway; default 3).
+    pub layers: usize,
+    /// Mix nodes in each layer (default 3).
+    pub nodes_per_layer: usize,
+    /// Gateways; each client uses one, chosen round-robin, as entry and as mailbox (default 2).
+    pub gateways: usize,
+    /// Target false-positive rate of each node's replay filter (default 1e-6, as in a real node).
+    pub replay_false_positive_rate: f64,
+}
+
+impl Default for TopologySpec {
+    fn default() -> Self {
+        TopologySpec {
+            layers: 3,
+            nodes_per_layer: 3,
+            gateways: 2,
+            replay_false_positive_rate: 1e-6,
+        }
+    }
+}
+
+/// Traffic: clients and cover (Loopix rates are per second).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrafficSpec {
+    /// Number of clients (default 20).
+    pub clients: usize,
+    /// Real messages each client creates per second, Poisson (default 0.5).
+    pub message_rate: f64,
+    /// Bytes of each real message; a message takes as many packets as its fragments (default 1000).
+    pub message_size: usize,
+    /// λ_P: each client's sending rate; a tick sends a queued real packet or else drop cover (default 2).
+    pub lambda_p: f64,
+    /// λ_L: each client's loop-cover rate (default 1).
+    pub lambda_l: f64,
+    /// λ_D: each client's separate drop-cover rate (default 0).
+    pub lambda_d: f64,
+    /// λ_M: each mix node's own loop-cover rate (default 1).
+    pub lambda_m: f64,
+    /// Mean of the exponential per-hop delay at each mix, in milliseconds (default 50).
+    pub mean_delay_ms: f64,
+    /// Real packets a client may queue before it refuses new messages (default 10 000).
+    pub client_queue: usize,
+}
+
+impl Default for TrafficSpec {
+    fn default() -> Self {
+        TrafficSpec {
+            clients: 20,
+            message_rate: 0.5,
+            message_size: 1000,
+            lambda_p: 2.0,
+            lambda_l: 1.0,
+            lambda_d: 0.0,
+            lambda_m: 1.0,
+            mean_delay_ms: 50.0,
+            client_queue: 10_000,
+        }
+    }
+}
+
+/// Distribution of the one-way latency of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LatencySpec {
+    /// Always `ms`.
+    Constant {
+        /// Milliseconds.
+        ms: f64,
+    },
+    /// Uniform between `min_ms` and `max_ms`.
+    Uniform {
+        /// Lower bound, milliseconds.
+        min_ms: f64,
+        /// Upper bound, milliseconds.
+        max_ms: f64,
+    },
+    /// Exponential with mean `mean_ms`.
+    Exponential {
+        /// Mean, milliseconds.
+        mean_ms: f64,
+    },
+}
+
+impl LatencySpec {
+    /// The mean latency in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        match *self {
+            LatencySpec::Constant { ms } => ms,
+            LatencySpec::Uniform { min_ms, max_ms } => (min_ms + max_ms) / 2.0,
+            LatencySpec::Exponential { mean_ms } => mean_ms,
+        }
+    }
+}
+
+/// Links between every pair of parties.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkSpec {
+    /// One-way latency (default constant 10 ms).
+    pub latency: LatencySpec,
+    /// Probability that a link loses a packet (default 0).
+    pub loss: f64,
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        LinkSpec {
+            latency: LatencySpec::Constant { ms: 10.0 },
+            loss: 0.0,
+        }
+    }
+}
+
+/// The adversary and the target messages whose sender anonymity is measured.
+///
+/// The adversary always sees every link (a global passive observer); the
+/// corrupt nodes additionally tell it which input became which output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdversarySpec {
+    /// Mix nodes that collude with the observer, chosen from the seed (default 0).
+    pub corrupt_mixes: usize,
+    /// Gateways that collude (default 0). Under a global observer an honest
+    /// gateway hides nothing the observer cannot see, so this only shows up
+    /// in the report.
+    pub corrupt_gateways: usize,
+    /// Further corrupt nodes named explicitly: `"L2.0"` (layer 2, first
+    /// node) or `"G1"` (default none); added to the random ones.
+    pub corrupt_nodes: Vec<String>,
+    /// Real packets, the first sent after the warm-up, whose sender entropy is
+    /// measured (default 200; 0 turns anonymity tracking off and runs faster).
+    pub target_messages: usize,
+}
+
+impl Default for AdversarySpec {
+    fn default() -> Self {
+        AdversarySpec {
+            corrupt_mixes: 0,
+            corrupt_gateways: 0,
+            corrupt_nodes: Vec::new(),
+            target_messages: 200,
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn from_file(path: &Path) -> Result<Scenario, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SimError::io(path, e))?;
+        Scenario::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks scenario TOML; `file` names it in errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Scenario, SimError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| SimError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Refuses values the simulator cannot run.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let t = &self.traffic;
+        let finite_nonneg = |field: &'static str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(SimError::invalid(field, format!("must be ≥ 0, got {v}")))
+            }
+        };
+        finite_nonneg("duration_secs", self.duration_secs)?;
+        finite_nonneg("warmup_secs", self.warmup_secs)?;
+        finite_nonneg("drain_secs", self.drain_secs)?;
+        finite_nonneg("traffic.message_rate", t.message_rate)?;
+        finite_nonneg("traffic.lambda_p", t.lambda_p)?;
+        finite_nonneg("traffic.lambda_l", t.lambda_l)?;
+        finite_nonneg("traffic.lambda_d", t.lambda_d)?;
+        finite_nonneg("traffic.lambda_m", t.lambda_m)?;
+        finite_nonneg("traffic.mean_delay_ms", t.mean_delay_ms)?;
+        if self.warmup_secs > self.duration_secs {
+            return Err(SimError::invalid(
+                "warmup_secs",
+                "must not exceed duration_secs",
+            ));
+        }
+        let topo = &self.topology;
+        if !(1..=4).contains(&topo.layers) {
+            return Err(SimError::invalid("topology.layers", "must be 1 to 4"));
+        }
+        if topo.nodes_per_layer == 0 || topo.gateways == 0 {
+            return Err(SimError::invalid(
+                "topology",
+                "needs at least one node per layer and one gateway",
+            ));
+        }
+        if !(topo.replay_false_positive_rate > 0.0 && topo.replay_false_positive_rate < 0.5) {
+            return Err(SimError::invalid(
+                "topology.replay_false_positive_rate",
+                "must be in (0, 0.5)",
+            ));
+        }
+        if t.clients == 0 || t.clients > u32::MAX as usize / 2 {
+            return Err(SimError::invalid("traffic.clients", "must be at least 1"));
+        }
+        if t.message_size == 0 {
+            return Err(SimError::invalid("traffic.message_size", "must be ≥ 1"));
+        }
+        if t.mean_delay_ms > 10_000.0 {
+            return Err(SimError::invalid(
+                "traffic.mean_delay_ms",
+                "above the nodes' 10 s delay cap",
+            ));
+        }
+        match self.link.latency {
+            LatencySpec::Constant { ms } => finite_nonneg("link.latency.ms", ms)?,
+            LatencySpec::Exponential { mean_ms } => finite_nonneg("link.latency.mean_ms", mean_ms)?,
+            LatencySpec::Uniform { min_ms, max_ms } => {
+                finite_nonneg("link.latency.min_ms", min_ms)?;
+                finite_nonneg("link.latency.max_ms", max_ms)?;
+                if max_ms < min_ms {
+                    return Err(SimError::invalid("link.latency", "max_ms < min_ms"));
+                }
+            }
+        }
+        if !(0.0..1.0).contains(&self.link.loss) {
+            return Err(SimError::invalid("link.loss", "must be in [0, 1)"));
+        }
+        if self.adversary.corrupt_mixes > topo.layers * topo.nodes_per_layer {
+            return Err(SimError::invalid(
+                "adversary.corrupt_mixes",
+                "more than there are mix nodes",
+            ));
+        }
+        for name in &self.adversary.corrupt_nodes {
+            if parse_node_name(name, topo).is_none() {
+                return Err(SimError::invalid(
+                    "adversary.corrupt_nodes",
+                    format!("`{name}` names no node (L<layer>.<n> or G<n>)"),
+                ));
+            }
+        }
+        if self.adversary.corrupt_gateways > topo.gateways {
+            return Err(SimError::invalid(
+                "adversary.corrupt_gateways",
+                "more than there are gateways",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Mean per-hop mix delay.
+    pub fn mean_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.traffic.mean_delay_ms / 1000.0)
+    }
+}
+
+/// The node number of `L<layer>.<n>` (layer from 1) or `G<n>`, if it exists.
+pub fn parse_node_name(name: &str, topo: &TopologySpec) -> Option<usize> {
+    let mixes = topo.layers * topo.nodes_per_layer;
+    if let Some(g) = name.strip_prefix('G') {
+        let g: usize = g.parse().ok()?;
+        return (g < topo.gateways).then_some(mixes + g);
+    }
+    let (layer, n) = name.strip_prefix('L')?.split_once('.')?;
+    let (layer, n): (usize, usize) = (layer.parse().ok()?, n.parse().ok()?);
+    (layer >= 1 && layer <= topo.layers && n < topo.nodes_per_layer)
+        .then(|| (layer - 1) * topo.nodes_per_layer + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default_and_typos_are_refused() {
+        assert_eq!(Scenario::from_toml("", "t").unwrap(), Scenario::default());
+        assert!(Scenario::from_toml("sede = 3", "t").is_err());
+        assert!(Scenario::from_toml("[traffic]\nlambda_q = 3.0", "t").is_err());
+    }
+
+    #[test]
+    fn latency_kinds_parse() {
+        let s = Scenario::from_toml(
+            "[link.latency]\nkind = \"uniform\"\nmin_ms = 5.0\nmax_ms = 15.0",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.link.latency.mean_ms(), 10.0);
+        let bad = "[link.latency]\nkind = \"uniform\"\nmin_ms = 15.0\nmax_ms = 5.0";
+        assert!(Scenario::from_toml(bad, "t").is_err());
+        assert!(Scenario::from_toml("[topology]\nlayers = 5", "t").is_err());
+        let named = "[adversary]\ncorrupt_nodes = [\"L3.2\", \"G1\"]";
+        assert!(Scenario::from_toml(named, "t").is_ok());
+        assert!(Scenario::from_toml("[adversary]\ncorrupt_nodes = [\"L4.0\"]", "t").is_err());
+        let topo = TopologySpec::default();
+        assert_eq!(parse_node_name("L1.0", &topo), Some(0));
+        assert_eq!(parse_node_name("L3.2", &topo), Some(8));
+        assert_eq!(parse_node_name("G1", &topo), Some(10));
+        assert_eq!(parse_node_name("G2", &topo), None);
+        assert_eq!(parse_node_name("L0.0", &topo), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Counters the engine updates while it runs, turned into a [`Report`](crate::report::Report) at the end.
+//!
+//! Kept apart from the engine so that the event loop reads as the protocol
+//! (who sends what where) and this file as the bookkeeping.
+
+use std::collections::BTreeMap;
+
+use mixnode::DropReason;
+use protocol::packet::PACKET_SIZE;
+use protocol::time::Timestamp;
+
+use crate::report::{Anonymity, Bandwidth, Delivery, Distribution, NodeReport, Traffic};
+
+/// The kind of a packet, as the simulator (not the observer) knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A fragment of real message `msg`.
+    Real {
+        /// Index into the engine's message table.
+        msg: u32,
+    },
+    /// A client's loop cover.
+    Loop,
+    /// A client's drop cover.
+    Drop,
+    /// A mix node's own loop cover.
+    MixLoop,
+}
+
+/// Packets held by one node over time.
+#[derive(Clone, Debug, Default)]
+pub struct QueueGauge {
+    held: u64,
+    max: u64,
+    area_ns: f64,
+    last: Timestamp,
+    sojourn_ns: f64,
+    departures: u64,
+}
+
+impl QueueGauge {
+    fn advance(&mut self, now: Timestamp) {
+        let dt = now.saturating_duration_since(self.last).as_nanos() as f64;
+        self.area_ns += self.held as f64 * dt;
+        self.last = self.last.max(now);
+    }
+
+    /// A packet entered the node.
+    pub fn enter(&mut self, now: Timestamp) {
+        self.advance(now);
+        self.held += 1;
+        self.max = self.max.max(self.held);
+    }
+
+    /// A packet that entered at `arrived` left.
+    pub fn leave(&mut self, now: Timestamp, arrived: Timestamp) {
+        self.advance(now);
+        self.held = self.held.saturating_sub(1);
+        self.sojourn_ns += now.saturating_duration_since(arrived).as_nanos() as f64;
+        self.departures += 1;
+    }
+}
+
+/// Everything counted during a run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Per node.
+    pub queues: Vec<QueueGauge>,
+    /// Link crossings by kind: real, loop, drop, mix loop.
+    pub crossings: [u64; 4],
+    /// Packet network latencies of measured real packets, ms.
+    pub packet_latencies_ms: Vec<f64>,
+    /// Message latencies of measured messages, ms.
+    pub message_latencies_ms: Vec<f64>,
+    /// Measured messages and real packets.
+    pub delivery: Delivery,
+    /// Entropy per target ordinal (None: not delivered).
+    pub target_entropies: Vec<Option<f64>>,
+    /// Drops by reason label.
+    pub drops: BTreeMap<String, u64>,
+    /// Events processed.
+    pub events: u64,
+    /// Packets handed to a mixer.
+    pub packet_hops: u64,
+}
+
+impl Tally {
+    /// Counters for `nodes` nodes and `targets` target packets.
+    pub fn new(nodes: usize, targets: usize) -> Self {
+        Tally {
+            queues: vec![QueueGauge::default(); nodes],
+            target_entropies: vec![None; targets],
+            ..Tally::default()
+        }
+    }
+
+    /// A packet of `kind` crosses `links` links.
+    pub fn cross(&mut self, kind: Kind, links: u64) {
+        let i = match kind {
+            Kind::Real { .. } => 0,
+            Kind::Loop => 1,
+            Kind::Drop => 2,
+            Kind::MixLoop => 3,
+        };
+        if let Some(c) = self.crossings.get_mut(i) {
+            *c += links;
+        }
+    }
+
+    /// A packet was dropped for `reason` (a mixer's, or `link_loss`).
+    pub fn drop(&mut self, reason: &str) {
+        *self.drops.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// A mixer refused a packet.
+    pub fn mixer_drop(&mut self, reason: DropReason) {
+        self.drop(reason.as_str());
+    }
+
+    /// Bandwidth figures from the crossings.
+    pub fn bandwidth(&self) -> Bandwidth {
+        let t = |i: usize| {
+            let packets = self.crossings.get(i).copied().unwrap_or(0);
+            Traffic {
+                packets,
+                bytes: packets * PACKET_SIZE as u64,
+            }
+        };
+        let (real, loop_cover, drop_cover, mix_cover) = (t(0), t(1), t(2), t(3));
+        let cover = loop_cover.bytes + drop_cover.bytes + mix_cover.bytes;
+        let all = cover + real.bytes;
+        Bandwidth {
+            cover_per_real: ratio(cover, real.bytes),
+            cover_fraction: ratio(cover, all),
+            real,
+            loop_cover,
+            drop_cover,
+            mix_cover,
+        }
+    }
+
+    /// Per-node figures at `end`; `describe` gives name, layer and corruption.
+    pub fn node_reports(
+        &mut self,
+        end: Timestamp,
+        describe: impl Fn(usize) -> (String, usize, bool),
+        stats: impl Fn(usize) -> mixnode::stats::MixerStatsSnapshot,
+    ) -> Vec<NodeReport> {
+        let span = end.as_nanos().max(1) as f64;
+        self.queues
+            .iter_mut()
+            .enumerate()
+            .map(|(n, q)| {
+                q.advance(end);
+                let (name, layer, corrupt) = describe(n);
+                let s = stats(n);
+                let dropped = DropReason::ALL
+                    .iter()
+                    .filter(|r| s.dropped(**r) > 0)
+                    .map(|r| (r.as_str().to_string(), s.dropped(*r)))
+                    .collect();
+                NodeReport {
+                    name,
+                    layer,
+                    corrupt,
+                    queue_mean: q.area_ns / span,
+                    queue_max: q.max,
+                    sojourn_mean_ms: if q.departures > 0 {
+                        q.sojourn_ns / q.departures as f64 / 1e6
+                    } else {
+                        0.0
+                    },
+                    received: s.received,
+                    forwarded: s.forwarded,
+                    delivered: s.delivered,
+                    loops_returned: s.loops_returned,
+                    dropped,
+                }
+            })
+            .collect()
+    }
+
+    /// Anonymity figures of the targets.
+    pub fn anonymity(&self, clients: usize) -> (Anonymity, Vec<f64>) {
+        let entropies: Vec<f64> = self.target_entropies.iter().flatten().copied().collect();
+        let mut sorted = entropies.clone();
+        let dist = Distribution::of(&mut sorted);
+        let anonymity = Anonymity {
+            targets_requested: self.target_entropies.len(),
+            targets_measured: dist.count,
+            effective_anonymity_set: if dist.count > 0 {
+                dist.mean.exp2()
+            } else {
+                0.0
+            },
+            entropy_bits: dist,
+            clients,
+        };
+        (anonymity, entropies)
+    }
+}
+
+/// `a / b`, zero when `b` is zero.
+pub fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}

@@ -1,0 +1,99 @@
+//! Same scenario and seed ⇒ byte-identical output files, through the real CLI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn mixsim(args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_mixsim"))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mixsim {args:?} failed");
+}
+
+#[test]
+fn same_seed_writes_byte_identical_files_and_another_seed_does_not() {
+    let tmp = std::env::temp_dir().join(format!("mixsim-det-{}", std::process::id()));
+    let scenario = tmp.join("s.toml");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        &scenario,
+        "seed = 11\nduration_secs = 20.0\nwarmup_secs = 2.0\ndrain_secs = 3.0\n\
+         [traffic]\nclients = 15\nlambda_d = 0.5\n\
+         [link]\nloss = 0.01\n[link.latency]\nkind = \"exponential\"\nmean_ms = 8.0\n\
+         [adversary]\ncorrupt_mixes = 2\ntarget_messages = 50\n",
+    )
+    .unwrap();
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    let s = scenario.to_str().unwrap();
+    mixsim(&["run", s, "--out", a.to_str().unwrap(), "--quiet"]);
+    mixsim(&["run", s, "--out", b.to_str().unwrap(), "--quiet"]);
+    let (fa, fb) = (files(&a), files(&b));
+    for name in [
+        "report.json",
+        "summary.txt",
+        "latency_histogram.csv",
+        "nodes.csv",
+        "bandwidth.csv",
+        "targets.csv",
+        "latency.svg",
+        "queues.svg",
+        "entropy.svg",
+    ] {
+        assert!(fa.contains_key(name), "{name} missing");
+    }
+    assert_eq!(fa, fb, "two runs of one seed differ");
+
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(&scenario, text.replace("seed = 11", "seed = 12")).unwrap();
+    let c = tmp.join("c");
+    mixsim(&["run", s, "--out", c.to_str().unwrap(), "--quiet"]);
+    assert_ne!(files(&c)["report.json"], fa["report.json"]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn sweep_is_deterministic_and_writes_one_plot_per_metric() {
+    let tmp = std::env::temp_dir().join(format!("mixsim-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let sweep = tmp.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        "threads = 2\n[scenario]\nduration_secs = 10.0\nwarmup_secs = 1.0\ndrain_secs = 2.0\n\
+         [scenario.traffic]\nclients = 10\n\
+         [grid]\n\"traffic.mean_delay_ms\" = [20.0, 80.0]\n\"traffic.lambda_p\" = [1, 3]\n",
+    )
+    .unwrap();
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    let s = sweep.to_str().unwrap();
+    mixsim(&["sweep", s, "--out", a.to_str().unwrap(), "--quiet"]);
+    mixsim(&["sweep", s, "--out", b.to_str().unwrap(), "--quiet"]);
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(fa, fb);
+    let csv = String::from_utf8(fa["sweep.csv"].clone()).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.starts_with("traffic.lambda_p,traffic.mean_delay_ms,packet_latency_mean_ms"));
+    assert_eq!(fa.keys().filter(|k| k.ends_with(".svg")).count(), 9);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

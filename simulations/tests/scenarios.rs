@@ -1,0 +1,41 @@
+//! Every shipped scenario and sweep file parses, and the small ones run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path;
+
+use simulations::{Scenario, Sweep};
+
+#[test]
+fn shipped_scenarios_and_sweeps_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    for path in names {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("sweep_") {
+            let sweep = Sweep::from_file(&path).unwrap();
+            assert!(sweep.len() >= 9, "{name}");
+        } else {
+            Scenario::from_file(&path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn small_example_runs_and_delivers_everything() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/small.toml");
+    let out = simulations::run(&Scenario::from_file(&path).unwrap(), None).unwrap();
+    assert_eq!(out.report.delivery.message_ratio, 1.0);
+    assert_eq!(out.report.anonymity.targets_measured, 200);
+    assert!(out.report.summary().contains("sender anonymity"));
+}
