@@ -76,6 +76,7 @@ fn forged_frames_are_dropped_for_their_reason() {
     // A non-final fragment that is not full.
     let short = Frame::DataFragment {
         surb_ack: None,
+        lifetime: None,
         fragment: Fragment {
             id,
             count: 3,
@@ -87,6 +88,7 @@ fn forged_frames_are_dropped_for_their_reason() {
     // A one-fragment message that is not an envelope.
     let not_envelope = Frame::DataFragment {
         surb_ack: None,
+        lifetime: None,
         fragment: Fragment {
             id,
             count: 1,
@@ -98,6 +100,7 @@ fn forged_frames_are_dropped_for_their_reason() {
     // A valid one: version 1, kind message, no SURBs, "hi".
     let good = Frame::DataFragment {
         surb_ack: None,
+        lifetime: None,
         fragment: Fragment {
             id: FragmentId {
                 message: MessageId([2; 16]),
@@ -130,6 +133,7 @@ fn partial_messages_are_bounded() {
     for i in 0..10u8 {
         let frame = Frame::DataFragment {
             surb_ack: None,
+            lifetime: None,
             fragment: Fragment {
                 id: FragmentId {
                     message: MessageId([i; 16]),
@@ -175,6 +179,7 @@ proptest! {
         for (msg, count, index, len, bare) in fragments {
             let frame = Frame::DataFragment {
                 surb_ack: None,
+                lifetime: None,
                 fragment: Fragment {
                     id: FragmentId { message: MessageId([msg; 16]), index: index % count },
                     count,

@@ -457,6 +457,7 @@ fn data_fragment(rng: &mut ChaCha20Rng, topology: &Topology, gateway: NodeId) ->
         .remove(0);
     Frame::DataFragment {
         surb_ack: Some(surb_ack.0),
+        lifetime: None,
         fragment,
     }
 }
@@ -489,7 +490,10 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         .expect("delivered while online")
         .unwrap();
     assert_eq!(surb.0, [0; SURB_ID_SIZE]);
-    let Frame::DataFragment { surb_ack, fragment } = Frame::decode(&payload).unwrap() else {
+    let Frame::DataFragment {
+        surb_ack, fragment, ..
+    } = Frame::decode(&payload).unwrap()
+    else {
         panic!("a data fragment");
     };
     assert_eq!(surb_ack, None, "stored without its SURB-ack");

@@ -93,6 +93,7 @@ fn alice_sends_to_bob(
     let fragment_id = fragment.id;
     let frame = Frame::DataFragment {
         surb_ack: Some(surb_ack.0),
+        lifetime: None,
         fragment,
     }
     .encode()
@@ -186,7 +187,10 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
         panic!("bob gets his message, got {messages:?}");
     };
     assert!(surb_id.is_forward());
-    let Frame::DataFragment { surb_ack, fragment } = Frame::decode(payload).unwrap() else {
+    let Frame::DataFragment {
+        surb_ack, fragment, ..
+    } = Frame::decode(payload).unwrap()
+    else {
         panic!("a data fragment");
     };
     assert_eq!(surb_ack, None);
@@ -385,4 +389,66 @@ fn reply_to_stranger() -> Delivery {
         surb_id: SurbId([3; SURB_ID_SIZE]),
         payload: vec![1; 10],
     }
+}
+
+#[test]
+fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
+    let mut w = world(5);
+    let bob = w.bob.public().to_bytes();
+    let data = |text: &[u8], seed: u8, lifetime| Frame::DataFragment {
+        surb_ack: None,
+        lifetime,
+        fragment: fragment_message(MessageId([seed; 16]), text)
+            .unwrap()
+            .remove(0),
+    };
+    let short = forward_delivery(&mut w, bob, &data(b"gone soon", 1, Some(1)));
+    let long = forward_delivery(&mut w, bob, &data(b"stays", 2, None));
+    // Retention 24 h (the default), sweeps every 60 s (the default).
+    assert_eq!(
+        w.gw_b.mailbox().config().retention,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    let arrival = Timestamp::from_millis(5_000);
+    w.gw_b.handle_deliveries(arrival, [short, long]);
+    assert_eq!(w.gw_b.mailbox().usage().messages, 2);
+
+    // Drive the core by its own timer, as the shell would.
+    let mut now = arrival;
+    let mut expired_at = None;
+    while now <= arrival.saturating_add(std::time::Duration::from_secs(600)) {
+        w.gw_b.handle_timeout(now);
+        if expired_at.is_none() && w.gw_b.stats().snapshot().expired > 0 {
+            expired_at = Some(now);
+        }
+        now = w
+            .gw_b
+            .next_timeout()
+            .max(now.saturating_add(std::time::Duration::from_millis(1)));
+    }
+    assert_eq!(
+        expired_at,
+        Some(Timestamp::from_millis(6_000)),
+        "the 1 s lifetime expires 1 s after arrival, not at the next 60 s sweep"
+    );
+    let s = w.gw_b.stats().snapshot();
+    assert_eq!((s.expired, s.mailbox_messages), (1, 1));
+
+    // Bob comes back to the message without a lifetime only; the stored frame
+    // keeps no sender material.
+    let key = w.bob.clone();
+    let (_, messages) = connect(&mut w.gw_b, &mut w.rng, now, &key);
+    let [GatewayMessage::Deliver { payload, .. }] = messages.as_slice() else {
+        panic!("one message left, got {messages:?}");
+    };
+    let Frame::DataFragment {
+        surb_ack,
+        lifetime,
+        fragment,
+    } = Frame::decode(payload).unwrap()
+    else {
+        panic!("a data fragment");
+    };
+    assert_eq!((surb_ack, lifetime), (None, None));
+    assert_eq!(fragment.data, b"stays");
 }

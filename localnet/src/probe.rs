@@ -159,6 +159,7 @@ impl ProbeGateway {
             .remove(0);
         let frame = Frame::DataFragment {
             surb_ack: None,
+            lifetime: None,
             fragment,
         }
         .encode()

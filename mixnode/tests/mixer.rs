@@ -114,6 +114,7 @@ fn data_frame(message: &[u8], seed: u8) -> Vec<u8> {
         .remove(0);
     Frame::DataFragment {
         surb_ack: None,
+        lifetime: None,
         fragment,
     }
     .encode()
@@ -180,6 +181,7 @@ fn every_kind_of_packet_has_the_same_length() {
     let frames = [
         Frame::DataFragment {
             surb_ack: Some(surb_ack.0.clone()),
+            lifetime: None,
             fragment: fragment.clone(),
         },
         Frame::Ack {
@@ -189,6 +191,7 @@ fn every_kind_of_packet_has_the_same_length() {
         Frame::DropCover,
         Frame::Reply {
             surb_ack: None,
+            lifetime: None,
             fragment,
         },
     ];
@@ -232,6 +235,7 @@ fn surb_reply_reaches_its_creator_and_only_it_can_read_it() {
         .remove(0);
     let reply = Frame::Reply {
         surb_ack: None,
+        lifetime: None,
         fragment,
     }
     .encode()

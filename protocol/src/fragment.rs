@@ -333,6 +333,7 @@ mod tests {
             .map(|fragment| {
                 Frame::DataFragment {
                     surb_ack: None,
+                    lifetime: None,
                     fragment,
                 }
                 .encode()

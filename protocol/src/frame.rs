@@ -14,9 +14,19 @@
 //! | n | body |
 //! | rest | zero padding |
 //!
-//! Bodies: a data fragment and a reply carry `[has_ack: u8][SURB-ack: SURB_ACK_SIZE
-//! bytes if has_ack][fragment]`; an ack carries the acknowledged
-//! [`FragmentId`]; cover frames carry nothing.
+//! Bodies: a data fragment and a reply carry
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | flags: bit 0 = SURB-ack present, bit 1 = lifetime present, other bits zero |
+//! | 4 if bit 1 | lifetime: seconds the recipient's gateway may keep the fragment (u32) |
+//! | [`SURB_ACK_SIZE`] if bit 0 | SURB-ack |
+//! | rest | fragment |
+//!
+//! an ack carries the acknowledged [`FragmentId`]; cover frames carry nothing.
+//! A frame with an unknown flag bit set is refused. [`FRAGMENT_CAPACITY`]
+//! leaves room for both the lifetime and the SURB-ack, so a fragment's
+//! capacity does not depend on which of them a frame carries.
 
 use crate::error::ProtocolError;
 use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment, FragmentId};
@@ -29,9 +39,16 @@ pub const FRAME_VERSION: u8 = 1;
 pub const FRAME_HEADER_SIZE: usize = 4;
 /// Bytes a SURB-ack takes inside a frame.
 pub const SURB_ACK_SIZE: usize = SURB_SIZE;
+/// Bytes a lifetime takes inside a frame.
+pub const LIFETIME_SIZE: usize = 4;
 /// Bytes of message data one fragment carries.
 pub const FRAGMENT_CAPACITY: usize =
-    FRAME_SIZE - FRAME_HEADER_SIZE - 1 - SURB_ACK_SIZE - FRAGMENT_HEADER_SIZE;
+    FRAME_SIZE - FRAME_HEADER_SIZE - 1 - LIFETIME_SIZE - SURB_ACK_SIZE - FRAGMENT_HEADER_SIZE;
+
+/// Flag bit: the frame carries a SURB-ack.
+const FLAG_SURB_ACK: u8 = 1;
+/// Flag bit: the frame carries a lifetime.
+const FLAG_LIFETIME: u8 = 2;
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,6 +86,9 @@ pub enum Frame {
     DataFragment {
         /// Serialized SURB the recipient's gateway uses to ack the fragment.
         surb_ack: Option<Vec<u8>>,
+        /// Seconds the recipient's gateway may keep the fragment, counted
+        /// from its arrival there (`None`: the gateway's retention).
+        lifetime: Option<u32>,
         /// The fragment.
         fragment: Fragment,
     },
@@ -85,6 +105,9 @@ pub enum Frame {
     Reply {
         /// Serialized SURB the recipient's gateway uses to ack the fragment.
         surb_ack: Option<Vec<u8>>,
+        /// Seconds the recipient's gateway may keep the fragment, counted
+        /// from its arrival there (`None`: the gateway's retention).
+        lifetime: Option<u32>,
         /// The fragment.
         fragment: Fragment,
     },
@@ -106,19 +129,37 @@ impl Frame {
     pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
         let mut body = Vec::new();
         match self {
-            Frame::DataFragment { surb_ack, fragment } | Frame::Reply { surb_ack, fragment } => {
-                match surb_ack {
-                    Some(ack) if ack.len() == SURB_ACK_SIZE => {
-                        body.push(1);
-                        body.extend_from_slice(ack);
-                    }
-                    Some(ack) => {
-                        return Err(ProtocolError::BadFrame(format!(
-                            "a SURB-ack is {SURB_ACK_SIZE} bytes, got {}",
-                            ack.len()
-                        )));
-                    }
-                    None => body.push(0),
+            Frame::DataFragment {
+                surb_ack,
+                lifetime,
+                fragment,
+            }
+            | Frame::Reply {
+                surb_ack,
+                lifetime,
+                fragment,
+            } => {
+                if let Some(ack) = surb_ack
+                    && ack.len() != SURB_ACK_SIZE
+                {
+                    return Err(ProtocolError::BadFrame(format!(
+                        "a SURB-ack is {SURB_ACK_SIZE} bytes, got {}",
+                        ack.len()
+                    )));
+                }
+                let mut flags = 0;
+                if surb_ack.is_some() {
+                    flags |= FLAG_SURB_ACK;
+                }
+                if lifetime.is_some() {
+                    flags |= FLAG_LIFETIME;
+                }
+                body.push(flags);
+                if let Some(lifetime) = lifetime {
+                    body.extend_from_slice(&lifetime.to_be_bytes());
+                }
+                if let Some(ack) = surb_ack {
+                    body.extend_from_slice(ack);
                 }
                 fragment.encode_into(&mut body);
             }
@@ -164,27 +205,44 @@ impl Frame {
             .ok_or_else(|| ProtocolError::BadFrame(format!("body length {len} too long")))?;
         match kind {
             FrameKind::DataFragment | FrameKind::Reply => {
-                let (flag, rest) = body
+                let (&flags, rest) = body
                     .split_first()
                     .ok_or_else(|| ProtocolError::BadFrame("empty body".into()))?;
-                let (surb_ack, rest) = match flag {
-                    0 => (None, rest),
-                    1 => {
-                        if rest.len() < SURB_ACK_SIZE {
-                            return Err(ProtocolError::BadFrame("truncated SURB-ack".into()));
-                        }
-                        let (ack, rest) = rest.split_at(SURB_ACK_SIZE);
-                        (Some(ack.to_vec()), rest)
+                if flags & !(FLAG_SURB_ACK | FLAG_LIFETIME) != 0 {
+                    return Err(ProtocolError::BadFrame(format!(
+                        "unknown flags {flags:#04x}"
+                    )));
+                }
+                let (lifetime, rest) = if flags & FLAG_LIFETIME != 0 {
+                    let (bytes, rest) = rest
+                        .split_first_chunk::<LIFETIME_SIZE>()
+                        .ok_or_else(|| ProtocolError::BadFrame("truncated lifetime".into()))?;
+                    (Some(u32::from_be_bytes(*bytes)), rest)
+                } else {
+                    (None, rest)
+                };
+                let (surb_ack, rest) = if flags & FLAG_SURB_ACK != 0 {
+                    if rest.len() < SURB_ACK_SIZE {
+                        return Err(ProtocolError::BadFrame("truncated SURB-ack".into()));
                     }
-                    other => {
-                        return Err(ProtocolError::BadFrame(format!("bad ack flag {other}")));
-                    }
+                    let (ack, rest) = rest.split_at(SURB_ACK_SIZE);
+                    (Some(ack.to_vec()), rest)
+                } else {
+                    (None, rest)
                 };
                 let fragment = Fragment::decode(rest)?;
                 Ok(if kind == FrameKind::Reply {
-                    Frame::Reply { surb_ack, fragment }
+                    Frame::Reply {
+                        surb_ack,
+                        lifetime,
+                        fragment,
+                    }
                 } else {
-                    Frame::DataFragment { surb_ack, fragment }
+                    Frame::DataFragment {
+                        surb_ack,
+                        lifetime,
+                        fragment,
+                    }
                 })
             }
             FrameKind::Ack => Ok(Frame::Ack {
@@ -224,11 +282,22 @@ mod tests {
             any::<u8>(),
             SURB_ACK_SIZE..=SURB_ACK_SIZE,
         ));
+        let lifetime = proptest::option::of(any::<u32>());
         prop_oneof![
-            (ack.clone(), arb_fragment())
-                .prop_map(|(surb_ack, fragment)| Frame::DataFragment { surb_ack, fragment }),
-            (ack, arb_fragment())
-                .prop_map(|(surb_ack, fragment)| Frame::Reply { surb_ack, fragment }),
+            (ack.clone(), lifetime.clone(), arb_fragment()).prop_map(
+                |(surb_ack, lifetime, fragment)| Frame::DataFragment {
+                    surb_ack,
+                    lifetime,
+                    fragment,
+                }
+            ),
+            (ack, lifetime, arb_fragment()).prop_map(|(surb_ack, lifetime, fragment)| {
+                Frame::Reply {
+                    surb_ack,
+                    lifetime,
+                    fragment,
+                }
+            }),
             arb_fragment().prop_map(|f| Frame::Ack { fragment: f.id }),
             Just(Frame::LoopCover),
             Just(Frame::DropCover),
@@ -267,6 +336,7 @@ mod tests {
         assert!(Frame::decode(&bytes).is_err());
         let too_long = Frame::DataFragment {
             surb_ack: None,
+            lifetime: None,
             fragment: Fragment {
                 id: FragmentId {
                     message: MessageId([0; 16]),
@@ -277,5 +347,105 @@ mod tests {
             },
         };
         assert!(too_long.encode().is_err());
+    }
+
+    fn full_fragment() -> Fragment {
+        Fragment {
+            id: FragmentId {
+                message: MessageId([9; 16]),
+                index: 1,
+            },
+            count: 3,
+            data: (0..FRAGMENT_CAPACITY).map(|i| i as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn lifetime_and_ack_round_trip_in_every_combination() {
+        assert_eq!(FRAGMENT_CAPACITY, 1623);
+        for surb_ack in [None, Some(vec![0xab; SURB_ACK_SIZE])] {
+            for lifetime in [None, Some(0), Some(1), Some(86_400), Some(u32::MAX)] {
+                let frames = [
+                    Frame::DataFragment {
+                        surb_ack: surb_ack.clone(),
+                        lifetime,
+                        fragment: full_fragment(),
+                    },
+                    Frame::Reply {
+                        surb_ack: surb_ack.clone(),
+                        lifetime,
+                        fragment: full_fragment(),
+                    },
+                ];
+                for frame in frames {
+                    let bytes = frame.encode().unwrap();
+                    assert_eq!(bytes.len(), FRAME_SIZE);
+                    let flags = bytes[FRAME_HEADER_SIZE];
+                    assert_eq!(flags & FLAG_SURB_ACK != 0, surb_ack.is_some());
+                    assert_eq!(flags & FLAG_LIFETIME != 0, lifetime.is_some());
+                    if let Some(l) = lifetime {
+                        // The lifetime comes right after the flags byte.
+                        let at = FRAME_HEADER_SIZE + 1;
+                        assert_eq!(bytes[at..at + LIFETIME_SIZE], l.to_be_bytes());
+                    }
+                    assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_fragment_with_lifetime_and_ack_fits_exactly() {
+        let frame = Frame::DataFragment {
+            surb_ack: Some(vec![1; SURB_ACK_SIZE]),
+            lifetime: Some(60),
+            fragment: full_fragment(),
+        };
+        let bytes = frame.encode().unwrap();
+        let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+        assert_eq!(len, FRAME_SIZE - FRAME_HEADER_SIZE, "no byte to spare");
+        let mut bigger = full_fragment();
+        bigger.data.push(0);
+        let too_long = Frame::DataFragment {
+            surb_ack: Some(vec![1; SURB_ACK_SIZE]),
+            lifetime: Some(60),
+            fragment: bigger,
+        };
+        assert!(too_long.encode().is_err());
+    }
+
+    #[test]
+    fn unknown_flag_bits_are_refused() {
+        for frame in [
+            Frame::DataFragment {
+                surb_ack: None,
+                lifetime: None,
+                fragment: full_fragment(),
+            },
+            Frame::Reply {
+                surb_ack: Some(vec![2; SURB_ACK_SIZE]),
+                lifetime: Some(5),
+                fragment: full_fragment(),
+            },
+        ] {
+            let good = frame.encode().unwrap();
+            for bit in 2..8 {
+                let mut bytes = good.clone();
+                bytes[FRAME_HEADER_SIZE] |= 1 << bit;
+                assert!(
+                    matches!(Frame::decode(&bytes), Err(ProtocolError::BadFrame(_))),
+                    "flag bit {bit} refused"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_lifetime_is_refused() {
+        // Flags say "lifetime" but the body ends after two bytes of it.
+        let mut bytes = vec![FRAME_VERSION, FrameKind::DataFragment as u8, 0, 3];
+        bytes.extend_from_slice(&[FLAG_LIFETIME, 0, 0]);
+        bytes.resize(FRAME_SIZE, 0);
+        assert!(Frame::decode(&bytes).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use protocol::packet::{DelaySampler, OutgoingPacket, SURB_ID_SIZE, build_packet};
+use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
 use protocol::surb::{Surb, SurbRecovery, build_surb};
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
@@ -42,20 +42,28 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         to: &ClientAddress,
         frame: &[u8],
     ) -> Result<(OutgoingPacket, Duration), ClientError> {
+        let route = self.forward_route(rng, to)?;
+        let delay = route.delay();
+        Ok((route.build(rng, frame)?, delay))
+    }
+
+    /// A fresh route to `to` with its sampled delays, for a frame that
+    /// depends on them (a lifetime counted from the arrival at `to`'s gateway).
+    pub(crate) fn forward_route(
+        &self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+    ) -> Result<ForwardRoute, ClientError> {
         let route = self
             .routes
             .route_to(rng, to.gateway)
             .ok_or_else(|| ClientError::NoRoute(to.gateway.to_base58()))?;
         let delays = self.delays.route_delays(route.len(), rng);
-        let packet = build_packet(
-            rng,
-            &route,
-            &delays,
-            to.destination(),
-            [0; SURB_ID_SIZE],
-            frame,
-        )?;
-        Ok((packet, delays.iter().sum()))
+        Ok(ForwardRoute {
+            route,
+            delays,
+            to: *to,
+        })
     }
 
     /// A random gateway for drop cover, and a random client key there.
@@ -67,5 +75,37 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
             client_key,
             gateway,
         })
+    }
+}
+
+/// A route to a client address with the delays drawn for it: a forward
+/// packet not built yet.
+pub(crate) struct ForwardRoute {
+    route: Vec<RouteHop>,
+    delays: Vec<Duration>,
+    to: ClientAddress,
+}
+
+impl ForwardRoute {
+    /// The sum of the delays: how long after it leaves the packet reaches
+    /// the recipient's gateway (network latency aside).
+    pub(crate) fn delay(&self) -> Duration {
+        self.delays.iter().sum()
+    }
+
+    /// The packet carrying `frame` over this route.
+    pub(crate) fn build(
+        &self,
+        rng: &mut impl CryptoRng,
+        frame: &[u8],
+    ) -> Result<OutgoingPacket, ClientError> {
+        Ok(build_packet(
+            rng,
+            &self.route,
+            &self.delays,
+            self.to.destination(),
+            [0; SURB_ID_SIZE],
+            frame,
+        )?)
     }
 }

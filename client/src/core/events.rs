@@ -74,7 +74,8 @@ pub enum ClientEvent {
         id: MessageId,
     },
     /// A fragment of a message we sent was not acknowledged after the last
-    /// retransmission (or a reply ran out of SURBs to retransmit through).
+    /// retransmission (or a reply ran out of SURBs to retransmit through, or
+    /// its expiry passed before it could be sent).
     SendFailed {
         /// The message.
         id: MessageId,

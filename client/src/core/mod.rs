@@ -233,6 +233,27 @@ impl<R: RouteSource> ClientCore<R> {
         reply_surbs: usize,
         rng: &mut impl CryptoRng,
     ) -> Result<MessageId, ClientError> {
+        self.send_expiring(now, to, bytes, reply_surbs, None, rng)
+    }
+
+    /// [`ClientCore::send`] with an expiry instant (on this core's clock):
+    /// each copy of a fragment tells the recipient's gateway to keep it no
+    /// longer than `expires_at` (the frame's lifetime: whole seconds, rounded
+    /// down, from the copy's planned arrival there), and a message whose
+    /// expiry has passed, or is less than a second after that arrival, when
+    /// a copy is due is not sent any more: it ends with
+    /// [`ClientEvent::SendFailed`] and counts in
+    /// [`ClientStats::expired_unsent`]. An expiry already past fails the
+    /// same way, at the first tick.
+    pub fn send_expiring(
+        &mut self,
+        now: Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        reply_surbs: usize,
+        expires_at: Option<Timestamp>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
         if reply_surbs > self.config.max_reply_surbs_per_message {
             return Err(ClientError::TooManyReplySurbs {
                 asked: reply_surbs,
@@ -267,7 +288,8 @@ impl<R: RouteSource> ClientCore<R> {
         };
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &envelope.encode())?;
-        self.outbox.push(id, Target::Address(*to), fragments);
+        self.outbox
+            .push(id, Target::Address(*to), fragments, expires_at);
         Ok(id)
     }
 
@@ -300,7 +322,7 @@ impl<R: RouteSource> ClientCore<R> {
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &encoded)?;
         let surbs = std::mem::take(&mut handle.surbs).into();
-        self.outbox.push(id, Target::Surbs(surbs), fragments);
+        self.outbox.push(id, Target::Surbs(surbs), fragments, None);
         Ok(id)
     }
 
@@ -443,7 +465,9 @@ impl<R: RouteSource> ClientCore<R> {
 
     fn handle_reply(&mut self, now: Timestamp, frame: Result<Frame, protocol::ProtocolError>) {
         match frame {
-            Ok(Frame::Reply { surb_ack, fragment }) => {
+            Ok(Frame::Reply {
+                surb_ack, fragment, ..
+            }) => {
                 let fragment_id = fragment.id;
                 let held = self.inbox.receive(
                     now,

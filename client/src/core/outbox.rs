@@ -9,6 +9,11 @@
 //! the message runs out of retransmissions and fails. Old SURB-acks of a
 //! fragment stay valid until it is acked: an ack that crossed a
 //! retransmission still counts.
+//!
+//! A message may carry an expiry instant: each copy of its fragments then
+//! tells the recipient's gateway (the frame's `lifetime`) how many whole
+//! seconds it may keep the fragment after its arrival, and a message whose
+//! expiry has passed when its next copy is due fails unsent.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -20,7 +25,7 @@ use protocol::surb::{Surb, SurbId, SurbRecovery, use_surb};
 use protocol::time::Timestamp;
 use rand::CryptoRng;
 
-use super::builder::PacketBuilder;
+use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
 use super::events::{ClientEvent, EventQueue};
 use super::routes::RouteSource;
@@ -50,6 +55,8 @@ struct OutgoingMessage {
     target: Target,
     fragments: Vec<OutgoingFragment>,
     acked: usize,
+    /// After this instant no copy is sent, and no gateway keeps one.
+    expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -100,8 +107,15 @@ impl Outbox {
         self.ack_table.contains_key(surb_id)
     }
 
-    /// Queues a message cut into `fragments`.
-    pub(crate) fn push(&mut self, id: MessageId, target: Target, fragments: Vec<Fragment>) {
+    /// Queues a message cut into `fragments`, to be sent (and kept by the
+    /// recipient's gateway) until `expires_at` if given.
+    pub(crate) fn push(
+        &mut self,
+        id: MessageId,
+        target: Target,
+        fragments: Vec<Fragment>,
+        expires_at: Option<Timestamp>,
+    ) {
         self.unacked += fragments.len();
         self.queue.extend(fragments.iter().map(|f| f.id));
         let fragments = fragments
@@ -120,6 +134,7 @@ impl Outbox {
                 target,
                 fragments,
                 acked: 0,
+                expires_at,
             },
         );
     }
@@ -197,19 +212,40 @@ impl Outbox {
         if state.acked || state.deadline.is_some() {
             return Attempt::Skip;
         }
+        let expires_at = message.expires_at;
+        if expires_at.is_some_and(|at| at <= now) {
+            self.expire(fid.message, stats, events);
+            return Attempt::Skip;
+        }
         let Ok((surb_ack, recovery, back)) = builder.surb_home(rng) else {
             return Attempt::Blocked;
         };
         let surb_id = recovery.id();
         let built = match &mut message.target {
-            Target::Address(to) => Frame::DataFragment {
-                surb_ack: Some(surb_ack.0),
-                fragment: state.fragment.clone(),
-            }
-            .encode()
-            .map_err(ClientError::from)
-            .and_then(|frame| builder.forward(rng, to, &frame))
-            .map(|(packet, there)| (packet, there.saturating_add(back))),
+            Target::Address(to) => match builder.forward_route(rng, to) {
+                Err(e) => Err(e),
+                Ok(route) => {
+                    let lifetime = match expires_at.map(|at| lifetime_at(now, &route, at)) {
+                        None => None,
+                        Some(Some(secs)) => Some(secs),
+                        Some(None) => {
+                            // It would reach the gateway with less than a
+                            // whole second to live: not worth sending.
+                            self.expire(fid.message, stats, events);
+                            return Attempt::Skip;
+                        }
+                    };
+                    Frame::DataFragment {
+                        surb_ack: Some(surb_ack.0),
+                        lifetime,
+                        fragment: state.fragment.clone(),
+                    }
+                    .encode()
+                    .map_err(ClientError::from)
+                    .and_then(|frame| route.build(rng, &frame))
+                    .map(|packet| (packet, route.delay().saturating_add(back)))
+                }
+            },
             Target::Surbs(surbs) => {
                 let Some(surb) = surbs.pop_front() else {
                     // Nothing left to send through: the reply cannot be retransmitted.
@@ -218,6 +254,7 @@ impl Outbox {
                 };
                 Frame::Reply {
                     surb_ack: Some(surb_ack.0),
+                    lifetime: None,
                     fragment: state.fragment.clone(),
                 }
                 .encode()
@@ -357,6 +394,14 @@ impl Outbox {
         }
     }
 
+    /// Gives up on a message whose expiry passed before a copy could leave.
+    fn expire(&mut self, id: MessageId, stats: &mut ClientStats, events: &mut EventQueue) {
+        if self.messages.contains_key(&id) {
+            stats.expired_unsent += 1;
+            self.fail(id, stats, events);
+        }
+    }
+
     /// Gives up on a message: forgets its fragments and SURB-acks.
     fn fail(&mut self, id: MessageId, stats: &mut ClientStats, events: &mut EventQueue) {
         let Some(message) = self.messages.remove(&id) else {
@@ -376,4 +421,13 @@ impl Outbox {
         stats.send_failures += 1;
         events.push(ClientEvent::SendFailed { id }, stats);
     }
+}
+
+/// Whole seconds (rounded down) from the arrival of a packet sent at `now`
+/// over `route` at the recipient's gateway until `expires_at`; `None` when
+/// that is less than one second.
+fn lifetime_at(now: Timestamp, route: &ForwardRoute, expires_at: Timestamp) -> Option<u32> {
+    let arrival = now.saturating_add(route.delay());
+    let secs = expires_at.saturating_duration_since(arrival).as_secs();
+    (secs > 0).then(|| u32::try_from(secs).unwrap_or(u32::MAX))
 }

@@ -88,8 +88,14 @@ pub struct ClientStats {
     pub messages_received: u64,
     /// Incoming messages abandoned after the reassembly timeout.
     pub reassembly_timeouts: u64,
-    /// Messages that failed after their last retransmission.
+    /// Messages that failed ([`ClientEvent::SendFailed`](super::ClientEvent::SendFailed)):
+    /// a fragment unacknowledged after its last retransmission, a reply out
+    /// of SURBs, or an expiry that passed first (also in `expired_unsent`).
     pub send_failures: u64,
+    /// Messages that failed because their expiry passed (or was less than a
+    /// second after the gateway would get the copy) before a fragment's next
+    /// copy could leave.
+    pub expired_unsent: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
     /// Reply SURB recoveries evicted (store full) or expired unused.

@@ -205,6 +205,7 @@ impl Router {
             if let Ok(Frame::DataFragment {
                 surb_ack: Some(ack),
                 fragment,
+                ..
             }) = Frame::decode(&frame)
             {
                 let ack_frame = Frame::Ack {

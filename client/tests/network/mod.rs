@@ -92,6 +92,9 @@ pub struct TestNetwork {
     pub undeliverable: usize,
     /// Packets a mixer refused.
     pub refused: usize,
+    /// Data fragments that reached their recipient's gateway: (arrival
+    /// instant, fragment, the frame's lifetime), losses included.
+    pub data_at_gateway: Vec<(Timestamp, FragmentId, Option<u32>)>,
     /// Hash over every client send (who, when, where) and every event, in order.
     pub trace: DefaultHasher,
     mixers: HashMap<NodeId, Mixer>,
@@ -172,6 +175,7 @@ impl TestNetwork {
             client_sends: Vec::new(),
             undeliverable: 0,
             refused: 0,
+            data_at_gateway: Vec::new(),
             trace: DefaultHasher::new(),
             mixers,
             client_of_key,
@@ -271,9 +275,11 @@ impl TestNetwork {
         if d.surb_id.is_forward()
             && let Ok(Frame::DataFragment {
                 surb_ack: Some(ack),
+                lifetime,
                 fragment,
             }) = open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f))
         {
+            self.data_at_gateway.push((self.now, fragment.id, lifetime));
             let seen = self.seen_at_gateway.entry(fragment.id).or_insert(0);
             let before = *seen;
             *seen += 1;

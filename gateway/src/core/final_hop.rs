@@ -6,6 +6,8 @@
 //! has returned are the batch's SURB-acks built. The shell hands over whatever
 //! deliveries the exit mixer produced since the last call.
 
+use std::time::Duration;
+
 use mixnode::Delivery;
 use protocol::fragment::FragmentId;
 use protocol::frame::Frame;
@@ -46,6 +48,16 @@ impl<S: MailboxStore> GatewayCore<S> {
                 to_store.push(message);
                 acks.push(ack);
             }
+        }
+        // A sender's lifetime shorter than the sweep interval brings the next
+        // sweep forward, so the message is not kept past it.
+        if let Some(earliest) = to_store
+            .iter()
+            .filter_map(|m| m.lifetime)
+            .min()
+            .map(|lifetime| now.saturating_add(lifetime))
+        {
+            self.next_sweep = self.next_sweep.min(earliest);
         }
         let clients: Vec<ClientKey> = to_store.iter().map(|m| m.client).collect();
         let results = self.mailbox.put_batch(now, to_store);
@@ -100,43 +112,50 @@ impl<S: MailboxStore> GatewayCore<S> {
         if !self.clients.contains(&client) {
             return drop(GatewayDropReason::UnknownClient);
         }
-        let message = |payload: Vec<u8>| NewMessage {
+        let message = |payload: Vec<u8>, lifetime: Option<u32>| NewMessage {
             client,
             surb_id: delivery.surb_id,
             payload,
-            lifetime: None,
+            lifetime: lifetime.map(|secs| Duration::from_secs(u64::from(secs))),
         };
         if !delivery.surb_id.is_forward() {
-            // A SURB reply (or an ack through a SURB): sealed for the client, stored as it came.
+            // A SURB reply (or an ack through a SURB): sealed for the client,
+            // stored as it came (its frame's lifetime cannot be read here).
             if delivery.payload.len() > MAX_DELIVER_PAYLOAD {
                 return drop(GatewayDropReason::BadPayload);
             }
-            return Some((message(delivery.payload), None));
+            return Some((message(delivery.payload, None), None));
         }
         let Ok(frame) = open_forward_payload(&delivery.payload).and_then(|f| Frame::decode(&f))
         else {
             return drop(GatewayDropReason::BadPayload);
         };
         match frame {
-            Frame::DataFragment { surb_ack, fragment } => {
+            Frame::DataFragment {
+                surb_ack,
+                lifetime,
+                fragment,
+            } => {
                 let ack = surb_ack.map(|surb| PendingAck {
                     surb,
                     fragment: fragment.id,
                 });
-                // The SURB-ack is sender material: it is used here, never stored.
+                // The SURB-ack and the lifetime are sender material: used
+                // here (the lifetime becomes the record's expiry), never stored.
                 let stored = Frame::DataFragment {
                     surb_ack: None,
+                    lifetime: None,
                     fragment,
                 }
                 .encode();
                 match stored {
-                    Ok(bytes) => Some((message(bytes), ack)),
+                    Ok(bytes) => Some((message(bytes, lifetime), ack)),
                     Err(_) => drop(GatewayDropReason::BadPayload),
                 }
             }
             // The client counts its own loops: they reach it like data.
             Frame::LoopCover => match Frame::LoopCover.encode() {
-                Ok(bytes) => Some((message(bytes), None)),
+                Ok(bytes) => Some((message(bytes, None), None)),
                 Err(_) => drop(GatewayDropReason::BadPayload),
             },
             Frame::DropCover => drop(GatewayDropReason::DropCover),

@@ -471,11 +471,16 @@ impl<S: MailboxStore> GatewayCore<S> {
                 self.update_gauges();
             }
             // A full batch means more may be due: sweep again at once.
-            self.next_sweep = if removed >= batch {
+            let regular = if removed >= batch {
                 now
             } else {
                 now.saturating_add(self.config.expiry_interval)
             };
+            // A sender's lifetime may end before the regular sweep.
+            let earliest = self.mailbox.next_expiry().ok().flatten();
+            self.next_sweep = earliest
+                .filter(|t| *t > now)
+                .map_or(regular, |t| t.min(regular));
         }
         actions
     }

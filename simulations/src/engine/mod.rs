@@ -134,6 +134,7 @@ impl<C: SimCodec> Engine<C> {
         let frames = Frames {
             real: Frame::DataFragment {
                 surb_ack: None,
+                lifetime: None,
                 fragment,
             }
             .encode()
