@@ -80,6 +80,8 @@ async fn main() {
         connector,
         options: ClientOptions::default(),
         seed: [9; 32],
+        sessions: client::sessions::SessionBook::generate(&mut rng),
+        book_file: None,
     });
     client.wait_connected().await.unwrap_or_default();
     let cpu_before = cpu_time().unwrap_or_default();

@@ -49,6 +49,12 @@ pub enum ClientError {
     /// The message was not acknowledged after its last retransmission.
     #[error("message not delivered: a fragment was never acknowledged")]
     NotDelivered,
+    /// No end-to-end session with this address, and no address card to start one.
+    #[error("no session with {0}: add its address card first")]
+    NoSession(String),
+    /// The end-to-end session layer refused to seal the message.
+    #[error("end-to-end session: {0}")]
+    Session(String),
     /// Building a packet, a SURB or a frame failed.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

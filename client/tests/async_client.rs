@@ -13,6 +13,7 @@ mod mixnet;
 use std::time::Duration;
 
 use client::core::DeliveryDrop;
+use client::sessions::SessionBook;
 use client::shell::{ClientParts, SendStatus};
 use client::{Client, ClientError, ClientOptions};
 use mixnet::TestMixnet;
@@ -49,7 +50,20 @@ fn start_client(net: &mut TestMixnet, gateway: usize, seed: u64, options: Client
         connector: slot.connector.take().expect("one client per gateway"),
         options,
         seed: [seed as u8; 32],
+        sessions: SessionBook::generate(&mut rng),
+        book_file: None,
     })
+}
+
+/// Gives each client the other's address card.
+async fn introduce(a: &Client, b: &Client) {
+    a.add_contact(&b.card()).await.unwrap();
+    b.add_contact(&a.card()).await.unwrap();
+}
+
+/// An address card for `address` with prekeys nobody holds.
+fn stranger_card(address: protocol::ClientAddress) -> client::AddressCard {
+    SessionBook::generate(&mut ChaCha20Rng::seed_from_u64(99)).card(address)
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,8 +80,10 @@ async fn send_receive_and_reply_between_two_clients() {
         .unwrap()
         .unwrap();
 
-    // Large enough for three fragments, so progress has steps.
-    let text: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    introduce(&alice, &bob).await;
+    // Large enough for three fragments (with the session's first-message
+    // handshake and three reply SURBs), so progress has steps.
+    let text: Vec<u8> = (0..1500u32).map(|i| (i % 251) as u8).collect();
     let mut sent = alice.send(&bob.address(), text.clone()).await.unwrap();
     assert_eq!(sent.status(), SendStatus::Progress { acked: 0, total: 3 });
 
@@ -133,6 +149,7 @@ async fn deliveries_the_core_did_not_take_stay_unacked_at_the_gateway() {
         ..options()
     };
     let bob = start_client(&mut net, 1, 21, bob_options);
+    introduce(&alice, &bob).await;
     timeout(PATIENCE, bob.wait_connected())
         .await
         .unwrap()
@@ -176,6 +193,7 @@ async fn reconnects_after_the_link_drops_and_gets_the_mailbox_again() {
     let mut net = TestMixnet::start(3, 2);
     let alice = start_client(&mut net, 0, 30, options());
     let bob = start_client(&mut net, 1, 31, options());
+    introduce(&alice, &bob).await;
     timeout(PATIENCE, bob.wait_connected())
         .await
         .unwrap()
@@ -225,6 +243,7 @@ async fn calls_fail_cleanly_after_shutdown_and_unknown_gateways_are_refused() {
     let alice = start_client(&mut net, 0, 40, options());
     let mut nowhere = alice.address();
     nowhere.gateway = protocol::NodeId([0xEE; 32]);
+    alice.add_contact(&stranger_card(nowhere)).await.unwrap();
     assert!(matches!(
         alice.send(&nowhere, b"x".to_vec()).await,
         Err(ClientError::NoRoute(_))
@@ -257,7 +276,10 @@ async fn a_new_topology_replaces_the_routes() {
         connector: net.gateways[0].connector.take().unwrap(),
         options: options(),
         seed: [50; 32],
+        sessions: SessionBook::generate(&mut rng),
+        book_file: None,
     });
+    introduce(&alice, &bob).await;
     assert!(matches!(
         alice.send(&bob.address(), b"too early".to_vec()).await,
         Err(ClientError::NoRoute(_))
@@ -333,6 +355,7 @@ async fn a_message_nobody_acknowledges_fails() {
         client_key: [0x42; 32],
         gateway: net.gateways[0].id,
     };
+    alice.add_contact(&stranger_card(nobody)).await.unwrap();
     let mut sent = alice
         .send(&nobody, b"into the void".to_vec())
         .await

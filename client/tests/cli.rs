@@ -9,7 +9,8 @@
 
 use std::process::{Command, Output};
 
-use client::shell::{DataFolder, StoredSettings};
+use client::AddressCard;
+use client::shell::{DataFolder, StateSealing, StoredSettings};
 use protocol::{NodeId, SphinxKeyPair};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -29,16 +30,18 @@ fn initialised_folder(dir: &std::path::Path) -> DataFolder {
         directory_url: "http://127.0.0.1:9".into(),
         directory_key: NodeId([1; 32]).to_base58(),
         gateway: NodeId([2; 32]).to_base58(),
+        state_sealing: StateSealing::KeyFile,
     };
     folder.init(&settings, &keys).unwrap();
     folder
 }
 
 #[test]
-fn address_prints_the_stored_address() {
+fn address_prints_the_stored_address_and_a_stable_card() {
     let dir = tempfile::tempdir().unwrap();
     let folder = initialised_folder(dir.path());
-    let out = run(&["address", "--dir", dir.path().to_str().unwrap()]);
+    let d = dir.path().to_str().unwrap();
+    let out = run(&["address", "--dir", d, "--plain"]);
     assert!(
         out.status.success(),
         "{}",
@@ -47,6 +50,15 @@ fn address_prints_the_stored_address() {
     let printed = String::from_utf8(out.stdout).unwrap();
     assert_eq!(printed.trim(), folder.address().unwrap().to_string());
     assert!(printed.trim().ends_with(&NodeId([2; 32]).to_base58()));
+
+    // The card: the same address, with prekeys that verify, the same at
+    // every call (the session book is created once, sealed in the folder).
+    let card = String::from_utf8(run(&["address", "--dir", d]).stdout).unwrap();
+    let parsed: AddressCard = card.trim().parse().unwrap();
+    assert_eq!(parsed.address, folder.address().unwrap());
+    let again = String::from_utf8(run(&["address", "--dir", d]).stdout).unwrap();
+    assert_eq!(card, again);
+    assert!(folder.sessions_path().exists());
 }
 
 #[test]

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientOptions};
+use client::shell::ShellStats;
+use client::{AddressCard, Client, ClientOptions};
 use localnet::{LocalNet, NetworkSpec};
-use protocol::ClientAddress;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
 
@@ -35,8 +35,8 @@ fn spec() -> NetworkSpec {
     }
 }
 
-/// `mixnet-client init` until the directory lists the gateway; returns the address.
-fn init(net: &LocalNet, dir: &Path, gateway: usize) -> ClientAddress {
+/// `mixnet-client init` until the directory lists the gateway; returns the address card.
+fn init(net: &LocalNet, dir: &Path, gateway: usize) -> AddressCard {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new(CLIENT)
@@ -94,10 +94,12 @@ async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
     let net = LocalNet::start(spec()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
-    init(&net, &alice_dir, 0);
-    let bob_address = init(&net, &bob_dir, 1);
+    let alice_card = init(&net, &alice_dir, 0);
+    let bob_card = init(&net, &bob_dir, 1);
+    let bob_address = bob_card.address;
     let alice = connect(&alice_dir).await;
     let bob = connect(&bob_dir).await;
+    alice.add_contact(&bob_card).await.unwrap();
 
     // 50 sizes from 1 byte to 100 KiB, geometrically spaced.
     let sizes: Vec<usize> = (0..50)
@@ -121,6 +123,8 @@ async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
             .expect("50 messages in time")
             .unwrap();
         let i = usize::from(m.bytes[0]);
+        // Decrypted in the session Alice started from Bob's card.
+        assert_eq!(m.from, Some(alice_card.address));
         assert!(
             received.insert(i, m.bytes.clone()).is_none(),
             "message {i} twice"
@@ -157,8 +161,54 @@ async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
             .await
             .is_err()
     );
+    let alice_identity = received_peer(&bob, &alice, &bob_address).await;
+
+    // Both clients restart: the sessions come back from their sealed books.
+    // Alice has read Bob's replies, so she now sends plain ratchet messages
+    // that only Bob's stored session opens; Bob writes to Alice's address,
+    // which he learned inside the session, without a card.
     alice.shutdown().await;
     bob.shutdown().await;
+    let alice = connect(&alice_dir).await;
+    let bob = connect(&bob_dir).await;
+    assert_eq!(
+        received_peer(&bob, &alice, &bob_address).await,
+        alice_identity
+    );
+    let o = bob
+        .send(&alice_card.address, b"after the restart".to_vec())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(60), alice.recv())
+        .await
+        .expect("Bob's message after the restart")
+        .unwrap();
+    assert_eq!(m.bytes, b"after the restart");
+    assert_eq!(m.from, Some(bob_address));
+    o.delivered().await.unwrap();
+    assert_eq!(ShellStats::get(&alice.stats().undecryptable), 0);
+    assert_eq!(ShellStats::get(&bob.stats().undecryptable), 0);
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
+
+/// Alice sends one message to Bob; returns the identity Bob saw it from.
+async fn received_peer(
+    bob: &Client,
+    alice: &Client,
+    bob_address: &protocol::ClientAddress,
+) -> client::PeerIdentityKey {
+    let o = alice
+        .send(bob_address, b"still here".to_vec())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
+        .await
+        .expect("Alice's message")
+        .unwrap();
+    assert_eq!(m.bytes, b"still here");
+    o.delivered().await.unwrap();
+    m.peer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,9 +217,11 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
     let root = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
     init(&net, &alice_dir, 0);
-    let bob_address = init(&net, &bob_dir, 1);
+    let bob_card = init(&net, &bob_dir, 1);
+    let bob_address = bob_card.address;
     let alice = connect(&alice_dir).await;
     let bob = connect(&bob_dir).await;
+    alice.add_contact(&bob_card).await.unwrap();
 
     // A mix node dies while messages are in flight: retransmission on fresh
     // routes gets every one through.

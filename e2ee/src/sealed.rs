@@ -141,7 +141,20 @@ impl StateStore {
         rng: &mut impl CryptoRng,
         session: &Session,
     ) -> Result<Vec<u8>, SessionError> {
-        let state = session.to_bytes()?;
+        self.seal_bytes(rng, &session.to_bytes()?)
+    }
+
+    /// Decrypts sealed state; refuses a wrong key and any tampering.
+    pub fn open(&self, sealed: &[u8]) -> Result<Session, SessionError> {
+        Session::from_bytes(&self.open_bytes(sealed)?)
+    }
+
+    /// Encrypts any state (e.g. a client's book of sessions) in the same format.
+    pub fn seal_bytes(
+        &self,
+        rng: &mut impl CryptoRng,
+        state: &[u8],
+    ) -> Result<Vec<u8>, SessionError> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let mut out = Vec::with_capacity(64 + state.len());
@@ -154,7 +167,7 @@ impl StateStore {
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: &state,
+                    msg: state,
                     aad: &out,
                 },
             )
@@ -163,8 +176,8 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Decrypts sealed state; refuses a wrong key and any tampering.
-    pub fn open(&self, sealed: &[u8]) -> Result<Session, SessionError> {
+    /// Decrypts bytes sealed by [`StateStore::seal_bytes`]; refuses a wrong key and any tampering.
+    pub fn open_bytes(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SessionError> {
         let mut reader = Reader::new(sealed);
         read_magic(&mut reader)?;
         let source = reader.take(self.source.len(), "key source")?;
@@ -188,7 +201,7 @@ impl StateStore {
                 )
                 .map_err(|_| SessionError::SealedStateRejected)?,
         );
-        Session::from_bytes(&state)
+        Ok(state)
     }
 
     fn cipher(&self) -> Result<XChaCha20Poly1305, SessionError> {

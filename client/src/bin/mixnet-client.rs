@@ -3,18 +3,26 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use client::shell::{DataFolder, StoredSettings, os_seed};
-use client::{Client, ClientOptions, Outgoing, SendStatus};
+use client::shell::{DataFolder, Passphrase, StateSealing, StoredSettings, os_seed};
+use client::{AddressCard, Client, ClientOptions, Outgoing, SendStatus};
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
 use topology::DirectoryClient;
 
-/// Send and receive messages through the mixnet.
+/// The environment variable that holds the passphrase of the session book.
+const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";
+
+/// Send and receive end-to-end encrypted messages through the mixnet.
+///
+/// The session book (identity, prekeys, sessions) is sealed with a key in
+/// the data folder, or, when MIXNET_CLIENT_PASSPHRASE is set at `init`, with
+/// that passphrase (then needed at every start).
 #[derive(Parser)]
 #[command(name = "mixnet-client", version)]
 struct Cli {
@@ -39,20 +47,29 @@ enum Command {
         #[arg(long)]
         gateway: Option<String>,
     },
-    /// Prints the client's address.
+    /// Prints the client's address card (address and prekeys): give it to
+    /// whoever should write to this client.
     Address {
         /// The client's data folder.
         #[arg(long)]
         dir: PathBuf,
+        /// Prints only the routing address (key@gateway), without prekeys.
+        #[arg(long)]
+        plain: bool,
     },
     /// Sends one message and waits until it is delivered.
     Send {
         /// The client's data folder.
         #[arg(long)]
         dir: PathBuf,
-        /// The recipient's address.
+        /// The recipient's address card, or the address of a peer already
+        /// in a session with this client.
         #[arg(long)]
         to: String,
+        /// Seconds the message may live: its gateway deletes it after, its
+        /// recipient refuses it after.
+        #[arg(long)]
+        lifetime: Option<u64>,
         /// The message; read from stdin when absent.
         message: Option<String>,
     },
@@ -70,10 +87,29 @@ enum Command {
         /// The client's data folder.
         #[arg(long)]
         dir: PathBuf,
-        /// The peer's address.
+        /// The peer's address card (or address, once in a session).
         #[arg(long)]
         to: String,
     },
+}
+
+/// A recipient given on the command line: a card (which adds a contact) or an address.
+enum Recipient {
+    Card(AddressCard),
+    Address(ClientAddress),
+}
+
+impl Recipient {
+    fn address(&self) -> ClientAddress {
+        match self {
+            Recipient::Card(card) => card.address,
+            Recipient::Address(address) => *address,
+        }
+    }
+}
+
+fn passphrase() -> Option<Passphrase> {
+    std::env::var(PASSPHRASE_VAR).ok().map(Passphrase::new)
 }
 
 fn main() -> Result<()> {
@@ -101,13 +137,23 @@ async fn run(command: Command) -> Result<()> {
             directory_key,
             gateway,
         } => init(&dir, &directory, &directory_key, gateway.as_deref()).await,
-        Command::Address { dir } => {
-            let address = DataFolder::new(&dir).address()?;
-            println!("{address}");
+        Command::Address { dir, plain } => {
+            let folder = DataFolder::new(&dir);
+            let address = folder.address()?;
+            if plain {
+                println!("{address}");
+            } else {
+                println!("{}", card(&folder, address)?);
+            }
             Ok(())
         }
-        Command::Send { dir, to, message } => {
-            let to = parse_address(&to)?;
+        Command::Send {
+            dir,
+            to,
+            lifetime,
+            message,
+        } => {
+            let to = parse_recipient(&to)?;
             let bytes = match message {
                 Some(text) => text.into_bytes(),
                 None => {
@@ -118,16 +164,31 @@ async fn run(command: Command) -> Result<()> {
                     bytes
                 }
             };
-            send(&dir, &to, bytes).await
+            send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
         Command::Receive { dir, count } => receive(&dir, count).await,
-        Command::Chat { dir, to } => chat(&dir, &parse_address(&to)?).await,
+        Command::Chat { dir, to } => chat(&dir, &parse_recipient(&to)?).await,
     }
 }
 
-fn parse_address(text: &str) -> Result<ClientAddress> {
-    text.parse()
-        .with_context(|| format!("--to {text}: not a client address (key@gateway)"))
+fn parse_recipient(text: &str) -> Result<Recipient> {
+    if text.contains('/') {
+        return text
+            .parse()
+            .map(Recipient::Card)
+            .with_context(|| format!("--to: not an address card: {text}"));
+    }
+    text.parse().map(Recipient::Address).with_context(|| {
+        format!("--to {text}: not an address card (key@gateway/prekeys) or a client address")
+    })
+}
+
+/// The address card of the client in `folder` (opens, or creates, its session book).
+fn card(folder: &DataFolder, address: ClientAddress) -> Result<AddressCard> {
+    let (settings, _) = folder.load()?;
+    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
+    let (book, _) = folder.session_book(&mut rng, settings.state_sealing, passphrase().as_ref())?;
+    Ok(book.card(address))
 }
 
 async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
@@ -169,15 +230,24 @@ async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result
         directory_url: url.to_string(),
         directory_key: directory_key.to_base58(),
         gateway: gateway.to_base58(),
+        state_sealing: if passphrase().is_some() {
+            StateSealing::Passphrase
+        } else {
+            StateSealing::KeyFile
+        },
     };
     folder.init(&settings, &keys)?;
-    println!("{}", folder.address()?);
+    println!("{}", card(&folder, folder.address()?)?);
     Ok(())
 }
 
 /// Connects the client of `dir` and prints `ready` once its gateway session is open.
 async fn connect(dir: &Path) -> Result<Client> {
-    let client = Client::connect(dir, ClientOptions::default())
+    let options = ClientOptions {
+        passphrase: passphrase(),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect(dir, options)
         .await
         .with_context(|| format!("{}: cannot start the client", dir.display()))?;
     client
@@ -187,6 +257,14 @@ async fn connect(dir: &Path) -> Result<Client> {
     println!("ready");
     std::io::stdout().flush()?;
     Ok(client)
+}
+
+/// Adds `to` as a contact when it is a card; returns its address.
+async fn reach(client: &Client, to: &Recipient) -> Result<ClientAddress> {
+    if let Recipient::Card(card) = to {
+        client.add_contact(card).await?;
+    }
+    Ok(to.address())
 }
 
 /// Shows progress on stderr until `outgoing` is delivered or failed.
@@ -206,9 +284,18 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
     }
 }
 
-async fn send(dir: &Path, to: &ClientAddress, bytes: Vec<u8>) -> Result<()> {
+async fn send(
+    dir: &Path,
+    to: &Recipient,
+    bytes: Vec<u8>,
+    lifetime: Option<Duration>,
+) -> Result<()> {
     let client = connect(dir).await?;
-    let outgoing = client.send(to, bytes).await?;
+    let to = reach(&client, to).await?;
+    let outgoing = match lifetime {
+        Some(lifetime) => client.send_expiring(&to, bytes, lifetime).await?,
+        None => client.send(&to, bytes).await?,
+    };
     let result = follow(outgoing).await;
     client.shutdown().await;
     result
@@ -239,8 +326,9 @@ async fn receive(dir: &Path, count: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-async fn chat(dir: &Path, to: &ClientAddress) -> Result<()> {
+async fn chat(dir: &Path, to: &Recipient) -> Result<()> {
     let client = Arc::new(connect(dir).await?);
+    let to = reach(&client, to).await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut pending = tokio::task::JoinSet::new();
     let mut stdin_open = true;
@@ -248,7 +336,7 @@ async fn chat(dir: &Path, to: &ClientAddress) -> Result<()> {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line? {
                 Some(line) => {
-                    let outgoing = client.send(to, line.into_bytes()).await?;
+                    let outgoing = client.send(&to, line.into_bytes()).await?;
                     pending.spawn(async move {
                         if outgoing.delivered().await.is_err() {
                             eprintln!("a message was not delivered");

@@ -13,8 +13,10 @@ use topology::Topology;
 
 use super::driver::{Command, Driver};
 use super::link::GatewayConnector;
+use super::store::{BookFile, Passphrase};
 use crate::core::{ClientConfig, ClientStats, ReplyHandle};
 use crate::error::ClientError;
+use crate::sessions::{AddressCard, PeerIdentityKey, SessionBook, SessionId};
 
 /// Settings of the async shell around the core.
 #[derive(Clone, Debug)]
@@ -38,6 +40,8 @@ pub struct ClientOptions {
     pub receive_queue: usize,
     /// Calls waiting for the client task.
     pub command_queue: usize,
+    /// Unlocks a session book sealed with a passphrase ([`Client::open`]).
+    pub passphrase: Option<Passphrase>,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +55,7 @@ impl Default for ClientOptions {
             topology_refresh: Duration::from_secs(300),
             receive_queue: 64,
             command_queue: 64,
+            passphrase: None,
         }
     }
 }
@@ -114,7 +119,7 @@ impl Outgoing {
     }
 }
 
-/// A complete message from another client.
+/// A complete, decrypted message from another client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceivedMessage {
     /// The sender's id of the message.
@@ -122,9 +127,33 @@ pub struct ReceivedMessage {
     /// The content.
     pub bytes: Vec<u8>,
     /// How to answer, when the sender attached reply SURBs.
-    pub reply: Option<ReplyHandle>,
+    pub reply: Option<ReplyPath>,
     /// For a reply: the id of our message it answers.
     pub in_reply_to: Option<MessageId>,
+    /// The sender's long-term identity, authenticated by the end-to-end session.
+    pub peer: PeerIdentityKey,
+    /// The sender's address, when it gave one (and it is not pinned to another identity).
+    pub from: Option<ClientAddress>,
+}
+
+/// How to answer a received message without its sender's address: its
+/// reply SURBs and the end-to-end session it came on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyPath {
+    pub(crate) handle: ReplyHandle,
+    pub(crate) session: SessionId,
+}
+
+impl ReplyPath {
+    /// The message this path answers.
+    pub fn in_reply_to(&self) -> MessageId {
+        self.handle.in_reply_to()
+    }
+
+    /// SURBs left (a reply needs one per fragment).
+    pub fn surbs_left(&self) -> usize {
+        self.handle.surbs_left()
+    }
 }
 
 /// Counters of the async shell (the core keeps its own).
@@ -146,6 +175,10 @@ pub struct ShellStats {
     pub disconnects: AtomicU64,
     /// Topologies installed after the first.
     pub topology_updates: AtomicU64,
+    /// Complete messages no session opened (foreign, tampered, duplicate, expired).
+    pub undecryptable: AtomicU64,
+    /// Writes of the sealed session book that failed.
+    pub state_write_failures: AtomicU64,
 }
 
 impl ShellStats {
@@ -173,6 +206,10 @@ pub struct ClientParts<C> {
     pub options: ClientOptions,
     /// Seed of the client's random generator (from the OS in production).
     pub seed: [u8; 32],
+    /// The end-to-end sessions, contacts and identity.
+    pub sessions: SessionBook,
+    /// Where the book is sealed after each change; `None` keeps it in memory only.
+    pub book_file: Option<BookFile>,
 }
 
 /// A running mixnet client: a task that drives the sans-IO core, and this
@@ -180,6 +217,7 @@ pub struct ClientParts<C> {
 /// the last handle stops the task.
 pub struct Client {
     address: ClientAddress,
+    card: AddressCard,
     commands: mpsc::Sender<Command>,
     received: Mutex<mpsc::Receiver<ReceivedMessage>>,
     connected: watch::Receiver<bool>,
@@ -205,9 +243,11 @@ impl Client {
             stats.clone(),
         );
         let address = driver.address();
+        let card = driver.card();
         let task = tokio::spawn(driver.run());
         Client {
             address,
+            card,
             commands: commands_tx,
             received: Mutex::new(received_rx),
             connected: connected_rx,
@@ -219,6 +259,24 @@ impl Client {
     /// This client's address, to give to whoever should write to it.
     pub fn address(&self) -> ClientAddress {
         self.address
+    }
+
+    /// This client's address card: its address and signed prekeys, what a
+    /// correspondent needs to start an end-to-end session with it.
+    pub fn card(&self) -> AddressCard {
+        self.card.clone()
+    }
+
+    /// Adds a correspondent: messages to its address start a session with
+    /// its prekeys, and its identity is pinned to that address.
+    pub async fn add_contact(&self, card: &AddressCard) -> Result<(), ClientError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(Command::AddContact {
+            card: card.clone(),
+            respond,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 
     /// The shell's counters.
@@ -241,9 +299,23 @@ impl Client {
             .map_err(|_| ClientError::Stopped)
     }
 
-    /// Sends `bytes` to `to`, with [`ClientOptions::reply_surbs`] reply SURBs.
+    /// Sends `bytes` to `to` end-to-end encrypted, with
+    /// [`ClientOptions::reply_surbs`] reply SURBs. `to` must be a contact
+    /// ([`Client::add_contact`]) or have written to this client.
     pub async fn send(&self, to: &ClientAddress, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
-        self.send_with_surbs(to, bytes, None).await
+        self.send_message(to, bytes, None, None).await
+    }
+
+    /// Sends `bytes` to `to`, to be kept no longer than `lifetime`: the
+    /// recipient's gateway deletes it by then, and the recipient's client
+    /// refuses it after it.
+    pub async fn send_expiring(
+        &self,
+        to: &ClientAddress,
+        bytes: Vec<u8>,
+        lifetime: Duration,
+    ) -> Result<Outgoing, ClientError> {
+        self.send_message(to, bytes, None, Some(lifetime)).await
     }
 
     /// Sends `bytes` to `to` with `reply_surbs` reply SURBs (`None`: the default).
@@ -253,23 +325,30 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
     ) -> Result<Outgoing, ClientError> {
+        self.send_message(to, bytes, reply_surbs, None).await
+    }
+
+    async fn send_message(
+        &self,
+        to: &ClientAddress,
+        bytes: Vec<u8>,
+        reply_surbs: Option<usize>,
+        lifetime: Option<Duration>,
+    ) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Send {
             to: *to,
             bytes,
             reply_surbs,
+            lifetime,
             respond,
         })
         .await?;
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 
-    /// Answers a received message through its reply handle.
-    pub async fn reply(
-        &self,
-        handle: ReplyHandle,
-        bytes: Vec<u8>,
-    ) -> Result<Outgoing, ClientError> {
+    /// Answers a received message through its reply path.
+    pub async fn reply(&self, handle: ReplyPath, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Reply {
             handle,

@@ -24,12 +24,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use topology::Topology;
 
-use super::api::{ClientOptions, ClientParts, Outgoing, ReceivedMessage, SendStatus, ShellStats};
+use super::api::{
+    ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
+};
 use super::clock::Clock;
 use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
 use super::routes::TopologyRoutes;
-use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, ReplyHandle};
+use super::store::BookFile;
+use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats};
 use crate::error::ClientError;
+use crate::sessions::{AddressCard, SessionBook, SessionBookError};
 
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
@@ -37,16 +41,40 @@ pub(crate) enum Command {
         to: ClientAddress,
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
+        lifetime: Option<Duration>,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     Reply {
-        handle: ReplyHandle,
+        handle: ReplyPath,
         bytes: Vec<u8>,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     CoreStats {
         respond: oneshot::Sender<ClientStats>,
     },
+    AddContact {
+        card: AddressCard,
+        respond: oneshot::Sender<Result<(), ClientError>>,
+    },
+}
+
+/// Seconds since the Unix epoch, the time of end-to-end expiries.
+#[allow(clippy::disallowed_methods)] // the async shell owns the real clock
+fn unix_now() -> e2ee::UnixSeconds {
+    e2ee::UnixSeconds(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+impl From<SessionBookError> for ClientError {
+    fn from(e: SessionBookError) -> Self {
+        match e {
+            SessionBookError::NoSession(to) => ClientError::NoSession(to),
+            other => ClientError::Session(other.to_string()),
+        }
+    }
 }
 
 /// Envelope header of a message (docs/client.md, "Envelope").
@@ -87,6 +115,8 @@ pub(crate) struct Driver<C: GatewayConnector> {
     topology_open: bool,
     connected: watch::Sender<bool>,
     stats: Arc<ShellStats>,
+    book: SessionBook,
+    book_file: Option<BookFile>,
 }
 
 /// Waits for the next delivery of `link`, or forever when there is none.
@@ -160,11 +190,29 @@ impl<C: GatewayConnector> Driver<C> {
             topology_open: true,
             connected,
             stats,
+            book: parts.sessions,
+            book_file: parts.book_file,
         }
     }
 
     pub(crate) fn address(&self) -> ClientAddress {
         self.core.address()
+    }
+
+    pub(crate) fn card(&self) -> AddressCard {
+        self.book.card(self.core.address())
+    }
+
+    /// Seals the session book into the data folder (a failure is logged
+    /// and counted: the client goes on with the state in memory).
+    fn save_book(&mut self) {
+        let Some(file) = &self.book_file else {
+            return;
+        };
+        if let Err(e) = file.save(&mut self.rng, &self.book) {
+            tracing::error!("cannot save the session book: {e}");
+            ShellStats::add(&self.stats.state_write_failures, 1);
+        }
     }
 
     /// Runs until every [`Client`](super::Client) handle is gone.
@@ -293,13 +341,11 @@ impl<C: GatewayConnector> Driver<C> {
                 to,
                 bytes,
                 reply_surbs,
+                lifetime,
                 respond,
             } => {
                 let surbs = reply_surbs.unwrap_or(self.options.reply_surbs);
-                let result = self
-                    .core
-                    .send(now, &to, &bytes, surbs, &mut self.rng)
-                    .map(|id| self.track(id, MESSAGE_HEADER + surbs * SURB_SIZE + bytes.len()));
+                let result = self.send(now, &to, &bytes, surbs, lifetime);
                 let _ = respond.send(result);
             }
             Command::Reply {
@@ -307,16 +353,55 @@ impl<C: GatewayConnector> Driver<C> {
                 bytes,
                 respond,
             } => {
+                let own = self.core.address();
                 let result = self
-                    .core
-                    .reply(now, &mut handle, &bytes, &mut self.rng)
-                    .map(|id| self.track(id, REPLY_HEADER + bytes.len()));
+                    .book
+                    .seal_in(&mut self.rng, handle.session, Some(&own), &bytes, None)
+                    .map_err(ClientError::from)
+                    .and_then(|sealed| {
+                        self.core
+                            .reply(now, &mut handle.handle, &sealed, &mut self.rng)
+                            .map(|id| (id, sealed.len()))
+                    })
+                    .map(|(id, len)| self.track(id, REPLY_HEADER + len));
+                self.save_book();
                 let _ = respond.send(result);
             }
             Command::CoreStats { respond } => {
                 let _ = respond.send(self.core.stats().clone());
             }
+            Command::AddContact { card, respond } => {
+                self.book.add_contact(&card);
+                self.save_book();
+                let _ = respond.send(Ok(()));
+            }
         }
+    }
+
+    /// Seals `bytes` for `to` in its session and hands them to the core.
+    fn send(
+        &mut self,
+        now: protocol::time::Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        surbs: usize,
+        lifetime: Option<Duration>,
+    ) -> Result<Outgoing, ClientError> {
+        let own = self.core.address();
+        let expires_at =
+            lifetime.map(|l| e2ee::UnixSeconds(unix_now().0.saturating_add(l.as_secs().max(1))));
+        let sealed = self
+            .book
+            .seal(&mut self.rng, to, Some(&own), bytes, expires_at);
+        // The session advanced (a message key was used) even if the core
+        // refuses: save it either way.
+        self.save_book();
+        let sealed = sealed?;
+        let expiry = lifetime.map(|l| now.saturating_add(l));
+        let id = self
+            .core
+            .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
+        Ok(self.track(id, MESSAGE_HEADER + surbs * SURB_SIZE + sealed.len()))
     }
 
     /// Watches message `id`, whose envelope is `envelope_len` bytes.
@@ -348,11 +433,27 @@ impl<C: GatewayConnector> Driver<C> {
                     reply,
                     in_reply_to,
                 } => {
+                    let opened = match self.book.open(unix_now(), &bytes) {
+                        Ok(opened) => opened,
+                        Err(e) => {
+                            tracing::debug!("message {id:?} dropped: {e}");
+                            ShellStats::add(&self.stats.undecryptable, 1);
+                            continue;
+                        }
+                    };
+                    // Saved before the application sees it: a duplicate that
+                    // comes after a restart is refused by the session.
+                    self.save_book();
                     let message = ReceivedMessage {
                         id,
-                        bytes,
-                        reply,
+                        bytes: opened.content,
+                        reply: reply.map(|handle| ReplyPath {
+                            handle,
+                            session: opened.session,
+                        }),
                         in_reply_to,
+                        peer: opened.peer,
+                        from: opened.from,
                     };
                     if let Err(mpsc::error::TrySendError::Full(message)) =
                         self.received.try_send(message)

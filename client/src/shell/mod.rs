@@ -16,10 +16,11 @@ pub mod routes;
 pub mod store;
 
 pub use api::{
-    Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, SendStatus, ShellStats,
+    Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus,
+    ShellStats,
 };
 pub use link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
 pub use open::{os_seed, refresh_topology};
 pub use remote::RemoteConnector;
 pub use routes::TopologyRoutes;
-pub use store::{DataFolder, StoredSettings};
+pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings};

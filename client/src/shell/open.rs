@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::SphinxKeyPair;
-use rand::TryRng;
 use rand::rngs::SysRng;
+use rand::{SeedableRng, TryRng};
 use tokio::sync::watch;
 use topology::{DirectoryClient, NodeEntry, Topology};
 
@@ -56,7 +56,8 @@ pub fn os_seed() -> Result<[u8; 32], DataFolderError> {
 }
 
 impl Client {
-    /// Starts the client kept in `data_dir`: reads its key and settings,
+    /// Starts the client kept in `data_dir`: reads its key, settings and
+    /// sealed session book (created on first use),
     /// fetches and verifies the topology (or uses the cached one), finds
     /// its gateway there and opens sessions with `connect(gateway, keys)`.
     /// The topology is fetched again every `options.topology_refresh`.
@@ -85,6 +86,12 @@ impl Client {
             .find(|g| g.id == gateway)
             .ok_or_else(|| OpenError::UnknownGateway(gateway.to_base58()))?;
         let connector = connect(entry, &keys)?;
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(os_seed()?);
+        let (sessions, book_file) = folder.session_book(
+            &mut rng,
+            settings.state_sealing,
+            options.passphrase.as_ref(),
+        )?;
         let (publish, watch) = watch::channel(topology);
         tokio::spawn(refresh_topology(
             directory,
@@ -98,6 +105,8 @@ impl Client {
             connector,
             options,
             seed: os_seed()?,
+            sessions,
+            book_file: Some(book_file),
         }))
     }
 

@@ -1,0 +1,706 @@
+//! End-to-end sessions between clients: the book of sessions, contacts and
+//! address cards that sits between the application and the client core.
+//!
+//! The core moves opaque bytes; everything the application sends passes
+//! through [`SessionBook::seal`] first and everything it receives through
+//! [`SessionBook::open`], so gateways and mix nodes only ever carry `e2ee`
+//! ciphertext (docs/e2ee.md, "In the client").
+//!
+//! Why a book and not one session per address: the mixnet envelope carries
+//! no sender (a gateway that reads frames must not learn who writes to its
+//! client), so a ratchet message does not say which session it belongs to.
+//! The book tries its sessions in order of last use; initial messages are
+//! routed by their handshake id. Sessions are bounded
+//! ([`MAX_SESSIONS`]), which bounds the cost of a trial.
+//!
+//! The plaintext inside each `e2ee` message is
+//! `version (1) || flags (1) || [sender address (64) if flags & 1] || content`,
+//! so a recipient learns where to write back from the authenticated session,
+//! never from the network.
+//!
+//! The book is sans-IO: time and randomness come in as arguments; the async
+//! shell seals it ([`e2ee::StateStore`]) into the data folder after every
+//! change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+
+use e2ee::{
+    InitialInfo, LocalIdentity, PrekeyBundle, PrekeySecrets, Role, Session, SessionError,
+    UnixSeconds,
+};
+use protocol::{ClientAddress, NodeId};
+use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Version byte of the plaintext inside a session message.
+pub const CONTENT_VERSION: u8 = 1;
+/// Most sessions a book keeps; the least recently used goes first.
+pub const MAX_SESSIONS: usize = 256;
+/// Handshake ids of dropped sessions remembered, so a replayed initial
+/// message cannot start a session again.
+pub const MAX_RETIRED_HANDSHAKES: usize = 4096;
+/// Version byte of a serialized book.
+const BOOK_VERSION: u8 = 1;
+const FLAG_SENDER: u8 = 1;
+const ADDRESS_LEN: usize = 64;
+
+/// A client's address together with its prekey bundle: what a correspondent
+/// needs to start a session. Text form: `<address>/<base58 bundle>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressCard {
+    /// Where the client's mailbox is.
+    pub address: ClientAddress,
+    /// The client's signed prekeys (verified when the card is parsed).
+    pub bundle: PrekeyBundle,
+}
+
+impl fmt::Display for AddressCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.address,
+            bs58::encode(self.bundle.encode()).into_string()
+        )
+    }
+}
+
+/// Why an address card could not be read.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CardError {
+    /// No `/` between the address and the bundle.
+    #[error("an address card is <address>/<bundle>; this has no bundle")]
+    MissingBundle,
+    /// The address part does not parse.
+    #[error("bad address: {0}")]
+    Address(String),
+    /// The bundle is not base58, or fails its checks (signature, suite, length).
+    #[error("bad prekey bundle: {0}")]
+    Bundle(String),
+}
+
+impl FromStr for AddressCard {
+    type Err = CardError;
+
+    fn from_str(s: &str) -> Result<Self, CardError> {
+        let (address, bundle) = s.trim().split_once('/').ok_or(CardError::MissingBundle)?;
+        let address =
+            ClientAddress::from_str(address).map_err(|e| CardError::Address(e.to_string()))?;
+        let bytes = bs58::decode(bundle)
+            .into_vec()
+            .map_err(|e| CardError::Bundle(e.to_string()))?;
+        let bundle = PrekeyBundle::decode(&bytes).map_err(|e| CardError::Bundle(e.to_string()))?;
+        Ok(AddressCard { address, bundle })
+    }
+}
+
+/// Why a message could not be sealed or opened.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SessionBookError {
+    /// No session with this address and no address card to start one.
+    #[error("no session with {0}: add its address card first")]
+    NoSession(String),
+    /// No session has this handshake id (it was dropped).
+    #[error("the session of this reply handle is gone")]
+    UnknownSession,
+    /// No session opens the message.
+    #[error("no session opens this message")]
+    NoMatchingSession,
+    /// An initial message of a handshake this book dropped before.
+    #[error("an initial message of a retired handshake")]
+    RetiredHandshake,
+    /// The plaintext inside a session message does not parse.
+    #[error("malformed session content")]
+    BadContent,
+    /// The `e2ee` layer refused the message (tampered, duplicate, expired...).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The book's state could not be encoded or decoded.
+    #[error("session book state: {0}")]
+    State(&'static str),
+}
+
+impl SessionBookError {
+    /// A short label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionBookError::NoSession(_) => "no_session",
+            SessionBookError::UnknownSession => "unknown_session",
+            SessionBookError::NoMatchingSession => "no_matching_session",
+            SessionBookError::RetiredHandshake => "retired_handshake",
+            SessionBookError::BadContent => "bad_content",
+            SessionBookError::Session(SessionError::DuplicateMessage) => "duplicate",
+            SessionBookError::Session(SessionError::Expired { .. }) => "expired",
+            SessionBookError::Session(_) => "refused",
+            SessionBookError::State(_) => "state",
+        }
+    }
+}
+
+/// A message opened by [`SessionBook::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The session it came on (give it back to [`SessionBook::seal_in`] to answer).
+    pub session: SessionId,
+    /// The sender's long-term identity, authenticated by the session.
+    pub peer: PeerIdentityKey,
+    /// The sender's address, when the sender gave one and it is not pinned
+    /// to another identity.
+    pub from: Option<ClientAddress>,
+    /// The application's bytes.
+    pub content: Vec<u8>,
+}
+
+/// A session's handshake id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub [u8; 32]);
+
+/// A peer's long-term X25519 identity key (what a user compares out of band).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerIdentityKey(pub [u8; 32]);
+
+impl fmt::Display for PeerIdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&bs58::encode(self.0).into_string())
+    }
+}
+
+impl fmt::Debug for PeerIdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerIdentityKey({self})")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    session: Session,
+    peer: PeerIdentityKey,
+    address: Option<ClientAddress>,
+    /// A counter of the book's operations at the last use (higher = more recent).
+    used: u64,
+}
+
+/// A contact: an address with the identity pinned to it, and the bundle
+/// to start a session when it came with an address card.
+#[derive(Clone, Serialize, Deserialize)]
+struct Contact {
+    identity: PeerIdentityKey,
+    bundle: Option<Vec<u8>>,
+}
+
+/// The sessions, contacts and long-term keys of one client.
+#[derive(Serialize, Deserialize)]
+pub struct SessionBook {
+    identity: LocalIdentity,
+    prekeys: PrekeySecrets,
+    sessions: BTreeMap<SessionId, Entry>,
+    contacts: HashMap<ClientAddress, Contact>,
+    retired: VecDeque<SessionId>,
+    clock: u64,
+}
+
+impl fmt::Debug for SessionBook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionBook")
+            .field("sessions", &self.sessions.len())
+            .field("contacts", &self.contacts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionBook {
+    /// A new book with fresh identity keys and prekeys.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        SessionBook {
+            identity: LocalIdentity::generate(rng),
+            prekeys: PrekeySecrets::generate(rng, 1, 1),
+            sessions: BTreeMap::new(),
+            contacts: HashMap::new(),
+            retired: VecDeque::new(),
+            clock: 0,
+        }
+    }
+
+    /// This client's address card for `address`.
+    pub fn card(&self, address: ClientAddress) -> AddressCard {
+        AddressCard {
+            address,
+            bundle: self.identity.bundle(&self.prekeys),
+        }
+    }
+
+    /// This client's long-term identity key.
+    pub fn identity(&self) -> PeerIdentityKey {
+        PeerIdentityKey(self.identity.public().dh)
+    }
+
+    /// Number of sessions held.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Records `card` as a contact: later messages to its address start a
+    /// session with its bundle, and its identity is pinned to the address.
+    pub fn add_contact(&mut self, card: &AddressCard) {
+        self.contacts.insert(
+            card.address,
+            Contact {
+                identity: PeerIdentityKey(card.bundle.identity().dh),
+                bundle: Some(card.bundle.encode()),
+            },
+        );
+    }
+
+    /// Encrypts `content` for `to`: in the most recently used session with
+    /// that address, or in a new one started from its address card.
+    /// `own` is this client's address, sent inside so the peer can answer.
+    pub fn seal(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        own: Option<&ClientAddress>,
+        content: &[u8],
+        expires_at: Option<UnixSeconds>,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        let pinned = self.contacts.get(to).map(|c| c.identity);
+        let existing = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .max_by_key(|(_, e)| e.used)
+            .map(|(id, _)| *id);
+        let id = match existing {
+            Some(id) => id,
+            None => self.initiate(rng, to, own == Some(to))?,
+        };
+        self.seal_in(rng, id, own, content, expires_at)
+    }
+
+    /// Encrypts `content` in session `id` (e.g. to answer a message through
+    /// its reply SURBs).
+    pub fn seal_in(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        id: SessionId,
+        own: Option<&ClientAddress>,
+        content: &[u8],
+        expires_at: Option<UnixSeconds>,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(SessionBookError::UnknownSession)?;
+        let plaintext = encode_content(own, content);
+        let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
+        entry.used = clock;
+        Ok(sealed)
+    }
+
+    /// Starts a session with `to` from its card (or, for a note to self, our own bundle).
+    fn initiate(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        to_self: bool,
+    ) -> Result<SessionId, SessionBookError> {
+        let bundle = match self.contacts.get(to).and_then(|c| c.bundle.as_deref()) {
+            Some(bundle) => PrekeyBundle::decode(bundle)?,
+            None if to_self => self.identity.bundle(&self.prekeys),
+            None => return Err(SessionBookError::NoSession(to.to_string())),
+        };
+        let session = Session::initiate(rng, &self.identity, &bundle)?;
+        let id = SessionId(session.handshake_id());
+        let peer = PeerIdentityKey(bundle.identity().dh);
+        self.insert(
+            id,
+            Entry {
+                session,
+                peer,
+                address: Some(*to),
+                used: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    fn insert(&mut self, id: SessionId, mut entry: Entry) {
+        self.clock += 1;
+        entry.used = self.clock;
+        self.sessions.insert(id, entry);
+        while self.sessions.len() > MAX_SESSIONS {
+            let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.sessions.remove(&oldest);
+            self.retire(oldest);
+        }
+    }
+
+    fn retire(&mut self, id: SessionId) {
+        self.retired.push_back(id);
+        while self.retired.len() > MAX_RETIRED_HANDSHAKES {
+            self.retired.pop_front();
+        }
+    }
+
+    /// Decrypts a message from any peer: an initial message starts (or
+    /// continues) the session of its handshake; any other is tried against
+    /// the sessions, most recently used first. Duplicates, expired,
+    /// tampered and foreign messages are refused and leave the book as it was.
+    pub fn open(&mut self, now: UnixSeconds, message: &[u8]) -> Result<Opened, SessionBookError> {
+        let (id, plaintext) = match InitialInfo::parse(message)? {
+            Some(info) => self.open_initial(now, &info, message)?,
+            None => self.open_ratchet(now, message)?,
+        };
+        let (from, content) = decode_content(&plaintext)?;
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(SessionBookError::UnknownSession)?;
+        entry.used = clock;
+        let peer = entry.peer;
+        // The sender's address is believed only if it is not pinned to
+        // another identity; a pinned or first-seen address is learned.
+        let from = from.filter(|a| self.contacts.get(a).is_none_or(|c| c.identity == peer));
+        if let Some(address) = from {
+            entry.address = Some(address);
+            self.contacts.entry(address).or_insert(Contact {
+                identity: peer,
+                bundle: None,
+            });
+        }
+        Ok(Opened {
+            session: id,
+            peer,
+            from,
+            content,
+        })
+    }
+
+    fn open_initial(
+        &mut self,
+        now: UnixSeconds,
+        info: &InitialInfo,
+        message: &[u8],
+    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
+        let mut id = SessionId(info.handshake_id);
+        let own = self.identity();
+        if self
+            .sessions
+            .get(&id)
+            .is_some_and(|e| e.session.role() == Role::Initiator && e.peer == own)
+        {
+            // A note to self: the initiating half is ours too; the
+            // responding half lives under another id.
+            id = loopback_id(id);
+        }
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            let plaintext = entry.session.decrypt(now, message)?;
+            return Ok((id, Zeroizing::new(plaintext)));
+        }
+        if self.retired.contains(&id) {
+            return Err(SessionBookError::RetiredHandshake);
+        }
+        let mut session = Session::accept(&self.identity, &self.prekeys, message)?;
+        let plaintext = session.decrypt(now, message)?;
+        let peer = PeerIdentityKey(session.peer_identity());
+        self.insert(
+            id,
+            Entry {
+                session,
+                peer,
+                address: None,
+                used: 0,
+            },
+        );
+        Ok((id, Zeroizing::new(plaintext)))
+    }
+
+    fn open_ratchet(
+        &mut self,
+        now: UnixSeconds,
+        message: &[u8],
+    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
+        let mut order: Vec<(u64, SessionId)> =
+            self.sessions.iter().map(|(id, e)| (e.used, *id)).collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        // A refusal other than "does not open" (a duplicate, an expiry) is
+        // what the session that owns the message says: report it.
+        let mut verdict = SessionBookError::NoMatchingSession;
+        for (_, id) in order {
+            let Some(entry) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            match entry.session.decrypt(now, message) {
+                Ok(plaintext) => return Ok((id, Zeroizing::new(plaintext))),
+                Err(SessionError::DecryptionFailed) => {}
+                Err(
+                    e @ (SessionError::DuplicateMessage
+                    | SessionError::Expired { .. }
+                    | SessionError::StaleMessage),
+                ) => verdict = SessionBookError::Session(e),
+                Err(_) => {}
+            }
+        }
+        Err(verdict)
+    }
+
+    /// Serializes the whole book (secret: seal it before storing it).
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, SessionBookError> {
+        let mut out = Zeroizing::new(vec![BOOK_VERSION]);
+        let body = Zeroizing::new(
+            postcard::to_stdvec(self).map_err(|_| SessionBookError::State("serialize"))?,
+        );
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Restores a book written by [`SessionBook::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SessionBookError> {
+        let (version, body) = bytes
+            .split_first()
+            .ok_or(SessionBookError::State("empty"))?;
+        if *version != BOOK_VERSION {
+            return Err(SessionBookError::State("unknown version"));
+        }
+        let (book, rest) = postcard::take_from_bytes::<Self>(body)
+            .map_err(|_| SessionBookError::State("deserialize"))?;
+        if !rest.is_empty() {
+            return Err(SessionBookError::State("trailing bytes"));
+        }
+        Ok(book)
+    }
+}
+
+/// The id of the responding half of a session with ourselves.
+fn loopback_id(id: SessionId) -> SessionId {
+    let mut bytes = id.0;
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 1;
+    }
+    SessionId(bytes)
+}
+
+fn encode_content(own: Option<&ClientAddress>, content: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(2 + ADDRESS_LEN + content.len()));
+    out.push(CONTENT_VERSION);
+    match own {
+        Some(address) => {
+            out.push(FLAG_SENDER);
+            out.extend_from_slice(&address.client_key);
+            out.extend_from_slice(&address.gateway.0);
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn decode_content(plaintext: &[u8]) -> Result<(Option<ClientAddress>, Vec<u8>), SessionBookError> {
+    let [version, flags, rest @ ..] = plaintext else {
+        return Err(SessionBookError::BadContent);
+    };
+    if *version != CONTENT_VERSION || flags & !FLAG_SENDER != 0 {
+        return Err(SessionBookError::BadContent);
+    }
+    if flags & FLAG_SENDER == 0 {
+        return Ok((None, rest.to_vec()));
+    }
+    let (address, content) = rest
+        .split_first_chunk::<ADDRESS_LEN>()
+        .ok_or(SessionBookError::BadContent)?;
+    let (key, gateway) = address.split_at(32);
+    let client_key = <[u8; 32]>::try_from(key).map_err(|_| SessionBookError::BadContent)?;
+    let gateway = <[u8; 32]>::try_from(gateway).map_err(|_| SessionBookError::BadContent)?;
+    Ok((
+        Some(ClientAddress {
+            client_key,
+            gateway: NodeId(gateway),
+        }),
+        content.to_vec(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn address(n: u8) -> ClientAddress {
+        ClientAddress {
+            client_key: [n; 32],
+            gateway: NodeId([n + 100; 32]),
+        }
+    }
+
+    const NOW: UnixSeconds = UnixSeconds(1_000_000);
+
+    #[test]
+    fn card_text_round_trips_and_refuses_a_bad_bundle() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let book = SessionBook::generate(&mut rng);
+        let card = book.card(address(1));
+        let text = card.to_string();
+        assert_eq!(text.parse::<AddressCard>().unwrap(), card);
+        assert_eq!(
+            address(1).to_string().parse::<AddressCard>(),
+            Err(CardError::MissingBundle)
+        );
+        // One character of the bundle changed: its signature fails.
+        let mut bad = text.clone().into_bytes();
+        let last = bad.len() - 5;
+        bad[last] = if bad[last] == b'2' { b'3' } else { b'2' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(matches!(
+            bad.parse::<AddressCard>(),
+            Err(CardError::Bundle(_))
+        ));
+    }
+
+    #[test]
+    fn a_conversation_learns_the_sender_and_survives_serialization() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let mut alice = SessionBook::generate(&mut rng);
+        let mut bob = SessionBook::generate(&mut rng);
+        let (a, b) = (address(1), address(2));
+        assert!(matches!(
+            alice.seal(&mut rng, &b, Some(&a), b"hi", None),
+            Err(SessionBookError::NoSession(_))
+        ));
+        alice.add_contact(&bob.card(b));
+        let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+        let opened = bob.open(NOW, &first).unwrap();
+        assert_eq!(opened.content, b"hi");
+        assert_eq!(opened.from, Some(a));
+        assert_eq!(opened.peer, alice.identity());
+        // The same message again is refused, also after a restart of both.
+        let mut bob = SessionBook::from_bytes(&bob.to_bytes().unwrap()).unwrap();
+        let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
+        assert_eq!(bob.open(NOW, &first).unwrap_err().reason(), "duplicate");
+        // Bob writes to Alice's address, learned from the session.
+        let back = bob.seal(&mut rng, &a, Some(&b), b"hello", None).unwrap();
+        let opened = alice.open(NOW, &back).unwrap();
+        assert_eq!(
+            (opened.content.as_slice(), opened.from),
+            (&b"hello"[..], Some(b))
+        );
+        let again = alice.seal(&mut rng, &b, Some(&a), b"again", None).unwrap();
+        assert!(InitialInfo::parse(&again).unwrap().is_none());
+        assert_eq!(bob.open(NOW, &again).unwrap().content, b"again");
+        assert_eq!((alice.session_count(), bob.session_count()), (1, 1));
+    }
+
+    #[test]
+    fn expired_foreign_and_malformed_messages_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut alice = SessionBook::generate(&mut rng);
+        let mut bob = SessionBook::generate(&mut rng);
+        let mut eve = SessionBook::generate(&mut rng);
+        let b = address(2);
+        alice.add_contact(&bob.card(b));
+        let expiring = alice
+            .seal(
+                &mut rng,
+                &b,
+                None,
+                b"soon gone",
+                Some(UnixSeconds(NOW.0 + 5)),
+            )
+            .unwrap();
+        assert_eq!(
+            bob.open(UnixSeconds(NOW.0 + 5), &expiring)
+                .unwrap_err()
+                .reason(),
+            "expired"
+        );
+        let fine = alice.seal(&mut rng, &b, None, b"x", None).unwrap();
+        let opened = bob.open(NOW, &fine).unwrap();
+        assert_eq!(opened.from, None);
+        // Eve holds no session: neither initial nor ratchet messages open.
+        assert!(eve.open(NOW, &fine).is_err());
+        let reply = bob
+            .seal_in(&mut rng, opened.session, None, b"r", None)
+            .unwrap();
+        assert_eq!(
+            eve.open(NOW, &reply).unwrap_err(),
+            SessionBookError::NoMatchingSession
+        );
+        assert_eq!(alice.open(NOW, &reply).unwrap().content, b"r");
+        for bad in [&[][..], &[1][..], &[1, 2, 3][..], &[0xff; 200][..]] {
+            assert!(bob.open(NOW, bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_note_to_self_opens_and_can_be_answered() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let mut me = SessionBook::generate(&mut rng);
+        let a = address(1);
+        let note = me.seal(&mut rng, &a, Some(&a), b"note", None).unwrap();
+        let opened = me.open(NOW, &note).unwrap();
+        assert_eq!(
+            (opened.content.as_slice(), opened.from),
+            (&b"note"[..], Some(a))
+        );
+        let answer = me
+            .seal_in(&mut rng, opened.session, None, b"answer", None)
+            .unwrap();
+        assert_eq!(me.open(NOW, &answer).unwrap().content, b"answer");
+        let second = me.seal(&mut rng, &a, Some(&a), b"second", None).unwrap();
+        assert_eq!(me.open(NOW, &second).unwrap().content, b"second");
+    }
+
+    #[test]
+    fn a_claimed_address_pinned_to_another_identity_is_not_believed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let mut alice = SessionBook::generate(&mut rng);
+        let mut bob = SessionBook::generate(&mut rng);
+        let mut mallory = SessionBook::generate(&mut rng);
+        let (a, b) = (address(1), address(2));
+        bob.add_contact(&alice.card(a));
+        mallory.add_contact(&bob.card(b));
+        alice.add_contact(&bob.card(b));
+        let forged = mallory
+            .seal(&mut rng, &b, Some(&a), b"I am alice", None)
+            .unwrap();
+        assert_eq!(bob.open(NOW, &forged).unwrap().from, None);
+        let real = alice.seal(&mut rng, &b, Some(&a), b"me", None).unwrap();
+        assert_eq!(bob.open(NOW, &real).unwrap().from, Some(a));
+    }
+
+    #[test]
+    fn a_retired_handshake_cannot_start_a_session_again() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut bob = SessionBook::generate(&mut rng);
+        let b = address(2);
+        let mut firsts = Vec::new();
+        for n in 0..=MAX_SESSIONS {
+            let mut peer = SessionBook::generate(&mut rng);
+            peer.add_contact(&bob.card(b));
+            let m = peer.seal(&mut rng, &b, None, &[n as u8], None).unwrap();
+            bob.open(NOW, &m).unwrap();
+            firsts.push(m);
+        }
+        assert_eq!(bob.session_count(), MAX_SESSIONS);
+        assert_eq!(
+            bob.open(NOW, &firsts[0]).unwrap_err(),
+            SessionBookError::RetiredHandshake
+        );
+    }
+}
