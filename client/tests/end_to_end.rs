@@ -272,6 +272,42 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
             .await
             .is_err()
     );
+
+    // A message with a sender-set lifetime is gone from the gateway once
+    // it passed, while Bob is offline; one without stays.
+    bob.shutdown().await;
+    let short = alice
+        .send_expiring(
+            &bob_address,
+            b"short-lived".to_vec(),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    let long = alice.send(&bob_address, b"kept".to_vec()).await.unwrap();
+    for o in [short, long] {
+        tokio::time::timeout(Duration::from_secs(60), o.delivered())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let bob = connect(&bob_dir).await;
+    let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
+        .await
+        .expect("the message without a lifetime")
+        .unwrap();
+    assert_eq!(m.bytes, b"kept");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), bob.recv())
+            .await
+            .is_err(),
+        "the expired message was not kept"
+    );
+    // Deleted by the gateway (counted there), not merely refused by Bob's client.
+    let expired =
+        localnet::probe::metric(&net.gateways[1].metrics_url, "gateway_mailbox_expired").await;
+    assert!(expired >= 1.0, "expired at the gateway: {expired}");
     alice.shutdown().await;
     bob.shutdown().await;
 }
