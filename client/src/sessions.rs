@@ -703,4 +703,55 @@ mod tests {
             SessionBookError::RetiredHandshake
         );
     }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Alice and Bob in an established session, and messages of both kinds.
+        fn pair() -> (SessionBook, SessionBook, Vec<u8>, Vec<u8>) {
+            let mut rng = ChaCha20Rng::seed_from_u64(7);
+            let mut alice = SessionBook::generate(&mut rng);
+            let mut bob = SessionBook::generate(&mut rng);
+            let b = address(2);
+            alice.add_contact(&bob.card(b));
+            let initial = alice.seal(&mut rng, &b, None, b"first", None).unwrap();
+            let opened = bob.open(NOW, &initial).unwrap();
+            let reply = bob
+                .seal_in(&mut rng, opened.session, None, b"reply", None)
+                .unwrap();
+            alice.open(NOW, &reply).unwrap();
+            let ratchet = alice.seal(&mut rng, &b, None, b"second", None).unwrap();
+            let next = alice.seal(&mut rng, &b, None, b"third", None).unwrap();
+            (alice, bob, ratchet, next)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn random_bytes_never_open_and_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+                let (_, mut bob, _, _) = pair();
+                prop_assert!(bob.open(NOW, &bytes).is_err());
+            }
+
+            #[test]
+            fn a_tampered_or_truncated_message_is_refused_and_the_real_one_still_opens(
+                flip in 0usize..2000, bit in 0u8..8, cut in 0usize..200, truncate in any::<bool>(),
+            ) {
+                let (_, mut bob, ratchet, next) = pair();
+                let mut bad = ratchet.clone();
+                if truncate {
+                    bad.truncate(bad.len().saturating_sub(cut + 1));
+                } else {
+                    let at = flip % bad.len();
+                    bad[at] ^= 1 << bit;
+                }
+                prop_assert!(bob.open(NOW, &bad).is_err());
+                prop_assert_eq!(bob.open(NOW, &ratchet).unwrap().content, b"second".to_vec());
+                prop_assert_eq!(bob.open(NOW, &ratchet).unwrap_err().reason(), "duplicate");
+                prop_assert_eq!(bob.open(NOW, &next).unwrap().content, b"third".to_vec());
+            }
+        }
+    }
 }
