@@ -375,3 +375,56 @@ async fn a_message_nobody_acknowledges_fails() {
     // And the status stays failed.
     assert_eq!(sent.status(), SendStatus::Failed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
+    use client::core::envelope::{Envelope, EnvelopeKind};
+    use client::shell::ShellStats;
+    use protocol::fragment::{MessageId, fragment_message};
+    use protocol::frame::Frame;
+
+    let mut net = TestMixnet::start(8, 2);
+    let alice = start_client(&mut net, 0, 80, options());
+    let bob = start_client(&mut net, 1, 81, options());
+    introduce(&alice, &bob).await;
+    timeout(PATIENCE, bob.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+    // Well-formed frames and envelope around content that is no session
+    // message: random bytes, and an initial-looking header.
+    let gateway = net.gateways[1].control.clone();
+    let mut initial_like = vec![1u8, 1];
+    initial_like.extend_from_slice(&[7; 1300]);
+    for (n, content) in [vec![0xAB; 300], initial_like].into_iter().enumerate() {
+        let envelope = Envelope {
+            kind: EnvelopeKind::Message,
+            reply_surbs: Vec::new(),
+            content,
+        };
+        for fragment in fragment_message(MessageId([n as u8; 16]), &envelope.encode()).unwrap() {
+            let frame = Frame::DataFragment {
+                surb_ack: None,
+                lifetime: None,
+                fragment,
+            }
+            .encode()
+            .unwrap();
+            gateway.deliver(SurbId([0; 16]), frame);
+        }
+    }
+    timeout(PATIENCE, async {
+        while ShellStats::get(&bob.stats().undecryptable) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    // Nothing reached the application, and a real message still does.
+    let sent = alice.send(&bob.address(), b"real".to_vec()).await.unwrap();
+    let got = timeout(PATIENCE, bob.recv()).await.unwrap().unwrap();
+    assert_eq!(got.bytes, b"real");
+    assert_eq!(got.from, Some(alice.address()));
+    timeout(PATIENCE, sent.delivered()).await.unwrap().unwrap();
+    assert_eq!(ShellStats::get(&bob.stats().undecryptable), 2);
+}
