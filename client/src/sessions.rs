@@ -46,6 +46,10 @@ pub const MAX_RETIRED_HANDSHAKES: usize = 4096;
 /// Version byte of a serialized book.
 const BOOK_VERSION: u8 = 1;
 const FLAG_SENDER: u8 = 1;
+/// Length of a ratchet public key in a message header.
+const RATCHET_KEY_LEN: usize = 32;
+/// Ratchet keys of the peer remembered per session for routing.
+const RECENT_RATCHET_KEYS: usize = 4;
 const ADDRESS_LEN: usize = 64;
 
 /// A client's address together with its prekey bundle: what a correspondent
@@ -182,6 +186,9 @@ struct Entry {
     address: Option<ClientAddress>,
     /// A counter of the book's operations at the last use (higher = more recent).
     used: u64,
+    /// The peer's last ratchet public keys seen in messages that opened
+    /// here: a message under one of them is tried here first.
+    ratchet_keys: Vec<[u8; 32]>,
 }
 
 /// A contact: an address with the identity pinned to it, and the bundle
@@ -324,6 +331,7 @@ impl SessionBook {
                 peer,
                 address: Some(*to),
                 used: 0,
+                ratchet_keys: Vec::new(),
             },
         );
         Ok(id)
@@ -424,6 +432,7 @@ impl SessionBook {
                 peer,
                 address: None,
                 used: 0,
+                ratchet_keys: Vec::new(),
             },
         );
         Ok((id, Zeroizing::new(plaintext)))
@@ -434,18 +443,41 @@ impl SessionBook {
         now: UnixSeconds,
         message: &[u8],
     ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
-        let mut order: Vec<(u64, SessionId)> =
-            self.sessions.iter().map(|(id, e)| (e.used, *id)).collect();
+        // The sender's ratchet key (header bytes 2..34, docs/e2ee.md): a
+        // session that saw it before is tried first, so only a message that
+        // starts a new chain (once per round trip) or a foreign one costs a
+        // trial of every session.
+        let ratchet_key: Option<[u8; 32]> = message
+            .get(2..2 + RATCHET_KEY_LEN)
+            .and_then(|k| k.try_into().ok());
+        let mut order: Vec<(bool, u64, SessionId)> = self
+            .sessions
+            .iter()
+            .map(|(id, e)| {
+                let known = ratchet_key.is_some_and(|k| e.ratchet_keys.contains(&k));
+                (known, e.used, *id)
+            })
+            .collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
         // A refusal other than "does not open" (a duplicate, an expiry) is
         // what the session that owns the message says: report it.
         let mut verdict = SessionBookError::NoMatchingSession;
-        for (_, id) in order {
+        for (_, _, id) in order {
             let Some(entry) = self.sessions.get_mut(&id) else {
                 continue;
             };
             match entry.session.decrypt(now, message) {
-                Ok(plaintext) => return Ok((id, Zeroizing::new(plaintext))),
+                Ok(plaintext) => {
+                    if let Some(key) = ratchet_key
+                        && !entry.ratchet_keys.contains(&key)
+                    {
+                        entry.ratchet_keys.push(key);
+                        if entry.ratchet_keys.len() > RECENT_RATCHET_KEYS {
+                            entry.ratchet_keys.remove(0);
+                        }
+                    }
+                    return Ok((id, Zeroizing::new(plaintext)));
+                }
                 Err(SessionError::DecryptionFailed) => {}
                 Err(
                     e @ (SessionError::DuplicateMessage
