@@ -69,7 +69,12 @@ impl Net {
             max_absent_epochs: 2,
             max_nodes: 100,
             allowed_nodes: Vec::new(),
-            network: NetworkParams::default(),
+            // No gateway loop cover here: the stand-ins' queues then hold only
+            // what each test sends (loop cover is tested in `localnet`).
+            network: NetworkParams {
+                lambda_m: 0.0,
+                ..NetworkParams::default()
+            },
         };
         let directory = DirectoryServer::start(&config, IdentityKeyPair::generate(&mut rng))
             .await
@@ -405,6 +410,7 @@ async fn clients_authenticate_send_into_layer1_and_are_closed_on_sigterm() {
     );
     assert!(text.contains("gateway_packets_forwarded_total 1"), "{text}");
     assert!(text.contains("gateway_sessions 1"), "{text}");
+    assert!(text.contains("gateway_loop_cover_sent_total 0"), "{text}");
     promtool_check(&text);
 
     // SIGTERM: the client is told `shutdown`, the process exits cleanly.

@@ -14,7 +14,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestGateway, layers, metric, wait_until_nodes_see, warm_up_links, within};
+use common::{
+    TestGateway, layers, metric, promtool_check, wait_until_nodes_see, warm_up_links, within,
+};
 use localnet::{LocalNet, NetworkSpec};
 use protocol::frame::Frame;
 use protocol::keys::{IdentityKeyPair, NodeId};
@@ -344,34 +346,7 @@ async fn a_peer_outside_the_topology_cannot_open_a_link_and_metrics_pass_promtoo
 
     // The live /metrics page passes promtool.
     let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install promtool (Debian package prometheus)"
-        );
-        eprintln!("promtool not installed: skipping the promtool check");
-        return;
-    };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,8 @@ use crate::stats::MixerStats;
 pub enum MixerRole {
     /// A mix node: final-hop packets are only accepted for its own loop cover.
     Mix,
-    /// A gateway: final-hop packets are handed out for delivery.
+    /// A gateway: final-hop packets are handed out for delivery, except its
+    /// own loop cover (addressed to its own id), which ends as with a mix node.
     Exit,
 }
 
@@ -345,6 +346,17 @@ impl<C: HopCodec> Mixer<C> {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .and_then(|c| c.ticker.next_tick())
+    }
+
+    /// Lets the loop cover tick due at `now` pass without a packet (for a
+    /// caller that could draw no route); returns whether one was due.
+    pub fn skip_cover(&self, now: Timestamp, rng: &mut (impl CryptoRng + ?Sized)) -> bool {
+        self.cover
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(|state| state.ticker.poll(now, rng))
+            .is_some()
     }
 
     /// If a loop cover packet is due at `now`, builds it over the mix route

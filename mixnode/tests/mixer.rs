@@ -476,6 +476,85 @@ fn loop_cover_is_emitted_at_rate_and_comes_back_home() {
 }
 
 #[test]
+fn an_exit_gateways_own_loop_cover_crosses_three_layers_and_returns_home() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let nodes = network(&mut rng);
+    let gateway = &nodes[3];
+    gateway.mixer.start_cover(Timestamp::ZERO, &mut rng);
+    let due = gateway.mixer.next_cover_at().expect("λ_M above zero");
+    let t = gateway
+        .mixer
+        .poll_cover(due, &mut rng, &route(&nodes[..3]))
+        .expect("due");
+    assert_eq!(t.next_hop, nodes[0].hop.id, "into layer 1");
+    let (releases, action) = traverse(&nodes, t.send_at, t.packet);
+    assert_eq!(releases.len(), 3, "through the three mix layers");
+    // Classified as the exit's own loop, not delivered to a client.
+    assert_eq!(action, Action::LoopReturned);
+    let s = gateway.mixer.stats().snapshot();
+    assert_eq!((s.cover_sent, s.loops_returned, s.delivered), (1, 1, 0));
+
+    // A client's packet still reaches its mailbox at the same exit...
+    let (_, bob) = client_address(&mut rng, gateway.hop.id);
+    let delays = DelaySampler::new(Duration::from_millis(5)).route_delays(4, &mut rng);
+    let p = build_packet(
+        &mut rng,
+        &route(&nodes),
+        &delays,
+        bob.destination(),
+        [0; SURB_ID_SIZE],
+        &Frame::LoopCover.encode().unwrap(),
+    )
+    .unwrap();
+    let (_, action) = traverse(&nodes, Timestamp::ZERO, p.bytes);
+    assert!(
+        matches!(&action, Action::Deliver(d) if d.destination == bob.client_key),
+        "a client's loop is the client's: {action:?}"
+    );
+    // ...and a packet addressed to the gateway itself that is not loop cover is dropped.
+    let p = build_packet(
+        &mut rng,
+        &route(&nodes),
+        &delays,
+        gateway.hop.id.to_destination(),
+        [0; SURB_ID_SIZE],
+        &data_frame(b"not a loop", 6),
+    )
+    .unwrap();
+    let mut now = Timestamp::ZERO;
+    let mut packet = p.bytes;
+    for n in &nodes[..3] {
+        let Ok(Action::Forward(f)) = n.mixer.handle_packet(now, &packet) else {
+            panic!("forwarded");
+        };
+        now = f.send_at;
+        packet = f.packet;
+    }
+    assert_eq!(
+        gateway.mixer.handle_packet(now, &packet),
+        Err(DropReason::BadPayload)
+    );
+}
+
+#[test]
+fn a_skipped_cover_tick_passes_without_a_packet() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let nodes = network(&mut rng);
+    let me = &nodes[3].mixer;
+    assert!(
+        !me.skip_cover(Timestamp::MAX, &mut rng),
+        "cover not started"
+    );
+    me.start_cover(Timestamp::ZERO, &mut rng);
+    let due = me.next_cover_at().unwrap();
+    assert!(!me.skip_cover(Timestamp::from_nanos(due.as_nanos() - 1), &mut rng));
+    assert!(me.skip_cover(due, &mut rng));
+    let next = me.next_cover_at().unwrap();
+    assert!(next > due, "the clock moved on");
+    assert_eq!(me.stats().snapshot().cover_sent, 0);
+}
+
+#[test]
 fn replay_state_survives_a_restart() {
     let mut rng = ChaCha20Rng::seed_from_u64(10);
     let nodes = network(&mut rng);

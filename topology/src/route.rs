@@ -123,6 +123,31 @@ impl<'a> RouteSelector<'a> {
     }
 }
 
+impl Topology {
+    /// A loop cover route (Loopix λ_M) for node `me`: one uniformly drawn node
+    /// of every mix layer, in route order, except the layer `me` is in; a
+    /// gateway therefore crosses all three layers. The caller appends `me` as
+    /// the final hop (`mixnode::Mixer::poll_cover` does).
+    pub fn loop_route(
+        &self,
+        me: &NodeId,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<Vec<RouteHop>, RouteError> {
+        let selector = RouteSelector::new(self);
+        let mut route = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            if layer.iter().any(|e| e.id == *me) {
+                continue;
+            }
+            let node = selector
+                .pick(rng, layer)
+                .ok_or(RouteError::EmptyLayer { layer: i + 1 })?;
+            route.push(node.hop());
+        }
+        Ok(route)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +172,66 @@ mod tests {
                 prop_assert_eq!(route[3], t.gateways[gateways - 1].hop());
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn loop_routes_skip_only_the_senders_own_layer(seed: u64, per_layer in 1usize..5) {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let t = sample(&mut rng, per_layer, 2);
+            // A gateway's loop crosses layers 1, 2, 3 in order.
+            let gw = t.gateways[1].id;
+            let route = t.loop_route(&gw, &mut rng).unwrap();
+            prop_assert_eq!(route.len(), 3);
+            for (i, hop) in route.iter().enumerate() {
+                prop_assert_eq!(t.layer_of(&hop.id), Some(i));
+                prop_assert_eq!(t.hop(&hop.id), Some(*hop));
+            }
+            // A mix node's loop crosses the two other layers, in order, never itself.
+            for own in 0..3 {
+                let me = t.layers[own][per_layer - 1].id;
+                let route = t.loop_route(&me, &mut rng).unwrap();
+                let crossed: Vec<_> = route.iter().map(|h| t.layer_of(&h.id)).collect();
+                let expected: Vec<_> = (0..3).filter(|l| *l != own).map(Some).collect();
+                prop_assert_eq!(crossed, expected);
+                prop_assert!(route.iter().all(|h| h.id != me));
+            }
+        }
+    }
+
+    #[test]
+    fn loop_routes_draw_uniformly_and_refuse_an_empty_layer() {
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        let mut t = sample(&mut rng, 2, 1);
+        // Scores do not weight loop cover: each node of a layer half the time.
+        for layer in &mut t.layers {
+            layer[0].score = 0.9;
+            layer[1].score = 0.1;
+        }
+        let gw = t.gateways[0].id;
+        let draws = 4_000;
+        let mut firsts = [0usize; 3];
+        for _ in 0..draws {
+            let route = t.loop_route(&gw, &mut rng).unwrap();
+            for (i, hit) in firsts.iter_mut().enumerate() {
+                *hit += usize::from(route[i].id == t.layers[i][0].id);
+            }
+        }
+        for hits in firsts {
+            // 4σ of a binomial(4000, 0.5) share is about 0.032.
+            let share = hits as f64 / draws as f64;
+            assert!((share - 0.5).abs() < 0.035, "share {share}");
+        }
+        let l1 = t.layers[0][0].id;
+        t.layers[1].clear();
+        assert_eq!(
+            t.loop_route(&gw, &mut rng),
+            Err(RouteError::EmptyLayer { layer: 2 })
+        );
+        assert_eq!(
+            t.loop_route(&l1, &mut rng),
+            Err(RouteError::EmptyLayer { layer: 2 })
+        );
     }
 
     #[test]

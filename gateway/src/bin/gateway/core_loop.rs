@@ -19,6 +19,7 @@ use gateway::{GatewayAction, GatewayCore, RedbStore, SessionId};
 use mixnode::{Delivery, DropReason, Mixer};
 use nodeshell::clock::Clock;
 use nodeshell::journal::{ReplayJournal, ReplayRecord};
+use protocol::keys::NodeId;
 use protocol::packet::OutgoingPacket;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -225,20 +226,37 @@ impl CoreLoop {
 
     fn forward(&self, packet: OutgoingPacket) {
         let topology = self.topology.borrow().clone();
-        let Some(entry) = topology.entry(&packet.first_hop) else {
-            self.metrics.count_drop(DropReason::UnknownNextHop);
-            return;
-        };
-        match self
-            .endpoint
-            .send(PeerId(packet.first_hop.0), entry.address, packet.bytes)
-        {
-            Ok(()) => {
-                self.metrics.forwarded.inc();
-            }
-            Err(SendError::QueueFull(_)) => self.metrics.count_drop(DropReason::QueueFull),
-            Err(SendError::NotPinned(_)) => self.metrics.count_drop(DropReason::UnknownNextHop),
-            Err(_) => self.metrics.count_drop(DropReason::LinkDown),
+        if send_into_mixnet(
+            &self.endpoint,
+            &topology,
+            &self.metrics,
+            packet.first_hop,
+            packet.bytes,
+        ) {
+            self.metrics.forwarded.inc();
         }
     }
+}
+
+/// Hands a packet to the link towards `first_hop` (a layer-1 node); a packet
+/// the link refuses is counted as a drop. Client packets, SURB-acks and the
+/// gateway's own loop cover all leave this way. Returns whether it was handed over.
+pub fn send_into_mixnet(
+    endpoint: &Endpoint,
+    topology: &Topology,
+    metrics: &GatewayMetrics,
+    first_hop: NodeId,
+    bytes: Vec<u8>,
+) -> bool {
+    let Some(entry) = topology.entry(&first_hop) else {
+        metrics.count_drop(DropReason::UnknownNextHop);
+        return false;
+    };
+    match endpoint.send(PeerId(first_hop.0), entry.address, bytes) {
+        Ok(()) => return true,
+        Err(SendError::QueueFull(_)) => metrics.count_drop(DropReason::QueueFull),
+        Err(SendError::NotPinned(_)) => metrics.count_drop(DropReason::UnknownNextHop),
+        Err(_) => metrics.count_drop(DropReason::LinkDown),
+    }
+    false
 }

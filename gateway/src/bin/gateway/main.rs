@@ -4,6 +4,7 @@
 mod clients;
 mod config;
 mod core_loop;
+mod cover;
 mod metrics;
 mod node;
 

@@ -65,6 +65,10 @@ pub struct GatewayMetrics {
     pub topology_nodes: Gauge,
     /// Client sessions closed because the client did not read fast enough.
     pub slow_clients: Counter,
+    /// The gateway's own loop cover packets (λ_M) built for a link into layer 1.
+    pub loop_cover_sent: Counter,
+    /// The gateway's own loop cover packets that came back.
+    pub loop_cover_returned: Counter,
     link_dropped: Family<DropLabels, Counter>,
     unpinned_refused: Counter,
     core: CoreCounters,
@@ -143,6 +147,16 @@ impl GatewayMetrics {
             &mut r,
             "client_sessions_too_slow",
             "Client sessions closed because their write queue was full",
+        );
+        let loop_cover_sent = counter(
+            &mut r,
+            "loop_cover_sent",
+            "The gateway's own loop cover packets (rate λ_M) built for a link into layer 1",
+        );
+        let loop_cover_returned = counter(
+            &mut r,
+            "loop_cover_returned",
+            "The gateway's own loop cover packets that came back",
         );
         let link_dropped = family(
             &mut r,
@@ -235,6 +249,8 @@ impl GatewayMetrics {
             topology_bad_signature,
             topology_nodes,
             slow_clients,
+            loop_cover_sent,
+            loop_cover_returned,
             link_dropped,
             unpinned_refused,
             core,

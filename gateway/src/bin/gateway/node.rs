@@ -10,6 +10,8 @@
 //! - the core thread owns the `GatewayCore`, its `redb` mailbox and the
 //!   replay journal (see `core_loop`);
 //! - the client listener runs one reader and one writer task per client;
+//! - the cover task sends the gateway's own loop cover at λ_M through the
+//!   three layers and back (see `cover`);
 //! - the epoch task follows the directory: topology, pins, key rotation,
 //!   registration;
 //! - the metrics task serves `/metrics`.
@@ -40,6 +42,7 @@ use transport::{Endpoint, LinkConfig, PeerId};
 use crate::clients::ClientListener;
 use crate::config::Config;
 use crate::core_loop::{CoreLoop, FinalHop};
+use crate::cover::CoverTask;
 use crate::metrics::GatewayMetrics;
 
 /// Where the gateway can be reached, as announced in its descriptor.
@@ -138,6 +141,8 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
         MixerConfig {
             role: MixerRole::Exit,
             max_delay: params.max_delay,
+            loop_cover_rate: params.lambda_m,
+            cover_mean_delay: params.mean_delay,
             ..MixerConfig::default()
         },
     ));
@@ -227,6 +232,19 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
         )
     };
 
+    // Loop cover: the gateway's own, at λ_M, through L1, L2, L3 and back.
+    let cover = tokio::spawn(
+        CoverTask {
+            mixer: mixer.clone(),
+            endpoint: endpoint.clone(),
+            topology: topology_rx.clone(),
+            metrics: metrics.clone(),
+            clock,
+            rng: ChaCha20Rng::from_rng(&mut rng),
+        }
+        .run(shutdown_rx.clone()),
+    );
+
     // Clients.
     let client_address = listener.local_addr()?;
     let clients = tokio::spawn(listener.serve(
@@ -272,6 +290,7 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = intake.await;
+    let _ = cover.await;
     let _ = epochs.await;
     let _ = metrics_server.await;
     // The core thread closes every session (`Close(shutdown)`) and flushes the journal.
@@ -365,10 +384,12 @@ fn unwrap_one(
         Ok((Action::Deliver(delivery), record)) => {
             return hops.blocking_send(FinalHop { delivery, record }).is_ok();
         }
-        // A gateway is the last hop only: it mixes nothing onwards and
-        // sends no loop cover of its own.
+        // A gateway is the last hop only: it mixes nothing onwards.
         Ok((Action::Forward(_), _)) => metrics.count_drop(DropReason::UnknownNextHop),
-        Ok((Action::LoopReturned, _)) => metrics.count_drop(DropReason::UnexpectedFinalHop),
+        // Its own loop cover, back home.
+        Ok((Action::LoopReturned, _)) => {
+            metrics.loop_cover_returned.inc();
+        }
         Err(reason) => metrics.count_drop(reason),
     }
     true

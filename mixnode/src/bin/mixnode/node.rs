@@ -233,7 +233,14 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
                     _ = shutdown.changed() => break,
                 }
                 let topology = topology_rx.borrow().clone();
-                let route = cover_route(&topology, mixer.id(), &mut rng);
+                let route = match topology.loop_route(&mixer.id(), &mut rng) {
+                    Ok(route) => route,
+                    Err(e) => {
+                        tracing::debug!("loop cover: {e}");
+                        mixer.skip_cover(due, &mut rng);
+                        continue;
+                    }
+                };
                 if let Some(t) = mixer.poll_cover(due, &mut rng, &route) {
                     metrics.cover_sent.inc();
                     let _ = release_tx
@@ -463,27 +470,6 @@ fn install_keys(
     }
     mixer.rotate(epoch);
     store.retire_before(epoch.previous().unwrap_or(epoch))
-}
-
-/// A loop cover path: one node of each mix layer but this one's, in order.
-fn cover_route(
-    topology: &Topology,
-    me: NodeId,
-    rng: &mut ChaCha20Rng,
-) -> Vec<protocol::packet::RouteHop> {
-    topology
-        .layers
-        .iter()
-        .filter(|layer| !layer.iter().any(|n| n.id == me))
-        .filter_map(|layer| {
-            let others: Vec<_> = layer.iter().filter(|n| n.id != me).collect();
-            if others.is_empty() {
-                return None;
-            }
-            let i = rand::RngExt::random_range(rng, 0..others.len());
-            others.get(i).map(|n| n.hop())
-        })
-        .collect()
 }
 
 fn refresh_period(params: &topology::NetworkParams, configured: Duration) -> Duration {
