@@ -65,9 +65,6 @@ fn init(net: &LocalNet, dir: &Path, gateway: usize) -> AddressCard {
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.core.ack_margin = Duration::from_millis(1500);
-    // Routes are drawn at random: with a dead node in a layer of two, half of
-    // them fail, so allow enough fresh routes that a fragment gets through.
-    o.core.max_retransmissions = 16;
     o.topology_refresh = Duration::from_secs(1);
     o
 }

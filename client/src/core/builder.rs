@@ -5,33 +5,77 @@ use std::time::Duration;
 
 use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
 use protocol::surb::{Surb, SurbRecovery, build_surb};
+use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 
+use super::health::{NodeHealth, RouteChoice, mixes_of};
 use super::routes::RouteSource;
+use super::stats::ClientStats;
 use crate::error::ClientError;
 
-/// Builds packets for one client over the routes its [`RouteSource`] gives.
+/// Builds packets for one client over the routes its [`RouteSource`] gives,
+/// steering around the mix nodes its [`NodeHealth`] suspects.
 pub(crate) struct PacketBuilder<'a, R> {
     pub(crate) routes: &'a R,
+    pub(crate) health: &'a NodeHealth,
+    /// The instant the packets are built at.
+    pub(crate) now: Timestamp,
+    /// Routes drawn at most per packet to avoid suspect nodes.
+    pub(crate) candidates: usize,
     /// This client's own address: where SURBs lead back to.
     pub(crate) own: ClientAddress,
     pub(crate) delays: DelaySampler,
 }
 
+/// A SURB to this client, ready to hand out.
+pub(crate) struct HomeSurb {
+    pub(crate) surb: Surb,
+    pub(crate) recovery: SurbRecovery,
+    /// The sum of its hops' delays.
+    pub(crate) delay: Duration,
+    /// The mix nodes it crosses.
+    pub(crate) mixes: Vec<NodeId>,
+}
+
 impl<R: RouteSource> PacketBuilder<'_, R> {
-    /// A SURB over a fresh route to this client, with the sum of its delays.
+    /// A fresh route to `gateway`, avoiding suspect mix nodes when one of the
+    /// routes drawn does; counts what the choice did in `stats`.
+    fn route(
+        &self,
+        rng: &mut impl CryptoRng,
+        gateway: NodeId,
+        stats: &mut ClientStats,
+    ) -> Result<Vec<RouteHop>, ClientError> {
+        let (route, choice) = self
+            .health
+            .choose(self.now, self.candidates, || {
+                self.routes.route_to(&mut *rng, gateway)
+            })
+            .ok_or_else(|| ClientError::NoRoute(gateway.to_base58()))?;
+        match choice {
+            RouteChoice::Clear => {}
+            RouteChoice::AvoidedSuspects => stats.routes_avoiding_suspects += 1,
+            RouteChoice::ThroughSuspects => stats.routes_through_suspects += 1,
+        }
+        Ok(route)
+    }
+
+    /// A SURB over a fresh route to this client.
     pub(crate) fn surb_home(
         &self,
         rng: &mut impl CryptoRng,
-    ) -> Result<(Surb, SurbRecovery, Duration), ClientError> {
-        let route = self
-            .routes
-            .route_to(rng, self.own.gateway)
-            .ok_or_else(|| ClientError::NoRoute(self.own.gateway.to_base58()))?;
+        stats: &mut ClientStats,
+    ) -> Result<HomeSurb, ClientError> {
+        let route = self.route(rng, self.own.gateway, stats)?;
         let delays = self.delays.route_delays(route.len(), rng);
         let (surb, recovery) = build_surb(rng, &route, &delays, self.own.destination())?;
-        Ok((surb, recovery, delays.iter().sum()))
+        Ok(HomeSurb {
+            surb,
+            recovery,
+            delay: delays.iter().sum(),
+            mixes: mixes_of(&route).iter().map(|hop| hop.id).collect(),
+        })
     }
 
     /// A forward packet carrying `frame` over a fresh route to `to`, with the
@@ -41,8 +85,9 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         rng: &mut impl CryptoRng,
         to: &ClientAddress,
         frame: &[u8],
+        stats: &mut ClientStats,
     ) -> Result<(OutgoingPacket, Duration), ClientError> {
-        let route = self.forward_route(rng, to)?;
+        let route = self.forward_route(rng, to, stats)?;
         let delay = route.delay();
         Ok((route.build(rng, frame)?, delay))
     }
@@ -53,11 +98,9 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         &self,
         rng: &mut impl CryptoRng,
         to: &ClientAddress,
+        stats: &mut ClientStats,
     ) -> Result<ForwardRoute, ClientError> {
-        let route = self
-            .routes
-            .route_to(rng, to.gateway)
-            .ok_or_else(|| ClientError::NoRoute(to.gateway.to_base58()))?;
+        let route = self.route(rng, to.gateway, stats)?;
         let delays = self.delays.route_delays(route.len(), rng);
         Ok(ForwardRoute {
             route,
@@ -91,6 +134,11 @@ impl ForwardRoute {
     /// the recipient's gateway (network latency aside).
     pub(crate) fn delay(&self) -> Duration {
         self.delays.iter().sum()
+    }
+
+    /// The mix nodes it crosses.
+    pub(crate) fn mixes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        mixes_of(&self.route).iter().map(|hop| hop.id)
     }
 
     /// The packet carrying `frame` over this route.

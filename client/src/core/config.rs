@@ -46,6 +46,17 @@ pub struct ClientConfig {
     pub max_partial_messages: usize,
     /// Timeout and byte bound of the reassembly of incoming messages.
     pub reassembly: ReassemblyLimits,
+    /// Routes drawn at most for one packet, to find one without a suspect
+    /// node (docs/client.md, "Route health"); 1 turns the avoidance off.
+    pub route_candidates: usize,
+    /// A mix node is suspect when more than this many copies through it
+    /// failed (ack deadline passed) since the last one that was acked.
+    pub suspect_threshold: u32,
+    /// A node's failures are forgotten this long after its latest one, so a
+    /// node that healed is used again.
+    pub node_failure_memory: Duration,
+    /// Most mix nodes with failures on record.
+    pub max_tracked_nodes: usize,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +78,10 @@ impl Default for ClientConfig {
             max_events: 4096,
             max_partial_messages: 256,
             reassembly: ReassemblyLimits::default(),
+            route_candidates: 8,
+            suspect_threshold: 2,
+            node_failure_memory: Duration::from_secs(60),
+            max_tracked_nodes: 1024,
         }
     }
 }

@@ -17,11 +17,17 @@
 //! it sends a loop-cover packet to itself. Both processes draw their gaps
 //! from their own random streams, seeded once at construction, so the tick
 //! instants do not depend on what is queued.
+//!
+//! Route health: the core remembers the mix nodes of every copy it sends and
+//! learns from its own acks and ack deadlines which nodes keep failing
+//! ([`NodeHealth`]); routes are drawn so as to avoid them, never excluding a
+//! whole layer (docs/client.md, "Route health").
 
 mod builder;
 pub mod config;
 pub mod envelope;
 pub mod events;
+pub mod health;
 mod inbox;
 mod outbox;
 pub mod routes;
@@ -42,6 +48,7 @@ use rand_chacha::ChaCha20Rng;
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
 pub use events::{ClientEvent, ReplyHandle};
+pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
 
@@ -113,6 +120,7 @@ pub struct ClientCore<R> {
     inbox: Inbox,
     reply_surbs: ReplySurbStore,
     events: EventQueue,
+    health: NodeHealth,
     stats: ClientStats,
 }
 
@@ -139,6 +147,7 @@ impl<R: RouteSource> ClientCore<R> {
             inbox: Inbox::new(&config),
             reply_surbs: ReplySurbStore::default(),
             events: EventQueue::new(config.max_events),
+            health: NodeHealth::new(&config),
             stats: ClientStats::default(),
             config,
             keys,
@@ -177,6 +186,11 @@ impl<R: RouteSource> ClientCore<R> {
         &mut self.routes
     }
 
+    /// What this client learned about mix nodes from its acks.
+    pub fn node_health(&self) -> &NodeHealth {
+        &self.health
+    }
+
     /// Sizes of the bounded structures, for metrics and tests.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
@@ -189,12 +203,17 @@ impl<R: RouteSource> ClientCore<R> {
         }
     }
 
-    fn builder(&self) -> PacketBuilder<'_, R> {
-        PacketBuilder {
+    /// A packet builder for instant `now`, and the counters it updates.
+    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R>, &mut ClientStats) {
+        let builder = PacketBuilder {
             routes: &self.routes,
+            health: &self.health,
+            now,
+            candidates: self.config.route_candidates,
             own: self.address,
             delays: self.delays,
-        }
+        };
+        (builder, &mut self.stats)
     }
 
     /// Fragments an envelope of `len` bytes needs.
@@ -267,10 +286,11 @@ impl<R: RouteSource> ClientCore<R> {
         }
         let mut surbs = Vec::with_capacity(reply_surbs);
         let mut recoveries = Vec::with_capacity(reply_surbs);
+        let (builder, stats) = self.builder(now);
         for _ in 0..reply_surbs {
-            let (surb, recovery, _) = self.builder().surb_home(rng)?;
-            surbs.push(surb);
-            recoveries.push(recovery);
+            let home = builder.surb_home(rng, stats)?;
+            surbs.push(home.surb);
+            recoveries.push(home.recovery);
         }
         let expires = now.saturating_add(self.config.reply_surb_lifetime);
         for recovery in recoveries {
@@ -346,11 +366,17 @@ impl<R: RouteSource> ClientCore<R> {
     /// their message fails), stalled incoming messages are abandoned, old
     /// reply SURBs forgotten.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.outbox
-            .handle_deadlines(now, &self.config, &mut self.stats, &mut self.events);
+        self.outbox.handle_deadlines(
+            now,
+            &self.config,
+            &mut self.health,
+            &mut self.stats,
+            &mut self.events,
+        );
         self.inbox
             .handle_timeouts(now, &mut self.stats, &mut self.events);
         self.reply_surbs.expire(now, &mut self.stats);
+        self.health.prune(now);
     }
 
     /// The next packet due by `now`, if any; call until it returns `None`.
@@ -365,6 +391,9 @@ impl<R: RouteSource> ClientCore<R> {
         while self.send_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
             let builder = PacketBuilder {
                 routes: &self.routes,
+                health: &self.health,
+                now,
+                candidates: self.config.route_candidates,
                 own: self.address,
                 delays: self.delays,
             };
@@ -379,14 +408,14 @@ impl<R: RouteSource> ClientCore<R> {
                 self.stats.real_sent += 1;
                 return Some(packet);
             }
-            if let Some(packet) = self.drop_cover(rng) {
+            if let Some(packet) = self.drop_cover(now, rng) {
                 self.stats.drop_cover_sent += 1;
                 return Some(packet);
             }
             self.stats.ticks_without_packet += 1;
         }
         while self.loop_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
-            if let Some(packet) = self.loop_cover(rng) {
+            if let Some(packet) = self.loop_cover(now, rng) {
                 self.stats.loop_cover_sent += 1;
                 return Some(packet);
             }
@@ -395,17 +424,24 @@ impl<R: RouteSource> ClientCore<R> {
         None
     }
 
-    fn drop_cover(&self, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
-        let builder = self.builder();
+    // Cover traffic takes its routes like real traffic (avoiding suspect
+    // nodes too), so that its routes look like real ones.
+    fn drop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+        let (builder, stats) = self.builder(now);
         let target = builder.drop_cover_target(rng)?;
         let frame = Frame::DropCover.encode().ok()?;
-        builder.forward(rng, &target, &frame).ok().map(|(p, _)| p)
+        builder
+            .forward(rng, &target, &frame, stats)
+            .ok()
+            .map(|(p, _)| p)
     }
 
-    fn loop_cover(&self, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+    fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
         let frame = Frame::LoopCover.encode().ok()?;
-        self.builder()
-            .forward(rng, &self.address, &frame)
+        let own = self.address;
+        let (builder, stats) = self.builder(now);
+        builder
+            .forward(rng, &own, &frame, stats)
             .ok()
             .map(|(p, _)| p)
     }
@@ -420,8 +456,13 @@ impl<R: RouteSource> ClientCore<R> {
         if surb_id.is_forward() {
             self.handle_forward(now, payload);
         } else if self.outbox.has_ack(&surb_id) {
-            self.outbox
-                .handle_ack(&surb_id, payload, &mut self.stats, &mut self.events);
+            self.outbox.handle_ack(
+                &surb_id,
+                payload,
+                &mut self.health,
+                &mut self.stats,
+                &mut self.events,
+            );
         } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
             // A payload that does not open under the SURB's keys is not the
             // SURB's use: the SURB stays valid for the real reply.

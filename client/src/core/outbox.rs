@@ -14,20 +14,25 @@
 //! tells the recipient's gateway (the frame's `lifetime`) how many whole
 //! seconds it may keep the fragment after its arrival, and a message whose
 //! expiry has passed when its next copy is due fails unsent.
+//!
+//! Each ack entry also remembers the mix nodes of its copy's two routes, so
+//! that the ack, or its deadline passing, tells the client's
+//! [`NodeHealth`] which nodes worked or may have failed.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use protocol::ClientAddress;
 use protocol::fragment::{Fragment, FragmentId, MessageId};
 use protocol::frame::Frame;
 use protocol::packet::OutgoingPacket;
 use protocol::surb::{Surb, SurbId, SurbRecovery, use_surb};
 use protocol::time::Timestamp;
+use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 
 use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
 use super::events::{ClientEvent, EventQueue};
+use super::health::NodeHealth;
 use super::routes::RouteSource;
 use super::stats::{ClientStats, DeliveryDrop};
 use crate::error::ClientError;
@@ -48,6 +53,9 @@ struct OutgoingFragment {
     sends: u32,
     deadline: Option<Timestamp>,
     surb_acks: Vec<SurbId>,
+    /// The SURB-ack of the copy the pending deadline is for (none when that
+    /// copy could not be built).
+    pending: Option<SurbId>,
 }
 
 #[derive(Debug)]
@@ -63,6 +71,12 @@ struct OutgoingMessage {
 struct AckEntry {
     fragment: FragmentId,
     recovery: SurbRecovery,
+    /// The mix nodes of the copy's forward route (when this client chose it)
+    /// and of its SURB-ack route, each once.
+    mixes: Box<[NodeId]>,
+    /// Whether a missed deadline counts against `mixes`: not for a reply,
+    /// whose forward half the other client chose and whose ack waits for it.
+    blame: bool,
 }
 
 /// Outgoing messages and everything that tracks their acks.
@@ -126,6 +140,7 @@ impl Outbox {
                 sends: 0,
                 deadline: None,
                 surb_acks: Vec::new(),
+                pending: None,
             })
             .collect();
         self.messages.insert(
@@ -217,14 +232,18 @@ impl Outbox {
             self.expire(fid.message, stats, events);
             return Attempt::Skip;
         }
-        let Ok((surb_ack, recovery, back)) = builder.surb_home(rng) else {
+        let Ok(home) = builder.surb_home(rng, stats) else {
             return Attempt::Blocked;
         };
+        let (surb_ack, recovery, back) = (home.surb, home.recovery, home.delay);
+        let mut mixes = home.mixes;
         let surb_id = recovery.id();
+        let blame = matches!(message.target, Target::Address(_));
         let built = match &mut message.target {
-            Target::Address(to) => match builder.forward_route(rng, to) {
+            Target::Address(to) => match builder.forward_route(rng, to, stats) {
                 Err(e) => Err(e),
                 Ok(route) => {
+                    mixes.extend(route.mixes());
                     let lifetime = match expires_at.map(|at| lifetime_at(now, &route, at)) {
                         None => None,
                         Some(Some(secs)) => Some(secs),
@@ -275,28 +294,36 @@ impl Outbox {
             stats.unsendable += 1;
             let deadline = now.saturating_add(config.ack_margin);
             state.deadline = Some(deadline);
+            state.pending = None;
             self.deadlines.insert((deadline, fid));
             return Attempt::Skip;
         };
         let deadline = now.saturating_add(round_trip.saturating_add(config.ack_margin));
         state.deadline = Some(deadline);
         state.surb_acks.push(surb_id);
+        state.pending = Some(surb_id);
         self.deadlines.insert((deadline, fid));
+        mixes.sort_unstable();
+        mixes.dedup();
         self.ack_table.insert(
             surb_id,
             AckEntry {
                 fragment: fid,
                 recovery,
+                mixes: mixes.into(),
+                blame,
             },
         );
         Attempt::Sent(packet)
     }
 
-    /// Reads a packet that came back through one of our SURB-acks.
+    /// Reads a packet that came back through one of our SURB-acks; a real
+    /// ack tells `health` that every mix node of that copy worked.
     pub(crate) fn handle_ack(
         &mut self,
         surb_id: &SurbId,
         payload: &[u8],
+        health: &mut NodeHealth,
         stats: &mut ClientStats,
         events: &mut EventQueue,
     ) {
@@ -311,11 +338,16 @@ impl Outbox {
             .and_then(|bytes| Frame::decode(&bytes));
         // A payload that does not open under the SURB's keys is not its
         // answer: the SURB stays valid for the real one.
-        if frame.is_ok() {
-            self.ack_table.remove(surb_id);
-        }
+        let entry = if frame.is_ok() {
+            self.ack_table.remove(surb_id)
+        } else {
+            None
+        };
         match frame {
             Ok(Frame::Ack { fragment }) if fragment == fragment_id => {
+                if let Some(entry) = entry {
+                    health.record_success(&entry.mixes);
+                }
                 self.acknowledge(fragment, stats, events);
             }
             Ok(Frame::Ack { .. }) => stats.drop_delivery(DeliveryDrop::AckMismatch),
@@ -342,6 +374,7 @@ impl Outbox {
         if let Some(deadline) = state.deadline.take() {
             self.deadlines.remove(&(deadline, fid));
         }
+        state.pending = None;
         for id in state.surb_acks.drain(..) {
             self.ack_table.remove(&id);
         }
@@ -362,11 +395,13 @@ impl Outbox {
         }
     }
 
-    /// Handles the deadlines that passed by `now`: requeue or fail.
+    /// Handles the deadlines that passed by `now`: a failure in `health` for
+    /// the mix nodes of the late copy, then requeue or fail.
     pub(crate) fn handle_deadlines(
         &mut self,
         now: Timestamp,
         config: &ClientConfig,
+        health: &mut NodeHealth,
         stats: &mut ClientStats,
         events: &mut EventQueue,
     ) {
@@ -386,6 +421,13 @@ impl Outbox {
                 continue;
             }
             state.deadline = None;
+            // The entry stays: a late ack still counts, and clears the nodes.
+            if let Some(entry) = state.pending.take().and_then(|id| self.ack_table.get(&id))
+                && entry.blame
+            {
+                stats.route_failures += 1;
+                health.record_failure(now, &entry.mixes);
+            }
             if state.sends > config.max_retransmissions {
                 self.fail(fid.message, stats, events);
             } else {

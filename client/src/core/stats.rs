@@ -100,6 +100,13 @@ pub struct ClientStats {
     pub events_dropped: u64,
     /// Reply SURB recoveries evicted (store full) or expired unused.
     pub reply_surbs_evicted: u64,
+    /// Routes taken after routes through suspect mix nodes were set aside.
+    pub routes_avoiding_suspects: u64,
+    /// Routes taken through a suspect mix node because every route drawn
+    /// crossed one (the one with the fewest failures).
+    pub routes_through_suspects: u64,
+    /// Copies whose ack deadline passed, each a failure for its mix nodes.
+    pub route_failures: u64,
     /// Deliveries dropped, by reason (indexed like [`DeliveryDrop::ALL`]).
     pub dropped: [u64; 8],
 }
