@@ -9,14 +9,17 @@
 //! Why a book and not one session per address: the mixnet envelope carries
 //! no sender (a gateway that reads frames must not learn who writes to its
 //! client), so a ratchet message does not say which session it belongs to.
-//! The book tries its sessions in order of last use; initial messages are
-//! routed by their handshake id. Sessions are bounded
-//! ([`MAX_SESSIONS`]), which bounds the cost of a trial.
+//! Initial messages are routed by their handshake id; every other message
+//! carries a routing hint, an HMAC of its ratchet key under a key only the
+//! two ends of the session hold, so the book finds the session with one
+//! HMAC per session instead of a Diffie-Hellman per session, and outsiders
+//! learn nothing from the hint. Sessions are bounded ([`MAX_SESSIONS`]).
 //!
-//! The plaintext inside each `e2ee` message is
-//! `version (1) || flags (1) || [sender address (64) if flags & 1] || content`,
-//! so a recipient learns where to write back from the authenticated session,
-//! never from the network.
+//! On the wire (inside the client envelope) each message is
+//! `routing hint (16) || e2ee message`, and the plaintext inside the `e2ee`
+//! message is `version (1) || flags (1) || [sender address (64) if flags & 1]
+//! || [routing key (32) if flags & 2] || content`, so a recipient learns where
+//! to write back from the authenticated session, never from the network.
 //!
 //! The book is sans-IO: time and randomness come in as arguments; the async
 //! shell seals it ([`e2ee::StateStore`]) into the data folder after every
@@ -30,9 +33,11 @@ use e2ee::{
     InitialInfo, LocalIdentity, PrekeyBundle, PrekeySecrets, Role, Session, SessionError,
     UnixSeconds,
 };
+use hmac::{Hmac, KeyInit, Mac};
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -46,10 +51,15 @@ pub const MAX_RETIRED_HANDSHAKES: usize = 4096;
 /// Version byte of a serialized book.
 const BOOK_VERSION: u8 = 1;
 const FLAG_SENDER: u8 = 1;
+const FLAG_ROUTING_KEY: u8 = 2;
 /// Length of a ratchet public key in a message header.
 const RATCHET_KEY_LEN: usize = 32;
-/// Ratchet keys of the peer remembered per session for routing.
-const RECENT_RATCHET_KEYS: usize = 4;
+/// Length of the routing hint before each session message.
+pub const HINT_LEN: usize = 16;
+const ROUTING_KEY_LEN: usize = 32;
+/// Chain hints remembered for routing (cleared when full; rebuilt as messages come).
+const MAX_KNOWN_HINTS: usize = 4 * MAX_SESSIONS;
+const HINT_LABEL: &[u8] = b"mixnet-client/v1 routing hint";
 const ADDRESS_LEN: usize = 64;
 
 /// A client's address together with its prekey bundle: what a correspondent
@@ -186,9 +196,26 @@ struct Entry {
     address: Option<ClientAddress>,
     /// A counter of the book's operations at the last use (higher = more recent).
     used: u64,
-    /// The peer's last ratchet public keys seen in messages that opened
-    /// here: a message under one of them is tried here first.
-    ratchet_keys: Vec<[u8; 32]>,
+    /// Keys the session's routing hints (chosen by the initiator, sent inside its first messages).
+    routing: RoutingKey,
+}
+
+/// The secret behind a session's routing hints; wiped on drop.
+#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct RoutingKey([u8; ROUTING_KEY_LEN]);
+
+impl RoutingKey {
+    /// The hint for a message whose ratchet key is `ratchet_key`.
+    fn hint(&self, ratchet_key: &[u8]) -> [u8; HINT_LEN] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        mac.update(HINT_LABEL);
+        mac.update(ratchet_key);
+        let tag = mac.finalize().into_bytes();
+        let mut hint = [0u8; HINT_LEN];
+        hint.copy_from_slice(tag.get(..HINT_LEN).unwrap_or(&[0; HINT_LEN]));
+        hint
+    }
 }
 
 /// A contact: an address with the identity pinned to it, and the bundle
@@ -208,6 +235,10 @@ pub struct SessionBook {
     contacts: HashMap<ClientAddress, Contact>,
     retired: VecDeque<SessionId>,
     clock: u64,
+    /// Hints of chains already opened (a chain keeps its hint), so that
+    /// only a message on a new chain computes every session's hint.
+    #[serde(skip)]
+    known_hints: HashMap<[u8; HINT_LEN], SessionId>,
 }
 
 impl fmt::Debug for SessionBook {
@@ -229,6 +260,7 @@ impl SessionBook {
             contacts: HashMap::new(),
             retired: VecDeque::new(),
             clock: 0,
+            known_hints: HashMap::new(),
         }
     }
 
@@ -303,10 +335,24 @@ impl SessionBook {
             .sessions
             .get_mut(&id)
             .ok_or(SessionBookError::UnknownSession)?;
-        let plaintext = encode_content(own, content);
+        // The routing key travels inside the messages that carry the
+        // handshake, so the responder has it from the first one it opens.
+        let routing = entry.session.awaiting_reply().then_some(&entry.routing);
+        let plaintext = encode_content(own, routing, content);
         let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
         entry.used = clock;
-        Ok(sealed)
+        let mut hint = [0u8; HINT_LEN];
+        match sealed.get(2..2 + RATCHET_KEY_LEN) {
+            Some(key) if InitialInfo::parse(&sealed)?.is_none() => {
+                hint = entry.routing.hint(key);
+            }
+            // An initial message is found by its handshake id.
+            _ => rng.fill_bytes(&mut hint),
+        }
+        let mut out = Vec::with_capacity(HINT_LEN + sealed.len());
+        out.extend_from_slice(&hint);
+        out.extend_from_slice(&sealed);
+        Ok(out)
     }
 
     /// Starts a session with `to` from its card (or, for a note to self, our own bundle).
@@ -324,6 +370,8 @@ impl SessionBook {
         let session = Session::initiate(rng, &self.identity, &bundle)?;
         let id = SessionId(session.handshake_id());
         let peer = PeerIdentityKey(bundle.identity().dh);
+        let mut routing = RoutingKey([0; ROUTING_KEY_LEN]);
+        rng.fill_bytes(&mut routing.0);
         self.insert(
             id,
             Entry {
@@ -331,7 +379,7 @@ impl SessionBook {
                 peer,
                 address: Some(*to),
                 used: 0,
-                ratchet_keys: Vec::new(),
+                routing,
             },
         );
         Ok(id)
@@ -367,11 +415,14 @@ impl SessionBook {
     /// the sessions, most recently used first. Duplicates, expired,
     /// tampered and foreign messages are refused and leave the book as it was.
     pub fn open(&mut self, now: UnixSeconds, message: &[u8]) -> Result<Opened, SessionBookError> {
+        let (hint, message) = message
+            .split_first_chunk::<HINT_LEN>()
+            .ok_or(SessionBookError::BadContent)?;
         let (id, plaintext) = match InitialInfo::parse(message)? {
             Some(info) => self.open_initial(now, &info, message)?,
-            None => self.open_ratchet(now, message)?,
+            None => self.open_ratchet(now, hint, message)?,
         };
-        let (from, content) = decode_content(&plaintext)?;
+        let Content { from, content, .. } = decode_content(&plaintext)?;
         self.clock += 1;
         let clock = self.clock;
         let entry = self
@@ -423,7 +474,12 @@ impl SessionBook {
             return Err(SessionBookError::RetiredHandshake);
         }
         let mut session = Session::accept(&self.identity, &self.prekeys, message)?;
-        let plaintext = session.decrypt(now, message)?;
+        let plaintext = Zeroizing::new(session.decrypt(now, message)?);
+        // A session whose opening message lacks a routing key could never
+        // be found again: refuse it (the message key is spent on a copy).
+        let routing = decode_content(&plaintext)?
+            .routing
+            .ok_or(SessionBookError::BadContent)?;
         let peer = PeerIdentityKey(session.peer_identity());
         self.insert(
             id,
@@ -432,62 +488,72 @@ impl SessionBook {
                 peer,
                 address: None,
                 used: 0,
-                ratchet_keys: Vec::new(),
+                routing,
             },
         );
-        Ok((id, Zeroizing::new(plaintext)))
+        Ok((id, plaintext))
     }
 
     fn open_ratchet(
         &mut self,
         now: UnixSeconds,
+        hint: &[u8; HINT_LEN],
         message: &[u8],
     ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
-        // The sender's ratchet key (header bytes 2..34, docs/e2ee.md): a
-        // session that saw it before is tried first, so only a message that
-        // starts a new chain (once per round trip) or a foreign one costs a
-        // trial of every session.
-        let ratchet_key: Option<[u8; 32]> = message
+        // The hint names the session without naming it to anyone else: an
+        // HMAC of the sender's ratchet key (header bytes 2..34) under the
+        // session's routing key. Only sessions whose hint matches are tried
+        // (one, but for a 2^-128 collision or a note to self), so a foreign
+        // message costs one HMAC per session and no Diffie-Hellman.
+        let ratchet_key = message
             .get(2..2 + RATCHET_KEY_LEN)
-            .and_then(|k| k.try_into().ok());
-        let mut order: Vec<(bool, u64, SessionId)> = self
+            .ok_or(SessionBookError::NoMatchingSession)?;
+        let known = self
+            .known_hints
+            .get(hint)
+            .copied()
+            .filter(|id| self.sessions.contains_key(id));
+        if let Some(id) = known {
+            match self.try_open(now, id, hint, message) {
+                Err(SessionBookError::Session(SessionError::DecryptionFailed)) => {}
+                other => return other,
+            }
+        }
+        let mut order: Vec<(u64, SessionId)> = self
             .sessions
             .iter()
-            .map(|(id, e)| {
-                let known = ratchet_key.is_some_and(|k| e.ratchet_keys.contains(&k));
-                (known, e.used, *id)
-            })
+            .filter(|(id, e)| Some(**id) != known && &e.routing.hint(ratchet_key) == hint)
+            .map(|(id, e)| (e.used, *id))
             .collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
-        // A refusal other than "does not open" (a duplicate, an expiry) is
-        // what the session that owns the message says: report it.
         let mut verdict = SessionBookError::NoMatchingSession;
-        for (_, _, id) in order {
-            let Some(entry) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            match entry.session.decrypt(now, message) {
-                Ok(plaintext) => {
-                    if let Some(key) = ratchet_key
-                        && !entry.ratchet_keys.contains(&key)
-                    {
-                        entry.ratchet_keys.push(key);
-                        if entry.ratchet_keys.len() > RECENT_RATCHET_KEYS {
-                            entry.ratchet_keys.remove(0);
-                        }
-                    }
-                    return Ok((id, Zeroizing::new(plaintext)));
-                }
-                Err(SessionError::DecryptionFailed) => {}
-                Err(
-                    e @ (SessionError::DuplicateMessage
-                    | SessionError::Expired { .. }
-                    | SessionError::StaleMessage),
-                ) => verdict = SessionBookError::Session(e),
-                Err(_) => {}
+        for (_, id) in order {
+            match self.try_open(now, id, hint, message) {
+                Ok(opened) => return Ok(opened),
+                Err(e) => verdict = e,
             }
         }
         Err(verdict)
+    }
+
+    /// Opens `message` in session `id` and remembers its chain's hint.
+    fn try_open(
+        &mut self,
+        now: UnixSeconds,
+        id: SessionId,
+        hint: &[u8; HINT_LEN],
+        message: &[u8],
+    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
+        let entry = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(SessionBookError::UnknownSession)?;
+        let plaintext = Zeroizing::new(entry.session.decrypt(now, message)?);
+        if self.known_hints.len() >= MAX_KNOWN_HINTS {
+            self.known_hints.clear();
+        }
+        self.known_hints.insert(*hint, id);
+        Ok((id, plaintext))
     }
 
     /// Serializes the whole book (secret: seal it before storing it).
@@ -526,44 +592,70 @@ fn loopback_id(id: SessionId) -> SessionId {
     SessionId(bytes)
 }
 
-fn encode_content(own: Option<&ClientAddress>, content: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(2 + ADDRESS_LEN + content.len()));
+fn encode_content(
+    own: Option<&ClientAddress>,
+    routing: Option<&RoutingKey>,
+    content: &[u8],
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        2 + ADDRESS_LEN + ROUTING_KEY_LEN + content.len(),
+    ));
     out.push(CONTENT_VERSION);
-    match own {
-        Some(address) => {
-            out.push(FLAG_SENDER);
-            out.extend_from_slice(&address.client_key);
-            out.extend_from_slice(&address.gateway.0);
-        }
-        None => out.push(0),
+    let flags = own.map_or(0, |_| FLAG_SENDER) | routing.map_or(0, |_| FLAG_ROUTING_KEY);
+    out.push(flags);
+    if let Some(address) = own {
+        out.extend_from_slice(&address.client_key);
+        out.extend_from_slice(&address.gateway.0);
+    }
+    if let Some(routing) = routing {
+        out.extend_from_slice(&routing.0);
     }
     out.extend_from_slice(content);
     out
 }
 
-fn decode_content(plaintext: &[u8]) -> Result<(Option<ClientAddress>, Vec<u8>), SessionBookError> {
+/// The plaintext inside a session message.
+struct Content {
+    from: Option<ClientAddress>,
+    routing: Option<RoutingKey>,
+    content: Vec<u8>,
+}
+
+fn decode_content(plaintext: &[u8]) -> Result<Content, SessionBookError> {
     let [version, flags, rest @ ..] = plaintext else {
         return Err(SessionBookError::BadContent);
     };
-    if *version != CONTENT_VERSION || flags & !FLAG_SENDER != 0 {
+    if *version != CONTENT_VERSION || flags & !(FLAG_SENDER | FLAG_ROUTING_KEY) != 0 {
         return Err(SessionBookError::BadContent);
     }
-    if flags & FLAG_SENDER == 0 {
-        return Ok((None, rest.to_vec()));
+    let mut rest = rest;
+    let mut from = None;
+    if flags & FLAG_SENDER != 0 {
+        let (key, tail) = rest
+            .split_first_chunk::<32>()
+            .ok_or(SessionBookError::BadContent)?;
+        let (gateway, tail) = tail
+            .split_first_chunk::<32>()
+            .ok_or(SessionBookError::BadContent)?;
+        from = Some(ClientAddress {
+            client_key: *key,
+            gateway: NodeId(*gateway),
+        });
+        rest = tail;
     }
-    let (address, content) = rest
-        .split_first_chunk::<ADDRESS_LEN>()
-        .ok_or(SessionBookError::BadContent)?;
-    let (key, gateway) = address.split_at(32);
-    let client_key = <[u8; 32]>::try_from(key).map_err(|_| SessionBookError::BadContent)?;
-    let gateway = <[u8; 32]>::try_from(gateway).map_err(|_| SessionBookError::BadContent)?;
-    Ok((
-        Some(ClientAddress {
-            client_key,
-            gateway: NodeId(gateway),
-        }),
-        content.to_vec(),
-    ))
+    let mut routing = None;
+    if flags & FLAG_ROUTING_KEY != 0 {
+        let (key, tail) = rest
+            .split_first_chunk::<ROUTING_KEY_LEN>()
+            .ok_or(SessionBookError::BadContent)?;
+        routing = Some(RoutingKey(*key));
+        rest = tail;
+    }
+    Ok(Content {
+        from,
+        routing,
+        content: rest.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -633,7 +725,7 @@ mod tests {
             (&b"hello"[..], Some(b))
         );
         let again = alice.seal(&mut rng, &b, Some(&a), b"again", None).unwrap();
-        assert!(InitialInfo::parse(&again).unwrap().is_none());
+        assert!(InitialInfo::parse(&again[HINT_LEN..]).unwrap().is_none());
         assert_eq!(bob.open(NOW, &again).unwrap().content, b"again");
         assert_eq!((alice.session_count(), bob.session_count()), (1, 1));
     }
