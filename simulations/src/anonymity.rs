@@ -12,8 +12,8 @@
 //! the effective size of its anonymity set. The model and its assumptions are
 //! written down in docs/simulations.md.
 //!
-//! Mix nodes' own loop cover also sits in the pools; its "sender" is the mix
-//! (ids after the clients), and the entropy of a target is taken over clients
+//! Nodes' own loop cover (mix nodes' and gateways') also sits in the pools;
+//! its "sender" is the node (ids after the clients), and the entropy of a target is taken over clients
 //! only, renormalised, since the observer knows a delivered message came from
 //! a client.
 

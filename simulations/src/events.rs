@@ -26,8 +26,8 @@ pub enum Event {
     ClientWake(u32),
     /// A client's application hands it a new message.
     NewMessage(u32),
-    /// A mix node's own loop cover is due.
-    MixCover(u32),
+    /// A node's (mix node's or gateway's) own loop cover is due.
+    NodeCover(u32),
     /// The packet in `slot` reaches `node`.
     Arrive {
         /// The node.

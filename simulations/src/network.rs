@@ -122,7 +122,7 @@ impl<C: SimCodec> Network<C> {
                 role,
                 max_delay: Duration::from_secs(10),
                 replay,
-                loop_cover_rate: if role == MixerRole::Mix {
+                loop_cover_rate: if role == MixerRole::Mix || scenario.traffic.gateway_cover {
                     scenario.traffic.lambda_m
                 } else {
                     0.0
@@ -190,6 +190,27 @@ impl<C: SimCodec> Network<C> {
         Some(node)
     }
 
+    /// Whether `node` is a gateway.
+    pub fn is_gateway(&self, node: usize) -> bool {
+        node >= self.mixes()
+    }
+
+    /// The mix route of `node`'s own loop cover, before the node itself (the
+    /// final hop): a gateway crosses one random node of every layer in order
+    /// [L1, …, Ln], as `Topology::loop_route` draws it; a mix node crosses one
+    /// random node of each other layer, starting after its own.
+    pub fn cover_route(&self, node: usize, rng: &mut ChaCha20Rng) -> Vec<usize> {
+        if self.is_gateway(node) {
+            return (0..self.layers)
+                .map(|l| self.random_in_layer(l, rng))
+                .collect();
+        }
+        let layer = node / self.per_layer;
+        (1..self.layers)
+            .map(|k| self.random_in_layer((layer + k) % self.layers, rng))
+            .collect()
+    }
+
     /// A uniformly random node of `layer`.
     pub fn random_in_layer(&self, layer: usize, rng: &mut ChaCha20Rng) -> usize {
         layer * self.per_layer + rng.random_range(0..self.per_layer)
@@ -219,7 +240,9 @@ fn expected_tags_per_node(s: &Scenario) -> u64 {
     let t = &s.traffic;
     let topo = &s.topology;
     let client_rate = t.clients as f64 * (t.lambda_p + t.lambda_l + t.lambda_d);
-    let total = client_rate + (topo.layers * topo.nodes_per_layer) as f64 * t.lambda_m;
+    let covering =
+        topo.layers * topo.nodes_per_layer + if t.gateway_cover { topo.gateways } else { 0 };
+    let total = client_rate + covering as f64 * t.lambda_m;
     let per_node = total / topo.nodes_per_layer.min(topo.gateways).max(1) as f64;
     let tags = per_node * (s.duration_secs + s.drain_secs) * 1.5;
     (tags as u64).clamp(10_000, 500_000_000)

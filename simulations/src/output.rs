@@ -60,13 +60,13 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     write(dir, "latency_histogram.csv", &csv)?;
 
     let mut csv = String::from(
-        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,loops_returned,dropped\n",
+        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,cover_sent,loops_returned,dropped\n",
     );
     for n in &report.nodes {
         let dropped: u64 = n.dropped.values().sum();
         let _ = writeln!(
             csv,
-            "{},{},{},{:.4},{},{:.4},{},{},{},{},{}",
+            "{},{},{},{:.4},{},{:.4},{},{},{},{},{},{}",
             n.name,
             n.layer,
             n.corrupt,
@@ -76,6 +76,7 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
             n.received,
             n.forwarded,
             n.delivered,
+            n.cover_sent,
             n.loops_returned,
             dropped
         );
@@ -89,6 +90,7 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
         ("loop_cover", &b.loop_cover),
         ("drop_cover", &b.drop_cover),
         ("mix_cover", &b.mix_cover),
+        ("gateway_cover", &b.gateway_cover),
     ] {
         let _ = writeln!(csv, "{kind},{},{}", t.packets, t.bytes);
     }

@@ -93,6 +93,8 @@ pub struct Bandwidth {
     pub drop_cover: Traffic,
     /// Mix nodes' own loop cover (λ_M).
     pub mix_cover: Traffic,
+    /// Gateways' own loop cover (λ_M).
+    pub gateway_cover: Traffic,
     /// Cover bytes per real byte.
     pub cover_per_real: f64,
     /// Share of all bytes that is cover.
@@ -120,6 +122,8 @@ pub struct NodeReport {
     pub forwarded: u64,
     /// Packets it delivered (gateways).
     pub delivered: u64,
+    /// Its own loop-cover packets sent (λ_M).
+    pub cover_sent: u64,
     /// Its own loop cover that came back.
     pub loops_returned: u64,
     /// Drops by reason label.
@@ -204,7 +208,7 @@ impl Report {
              packet latency ms   mean {lm:.1}  p50 {l50:.1}  p90 {l90:.1}  p99 {l99:.1}  (n={ln})\n\
              message latency ms  mean {mm:.1}  p50 {m50:.1}  p90 {m90:.1}  p99 {m99:.1}  (n={mn})\n\
              delivery            messages {dm}/{dt} = {dr:.4}   packets {pd}/{ps} = {pr:.4}\n\
-             bandwidth MB        real {rb:.2}  loop {lb:.2}  drop {db:.2}  mix {xb:.2}  cover/real {cpr:.2}\n\
+             bandwidth MB        real {rb:.2}  loop {lb:.2}  drop {db:.2}  mix {xb:.2}  gateway {gb:.2}  cover/real {cpr:.2}\n\
              mix queues          largest mean {qmean:.2}  largest max {qmax}\n\
              sender anonymity    {tm}/{tr} targets  H mean {hm:.3} bits (min {hmin:.3}, p50 {h50:.3})  set 2^H = {set:.2} of {clients}\n\
              drops               {drops:?}\n",
@@ -237,6 +241,7 @@ impl Report {
             lb = b.loop_cover.bytes as f64 / 1e6,
             db = b.drop_cover.bytes as f64 / 1e6,
             xb = b.mix_cover.bytes as f64 / 1e6,
+            gb = b.gateway_cover.bytes as f64 / 1e6,
             cpr = b.cover_per_real,
             tm = a.targets_measured,
             tr = a.targets_requested,

@@ -106,8 +106,12 @@ pub struct TrafficSpec {
     pub lambda_l: f64,
     /// λ_D: each client's separate drop-cover rate (default 0).
     pub lambda_d: f64,
-    /// λ_M: each mix node's own loop-cover rate (default 1).
+    /// λ_M: each mix node's (and, with `gateway_cover`, each gateway's) own
+    /// loop-cover rate (default 1).
     pub lambda_m: f64,
+    /// Whether gateways also send their own loop cover at λ_M over
+    /// [L1, …, Ln, the gateway], as real gateways do (default true).
+    pub gateway_cover: bool,
     /// Mean of the exponential per-hop delay at each mix, in milliseconds (default 50).
     pub mean_delay_ms: f64,
     /// Real packets a client may queue before it refuses new messages (default 10 000).
@@ -124,6 +128,7 @@ impl Default for TrafficSpec {
             lambda_l: 1.0,
             lambda_d: 0.0,
             lambda_m: 1.0,
+            gateway_cover: true,
             mean_delay_ms: 50.0,
             client_queue: 10_000,
         }
@@ -350,6 +355,9 @@ mod tests {
         assert_eq!(Scenario::from_toml("", "t").unwrap(), Scenario::default());
         assert!(Scenario::from_toml("sede = 3", "t").is_err());
         assert!(Scenario::from_toml("[traffic]\nlambda_q = 3.0", "t").is_err());
+        assert!(Scenario::default().traffic.gateway_cover);
+        let off = Scenario::from_toml("[traffic]\ngateway_cover = false", "t").unwrap();
+        assert!(!off.traffic.gateway_cover);
     }
 
     #[test]

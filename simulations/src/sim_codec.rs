@@ -1,11 +1,13 @@
 //! What the simulator needs from a packet format beyond unwrapping.
 //!
 //! [`HopCodec`] is the mixer's side (take one layer off). The simulator also
-//! builds packets for clients and runs each mix node's own loop cover. For
+//! builds packets for clients and runs each node's own loop cover (mix nodes'
+//! and gateways', through the node's own [`Mixer`]). For
 //! Sphinx it uses the real pieces: [`build_packet`] and the mixer's own
 //! cover clock ([`Mixer::poll_cover`]). The trace codec cannot use
 //! `poll_cover` (that builds Sphinx), so it keeps an equivalent
-//! [`PoissonTicker`] per node and builds trace packets over the same route.
+//! [`PoissonTicker`] per node, at the mixer's own configured rate, and builds
+//! trace packets over the same route.
 
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use crate::error::SimError;
 use crate::scenario::CodecKind;
 use crate::trace_codec::TraceCodec;
 
-/// A mix node's own loop-cover clock, when the codec keeps it outside the mixer.
+/// A node's own loop-cover clock, when the codec keeps it outside the mixer.
 #[derive(Debug, Default)]
 pub struct CoverClock {
     ticker: Option<PoissonTicker>,

@@ -25,6 +25,8 @@ pub enum Kind {
     Drop,
     /// A mix node's own loop cover.
     MixLoop,
+    /// A gateway's own loop cover.
+    GatewayLoop,
 }
 
 /// Packets held by one node over time.
@@ -66,8 +68,10 @@ impl QueueGauge {
 pub struct Tally {
     /// Per node.
     pub queues: Vec<QueueGauge>,
-    /// Link crossings by kind: real, loop, drop, mix loop.
-    pub crossings: [u64; 4],
+    /// Link crossings by kind: real, loop, drop, mix loop, gateway loop.
+    pub crossings: [u64; 5],
+    /// Per node: its own loop-cover packets sent.
+    pub cover_sent: Vec<u64>,
     /// Packet network latencies of measured real packets, ms.
     pub packet_latencies_ms: Vec<f64>,
     /// Message latencies of measured messages, ms.
@@ -89,6 +93,7 @@ impl Tally {
     pub fn new(nodes: usize, targets: usize) -> Self {
         Tally {
             queues: vec![QueueGauge::default(); nodes],
+            cover_sent: vec![0; nodes],
             target_entropies: vec![None; targets],
             ..Tally::default()
         }
@@ -101,6 +106,7 @@ impl Tally {
             Kind::Loop => 1,
             Kind::Drop => 2,
             Kind::MixLoop => 3,
+            Kind::GatewayLoop => 4,
         };
         if let Some(c) = self.crossings.get_mut(i) {
             *c += links;
@@ -126,8 +132,9 @@ impl Tally {
                 bytes: packets * PACKET_SIZE as u64,
             }
         };
-        let (real, loop_cover, drop_cover, mix_cover) = (t(0), t(1), t(2), t(3));
-        let cover = loop_cover.bytes + drop_cover.bytes + mix_cover.bytes;
+        let (real, loop_cover, drop_cover, mix_cover, gateway_cover) =
+            (t(0), t(1), t(2), t(3), t(4));
+        let cover = loop_cover.bytes + drop_cover.bytes + mix_cover.bytes + gateway_cover.bytes;
         let all = cover + real.bytes;
         Bandwidth {
             cover_per_real: ratio(cover, real.bytes),
@@ -136,6 +143,7 @@ impl Tally {
             loop_cover,
             drop_cover,
             mix_cover,
+            gateway_cover,
         }
     }
 
@@ -173,6 +181,7 @@ impl Tally {
                     received: s.received,
                     forwarded: s.forwarded,
                     delivered: s.delivered,
+                    cover_sent: self.cover_sent.get(n).copied().unwrap_or(0),
                     loops_returned: s.loops_returned,
                     dropped,
                 }

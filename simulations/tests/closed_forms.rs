@@ -29,6 +29,10 @@ fn single_mix(lambda: f64, mean_delay_ms: f64) -> Scenario {
     s.traffic.lambda_l = 0.0;
     s.traffic.lambda_d = 0.0;
     s.traffic.lambda_m = 0.0;
+    // The closed form counts only the clients' packets in the mix: no
+    // gateway loop cover either (λ_M = 0 already silences it; said outright
+    // so that the check stays valid if λ_M changes).
+    s.traffic.gateway_cover = false;
     s.traffic.message_rate = s.traffic.lambda_p / 2.0;
     s.traffic.mean_delay_ms = mean_delay_ms;
     s.link.latency = LatencySpec::Constant { ms: 1.0 };

@@ -167,16 +167,14 @@ impl<C: SimCodec> Engine<C> {
         }
     }
 
-    pub(super) fn mix_cover(&mut self, now: Timestamp, n: usize) {
-        let layers = self.net.layers;
-        let layer = n / self.net.per_layer;
+    /// Node `n`'s own loop cover is due: a mix node's or a gateway's, through
+    /// the node's own mixer (`SimCodec::poll_cover`).
+    pub(super) fn node_cover(&mut self, now: Timestamp, n: usize) {
         let (Some(rng), Some(link_rng)) = (self.cover_rngs.get_mut(n), self.node_rngs.get_mut(n))
         else {
             return;
         };
-        let route: Vec<usize> = (1..layers)
-            .map(|k| self.net.random_in_layer((layer + k) % layers, rng))
-            .collect();
+        let route = self.net.cover_route(n, rng);
         let hops: Vec<RouteHop> = route
             .iter()
             .filter_map(|r| self.net.hops.get(*r).copied())
@@ -190,24 +188,34 @@ impl<C: SimCodec> Engine<C> {
         let next_cover = C::next_cover_at(mixer, clock);
         let latency = bytes.as_ref().and_then(|_| self.net.link.cross(link_rng));
         if let Some(t) = next_cover {
-            self.schedule(t, Event::MixCover(n as u32));
+            self.schedule(t, Event::NodeCover(n as u32));
         }
         let Some(bytes) = bytes else {
             return;
         };
         self.next_packet_id += 1;
+        let kind = if self.net.is_gateway(n) {
+            Kind::GatewayLoop
+        } else {
+            Kind::MixLoop
+        };
         let packet = InFlight {
             bytes,
-            kind: Kind::MixLoop,
+            kind,
             sent_at: now,
             arrived_at: now,
             next: route.first().copied().unwrap_or(n) as u32,
             target: None,
+            // Like every node's own cover: certainly from the node (senders
+            // after the clients), then mixed in every pool it crosses.
             dist: self
                 .tracking
                 .then(|| SenderDist::point((self.clients.len() + n) as u32)),
         };
-        self.tally.cross(Kind::MixLoop, 1);
+        if let Some(c) = self.tally.cover_sent.get_mut(n) {
+            *c += 1;
+        }
+        self.tally.cross(kind, 1);
         self.send(now, packet, latency);
     }
 

@@ -89,7 +89,8 @@ struct Engine<C: SimCodec> {
     clients: Vec<ClientSlot>,
     /// Per node: link latency and loss of what it sends.
     node_rngs: Vec<ChaCha20Rng>,
-    /// Per node: its loop-cover clock, routes and (Sphinx) packet secrets.
+    /// Per node (mix nodes and gateways): its loop-cover clock, routes and
+    /// (Sphinx) packet secrets.
     cover_rngs: Vec<ChaCha20Rng>,
     cover_clocks: Vec<CoverClock>,
     crypto_rng: ChaCha20Rng,
@@ -185,7 +186,8 @@ impl<C: SimCodec> Engine<C> {
             pools: (0..nodes)
                 .map(|_| {
                     if targets > 0 {
-                        PoolBelief::new(t.clients + net.mixes())
+                        // Senders: clients, then every node (own loop cover).
+                        PoolBelief::new(t.clients + nodes)
                     } else {
                         PoolBelief::default()
                     }
@@ -231,7 +233,9 @@ impl<C: SimCodec> Engine<C> {
                 self.schedule(t, Event::NewMessage(i as u32));
             }
         }
-        for n in 0..self.net.mixes() {
+        // Every node's own loop cover: mix nodes and gateways alike (a
+        // gateway's rate is zero when the scenario turns its cover off).
+        for n in 0..self.net.mixers.len() {
             let (Some(mixer), Some(clock), Some(rng)) = (
                 self.net.mixers.get(n),
                 self.cover_clocks.get_mut(n),
@@ -241,28 +245,36 @@ impl<C: SimCodec> Engine<C> {
             };
             C::start_cover(mixer, clock, Timestamp::ZERO, rng);
             if let Some(t) = C::next_cover_at(mixer, clock) {
-                self.schedule(t, Event::MixCover(n as u32));
+                self.schedule(t, Event::NodeCover(n as u32));
             }
         }
     }
 
     fn run(mut self, progress: Option<&ProgressBar>) -> Result<RunOutput, SimError> {
-        while let Some(Reverse(next)) = self.heap.pop() {
-            self.tally.events += 1;
+        while let Some(at) = self.step()? {
             if let Some(pb) = progress
                 && self.tally.events.is_multiple_of(8192)
             {
-                pb.set_position(next.at.as_nanos() / 1_000_000);
-            }
-            match next.event {
-                Event::ClientWake(c) => self.client_wake(next.at, c as usize)?,
-                Event::NewMessage(c) => self.new_message(next.at, c as usize),
-                Event::MixCover(n) => self.mix_cover(next.at, n as usize),
-                Event::Arrive { node, slot } => self.arrive(next.at, node as usize, slot),
-                Event::Release { node, slot } => self.release(next.at, node as usize, slot),
+                pb.set_position(at.as_nanos() / 1_000_000);
             }
         }
         Ok(self.finish())
+    }
+
+    /// Runs the next event; returns its instant, or `None` when none is left.
+    fn step(&mut self) -> Result<Option<Timestamp>, SimError> {
+        let Some(Reverse(next)) = self.heap.pop() else {
+            return Ok(None);
+        };
+        self.tally.events += 1;
+        match next.event {
+            Event::ClientWake(c) => self.client_wake(next.at, c as usize)?,
+            Event::NewMessage(c) => self.new_message(next.at, c as usize),
+            Event::NodeCover(n) => self.node_cover(next.at, n as usize),
+            Event::Arrive { node, slot } => self.arrive(next.at, node as usize, slot),
+            Event::Release { node, slot } => self.release(next.at, node as usize, slot),
+        }
+        Ok(Some(next.at))
     }
 
     fn store(&mut self, packet: InFlight) -> u32 {
@@ -343,5 +355,60 @@ impl<C: SimCodec> Engine<C> {
             packet_latencies_ms,
             target_entropies_bits,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a small trace network event by event and watches the observer's
+    /// belief about the packets inside the first layer-1 mix.
+    fn watch_layer_one(gateway_cover: bool) -> (f64, f64) {
+        let mut s = Scenario {
+            duration_secs: 10.0,
+            warmup_secs: 0.0,
+            drain_secs: 1.0,
+            ..Scenario::default()
+        };
+        s.topology.nodes_per_layer = 1;
+        s.topology.gateways = 2;
+        s.traffic.clients = 4;
+        s.traffic.lambda_m = 5.0;
+        s.traffic.gateway_cover = gateway_cover;
+        // Far more targets than the run sends: tracking stays on throughout.
+        s.adversary.target_messages = 1_000_000;
+        let mut engine = Engine::new(&s, TraceCodec::new().unwrap()).unwrap();
+        let first_gateway = (s.traffic.clients + engine.net.mixes()) as u32;
+        let (mut gateway_mass, mut worst_total_error) = (0.0f64, 0.0f64);
+        while engine.step().unwrap().is_some() {
+            let pool = &engine.pools[0];
+            if pool.members() == 0 {
+                continue;
+            }
+            let mix = pool.mixture();
+            let total: f64 = mix.entries().iter().map(|(_, p)| p).sum();
+            worst_total_error = worst_total_error.max((total - 1.0).abs());
+            gateway_mass += mix
+                .entries()
+                .iter()
+                .filter(|(sender, _)| *sender >= first_gateway)
+                .map(|(_, p)| p)
+                .sum::<f64>();
+        }
+        (gateway_mass, worst_total_error)
+    }
+
+    #[test]
+    fn gateway_cover_sits_in_the_pools_as_sent_by_its_gateway() {
+        // On: layer 1 holds gateways' loops, believed sent by the gateways,
+        // and no belief loses mass (every sender id has a place in the pool).
+        let (mass, error) = watch_layer_one(true);
+        assert!(mass > 1.0, "{mass}");
+        assert!(error < 1e-9, "{error}");
+        // Off: no packet is ever believed to come from a gateway.
+        let (mass, error) = watch_layer_one(false);
+        assert_eq!(mass, 0.0);
+        assert!(error < 1e-9, "{error}");
     }
 }
