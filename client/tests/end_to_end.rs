@@ -236,7 +236,14 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
         assert_eq!(m.bytes, message(usize::from(m.bytes[0]), 3000));
         got.insert(m.bytes[0]);
     }
-    drop(outgoing);
+    // The sender learns it too: every message acknowledged, with the
+    // default retransmissions, as routes turn away from the dead node.
+    for o in outgoing {
+        tokio::time::timeout(Duration::from_secs(90), o.delivered())
+            .await
+            .expect("acknowledged in time")
+            .expect("delivered despite the dead node");
+    }
     net.restart_mixnode(2).unwrap();
 
     // Bob goes offline; what his gateway acknowledged survives its crash.
