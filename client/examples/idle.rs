@@ -82,6 +82,7 @@ async fn main() {
         seed: [9; 32],
         sessions: client::sessions::SessionBook::generate(&mut rng),
         book_file: None,
+        journal: None,
     });
     client.wait_connected().await.unwrap_or_default();
     let cpu_before = cpu_time().unwrap_or_default();

@@ -52,6 +52,7 @@ fn start_client(net: &mut TestMixnet, gateway: usize, seed: u64, options: Client
         seed: [seed as u8; 32],
         sessions: SessionBook::generate(&mut rng),
         book_file: None,
+        journal: None,
     })
 }
 
@@ -278,6 +279,7 @@ async fn a_new_topology_replaces_the_routes() {
         seed: [50; 32],
         sessions: SessionBook::generate(&mut rng),
         book_file: None,
+        journal: None,
     });
     introduce(&alice, &bob).await;
     assert!(matches!(

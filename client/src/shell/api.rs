@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use topology::Topology;
 
 use super::driver::{Command, Driver};
+use super::journal::PartialJournal;
 use super::link::GatewayConnector;
 use super::store::{BookFile, Passphrase};
 use crate::core::{ClientConfig, ClientStats, ReplyHandle};
@@ -179,6 +180,14 @@ pub struct ShellStats {
     pub undecryptable: AtomicU64,
     /// Writes of the sealed session book that failed.
     pub state_write_failures: AtomicU64,
+    /// Deliveries replayed into the core from the reassembly journal at start.
+    pub journal_replayed: AtomicU64,
+    /// Journal files removed at start instead: stale, malformed, or refused by the core.
+    pub journal_discarded: AtomicU64,
+    /// Fragments of partial messages not journaled: the journal was at its bound.
+    pub journal_full: AtomicU64,
+    /// Appends to the reassembly journal that failed.
+    pub journal_write_failures: AtomicU64,
 }
 
 impl ShellStats {
@@ -210,6 +219,9 @@ pub struct ClientParts<C> {
     pub sessions: SessionBook,
     /// Where the book is sealed after each change; `None` keeps it in memory only.
     pub book_file: Option<BookFile>,
+    /// The reassembly journal of partial incoming messages, replayed at
+    /// start; `None` keeps them in memory only (lost at a restart).
+    pub journal: Option<PartialJournal>,
 }
 
 /// A running mixnet client: a task that drives the sans-IO core, and this

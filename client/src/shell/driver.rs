@@ -4,20 +4,24 @@
 //! a call from the application and on a new topology. Every wake runs the
 //! same steps: hand due packets to the gateway, pass the core's events on.
 //! A delivery is acknowledged to the gateway only after
-//! `ClientCore::handle_delivery` returned (the core holds it); when the
-//! application does not read its messages, the task stops taking
-//! deliveries, so they wait in the gateway's mailbox, not in memory here.
+//! `ClientCore::handle_delivery` returned (the core holds it) and, for a
+//! fragment of a message still partial, after it was appended to the
+//! reassembly journal (`journal`), which is replayed into the core at the
+//! next start; when the application does not read its messages, the task
+//! stops taking deliveries, so they wait in the gateway's mailbox, not in
+//! memory here.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use protocol::ClientAddress;
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
-use protocol::surb::SURB_SIZE;
+use protocol::packet::SURB_ID_SIZE;
+use protocol::surb::{SURB_SIZE, SurbId};
 use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,10 +32,11 @@ use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
 };
 use super::clock::Clock;
+use super::journal::{Appended, JournalLimits, PartialJournal, forward_fragment};
 use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
-use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats};
+use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop};
 use crate::error::ClientError;
 use crate::sessions::{AddressCard, SessionBook, SessionBookError};
 
@@ -82,6 +87,63 @@ const MESSAGE_HEADER: usize = 4;
 /// Envelope header of a reply.
 const REPLY_HEADER: usize = 20;
 
+/// What the core did with one delivery, told by its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Taken {
+    /// A new fragment of a message still partial (or not a fragment at all).
+    Held,
+    /// A fragment already held, or of a message already complete.
+    Duplicate,
+    /// The fragment completed its message: a `Received` event is queued.
+    Completed,
+    /// The fragment completed its message, and no event will tell (a bad
+    /// envelope, or the event queue was full).
+    Ended,
+    /// Dropped as malformed or beyond a bound.
+    Refused,
+}
+
+/// The core's counters that tell a delivery's [`Taken`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counts {
+    received: u64,
+    bad_envelope: u64,
+    events_dropped: u64,
+    dropped: u64,
+    duplicates: u64,
+}
+
+impl Counts {
+    fn of(stats: &ClientStats) -> Self {
+        Counts {
+            received: stats.messages_received,
+            bad_envelope: stats.dropped_for(DeliveryDrop::BadEnvelope),
+            events_dropped: stats.events_dropped,
+            dropped: stats.dropped_total(),
+            duplicates: stats.duplicate_fragments,
+        }
+    }
+
+    /// What the one delivery handled between `self` and `after` did.
+    fn taken(self, after: &ClientStats) -> Taken {
+        let after = Counts::of(after);
+        if after.bad_envelope > self.bad_envelope || after.events_dropped > self.events_dropped {
+            Taken::Ended
+        } else if after.received > self.received {
+            Taken::Completed
+        } else if after.dropped > self.dropped {
+            Taken::Refused
+        } else if after.duplicates > self.duplicates {
+            Taken::Duplicate
+        } else {
+            Taken::Held
+        }
+    }
+}
+
+/// The SURB id of a forward delivery.
+const FORWARD: SurbId = SurbId([0; SURB_ID_SIZE]);
+
 type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, LinkError>> + Send>>;
 
 /// The core's settings with the network-wide rates of `topology`.
@@ -117,6 +179,7 @@ pub(crate) struct Driver<C: GatewayConnector> {
     stats: Arc<ShellStats>,
     book: SessionBook,
     book_file: Option<BookFile>,
+    journal: Option<PartialJournal>,
 }
 
 /// Waits for the next delivery of `link`, or forever when there is none.
@@ -172,7 +235,7 @@ impl<C: GatewayConnector> Driver<C> {
             clock.now(),
             &mut rng,
         );
-        Driver {
+        let mut driver = Driver {
             core,
             rng,
             clock,
@@ -192,6 +255,74 @@ impl<C: GatewayConnector> Driver<C> {
             stats,
             book: parts.sessions,
             book_file: parts.book_file,
+            journal: parts.journal,
+        };
+        driver.replay_journal();
+        driver
+    }
+
+    /// Replays the reassembly journal into the core (before the first
+    /// session): every file younger than the reassembly timeout, in order.
+    /// A file the core takes nothing from is removed.
+    fn replay_journal(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let config = self.core.config();
+        journal.set_limits(JournalLimits::for_config(config));
+        #[allow(clippy::disallowed_methods)] // file ages are wall-clock times
+        let wall = SystemTime::now();
+        let recovered = journal.recover(wall, config.reassembly.timeout);
+        let mut discarded = recovered.discarded as u64;
+        let now = self.clock.now();
+        for (id, deliveries) in recovered.messages {
+            let (mut kept, mut ended) = (false, false);
+            for payload in &deliveries {
+                let before = Counts::of(self.core.stats());
+                self.core.handle_delivery(now, FORWARD, payload);
+                ShellStats::add(&self.stats.journal_replayed, 1);
+                match before.taken(self.core.stats()) {
+                    Taken::Held | Taken::Duplicate | Taken::Completed => kept = true,
+                    Taken::Ended => ended = true,
+                    Taken::Refused => {}
+                }
+            }
+            // A completed message's file goes with its `Received` event.
+            if ended || !kept {
+                journal.remove(&id);
+                discarded += 1;
+            }
+        }
+        ShellStats::add(&self.stats.journal_discarded, discarded);
+    }
+
+    /// Journals a forward delivery of message `id` (of `count` fragments)
+    /// that the core `taken`: a fragment of a message still partial is
+    /// appended (and fsynced); a message that ended without an event loses
+    /// its file. A single-fragment message is never journaled: it completed
+    /// in the same call.
+    fn journal_delivery(&mut self, id: MessageId, count: u16, taken: Taken, payload: &[u8]) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        match taken {
+            Taken::Held if count > 1 => match journal.append(&id, payload) {
+                Ok(Appended::Written) => {}
+                Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
+                Err(e) => {
+                    tracing::error!("cannot journal a fragment: {e}");
+                    ShellStats::add(&self.stats.journal_write_failures, 1);
+                }
+            },
+            Taken::Ended => journal.remove(&id),
+            Taken::Held | Taken::Duplicate | Taken::Completed | Taken::Refused => {}
+        }
+    }
+
+    /// Forgets the journal file of message `id` (complete or abandoned).
+    fn forget_partial(&mut self, id: &MessageId) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.remove(id);
         }
     }
 
@@ -321,10 +452,24 @@ impl<C: GatewayConnector> Driver<C> {
     async fn take_delivery(&mut self, delivery: GatewayDelivery) {
         ShellStats::add(&self.stats.deliveries, 1);
         ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
+        let fragment = match &self.journal {
+            Some(_) if delivery.surb_id.is_forward() => forward_fragment(&delivery.payload),
+            _ => None,
+        };
+        let before = Counts::of(self.core.stats());
         self.core
             .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
-        // The core holds it now (or dropped it as malformed): the gateway may
-        // delete it.
+        let taken = before.taken(self.core.stats());
+        if let Some((id, count)) = fragment {
+            self.journal_delivery(id, count, taken, &delivery.payload);
+        }
+        if taken == Taken::Completed {
+            // The message is saved (session book) and its journal file gone
+            // before the fragment that completed it is acknowledged.
+            self.pass_events();
+        }
+        // The core holds it now (and the journal, for a partial message), or
+        // dropped it as malformed: the gateway may delete it.
         let Some(link) = self.link.as_mut() else {
             return;
         };
@@ -433,7 +578,15 @@ impl<C: GatewayConnector> Driver<C> {
                     reply,
                     in_reply_to,
                 } => {
-                    let opened = match self.book.open(unix_now(), &bytes) {
+                    let opened = self.book.open(unix_now(), &bytes);
+                    // Saved before the application sees it: a duplicate that
+                    // comes after a restart is refused by the session.
+                    if opened.is_ok() {
+                        self.save_book();
+                    }
+                    // Then the journal of its fragments may go.
+                    self.forget_partial(&id);
+                    let opened = match opened {
                         Ok(opened) => opened,
                         Err(e) => {
                             tracing::debug!("message {id:?} dropped: {e}");
@@ -441,9 +594,6 @@ impl<C: GatewayConnector> Driver<C> {
                             continue;
                         }
                     };
-                    // Saved before the application sees it: a duplicate that
-                    // comes after a restart is refused by the session.
-                    self.save_book();
                     let message = ReceivedMessage {
                         id,
                         bytes: opened.content,
@@ -477,7 +627,7 @@ impl<C: GatewayConnector> Driver<C> {
                         status.send_replace(SendStatus::Failed);
                     }
                 }
-                ClientEvent::ReceiveTimedOut { .. } => {}
+                ClientEvent::ReceiveTimedOut { id } => self.forget_partial(&id),
             }
         }
     }

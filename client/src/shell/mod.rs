@@ -3,11 +3,12 @@
 //! [`Client`] is the handle the application holds; the task behind it
 //! (`driver`) owns the core, the gateway session ([`link`]), the clock
 //! ([`clock`]) and the topology ([`routes`]). The data folder is in
-//! [`store`]; [`memory`] is an in-memory gateway for tests and benchmarks.
+//! [`store`], the reassembly journal of partial messages in [`journal`]; [`memory`] is an in-memory gateway for tests and benchmarks.
 
 mod api;
 pub mod clock;
 mod driver;
+pub mod journal;
 pub mod link;
 pub mod memory;
 mod open;
@@ -19,6 +20,7 @@ pub use api::{
     Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus,
     ShellStats,
 };
+pub use journal::{JournalLimits, PartialJournal};
 pub use link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
 pub use open::{os_seed, refresh_topology};
 pub use remote::RemoteConnector;

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use topology::{DirectoryClient, NodeEntry, Topology};
 
 use super::api::{Client, ClientOptions, ClientParts};
+use super::journal::{PARTIAL_DIR, PartialJournal};
 use super::link::GatewayConnector;
 use super::remote::RemoteConnector;
 use super::store::DataFolder;
@@ -57,7 +58,8 @@ pub fn os_seed() -> Result<[u8; 32], DataFolderError> {
 
 impl Client {
     /// Starts the client kept in `data_dir`: reads its key, settings and
-    /// sealed session book (created on first use),
+    /// sealed session book (created on first use) and the reassembly
+    /// journal of partial messages (`partial/`, replayed into the core),
     /// fetches and verifies the topology (or uses the cached one), finds
     /// its gateway there and opens sessions with `connect(gateway, keys)`.
     /// The topology is fetched again every `options.topology_refresh`.
@@ -92,6 +94,7 @@ impl Client {
             settings.state_sealing,
             options.passphrase.as_ref(),
         )?;
+        let journal = PartialJournal::open(data_dir.join(PARTIAL_DIR))?;
         let (publish, watch) = watch::channel(topology);
         tokio::spawn(refresh_topology(
             directory,
@@ -107,6 +110,7 @@ impl Client {
             seed: os_seed()?,
             sessions,
             book_file: Some(book_file),
+            journal: Some(journal),
         }))
     }
 

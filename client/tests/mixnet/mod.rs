@@ -3,7 +3,9 @@
 //! exit mixer per gateway. Packets cross every hop at once (the delays the
 //! sender chose are not waited for); an exit gateway opens forward
 //! deliveries, sends the SURB-ack back (as the real gateway does), and
-//! stores the delivery in its client's mailbox.
+//! stores the delivery in its client's mailbox. A test may have an exit
+//! gateway hold fragments back (stored and acknowledged to their sender, not
+//! yet in the mailbox) and release them later.
 
 #![allow(dead_code)]
 
@@ -19,7 +21,7 @@ use protocol::epoch::Epoch;
 use protocol::frame::Frame;
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::replay::ReplayFilterConfig;
-use protocol::surb::{Surb, open_forward_payload, use_surb};
+use protocol::surb::{Surb, SurbId, open_forward_payload, use_surb};
 use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -71,6 +73,15 @@ pub struct GatewaySlot {
     pub connector: Option<MemoryConnector>,
 }
 
+/// Data fragments held back at their exit gateway.
+#[derive(Default)]
+struct HoldBack {
+    /// (gateway index, lowest fragment index held).
+    rule: Option<(usize, u16)>,
+    /// (gateway index, SURB id, delivery) in arrival order.
+    parked: Vec<(usize, SurbId, Vec<u8>)>,
+}
+
 /// The running test network.
 pub struct TestMixnet {
     pub topology: Arc<Topology>,
@@ -81,6 +92,7 @@ pub struct TestMixnet {
     pub refused: Arc<AtomicU64>,
     /// Deliveries for a client key nobody registered (drop cover).
     pub undeliverable: Arc<AtomicU64>,
+    hold: Arc<std::sync::Mutex<HoldBack>>,
 }
 
 impl TestMixnet {
@@ -130,6 +142,7 @@ impl TestMixnet {
             clients: Arc::default(),
             refused: Arc::default(),
             undeliverable: Arc::default(),
+            hold: Arc::default(),
         };
         let router = Router {
             mixers,
@@ -141,6 +154,7 @@ impl TestMixnet {
             clients: net.clients.clone(),
             refused: net.refused.clone(),
             undeliverable: net.undeliverable.clone(),
+            hold: net.hold.clone(),
             wire: wire_tx,
         };
         tokio::spawn(router.run(wire_rx));
@@ -151,6 +165,31 @@ impl TestMixnet {
     pub fn register(&self, client_key: [u8; 32], gateway: usize) {
         self.clients.lock().unwrap().insert(client_key, gateway);
     }
+
+    /// From now on, gateway `gateway` holds back the data fragments of
+    /// index `from_index` and above: it acknowledges them to their sender
+    /// but keeps them out of its client's mailbox until `release_held`.
+    pub fn hold_fragments(&self, gateway: usize, from_index: u16) {
+        self.hold.lock().unwrap().rule = Some((gateway, from_index));
+    }
+
+    /// Fragments held back so far.
+    pub fn held(&self) -> usize {
+        self.hold.lock().unwrap().parked.len()
+    }
+
+    /// Stops holding fragments back and stores the held ones in their
+    /// gateways' mailboxes, in arrival order.
+    pub fn release_held(&self) {
+        let parked = {
+            let mut hold = self.hold.lock().unwrap();
+            hold.rule = None;
+            std::mem::take(&mut hold.parked)
+        };
+        for (gateway, surb_id, payload) in parked {
+            self.gateways[gateway].control.deliver(surb_id, payload);
+        }
+    }
 }
 
 struct Router {
@@ -159,6 +198,7 @@ struct Router {
     clients: Arc<std::sync::Mutex<HashMap<[u8; 32], usize>>>,
     refused: Arc<AtomicU64>,
     undeliverable: Arc<AtomicU64>,
+    hold: Arc<std::sync::Mutex<HoldBack>>,
     wire: mpsc::Sender<(NodeId, Vec<u8>)>,
 }
 
@@ -194,33 +234,42 @@ impl Router {
     /// What the exit gateway `gateway` does with a final-hop packet.
     async fn deliver(&self, gateway: NodeId, d: Delivery) {
         let known = self.clients.lock().unwrap().get(&d.destination).copied();
-        let (Some(_), Some(control)) = (known, self.gateways.get(&gateway)) else {
+        let (Some(index), Some(control)) = (known, self.gateways.get(&gateway)) else {
             self.undeliverable.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let mut fragment_index = None;
         let handed = if d.surb_id.is_forward() {
             let Ok(frame) = open_forward_payload(&d.payload) else {
                 return;
             };
             if let Ok(Frame::DataFragment {
-                surb_ack: Some(ack),
-                fragment,
-                ..
+                surb_ack, fragment, ..
             }) = Frame::decode(&frame)
             {
-                let ack_frame = Frame::Ack {
-                    fragment: fragment.id,
-                }
-                .encode()
-                .unwrap();
-                if let Ok(p) = use_surb(&Surb(ack), &ack_frame) {
-                    let _ = self.wire.try_send((p.first_hop, p.bytes));
+                fragment_index = Some(fragment.id.index);
+                if let Some(ack) = surb_ack {
+                    let ack_frame = Frame::Ack {
+                        fragment: fragment.id,
+                    }
+                    .encode()
+                    .unwrap();
+                    if let Ok(p) = use_surb(&Surb(ack), &ack_frame) {
+                        let _ = self.wire.try_send((p.first_hop, p.bytes));
+                    }
                 }
             }
             frame
         } else {
             d.payload
         };
+        if let Some(i) = fragment_index {
+            let mut hold = self.hold.lock().unwrap();
+            if matches!(hold.rule, Some((g, from)) if g == index && i >= from) {
+                hold.parked.push((index, d.surb_id, handed));
+                return;
+            }
+        }
         control.deliver(d.surb_id, handed);
     }
 }
