@@ -8,6 +8,8 @@
 //!                   absent when a passphrase seals it)
 //! D/sessions.sealed the session book (identity, prekeys, sessions, contacts),
 //!                   XChaCha20-Poly1305 under state.key or an Argon2id passphrase key
+//! D/partial/        fragments of messages still being received (the reassembly
+//!                   journal, `super::journal`)
 //! ```
 //!
 //! The address of the client is the Sphinx public key at the gateway, so
