@@ -100,19 +100,25 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("demo failed: {e}");
         }
     }
-    println!("Ctrl-C stops every process.");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C"),
-            _ = term.recv() => Ok(()),
-        }
+    // The handlers are in place before the line that invites Ctrl-C, so a
+    // Ctrl-C right after it stops the network instead of killing this process.
+    let (mut interrupt, mut term) = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+        let term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        anyhow::Ok((interrupt, term))
     })?;
+    println!("Ctrl-C stops every process.");
+    runtime.block_on(async {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    });
     eprintln!("stopping…");
     drop(net);
     Ok(())
