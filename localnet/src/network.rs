@@ -116,16 +116,26 @@ pub struct LocalNet {
     spec: NetworkSpec,
 }
 
-/// A free port on 127.0.0.1 for both TCP and UDP (QUIC).
+/// Ports this process handed out already: the probe sockets are closed
+/// before a node binds, and the OS may offer a just-closed port again.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free port on 127.0.0.1 for both TCP and UDP (QUIC), never the same
+/// twice in one process.
 pub fn free_port() -> Result<u16, LocalnetError> {
-    for _ in 0..50 {
+    let mut handed = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..200 {
         let tcp = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| LocalnetError::Io("port".into(), e.to_string()))?;
         let port = tcp
             .local_addr()
             .map_err(|e| LocalnetError::Io("port".into(), e.to_string()))?
             .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if !handed.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            handed.insert(port);
             return Ok(port);
         }
     }
@@ -159,14 +169,30 @@ impl LocalNet {
             spec,
         };
         for i in 0..net.spec.mix_per_layer * 3 {
-            let node = net.start_node(NodeRole::Mix, i)?;
+            let node = net.start_node_retrying(NodeRole::Mix, i)?;
             net.mixnodes.push(node);
         }
         for i in 0..net.spec.gateways {
-            let node = net.start_node(NodeRole::Gateway, i)?;
+            let node = net.start_node_retrying(NodeRole::Gateway, i)?;
             net.gateways.push(node);
         }
         Ok(net)
+    }
+
+    /// Starts a node; if it exits before it is ready (e.g. another process
+    /// took one of its ports between the probe and its bind), starts it
+    /// again with fresh ports in a fresh folder, up to three times.
+    fn start_node_retrying(&self, role: NodeRole, i: usize) -> Result<LocalNode, LocalnetError> {
+        let mut attempt = 0;
+        loop {
+            match self.start_node(role, i, attempt) {
+                Err(LocalnetError::NotReady(name, why)) if attempt < 2 => {
+                    eprintln!("localnet: {name} did not start ({why}); trying again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The network's temporary folder.
@@ -179,8 +205,17 @@ impl LocalNet {
         &self.spec
     }
 
-    fn start_node(&self, role: NodeRole, i: usize) -> Result<LocalNode, LocalnetError> {
-        let dir = self.root.path().join(format!("{}{i}", role.prefix()));
+    fn start_node(
+        &self,
+        role: NodeRole,
+        i: usize,
+        attempt: usize,
+    ) -> Result<LocalNode, LocalnetError> {
+        let name = match attempt {
+            0 => format!("{}{i}", role.prefix()),
+            n => format!("{}{i}-{n}", role.prefix()),
+        };
+        let dir = self.root.path().join(name);
         let address: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let metrics_port = free_port()?;
         let client_address: Option<SocketAddr> = match role {
@@ -354,4 +389,21 @@ packet_size = {size}
     )?;
     process.wait_for_line("directory", READY_TIMEOUT)?;
     Ok((process, format!("http://127.0.0.1:{port}"), key))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..64).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+        for port in ports {
+            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+        }
+    }
 }
