@@ -369,25 +369,29 @@ impl SessionBook {
         };
         let session = Session::initiate(rng, &self.identity, &bundle)?;
         let id = SessionId(session.handshake_id());
-        let peer = PeerIdentityKey(bundle.identity().dh);
         let mut routing = RoutingKey([0; ROUTING_KEY_LEN]);
         rng.fill_bytes(&mut routing.0);
-        self.insert(
-            id,
-            Entry {
-                session,
-                peer,
-                address: Some(*to),
-                used: 0,
-                routing,
-            },
-        );
+        self.insert(id, session, Some(*to), routing);
         Ok(id)
     }
 
-    fn insert(&mut self, id: SessionId, mut entry: Entry) {
+    /// Adds a session as the most recently used; drops the least recently
+    /// used beyond [`MAX_SESSIONS`].
+    fn insert(
+        &mut self,
+        id: SessionId,
+        session: Session,
+        address: Option<ClientAddress>,
+        routing: RoutingKey,
+    ) {
         self.clock += 1;
-        entry.used = self.clock;
+        let entry = Entry {
+            peer: PeerIdentityKey(session.peer_identity()),
+            session,
+            address,
+            used: self.clock,
+            routing,
+        };
         self.sessions.insert(id, entry);
         while self.sessions.len() > MAX_SESSIONS {
             let Some(oldest) = self
@@ -480,17 +484,7 @@ impl SessionBook {
         let routing = decode_content(&plaintext)?
             .routing
             .ok_or(SessionBookError::BadContent)?;
-        let peer = PeerIdentityKey(session.peer_identity());
-        self.insert(
-            id,
-            Entry {
-                session,
-                peer,
-                address: None,
-                used: 0,
-                routing,
-            },
-        );
+        self.insert(id, session, None, routing);
         Ok((id, plaintext))
     }
 
