@@ -195,6 +195,7 @@ impl CoreLoop {
         let now = self.clock.now();
         self.core
             .handle_deliveries(now, batch.into_iter().map(|h| h.delivery))
+            .actions
     }
 
     fn dispatch(
