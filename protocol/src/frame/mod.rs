@@ -349,7 +349,7 @@ mod tests {
         prop_oneof![
             (proptest::option::of(any::<u32>()), arb_fragment())
                 .prop_map(|(lifetime, fragment)| SealedContent::Data { lifetime, fragment }),
-            Just(SealedContent::LoopCover),
+            any::<[u8; 16]>().prop_map(|id| SealedContent::LoopCover { id }),
             Just(SealedContent::DropCover),
         ]
     }
@@ -448,7 +448,7 @@ mod tests {
                     ..full_fragment()
                 },
             },
-            SealedContent::LoopCover,
+            SealedContent::LoopCover { id: [5; 16] },
         ];
         for content in contents {
             let frame = ForwardFrame::seal(
@@ -477,9 +477,15 @@ mod tests {
     fn the_gateway_reads_only_a_coarse_lifetime() {
         assert_eq!(LifetimeBucket::covering(None), LifetimeBucket::Unset);
         assert_eq!(LifetimeBucket::covering(Some(1)), LifetimeBucket::Hour);
-        assert_eq!(LifetimeBucket::covering(Some(3_601)), LifetimeBucket::SixHours);
+        assert_eq!(
+            LifetimeBucket::covering(Some(3_601)),
+            LifetimeBucket::SixHours
+        );
         assert_eq!(LifetimeBucket::covering(Some(86_400)), LifetimeBucket::Day);
-        assert_eq!(LifetimeBucket::covering(Some(u32::MAX)), LifetimeBucket::Unset);
+        assert_eq!(
+            LifetimeBucket::covering(Some(u32::MAX)),
+            LifetimeBucket::Unset
+        );
     }
 
     #[test]
@@ -553,7 +559,7 @@ mod tests {
                 "flag bit {bit} refused"
             );
         }
-        let content = SealedContent::LoopCover.encode().unwrap();
+        let content = SealedContent::LoopCover { id: [1; 16] }.encode().unwrap();
         let mut flagged = content;
         flagged[1] = 1;
         assert!(SealedContent::decode(&flagged).is_err());

@@ -9,7 +9,7 @@
 //! | 1 | flags: bit 1 = lifetime present, other bits zero |
 //! | 4 | lifetime in seconds (zero when absent) |
 //! | 2 | body length |
-//! | n | body: the fragment (data), nothing (cover) |
+//! | n | body: the fragment (data), the loop's 16-byte id (loop cover), nothing (drop cover) |
 //! | rest | zero padding |
 //!
 //! Only the recipient reads it: the exact lifetime is enforced by the
@@ -49,8 +49,11 @@ pub enum SealedContent {
         /// The fragment.
         fragment: Fragment,
     },
-    /// Loop cover.
-    LoopCover,
+    /// Loop cover, with the id its sender recognizes it by when it comes back.
+    LoopCover {
+        /// Chosen at random by the sender.
+        id: [u8; 16],
+    },
     /// Drop cover.
     DropCover,
 }
@@ -60,7 +63,7 @@ impl SealedContent {
     pub fn kind(&self) -> SealedContentKind {
         match self {
             SealedContent::Data { .. } => SealedContentKind::Data,
-            SealedContent::LoopCover => SealedContentKind::LoopCover,
+            SealedContent::LoopCover { .. } => SealedContentKind::LoopCover,
             SealedContent::DropCover => SealedContentKind::DropCover,
         }
     }
@@ -69,15 +72,17 @@ impl SealedContent {
     pub fn lifetime(&self) -> Option<u32> {
         match self {
             SealedContent::Data { lifetime, .. } => *lifetime,
-            SealedContent::LoopCover | SealedContent::DropCover => None,
+            SealedContent::LoopCover { .. } | SealedContent::DropCover => None,
         }
     }
 
     /// Encodes to exactly [`SEALED_PLAINTEXT_SIZE`] bytes.
     pub fn encode(&self) -> Result<[u8; SEALED_PLAINTEXT_SIZE], ProtocolError> {
         let mut body = Vec::new();
-        if let SealedContent::Data { fragment, .. } = self {
-            fragment.encode_into(&mut body);
+        match self {
+            SealedContent::Data { fragment, .. } => fragment.encode_into(&mut body),
+            SealedContent::LoopCover { id } => body.extend_from_slice(id),
+            SealedContent::DropCover => {}
         }
         if body.len() > SEALED_PLAINTEXT_SIZE - CONTENT_HEADER_SIZE {
             return Err(ProtocolError::BadFrame(format!(
@@ -115,21 +120,23 @@ impl SealedContent {
         let lifetime = (flags & FLAG_LIFETIME != 0).then(|| u32::from_be_bytes([l0, l1, l2, l3]));
         let len = usize::from(u16::from_be_bytes([n0, n1]));
         let body = rest.get(..len).ok_or_else(|| bad("body too long"))?;
-        let cover = |content: SealedContent| {
-            if body.is_empty() && lifetime.is_none() {
-                Ok(content)
-            } else {
-                Err(bad("cover with a body"))
-            }
-        };
+        if lifetime.is_some() && kind != SealedContentKind::Data as u8 {
+            return Err(bad("cover with a lifetime"));
+        }
         match kind {
             k if k == SealedContentKind::Data as u8 => Ok(SealedContent::Data {
                 lifetime,
                 fragment: Fragment::decode(body)?,
             }),
-            k if k == SealedContentKind::LoopCover as u8 => cover(SealedContent::LoopCover),
-            k if k == SealedContentKind::DropCover as u8 => cover(SealedContent::DropCover),
-            _ => Err(bad("unknown kind")),
+            k if k == SealedContentKind::LoopCover as u8 => Ok(SealedContent::LoopCover {
+                id: body
+                    .try_into()
+                    .map_err(|_| bad("loop id of the wrong length"))?,
+            }),
+            k if k == SealedContentKind::DropCover as u8 && body.is_empty() => {
+                Ok(SealedContent::DropCover)
+            }
+            _ => Err(bad("unknown kind or a body where none belongs")),
         }
     }
 }
