@@ -22,7 +22,9 @@
 //!   [`LifetimeBucket`], and a body sealed to the recipient
 //!   ([`SealedContent`], [`crate::seal`]) that is the same size whatever it
 //!   holds. Every forward frame is exactly this long.
-//! - **ack** (inside a SURB): the acknowledged [`FragmentId`].
+//! - **ack** (inside a SURB): empty. The SURB it came through tells its
+//!   creator what it acknowledges; the gateway that sends it cannot know
+//!   (it never sees inside a sealed body).
 //! - **reply** (inside a SURB, which only the SURB's creator opens):
 //!   `flags (1) | lifetime (4) if bit 1 | SURB-ack (396) if bit 0 | fragment`;
 //!   flags bit 0 = SURB-ack present, bit 1 = lifetime present, other bits zero.
@@ -41,7 +43,7 @@ use rand::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::error::ProtocolError;
-use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment, FragmentId};
+use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment};
 use crate::packet::FRAME_SIZE;
 use crate::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use crate::surb::SURB_SIZE;
@@ -137,11 +139,8 @@ impl ForwardFrame {
 pub enum Frame {
     /// A packet to a client address (data, loop cover or drop cover, sealed).
     Forward(ForwardFrame),
-    /// An acknowledgement of one fragment.
-    Ack {
-        /// The fragment acknowledged.
-        fragment: FragmentId,
-    },
+    /// An acknowledgement (of whatever the SURB it came through was made for).
+    Ack,
     /// A node's own loop cover.
     NodeLoop,
     /// A fragment of a reply sent through a SURB.
@@ -160,7 +159,7 @@ impl Frame {
     pub fn kind(&self) -> FrameKind {
         match self {
             Frame::Forward(_) => FrameKind::Forward,
-            Frame::Ack { .. } => FrameKind::Ack,
+            Frame::Ack => FrameKind::Ack,
             Frame::NodeLoop => FrameKind::NodeLoop,
             Frame::Reply { .. } => FrameKind::Reply,
         }
@@ -200,8 +199,7 @@ impl Frame {
                 }
                 fragment.encode_into(&mut body);
             }
-            Frame::Ack { fragment } => fragment.encode_into(&mut body),
-            Frame::NodeLoop => {}
+            Frame::Ack | Frame::NodeLoop => {}
         }
         if body.len() > FRAME_SIZE - FRAME_HEADER_SIZE {
             return Err(ProtocolError::BadFrame(format!(
@@ -243,11 +241,11 @@ impl Frame {
         match kind {
             FrameKind::Forward => decode_forward(body),
             FrameKind::Reply => decode_reply(body),
-            FrameKind::Ack => Ok(Frame::Ack {
-                fragment: FragmentId::decode(body)?,
-            }),
+            FrameKind::Ack if body.is_empty() => Ok(Frame::Ack),
             FrameKind::NodeLoop if body.is_empty() => Ok(Frame::NodeLoop),
-            FrameKind::NodeLoop => Err(ProtocolError::BadFrame("node loop with a body".into())),
+            FrameKind::Ack | FrameKind::NodeLoop => Err(ProtocolError::BadFrame(
+                "an ack or node loop with a body".into(),
+            )),
         }
     }
 }
@@ -323,7 +321,7 @@ fn decode_reply(body: &[u8]) -> Result<Frame, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fragment::MessageId;
+    use crate::fragment::{FragmentId, MessageId};
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
@@ -378,7 +376,7 @@ mod tests {
                     fragment,
                 }
             }),
-            arb_fragment().prop_map(|f| Frame::Ack { fragment: f.id }),
+            Just(Frame::Ack),
             Just(Frame::NodeLoop),
         ]
     }
