@@ -36,7 +36,7 @@ use super::journal::{Appended, JournalLimits, PartialJournal, forward_fragment};
 use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
-use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop};
+use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop, Transmission};
 use crate::error::ClientError;
 use crate::sessions::{AddressCard, SessionBook, SessionBookError};
 
@@ -438,7 +438,7 @@ impl<C: GatewayConnector> Driver<C> {
             self.core.handle_timeout(now);
             return;
         };
-        while let Some(packet) = self.core.poll_transmit(now, &mut self.rng) {
+        while let Some(Transmission { packet, .. }) = self.core.poll_transmit(now, &mut self.rng) {
             let len = packet.bytes.len() as u64;
             if let Err(e) = link.send_packet(packet.first_hop, packet.bytes).await {
                 self.lose_link(e.to_string());

@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use mixnode::Delivery;
+use protocol::format::PacketFormat;
 use protocol::fragment::FragmentId;
 use protocol::frame::Frame;
-use protocol::surb::{Surb, open_forward_payload, use_surb};
+use protocol::surb::Surb;
 use protocol::time::Timestamp;
 
 use super::{GatewayAction, GatewayCore};
@@ -25,7 +26,7 @@ struct PendingAck {
     fragment: FragmentId,
 }
 
-impl<S: MailboxStore> GatewayCore<S> {
+impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// The exit mixer unwrapped a final-hop packet for `delivery.destination`.
     /// See [`GatewayCore::handle_deliveries`].
     pub fn handle_delivery(&mut self, now: Timestamp, delivery: Delivery) -> Vec<GatewayAction> {
@@ -76,7 +77,7 @@ impl<S: MailboxStore> GatewayCore<S> {
                             fragment: ack.fragment,
                         }
                         .encode()
-                        .and_then(|frame| use_surb(&Surb(ack.surb), &frame));
+                        .and_then(|frame| self.format.use_surb(&Surb(ack.surb), &frame));
                         match packet {
                             Ok(packet) => {
                                 self.stats.ack_sent();
@@ -126,7 +127,10 @@ impl<S: MailboxStore> GatewayCore<S> {
             }
             return Some((message(delivery.payload, None), None));
         }
-        let Ok(frame) = open_forward_payload(&delivery.payload).and_then(|f| Frame::decode(&f))
+        let Ok(frame) = self
+            .format
+            .open_forward_payload(&delivery.payload)
+            .and_then(|f| Frame::decode(&f))
         else {
             return drop(GatewayDropReason::BadPayload);
         };
