@@ -48,7 +48,7 @@ pub fn histogram(sorted: &[f64], bins: usize) -> Vec<(f64, f64, u64)> {
 pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
     let report = &out.report;
-    let json = serde_json::to_string_pretty(report).map_err(|e| SimError::Packet(e.to_string()))?;
+    let json = serde_json::to_string_pretty(report)?;
     write(dir, "report.json", &(json + "\n"))?;
     write(dir, "summary.txt", &report.summary())?;
 
