@@ -14,7 +14,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use rand::CryptoRng;
-use sphinx_packet::route::DestinationAddressBytes;
+/// The final-hop destination of a packet (a client key, or a node's own id).
+pub use sphinx_packet::route::DestinationAddressBytes;
 
 use crate::error::ProtocolError;
 use crate::packet::{OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};

@@ -60,13 +60,13 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     write(dir, "latency_histogram.csv", &csv)?;
 
     let mut csv = String::from(
-        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,cover_sent,loops_returned,dropped\n",
+        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,cover_sent,loops_returned,client_packets,stored,pushed,acks_sent,dropped\n",
     );
     for n in &report.nodes {
         let dropped: u64 = n.dropped.values().sum();
         let _ = writeln!(
             csv,
-            "{},{},{},{:.4},{},{:.4},{},{},{},{},{},{}",
+            "{},{},{},{:.4},{},{:.4},{},{},{},{},{},{},{},{},{},{}",
             n.name,
             n.layer,
             n.corrupt,
@@ -78,6 +78,10 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
             n.delivered,
             n.cover_sent,
             n.loops_returned,
+            n.client_packets,
+            n.stored,
+            n.pushed,
+            n.acks_sent,
             dropped
         );
     }
@@ -87,10 +91,14 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     let mut csv = String::from("kind,packets,bytes\n");
     for (kind, t) in [
         ("real", &b.real),
+        ("retransmission", &b.retransmission),
+        ("reply", &b.reply),
+        ("ack", &b.ack),
         ("loop_cover", &b.loop_cover),
         ("drop_cover", &b.drop_cover),
         ("mix_cover", &b.mix_cover),
         ("gateway_cover", &b.gateway_cover),
+        ("mailbox", &b.mailbox),
     ] {
         let _ = writeln!(csv, "{kind},{},{}", t.packets, t.bytes);
     }

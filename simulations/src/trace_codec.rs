@@ -28,6 +28,10 @@
 //! | 100..260 | five node ids | five node ids |
 //! | 365.. | the 2048-byte frame | — |
 //!
+//! A final hop hands out the frame padded with zeros to the length of a
+//! Sphinx payload, so that what a gateway stores and pushes to its clients
+//! has the same size in both codecs.
+//!
 //! The replay tag is a hash of (packet id, hop index): unique per hop, as a
 //! Sphinx tag is, and uniformly spread for the node's Bloom filter. A packet
 //! sent through a SURB takes the SURB's packet id, so a SURB used twice is
@@ -51,7 +55,8 @@ use protocol::format::{DestinationAddressBytes, PacketFormat, ReplyRecovery};
 use protocol::frame::Frame;
 use protocol::keys::{NodeId, SphinxKeyPair, random_bytes};
 use protocol::packet::{
-    FRAME_SIZE, MAX_HOPS, OutgoingPacket, PACKET_SIZE, RouteHop, SURB_ID_SIZE, build_packet,
+    FRAME_SIZE, MAX_HOPS, OutgoingPacket, PACKET_SIZE, RouteHop, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE,
+    build_packet,
 };
 use protocol::surb::{SURB_SIZE, Surb, SurbId};
 use protocol::time::Timestamp;
@@ -217,14 +222,15 @@ impl TraceCodec {
     }
 }
 
+/// The frame at the head of a final hop's payload.
 fn frame_of(payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    if payload.len() != FRAME_SIZE {
-        return Err(ProtocolError::BadFrame(format!(
+    match payload.get(..FRAME_SIZE) {
+        Some(frame) if payload.len() == SPHINX_PAYLOAD_SIZE => Ok(frame.to_vec()),
+        _ => Err(ProtocolError::BadFrame(format!(
             "payload of {} bytes",
             payload.len()
-        )));
+        ))),
     }
-    Ok(payload.to_vec())
 }
 
 fn check_frame(frame: &[u8]) -> Result<(), ProtocolError> {
@@ -326,7 +332,12 @@ impl HopCodec for TraceCodec {
         let payload = if flags & FLAG_LOOP_COVER != 0 {
             self.loop_payload.as_ref().clone()
         } else {
-            bytes.get(FRAME_AT..).unwrap_or(&[]).to_vec()
+            // As long as a Sphinx payload, so that a gateway's mailbox holds
+            // as many bytes as it would with Sphinx.
+            let mut payload = Vec::with_capacity(SPHINX_PAYLOAD_SIZE);
+            payload.extend_from_slice(bytes.get(FRAME_AT..).unwrap_or(&[]));
+            payload.resize(SPHINX_PAYLOAD_SIZE, 0);
+            payload
         };
         Ok(HopOutput::Final {
             destination: read_32(&bytes, DEST_AT),

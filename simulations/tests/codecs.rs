@@ -56,6 +56,10 @@ fn with_loss_and_replies_both_codecs_retransmit_and_answer_the_same_packets() {
     let mut trace = small(CodecKind::Trace);
     trace.traffic.lambda_m = 0.0;
     trace.link.loss = 0.05;
+    trace.drain_secs = 15.0;
+    // Two SURBs (one spare for a retransmission) and 500 bytes: one fragment.
+    trace.traffic.message_rate = 0.5;
+    trace.traffic.message_size = 500;
     trace.traffic.reply_surbs = 2;
     trace.traffic.reply_probability = 0.5;
     let mut sphinx = trace.clone();
@@ -64,7 +68,8 @@ fn with_loss_and_replies_both_codecs_retransmit_and_answer_the_same_packets() {
     let s = simulations::run(&sphinx, None).unwrap();
     let d = &t.report.delivery;
     eprintln!("{}", t.report.summary());
-    assert!(d.retransmissions > 20 && d.replies_delivered > 20, "{d:?}");
+    assert!(d.retransmissions > 10 && d.replies_delivered > 10, "{d:?}");
+    assert!(d.message_ratio > 0.95, "{d:?}");
     assert_eq!(t.report.delivery, s.report.delivery);
     assert_eq!(t.packet_latencies_ms, s.packet_latencies_ms);
     assert_eq!(t.report.message_latency_ms, s.report.message_latency_ms);
