@@ -7,9 +7,11 @@ pub mod format;
 pub mod fragment;
 pub mod frame;
 pub mod keys;
+pub mod link;
 pub mod packet;
 pub mod poisson;
 pub mod replay;
+pub mod seal;
 pub mod surb;
 pub mod time;
 

@@ -32,7 +32,7 @@ pub enum SimError {
     Setup(String),
     /// A gateway's in-memory mailbox failed.
     #[error("gateway mailbox: {0}")]
-    Mailbox(#[from] gateway::MailboxError),
+    Mailbox(#[from] gateway_core::MailboxError),
     /// The report could not be serialised.
     #[error("report.json: {0}")]
     Json(#[from] serde_json::Error),

@@ -5,13 +5,13 @@
 //! `next_hop` back to a node without a lookup table. Every mix node and every
 //! gateway (as exit) is a real [`Mixer`] with a real Sphinx key; only the
 //! codec differs between trace and Sphinx runs. A gateway's client sessions
-//! and mailboxes are its [`gateway::GatewayCore`], which the engine owns
+//! and mailboxes are its [`gateway_core::GatewayCore`], which the engine owns
 //! beside the gateway's mixer.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use mixnode::{Mixer, MixerConfig, MixerRole};
+use mixnode_core::{Mixer, MixerConfig, MixerRole};
 use protocol::epoch::Epoch;
 use protocol::keys::{NodeId, SphinxKeyPair, random_bytes};
 use protocol::packet::RouteHop;

@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use client::RouteSource;
+use client_core::RouteSource;
 use protocol::NodeId;
 use protocol::packet::RouteHop;
 use rand::{CryptoRng, RngExt};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use client::ClientConfig;
+use client_core::ClientConfig;
 use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::surb::SURB_SIZE;
 

@@ -10,7 +10,7 @@
 //! equivalent [`PoissonTicker`] per node, at the mixer's own configured rate,
 //! and builds trace packets over the same route.
 
-use mixnode::{HopCodec, Mixer, SphinxCodec};
+use mixnode_core::{HopCodec, Mixer, SphinxCodec};
 use protocol::format::{PacketFormat, SphinxFormat};
 use protocol::packet::{DelaySampler, RouteHop};
 use protocol::poisson::PoissonTicker;

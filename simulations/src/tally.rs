@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use gateway::{GatewayDropReason, GatewayStatsSnapshot};
-use mixnode::DropReason;
+use gateway_core::{GatewayDropReason, GatewayStatsSnapshot};
+use mixnode_core::DropReason;
 use protocol::packet::PACKET_SIZE;
 use protocol::time::Timestamp;
 
@@ -14,7 +14,7 @@ use crate::report::{Anonymity, Bandwidth, Delivery, Distribution, NodeReport, Tr
 
 /// The kind of a packet, as the simulator (not the observer) knows it:
 /// what the client core said it sent
-/// ([`TransmissionKind`](client::core::TransmissionKind)), or who else made it.
+/// ([`TransmissionKind`](client_core::TransmissionKind)), or who else made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A copy of a fragment of real message `msg`.
@@ -208,7 +208,7 @@ impl Tally {
         &mut self,
         end: Timestamp,
         describe: impl Fn(usize) -> (String, usize, bool),
-        stats: impl Fn(usize) -> mixnode::stats::MixerStatsSnapshot,
+        stats: impl Fn(usize) -> mixnode_core::stats::MixerStatsSnapshot,
         gateway: impl Fn(usize) -> Option<GatewayStatsSnapshot>,
     ) -> Vec<NodeReport> {
         let span = end.as_nanos().max(1) as f64;

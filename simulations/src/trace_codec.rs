@@ -6,7 +6,7 @@
 //! and the payload; a gateway reads the frame; a client reads what comes
 //! back through its SURBs. A [`TraceCodec`] packet carries exactly that in
 //! the clear, and the real state machines run it through their very own code
-//! paths: [`mixnode::Mixer`] through [`HopCodec`], the client and gateway
+//! paths: [`mixnode_core::Mixer`] through [`HopCodec`], the client and gateway
 //! cores through [`PacketFormat`]. Unwrapping a hop costs a copy of the
 //! packet instead of two scalar multiplications.
 //!
@@ -46,7 +46,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mixnode::{
+use mixnode_core::{
     Action, DropReason, HopCodec, HopOutput, Mixer, MixerConfig, MixerRole, SphinxCodec,
 };
 use protocol::ProtocolError;

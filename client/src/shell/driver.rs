@@ -21,7 +21,7 @@ use protocol::ClientAddress;
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::packet::SURB_ID_SIZE;
-use protocol::surb::{SURB_SIZE, SurbId};
+use protocol::surb::SurbId;
 use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,13 +32,15 @@ use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
 };
 use super::clock::Clock;
-use super::journal::{Appended, JournalLimits, PartialJournal, forward_fragment};
-use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+use super::journal::{Appended, JournalLimits, PartialJournal};
+use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
-use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop, Transmission};
-use crate::error::ClientError;
-use crate::sessions::{AddressCard, SessionBook, SessionBookError};
+use client_core::ClientError;
+use client_core::sessions::{AddressCard, SessionBook};
+use client_core::{
+    ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
+};
 
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
@@ -73,78 +75,10 @@ fn unix_now() -> e2ee::UnixSeconds {
     )
 }
 
-impl From<SessionBookError> for ClientError {
-    fn from(e: SessionBookError) -> Self {
-        match e {
-            SessionBookError::NoSession(to) => ClientError::NoSession(to),
-            other => ClientError::Session(other.to_string()),
-        }
-    }
-}
-
-/// Envelope header of a message (docs/client.md, "Envelope").
-const MESSAGE_HEADER: usize = 4;
-/// Envelope header of a reply.
-const REPLY_HEADER: usize = 20;
-
-/// What the core did with one delivery, told by its counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Taken {
-    /// A new fragment of a message still partial (or not a fragment at all).
-    Held,
-    /// A fragment already held, or of a message already complete.
-    Duplicate,
-    /// The fragment completed its message: a `Received` event is queued.
-    Completed,
-    /// The fragment completed its message, and no event will tell (a bad
-    /// envelope, or the event queue was full).
-    Ended,
-    /// Dropped as malformed or beyond a bound.
-    Refused,
-}
-
-/// The core's counters that tell a delivery's [`Taken`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Counts {
-    received: u64,
-    bad_envelope: u64,
-    events_dropped: u64,
-    dropped: u64,
-    duplicates: u64,
-}
-
-impl Counts {
-    fn of(stats: &ClientStats) -> Self {
-        Counts {
-            received: stats.messages_received,
-            bad_envelope: stats.dropped_for(DeliveryDrop::BadEnvelope),
-            events_dropped: stats.events_dropped,
-            dropped: stats.dropped_total(),
-            duplicates: stats.duplicate_fragments,
-        }
-    }
-
-    /// What the one delivery handled between `self` and `after` did.
-    fn taken(self, after: &ClientStats) -> Taken {
-        let after = Counts::of(after);
-        if after.bad_envelope > self.bad_envelope || after.events_dropped > self.events_dropped {
-            Taken::Ended
-        } else if after.received > self.received {
-            Taken::Completed
-        } else if after.dropped > self.dropped {
-            Taken::Refused
-        } else if after.duplicates > self.duplicates {
-            Taken::Duplicate
-        } else {
-            Taken::Held
-        }
-    }
-}
-
 /// The SURB id of a forward delivery.
 const FORWARD: SurbId = SurbId([0; SURB_ID_SIZE]);
 
-type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, LinkError>> + Send>>;
+type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, GatewayLinkError>> + Send>>;
 
 /// The core's settings with the network-wide rates of `topology`.
 pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> ClientConfig {
@@ -157,7 +91,7 @@ pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> Clien
     config
 }
 
-pub(crate) struct Driver<C: GatewayConnector> {
+pub(crate) struct Driver<C: GatewayDialer> {
     core: ClientCore<TopologyRoutes>,
     rng: ChaCha20Rng,
     clock: Clock,
@@ -191,7 +125,7 @@ async fn next_delivery<L: GatewayLink>(link: &mut Option<L>) -> Option<GatewayDe
 }
 
 /// Waits for `connecting`, or forever when nothing is connecting.
-async fn connected<L>(connecting: &mut Option<Connecting<L>>) -> Result<L, LinkError> {
+async fn connected<L>(connecting: &mut Option<Connecting<L>>) -> Result<L, GatewayLinkError> {
     match connecting {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -215,7 +149,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-impl<C: GatewayConnector> Driver<C> {
+impl<C: GatewayDialer> Driver<C> {
     pub(crate) fn new(
         parts: ClientParts<C>,
         mut rng: ChaCha20Rng,
@@ -278,13 +212,16 @@ impl<C: GatewayConnector> Driver<C> {
         for (id, deliveries) in recovered.messages {
             let (mut kept, mut ended) = (false, false);
             for payload in &deliveries {
-                let before = Counts::of(self.core.stats());
-                self.core.handle_delivery(now, FORWARD, payload);
+                let outcome = self.core.handle_delivery(now, FORWARD, payload);
                 ShellStats::add(&self.stats.journal_replayed, 1);
-                match before.taken(self.core.stats()) {
-                    Taken::Held | Taken::Duplicate | Taken::Completed => kept = true,
-                    Taken::Ended => ended = true,
-                    Taken::Refused => {}
+                match outcome {
+                    DeliveryOutcome::Held { .. }
+                    | DeliveryOutcome::Duplicate
+                    | DeliveryOutcome::Completed { .. } => kept = true,
+                    DeliveryOutcome::Ended { .. } => ended = true,
+                    DeliveryOutcome::Acked
+                    | DeliveryOutcome::Cover
+                    | DeliveryOutcome::Dropped(_) => {}
                 }
             }
             // A completed message's file goes with its `Received` event.
@@ -296,26 +233,27 @@ impl<C: GatewayConnector> Driver<C> {
         ShellStats::add(&self.stats.journal_discarded, discarded);
     }
 
-    /// Journals a forward delivery of message `id` (of `count` fragments)
-    /// that the core `taken`: a fragment of a message still partial is
-    /// appended (and fsynced); a message that ended without an event loses
-    /// its file. A single-fragment message is never journaled: it completed
-    /// in the same call.
-    fn journal_delivery(&mut self, id: MessageId, count: u16, taken: Taken, payload: &[u8]) {
+    /// Journals a forward delivery by what the core did with it: a fragment
+    /// of a message still partial is appended (and fsynced); a message that
+    /// ended without an event loses its file. A single-fragment message is
+    /// never journaled: it completed in the same call.
+    fn journal_delivery(&mut self, outcome: DeliveryOutcome, payload: &[u8]) {
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
-        match taken {
-            Taken::Held if count > 1 => match journal.append(&id, payload) {
-                Ok(Appended::Written) => {}
-                Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
-                Err(e) => {
-                    tracing::error!("cannot journal a fragment: {e}");
-                    ShellStats::add(&self.stats.journal_write_failures, 1);
+        match outcome {
+            DeliveryOutcome::Held { message, fragments } if fragments > 1 => {
+                match journal.append(&message, payload) {
+                    Ok(Appended::Written) => {}
+                    Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
+                    Err(e) => {
+                        tracing::error!("cannot journal a fragment: {e}");
+                        ShellStats::add(&self.stats.journal_write_failures, 1);
+                    }
                 }
-            },
-            Taken::Ended => journal.remove(&id),
-            Taken::Held | Taken::Duplicate | Taken::Completed | Taken::Refused => {}
+            }
+            DeliveryOutcome::Ended { message } => journal.remove(&message),
+            _ => {}
         }
     }
 
@@ -353,7 +291,7 @@ impl<C: GatewayConnector> Driver<C> {
             self.pass_events();
             if self.link.is_none() && self.connecting.is_none() && self.due(self.retry_at) {
                 let connector = self.connector.clone();
-                self.connecting = Some(Box::pin(async move { connector.connect().await }));
+                self.connecting = Some(Box::pin(async move { connector.dial().await }));
             }
             // Without a session the core's ticks are not taken (they would
             // only be lost): it wakes for the next attempt instead.
@@ -398,7 +336,7 @@ impl<C: GatewayConnector> Driver<C> {
         Instant::now() >= at
     }
 
-    fn on_connect(&mut self, result: Result<C::Link, LinkError>) {
+    fn on_connect(&mut self, result: Result<C::Link, GatewayLinkError>) {
         match result {
             Ok(link) => {
                 tracing::info!("connected to the gateway");
@@ -452,18 +390,13 @@ impl<C: GatewayConnector> Driver<C> {
     async fn take_delivery(&mut self, delivery: GatewayDelivery) {
         ShellStats::add(&self.stats.deliveries, 1);
         ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
-        let fragment = match &self.journal {
-            Some(_) if delivery.surb_id.is_forward() => forward_fragment(&delivery.payload),
-            _ => None,
-        };
-        let before = Counts::of(self.core.stats());
-        self.core
-            .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
-        let taken = before.taken(self.core.stats());
-        if let Some((id, count)) = fragment {
-            self.journal_delivery(id, count, taken, &delivery.payload);
+        let outcome =
+            self.core
+                .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
+        if delivery.surb_id.is_forward() {
+            self.journal_delivery(outcome, &delivery.payload);
         }
-        if taken == Taken::Completed {
+        if matches!(outcome, DeliveryOutcome::Completed { .. }) {
             // The message is saved (session book) and its journal file gone
             // before the fragment that completed it is acknowledged.
             self.pass_events();
@@ -508,7 +441,7 @@ impl<C: GatewayConnector> Driver<C> {
                             .reply(now, &mut handle.handle, &sealed, &mut self.rng)
                             .map(|id| (id, sealed.len()))
                     })
-                    .map(|(id, len)| self.track(id, REPLY_HEADER + len));
+                    .map(|(id, len)| self.track(id, Envelope::reply_len(len)));
                 self.save_book();
                 let _ = respond.send(result);
             }
@@ -546,7 +479,7 @@ impl<C: GatewayConnector> Driver<C> {
         let id = self
             .core
             .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
-        Ok(self.track(id, MESSAGE_HEADER + surbs * SURB_SIZE + sealed.len()))
+        Ok(self.track(id, Envelope::message_len(surbs, sealed.len())))
     }
 
     /// Watches message `id`, whose envelope is `envelope_len` bytes.

@@ -1,4 +1,4 @@
-//! The clients: each a real [`ClientCore`](client::ClientCore), driven as
+//! The clients: each a real [`ClientCore`](client_core::ClientCore), driven as
 //! the async client's driver drives it, and an application that hands it
 //! messages and answers some of them.
 //!
@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use client::ClientEvent;
-use client::core::{ReplyHandle, Transmission, TransmissionKind};
-use gateway::{ClientMessage, GatewayMessage, LinkMessage};
+use client_core::ClientEvent;
+use client_core::{ReplyHandle, Transmission, TransmissionKind};
+use protocol::link::{ClientMessage, GatewayMessage, LinkMessage};
 use protocol::packet::PACKET_SIZE;
 use protocol::time::Timestamp;
 use rand::RngExt;

@@ -1,4 +1,4 @@
-//! The gateways: each a real [`GatewayCore`](gateway::GatewayCore) over an
+//! The gateways: each a real [`GatewayCore`](gateway_core::GatewayCore) over an
 //! in-memory mailbox, driven as the gateway binary's core loop drives it.
 //!
 //! A client's session speaks the real link protocol: the engine opens it,
@@ -9,9 +9,10 @@
 //! out the core's actions: `Forward` puts a packet on the link to its
 //! layer-1 node, `Send` puts bytes on the client's session.
 
-use gateway::auth::prove;
-use gateway::{ClientMessage, GatewayAction, GatewayMessage, LinkDecoder, LinkMessage};
-use mixnode::Delivery;
+use gateway_core::GatewayAction;
+use protocol::link::auth::prove;
+use protocol::link::{ClientMessage, GatewayMessage, LinkDecoder, LinkMessage};
+use protocol::packet::Delivery;
 use protocol::time::Timestamp;
 
 use super::{Engine, InFlight};
@@ -158,8 +159,8 @@ impl<C: SimCodec> Engine<C> {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
         };
-        let actions = gw.core.handle_delivery(now, delivery);
-        self.gateway_actions(now, g, actions, None);
+        let report = gw.core.handle_delivery(now, delivery);
+        self.gateway_actions(now, g, report.actions, None);
         self.reschedule_gateway(now, g);
     }
 

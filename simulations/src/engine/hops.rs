@@ -1,13 +1,13 @@
 //! What happens to a packet between the ends: a link carries it, a mixer
 //! takes it, a node sends its own loop cover.
 //!
-//! Each handler obeys the [`mixnode::Mixer`] it drives and only adds what the
+//! Each handler obeys the [`mixnode_core::Mixer`] it drives and only adds what the
 //! real network adds: link latency and loss, and the observer's bookkeeping.
 //! A final hop at a gateway goes on to the gateway's core (`gateways.rs`).
 
 use std::time::Duration;
 
-use mixnode::Action;
+use mixnode_core::Action;
 use protocol::packet::RouteHop;
 use protocol::time::Timestamp;
 

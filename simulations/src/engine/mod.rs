@@ -14,7 +14,7 @@
 //! its events read with `poll_event`); each gateway a [`GatewayCore`] over a
 //! [`MemoryStore`] mailbox (client sessions speaking the real link protocol,
 //! final hops from its exit mixer, its actions carried out); each mix node
-//! and each gateway's exit a [`mixnode::Mixer`]. The engine adds only what
+//! and each gateway's exit a [`mixnode_core::Mixer`]. The engine adds only what
 //! the network adds (link latency and loss) and the bookkeeping of figures:
 //! what it knows about a packet (kind, send time, the observer's belief
 //! about its sender) travels beside the bytes, never inside them.
@@ -28,15 +28,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use client::ClientCore;
-use gateway::{
-    GatewayConfig, GatewayCore, GatewayMessage, LinkDecoder, Mailbox, MailboxConfig, MemoryStore,
-    SessionId, ThrottleConfig,
+use client_core::ClientCore;
+use gateway_core::{
+    GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MemoryStore, SessionId, ThrottleConfig,
 };
 use indicatif::ProgressBar;
-use mixnode::SphinxCodec;
+use mixnode_core::SphinxCodec;
 use protocol::format::PacketFormat;
 use protocol::fragment::MessageId;
+use protocol::link::{GatewayMessage, LinkDecoder};
 use protocol::poisson::PoissonTicker;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, SphinxKeyPair};
@@ -416,10 +416,11 @@ impl<C: SimCodec> Engine<C> {
         let mut drops = self.tally.drops.clone();
         for g in &self.gateways {
             let s = g.core.stats().snapshot();
-            for reason in gateway::GatewayDropReason::ALL {
+            for reason in gateway_core::GatewayDropReason::ALL {
                 // Drop cover goes to random client keys: `unknown_client` is
                 // where it is meant to end, not a loss.
-                if reason != gateway::GatewayDropReason::UnknownClient && s.dropped(reason) > 0 {
+                if reason != gateway_core::GatewayDropReason::UnknownClient && s.dropped(reason) > 0
+                {
                     *drops.entry(reason.as_str().to_string()).or_default() += s.dropped(reason);
                 }
             }

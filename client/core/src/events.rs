@@ -1,0 +1,182 @@
+//! What the core tells its user, and the handle that answers a message.
+
+use std::collections::VecDeque;
+
+use protocol::fragment::MessageId;
+use protocol::surb::{SURB_SIZE, Surb};
+
+use super::stats::{ClientStats, DeliveryDrop};
+
+/// The SURBs a sender attached to a message: the way to answer it without
+/// knowing its sender's address. Pass it to
+/// [`ClientCore::reply`](super::ClientCore::reply).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyHandle {
+    pub(crate) in_reply_to: MessageId,
+    pub(crate) surbs: Vec<Surb>,
+}
+
+impl ReplyHandle {
+    /// The message this handle answers.
+    pub fn in_reply_to(&self) -> MessageId {
+        self.in_reply_to
+    }
+
+    /// SURBs left in the handle (a reply needs one per fragment).
+    pub fn surbs_left(&self) -> usize {
+        self.surbs.len()
+    }
+
+    /// The handle as bytes, to keep it beyond the process (a CLI's `reply`):
+    /// the answered message id (16), then the SURBs, [`SURB_SIZE`] bytes each.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.surbs.len() * SURB_SIZE);
+        out.extend_from_slice(&self.in_reply_to.0);
+        for surb in &self.surbs {
+            out.extend_from_slice(&surb.0);
+        }
+        out
+    }
+
+    /// Reads [`ReplyHandle::to_bytes`]; `None` when the length does not fit.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ReplyHandle> {
+        let (id, surbs) = bytes.split_at_checked(16)?;
+        if surbs.len() % SURB_SIZE != 0 {
+            return None;
+        }
+        Some(ReplyHandle {
+            in_reply_to: MessageId(<[u8; 16]>::try_from(id).ok()?),
+            surbs: surbs
+                .chunks_exact(SURB_SIZE)
+                .map(|s| Surb(s.to_vec()))
+                .collect(),
+        })
+    }
+}
+
+/// Something the application should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A message (or a reply) arrived, complete; each is reported once.
+    Received {
+        /// The sender's id of the message.
+        id: MessageId,
+        /// The content.
+        bytes: Vec<u8>,
+        /// How to answer, when the sender attached reply SURBs.
+        reply: Option<ReplyHandle>,
+        /// For a reply: the id of the message of ours it answers.
+        in_reply_to: Option<MessageId>,
+    },
+    /// Every fragment of a message we sent was acknowledged.
+    Delivered {
+        /// The message.
+        id: MessageId,
+    },
+    /// A fragment of a message we sent was not acknowledged after the last
+    /// retransmission (or a reply ran out of SURBs to retransmit through, or
+    /// its expiry passed before it could be sent).
+    SendFailed {
+        /// The message.
+        id: MessageId,
+    },
+    /// One more fragment of a message we sent was acknowledged.
+    Progress {
+        /// The message.
+        id: MessageId,
+        /// Fragments acknowledged so far.
+        acked: usize,
+        /// Fragments of the message.
+        total: usize,
+    },
+    /// An incoming message stopped receiving fragments and was abandoned.
+    ReceiveTimedOut {
+        /// The sender's id of the message.
+        id: MessageId,
+    },
+}
+
+/// The bounded queue of events waiting for the application.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    events: VecDeque<ClientEvent>,
+    max: usize,
+}
+
+impl EventQueue {
+    pub(crate) fn new(max: usize) -> Self {
+        EventQueue {
+            events: VecDeque::new(),
+            max,
+        }
+    }
+
+    /// Queues `event`, or drops and counts it when the queue is full.
+    /// Queues `event`; false (and counted) when the queue is full.
+    pub(crate) fn push(&mut self, event: ClientEvent, stats: &mut ClientStats) -> bool {
+        if self.events.len() >= self.max {
+            stats.events_dropped += 1;
+            false
+        } else {
+            self.events.push_back(event);
+            true
+        }
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// What [`ClientCore::handle_delivery`](crate::ClientCore::handle_delivery)
+/// did with one delivery, so that a shell never infers it from counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A new fragment of `message` (cut in `fragments`), which is still incomplete.
+    Held {
+        /// The message.
+        message: MessageId,
+        /// Fragments the message was cut into.
+        fragments: u16,
+    },
+    /// A fragment already held, or of a message already complete.
+    Duplicate,
+    /// The fragment completed `message`: a [`ClientEvent::Received`] is queued.
+    Completed {
+        /// The message.
+        message: MessageId,
+    },
+    /// The fragment completed `message`, and no event will tell of it (a bad
+    /// envelope, or the event queue was full).
+    Ended {
+        /// The message.
+        message: MessageId,
+    },
+    /// The SURB-ack of one of our fragments came back (a repeated ack too).
+    Acked,
+    /// Loop cover came back, or drop cover arrived.
+    Cover,
+    /// Dropped, for this reason (also counted in the stats).
+    Dropped(DeliveryDrop),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_handle_round_trips_through_bytes() {
+        let handle = ReplyHandle {
+            in_reply_to: MessageId([3; 16]),
+            surbs: vec![Surb(vec![1; SURB_SIZE]), Surb(vec![2; SURB_SIZE])],
+        };
+        let bytes = handle.to_bytes();
+        assert_eq!(ReplyHandle::from_bytes(&bytes), Some(handle));
+        assert_eq!(ReplyHandle::from_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(ReplyHandle::from_bytes(&bytes[..10]), None);
+        assert_eq!(
+            ReplyHandle::from_bytes(&bytes[..16]).map(|h| h.surbs_left()),
+            Some(0)
+        );
+    }
+}
