@@ -77,7 +77,7 @@ fn without_a_route_ticks_pass_and_the_queue_waits() {
     core.send(now, &peer, b"x", 0, &mut net.rng).unwrap();
     let later = now.saturating_add(Duration::from_secs(5));
     let mut sent = 0;
-    while let Some(packet) = core.poll_transmit(later, &mut net.rng) {
+    while let Some(packet) = core.poll_transmit(later, &mut net.rng).map(|t| t.packet) {
         assert_eq!(packet.bytes.len(), protocol::packet::PACKET_SIZE);
         sent += 1;
     }

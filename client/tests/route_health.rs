@@ -199,7 +199,10 @@ impl Net {
             self.hop(node, &packet);
         }
         for i in 0..self.clients.len() {
-            while let Some(packet) = self.clients[i].poll_transmit(self.now, &mut self.rng) {
+            while let Some(packet) = self.clients[i]
+                .poll_transmit(self.now, &mut self.rng)
+                .map(|t| t.packet)
+            {
                 // The entry gateway forwards it to layer 1 at once.
                 self.schedule(self.now, packet.first_hop, packet.bytes);
             }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
-use protocol::surb::{Surb, SurbRecovery, build_surb};
+use protocol::format::PacketFormat;
+use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop};
+use protocol::surb::Surb;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
@@ -15,8 +16,10 @@ use super::stats::ClientStats;
 use crate::error::ClientError;
 
 /// Builds packets for one client over the routes its [`RouteSource`] gives,
-/// steering around the mix nodes its [`NodeHealth`] suspects.
-pub(crate) struct PacketBuilder<'a, R> {
+/// steering around the mix nodes its [`NodeHealth`] suspects, in the
+/// [`PacketFormat`] `F`.
+pub(crate) struct PacketBuilder<'a, R, F> {
+    pub(crate) format: &'a F,
     pub(crate) routes: &'a R,
     pub(crate) health: &'a NodeHealth,
     /// The instant the packets are built at.
@@ -29,16 +32,16 @@ pub(crate) struct PacketBuilder<'a, R> {
 }
 
 /// A SURB to this client, ready to hand out.
-pub(crate) struct HomeSurb {
+pub(crate) struct HomeSurb<Rec> {
     pub(crate) surb: Surb,
-    pub(crate) recovery: SurbRecovery,
+    pub(crate) recovery: Rec,
     /// The sum of its hops' delays.
     pub(crate) delay: Duration,
     /// The mix nodes it crosses.
     pub(crate) mixes: Vec<NodeId>,
 }
 
-impl<R: RouteSource> PacketBuilder<'_, R> {
+impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
     /// A fresh route to `gateway`, avoiding suspect mix nodes when one of the
     /// routes drawn does; counts what the choice did in `stats`.
     fn route(
@@ -66,10 +69,12 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         &self,
         rng: &mut impl CryptoRng,
         stats: &mut ClientStats,
-    ) -> Result<HomeSurb, ClientError> {
+    ) -> Result<HomeSurb<F::Recovery>, ClientError> {
         let route = self.route(rng, self.own.gateway, stats)?;
         let delays = self.delays.route_delays(route.len(), rng);
-        let (surb, recovery) = build_surb(rng, &route, &delays, self.own.destination())?;
+        let (surb, recovery) =
+            self.format
+                .build_surb(rng, &route, &delays, self.own.destination())?;
         Ok(HomeSurb {
             surb,
             recovery,
@@ -89,7 +94,7 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
     ) -> Result<(OutgoingPacket, Duration), ClientError> {
         let route = self.forward_route(rng, to, stats)?;
         let delay = route.delay();
-        Ok((route.build(rng, frame)?, delay))
+        Ok((route.build(self.format, rng, frame)?, delay))
     }
 
     /// A fresh route to `to` with its sampled delays, for a frame that
@@ -141,19 +146,13 @@ impl ForwardRoute {
         mixes_of(&self.route).iter().map(|hop| hop.id)
     }
 
-    /// The packet carrying `frame` over this route.
+    /// The packet carrying `frame` over this route, in `format`.
     pub(crate) fn build(
         &self,
+        format: &impl PacketFormat,
         rng: &mut impl CryptoRng,
         frame: &[u8],
     ) -> Result<OutgoingPacket, ClientError> {
-        Ok(build_packet(
-            rng,
-            &self.route,
-            &self.delays,
-            self.to.destination(),
-            [0; SURB_ID_SIZE],
-            frame,
-        )?)
+        Ok(format.build_packet(rng, &self.route, &self.delays, self.to.destination(), frame)?)
     }
 }

@@ -11,14 +11,16 @@ mod outbox;
 pub mod routes;
 pub mod sessions;
 pub mod stats;
+pub mod transmission;
 
 use std::time::Duration;
 
+use protocol::format::{PacketFormat, ReplyRecovery, SphinxFormat};
 use protocol::fragment::{MessageId, fragment_message};
 use protocol::frame::{FRAGMENT_CAPACITY, Frame};
 use protocol::packet::{DelaySampler, FRAME_SIZE, OutgoingPacket};
 use protocol::poisson::PoissonTicker;
-use protocol::surb::{SurbId, open_forward_payload};
+use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{CryptoRng, SeedableRng};
@@ -31,6 +33,7 @@ pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
+pub use transmission::{Transmission, TransmissionKind};
 
 use builder::PacketBuilder;
 use events::EventQueue;
@@ -82,8 +85,10 @@ impl Ticker {
     }
 }
 
-/// The client state machine.
-pub struct ClientCore<R> {
+/// The client state machine, over routes from `R`, building packets in the
+/// format `F` (Sphinx, unless a simulator asks for a stand-in).
+pub struct ClientCore<R, F: PacketFormat = SphinxFormat> {
+    format: F,
     config: ClientConfig,
     keys: SphinxKeyPair,
     address: ClientAddress,
@@ -91,9 +96,9 @@ pub struct ClientCore<R> {
     delays: DelaySampler,
     send_ticks: Ticker,
     loop_ticks: Ticker,
-    outbox: Outbox,
+    outbox: Outbox<F::Recovery>,
     inbox: Inbox,
-    reply_surbs: ReplySurbStore,
+    reply_surbs: ReplySurbStore<F::Recovery>,
     events: EventQueue,
     health: NodeHealth,
     stats: ClientStats,
@@ -110,11 +115,27 @@ impl<R: RouteSource> ClientCore<R> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Self {
+        ClientCore::with_format(SphinxFormat, config, keys, gateway, routes, now, rng)
+    }
+}
+
+impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
+    /// [`ClientCore::new`] building its packets in `format`.
+    pub fn with_format(
+        format: F,
+        config: ClientConfig,
+        keys: SphinxKeyPair,
+        gateway: NodeId,
+        routes: R,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Self {
         let address = ClientAddress {
             client_key: keys.public().to_bytes(),
             gateway,
         };
         ClientCore {
+            format,
             send_ticks: Ticker::new(config.send_rate, now, rng),
             loop_ticks: Ticker::new(config.loop_cover_rate, now, rng),
             delays: DelaySampler::new(config.mean_hop_delay),
@@ -179,8 +200,9 @@ impl<R: RouteSource> ClientCore<R> {
     }
 
     /// A packet builder for instant `now`, and the counters it updates.
-    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R>, &mut ClientStats) {
+    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R, F>, &mut ClientStats) {
         let builder = PacketBuilder {
+            format: &self.format,
             routes: &self.routes,
             health: &self.health,
             now,
@@ -354,17 +376,18 @@ impl<R: RouteSource> ClientCore<R> {
         self.health.prune(now);
     }
 
-    /// The next packet due by `now`, if any; call until it returns `None`.
-    /// Handles due timers first.
+    /// The next packet due by `now`, if any, and what it is; call until it
+    /// returns `None`. Handles due timers first.
     pub fn poll_transmit(
         &mut self,
         now: Timestamp,
         rng: &mut impl CryptoRng,
-    ) -> Option<OutgoingPacket> {
+    ) -> Option<Transmission> {
         self.handle_timeout(now);
         let lag = self.config.max_tick_lag;
         while self.send_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
             let builder = PacketBuilder {
+                format: &self.format,
                 routes: &self.routes,
                 health: &self.health,
                 now,
@@ -385,14 +408,20 @@ impl<R: RouteSource> ClientCore<R> {
             }
             if let Some(packet) = self.drop_cover(now, rng) {
                 self.stats.drop_cover_sent += 1;
-                return Some(packet);
+                return Some(Transmission {
+                    packet,
+                    kind: TransmissionKind::DropCover,
+                });
             }
             self.stats.ticks_without_packet += 1;
         }
         while self.loop_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
             if let Some(packet) = self.loop_cover(now, rng) {
                 self.stats.loop_cover_sent += 1;
-                return Some(packet);
+                return Some(Transmission {
+                    packet,
+                    kind: TransmissionKind::LoopCover,
+                });
             }
             self.stats.ticks_without_packet += 1;
         }
@@ -463,7 +492,9 @@ impl<R: RouteSource> ClientCore<R> {
         let frame = if payload.len() == FRAME_SIZE {
             Frame::decode(payload)
         } else {
-            open_forward_payload(payload).and_then(|bytes| Frame::decode(&bytes))
+            self.format
+                .open_forward_payload(payload)
+                .and_then(|bytes| Frame::decode(&bytes))
         };
         match frame {
             Ok(Frame::DataFragment { fragment, .. }) => {

@@ -224,7 +224,10 @@ impl TestNetwork {
             self.hop(node, &packet);
         }
         for i in 0..self.clients.len() {
-            while let Some(packet) = self.clients[i].poll_transmit(self.now, &mut self.rng) {
+            while let Some(packet) = self.clients[i]
+                .poll_transmit(self.now, &mut self.rng)
+                .map(|t| t.packet)
+            {
                 assert_eq!(
                     packet.bytes.len(),
                     PACKET_SIZE,

@@ -7,10 +7,11 @@
 //! deliveries the exit mixer produced since the last call.
 
 use protocol::address::DROP_DESTINATION;
+use protocol::format::PacketFormat;
 use protocol::frame::Frame;
 use protocol::link::DELIVERY_PAYLOAD_SIZE;
 use protocol::packet::Delivery;
-use protocol::surb::{Surb, open_forward_payload, use_surb};
+use protocol::surb::Surb;
 use protocol::time::Timestamp;
 
 use super::{GatewayAction, GatewayCore};
@@ -49,7 +50,7 @@ struct PendingAck {
     surb: Vec<u8>,
 }
 
-impl<S: MailboxStore> GatewayCore<S> {
+impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// The exit mixer unwrapped a final-hop packet for `delivery.destination`.
     /// See [`GatewayCore::handle_deliveries`].
     pub fn handle_delivery(&mut self, now: Timestamp, delivery: Delivery) -> FinalHopReport {
@@ -139,7 +140,7 @@ impl<S: MailboxStore> GatewayCore<S> {
     fn send_ack(&self, ack: PendingAck, actions: &mut Vec<GatewayAction>) -> bool {
         let packet = Frame::Ack
             .encode()
-            .and_then(|frame| use_surb(&Surb(ack.surb), &frame));
+            .and_then(|frame| self.format.use_surb(&Surb(ack.surb), &frame));
         match packet {
             Ok(packet) => {
                 self.stats.ack_sent();
@@ -184,8 +185,10 @@ impl<S: MailboxStore> GatewayCore<S> {
             };
             return Ok((Some(message), None));
         }
-        let Ok(Frame::Forward(frame)) =
-            open_forward_payload(&delivery.payload).and_then(|f| Frame::decode(&f))
+        let Ok(Frame::Forward(frame)) = self
+            .format
+            .open_forward_payload(&delivery.payload)
+            .and_then(|f| Frame::decode(&f))
         else {
             return drop(GatewayDropReason::BadPayload);
         };
