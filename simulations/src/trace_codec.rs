@@ -179,7 +179,7 @@ impl TraceCodec {
         );
         exit.install_key(Epoch(0), key.clone());
         exit.rotate(Epoch(0));
-        let frame = Frame::LoopCover.encode()?;
+        let frame = Frame::NodeLoop.encode()?;
         let hop = RouteHop {
             id,
             sphinx_key: key.public(),
@@ -479,7 +479,7 @@ mod tests {
             Duration::ZERO,
         ];
         let codec = TraceCodec::new().unwrap();
-        let frame = Frame::DropCover.encode().unwrap();
+        let frame = Frame::Ack.encode().unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(4);
         let pkt = codec
             .build_packet(
@@ -538,7 +538,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(surb.0.len(), SURB_SIZE);
-        let frame = Frame::LoopCover.encode().unwrap();
+        let frame = Frame::NodeLoop.encode().unwrap();
         let packet = codec.use_surb(&surb, &frame).unwrap();
         assert_eq!(packet.first_hop, ids[0]);
         let mix = mixer(ids[0], MixerRole::Mix);
@@ -574,7 +574,7 @@ mod tests {
         };
         let delays = [Duration::from_millis(1); 4];
         let dest = DestinationAddressBytes::from_bytes([3; 32]);
-        let frame = Frame::DropCover.encode().unwrap();
+        let frame = Frame::Ack.encode().unwrap();
         let trace = TraceCodec::new().unwrap();
         let (mut a, mut b) = (ChaCha20Rng::seed_from_u64(1), ChaCha20Rng::seed_from_u64(1));
         trace

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use protocol::address::DROP_DESTINATION;
 use protocol::format::PacketFormat;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop};
 use protocol::surb::Surb;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+use x25519_dalek::PublicKey;
 
 use super::health::{NodeHealth, RouteChoice, mixes_of};
 use super::routes::RouteSource;
@@ -83,20 +86,6 @@ impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
         })
     }
 
-    /// A forward packet carrying `frame` over a fresh route to `to`, with the
-    /// sum of its delays.
-    pub(crate) fn forward(
-        &self,
-        rng: &mut impl CryptoRng,
-        to: &ClientAddress,
-        frame: &[u8],
-        stats: &mut ClientStats,
-    ) -> Result<(OutgoingPacket, Duration), ClientError> {
-        let route = self.forward_route(rng, to, stats)?;
-        let delay = route.delay();
-        Ok((route.build(self.format, rng, frame)?, delay))
-    }
-
     /// A fresh route to `to` with its sampled delays, for a frame that
     /// depends on them (a lifetime counted from the arrival at `to`'s gateway).
     pub(crate) fn forward_route(
@@ -114,16 +103,50 @@ impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
         })
     }
 
-    /// A random gateway for drop cover, and a random client key there.
+    /// Drop cover's destination: the drop address at a random gateway.
     pub(crate) fn drop_cover_target(&self, rng: &mut impl CryptoRng) -> Option<ClientAddress> {
         let gateway: NodeId = self.routes.random_gateway(rng)?;
-        let mut client_key = [0u8; 32];
-        rng.fill_bytes(&mut client_key);
         Some(ClientAddress {
-            client_key,
+            client_key: DROP_DESTINATION,
             gateway,
         })
     }
+
+    /// A cover packet to `to` (loop or drop cover): `content` sealed to
+    /// `seal_to`, with a fresh SURB-ack home like every forward packet.
+    pub(crate) fn cover(
+        &self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        seal_to: &PublicKey,
+        content: &SealedContent,
+        margin: Duration,
+        stats: &mut ClientStats,
+    ) -> Result<CoverPacket<F::Recovery>, ClientError> {
+        let home = self.surb_home(rng, stats)?;
+        let route = self.forward_route(rng, to, stats)?;
+        let frame =
+            Frame::Forward(ForwardFrame::seal(content, seal_to, home.surb.0, rng)?).encode()?;
+        let packet = route.build(self.format, rng, &frame)?;
+        let arrival = self.now.saturating_add(route.delay());
+        Ok(CoverPacket {
+            packet,
+            recovery: home.recovery,
+            arrival,
+            ack_due: arrival.saturating_add(home.delay.saturating_add(margin)),
+        })
+    }
+}
+
+/// A cover packet and what its sender waits for.
+pub(crate) struct CoverPacket<Rec> {
+    pub(crate) packet: OutgoingPacket,
+    /// What reads its SURB-ack.
+    pub(crate) recovery: Rec,
+    /// When it reaches its gateway (by its sampled delays).
+    pub(crate) arrival: Timestamp,
+    /// When its SURB-ack should be back, margin included.
+    pub(crate) ack_due: Timestamp,
 }
 
 /// A route to a client address with the delays drawn for it: a forward

@@ -206,6 +206,10 @@ impl<Rec: ReplyRecovery> ReplySurbStore<Rec> {
     }
 
     /// The recovery of `id`.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = SurbId> + '_ {
+        self.recoveries.keys().copied()
+    }
+
     pub(crate) fn get(&self, id: &SurbId) -> Option<&Rec> {
         self.recoveries.get(id)
     }

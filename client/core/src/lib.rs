@@ -2,6 +2,7 @@
 
 mod builder;
 pub mod config;
+mod cover;
 pub mod envelope;
 pub mod error;
 pub mod events;
@@ -17,14 +18,15 @@ use std::time::Duration;
 
 use protocol::format::{PacketFormat, ReplyRecovery, SphinxFormat};
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::{FRAGMENT_CAPACITY, Frame};
-use protocol::packet::{DelaySampler, FRAME_SIZE, OutgoingPacket};
+use protocol::frame::{FRAGMENT_CAPACITY, ForwardFrame, Frame, SealedContent};
+use protocol::packet::{DelaySampler, OutgoingPacket};
 use protocol::poisson::PoissonTicker;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use x25519_dalek::PublicKey;
 
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
@@ -36,6 +38,7 @@ pub use stats::{ClientStats, DeliveryDrop};
 pub use transmission::{Transmission, TransmissionKind};
 
 use builder::PacketBuilder;
+use cover::CoverBook;
 use events::EventQueue;
 use inbox::{Inbox, ReplySurbStore};
 use outbox::{Outbox, Target};
@@ -97,6 +100,7 @@ pub struct ClientCore<R, F: PacketFormat = SphinxFormat> {
     send_ticks: Ticker,
     loop_ticks: Ticker,
     outbox: Outbox<F::Recovery>,
+    cover: CoverBook<F::Recovery>,
     inbox: Inbox,
     reply_surbs: ReplySurbStore<F::Recovery>,
     events: EventQueue,
@@ -140,6 +144,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             loop_ticks: Ticker::new(config.loop_cover_rate, now, rng),
             delays: DelaySampler::new(config.mean_hop_delay),
             outbox: Outbox::default(),
+            cover: CoverBook::new(config.loop_alarm),
             inbox: Inbox::new(&config),
             reply_surbs: ReplySurbStore::default(),
             events: EventQueue::new(config.max_events),
@@ -194,6 +199,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             outgoing_messages: self.outbox.messages_len(),
             ack_table: self.outbox.ack_table_len(),
             reply_surbs: self.reply_surbs.len(),
+            cover: self.cover.len(),
             partial_messages: self.inbox.partial_messages(),
             reassembly_bytes: self.inbox.buffered_bytes(),
         }
@@ -353,6 +359,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             self.outbox.next_deadline(),
             self.inbox.next_deadline(),
             self.reply_surbs.next_expiry(),
+            self.cover.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -373,6 +380,8 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         self.inbox
             .handle_timeouts(now, &mut self.stats, &mut self.events);
         self.reply_surbs.expire(now, &mut self.stats);
+        self.cover
+            .handle_timeout(now, &mut self.stats, &mut self.events);
         self.health.prune(now);
     }
 
@@ -430,24 +439,50 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
 
     // Cover traffic takes its routes like real traffic (avoiding suspect
     // nodes too), so that its routes look like real ones.
+    // Every forward packet carries a SURB-ack and a body of one size, so
+    // that neither gateway can tell cover from mail: drop cover is sealed to
+    // a throwaway key and acked by its gateway, loop cover sealed to this
+    // client and stored in its mailbox like mail.
     fn drop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+        let margin = self.config.ack_margin;
+        let throwaway: PublicKey = SphinxKeyPair::generate(rng).public();
         let (builder, stats) = self.builder(now);
         let target = builder.drop_cover_target(rng)?;
-        let frame = Frame::DropCover.encode().ok()?;
-        builder
-            .forward(rng, &target, &frame, stats)
-            .ok()
-            .map(|(p, _)| p)
+        let cover = builder
+            .cover(
+                rng,
+                &target,
+                &throwaway,
+                &SealedContent::DropCover,
+                margin,
+                stats,
+            )
+            .ok()?;
+        self.cover.expect_ack(cover.recovery, cover.ack_due);
+        Some(cover.packet)
     }
 
     fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
-        let frame = Frame::LoopCover.encode().ok()?;
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
         let own = self.address;
+        let own_key = self.keys.public();
+        let (ack_margin, loop_margin) = (self.config.ack_margin, self.config.loop_margin);
         let (builder, stats) = self.builder(now);
-        builder
-            .forward(rng, &own, &frame, stats)
-            .ok()
-            .map(|(p, _)| p)
+        let cover = builder
+            .cover(
+                rng,
+                &own,
+                &own_key,
+                &SealedContent::LoopCover { id },
+                ack_margin,
+                stats,
+            )
+            .ok()?;
+        self.cover.expect_ack(cover.recovery, cover.ack_due);
+        self.cover
+            .expect_loop(id, cover.arrival.saturating_add(loop_margin));
+        Some(cover.packet)
     }
 
     /// Takes what the gateway delivered for this client: the SURB id the
@@ -473,6 +508,8 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                 &mut self.stats,
                 &mut self.events,
             )
+        } else if self.cover.has_ack(&surb_id) {
+            self.cover.handle_ack(&surb_id, payload, &mut self.stats)
         } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
             // A payload that does not open under the SURB's keys is not the
             // SURB's use: the SURB stays valid for the real reply.
@@ -487,17 +524,10 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     }
 
     fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) -> DeliveryOutcome {
-        // The gateway hands over the frame it recovered; a bare exit mixer
-        // hands over the Sphinx payload. Their lengths tell them apart.
-        let frame = if payload.len() == FRAME_SIZE {
-            Frame::decode(payload)
-        } else {
-            self.format
-                .open_forward_payload(payload)
-                .and_then(|bytes| Frame::decode(&bytes))
-        };
-        match frame {
-            Ok(Frame::DataFragment { fragment, .. }) => {
+        // The gateway hands over the sealed body of the forward frame (padded
+        // to the one delivery size); only this client's key opens it.
+        match ForwardFrame::open(self.keys.secret(), payload) {
+            Ok(SealedContent::Data { fragment, .. }) => {
                 // The gateway acked it already (it holds the SURB-ack).
                 self.inbox.receive(
                     now,
@@ -507,16 +537,13 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                     &mut self.events,
                 )
             }
-            Ok(Frame::LoopCover) => {
-                self.stats.loop_cover_received += 1;
+            Ok(SealedContent::LoopCover { id }) => {
+                self.cover.loop_returned(id, &mut self.stats);
                 DeliveryOutcome::Cover
             }
-            Ok(Frame::DropCover) => {
+            Ok(SealedContent::DropCover) => {
                 self.stats.drop_cover_received += 1;
                 DeliveryOutcome::Cover
-            }
-            Ok(Frame::Ack { .. } | Frame::Reply { .. }) => {
-                self.stats.drop_delivery(DeliveryDrop::UnexpectedKind)
             }
             Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
         }
@@ -558,6 +585,12 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         }
     }
 
+    /// The SURB ids of the reply SURBs this client handed out and still
+    /// keeps: a delivery under one of them is a reply.
+    pub fn reply_surb_ids(&self) -> Vec<SurbId> {
+        self.reply_surbs.ids().collect()
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop()
@@ -575,6 +608,8 @@ pub struct Occupancy {
     pub ack_table: usize,
     /// Reply SURB recoveries kept.
     pub reply_surbs: usize,
+    /// Cover SURB-acks and loops waited on.
+    pub cover: usize,
     /// Partial incoming messages.
     pub partial_messages: usize,
     /// Bytes in partial incoming messages.

@@ -23,11 +23,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use protocol::format::{PacketFormat, ReplyRecovery};
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+use x25519_dalek::PublicKey;
 
 use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
@@ -200,8 +201,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
         events: &mut EventQueue,
     ) -> Option<Transmission> {
         while let Some((surb, fragment)) = self.reply_acks.pop_front() {
-            let ack = Frame::Ack { fragment };
-            match ack
+            match Frame::Ack
                 .encode()
                 .and_then(|frame| builder.format.use_surb(&surb, &frame))
             {
@@ -277,15 +277,15 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                             return Attempt::Skip;
                         }
                     };
-                    Frame::DataFragment {
-                        surb_ack: Some(surb_ack.0),
+                    let content = SealedContent::Data {
                         lifetime,
                         fragment: state.fragment.clone(),
-                    }
-                    .encode()
-                    .map_err(ClientError::from)
-                    .and_then(|frame| route.build(builder.format, rng, &frame))
-                    .map(|packet| (packet, route.delay().saturating_add(back)))
+                    };
+                    ForwardFrame::seal(&content, &PublicKey::from(to.client_key), surb_ack.0, rng)
+                        .and_then(|frame| Frame::Forward(frame).encode())
+                        .map_err(ClientError::from)
+                        .and_then(|frame| route.build(builder.format, rng, &frame))
+                        .map(|packet| (packet, route.delay().saturating_add(back)))
                 }
             },
             Target::Surbs(surbs) => {
@@ -377,14 +377,15 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             None
         };
         match frame {
-            Ok(Frame::Ack { fragment }) if fragment == fragment_id => {
+            // The SURB was made for this one fragment: what came back
+            // through it acknowledges that fragment.
+            Ok(Frame::Ack) => {
                 if let Some(entry) = entry {
                     health.record_success(&entry.mixes);
                 }
-                self.acknowledge(fragment, stats, events);
+                self.acknowledge(fragment_id, stats, events);
                 DeliveryOutcome::Acked
             }
-            Ok(Frame::Ack { .. }) => stats.drop_delivery(DeliveryDrop::AckMismatch),
             Ok(_) => stats.drop_delivery(DeliveryDrop::UnexpectedKind),
             Err(_) => stats.drop_delivery(DeliveryDrop::NotAFrame),
         }

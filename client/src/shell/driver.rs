@@ -561,6 +561,13 @@ impl<C: GatewayDialer> Driver<C> {
                     }
                 }
                 ClientEvent::ReceiveTimedOut { id } => self.forget_partial(&id),
+                ClientEvent::LoopsMissing { in_a_row } => {
+                    tracing::warn!(
+                        "{in_a_row} loops sent to this client's own mailbox did not come back: \
+                         its gateway may be dropping its mail"
+                    );
+                    ShellStats::add(&self.stats.gateway_alarms, 1);
+                }
             }
         }
     }

@@ -44,6 +44,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::error::ProtocolError;
 use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment};
+use crate::link::DELIVERY_PAYLOAD_SIZE;
 use crate::packet::FRAME_SIZE;
 use crate::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use crate::surb::SURB_SIZE;
@@ -126,9 +127,19 @@ impl ForwardFrame {
         })
     }
 
-    /// Opens a sealed body (as stored and delivered by the gateway) with the
-    /// recipient's secret.
+    /// What the gateway stores and delivers for this frame: the sealed body,
+    /// zero-padded to the one delivery size of the client link.
+    pub fn delivery_payload(&self) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(DELIVERY_PAYLOAD_SIZE);
+        payload.extend_from_slice(self.sealed.as_slice());
+        payload.resize(DELIVERY_PAYLOAD_SIZE, 0);
+        payload
+    }
+
+    /// Opens a sealed body (as stored and delivered by the gateway, padding
+    /// or not) with the recipient's secret.
     pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<SealedContent, ProtocolError> {
+        let sealed = sealed.get(..SEALED_SIZE).unwrap_or(sealed);
         let plaintext = crate::seal::open(secret, sealed)?;
         SealedContent::decode(plaintext.as_slice())
     }

@@ -275,7 +275,9 @@ impl<C: SimCodec> Engine<C> {
                         self.tally.delivery.messages_failed += 1;
                     }
                 }
-                ClientEvent::Progress { .. } | ClientEvent::ReceiveTimedOut { .. } => {}
+                ClientEvent::Progress { .. }
+                | ClientEvent::ReceiveTimedOut { .. }
+                | ClientEvent::LoopsMissing { .. } => {}
             }
         }
     }

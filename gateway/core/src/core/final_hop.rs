@@ -192,6 +192,8 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         else {
             return drop(GatewayDropReason::BadPayload);
         };
+        let payload = frame.delivery_payload();
+        let lifetime = frame.lifetime.duration();
         let ack = Some(PendingAck {
             surb: frame.surb_ack,
         });
@@ -201,14 +203,11 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             self.stats.dropped(GatewayDropReason::DropCover);
             return Ok((None, ack));
         }
-        let mut payload = Vec::with_capacity(DELIVERY_PAYLOAD_SIZE);
-        payload.extend_from_slice(frame.sealed.as_slice());
-        payload.resize(DELIVERY_PAYLOAD_SIZE, 0);
         let message = NewMessage {
             client,
             surb_id: delivery.surb_id,
             payload,
-            lifetime: frame.lifetime.duration(),
+            lifetime,
         };
         Ok((Some(message), ack))
     }
