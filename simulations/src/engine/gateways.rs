@@ -68,6 +68,13 @@ impl<C: SimCodec> Engine<C> {
 
     /// Schedules gateway `g`'s wake at its core's `next_timeout`, unless a
     /// wake at or before it is already due.
+    ///
+    /// Called at the start and after every wake only: a gateway's timers
+    /// change when a session opens (all open at time zero here), when it
+    /// sweeps its mailbox (in `handle_timeout`), and when it stores a message
+    /// whose sender set a lifetime (simulated clients set none), and
+    /// `next_timeout` looks at every session, too slow to ask after each
+    /// packet.
     pub(super) fn reschedule_gateway(&mut self, now: Timestamp, g: usize) {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
@@ -151,7 +158,6 @@ impl<C: SimCodec> Engine<C> {
         };
         let actions = gw.core.handle_client_bytes(now, session, &bytes);
         self.gateway_actions(now, g, actions, None);
-        self.reschedule_gateway(now, g);
     }
 
     /// Gateway `g`'s exit mixer unwrapped a final hop for one of its clients.
@@ -161,7 +167,6 @@ impl<C: SimCodec> Engine<C> {
         };
         let report = gw.core.handle_delivery(now, delivery);
         self.gateway_actions(now, g, report.actions, None);
-        self.reschedule_gateway(now, g);
     }
 
     /// Carries out gateway `g`'s actions. `from_client` is the slot of the
