@@ -87,7 +87,9 @@ impl<C: SimCodec> Engine<C> {
         self.schedule(at, Event::GatewayWake(g as u32));
     }
 
-    /// Gateway `g`'s timers are due (the mailbox sweep).
+    /// Gateway `g`'s timers are due (the mailbox sweep). A sweep that found
+    /// a full batch asks for `now` again, and gets it (after the events
+    /// already due at `now`), as the binary's loop comes straight back.
     pub(super) fn gateway_wake(&mut self, now: Timestamp, g: usize) {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
@@ -98,20 +100,6 @@ impl<C: SimCodec> Engine<C> {
         gw.wake_at = None;
         let actions = gw.core.handle_timeout(now);
         self.gateway_actions(now, g, actions, None);
-        // A sweep that keeps finding work asks for `now` again: the next
-        // look is a little later, as the binary's loop would come back.
-        let next = self
-            .gateways
-            .get(g)
-            .map(|gw| gw.core.next_timeout())
-            .filter(|t| *t <= now);
-        if next.is_some()
-            && let Some(gw) = self.gateways.get_mut(g)
-        {
-            let at = now.saturating_add(std::time::Duration::from_millis(1));
-            gw.wake_at = Some(at);
-            self.schedule(at, Event::GatewayWake(g as u32));
-        }
         self.reschedule_gateway(now, g);
     }
 
