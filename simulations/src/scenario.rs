@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use client_core::ClientConfig;
+use client_core::{ClientConfig, Envelope};
 use protocol::frame::FRAGMENT_CAPACITY;
-use protocol::surb::SURB_SIZE;
 
 use crate::error::SimError;
 
@@ -356,7 +355,7 @@ impl Scenario {
             return Err(SimError::invalid("traffic.message_size", "must be ≥ 1"));
         }
         let core = self.client_config();
-        let envelope = 4 + t.reply_surbs * SURB_SIZE + t.message_size;
+        let envelope = Envelope::message_len(t.reply_surbs, t.message_size);
         if envelope.div_ceil(FRAGMENT_CAPACITY) > core.max_message_fragments {
             return Err(SimError::invalid(
                 "traffic.message_size",

@@ -114,6 +114,7 @@ fn end_to_end_latency_is_sum_of_hop_delays_and_link_latencies() {
         // client→gateway, gateway→L1, L1→L2, L2→L3, L3→exit: five links; three mix delays.
         let expected = 3.0 * 50.0 + 5.0 * latency.mean_ms();
         let l = &out.report.packet_latency_ms;
+        eprintln!("{latency:?}: mean {} ms vs {expected}", l.mean);
         assert!(l.count > 8_000, "{}", l.count);
         assert!(
             (l.mean - expected).abs() / expected < 0.02,

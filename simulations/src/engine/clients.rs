@@ -137,6 +137,17 @@ impl<C: SimCodec> Engine<C> {
             TransmissionKind::DropCover => Kind::Drop,
             TransmissionKind::LoopCover => Kind::Loop,
         };
+        // The client link carries packets of the one size only.
+        let Ok(packet) = Box::<[u8; PACKET_SIZE]>::try_from(t.packet.bytes.into_boxed_slice())
+        else {
+            self.tally.drop("wrong_size");
+            return;
+        };
+        let bytes = ClientMessage::SendPacket {
+            first_hop: t.packet.first_hop,
+            packet,
+        }
+        .encode();
         let mut target = None;
         if let Kind::Fragment { msg, .. } = kind
             && self.messages.get(msg as usize).is_some_and(|m| m.measured)
@@ -148,16 +159,6 @@ impl<C: SimCodec> Engine<C> {
                 self.targets_in_flight += 1;
             }
         }
-        let Ok(packet) = Box::<[u8; PACKET_SIZE]>::try_from(t.packet.bytes.into_boxed_slice())
-        else {
-            self.tally.drop("wrong_size");
-            return;
-        };
-        let bytes = ClientMessage::SendPacket {
-            first_hop: t.packet.first_hop,
-            packet,
-        }
-        .encode();
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };

@@ -68,6 +68,13 @@ impl<C: SimCodec> Engine<C> {
 
     /// Schedules gateway `g`'s wake at its core's `next_timeout`, unless a
     /// wake at or before it is already due.
+    ///
+    /// Called at the start and after every wake only: a gateway's timers
+    /// change when a session opens (all open at time zero here), when it
+    /// sweeps its mailbox (in `handle_timeout`), and when it stores a message
+    /// whose sender set a lifetime (simulated clients set none), and
+    /// `next_timeout` looks at every session, too slow to ask after each
+    /// packet.
     pub(super) fn reschedule_gateway(&mut self, now: Timestamp, g: usize) {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
@@ -80,7 +87,9 @@ impl<C: SimCodec> Engine<C> {
         self.schedule(at, Event::GatewayWake(g as u32));
     }
 
-    /// Gateway `g`'s timers are due (the mailbox sweep).
+    /// Gateway `g`'s timers are due (the mailbox sweep). A sweep that found
+    /// a full batch asks for `now` again, and gets it (after the events
+    /// already due at `now`), as the binary's loop comes straight back.
     pub(super) fn gateway_wake(&mut self, now: Timestamp, g: usize) {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
@@ -91,20 +100,6 @@ impl<C: SimCodec> Engine<C> {
         gw.wake_at = None;
         let actions = gw.core.handle_timeout(now);
         self.gateway_actions(now, g, actions, None);
-        // A sweep that keeps finding work asks for `now` again: the next
-        // look is a little later, as the binary's loop would come back.
-        let next = self
-            .gateways
-            .get(g)
-            .map(|gw| gw.core.next_timeout())
-            .filter(|t| *t <= now);
-        if next.is_some()
-            && let Some(gw) = self.gateways.get_mut(g)
-        {
-            let at = now.saturating_add(std::time::Duration::from_millis(1));
-            gw.wake_at = Some(at);
-            self.schedule(at, Event::GatewayWake(g as u32));
-        }
         self.reschedule_gateway(now, g);
     }
 
@@ -151,7 +146,6 @@ impl<C: SimCodec> Engine<C> {
         };
         let actions = gw.core.handle_client_bytes(now, session, &bytes);
         self.gateway_actions(now, g, actions, None);
-        self.reschedule_gateway(now, g);
     }
 
     /// Gateway `g`'s exit mixer unwrapped a final hop for one of its clients.
@@ -161,7 +155,6 @@ impl<C: SimCodec> Engine<C> {
         };
         let report = gw.core.handle_delivery(now, delivery);
         self.gateway_actions(now, g, report.actions, None);
-        self.reschedule_gateway(now, g);
     }
 
     /// Carries out gateway `g`'s actions. `from_client` is the slot of the
