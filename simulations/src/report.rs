@@ -219,9 +219,9 @@ pub struct Report {
     /// Sender anonymity of target packets.
     pub anonymity: Anonymity,
     /// Packets lost, by reason: mixers' drops, gateway cores' drops and
-    /// `link_loss`. Not here: the gateways' `unknown_client` drops, which
-    /// are the clients' drop cover (addressed to random keys) ending where it
-    /// should; they are in the gateways' `dropped` in `nodes`.
+    /// `link_loss`. Not here: the gateways' `drop_cover` discards, which are
+    /// the clients' drop cover (addressed to the drop address, acknowledged)
+    /// ending where it should; they are in the gateways' `dropped` in `nodes`.
     pub drops: BTreeMap<String, u64>,
 }
 

@@ -69,6 +69,9 @@ pub fn test_params() -> NetworkParams {
 }
 
 /// One gateway of the test network, before its client starts.
+/// Each registered client's gateway index and key pair, by client key.
+type Registered = Arc<std::sync::Mutex<HashMap<[u8; 32], (usize, SphinxKeyPair)>>>;
+
 pub struct GatewaySlot {
     pub id: NodeId,
     pub control: MemoryGatewayControl,
@@ -89,7 +92,7 @@ pub struct TestMixnet {
     pub topology: Arc<Topology>,
     pub gateways: Vec<GatewaySlot>,
     /// Client key → index of its gateway, filled by `register`.
-    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], (usize, SphinxKeyPair)>>>,
+    clients: Registered,
     /// Packets a mixer refused.
     pub refused: Arc<AtomicU64>,
     /// Deliveries for a client key nobody registered (drop cover).
@@ -202,7 +205,7 @@ impl TestMixnet {
 struct Router {
     mixers: HashMap<NodeId, Mixer>,
     gateways: HashMap<NodeId, MemoryGatewayControl>,
-    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], (usize, SphinxKeyPair)>>>,
+    clients: Registered,
     refused: Arc<AtomicU64>,
     undeliverable: Arc<AtomicU64>,
     hold: Arc<std::sync::Mutex<HoldBack>>,

@@ -417,10 +417,9 @@ impl<C: SimCodec> Engine<C> {
         for g in &self.gateways {
             let s = g.core.stats().snapshot();
             for reason in gateway_core::GatewayDropReason::ALL {
-                // Drop cover goes to random client keys: `unknown_client` is
-                // where it is meant to end, not a loss.
-                if reason != gateway_core::GatewayDropReason::UnknownClient && s.dropped(reason) > 0
-                {
+                // Drop cover goes to the drop address: `drop_cover` is where
+                // it is meant to end (acknowledged, then discarded), not a loss.
+                if reason != gateway_core::GatewayDropReason::DropCover && s.dropped(reason) > 0 {
                     *drops.entry(reason.as_str().to_string()).or_default() += s.dropped(reason);
                 }
             }
@@ -509,7 +508,8 @@ mod tests {
         s.topology.nodes_per_layer = 1;
         s.topology.gateways = 2;
         s.traffic.clients = 4;
-        // No real messages: no SURB-acks, whose sender is a gateway too.
+        // No real messages: the gateways send only cover SURB-acks (and
+        // their loops, when on).
         s.traffic.message_rate = 0.0;
         s.traffic.lambda_m = 5.0;
         s.traffic.gateway_cover = gateway_cover;
@@ -538,14 +538,18 @@ mod tests {
 
     #[test]
     fn gateway_cover_sits_in_the_pools_as_sent_by_its_gateway() {
-        // On: layer 1 holds gateways' loops, believed sent by the gateways,
-        // and no belief loses mass (every sender id has a place in the pool).
-        let (mass, error) = watch_layer_one(true);
-        assert!(mass > 1.0, "{mass}");
+        // Layer 1 holds packets believed sent by gateways: the SURB-acks of
+        // every client packet (cover included), and, when on, the gateways'
+        // own loops on top. No belief loses mass (every sender id has a
+        // place in the pool).
+        let (on, error) = watch_layer_one(true);
         assert!(error < 1e-9, "{error}");
-        // Off: no packet is ever believed to come from a gateway.
-        let (mass, error) = watch_layer_one(false);
-        assert_eq!(mass, 0.0);
+        let (off, error) = watch_layer_one(false);
         assert!(error < 1e-9, "{error}");
+        assert!(off > 1.0, "cover SURB-acks come from the gateways: {off}");
+        assert!(
+            on > off * 1.2,
+            "the gateways' loops add to them: {on} vs {off}"
+        );
     }
 }
