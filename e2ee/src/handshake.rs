@@ -11,7 +11,7 @@ use crate::SessionError;
 use crate::bundle::{LocalIdentity, PeerIdentity, PqEncapsulationKey, PrekeyBundle, PrekeySecrets};
 use crate::secret::Secret32;
 use crate::suite::{
-    CipherSuite, LABEL_HANDSHAKE, LABEL_HANDSHAKE_ID, LABEL_TRANSCRIPT, split_three,
+    CipherSuite, HeaderKey, LABEL_HANDSHAKE, LABEL_HANDSHAKE_ID, LABEL_TRANSCRIPT, split_secrets,
 };
 use crate::wire::Reader;
 
@@ -135,9 +135,9 @@ pub(crate) struct HandshakeKeys {
     /// The shared root key SK.
     pub(crate) root: Secret32,
     /// Header key of the initiator's first sending chain (HKa).
-    pub(crate) initiator_header: Secret32,
+    pub(crate) initiator_header: HeaderKey,
     /// Header key of the responder's first sending chain (NHKb).
-    pub(crate) responder_header: Secret32,
+    pub(crate) responder_header: HeaderKey,
     /// The encoded initial prefix.
     pub(crate) prefix: Vec<u8>,
     /// Hash of the prefix: names the handshake.
@@ -231,15 +231,27 @@ pub(crate) fn respond(
 }
 
 fn finish(
-    [root, initiator_header, responder_header]: [Secret32; 3],
+    [
+        root,
+        initiator_seal,
+        initiator_tag,
+        responder_seal,
+        responder_tag,
+    ]: [Secret32; 5],
     prefix: &InitialPrefix,
     encoded: Vec<u8>,
     responder: PeerIdentity,
 ) -> HandshakeKeys {
     HandshakeKeys {
         root,
-        initiator_header,
-        responder_header,
+        initiator_header: HeaderKey {
+            seal: initiator_seal,
+            tag: initiator_tag,
+        },
+        responder_header: HeaderKey {
+            seal: responder_seal,
+            tag: responder_tag,
+        },
         handshake_id: handshake_id(prefix.suite, &encoded),
         prefix: encoded,
         identities: (prefix.sender, responder),
@@ -247,8 +259,9 @@ fn finish(
 }
 
 /// `SK || HKa || NHKb = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 || SS_kem,
-/// info = LABEL_HANDSHAKE || transcript hash, L = 96)`. The transcript holds
-/// both identities whole (X25519 and Ed25519 keys).
+/// info = LABEL_HANDSHAKE || transcript hash, L = 160)`, each header key being
+/// a seal key and a tag key. The transcript holds both identities whole
+/// (X25519 and Ed25519 keys).
 fn derive_root(
     prefix: &InitialPrefix,
     responder: &PeerIdentity,
@@ -256,7 +269,7 @@ fn derive_root(
     responder_pq_public: &[u8],
     dh: [&SharedSecret; 3],
     kem_secret: &[u8; 32],
-) -> Result<[Secret32; 3], SessionError> {
+) -> Result<[Secret32; 5], SessionError> {
     let suite = prefix.suite;
     let transcript = suite.hash(&[
         LABEL_TRANSCRIPT,
@@ -279,9 +292,9 @@ fn derive_root(
     let mut info = Vec::with_capacity(LABEL_HANDSHAKE.len() + 32);
     info.extend_from_slice(LABEL_HANDSHAKE);
     info.extend_from_slice(&transcript);
-    let mut okm = Zeroizing::new([0u8; 96]);
+    let mut okm = Zeroizing::new([0u8; 160]);
     suite.hkdf(&[0u8; 32], &ikm, &info, okm.as_mut_slice())?;
-    Ok(split_three(&okm))
+    Ok(split_secrets(okm.as_slice()))
 }
 
 /// Refuses an all-zero X25519 output (the peer sent a low-order point).
@@ -328,14 +341,18 @@ mod tests {
         assert_eq!(sent.identities, received.identities);
         assert_eq!(sent.identities, (alice.public(), bob.public()));
         assert_eq!(
-            sent.initiator_header.expose(),
-            received.initiator_header.expose()
+            sent.initiator_header.seal.expose(),
+            received.initiator_header.seal.expose()
         );
         assert_eq!(
-            sent.responder_header.expose(),
-            received.responder_header.expose()
+            sent.responder_header.tag.expose(),
+            received.responder_header.tag.expose()
         );
-        assert_ne!(sent.root.expose(), sent.initiator_header.expose());
+        assert_ne!(sent.root.expose(), sent.initiator_header.seal.expose());
+        assert_ne!(
+            sent.initiator_header.seal.expose(),
+            sent.initiator_header.tag.expose()
+        );
     }
 
     #[test]

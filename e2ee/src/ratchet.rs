@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::SessionError;
 use crate::handshake::{KIND_RATCHET, contributory, unknown_kind};
 use crate::secret::Secret32;
-use crate::suite::{CipherSuite, MESSAGE_NONCE_LEN, MESSAGE_TAG_LEN, TAG_LEN};
+use crate::suite::{CipherSuite, HeaderKey, MESSAGE_NONCE_LEN, MESSAGE_TAG_LEN, TAG_LEN};
 use crate::wire::Reader;
 
 /// At most this many message keys are skipped in one chain.
@@ -121,26 +121,23 @@ impl<'a> WireHeader<'a> {
         Ok((header, body))
     }
 
-    /// Decrypts the header under `header_key` and checks that the tag is the
-    /// one of the decrypted number: `DecryptionFailed` under any other key.
-    fn open(&self, header_key: &Secret32) -> Result<RatchetHeader, SessionError> {
+    /// Decrypts the header under a chain's header seal key (the tag, as
+    /// part of the associated data, is authenticated with it):
+    /// `DecryptionFailed` under any other key.
+    fn open(&self, seal_key: &Secret32) -> Result<RatchetHeader, SessionError> {
         let plain = self
             .suite
-            .open_header(header_key, &self.nonce, self.clear, self.sealed)?;
-        let header = RatchetHeader::decode(&plain)?;
-        if self.suite.message_tag(header_key, header.number)? != self.tag {
-            return Err(SessionError::DecryptionFailed);
-        }
-        Ok(header)
+            .open_header(seal_key, &self.nonce, self.clear, self.sealed)?;
+        RatchetHeader::decode(&plain)
     }
 }
 
 /// What the sender needs to write one message: its header, routing tag,
-/// header key and message key.
+/// header seal key and message key.
 pub(crate) struct Outgoing {
     header: RatchetHeader,
     tag: [u8; MESSAGE_TAG_LEN],
-    header_key: Secret32,
+    seal_key: Secret32,
     pub(crate) message_key: Secret32,
 }
 
@@ -158,7 +155,7 @@ impl Outgoing {
         out.extend_from_slice(&self.tag);
         out.extend_from_slice(nonce);
         let plain = Zeroizing::new(self.header.encode());
-        let sealed = suite.seal_header(&self.header_key, nonce, &out, plain.as_slice())?;
+        let sealed = suite.seal_header(&self.seal_key, nonce, &out, plain.as_slice())?;
         out.extend_from_slice(&sealed);
         Ok(out)
     }
@@ -167,29 +164,37 @@ impl Outgoing {
 /// A stored key of a message that has not arrived yet.
 #[derive(Clone, Serialize, Deserialize)]
 struct SkippedKey {
-    /// Header key of the message's chain.
-    header_key: Secret32,
+    /// Header seal key of the message's chain.
+    header: Secret32,
     number: u32,
     tag: [u8; MESSAGE_TAG_LEN],
     key: Secret32,
 }
 
 /// What is remembered of a receiving chain after the DH ratchet moved on:
-/// its header key (to recognise its messages), no message key.
+/// its header seal key (to recognise its messages), no message key.
 #[derive(Clone, Serialize, Deserialize)]
 struct PastChain {
-    header_key: Secret32,
+    header: Secret32,
     /// Messages `0..end` of the chain were decrypted or had their key stored.
     end: u32,
     /// Stored keys below this number were deleted to keep the window bounded.
     evicted_below: u32,
 }
 
+/// Most tags kept for [`Ratchet::take_new_tags`] between two calls; beyond,
+/// the next call returns every expected tag instead.
+const MAX_FRESH_TAGS: usize = 4096;
+
 /// Routing tags the ratchet expects next, kept up to date as messages come
 /// (not serialized: rebuilt on first use after a restore).
 #[derive(Clone, Default)]
 struct TagCache {
     filled: bool,
+    /// Tags that became expected since the last `take_new_tags`.
+    fresh: Vec<[u8; MESSAGE_TAG_LEN]>,
+    /// `fresh` is incomplete: the next `take_new_tags` returns all tags.
+    fresh_incomplete: bool,
     /// Number of the first tag in `current`.
     current_start: u32,
     /// Tags of messages `current_start..current_start + TAG_WINDOW` of the current receiving chain.
@@ -210,13 +215,13 @@ pub(crate) struct Ratchet {
     own_fresh: bool,
     remote: Option<[u8; 32]>,
     send_chain: Option<Secret32>,
-    send_header: Option<Secret32>,
-    next_send_header: Secret32,
+    send_header: Option<HeaderKey>,
+    next_send_header: HeaderKey,
     send_number: u32,
     previous_send_len: u32,
     recv_chain: Option<Secret32>,
-    recv_header: Option<Secret32>,
-    next_recv_header: Secret32,
+    recv_header: Option<HeaderKey>,
+    next_recv_header: HeaderKey,
     recv_number: u32,
     /// Stored keys of the current receiving chain below this number were deleted.
     recv_evicted_below: u32,
@@ -237,8 +242,8 @@ struct Staged {
     root: Secret32,
     remote: Option<[u8; 32]>,
     recv_chain: Option<Secret32>,
-    recv_header: Option<Secret32>,
-    next_recv_header: Secret32,
+    recv_header: Option<HeaderKey>,
+    next_recv_header: HeaderKey,
     recv_number: u32,
     send_step_pending: bool,
     peer_confirmed: bool,
@@ -268,8 +273,8 @@ impl Staged {
         while self.recv_number < until {
             let (next, key) = suite.kdf_chain(&chain)?;
             self.new_skipped.push(SkippedKey {
-                tag: suite.message_tag(&header_key, self.recv_number)?,
-                header_key: header_key.clone(),
+                tag: suite.message_tag(&header_key.tag, self.recv_number)?,
+                header: header_key.seal.clone(),
                 number: self.recv_number,
                 key,
             });
@@ -290,8 +295,8 @@ impl Ratchet {
         suite: CipherSuite,
         root: Secret32,
         remote: [u8; 32],
-        header: Secret32,
-        peer_header: Secret32,
+        header: HeaderKey,
+        peer_header: HeaderKey,
     ) -> Result<Self, SessionError> {
         let own_secret = Secret32::random(rng);
         let own_public = public_of(&own_secret);
@@ -316,8 +321,8 @@ impl Ratchet {
         suite: CipherSuite,
         root: Secret32,
         signed_prekey: Secret32,
-        header: Secret32,
-        peer_header: Secret32,
+        header: HeaderKey,
+        peer_header: HeaderKey,
     ) -> Self {
         let own_public = public_of(&signed_prekey);
         Self {
@@ -394,8 +399,8 @@ impl Ratchet {
                 previous_chain_len: self.previous_send_len,
                 number: self.send_number,
             },
-            tag: self.suite.message_tag(header_key, self.send_number)?,
-            header_key: header_key.clone(),
+            tag: self.suite.message_tag(&header_key.tag, self.send_number)?,
+            seal_key: header_key.seal.clone(),
             message_key,
         };
         self.send_chain = Some(next);
@@ -412,7 +417,7 @@ impl Ratchet {
     ) -> Result<T, SessionError> {
         if let Some(index) = self.skipped.iter().position(|s| s.tag == wire.tag) {
             let skipped = self.skipped.get(index).ok_or(SessionError::StaleMessage)?;
-            let header = wire.open(&skipped.header_key)?;
+            let header = wire.open(&skipped.header)?;
             if header.number != skipped.number {
                 return Err(SessionError::DecryptionFailed);
             }
@@ -421,7 +426,7 @@ impl Ratchet {
             return Ok(value);
         }
         if let Some(header_key) = &self.recv_header
-            && let Ok(header) = wire.open(header_key)
+            && let Ok(header) = wire.open(&header_key.seal)
         {
             if Some(header.ratchet_key) != self.remote {
                 return Err(SessionError::DecryptionFailed);
@@ -435,14 +440,14 @@ impl Ratchet {
             }
             return self.receive_new(&header, false, open);
         }
-        if let Ok(header) = wire.open(&self.next_recv_header) {
+        if let Ok(header) = wire.open(&self.next_recv_header.seal) {
             if Some(header.ratchet_key) == self.remote {
                 return Err(SessionError::DecryptionFailed);
             }
             return self.receive_new(&header, true, open);
         }
         for past in self.past_chains.iter().rev() {
-            if let Ok(header) = wire.open(&past.header_key) {
+            if let Ok(header) = wire.open(&past.header) {
                 return Err(
                     if header.number >= past.end || header.number < past.evicted_below {
                         SessionError::StaleMessage
@@ -489,8 +494,8 @@ impl Ratchet {
         };
         if new_chain {
             staged.skip_until(self.suite, header.previous_chain_len)?;
-            staged.retired = staged.recv_header.clone().map(|header_key| PastChain {
-                header_key,
+            staged.retired = staged.recv_header.as_ref().map(|header_key| PastChain {
+                header: header_key.seal.clone(),
                 end: staged.recv_number,
                 evicted_below: self.recv_evicted_below,
             });
@@ -561,6 +566,8 @@ impl Ratchet {
             {
                 self.note_eviction(&evicted);
             }
+            // Most were in a window already; a key skipped beyond it is new.
+            self.note_fresh(key.tag);
             self.skipped.push_back(key);
         }
         self.advance_tags(new_chain);
@@ -569,14 +576,14 @@ impl Ratchet {
     /// Remembers that a stored key was deleted, so its message is called stale, not duplicate.
     fn note_eviction(&mut self, evicted: &SkippedKey) {
         let below = evicted.number.saturating_add(1);
-        let same_chain = |key: &Secret32| key.expose() == evicted.header_key.expose();
-        if self.recv_header.as_ref().is_some_and(same_chain) {
-            self.recv_evicted_below = self.recv_evicted_below.max(below);
-        } else if let Some(past) = self
-            .past_chains
-            .iter_mut()
-            .find(|c| same_chain(&c.header_key))
+        let same_chain = |key: &Secret32| key.expose() == evicted.header.expose();
+        if self
+            .recv_header
+            .as_ref()
+            .is_some_and(|h| same_chain(&h.seal))
         {
+            self.recv_evicted_below = self.recv_evicted_below.max(below);
+        } else if let Some(past) = self.past_chains.iter_mut().find(|c| same_chain(&c.header)) {
             past.evicted_below = past.evicted_below.max(below);
         }
     }
@@ -596,18 +603,45 @@ impl Ratchet {
         Ok(tags)
     }
 
+    /// Every tag that became expected since the previous call (the first
+    /// call, or one after more than [`MAX_FRESH_TAGS`] changes, returns all
+    /// expected tags: a superset is always a correct answer).
+    pub(crate) fn take_new_tags(&mut self) -> Result<Vec<[u8; MESSAGE_TAG_LEN]>, SessionError> {
+        if !self.tags.filled || self.tags.fresh_incomplete {
+            let all = self.expected_tags()?;
+            self.tags.fresh.clear();
+            self.tags.fresh_incomplete = false;
+            return Ok(all);
+        }
+        Ok(std::mem::take(&mut self.tags.fresh))
+    }
+
+    /// Records a tag that became expected.
+    fn note_fresh(&mut self, tag: [u8; MESSAGE_TAG_LEN]) {
+        if !self.tags.filled || self.tags.fresh_incomplete {
+            return;
+        }
+        if self.tags.fresh.len() >= MAX_FRESH_TAGS {
+            self.tags.fresh = Vec::new();
+            self.tags.fresh_incomplete = true;
+        } else {
+            self.tags.fresh.push(tag);
+        }
+    }
+
     /// Computes the tag windows from scratch.
     fn fill_tags(&mut self) -> Result<(), SessionError> {
         self.tags = TagCache {
-            filled: false,
             current_start: self.recv_number,
-            current: VecDeque::new(),
             next: window(self.suite, &self.next_recv_header, 0)?,
+            ..TagCache::default()
         };
         if let Some(header_key) = &self.recv_header {
             self.tags.current = window(self.suite, header_key, self.recv_number)?.into();
         }
         self.tags.filled = true;
+        // Whoever follows changes has not seen these yet.
+        self.tags.fresh_incomplete = true;
         Ok(())
     }
 
@@ -626,6 +660,9 @@ impl Ratchet {
     fn slide_tags(&mut self, new_chain: bool) -> Result<(), SessionError> {
         if new_chain {
             let next = window(self.suite, &self.next_recv_header, 0)?;
+            for tag in &next {
+                self.note_fresh(*tag);
+            }
             self.tags.current = std::mem::replace(&mut self.tags.next, next).into();
             self.tags.current_start = 0;
         }
@@ -643,9 +680,9 @@ impl Ratchet {
             .current_start
             .saturating_add(self.tags.current.len() as u32);
         while number < end {
-            self.tags
-                .current
-                .push_back(self.suite.message_tag(&header_key, number)?);
+            let tag = self.suite.message_tag(&header_key.tag, number)?;
+            self.note_fresh(tag);
+            self.tags.current.push_back(tag);
             number += 1;
         }
         Ok(())
@@ -689,11 +726,11 @@ impl Ratchet {
 /// Tags of messages `start..start + TAG_WINDOW` of the chain with `header_key`.
 fn window(
     suite: CipherSuite,
-    header_key: &Secret32,
+    header_key: &HeaderKey,
     start: u32,
 ) -> Result<Vec<[u8; MESSAGE_TAG_LEN]>, SessionError> {
     (start..start.saturating_add(TAG_WINDOW))
-        .map(|number| suite.message_tag(header_key, number))
+        .map(|number| suite.message_tag(&header_key.tag, number))
         .collect()
 }
 
@@ -723,7 +760,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wire_header_opens_under_its_key_only_and_checks_its_tag() {
+    fn a_wire_header_opens_under_its_key_only_and_authenticates_its_tag() {
         let suite = CipherSuite::DEFAULT;
         let key = Secret32::new([4u8; 32]);
         let outgoing = Outgoing {
@@ -733,7 +770,7 @@ mod tests {
                 number: 7,
             },
             tag: suite.message_tag(&key, 7).unwrap(),
-            header_key: key.clone(),
+            seal_key: key.clone(),
             message_key: Secret32::new([0u8; 32]),
         };
         let mut message = outgoing
@@ -745,9 +782,9 @@ mod tests {
         assert_eq!(body, b"body");
         assert_eq!(wire.open(&key).unwrap(), outgoing.header);
         assert!(wire.open(&Secret32::new([5u8; 32])).is_err());
-        // A tag that is not the decrypted number's is refused.
+        // The tag is authenticated with the header: another tag is refused.
         let mut wrong_tag = message.clone();
-        wrong_tag[2..2 + MESSAGE_TAG_LEN].copy_from_slice(&suite.message_tag(&key, 8).unwrap());
+        wrong_tag[2] ^= 1;
         let (wire, _) = WireHeader::parse(&wrong_tag).unwrap();
         assert!(wire.open(&key).is_err());
     }

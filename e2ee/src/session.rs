@@ -364,6 +364,24 @@ impl Session {
             .collect())
     }
 
+    /// The routing tags that became expected since the previous call: about
+    /// one per message received, [`crate::TAG_WINDOW`] more per new
+    /// receiving chain, and the keys skipped beyond the window. The first
+    /// call (also after a restore), or one after thousands of changes,
+    /// returns every expected tag instead: the answer may hold more than
+    /// what is new, never less. Tags that stop being expected (their
+    /// message came) are not reported; a table fed from here keeps them
+    /// until it is rebuilt from [`Session::expected_tags`], and a message
+    /// sent to a stale tag is refused by the session as a duplicate.
+    pub fn take_new_tags(&mut self) -> Result<Vec<MessageTag>, SessionError> {
+        Ok(self
+            .ratchet
+            .take_new_tags()?
+            .into_iter()
+            .map(MessageTag)
+            .collect())
+    }
+
     /// Signs `statement` with our Ed25519 identity key, bound to this
     /// session: the signature covers a label, the handshake id, our identity,
     /// the peer's identity and the statement, so it means nothing in another

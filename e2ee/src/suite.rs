@@ -16,12 +16,21 @@ use zeroize::Zeroizing;
 use crate::SessionError;
 use crate::secret::Secret32;
 
-/// The three secrets of a root-chain step: the next root key, the new
-/// chain key, and the header key of the chain after it.
+/// The header key of one sending chain, as two independent secrets: one
+/// encrypts the chain's headers (XChaCha20-Poly1305), one computes its
+/// messages' routing tags (HMAC-SHA256).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct HeaderKey {
+    pub(crate) seal: Secret32,
+    pub(crate) tag: Secret32,
+}
+
+/// The secrets of a root-chain step: the next root key, the new chain key,
+/// and the header key of the chain after it.
 pub(crate) struct RootStep {
     pub(crate) root: Secret32,
     pub(crate) chain: Secret32,
-    pub(crate) next_header: Secret32,
+    pub(crate) next_header: HeaderKey,
 }
 
 /// KDF label of the handshake's root-key derivation.
@@ -30,8 +39,6 @@ pub(crate) const LABEL_HANDSHAKE: &[u8] = b"mixnet-e2ee/v2 pqxdh";
 pub(crate) const LABEL_ROOT: &[u8] = b"mixnet-e2ee/v2 root";
 /// KDF label that expands a message key and a message nonce into an AEAD key and nonce.
 pub(crate) const LABEL_MESSAGE: &[u8] = b"mixnet-e2ee/v2 message";
-/// KDF label that expands a header key into the key that encrypts headers.
-pub(crate) const LABEL_HEADER: &[u8] = b"mixnet-e2ee/v2 header";
 /// HMAC label of a message's routing tag.
 pub(crate) const LABEL_TAG: &[u8] = b"mixnet-e2ee/v2 tag";
 /// Domain separator of the handshake transcript hash.
@@ -117,19 +124,20 @@ impl CipherSuite {
         }
     }
 
-    /// Root-chain step: `(root', chain, next header key) = KDF_RK(root, dh_output)`.
+    /// Root-chain step: `(root', chain, next header key) = KDF_RK(root, dh_output)`,
+    /// 128 bytes of HKDF output: root, chain, header seal key, header tag key.
     pub(crate) fn kdf_root(
         self,
         root: &Secret32,
         dh_output: &[u8; 32],
     ) -> Result<RootStep, SessionError> {
-        let mut okm = Zeroizing::new([0u8; 96]);
+        let mut okm = Zeroizing::new([0u8; 128]);
         self.hkdf(root.expose(), dh_output, LABEL_ROOT, okm.as_mut_slice())?;
-        let [root, chain, next_header] = split_three(&okm);
+        let [root, chain, seal, tag] = split_secrets(okm.as_slice());
         Ok(RootStep {
             root,
             chain,
-            next_header,
+            next_header: HeaderKey { seal, tag },
         })
     }
 
@@ -218,16 +226,16 @@ impl CipherSuite {
         Ok((cipher, nonce))
     }
 
-    /// Encrypts a ratchet header under a chain's header key (XChaCha20-Poly1305
-    /// with the message's random nonce).
+    /// Encrypts a ratchet header under a chain's header seal key
+    /// (XChaCha20-Poly1305 with the message's random nonce).
     pub(crate) fn seal_header(
         self,
-        header_key: &Secret32,
+        seal_key: &Secret32,
         nonce: &[u8; MESSAGE_NONCE_LEN],
         aad: &[u8],
         header: &[u8],
     ) -> Result<Vec<u8>, SessionError> {
-        self.header_cipher(header_key)?
+        self.header_cipher(seal_key)?
             .encrypt(&XNonce::from(*nonce), Payload { msg: header, aad })
             .map_err(|_| SessionError::Malformed("header too long"))
     }
@@ -235,43 +243,36 @@ impl CipherSuite {
     /// Decrypts a ratchet header; `DecryptionFailed` under any other key.
     pub(crate) fn open_header(
         self,
-        header_key: &Secret32,
+        seal_key: &Secret32,
         nonce: &[u8; MESSAGE_NONCE_LEN],
         aad: &[u8],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SessionError> {
-        self.header_cipher(header_key)?
+        self.header_cipher(seal_key)?
             .decrypt(&XNonce::from(*nonce), Payload { msg: sealed, aad })
             .map(Zeroizing::new)
             .map_err(|_| SessionError::DecryptionFailed)
     }
 
-    fn header_cipher(self, header_key: &Secret32) -> Result<XChaCha20Poly1305, SessionError> {
+    fn header_cipher(self, seal_key: &Secret32) -> Result<XChaCha20Poly1305, SessionError> {
         match self {
             Self::X25519MlKem768Sha256ChaCha20Poly1305 => {
-                let mut key = Zeroizing::new([0u8; 32]);
-                self.hkdf(
-                    &[0u8; 32],
-                    header_key.expose(),
-                    LABEL_HEADER,
-                    key.as_mut_slice(),
-                )?;
-                XChaCha20Poly1305::new_from_slice(key.as_slice())
+                XChaCha20Poly1305::new_from_slice(seal_key.expose())
                     .map_err(|_| SessionError::Malformed("header key length"))
             }
         }
     }
 
-    /// The routing tag of message `number` of the chain with `header_key`:
-    /// `HMAC-SHA256(header_key, LABEL_TAG || number)[..16]`.
+    /// The routing tag of message `number` of the chain with header tag key
+    /// `tag_key`: `HMAC-SHA256(tag_key, LABEL_TAG || number)[..16]`.
     pub(crate) fn message_tag(
         self,
-        header_key: &Secret32,
+        tag_key: &Secret32,
         number: u32,
     ) -> Result<[u8; MESSAGE_TAG_LEN], SessionError> {
         match self {
             Self::X25519MlKem768Sha256ChaCha20Poly1305 => {
-                let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(header_key.expose())
+                let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(tag_key.expose())
                     .map_err(|_| SessionError::Malformed("hmac key length"))?;
                 mac.update(LABEL_TAG);
                 mac.update(&number.to_be_bytes());
@@ -312,17 +313,17 @@ fn hmac_byte(key: &Secret32, byte: u8) -> Result<Secret32, SessionError> {
     Ok(secret)
 }
 
-/// Splits 96 bytes of key material into three 32-byte secrets.
-pub(crate) fn split_three(okm: &[u8; 96]) -> [Secret32; 3] {
-    let mut parts = okm.chunks_exact(32).map(|chunk| {
+/// Splits key material into `N` 32-byte secrets (missing bytes read as zero).
+pub(crate) fn split_secrets<const N: usize>(okm: &[u8]) -> [Secret32; N] {
+    std::array::from_fn(|i| {
         let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(chunk);
+        if let Some(chunk) = okm.get(i * 32..(i + 1) * 32) {
+            bytes.copy_from_slice(chunk);
+        }
         let secret = Secret32::new(bytes);
         zeroize::Zeroize::zeroize(&mut bytes);
         secret
-    });
-    let mut next = || parts.next().unwrap_or_else(|| Secret32::new([0u8; 32]));
-    [next(), next(), next()]
+    })
 }
 
 #[cfg(test)]

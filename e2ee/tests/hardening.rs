@@ -208,3 +208,41 @@ fn statements_verify_only_in_their_session_and_from_their_signer() {
         Err(SessionError::IdentityMismatch)
     );
 }
+
+#[test]
+fn the_new_tags_reported_always_cover_every_expected_tag() {
+    use rand::RngExt;
+    let (mut rng, mut alice, mut bob) = established(65);
+    let mut known: HashSet<MessageTag> = bob.take_new_tags().unwrap().into_iter().collect();
+    let mut reported_per_message = Vec::new();
+    for round in 0..30 {
+        let burst: Vec<Vec<u8>> = (0..rng.random_range(1..12))
+            .map(|i| alice.encrypt(&mut rng, &[i], None).unwrap())
+            .collect();
+        // Delivered in a shuffled order, one lost now and then.
+        let mut order: Vec<usize> = (0..burst.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        for &i in &order {
+            if rng.random_range(0..10) == 0 {
+                continue;
+            }
+            bob.decrypt(NOW, &burst[i]).unwrap();
+            let new = bob.take_new_tags().unwrap();
+            reported_per_message.push(new.len());
+            known.extend(new);
+            let expected: HashSet<MessageTag> = bob.expected_tags().unwrap().into_iter().collect();
+            assert!(expected.is_subset(&known), "round {round}");
+        }
+        if round % 3 == 0 {
+            let reply = bob.encrypt(&mut rng, b"r", None).unwrap();
+            alice.decrypt(NOW, &reply).unwrap();
+        }
+    }
+    // Mostly one new tag per message; a window more for each new chain.
+    let window = usize::try_from(TAG_WINDOW).unwrap();
+    assert!(reported_per_message.iter().all(|n| *n <= 2 * window + 12));
+    let ones = reported_per_message.iter().filter(|n| **n <= 12).count();
+    assert!(ones * 2 > reported_per_message.len());
+}

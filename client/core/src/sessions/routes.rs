@@ -4,75 +4,71 @@
 //! ([`e2ee::Session::expected_tags`]: its stored skipped keys and a window
 //! ahead in its current and next receiving chains); this table maps each
 //! predicted tag to its session, so a message is routed with one lookup
-//! and a message no session expects costs no cryptography at all. It is
-//! not serialized: the book rebuilds it from its sessions when it is restored.
+//! and a message no session expects costs no cryptography at all.
+//!
+//! The table only grows between rebuilds: after each message a session
+//! reports the tags that became expected ([`e2ee::Session::take_new_tags`],
+//! about one per message), and tags that stopped being expected stay until
+//! the table is rebuilt from every session's expected tags, once it holds
+//! twice what it held after the last rebuild. A stale tag leads to its
+//! session, which refuses the message as a duplicate (or to a dropped
+//! session: no match). It is not serialized: the book rebuilds it from its
+//! sessions when it is restored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 
 use e2ee::{MessageTag, Session, SessionError};
 
 use super::SessionId;
 
-/// Tags of opened messages remembered, so that a repeat is called a duplicate.
-const MAX_CONSUMED: usize = 1024;
+/// Entries allowed beyond twice the size after the last rebuild.
+const SLACK: usize = 4096;
 
 /// The routing table of a book.
 #[derive(Default)]
 pub(super) struct TagRoutes {
     by_tag: HashMap<MessageTag, SessionId>,
-    by_session: HashMap<SessionId, Vec<MessageTag>>,
-    consumed: VecDeque<MessageTag>,
-    consumed_set: HashSet<MessageTag>,
+    /// Entries right after the last rebuild.
+    rebuilt_len: usize,
 }
 
 impl TagRoutes {
-    /// The session expecting `tag`.
+    /// The session expecting `tag` (or that expected it before).
     pub(super) fn session_of(&self, tag: &MessageTag) -> Option<SessionId> {
         self.by_tag.get(tag).copied()
     }
 
-    /// Whether a message with `tag` was opened lately.
-    pub(super) fn was_consumed(&self, tag: &MessageTag) -> bool {
-        self.consumed_set.contains(tag)
-    }
-
-    /// Remembers that the message with `tag` was opened.
-    pub(super) fn consume(&mut self, tag: MessageTag) {
-        if self.consumed_set.insert(tag) {
-            self.consumed.push_back(tag);
+    /// Adds the tags session `id` came to expect since it was last asked.
+    pub(super) fn add(&mut self, id: SessionId, session: &mut Session) -> Result<(), SessionError> {
+        for tag in session.take_new_tags()? {
+            self.by_tag.insert(tag, id);
         }
-        while self.consumed.len() > MAX_CONSUMED {
-            if let Some(old) = self.consumed.pop_front() {
-                self.consumed_set.remove(&old);
-            }
-        }
-    }
-
-    /// Replaces the tags of session `id` with those it expects now.
-    pub(super) fn refresh(
-        &mut self,
-        id: SessionId,
-        session: &mut Session,
-    ) -> Result<(), SessionError> {
-        let tags = session.expected_tags()?;
-        self.forget(id);
-        for tag in &tags {
-            self.by_tag.insert(*tag, id);
-        }
-        self.by_session.insert(id, tags);
         Ok(())
     }
 
-    /// Removes the tags of session `id` (dropped).
-    pub(super) fn forget(&mut self, id: SessionId) {
-        for tag in self.by_session.remove(&id).unwrap_or_default() {
-            if self.by_tag.get(&tag) == Some(&id) {
-                self.by_tag.remove(&tag);
-            }
-        }
+    /// Whether stale entries are now at least half of the table.
+    pub(super) fn needs_rebuild(&self) -> bool {
+        self.by_tag.len() > 2 * self.rebuilt_len + SLACK
     }
 
-    /// Number of tags routed.
+    /// Replaces the table with the tags every session expects now.
+    pub(super) fn rebuild<'a>(
+        &mut self,
+        sessions: impl Iterator<Item = (SessionId, &'a mut Session)>,
+    ) -> Result<(), SessionError> {
+        self.by_tag.clear();
+        for (id, session) in sessions {
+            for tag in session.expected_tags()? {
+                self.by_tag.insert(tag, id);
+            }
+            // What was new is in the table now.
+            session.take_new_tags()?;
+        }
+        self.rebuilt_len = self.by_tag.len();
+        Ok(())
+    }
+
+    /// Number of tags routed (stale ones included).
     pub(super) fn len(&self) -> usize {
         self.by_tag.len()
     }
