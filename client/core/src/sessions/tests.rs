@@ -499,3 +499,25 @@ fn the_routing_table_stays_bounded_over_a_long_conversation() {
         SessionBookError::NoMatchingSession
     );
 }
+
+/// The old bound with real handshakes only: 256 live sessions + 4096
+/// retired ids, and one more, after the recorded first message. Slow in a
+/// debug build (about a minute): `cargo nextest run -p client-core
+/// --run-ignored only`.
+#[test]
+#[ignore = "slow: 4353 real handshakes"]
+fn a_recorded_first_message_is_refused_after_the_old_bound_of_real_handshakes() {
+    let mut rng = ChaCha20Rng::seed_from_u64(29);
+    let mut alice = SessionBook::generate(&mut rng);
+    let mut bob = SessionBook::generate(&mut rng);
+    let (a, b) = (address(1), address(2));
+    alice.add_contact(&bob.card(b));
+    let recorded = alice.seal(&mut rng, &b, Some(&a), b"once", None).unwrap();
+    bob.open(NOW, &recorded).unwrap();
+    junk_handshakes(&mut rng, &mut bob, 256 + 4096 + 1);
+    assert_eq!(bob.handshakes_recorded(), 256 + 4096 + 2);
+    assert_eq!(
+        bob.open(NOW, &recorded).unwrap_err(),
+        SessionBookError::ReplayedHandshake
+    );
+}
