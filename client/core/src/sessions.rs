@@ -12,21 +12,22 @@
 //! routed by their handshake id; every other message leads with a routing
 //! tag that is new for every message and that only its recipient predicts
 //! ([`e2ee::MessageTag`]): the book keeps the tags each session expects in
-//! one table ([`routes`]), so a message costs one lookup, a message no
-//! session expects costs no cryptography, and nothing in a message links
-//! it to another one.
+//! one table (`sessions/routes.rs`), so a message costs one lookup, a
+//! message no session expects costs no cryptography, and nothing in a
+//! message links it to another one.
 //!
 //! Sessions live in two pools with separate budgets: sessions opened by
 //! others and not yet answered ([`MAX_UNANSWERED`], anyone holding the card
 //! can open them) evict only each other; established ones (ours, or
 //! answered: [`e2ee::Session::peer_confirmed`]) are evicted only by least
 //! recent use among themselves ([`MAX_SESSIONS`]). Every first message
-//! accepted is recorded for as long as its prekey lives ([`replay`]), so a
-//! recorded one is refused however many handshakes came in between.
+//! accepted is recorded for as long as its prekey lives
+//! (`sessions/replay.rs`), so a recorded one is refused however many
+//! handshakes came in between.
 //!
 //! On the wire (inside the client envelope) each message is an `e2ee`
-//! message; the plaintext inside it is described in [`content`]: the sender
-//! may claim its address, signed by its identity within the session, and a
+//! message; the plaintext inside it (`sessions/content.rs`) may carry the
+//! sender's address claim, signed by its identity within the session, and a
 //! claim is believed only once that signature verifies.
 //!
 //! The book is sans-IO: time and randomness come in as arguments; the async
