@@ -10,7 +10,7 @@
 use std::process::{Command, Output};
 
 use client::AddressCard;
-use client::shell::{DataFolder, StateSealing, StoredSettings};
+use client::shell::{DataFolder, Passphrase, StateSealing, StoredSettings};
 use protocol::{NodeId, SphinxKeyPair};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -23,17 +23,35 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn initialised_folder(dir: &std::path::Path) -> DataFolder {
+    sealed_folder(dir, None)
+}
+
+/// A folder sealed with `passphrase`, or with a key file.
+fn sealed_folder(dir: &std::path::Path, passphrase: Option<&Passphrase>) -> DataFolder {
     let folder = DataFolder::new(dir);
-    let keys = SphinxKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(5));
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let keys = SphinxKeyPair::generate(&mut rng);
     let settings = StoredSettings {
         // Nothing listens on port 9 of loopback.
         directory_url: "http://127.0.0.1:9".into(),
         directory_key: NodeId([1; 32]).to_base58(),
         gateway: NodeId([2; 32]).to_base58(),
-        state_sealing: StateSealing::KeyFile,
+        state_sealing: if passphrase.is_some() {
+            StateSealing::Passphrase
+        } else {
+            StateSealing::KeyFile
+        },
     };
-    folder.init(&settings, &keys).unwrap();
+    folder.init(&mut rng, &settings, &keys, passphrase).unwrap();
     folder
+}
+
+/// The address stored in `folder`.
+fn address_of(folder: &DataFolder, passphrase: Option<&Passphrase>) -> protocol::ClientAddress {
+    folder
+        .unlock(&mut ChaCha20Rng::seed_from_u64(6), passphrase)
+        .unwrap()
+        .address()
 }
 
 #[test]
@@ -48,17 +66,44 @@ fn address_prints_the_stored_address_and_a_stable_card() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(printed.trim(), folder.address().unwrap().to_string());
+    assert_eq!(printed.trim(), address_of(&folder, None).to_string());
     assert!(printed.trim().ends_with(&NodeId([2; 32]).to_base58()));
 
     // The card: the same address, with prekeys that verify, the same at
     // every call (the session book is created once, sealed in the folder).
     let card = String::from_utf8(run(&["address", "--dir", d]).stdout).unwrap();
     let parsed: AddressCard = card.trim().parse().unwrap();
-    assert_eq!(parsed.address, folder.address().unwrap());
+    assert_eq!(parsed.address, address_of(&folder, None));
     let again = String::from_utf8(run(&["address", "--dir", d]).stdout).unwrap();
     assert_eq!(card, again);
     assert!(folder.sessions_path().exists());
+}
+
+#[test]
+fn a_passphrase_folder_needs_its_passphrase_even_for_the_plain_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let phrase = Passphrase::new("open sesame".into());
+    let folder = sealed_folder(dir.path(), Some(&phrase));
+    let d = dir.path().to_str().unwrap();
+    // The Sphinx key is sealed: without the passphrase not even the address opens.
+    let out = run(&["address", "--dir", d, "--plain"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("passphrase"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_mixnet-client"))
+        .args(["address", "--dir", d, "--plain"])
+        .env("MIXNET_CLIENT_PASSPHRASE", "open sesame")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        address_of(&folder, Some(&phrase)).to_string()
+    );
 }
 
 #[test]

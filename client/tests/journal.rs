@@ -15,7 +15,9 @@ mod mixnet;
 use std::path::Path;
 use std::time::Duration;
 
-use client::shell::{ClientParts, DataFolder, PartialJournal, ShellStats, StateSealing};
+use client::shell::{
+    ClientParts, DataFolder, PartialJournal, ShellStats, StateSealing, StoredSettings,
+};
 use client::{Client, ClientOptions};
 use client_core::sessions::SessionBook;
 use mixnet::TestMixnet;
@@ -66,9 +68,20 @@ fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let keys = SphinxKeyPair::generate(&mut rng);
     net.register(&keys, BOB);
-    let (sessions, book_file) = DataFolder::new(dir)
-        .session_book(&mut rng, StateSealing::KeyFile, None)
-        .unwrap();
+    let folder = DataFolder::new(dir);
+    let unlocked = if folder.settings_path().exists() {
+        folder.unlock(&mut rng, None)
+    } else {
+        let settings = StoredSettings {
+            directory_url: "http://127.0.0.1:9".into(),
+            directory_key: net.gateways[BOB].id.to_base58(),
+            gateway: net.gateways[BOB].id.to_base58(),
+            state_sealing: StateSealing::KeyFile,
+        };
+        folder.init(&mut rng, &settings, &keys, None)
+    }
+    .unwrap();
+    let (sessions, book_file) = (unlocked.book, unlocked.book_file);
     let (_publish, topology) = watch::channel(net.topology.clone());
     Client::start(ClientParts {
         keys,

@@ -6,10 +6,11 @@ use ml_kem::{KeyExport, MlKem768, TryKeyInit};
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use crate::SessionError;
 use crate::secret::{Secret32, Secret64};
-use crate::suite::{CipherSuite, LABEL_BUNDLE};
+use crate::suite::{CipherSuite, LABEL_BUNDLE, LABEL_LOCAL_SECRET};
 use crate::wire::Reader;
 
 /// The ML-KEM-768 decapsulation key type.
@@ -73,9 +74,31 @@ impl LocalIdentity {
         }
     }
 
+    /// A 32-byte secret for the caller's own use (e.g. keying a local
+    /// filter), derived one-way from the identity keys and `purpose`:
+    /// `HKDF-SHA256(ikm = IK secret || signing secret, info = label || purpose)`.
+    /// Different purposes give unrelated secrets; none reveals the identity keys.
+    pub fn local_secret(&self, purpose: &[u8]) -> Result<Zeroizing<[u8; 32]>, SessionError> {
+        let mut ikm = Zeroizing::new([0u8; 64]);
+        let (dh, signing) = ikm.split_at_mut(32);
+        dh.copy_from_slice(self.dh.expose());
+        signing.copy_from_slice(self.signing.expose());
+        let mut info = Vec::with_capacity(LABEL_LOCAL_SECRET.len() + purpose.len());
+        info.extend_from_slice(LABEL_LOCAL_SECRET);
+        info.extend_from_slice(purpose);
+        let mut out = Zeroizing::new([0u8; 32]);
+        CipherSuite::DEFAULT.hkdf(&[0u8; 32], ikm.as_slice(), &info, out.as_mut_slice())?;
+        Ok(out)
+    }
+
     /// The X25519 identity private key.
     pub(crate) fn dh_secret(&self) -> StaticSecret {
         StaticSecret::from(*self.dh.expose())
+    }
+
+    /// Signs `message` (already domain-separated by the caller) with the Ed25519 key.
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing_key().sign(message).to_bytes()
     }
 
     fn signing_key(&self) -> SigningKey {
@@ -95,13 +118,43 @@ impl std::fmt::Debug for LocalIdentity {
 }
 
 /// The public identity of a client: its X25519 identity key and its Ed25519
-/// prekey-signing key. Compare it with the address card before trusting a session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// signing key, always together. Both are in the handshake transcript and in
+/// every message's associated data, so a session is bound to both; compare
+/// the whole of it with the address card before trusting a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PeerIdentity {
     /// X25519 identity public key (used in the handshake's DH(IKa, SPKb) and DH(EKa, IKb)).
     pub dh: [u8; 32],
-    /// Ed25519 public key that signs this client's prekey bundles.
+    /// Ed25519 public key that signs this client's prekey bundles and its
+    /// statements within sessions.
     pub signing: [u8; 32],
+}
+
+impl PeerIdentity {
+    /// Length of [`PeerIdentity::to_bytes`].
+    pub const LEN: usize = 64;
+
+    /// `dh || signing`: how the identity enters transcripts and associated data.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        let (dh, signing) = out.split_at_mut(32);
+        dh.copy_from_slice(&self.dh);
+        signing.copy_from_slice(&self.signing);
+        out
+    }
+
+    /// Checks an Ed25519 signature (strict verification) by the signing key.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        VerifyingKey::from_bytes(&self.signing).is_ok_and(|key| {
+            key.verify_strict(message, &Signature::from_bytes(signature))
+                .is_ok()
+        })
+    }
+
+    /// Whether the signing key is a valid Ed25519 point.
+    pub(crate) fn signing_key_is_valid(&self) -> bool {
+        VerifyingKey::from_bytes(&self.signing).is_ok()
+    }
 }
 
 /// A client's current prekeys: a signed X25519 prekey and an ML-KEM-768

@@ -35,6 +35,10 @@ pub enum SessionError {
     /// The message-kind byte is neither an initial nor a ratchet message.
     #[error("unknown message kind {0}")]
     UnknownMessageKind(u8),
+    /// The message is in format 1 (kinds 1 and 2), which this build no
+    /// longer reads: its sender runs an older version.
+    #[error("message kind {0} is format 1, no longer read (the sender runs an older version)")]
+    OldMessageFormat(u8),
     /// A prekey bundle with a format version this build does not read.
     #[error("unsupported prekey bundle version {0}")]
     UnsupportedBundleVersion(u8),
@@ -90,6 +94,13 @@ pub enum SessionError {
         /// The time passed to `decrypt`, unix seconds.
         now: u64,
     },
+    /// A statement signed within the session does not verify under the
+    /// peer's Ed25519 signing key.
+    #[error("statement signature does not verify under the peer's signing key")]
+    BadStatementSignature,
+    /// The identity given to sign a statement is not this session's own identity.
+    #[error("this identity is not the session's own")]
+    IdentityMismatch,
     /// Serialized session state could not be encoded or decoded.
     #[error("session state encoding: {0}")]
     StateEncoding(&'static str),

@@ -1,5 +1,6 @@
 //! The hybrid (PQXDH-style) first message: three X25519 agreements plus an
-//! ML-KEM-768 encapsulation, all fed into one HKDF-SHA256 root key.
+//! ML-KEM-768 encapsulation, all fed into one HKDF-SHA256 root key, with
+//! both parties' whole identities (X25519 and Ed25519 keys) in the transcript.
 
 use ml_kem::{Decapsulate, Encapsulate, TryKeyInit};
 use rand::CryptoRng;
@@ -7,15 +8,21 @@ use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::SessionError;
-use crate::bundle::{LocalIdentity, PqEncapsulationKey, PrekeyBundle, PrekeySecrets};
+use crate::bundle::{LocalIdentity, PeerIdentity, PqEncapsulationKey, PrekeyBundle, PrekeySecrets};
 use crate::secret::Secret32;
-use crate::suite::{CipherSuite, LABEL_HANDSHAKE, LABEL_HANDSHAKE_ID, LABEL_TRANSCRIPT};
+use crate::suite::{
+    CipherSuite, HeaderKey, LABEL_HANDSHAKE, LABEL_HANDSHAKE_ID, LABEL_TRANSCRIPT, split_secrets,
+};
 use crate::wire::Reader;
 
+/// Message kind byte of a format-1 initial message (no longer read).
+pub(crate) const KIND_INITIAL_V1: u8 = 1;
+/// Message kind byte of a format-1 ratchet message (no longer read).
+pub(crate) const KIND_RATCHET_V1: u8 = 2;
 /// Message kind byte of an initial (handshake-carrying) message.
-pub(crate) const KIND_INITIAL: u8 = 1;
+pub(crate) const KIND_INITIAL: u8 = 3;
 /// Message kind byte of a ratchet message.
-pub(crate) const KIND_RATCHET: u8 = 2;
+pub(crate) const KIND_RATCHET: u8 = 4;
 /// Key-share type: X25519 ephemeral public key.
 const SHARE_X25519: u8 = 1;
 /// Key-share type: ML-KEM-768 ciphertext.
@@ -25,13 +32,22 @@ const MAX_SHARES: u8 = 4;
 /// Length of an ML-KEM-768 ciphertext.
 pub const PQ_CIPHERTEXT_LEN: usize = 1088;
 /// Length of the handshake prefix of a suite-1 initial message.
-pub const INITIAL_PREFIX_LEN: usize = 2 + 32 + 4 + 4 + 1 + (3 + 32) + (3 + PQ_CIPHERTEXT_LEN);
+pub const INITIAL_PREFIX_LEN: usize =
+    2 + PeerIdentity::LEN + 4 + 4 + 1 + (3 + 32) + (3 + PQ_CIPHERTEXT_LEN);
+
+/// Refuses the kinds of format 1 with their own error, and any other unknown kind.
+pub(crate) fn unknown_kind(kind: u8) -> SessionError {
+    match kind {
+        KIND_INITIAL_V1 | KIND_RATCHET_V1 => SessionError::OldMessageFormat(kind),
+        other => SessionError::UnknownMessageKind(other),
+    }
+}
 
 /// The handshake part of an initial message (everything before the inner ratchet message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InitialPrefix {
     pub(crate) suite: CipherSuite,
-    pub(crate) sender: [u8; 32],
+    pub(crate) sender: PeerIdentity,
     pub(crate) spk_id: u32,
     pub(crate) pq_id: u32,
     pub(crate) ephemeral: [u8; 32],
@@ -44,7 +60,7 @@ impl InitialPrefix {
         let mut out = Vec::with_capacity(INITIAL_PREFIX_LEN);
         out.push(self.suite.id());
         out.push(KIND_INITIAL);
-        out.extend_from_slice(&self.sender);
+        out.extend_from_slice(&self.sender.to_bytes());
         out.extend_from_slice(&self.spk_id.to_be_bytes());
         out.extend_from_slice(&self.pq_id.to_be_bytes());
         out.push(2);
@@ -59,9 +75,12 @@ impl InitialPrefix {
         let suite = CipherSuite::from_id(reader.u8("suite")?)?;
         let kind = reader.u8("message kind")?;
         if kind != KIND_INITIAL {
-            return Err(SessionError::UnknownMessageKind(kind));
+            return Err(unknown_kind(kind));
         }
-        let sender = reader.array::<32>("sender identity key")?;
+        let sender = PeerIdentity {
+            dh: reader.array::<32>("sender identity key")?,
+            signing: reader.array::<32>("sender signing key")?,
+        };
         let spk_id = reader.u32("signed prekey id")?;
         let pq_id = reader.u32("pq prekey id")?;
         let count = reader.u8("key share count")?;
@@ -115,12 +134,16 @@ fn push_share(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
 pub(crate) struct HandshakeKeys {
     /// The shared root key SK.
     pub(crate) root: Secret32,
+    /// Header key of the initiator's first sending chain (HKa).
+    pub(crate) initiator_header: HeaderKey,
+    /// Header key of the responder's first sending chain (NHKb).
+    pub(crate) responder_header: HeaderKey,
     /// The encoded initial prefix.
     pub(crate) prefix: Vec<u8>,
     /// Hash of the prefix: names the handshake.
     pub(crate) handshake_id: [u8; 32],
-    /// X25519 identity keys of initiator then responder, bound into every AEAD.
-    pub(crate) identities: ([u8; 32], [u8; 32]),
+    /// Identities of initiator then responder, bound into every AEAD.
+    pub(crate) identities: (PeerIdentity, PeerIdentity),
 }
 
 /// Handshake id of an encoded prefix.
@@ -149,22 +172,22 @@ pub(crate) fn initiate(
 
     let prefix = InitialPrefix {
         suite,
-        sender: identity.public().dh,
+        sender: identity.public(),
         spk_id: bundle.spk_id(),
         pq_id: bundle.pq_id(),
         ephemeral: ephemeral_public,
         kem_ciphertext: kem_ciphertext.to_vec(),
     };
-    let root = derive_root(
+    let secrets = derive_root(
         &prefix,
-        &peer.dh,
+        &peer,
         &bundle.spk(),
         bundle.pq_public(),
         [&dh1, &dh2, &dh3],
         &kem_secret,
     )?;
     let encoded = prefix.encode();
-    Ok(finish(root, &prefix, encoded, &peer.dh))
+    Ok(finish(secrets, &prefix, encoded, peer))
 }
 
 /// Responder side: recomputes SK from an initial prefix (decoded, and as
@@ -181,8 +204,11 @@ pub(crate) fn respond(
             pq_id: prefix.pq_id,
         });
     }
-    let our_identity = identity.public().dh;
-    let sender = PublicKey::from(prefix.sender);
+    if !prefix.sender.signing_key_is_valid() {
+        return Err(SessionError::Malformed("sender signing key"));
+    }
+    let us = identity.public();
+    let sender = PublicKey::from(prefix.sender.dh);
     let ephemeral = PublicKey::from(prefix.ephemeral);
     let spk = prekeys.spk_secret();
     let dh1 = contributory(spk.diffie_hellman(&sender))?;
@@ -193,47 +219,63 @@ pub(crate) fn respond(
         .decapsulate_slice(&prefix.kem_ciphertext)
         .map_err(|_| SessionError::Malformed("ml-kem share length"))?;
     let kem_secret = Zeroizing::new(<[u8; 32]>::from(kem_secret));
-    let root = derive_root(
+    let secrets = derive_root(
         prefix,
-        &our_identity,
+        &us,
         &prekeys.spk_public(),
         &prekeys.pq_public_bytes(),
         [&dh1, &dh2, &dh3],
         &kem_secret,
     )?;
-    Ok(finish(root, prefix, encoded.to_vec(), &our_identity))
+    Ok(finish(secrets, prefix, encoded.to_vec(), us))
 }
 
 fn finish(
-    root: Secret32,
+    [
+        root,
+        initiator_seal,
+        initiator_tag,
+        responder_seal,
+        responder_tag,
+    ]: [Secret32; 5],
     prefix: &InitialPrefix,
     encoded: Vec<u8>,
-    responder_identity: &[u8; 32],
+    responder: PeerIdentity,
 ) -> HandshakeKeys {
     HandshakeKeys {
         root,
+        initiator_header: HeaderKey {
+            seal: initiator_seal,
+            tag: initiator_tag,
+        },
+        responder_header: HeaderKey {
+            seal: responder_seal,
+            tag: responder_tag,
+        },
         handshake_id: handshake_id(prefix.suite, &encoded),
         prefix: encoded,
-        identities: (prefix.sender, *responder_identity),
+        identities: (prefix.sender, responder),
     }
 }
 
-/// SK = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 || SS_kem,
-/// info = LABEL_HANDSHAKE || transcript hash).
+/// `SK || HKa || NHKb = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 || SS_kem,
+/// info = LABEL_HANDSHAKE || transcript hash, L = 160)`, each header key being
+/// a seal key and a tag key. The transcript holds both identities whole
+/// (X25519 and Ed25519 keys).
 fn derive_root(
     prefix: &InitialPrefix,
-    responder_identity: &[u8; 32],
+    responder: &PeerIdentity,
     responder_spk: &[u8; 32],
     responder_pq_public: &[u8],
     dh: [&SharedSecret; 3],
     kem_secret: &[u8; 32],
-) -> Result<Secret32, SessionError> {
+) -> Result<[Secret32; 5], SessionError> {
     let suite = prefix.suite;
     let transcript = suite.hash(&[
         LABEL_TRANSCRIPT,
         &[suite.id()],
-        &prefix.sender,
-        responder_identity,
+        &prefix.sender.to_bytes(),
+        &responder.to_bytes(),
         &prefix.spk_id.to_be_bytes(),
         responder_spk,
         &prefix.pq_id.to_be_bytes(),
@@ -250,9 +292,9 @@ fn derive_root(
     let mut info = Vec::with_capacity(LABEL_HANDSHAKE.len() + 32);
     info.extend_from_slice(LABEL_HANDSHAKE);
     info.extend_from_slice(&transcript);
-    let mut root = Zeroizing::new([0u8; 32]);
-    suite.hkdf(&[0u8; 32], &ikm, &info, root.as_mut_slice())?;
-    Ok(Secret32::new(*root))
+    let mut okm = Zeroizing::new([0u8; 160]);
+    suite.hkdf(&[0u8; 32], &ikm, &info, okm.as_mut_slice())?;
+    Ok(split_secrets(okm.as_slice()))
 }
 
 /// Refuses an all-zero X25519 output (the peer sent a low-order point).
@@ -297,7 +339,20 @@ mod tests {
         assert_eq!(sent.root.expose(), received.root.expose());
         assert_eq!(sent.handshake_id, received.handshake_id);
         assert_eq!(sent.identities, received.identities);
-        assert_eq!(sent.identities, (alice.public().dh, bob.public().dh));
+        assert_eq!(sent.identities, (alice.public(), bob.public()));
+        assert_eq!(
+            sent.initiator_header.seal.expose(),
+            received.initiator_header.seal.expose()
+        );
+        assert_eq!(
+            sent.responder_header.tag.expose(),
+            received.responder_header.tag.expose()
+        );
+        assert_ne!(sent.root.expose(), sent.initiator_header.seal.expose());
+        assert_ne!(
+            sent.initiator_header.seal.expose(),
+            sent.initiator_header.tag.expose()
+        );
     }
 
     #[test]
@@ -316,8 +371,12 @@ mod tests {
         kem.kem_ciphertext[500] ^= 0x01;
         assert_ne!(root_with(&kem).unwrap(), *sent.root.expose());
         let mut sender = prefix.clone();
-        sender.sender = LocalIdentity::generate(&mut rng).public().dh;
+        sender.sender.dh = LocalIdentity::generate(&mut rng).public().dh;
         assert_ne!(root_with(&sender).unwrap(), *sent.root.expose());
+        // The signing key is in the transcript: another one, another root.
+        let mut signing = prefix.clone();
+        signing.sender.signing = LocalIdentity::generate(&mut rng).public().signing;
+        assert_ne!(root_with(&signing).unwrap(), *sent.root.expose());
     }
 
     #[test]

@@ -18,7 +18,12 @@ pub use bundle::{
 };
 pub use error::SessionError;
 pub use handshake::{INITIAL_PREFIX_LEN, PQ_CIPHERTEXT_LEN};
-pub use ratchet::{MAX_PAST_CHAINS, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_TOTAL, RATCHET_HEADER_LEN};
+pub use ratchet::{
+    MAX_PAST_CHAINS, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_TOTAL, RATCHET_HEADER_LEN, TAG_WINDOW,
+};
 pub use sealed::{PassphraseParams, SEALED_MAGIC, SEALED_VERSION, StateStore};
-pub use session::{HandshakeRole, InitialInfo, STATE_VERSION, Session, UnixSeconds};
-pub use suite::CipherSuite;
+pub use session::{
+    HandshakeRole, InitialInfo, MessageTag, RATCHET_OVERHEAD, SIGNATURE_LEN, STATE_VERSION,
+    Session, UnixSeconds,
+};
+pub use suite::{CipherSuite, MESSAGE_NONCE_LEN, MESSAGE_TAG_LEN};

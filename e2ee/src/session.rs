@@ -5,15 +5,20 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::SessionError;
-use crate::bundle::{LocalIdentity, PrekeyBundle, PrekeySecrets};
-use crate::handshake::{self, InitialPrefix, KIND_INITIAL, KIND_RATCHET};
-use crate::ratchet::{RATCHET_HEADER_LEN, Ratchet, RatchetHeader};
-use crate::suite::{CipherSuite, TAG_LEN};
+use crate::bundle::{LocalIdentity, PeerIdentity, PrekeyBundle, PrekeySecrets};
+use crate::handshake::{self, InitialPrefix, KIND_INITIAL, KIND_RATCHET, unknown_kind};
+use crate::ratchet::{Ratchet, WireHeader};
+use crate::suite::{CipherSuite, LABEL_STATEMENT, MESSAGE_NONCE_LEN, MESSAGE_TAG_LEN, TAG_LEN};
 
 /// Format version of [`Session::to_bytes`].
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 /// Length of the encrypted expiry field that precedes every plaintext.
 const EXPIRY_LEN: usize = 8;
+/// Bytes a ratchet message adds to its plaintext: the header
+/// ([`crate::RATCHET_HEADER_LEN`]), the encrypted expiry and the AEAD tag.
+pub const RATCHET_OVERHEAD: usize = crate::RATCHET_HEADER_LEN + EXPIRY_LEN + TAG_LEN;
+/// Length of an Ed25519 signature of a statement ([`Session::sign_statement`]).
+pub const SIGNATURE_LEN: usize = 64;
 
 /// A point in time in whole seconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,8 +39,8 @@ pub enum HandshakeRole {
 pub struct InitialInfo {
     /// The message's cipher suite.
     pub suite: CipherSuite,
-    /// The sender's X25519 identity key (not yet authenticated).
-    pub sender: [u8; 32],
+    /// The sender's identity, X25519 and Ed25519 keys (not yet authenticated).
+    pub sender: PeerIdentity,
     /// Id of our signed prekey that the message uses.
     pub spk_id: u32,
     /// Id of our ML-KEM prekey that the message uses.
@@ -53,7 +58,7 @@ impl InitialInfo {
                 CipherSuite::from_id(message.first().copied().unwrap_or_default())?;
                 return Ok(None);
             }
-            Some(&other) => return Err(SessionError::UnknownMessageKind(other)),
+            Some(&other) => return Err(unknown_kind(other)),
             None => {
                 return Err(SessionError::Truncated {
                     what: "message kind",
@@ -75,6 +80,21 @@ impl InitialInfo {
     }
 }
 
+/// The routing tag that leads every ratchet message: 16 bytes that differ
+/// for every message and mean nothing to anyone but the recipient, who
+/// predicts them ([`Session::expected_tags`]) to find the message's session
+/// with one table lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageTag(pub [u8; MESSAGE_TAG_LEN]);
+
+impl MessageTag {
+    /// The routing tag of a ratchet message (bytes 2..18), read without any key.
+    pub fn of(message: &[u8]) -> Result<Self, SessionError> {
+        let (wire, _) = WireHeader::parse(message)?;
+        Ok(Self(wire.tag))
+    }
+}
+
 /// An end-to-end encrypted session with one peer.
 ///
 /// `encrypt` and `decrypt` are the whole protocol; a refused message leaves
@@ -85,8 +105,8 @@ impl InitialInfo {
 pub struct Session {
     suite: CipherSuite,
     role: HandshakeRole,
-    initiator_identity: [u8; 32],
-    responder_identity: [u8; 32],
+    initiator_identity: PeerIdentity,
+    responder_identity: PeerIdentity,
     handshake_id: [u8; 32],
     /// Initiator only: the handshake prefix, sent with every message until the first reply.
     pending_prefix: Option<Vec<u8>>,
@@ -104,7 +124,14 @@ impl Session {
     ) -> Result<Self, SessionError> {
         let keys = handshake::initiate(rng, identity, bundle)?;
         let suite = bundle.suite();
-        let ratchet = Ratchet::initiator(rng, suite, keys.root.clone(), bundle.spk())?;
+        let ratchet = Ratchet::initiator(
+            rng,
+            suite,
+            keys.root.clone(),
+            bundle.spk(),
+            keys.initiator_header.clone(),
+            keys.responder_header.clone(),
+        )?;
         Ok(Self {
             suite,
             role: HandshakeRole::Initiator,
@@ -143,6 +170,8 @@ impl Session {
                 prefix.suite,
                 keys.root.clone(),
                 prekeys.spk_secret_bytes(),
+                keys.responder_header.clone(),
+                keys.initiator_header.clone(),
             ),
         };
         let mut probe = session.clone();
@@ -151,21 +180,27 @@ impl Session {
     }
 
     /// Encrypts `plaintext`, optionally with a sender-set expiry after which
-    /// the recipient refuses it.
+    /// the recipient refuses it. Every message gets a fresh random nonce that
+    /// salts its key: encrypting again from a restored (older) copy of the
+    /// state never reuses a key and nonce.
     pub fn encrypt(
         &mut self,
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
         expires_at: Option<UnixSeconds>,
     ) -> Result<Vec<u8>, SessionError> {
-        let (header, key) = self.ratchet.next_send(rng)?;
-        let header = header.encode();
+        let outgoing = self.ratchet.next_send(rng)?;
+        let mut nonce = [0u8; MESSAGE_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let header = outgoing.wire_header(self.suite, &nonce)?;
         let prefix = self.pending_prefix.as_deref().unwrap_or_default();
         let aad = self.associated_data(prefix, &header);
         let mut body = Zeroizing::new(Vec::with_capacity(EXPIRY_LEN + plaintext.len()));
         body.extend_from_slice(&expires_at.map_or(0, |t| t.0).to_be_bytes());
         body.extend_from_slice(plaintext);
-        let ciphertext = self.suite.seal(&key, &aad, &body)?;
+        let ciphertext = self
+            .suite
+            .seal(&outgoing.message_key, &nonce, &aad, &body)?;
         let mut out = Vec::with_capacity(prefix.len() + header.len() + ciphertext.len());
         out.extend_from_slice(prefix);
         out.extend_from_slice(&header);
@@ -220,7 +255,7 @@ impl Session {
                 (prefix, inner)
             }
             Some(&KIND_RATCHET) => (&[][..], message),
-            Some(&other) => return Err(SessionError::UnknownMessageKind(other)),
+            Some(&other) => return Err(unknown_kind(other)),
             None => {
                 return Err(SessionError::Truncated {
                     what: "message kind",
@@ -228,11 +263,11 @@ impl Session {
                 });
             }
         };
-        let (header, ciphertext) = RatchetHeader::decode(inner)?;
-        if header.suite != self.suite {
+        let (wire, ciphertext) = WireHeader::parse(inner)?;
+        if wire.suite != self.suite {
             return Err(SessionError::SuiteMismatch {
                 session: self.suite.id(),
-                message: header.suite.id(),
+                message: wire.suite.id(),
             });
         }
         if ciphertext.len() < EXPIRY_LEN + TAG_LEN {
@@ -241,24 +276,25 @@ impl Session {
                 needed: EXPIRY_LEN + TAG_LEN - ciphertext.len(),
             });
         }
-        let header_bytes = inner
-            .get(..RATCHET_HEADER_LEN)
-            .ok_or(SessionError::Malformed("header"))?;
-        let aad = self.associated_data(prefix, header_bytes);
+        let aad = self.associated_data(prefix, wire.bytes);
         let suite = self.suite;
+        let nonce = wire.nonce;
         let body = self
             .ratchet
-            .receive(&header, |key| suite.open(key, &aad, ciphertext))?;
+            .receive(&wire, |key| suite.open(key, &nonce, &aad, ciphertext))?;
         // Any authenticated message from the responder proves it has the session.
-        self.pending_prefix = None;
+        if self.role == HandshakeRole::Initiator {
+            self.pending_prefix = None;
+        }
         Ok(body)
     }
 
-    /// AEAD associated data: both identity keys, then the prefix (if any), then the header.
+    /// AEAD associated data: both identities (X25519 and Ed25519 keys),
+    /// then the prefix (if any), then the header.
     fn associated_data(&self, prefix: &[u8], header: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64 + prefix.len() + header.len());
-        aad.extend_from_slice(&self.initiator_identity);
-        aad.extend_from_slice(&self.responder_identity);
+        let mut aad = Vec::with_capacity(2 * PeerIdentity::LEN + prefix.len() + header.len());
+        aad.extend_from_slice(&self.initiator_identity.to_bytes());
+        aad.extend_from_slice(&self.responder_identity.to_bytes());
         aad.extend_from_slice(prefix);
         aad.extend_from_slice(header);
         aad
@@ -274,11 +310,20 @@ impl Session {
         self.role
     }
 
-    /// The peer's X25519 identity key.
-    pub fn peer_identity(&self) -> [u8; 32] {
+    /// The peer's identity: its X25519 identity key and its Ed25519 signing
+    /// key, both bound into the handshake transcript.
+    pub fn peer_identity(&self) -> PeerIdentity {
         match self.role {
             HandshakeRole::Initiator => self.responder_identity,
             HandshakeRole::Responder => self.initiator_identity,
+        }
+    }
+
+    /// Our own identity in this session.
+    fn own_identity(&self) -> PeerIdentity {
+        match self.role {
+            HandshakeRole::Initiator => self.initiator_identity,
+            HandshakeRole::Responder => self.responder_identity,
         }
     }
 
@@ -292,6 +337,107 @@ impl Session {
         self.pending_prefix.is_some()
     }
 
+    /// True once the peer has shown that it received one of our messages: a
+    /// message of the peer came on a chain derived from a ratchet key we
+    /// generated and sent. For the initiator that is any reply; for the
+    /// responder, a message sent after our first reply arrived. A responder
+    /// session that is not confirmed may have been opened by anyone holding
+    /// our prekey bundle, or by a replay.
+    pub fn peer_confirmed(&self) -> bool {
+        self.ratchet.peer_confirmed()
+    }
+
+    /// The routing tags of every message this session can open next (the
+    /// skipped ones, and [`crate::TAG_WINDOW`] ahead in the current receiving
+    /// chain and in the next one), for a caller that holds many sessions and
+    /// finds a message's session by its [`MessageTag`].
+    ///
+    /// Kept up to date as messages are decrypted; the first call after a
+    /// restore computes `2 × TAG_WINDOW` HMACs, later ones about one per
+    /// message received (and `TAG_WINDOW` per new chain).
+    pub fn expected_tags(&mut self) -> Result<Vec<MessageTag>, SessionError> {
+        Ok(self
+            .ratchet
+            .expected_tags()?
+            .into_iter()
+            .map(MessageTag)
+            .collect())
+    }
+
+    /// The routing tags that became expected since the previous call: about
+    /// one per message received, [`crate::TAG_WINDOW`] more per new
+    /// receiving chain, and the keys skipped beyond the window. The first
+    /// call (also after a restore), or one after thousands of changes,
+    /// returns every expected tag instead: the answer may hold more than
+    /// what is new, never less. Tags that stop being expected (their
+    /// message came) are not reported; a table fed from here keeps them
+    /// until it is rebuilt from [`Session::expected_tags`], and a message
+    /// sent to a stale tag is refused by the session as a duplicate.
+    pub fn take_new_tags(&mut self) -> Result<Vec<MessageTag>, SessionError> {
+        Ok(self
+            .ratchet
+            .take_new_tags()?
+            .into_iter()
+            .map(MessageTag)
+            .collect())
+    }
+
+    /// Signs `statement` with our Ed25519 identity key, bound to this
+    /// session: the signature covers a label, the handshake id, our identity,
+    /// the peer's identity and the statement, so it means nothing in another
+    /// session or from another signer. Deterministic (Ed25519): the same
+    /// statement in the same session gives the same bytes.
+    ///
+    /// The peer can show the signature to others as proof that we made the
+    /// statement to it (it is not deniable, unlike messages).
+    pub fn sign_statement(
+        &self,
+        identity: &LocalIdentity,
+        statement: &[u8],
+    ) -> Result<[u8; SIGNATURE_LEN], SessionError> {
+        let own = self.own_identity();
+        if identity.public() != own {
+            return Err(SessionError::IdentityMismatch);
+        }
+        Ok(identity.sign(&self.statement_message(&own, &self.peer_identity(), statement)))
+    }
+
+    /// Verifies a statement the peer signed in this session
+    /// ([`Session::sign_statement`] on its side) with the peer's Ed25519 key.
+    pub fn verify_statement(
+        &self,
+        statement: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SessionError> {
+        let peer = self.peer_identity();
+        let message = self.statement_message(&peer, &self.own_identity(), statement);
+        if peer.verify(&message, signature) {
+            Ok(())
+        } else {
+            Err(SessionError::BadStatementSignature)
+        }
+    }
+
+    /// `LABEL_STATEMENT || handshake id || signer || other || len(statement) u32 || statement`.
+    fn statement_message(
+        &self,
+        signer: &PeerIdentity,
+        other: &PeerIdentity,
+        statement: &[u8],
+    ) -> Vec<u8> {
+        let mut message = Vec::with_capacity(
+            LABEL_STATEMENT.len() + 32 + 2 * PeerIdentity::LEN + 4 + statement.len(),
+        );
+        message.extend_from_slice(LABEL_STATEMENT);
+        message.extend_from_slice(&self.handshake_id);
+        message.extend_from_slice(&signer.to_bytes());
+        message.extend_from_slice(&other.to_bytes());
+        // Statements are short: a length above u32::MAX cannot be built in memory here.
+        message.extend_from_slice(&(statement.len() as u32).to_be_bytes());
+        message.extend_from_slice(statement);
+        message
+    }
+
     /// Test hook: whether any key an attacker can derive from this state
     /// (see `Ratchet::attacker_keys`) opens `message`.
     #[cfg(test)]
@@ -301,12 +447,18 @@ impl Session {
         } else {
             (&[][..], message)
         };
-        let (header, ciphertext) = inner.split_at(RATCHET_HEADER_LEN);
-        let aad = self.associated_data(prefix, header);
+        let (wire, ciphertext) = WireHeader::parse(inner).unwrap();
+        let aad = self.associated_data(prefix, wire.bytes);
         self.ratchet
             .attacker_keys(depth)
             .iter()
-            .any(|key| self.suite.open(key, &aad, ciphertext).is_ok())
+            .any(|key| self.suite.open(key, &wire.nonce, &aad, ciphertext).is_ok())
+    }
+
+    /// Our current ratchet public key: it changes at each DH ratchet step
+    /// of our sending side (the peer reads it from the encrypted headers).
+    pub fn own_ratchet_key(&self) -> [u8; 32] {
+        self.ratchet.own_public()
     }
 
     /// How many skipped message keys the session stores.

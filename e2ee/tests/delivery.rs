@@ -43,8 +43,12 @@ fn run(seed: u64) {
     let mut decrypted: HashSet<(bool, usize)> = HashSet::new();
     let mut duplicates_refused = 0usize;
     let mut out_of_order = 0usize;
-    let mut alice_ratchet_keys: HashSet<Vec<u8>> = HashSet::new();
-    let mut bob_ratchet_keys: HashSet<Vec<u8>> = HashSet::new();
+    // The ratchet key each message was sent under (headers are encrypted:
+    // the sender records its own key).
+    let mut sent_under: std::collections::HashMap<(bool, usize), [u8; 32]> =
+        std::collections::HashMap::new();
+    let mut alice_ratchet_keys: HashSet<[u8; 32]> = HashSet::new();
+    let mut bob_ratchet_keys: HashSet<[u8; 32]> = HashSet::new();
 
     while sent_a < PER_DIRECTION || sent_b < PER_DIRECTION || !in_flight.is_empty() {
         // Send a burst from one side (Bob only once he has a session).
@@ -56,6 +60,7 @@ fn run(seed: u64) {
                 let bytes = alice
                     .encrypt(&mut p.rng, format!("a{sent_a}").as_bytes(), None)
                     .unwrap();
+                sent_under.insert((true, sent_a), alice.own_ratchet_key());
                 in_flight.push(InFlight {
                     from_alice: true,
                     index: sent_a,
@@ -67,6 +72,7 @@ fn run(seed: u64) {
                 let bytes = session
                     .encrypt(&mut p.rng, format!("b{sent_b}").as_bytes(), None)
                     .unwrap();
+                sent_under.insert((false, sent_b), session.own_ratchet_key());
                 in_flight.push(InFlight {
                     from_alice: false,
                     index: sent_b,
@@ -98,7 +104,7 @@ fn run(seed: u64) {
                     let prefix = if message.from_alice { "a" } else { "b" };
                     assert_eq!(plaintext, format!("{prefix}{}", message.index).as_bytes());
                     assert!(decrypted.insert(id), "{id:?} decrypted twice");
-                    let key = ratchet_key(&message.bytes);
+                    let key = sent_under[&id];
                     if message.from_alice {
                         alice_ratchet_keys.insert(key);
                     } else {
@@ -153,15 +159,4 @@ fn deliver_to_bob(
     bob.as_mut()
         .expect("a ratchet message before any initial message")
         .decrypt(NOW, bytes)
-}
-
-/// The sender's ratchet public key of a message (docs/e2ee.md: after the
-/// handshake prefix, if any, bytes 2..34 of the ratchet header).
-fn ratchet_key(bytes: &[u8]) -> Vec<u8> {
-    let header = if bytes[1] == 1 {
-        &bytes[e2ee::INITIAL_PREFIX_LEN..]
-    } else {
-        bytes
-    };
-    header[2..34].to_vec()
 }

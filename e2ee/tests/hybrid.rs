@@ -14,8 +14,9 @@ use common::{NOW, first_message, parties};
 use e2ee::{INITIAL_PREFIX_LEN, InitialInfo, PQ_CIPHERTEXT_LEN, Session, SessionError};
 
 /// Offsets in a suite-1 initial message (docs/e2ee.md).
-const SHARE_COUNT: usize = 42;
-const X25519_SHARE: usize = 43;
+const SENDER_SIGNING_KEY: usize = 34;
+const SHARE_COUNT: usize = 74;
+const X25519_SHARE: usize = 75;
 const X25519_KEY: usize = X25519_SHARE + 3;
 const ML_KEM_SHARE: usize = X25519_KEY + 32;
 const ML_KEM_CIPHERTEXT: usize = ML_KEM_SHARE + 3;
@@ -25,12 +26,22 @@ fn layout_matches_the_documented_offsets() {
     let mut p = parties(1);
     let (_, first) = first_message(&mut p, b"x");
     assert_eq!(first[0], 1, "suite 1");
-    assert_eq!(first[1], 1, "initial kind");
+    assert_eq!(first[1], 3, "initial kind");
+    assert_eq!(&first[2..34], &p.alice.public().dh);
+    assert_eq!(
+        &first[SENDER_SIGNING_KEY..SENDER_SIGNING_KEY + 32],
+        &p.alice.public().signing
+    );
     assert_eq!(first[SHARE_COUNT], 2);
     assert_eq!(&first[X25519_SHARE..X25519_KEY], &[1, 0, 32]);
     assert_eq!(&first[ML_KEM_SHARE..ML_KEM_CIPHERTEXT], &[2, 0x04, 0x40]);
     assert_eq!(ML_KEM_CIPHERTEXT + PQ_CIPHERTEXT_LEN, INITIAL_PREFIX_LEN);
-    assert_eq!(first[INITIAL_PREFIX_LEN + 1], 2, "inner ratchet message");
+    assert_eq!(first[INITIAL_PREFIX_LEN + 1], 4, "inner ratchet message");
+    assert_eq!(
+        first.len(),
+        INITIAL_PREFIX_LEN + e2ee::RATCHET_OVERHEAD + 1,
+        "fixed overhead"
+    );
 }
 
 #[test]
@@ -39,7 +50,7 @@ fn untouched_first_message_is_accepted() {
     let (_, first) = first_message(&mut p, b"hi");
     let mut bob = Session::accept(&p.bob, &p.bob_prekeys, &first).unwrap();
     assert_eq!(bob.decrypt(NOW, &first).unwrap(), b"hi");
-    assert_eq!(bob.peer_identity(), p.alice.public().dh);
+    assert_eq!(bob.peer_identity(), p.alice.public());
 }
 
 #[test]
@@ -185,6 +196,6 @@ fn unknown_suites_and_foreign_prekeys_are_refused() {
     let info = InitialInfo::parse(&first).unwrap().unwrap();
     assert_eq!(
         (info.spk_id, info.pq_id, info.sender),
-        (11, 12, p.alice.public().dh)
+        (11, 12, p.alice.public())
     );
 }

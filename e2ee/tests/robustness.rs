@@ -82,7 +82,7 @@ proptest! {
 
     #[test]
     fn well_framed_garbage_is_refused_without_panic(
-        kind in 1u8..=2,
+        kind in 3u8..=4,
         share_count in 0u8..=5,
         body in proptest::collection::vec(any::<u8>(), 0..1400),
     ) {
@@ -90,8 +90,8 @@ proptest! {
         let p = parties(10);
         // Suite and kind right, a plausible share count for initial messages, then garbage.
         let mut bytes = vec![1, kind];
-        if kind == 1 {
-            bytes.extend_from_slice(&p.alice.public().dh);
+        if kind == 3 {
+            bytes.extend_from_slice(&p.alice.public().to_bytes());
             bytes.extend_from_slice(&11u32.to_be_bytes());
             bytes.extend_from_slice(&12u32.to_be_bytes());
             bytes.push(share_count);
@@ -252,12 +252,25 @@ fn unknown_suites_and_kinds_are_refused_by_a_session() {
         bob.decrypt(NOW, &kind),
         Err(SessionError::UnknownMessageKind(7))
     );
+    // Kinds 1 and 2 are format 1, refused as such.
+    for old in [1u8, 2] {
+        let mut v1 = message.clone();
+        v1[1] = old;
+        assert_eq!(
+            bob.decrypt(NOW, &v1),
+            Err(SessionError::OldMessageFormat(old))
+        );
+        assert_eq!(
+            InitialInfo::parse(&v1),
+            Err(SessionError::OldMessageFormat(old))
+        );
+    }
     assert_eq!(InitialInfo::parse(&message), Ok(None));
     // A ratchet message is not a first message.
     let p = parties(44);
     assert_eq!(
         Session::accept(&p.bob, &p.bob_prekeys, &message).map(|_| ()),
-        Err(SessionError::UnknownMessageKind(2))
+        Err(SessionError::UnknownMessageKind(4))
     );
     assert_eq!(bob.decrypt(NOW, &message).unwrap(), b"x");
 }

@@ -7,110 +7,74 @@
 //! ciphertext (docs/e2ee.md, "In the client").
 //!
 //! Why a book and not one session per address: the mixnet envelope carries
-//! no sender (a gateway that reads frames must not learn who writes to its
-//! client), so a ratchet message does not say which session it belongs to.
-//! Initial messages are routed by their handshake id; every other message
-//! carries a routing hint, an HMAC of its ratchet key under a key only the
-//! two ends of the session hold, so the book finds the session with one
-//! HMAC per session instead of a Diffie-Hellman per session, and outsiders
-//! learn nothing from the hint. Sessions are bounded ([`MAX_SESSIONS`]).
+//! no sender (a gateway must not learn who writes to its client), so a
+//! message does not say which session it belongs to. Initial messages are
+//! routed by their handshake id; every other message leads with a routing
+//! tag that is new for every message and that only its recipient predicts
+//! ([`e2ee::MessageTag`]): the book keeps the tags each session expects in
+//! one table (`sessions/routes.rs`), so a message costs one lookup, a
+//! message no session expects costs no cryptography, and nothing in a
+//! message links it to another one.
 //!
-//! On the wire (inside the client envelope) each message is
-//! `routing hint (16) || e2ee message`, and the plaintext inside the `e2ee`
-//! message is `version (1) || flags (1) || [sender address (64) if flags & 1]
-//! || [routing key (32) if flags & 2] || content`, so a recipient learns where
-//! to write back from the authenticated session, never from the network.
+//! Sessions live in two pools with separate budgets: sessions opened by
+//! others and not yet answered ([`MAX_UNANSWERED`], anyone holding the card
+//! can open them) evict only each other; established ones (ours, or
+//! answered: [`e2ee::Session::peer_confirmed`]) are evicted only by least
+//! recent use among themselves ([`MAX_SESSIONS`]). Every first message
+//! accepted is recorded for as long as its prekey lives
+//! (`sessions/replay.rs`), so a recorded one is refused however many
+//! handshakes came in between.
+//!
+//! On the wire (inside the client envelope) each message is an `e2ee`
+//! message; the plaintext inside it (`sessions/content.rs`) may carry the
+//! sender's address claim, signed by its identity within the session, and a
+//! claim is believed only once that signature verifies.
 //!
 //! The book is sans-IO: time and randomness come in as arguments; the async
 //! shell seals it ([`e2ee::StateStore`]) into the data folder after every
-//! change.
+//! change, and before any message it sealed leaves.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod card;
+mod content;
+mod replay;
+mod routes;
+
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::str::FromStr;
 
+pub use card::{AddressCard, CardError, PeerIdentityKey};
+pub use content::{CLAIM_LEN, CONTENT_VERSION};
+use content::{Content, SenderClaim, claim_statement};
 use e2ee::{
-    HandshakeRole, InitialInfo, LocalIdentity, PrekeyBundle, PrekeySecrets, Session, SessionError,
-    UnixSeconds,
+    HandshakeRole, InitialInfo, LocalIdentity, MessageTag, PrekeyBundle, PrekeySecrets, Session,
+    SessionError, UnixSeconds,
 };
-use hmac::{Hmac, KeyInit, Mac};
-use protocol::{ClientAddress, NodeId};
+use protocol::ClientAddress;
 use rand::CryptoRng;
+use replay::ReplayRecord;
+use routes::TagRoutes;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-/// Version byte of the plaintext inside a session message.
-pub const CONTENT_VERSION: u8 = 1;
-/// Most sessions a book keeps; the least recently used goes first.
+/// Most established sessions a book keeps (ours, or answered by their
+/// peer); the least recently used goes first, and only for another
+/// established one.
 pub const MAX_SESSIONS: usize = 256;
-/// Handshake ids of dropped sessions remembered, so a replayed initial
-/// message cannot start a session again.
-pub const MAX_RETIRED_HANDSHAKES: usize = 4096;
+/// Most unanswered sessions a book keeps: opened by others' first messages
+/// and not yet confirmed by a message sent after our reply. The least
+/// recently used goes first, and only for another unanswered one.
+pub const MAX_UNANSWERED: usize = 128;
+/// First messages recorded per signed prekey at the design false-refusal
+/// rate (below 3·10⁻⁶); beyond, the record keeps refusing every recorded
+/// message but refuses more new ones by mistake.
+pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
-const BOOK_VERSION: u8 = 1;
-const FLAG_SENDER: u8 = 1;
-const FLAG_ROUTING_KEY: u8 = 2;
-/// Length of a ratchet public key in a message header.
-const RATCHET_KEY_LEN: usize = 32;
-/// Length of the routing hint before each session message.
-pub const HINT_LEN: usize = 16;
-const ROUTING_KEY_LEN: usize = 32;
-/// Chain hints remembered for routing (cleared when full; rebuilt as messages come).
-const MAX_KNOWN_HINTS: usize = 4 * MAX_SESSIONS;
-const HINT_LABEL: &[u8] = b"mixnet-client/v1 routing hint";
-const ADDRESS_LEN: usize = 64;
-
-/// A client's address together with its prekey bundle: what a correspondent
-/// needs to start a session. Text form: `<address>/<base58 bundle>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AddressCard {
-    /// Where the client's mailbox is.
-    pub address: ClientAddress,
-    /// The client's signed prekeys (verified when the card is parsed).
-    pub bundle: PrekeyBundle,
-}
-
-impl fmt::Display for AddressCard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}",
-            self.address,
-            bs58::encode(self.bundle.encode()).into_string()
-        )
-    }
-}
-
-/// Why an address card could not be read.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum CardError {
-    /// No `/` between the address and the bundle.
-    #[error("an address card is <address>/<bundle>; this has no bundle")]
-    MissingBundle,
-    /// The address part does not parse.
-    #[error("bad address: {0}")]
-    Address(String),
-    /// The bundle is not base58, or fails its checks (signature, suite, length).
-    #[error("bad prekey bundle: {0}")]
-    Bundle(String),
-}
-
-impl FromStr for AddressCard {
-    type Err = CardError;
-
-    fn from_str(s: &str) -> Result<Self, CardError> {
-        let (address, bundle) = s.trim().split_once('/').ok_or(CardError::MissingBundle)?;
-        let address =
-            ClientAddress::from_str(address).map_err(|e| CardError::Address(e.to_string()))?;
-        let bytes = bs58::decode(bundle)
-            .into_vec()
-            .map_err(|e| CardError::Bundle(e.to_string()))?;
-        let bundle = PrekeyBundle::decode(&bytes).map_err(|e| CardError::Bundle(e.to_string()))?;
-        Ok(AddressCard { address, bundle })
-    }
-}
+const BOOK_VERSION: u8 = 2;
+/// Version byte of a book written before format 2 of `e2ee`.
+const BOOK_VERSION_1: u8 = 1;
+/// What the key of the replay record is derived for (from the identity).
+const REPLAY_KEY_PURPOSE: &[u8] = b"mixnet-client/v2 replay record";
 
 /// Why a message could not be sealed or opened.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -121,15 +85,20 @@ pub enum SessionBookError {
     /// No session has this handshake id (it was dropped).
     #[error("the session of this reply handle is gone")]
     UnknownSession,
-    /// No session opens the message.
+    /// No session expects the message.
     #[error("no session opens this message")]
     NoMatchingSession,
-    /// An initial message of a handshake this book dropped before.
-    #[error("an initial message of a retired handshake")]
-    RetiredHandshake,
+    /// An initial message of a handshake this book accepted before.
+    #[error("an initial message of a handshake accepted before (a replay)")]
+    ReplayedHandshake,
     /// The plaintext inside a session message does not parse.
     #[error("malformed session content")]
     BadContent,
+    /// The advanced session state could not be saved, so the message it
+    /// sealed was not sent (sending it could reuse a key after a crash).
+    /// Set by the shell that saves the book; the cause is in its log.
+    #[error("the session state could not be saved; the message was not sent")]
+    StateNotSaved,
     /// The `e2ee` layer refused the message (tampered, duplicate, expired...).
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -145,8 +114,9 @@ impl SessionBookError {
             SessionBookError::NoSession(_) => "no_session",
             SessionBookError::UnknownSession => "unknown_session",
             SessionBookError::NoMatchingSession => "no_matching_session",
-            SessionBookError::RetiredHandshake => "retired_handshake",
+            SessionBookError::ReplayedHandshake => "replayed_handshake",
             SessionBookError::BadContent => "bad_content",
+            SessionBookError::StateNotSaved => "state_not_saved",
             SessionBookError::Session(SessionError::DuplicateMessage) => "duplicate",
             SessionBookError::Session(SessionError::Expired { .. }) => "expired",
             SessionBookError::Session(_) => "refused",
@@ -160,10 +130,11 @@ impl SessionBookError {
 pub struct Opened {
     /// The session it came on (give it back to [`SessionBook::seal_in`] to answer).
     pub session: SessionId,
-    /// The sender's long-term identity, authenticated by the session.
+    /// The sender's long-term identity (both keys), authenticated by the session.
     pub peer: PeerIdentityKey,
-    /// The sender's address, when the sender gave one and it is not pinned
-    /// to another identity.
+    /// The sender's address: the one it claimed in this session with a
+    /// valid signature of its identity (or the one we wrote to), when that
+    /// address is not pinned to another identity.
     pub from: Option<ClientAddress>,
     /// The application's bytes.
     pub content: Vec<u8>,
@@ -173,48 +144,34 @@ pub struct Opened {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SessionId(pub [u8; 32]);
 
-/// A peer's long-term X25519 identity key (what a user compares out of band).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PeerIdentityKey(pub [u8; 32]);
-
-impl fmt::Display for PeerIdentityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&bs58::encode(self.0).into_string())
-    }
-}
-
-impl fmt::Debug for PeerIdentityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerIdentityKey({self})")
-    }
+/// How [`SessionBook::restore`] read a stored book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// A book of the current format.
+    Current,
+    /// A book of format 1 (before `e2ee` format 2): the identity and the
+    /// prekeys were kept (the address card is unchanged); its sessions and
+    /// contacts could not be, and are gone. Save the book again.
+    UpgradedFromFormat1,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
     session: Session,
     peer: PeerIdentityKey,
+    /// The peer's address: claimed with a valid signature, or the one we wrote to.
     address: Option<ClientAddress>,
     /// A counter of the book's operations at the last use (higher = more recent).
     used: u64,
-    /// Keys the session's routing hints (chosen by the initiator, sent inside its first messages).
-    routing: RoutingKey,
+    /// Our own signed address claim in this session (signed once, reused).
+    claim: Option<SenderClaim>,
 }
 
-/// The secret behind a session's routing hints; wiped on drop.
-#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-struct RoutingKey([u8; ROUTING_KEY_LEN]);
-
-impl RoutingKey {
-    /// The hint for a message whose ratchet key is `ratchet_key`.
-    fn hint(&self, ratchet_key: &[u8]) -> [u8; HINT_LEN] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        mac.update(HINT_LABEL);
-        mac.update(ratchet_key);
-        let tag = mac.finalize().into_bytes();
-        let mut hint = [0u8; HINT_LEN];
-        hint.copy_from_slice(tag.get(..HINT_LEN).unwrap_or(&[0; HINT_LEN]));
-        hint
+impl Entry {
+    /// Opened by someone else and not answered yet: the pool anyone holding
+    /// our card can fill.
+    fn is_unanswered(&self) -> bool {
+        self.session.role() == HandshakeRole::Responder && !self.session.peer_confirmed()
     }
 }
 
@@ -233,12 +190,12 @@ pub struct SessionBook {
     prekeys: PrekeySecrets,
     sessions: BTreeMap<SessionId, Entry>,
     contacts: HashMap<ClientAddress, Contact>,
-    retired: VecDeque<SessionId>,
+    /// Every first message accepted, per signed prekey.
+    replay: ReplayRecord,
     clock: u64,
-    /// Hints of chains already opened (a chain keeps its hint), so that
-    /// only a message on a new chain computes every session's hint.
+    /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
-    known_hints: HashMap<[u8; HINT_LEN], SessionId>,
+    routes: TagRoutes,
 }
 
 impl fmt::Debug for SessionBook {
@@ -253,14 +210,21 @@ impl fmt::Debug for SessionBook {
 impl SessionBook {
     /// A new book with fresh identity keys and prekeys.
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        Self::with_keys(
+            LocalIdentity::generate(rng),
+            PrekeySecrets::generate(rng, 1, 1),
+        )
+    }
+
+    fn with_keys(identity: LocalIdentity, prekeys: PrekeySecrets) -> Self {
         SessionBook {
-            identity: LocalIdentity::generate(rng),
-            prekeys: PrekeySecrets::generate(rng, 1, 1),
+            identity,
+            prekeys,
             sessions: BTreeMap::new(),
             contacts: HashMap::new(),
-            retired: VecDeque::new(),
+            replay: ReplayRecord::default(),
             clock: 0,
-            known_hints: HashMap::new(),
+            routes: TagRoutes::default(),
         }
     }
 
@@ -272,31 +236,50 @@ impl SessionBook {
         }
     }
 
-    /// This client's long-term identity key.
+    /// This client's long-term identity (both keys).
     pub fn identity(&self) -> PeerIdentityKey {
-        PeerIdentityKey(self.identity.public().dh)
+        PeerIdentityKey(self.identity.public())
     }
 
-    /// Number of sessions held.
+    /// Number of sessions held, in both pools.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
 
+    /// Number of sessions opened by others and not answered yet.
+    pub fn unanswered_count(&self) -> usize {
+        self.sessions.values().filter(|e| e.is_unanswered()).count()
+    }
+
+    /// First messages recorded under the current signed prekey (see
+    /// [`REPLAY_CAPACITY`]).
+    pub fn handshakes_recorded(&self) -> u64 {
+        self.replay.count(self.prekeys.spk_id())
+    }
+
+    /// Entries of the routing table: the tags the sessions expect, and
+    /// stale ones until the next rebuild (at most about twice as many).
+    pub fn expected_tag_count(&self) -> usize {
+        self.routes.len()
+    }
+
     /// Records `card` as a contact: later messages to its address start a
-    /// session with its bundle, and its identity is pinned to the address.
+    /// session with its bundle, and its identity (both keys) is pinned to
+    /// the address.
     pub fn add_contact(&mut self, card: &AddressCard) {
         self.contacts.insert(
             card.address,
             Contact {
-                identity: PeerIdentityKey(card.bundle.identity().dh),
+                identity: PeerIdentityKey(card.bundle.identity()),
                 bundle: Some(card.bundle.encode()),
             },
         );
     }
 
     /// Encrypts `content` for `to`: in the most recently used session with
-    /// that address, or in a new one started from its address card.
-    /// `own` is this client's address, sent inside so the peer can answer.
+    /// that address and its pinned identity, or in a new one started from
+    /// its address card. `own` is this client's address, claimed inside
+    /// (signed) so the peer can answer.
     pub fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -320,7 +303,9 @@ impl SessionBook {
     }
 
     /// Encrypts `content` in session `id` (e.g. to answer a message through
-    /// its reply SURBs).
+    /// its reply SURBs). The claim of `own` is sent, signed, until the peer
+    /// has confirmed the session (it has then read one of the messages that
+    /// carried it), and again whenever `own` changes.
     pub fn seal_in(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -335,24 +320,31 @@ impl SessionBook {
             .sessions
             .get_mut(&id)
             .ok_or(SessionBookError::UnknownSession)?;
-        // The routing key travels inside the messages that carry the
-        // handshake, so the responder has it from the first one it opens.
-        let routing = entry.session.awaiting_reply().then_some(&entry.routing);
-        let plaintext = encode_content(own, routing, content);
+        let claim = match own {
+            Some(address) => {
+                let cached = entry.claim.filter(|c| &c.address == address);
+                if cached.is_some() && entry.session.peer_confirmed() {
+                    None
+                } else {
+                    let claim = match cached {
+                        Some(claim) => claim,
+                        None => SenderClaim {
+                            address: *address,
+                            signature: entry
+                                .session
+                                .sign_statement(&self.identity, &claim_statement(address))?,
+                        },
+                    };
+                    entry.claim = Some(claim);
+                    Some(claim)
+                }
+            }
+            None => None,
+        };
+        let plaintext = content::encode(claim.as_ref(), content);
         let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
         entry.used = clock;
-        let mut hint = [0u8; HINT_LEN];
-        match sealed.get(2..2 + RATCHET_KEY_LEN) {
-            Some(key) if InitialInfo::parse(&sealed)?.is_none() => {
-                hint = entry.routing.hint(key);
-            }
-            // An initial message is found by its handshake id.
-            _ => rng.fill_bytes(&mut hint),
-        }
-        let mut out = Vec::with_capacity(HINT_LEN + sealed.len());
-        out.extend_from_slice(&hint);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(sealed)
     }
 
     /// Starts a session with `to` from its card (or, for a note to self, our own bundle).
@@ -369,64 +361,84 @@ impl SessionBook {
         };
         let session = Session::initiate(rng, &self.identity, &bundle)?;
         let id = SessionId(session.handshake_id());
-        let mut routing = RoutingKey([0; ROUTING_KEY_LEN]);
-        rng.fill_bytes(&mut routing.0);
-        self.insert(id, session, Some(*to), routing);
+        self.insert(id, session, Some(*to))?;
         Ok(id)
     }
 
-    /// Adds a session as the most recently used; drops the least recently
-    /// used beyond [`MAX_SESSIONS`].
+    /// Adds a session as the most recently used of its pool, then keeps
+    /// both pools within their budgets.
     fn insert(
         &mut self,
         id: SessionId,
         session: Session,
         address: Option<ClientAddress>,
-        routing: RoutingKey,
-    ) {
+    ) -> Result<(), SessionBookError> {
         self.clock += 1;
-        let entry = Entry {
+        let mut entry = Entry {
             peer: PeerIdentityKey(session.peer_identity()),
             session,
             address,
             used: self.clock,
-            routing,
+            claim: None,
         };
+        self.routes.add(id, &mut entry.session)?;
         self.sessions.insert(id, entry);
-        while self.sessions.len() > MAX_SESSIONS {
-            let Some(oldest) = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(id, _)| *id)
-            else {
-                break;
-            };
-            self.sessions.remove(&oldest);
-            self.retire(oldest);
-        }
+        self.evict();
+        self.rebuild_routes_if_stale()
     }
 
-    fn retire(&mut self, id: SessionId) {
-        self.retired.push_back(id);
-        while self.retired.len() > MAX_RETIRED_HANDSHAKES {
-            self.retired.pop_front();
+    /// Rebuilds the routing table once stale tags fill half of it.
+    fn rebuild_routes_if_stale(&mut self) -> Result<(), SessionBookError> {
+        if self.routes.needs_rebuild() {
+            self.rebuild_routes()?;
+        }
+        Ok(())
+    }
+
+    fn rebuild_routes(&mut self) -> Result<(), SessionBookError> {
+        self.routes.rebuild(
+            self.sessions
+                .iter_mut()
+                .map(|(id, entry)| (*id, &mut entry.session)),
+        )?;
+        Ok(())
+    }
+
+    /// Drops the least recently used sessions of each pool beyond its
+    /// budget: unanswered ones only for unanswered ones, established ones
+    /// only for established ones.
+    fn evict(&mut self) {
+        for (unanswered, budget) in [(true, MAX_UNANSWERED), (false, MAX_SESSIONS)] {
+            let mut pool: Vec<(u64, SessionId)> = self
+                .sessions
+                .iter()
+                .filter(|(_, e)| e.is_unanswered() == unanswered)
+                .map(|(id, e)| (e.used, *id))
+                .collect();
+            if pool.len() <= budget {
+                continue;
+            }
+            pool.sort_unstable();
+            let excess = pool.len() - budget;
+            // Their tags stay in the routing table, leading nowhere, until
+            // it is rebuilt.
+            for (_, id) in pool.into_iter().take(excess) {
+                self.sessions.remove(&id);
+            }
         }
     }
 
     /// Decrypts a message from any peer: an initial message starts (or
-    /// continues) the session of its handshake; any other is tried against
-    /// the sessions, most recently used first. Duplicates, expired,
-    /// tampered and foreign messages are refused and leave the book as it was.
+    /// continues) the session of its handshake; any other goes to the
+    /// session that expects its routing tag. Duplicates, replays, expired,
+    /// tampered and foreign messages are refused and leave the book as it
+    /// was (an expired message's key is spent).
     pub fn open(&mut self, now: UnixSeconds, message: &[u8]) -> Result<Opened, SessionBookError> {
-        let (hint, message) = message
-            .split_first_chunk::<HINT_LEN>()
-            .ok_or(SessionBookError::BadContent)?;
-        let (id, plaintext) = match InitialInfo::parse(message)? {
+        let (id, plaintext, promoted) = match InitialInfo::parse(message)? {
             Some(info) => self.open_initial(now, &info, message)?,
-            None => self.open_ratchet(now, hint, message)?,
+            None => self.open_ratchet(now, message)?,
         };
-        let Content { from, content, .. } = decode_content(&plaintext)?;
+        let Content { claim, content } = content::decode(&plaintext)?;
         self.clock += 1;
         let clock = self.clock;
         let entry = self
@@ -435,15 +447,33 @@ impl SessionBook {
             .ok_or(SessionBookError::UnknownSession)?;
         entry.used = clock;
         let peer = entry.peer;
-        // The sender's address is believed only if it is not pinned to
-        // another identity; a pinned or first-seen address is learned.
-        let from = from.filter(|a| self.contacts.get(a).is_none_or(|c| c.identity == peer));
-        if let Some(address) = from {
-            entry.address = Some(address);
-            self.contacts.entry(address).or_insert(Contact {
+        // A claimed address is believed only with a valid signature of the
+        // sender's identity in this session, and only if it is not pinned to
+        // another identity; the first identity proven for an address is
+        // pinned to it (trust on first use) unless a card came first.
+        if let Some(claim) = claim
+            && entry.address != Some(claim.address)
+            && entry
+                .session
+                .verify_statement(&claim_statement(&claim.address), &claim.signature)
+                .is_ok()
+            && self
+                .contacts
+                .get(&claim.address)
+                .is_none_or(|c| c.identity == peer)
+        {
+            entry.address = Some(claim.address);
+            self.contacts.entry(claim.address).or_insert(Contact {
                 identity: peer,
                 bundle: None,
             });
+        }
+        let from = entry
+            .address
+            .filter(|a| self.contacts.get(a).is_some_and(|c| c.identity == peer));
+        if promoted {
+            // The session moved from the unanswered to the established pool.
+            self.evict();
         }
         Ok(Opened {
             session: id,
@@ -458,96 +488,74 @@ impl SessionBook {
         now: UnixSeconds,
         info: &InitialInfo,
         message: &[u8],
-    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
+    ) -> Result<Decrypted, SessionBookError> {
         let mut id = SessionId(info.handshake_id);
-        let own = self.identity();
+        let own = self.identity.public();
         if self
             .sessions
             .get(&id)
-            .is_some_and(|e| e.session.role() == HandshakeRole::Initiator && e.peer == own)
+            .is_some_and(|e| e.session.role() == HandshakeRole::Initiator && e.peer.0 == own)
         {
             // A note to self: the initiating half is ours too; the
             // responding half lives under another id.
             id = loopback_id(id);
         }
-        if let Some(entry) = self.sessions.get_mut(&id) {
-            let plaintext = entry.session.decrypt(now, message)?;
-            return Ok((id, Zeroizing::new(plaintext)));
+        if self.sessions.contains_key(&id) {
+            return self.decrypt_in(now, id, message);
         }
-        if self.retired.contains(&id) {
-            return Err(SessionBookError::RetiredHandshake);
+        let key = self.replay_key()?;
+        if self.replay.contains(&key, info.spk_id, &id.0) {
+            return Err(SessionBookError::ReplayedHandshake);
         }
         let mut session = Session::accept(&self.identity, &self.prekeys, message)?;
         let plaintext = Zeroizing::new(session.decrypt(now, message)?);
-        // A session whose opening message lacks a routing key could never
-        // be found again: refuse it (the message key is spent on a copy).
-        let routing = decode_content(&plaintext)?
-            .routing
-            .ok_or(SessionBookError::BadContent)?;
-        self.insert(id, session, None, routing);
-        Ok((id, plaintext))
+        content::decode(&plaintext)?;
+        self.replay.insert(&key, info.spk_id, &id.0);
+        self.insert(id, session, None)?;
+        Ok((id, plaintext, false))
     }
 
     fn open_ratchet(
         &mut self,
         now: UnixSeconds,
-        hint: &[u8; HINT_LEN],
         message: &[u8],
-    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
-        // The hint names the session without naming it to anyone else: an
-        // HMAC of the sender's ratchet key (header bytes 2..34) under the
-        // session's routing key. Only sessions whose hint matches are tried
-        // (one, but for a 2^-128 collision or a note to self), so a foreign
-        // message costs one HMAC per session and no Diffie-Hellman.
-        let ratchet_key = message
-            .get(2..2 + RATCHET_KEY_LEN)
+    ) -> Result<Decrypted, SessionBookError> {
+        let tag = MessageTag::of(message)?;
+        let id = self
+            .routes
+            .session_of(&tag)
+            .filter(|id| self.sessions.contains_key(id))
             .ok_or(SessionBookError::NoMatchingSession)?;
-        let known = self
-            .known_hints
-            .get(hint)
-            .copied()
-            .filter(|id| self.sessions.contains_key(id));
-        if let Some(id) = known {
-            match self.try_open(now, id, hint, message) {
-                Err(SessionBookError::Session(SessionError::DecryptionFailed)) => {}
-                other => return other,
-            }
-        }
-        let mut order: Vec<(u64, SessionId)> = self
-            .sessions
-            .iter()
-            .filter(|(id, e)| Some(**id) != known && &e.routing.hint(ratchet_key) == hint)
-            .map(|(id, e)| (e.used, *id))
-            .collect();
-        order.sort_unstable_by(|a, b| b.cmp(a));
-        let mut verdict = SessionBookError::NoMatchingSession;
-        for (_, id) in order {
-            match self.try_open(now, id, hint, message) {
-                Ok(opened) => return Ok(opened),
-                Err(e) => verdict = e,
-            }
-        }
-        Err(verdict)
+        self.decrypt_in(now, id, message)
     }
 
-    /// Opens `message` in session `id` and remembers its chain's hint.
-    fn try_open(
+    /// Decrypts `message` in session `id`, then adds the tags the session
+    /// came to expect if its state moved (a message read, or an expired one
+    /// whose key was spent). Says whether the message confirmed an
+    /// unanswered session.
+    fn decrypt_in(
         &mut self,
         now: UnixSeconds,
         id: SessionId,
-        hint: &[u8; HINT_LEN],
         message: &[u8],
-    ) -> Result<(SessionId, Zeroizing<Vec<u8>>), SessionBookError> {
+    ) -> Result<Decrypted, SessionBookError> {
         let entry = self
             .sessions
             .get_mut(&id)
             .ok_or(SessionBookError::UnknownSession)?;
-        let plaintext = Zeroizing::new(entry.session.decrypt(now, message)?);
-        if self.known_hints.len() >= MAX_KNOWN_HINTS {
-            self.known_hints.clear();
+        let was_unanswered = entry.is_unanswered();
+        let result = entry.session.decrypt(now, message);
+        let promoted = was_unanswered && !entry.is_unanswered();
+        if matches!(result, Ok(_) | Err(SessionError::Expired { .. })) {
+            self.routes.add(id, &mut entry.session)?;
+            self.rebuild_routes_if_stale()?;
         }
-        self.known_hints.insert(*hint, id);
-        Ok((id, plaintext))
+        Ok((id, Zeroizing::new(result?), promoted))
+    }
+
+    /// The key of the replay record, derived from the identity.
+    fn replay_key(&self) -> Result<Zeroizing<[u8; 32]>, SessionBookError> {
+        Ok(self.identity.local_secret(REPLAY_KEY_PURPOSE)?)
     }
 
     /// Serializes the whole book (secret: seal it before storing it).
@@ -568,14 +576,38 @@ impl SessionBook {
         if *version != BOOK_VERSION {
             return Err(SessionBookError::State("unknown version"));
         }
-        let (book, rest) = postcard::take_from_bytes::<Self>(body)
+        let (mut book, rest) = postcard::take_from_bytes::<Self>(body)
             .map_err(|_| SessionBookError::State("deserialize"))?;
         if !rest.is_empty() {
             return Err(SessionBookError::State("trailing bytes"));
         }
+        book.rebuild_routes()?;
         Ok(book)
     }
+
+    /// Restores a stored book of the current format, or upgrades one of
+    /// format 1 (see [`Restored::UpgradedFromFormat1`]).
+    pub fn restore(bytes: &[u8]) -> Result<(Self, Restored), SessionBookError> {
+        match bytes.split_first() {
+            Some((&BOOK_VERSION_1, body)) => {
+                // Format 1 starts with the identity and the prekeys, whose
+                // encoding has not changed; what follows cannot be read.
+                let ((identity, prekeys), _) =
+                    postcard::take_from_bytes::<(LocalIdentity, PrekeySecrets)>(body)
+                        .map_err(|_| SessionBookError::State("deserialize format 1"))?;
+                Ok((
+                    Self::with_keys(identity, prekeys),
+                    Restored::UpgradedFromFormat1,
+                ))
+            }
+            _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
+        }
+    }
 }
+
+/// A message opened in a session: its id, the plaintext, and whether it
+/// moved the session from the unanswered pool to the established one.
+type Decrypted = (SessionId, Zeroizing<Vec<u8>>, bool);
 
 /// The id of the responding half of a session with ourselves.
 fn loopback_id(id: SessionId) -> SessionId {
@@ -586,290 +618,5 @@ fn loopback_id(id: SessionId) -> SessionId {
     SessionId(bytes)
 }
 
-fn encode_content(
-    own: Option<&ClientAddress>,
-    routing: Option<&RoutingKey>,
-    content: &[u8],
-) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(
-        2 + ADDRESS_LEN + ROUTING_KEY_LEN + content.len(),
-    ));
-    out.push(CONTENT_VERSION);
-    let flags = own.map_or(0, |_| FLAG_SENDER) | routing.map_or(0, |_| FLAG_ROUTING_KEY);
-    out.push(flags);
-    if let Some(address) = own {
-        out.extend_from_slice(&address.client_key);
-        out.extend_from_slice(&address.gateway.0);
-    }
-    if let Some(routing) = routing {
-        out.extend_from_slice(&routing.0);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// The plaintext inside a session message.
-struct Content {
-    from: Option<ClientAddress>,
-    routing: Option<RoutingKey>,
-    content: Vec<u8>,
-}
-
-fn decode_content(plaintext: &[u8]) -> Result<Content, SessionBookError> {
-    let [version, flags, rest @ ..] = plaintext else {
-        return Err(SessionBookError::BadContent);
-    };
-    if *version != CONTENT_VERSION || flags & !(FLAG_SENDER | FLAG_ROUTING_KEY) != 0 {
-        return Err(SessionBookError::BadContent);
-    }
-    let mut rest = rest;
-    let mut from = None;
-    if flags & FLAG_SENDER != 0 {
-        let (key, tail) = rest
-            .split_first_chunk::<32>()
-            .ok_or(SessionBookError::BadContent)?;
-        let (gateway, tail) = tail
-            .split_first_chunk::<32>()
-            .ok_or(SessionBookError::BadContent)?;
-        from = Some(ClientAddress {
-            client_key: *key,
-            gateway: NodeId(*gateway),
-        });
-        rest = tail;
-    }
-    let mut routing = None;
-    if flags & FLAG_ROUTING_KEY != 0 {
-        let (key, tail) = rest
-            .split_first_chunk::<ROUTING_KEY_LEN>()
-            .ok_or(SessionBookError::BadContent)?;
-        routing = Some(RoutingKey(*key));
-        rest = tail;
-    }
-    Ok(Content {
-        from,
-        routing,
-        content: rest.to_vec(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
-
-    fn address(n: u8) -> ClientAddress {
-        ClientAddress {
-            client_key: [n; 32],
-            gateway: NodeId([n + 100; 32]),
-        }
-    }
-
-    const NOW: UnixSeconds = UnixSeconds(1_000_000);
-
-    #[test]
-    fn card_text_round_trips_and_refuses_a_bad_bundle() {
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let book = SessionBook::generate(&mut rng);
-        let card = book.card(address(1));
-        let text = card.to_string();
-        assert_eq!(text.parse::<AddressCard>().unwrap(), card);
-        assert_eq!(
-            address(1).to_string().parse::<AddressCard>(),
-            Err(CardError::MissingBundle)
-        );
-        // One character of the bundle changed: its signature fails.
-        let mut bad = text.clone().into_bytes();
-        let last = bad.len() - 5;
-        bad[last] = if bad[last] == b'2' { b'3' } else { b'2' };
-        let bad = String::from_utf8(bad).unwrap();
-        assert!(matches!(
-            bad.parse::<AddressCard>(),
-            Err(CardError::Bundle(_))
-        ));
-    }
-
-    #[test]
-    fn a_conversation_learns_the_sender_and_survives_serialization() {
-        let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let mut alice = SessionBook::generate(&mut rng);
-        let mut bob = SessionBook::generate(&mut rng);
-        let (a, b) = (address(1), address(2));
-        assert!(matches!(
-            alice.seal(&mut rng, &b, Some(&a), b"hi", None),
-            Err(SessionBookError::NoSession(_))
-        ));
-        alice.add_contact(&bob.card(b));
-        let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
-        let opened = bob.open(NOW, &first).unwrap();
-        assert_eq!(opened.content, b"hi");
-        assert_eq!(opened.from, Some(a));
-        assert_eq!(opened.peer, alice.identity());
-        // The same message again is refused, also after a restart of both.
-        let mut bob = SessionBook::from_bytes(&bob.to_bytes().unwrap()).unwrap();
-        let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
-        assert_eq!(bob.open(NOW, &first).unwrap_err().reason(), "duplicate");
-        // Bob writes to Alice's address, learned from the session.
-        let back = bob.seal(&mut rng, &a, Some(&b), b"hello", None).unwrap();
-        let opened = alice.open(NOW, &back).unwrap();
-        assert_eq!(
-            (opened.content.as_slice(), opened.from),
-            (&b"hello"[..], Some(b))
-        );
-        let again = alice.seal(&mut rng, &b, Some(&a), b"again", None).unwrap();
-        assert!(InitialInfo::parse(&again[HINT_LEN..]).unwrap().is_none());
-        assert_eq!(bob.open(NOW, &again).unwrap().content, b"again");
-        assert_eq!((alice.session_count(), bob.session_count()), (1, 1));
-    }
-
-    #[test]
-    fn expired_foreign_and_malformed_messages_are_refused() {
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let mut alice = SessionBook::generate(&mut rng);
-        let mut bob = SessionBook::generate(&mut rng);
-        let mut eve = SessionBook::generate(&mut rng);
-        let b = address(2);
-        alice.add_contact(&bob.card(b));
-        let expiring = alice
-            .seal(
-                &mut rng,
-                &b,
-                None,
-                b"soon gone",
-                Some(UnixSeconds(NOW.0 + 5)),
-            )
-            .unwrap();
-        assert_eq!(
-            bob.open(UnixSeconds(NOW.0 + 5), &expiring)
-                .unwrap_err()
-                .reason(),
-            "expired"
-        );
-        let fine = alice.seal(&mut rng, &b, None, b"x", None).unwrap();
-        let opened = bob.open(NOW, &fine).unwrap();
-        assert_eq!(opened.from, None);
-        // Eve holds no session: neither initial nor ratchet messages open.
-        assert!(eve.open(NOW, &fine).is_err());
-        let reply = bob
-            .seal_in(&mut rng, opened.session, None, b"r", None)
-            .unwrap();
-        assert_eq!(
-            eve.open(NOW, &reply).unwrap_err(),
-            SessionBookError::NoMatchingSession
-        );
-        assert_eq!(alice.open(NOW, &reply).unwrap().content, b"r");
-        for bad in [&[][..], &[1][..], &[1, 2, 3][..], &[0xff; 200][..]] {
-            assert!(bob.open(NOW, bad).is_err());
-        }
-    }
-
-    #[test]
-    fn a_note_to_self_opens_and_can_be_answered() {
-        let mut rng = ChaCha20Rng::seed_from_u64(6);
-        let mut me = SessionBook::generate(&mut rng);
-        let a = address(1);
-        let note = me.seal(&mut rng, &a, Some(&a), b"note", None).unwrap();
-        let opened = me.open(NOW, &note).unwrap();
-        assert_eq!(
-            (opened.content.as_slice(), opened.from),
-            (&b"note"[..], Some(a))
-        );
-        let answer = me
-            .seal_in(&mut rng, opened.session, None, b"answer", None)
-            .unwrap();
-        assert_eq!(me.open(NOW, &answer).unwrap().content, b"answer");
-        let second = me.seal(&mut rng, &a, Some(&a), b"second", None).unwrap();
-        assert_eq!(me.open(NOW, &second).unwrap().content, b"second");
-    }
-
-    #[test]
-    fn a_claimed_address_pinned_to_another_identity_is_not_believed() {
-        let mut rng = ChaCha20Rng::seed_from_u64(4);
-        let mut alice = SessionBook::generate(&mut rng);
-        let mut bob = SessionBook::generate(&mut rng);
-        let mut mallory = SessionBook::generate(&mut rng);
-        let (a, b) = (address(1), address(2));
-        bob.add_contact(&alice.card(a));
-        mallory.add_contact(&bob.card(b));
-        alice.add_contact(&bob.card(b));
-        let forged = mallory
-            .seal(&mut rng, &b, Some(&a), b"I am alice", None)
-            .unwrap();
-        assert_eq!(bob.open(NOW, &forged).unwrap().from, None);
-        let real = alice.seal(&mut rng, &b, Some(&a), b"me", None).unwrap();
-        assert_eq!(bob.open(NOW, &real).unwrap().from, Some(a));
-    }
-
-    #[test]
-    fn a_retired_handshake_cannot_start_a_session_again() {
-        let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let mut bob = SessionBook::generate(&mut rng);
-        let b = address(2);
-        let mut firsts = Vec::new();
-        for n in 0..=MAX_SESSIONS {
-            let mut peer = SessionBook::generate(&mut rng);
-            peer.add_contact(&bob.card(b));
-            let m = peer.seal(&mut rng, &b, None, &[n as u8], None).unwrap();
-            bob.open(NOW, &m).unwrap();
-            firsts.push(m);
-        }
-        assert_eq!(bob.session_count(), MAX_SESSIONS);
-        assert_eq!(
-            bob.open(NOW, &firsts[0]).unwrap_err(),
-            SessionBookError::RetiredHandshake
-        );
-    }
-
-    mod hostile {
-        use super::*;
-        use proptest::prelude::*;
-
-        /// Alice and Bob in an established session, and messages of both kinds.
-        fn pair() -> (SessionBook, SessionBook, Vec<u8>, Vec<u8>) {
-            let mut rng = ChaCha20Rng::seed_from_u64(7);
-            let mut alice = SessionBook::generate(&mut rng);
-            let mut bob = SessionBook::generate(&mut rng);
-            let b = address(2);
-            alice.add_contact(&bob.card(b));
-            let initial = alice.seal(&mut rng, &b, None, b"first", None).unwrap();
-            let opened = bob.open(NOW, &initial).unwrap();
-            let reply = bob
-                .seal_in(&mut rng, opened.session, None, b"reply", None)
-                .unwrap();
-            alice.open(NOW, &reply).unwrap();
-            let ratchet = alice.seal(&mut rng, &b, None, b"second", None).unwrap();
-            let next = alice.seal(&mut rng, &b, None, b"third", None).unwrap();
-            (alice, bob, ratchet, next)
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(64))]
-
-            #[test]
-            fn random_bytes_never_open_and_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
-                let (_, mut bob, _, _) = pair();
-                prop_assert!(bob.open(NOW, &bytes).is_err());
-            }
-
-            #[test]
-            fn a_tampered_or_truncated_message_is_refused_and_the_real_one_still_opens(
-                flip in 0usize..2000, bit in 0u8..8, cut in 0usize..200, truncate in any::<bool>(),
-            ) {
-                let (_, mut bob, ratchet, next) = pair();
-                let mut bad = ratchet.clone();
-                if truncate {
-                    bad.truncate(bad.len().saturating_sub(cut + 1));
-                } else {
-                    let at = flip % bad.len();
-                    bad[at] ^= 1 << bit;
-                }
-                prop_assert!(bob.open(NOW, &bad).is_err());
-                prop_assert_eq!(bob.open(NOW, &ratchet).unwrap().content, b"second".to_vec());
-                prop_assert_eq!(bob.open(NOW, &ratchet).unwrap_err().reason(), "duplicate");
-                prop_assert_eq!(bob.open(NOW, &next).unwrap().content, b"third".to_vec());
-            }
-        }
-    }
-}
+mod tests;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use client::shell::{DataFolder, Passphrase, StateSealing, StoredSettings, os_seed};
+use client::shell::{
+    DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder, os_seed,
+};
 use client::{AddressCard, Client, ClientOptions, Outgoing, SendStatus};
 use directory::DirectoryClient;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
@@ -15,14 +17,15 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
 
-/// The environment variable that holds the passphrase of the session book.
+/// The environment variable that holds the passphrase of the data folder.
 const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";
 
 /// Send and receive end-to-end encrypted messages through the mixnet.
 ///
 /// The session book (identity, prekeys, sessions) is sealed with a key in
 /// the data folder, or, when MIXNET_CLIENT_PASSPHRASE is set at `init`, with
-/// that passphrase (then needed at every start).
+/// that passphrase, which then seals the Sphinx key too and is needed by
+/// every later command.
 #[derive(Parser)]
 #[command(name = "mixnet-client", version)]
 struct Cli {
@@ -138,12 +141,12 @@ async fn run(command: Command) -> Result<()> {
             gateway,
         } => init(&dir, &directory, &directory_key, gateway.as_deref()).await,
         Command::Address { dir, plain } => {
-            let folder = DataFolder::new(&dir);
-            let address = folder.address()?;
+            let unlocked = unlock(&DataFolder::new(&dir))?;
+            let address = unlocked.address();
             if plain {
                 println!("{address}");
             } else {
-                println!("{}", card(&folder, address)?);
+                println!("{}", unlocked.book.card(address));
             }
             Ok(())
         }
@@ -183,12 +186,11 @@ fn parse_recipient(text: &str) -> Result<Recipient> {
     })
 }
 
-/// The address card of the client in `folder` (opens, or creates, its session book).
-fn card(folder: &DataFolder, address: ClientAddress) -> Result<AddressCard> {
-    let (settings, _) = folder.load()?;
+/// Opens the secrets of the client in `folder` (with the passphrase of the
+/// environment when it is sealed with one).
+fn unlock(folder: &DataFolder) -> Result<UnlockedFolder> {
     let mut rng = ChaCha20Rng::from_seed(os_seed()?);
-    let (book, _) = folder.session_book(&mut rng, settings.state_sealing, passphrase().as_ref())?;
-    Ok(book.card(address))
+    Ok(folder.unlock(&mut rng, passphrase().as_ref())?)
 }
 
 async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
@@ -236,8 +238,8 @@ async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result
             StateSealing::KeyFile
         },
     };
-    folder.init(&settings, &keys)?;
-    println!("{}", card(&folder, folder.address()?)?);
+    let created = folder.init(&mut rng, &settings, &keys, passphrase().as_ref())?;
+    println!("{}", created.book.card(created.address()));
     Ok(())
 }
 

@@ -37,7 +37,7 @@ use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError}
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
 use client_core::ClientError;
-use client_core::sessions::{AddressCard, SessionBook};
+use client_core::sessions::{AddressCard, SessionBook, SessionBookError};
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
 };
@@ -272,16 +272,19 @@ impl<C: GatewayDialer> Driver<C> {
         self.book.card(self.core.address())
     }
 
-    /// Seals the session book into the data folder (a failure is logged
-    /// and counted: the client goes on with the state in memory).
-    fn save_book(&mut self) {
+    /// Seals the session book into the data folder. A failure is logged
+    /// and counted, and returned: a caller about to send what the advanced
+    /// book sealed must not send it (after a crash the book on disk would
+    /// use the same message key again).
+    fn save_book(&mut self) -> Result<(), SessionBookError> {
         let Some(file) = &self.book_file else {
-            return;
+            return Ok(());
         };
-        if let Err(e) = file.save(&mut self.rng, &self.book) {
+        file.save(&mut self.rng, &self.book).map_err(|e| {
             tracing::error!("cannot save the session book: {e}");
             ShellStats::add(&self.stats.state_write_failures, 1);
-        }
+            SessionBookError::StateNotSaved
+        })
     }
 
     /// Runs until every [`Client`](super::Client) handle is gone.
@@ -432,9 +435,13 @@ impl<C: GatewayDialer> Driver<C> {
                 respond,
             } => {
                 let own = self.core.address();
-                let result = self
-                    .book
-                    .seal_in(&mut self.rng, handle.session, Some(&own), &bytes, None)
+                let sealed =
+                    self.book
+                        .seal_in(&mut self.rng, handle.session, Some(&own), &bytes, None);
+                // Saved before anything leaves, as for a message.
+                let saved = self.save_book();
+                let result = sealed
+                    .and_then(|sealed| saved.map(|()| sealed))
                     .map_err(ClientError::from)
                     .and_then(|sealed| {
                         self.core
@@ -442,7 +449,6 @@ impl<C: GatewayDialer> Driver<C> {
                             .map(|id| (id, sealed.len()))
                     })
                     .map(|(id, len)| self.track(id, Envelope::reply_len(len)));
-                self.save_book();
                 let _ = respond.send(result);
             }
             Command::CoreStats { respond } => {
@@ -450,13 +456,14 @@ impl<C: GatewayDialer> Driver<C> {
             }
             Command::AddContact { card, respond } => {
                 self.book.add_contact(&card);
-                self.save_book();
-                let _ = respond.send(Ok(()));
+                let _ = respond.send(self.save_book().map_err(ClientError::from));
             }
         }
     }
 
-    /// Seals `bytes` for `to` in its session and hands them to the core.
+    /// Seals `bytes` for `to` in its session, saves the advanced book, and
+    /// only then hands the sealed message to the core. When the book cannot
+    /// be saved the message is refused (`StateNotSaved`) and nothing leaves.
     fn send(
         &mut self,
         now: protocol::time::Timestamp,
@@ -471,10 +478,12 @@ impl<C: GatewayDialer> Driver<C> {
         let sealed = self
             .book
             .seal(&mut self.rng, to, Some(&own), bytes, expires_at);
-        // The session advanced (a message key was used) even if the core
-        // refuses: save it either way.
-        self.save_book();
+        // The session advanced (a message key was used, or a session was
+        // started) even if sealing or the core refuses: save it either way,
+        // and before the core can build a packet of it.
+        let saved = self.save_book();
         let sealed = sealed?;
+        saved?;
         let expiry = lifetime.map(|l| now.saturating_add(l));
         let id = self
             .core
@@ -513,9 +522,11 @@ impl<C: GatewayDialer> Driver<C> {
                 } => {
                     let opened = self.book.open(unix_now(), &bytes);
                     // Saved before the application sees it: a duplicate that
-                    // comes after a restart is refused by the session.
+                    // comes after a restart is refused by the session. (A
+                    // failure is counted; the message is still delivered, and
+                    // could come again after a crash.)
                     if opened.is_ok() {
-                        self.save_book();
+                        let _ = self.save_book();
                     }
                     // Then the journal of its fragments may go.
                     self.forget_partial(&id);

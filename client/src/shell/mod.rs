@@ -23,4 +23,4 @@ pub use journal::{JournalLimits, PartialJournal};
 pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, QuicDialer};
 pub use open::{os_seed, refresh_topology};
 pub use routes::TopologyRoutes;
-pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings};
+pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder};

@@ -58,8 +58,9 @@ pub fn os_seed() -> Result<[u8; 32], DataFolderError> {
 }
 
 impl Client {
-    /// Starts the client kept in `data_dir`: reads its key, settings and
-    /// sealed session book (created on first use) and the reassembly
+    /// Starts the client kept in `data_dir`: unlocks its key, settings and
+    /// sealed session book (`options.passphrase` when the folder is sealed
+    /// with one; see [`DataFolder::unlock`]) and the reassembly
     /// journal of partial messages (`partial/`, replayed into the core),
     /// fetches and verifies the topology (or uses the cached one), finds
     /// its gateway there and opens sessions with `connect(gateway, keys)`.
@@ -74,7 +75,9 @@ impl Client {
         F: FnOnce(&NodeEntry, &SphinxKeyPair) -> Result<C, OpenError>,
     {
         let folder = DataFolder::new(data_dir);
-        let (settings, keys) = folder.load()?;
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(os_seed()?);
+        let unlocked = folder.unlock(&mut rng, options.passphrase.as_ref())?;
+        let (settings, keys) = (&unlocked.settings, &unlocked.keys);
         let directory_key = settings.directory_key(&folder)?;
         let gateway = settings.gateway(&folder)?;
         let directory = Arc::new(DirectoryClient::new(
@@ -88,13 +91,7 @@ impl Client {
             .iter()
             .find(|g| g.id == gateway)
             .ok_or_else(|| OpenError::UnknownGateway(gateway.to_base58()))?;
-        let connector = connect(entry, &keys)?;
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(os_seed()?);
-        let (sessions, book_file) = folder.session_book(
-            &mut rng,
-            settings.state_sealing,
-            options.passphrase.as_ref(),
-        )?;
+        let connector = connect(entry, keys)?;
         let journal = PartialJournal::open(data_dir.join(PARTIAL_DIR))?;
         let (publish, watch) = watch::channel(topology);
         tokio::spawn(refresh_topology(
@@ -103,14 +100,14 @@ impl Client {
             publish,
         ));
         Ok(Client::start(ClientParts {
-            keys,
+            keys: unlocked.keys,
             gateway,
             topology: watch,
             connector,
             options,
             seed: os_seed()?,
-            sessions,
-            book_file: Some(book_file),
+            sessions: unlocked.book,
+            book_file: Some(unlocked.book_file),
             journal: Some(journal),
         }))
     }

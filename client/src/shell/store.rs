@@ -1,8 +1,9 @@
 //! The client's data folder: its settings, its Sphinx key, its topology cache.
 //!
 //! ```text
-//! D/client.toml     directory URL, pinned directory key, own gateway id
-//! D/sphinx.key      the X25519 Sphinx secret key (32 bytes, mode 0600)
+//! D/client.toml     directory URL, pinned directory key, own gateway id, state_sealing
+//! D/sphinx.key      the X25519 Sphinx secret key (mode 0600): 32 bytes in clear
+//!                   with a key file; sealed like the book with a passphrase
 //! D/topology.json   the last good signed topology (the directory client's cache)
 //! D/state.key       the key that seals the session book (32 bytes, mode 0600;
 //!                   absent when a passphrase seals it)
@@ -13,39 +14,45 @@
 //! ```
 //!
 //! The address of the client is the Sphinx public key at the gateway, so
-//! the key file is the client's identity: losing it loses the mailbox.
+//! the key file is the client's identity: losing it loses the mailbox. With
+//! a passphrase, every secret of the folder is sealed under the one key
+//! derived from it (one Argon2id run opens the folder).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use e2ee::{PassphraseParams, StateStore};
+use e2ee::{PassphraseParams, SEALED_MAGIC, StateStore};
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::DataFolderError;
-use client_core::sessions::SessionBook;
+use client_core::sessions::{Restored, SessionBook};
 
 const SETTINGS_FILE: &str = "client.toml";
 const KEY_FILE: &str = "sphinx.key";
 const TOPOLOGY_FILE: &str = "topology.json";
 const STATE_KEY_FILE: &str = "state.key";
 const SESSIONS_FILE: &str = "sessions.sealed";
+/// Length of the Sphinx secret key in clear.
+const SPHINX_SECRET_LEN: usize = 32;
 
-/// What seals the session book at rest.
+/// What seals the session book (and, with a passphrase, the Sphinx key) at rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateSealing {
-    /// A random key in `state.key` (mode 0600) beside the book.
+    /// A random key in `state.key` (mode 0600) beside the book; the Sphinx
+    /// key stays in clear (mode 0600), as a key beside it would protect nothing.
     #[default]
     KeyFile,
-    /// A key derived with Argon2id from a passphrase the user gives at each start.
+    /// A key derived with Argon2id from a passphrase the user gives at each
+    /// start; it seals the session book and the Sphinx key.
     Passphrase,
 }
 
-/// A passphrase that unlocks the session book; wiped on drop, never printed.
+/// A passphrase that unlocks the data folder; wiped on drop, never printed.
 #[derive(Clone)]
 pub struct Passphrase(Zeroizing<String>);
 
@@ -129,6 +136,38 @@ impl StoredSettings {
     }
 }
 
+/// Everything secret in a data folder, opened: what a client runs on.
+pub struct UnlockedFolder {
+    /// The settings.
+    pub settings: StoredSettings,
+    /// The Sphinx key pair (the client's address at its gateway).
+    pub keys: SphinxKeyPair,
+    /// The session book.
+    pub book: SessionBook,
+    /// Where the book is sealed after each change.
+    pub book_file: BookFile,
+    gateway: NodeId,
+}
+
+impl UnlockedFolder {
+    /// The client's address: its Sphinx public key at its gateway.
+    pub fn address(&self) -> ClientAddress {
+        ClientAddress {
+            client_key: self.keys.public().to_bytes(),
+            gateway: self.gateway,
+        }
+    }
+}
+
+impl std::fmt::Debug for UnlockedFolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnlockedFolder")
+            .field("address", &self.address())
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's data folder.
 #[derive(Clone, Debug)]
 pub struct DataFolder {
@@ -139,6 +178,15 @@ fn io_error(path: &Path, e: std::io::Error) -> DataFolderError {
     DataFolderError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
+    }
+}
+
+/// Reads `path`, or `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, DataFolderError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, e)),
     }
 }
 
@@ -173,99 +221,44 @@ impl DataFolder {
         self.path.join(SESSIONS_FILE)
     }
 
-    /// Opens the session book, or creates it (new identity and prekeys, and
-    /// with [`StateSealing::KeyFile`] a new `state.key`) on first use.
-    /// A book that does not open (wrong passphrase or key, tampering) is an
-    /// error, never replaced.
-    pub fn session_book(
-        &self,
-        rng: &mut impl CryptoRng,
-        sealing: StateSealing,
-        passphrase: Option<&Passphrase>,
-    ) -> Result<(SessionBook, BookFile), DataFolderError> {
-        let path = self.sessions_path();
-        let existing = match fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_error(&path, e)),
-        };
-        let refused = |reason: String| DataFolderError::BadField {
-            path: path.clone(),
-            field: "(sessions)",
-            reason,
-        };
-        let store = match (sealing, &existing) {
-            (StateSealing::KeyFile, _) => {
-                let key_path = self.state_key_path();
-                let key = match fs::read(&key_path) {
-                    Ok(bytes) => Zeroizing::new(bytes),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && existing.is_none() => {
-                        let mut key = Zeroizing::new(vec![0u8; 32]);
-                        rng.fill_bytes(&mut key);
-                        write_atomic(&key_path, &key, 0o600)?;
-                        key
-                    }
-                    Err(e) => return Err(io_error(&key_path, e)),
-                };
-                let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
-                    DataFolderError::BadField {
-                        path: key_path.clone(),
-                        field: "(key)",
-                        reason: format!("{} bytes, expected 32", key.len()),
-                    }
-                })?;
-                StateStore::from_raw_key(key).map_err(|e| refused(e.to_string()))?
-            }
-            (StateSealing::Passphrase, sealed) => {
-                let passphrase = passphrase.ok_or_else(|| DataFolderError::BadField {
-                    path: self.settings_path(),
-                    field: "state_sealing",
-                    reason: "the session book is sealed with a passphrase and none was given"
-                        .into(),
-                })?;
-                let phrase = passphrase.0.as_bytes();
-                match sealed {
-                    Some(sealed) => StateStore::unlock_with_passphrase(phrase, sealed),
-                    None => {
-                        StateStore::create_with_passphrase(rng, phrase, PassphraseParams::default())
-                    }
-                }
-                .map_err(|e| refused(e.to_string()))?
-            }
-        };
-        let file = BookFile {
-            path: path.clone(),
-            store,
-        };
-        match existing {
-            Some(sealed) => {
-                let bytes = file.store.open_bytes(&sealed).map_err(|e| {
-                    refused(format!("{e} (wrong key or passphrase, or a damaged file)"))
-                })?;
-                let book = SessionBook::from_bytes(&bytes).map_err(|e| refused(e.to_string()))?;
-                Ok((book, file))
-            }
-            None => {
-                let book = SessionBook::generate(rng);
-                file.save(rng, &book)?;
-                Ok((book, file))
-            }
-        }
-    }
-
-    /// Creates the folder with `settings` and a new Sphinx key; refuses to
-    /// overwrite an existing key.
+    /// Creates the folder with `settings`, the Sphinx key `keys` and a new
+    /// session book (new identity and prekeys), all sealed as
+    /// `settings.state_sealing` says: with a passphrase, `passphrase` seals
+    /// the Sphinx key and the book; otherwise a new `state.key` seals the
+    /// book. Refuses to overwrite an existing key.
     pub fn init(
         &self,
+        rng: &mut impl CryptoRng,
         settings: &StoredSettings,
         keys: &SphinxKeyPair,
-    ) -> Result<(), DataFolderError> {
+        passphrase: Option<&Passphrase>,
+    ) -> Result<UnlockedFolder, DataFolderError> {
         let key_path = self.key_path();
-        if key_path.exists() {
+        if key_path.exists() || self.sessions_path().exists() {
             return Err(DataFolderError::Exists { path: key_path });
         }
+        let gateway = settings.gateway(self)?;
         fs::create_dir_all(&self.path).map_err(|e| io_error(&self.path, e))?;
-        write_atomic(&key_path, keys.secret_bytes().as_slice(), 0o600)?;
+        let store = match settings.state_sealing {
+            StateSealing::KeyFile => {
+                let mut key = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(key.as_mut_slice());
+                write_atomic(&self.state_key_path(), key.as_slice(), 0o600)?;
+                write_atomic(&key_path, keys.secret_bytes().as_slice(), 0o600)?;
+                self.raw_store(*key)?
+            }
+            StateSealing::Passphrase => {
+                let phrase = self.required(passphrase)?;
+                let store = StateStore::create_with_passphrase(
+                    rng,
+                    phrase.0.as_bytes(),
+                    PassphraseParams::default(),
+                )
+                .map_err(|e| self.sealed_error(&self.sessions_path(), e.to_string()))?;
+                self.write_sealed_key(rng, &store, keys)?;
+                store
+            }
+        };
         let text = toml::to_string(settings).map_err(|e| DataFolderError::BadField {
             path: self.settings_path(),
             field: "(all)",
@@ -273,11 +266,24 @@ impl DataFolder {
         })?;
         let commented =
             format!("# mixnet-client settings (written by `mixnet-client init`)\n{text}");
-        write_atomic(&self.settings_path(), commented.as_bytes(), 0o644)
+        write_atomic(&self.settings_path(), commented.as_bytes(), 0o644)?;
+        let book_file = BookFile {
+            path: self.sessions_path(),
+            store,
+        };
+        let book = SessionBook::generate(rng);
+        book_file.save(rng, &book)?;
+        Ok(UnlockedFolder {
+            settings: settings.clone(),
+            keys: keys.clone(),
+            book,
+            book_file,
+            gateway,
+        })
     }
 
-    /// Reads the settings and the key.
-    pub fn load(&self) -> Result<(StoredSettings, SphinxKeyPair), DataFolderError> {
+    /// Reads the settings (no secret).
+    pub fn settings(&self) -> Result<StoredSettings, DataFolderError> {
         let path = self.settings_path();
         let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
         let settings: StoredSettings =
@@ -288,24 +294,196 @@ impl DataFolder {
             })?;
         settings.directory_key(self)?;
         settings.gateway(self)?;
-        let key_path = self.key_path();
-        let bytes = fs::read(&key_path).map_err(|e| io_error(&key_path, e))?;
-        let secret =
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| DataFolderError::BadField {
-                path: key_path.clone(),
-                field: "(key)",
-                reason: format!("{} bytes, expected 32", bytes.len()),
-            })?;
-        Ok((settings, SphinxKeyPair::from_secret_bytes(secret)))
+        Ok(settings)
     }
 
-    /// The client's address, from the stored key and gateway.
-    pub fn address(&self) -> Result<ClientAddress, DataFolderError> {
-        let (settings, keys) = self.load()?;
-        Ok(ClientAddress {
-            client_key: keys.public().to_bytes(),
-            gateway: settings.gateway(self)?,
+    /// Opens every secret of the folder: the Sphinx key and the session
+    /// book, with `state.key` or `passphrase` as `client.toml` says. A book
+    /// or key that does not open (wrong passphrase or key, tampering) is an
+    /// error, never replaced.
+    ///
+    /// Older folders are brought up to date: with a passphrase, a Sphinx key
+    /// stored in clear (before this version sealed it) is sealed, and the
+    /// clear file overwritten; a session book of format 1 keeps its identity
+    /// and prekeys but loses its sessions and contacts (their format
+    /// changed). Both are logged as warnings.
+    pub fn unlock(
+        &self,
+        rng: &mut impl CryptoRng,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<UnlockedFolder, DataFolderError> {
+        let settings = self.settings()?;
+        let gateway = settings.gateway(self)?;
+        let key_path = self.key_path();
+        let key_bytes = Zeroizing::new(fs::read(&key_path).map_err(|e| io_error(&key_path, e))?);
+        let sessions_path = self.sessions_path();
+        let sealed_book = read_optional(&sessions_path)?;
+        let key_is_sealed = key_bytes.starts_with(&SEALED_MAGIC);
+        let (store, keys) = match settings.state_sealing {
+            StateSealing::KeyFile => {
+                if key_is_sealed {
+                    return Err(DataFolderError::BadField {
+                        path: key_path,
+                        field: "(key)",
+                        reason: "sealed with a passphrase, but client.toml says \
+                                 state_sealing = \"key_file\""
+                            .into(),
+                    });
+                }
+                let state_key_path = self.state_key_path();
+                let state_key = match read_optional(&state_key_path)? {
+                    Some(bytes) => Zeroizing::new(bytes),
+                    None if sealed_book.is_none() => {
+                        let mut key = Zeroizing::new(vec![0u8; 32]);
+                        rng.fill_bytes(&mut key);
+                        write_atomic(&state_key_path, &key, 0o600)?;
+                        key
+                    }
+                    None => {
+                        return Err(io_error(
+                            &state_key_path,
+                            std::io::ErrorKind::NotFound.into(),
+                        ));
+                    }
+                };
+                let state_key = <[u8; 32]>::try_from(state_key.as_slice()).map_err(|_| {
+                    DataFolderError::BadField {
+                        path: state_key_path.clone(),
+                        field: "(key)",
+                        reason: format!("{} bytes, expected 32", state_key.len()),
+                    }
+                })?;
+                (self.raw_store(state_key)?, self.clear_key(&key_bytes)?)
+            }
+            StateSealing::Passphrase => {
+                let phrase = self.required(passphrase)?.0.as_bytes();
+                // The parameters and salt are in any file sealed with the passphrase.
+                let store = match (&sealed_book, key_is_sealed) {
+                    (Some(sealed), _) => StateStore::unlock_with_passphrase(phrase, sealed),
+                    (None, true) => StateStore::unlock_with_passphrase(phrase, &key_bytes),
+                    (None, false) => {
+                        StateStore::create_with_passphrase(rng, phrase, PassphraseParams::default())
+                    }
+                }
+                .map_err(|e| self.sealed_error(&sessions_path, e.to_string()))?;
+                let keys = if key_is_sealed {
+                    let secret = store.open_bytes(&key_bytes).map_err(|e| {
+                        self.sealed_error(
+                            &key_path,
+                            format!("{e} (wrong passphrase, or a damaged file)"),
+                        )
+                    })?;
+                    self.clear_key(&secret)?
+                } else {
+                    // Written in clear by a version that did not seal it: seal it now.
+                    let keys = self.clear_key(&key_bytes)?;
+                    self.write_sealed_key(rng, &store, &keys)?;
+                    tracing::warn!(
+                        "{}: the Sphinx key was stored in clear; it is now sealed with the passphrase",
+                        key_path.display()
+                    );
+                    keys
+                };
+                (store, keys)
+            }
+        };
+        let book_file = BookFile {
+            path: sessions_path.clone(),
+            store,
+        };
+        let book = match sealed_book {
+            Some(sealed) => {
+                let bytes = book_file.store.open_bytes(&sealed).map_err(|e| {
+                    self.sealed_error(
+                        &sessions_path,
+                        format!("{e} (wrong key or passphrase, or a damaged file)"),
+                    )
+                })?;
+                let (book, restored) = SessionBook::restore(&bytes)
+                    .map_err(|e| self.sealed_error(&sessions_path, e.to_string()))?;
+                if restored == Restored::UpgradedFromFormat1 {
+                    tracing::warn!(
+                        "{}: a session book of format 1: identity and prekeys kept, \
+                         sessions and contacts dropped (add your contacts' cards again)",
+                        sessions_path.display()
+                    );
+                    book_file.save(rng, &book)?;
+                }
+                book
+            }
+            None => {
+                let book = SessionBook::generate(rng);
+                book_file.save(rng, &book)?;
+                book
+            }
+        };
+        Ok(UnlockedFolder {
+            settings,
+            keys,
+            book,
+            book_file,
+            gateway,
         })
+    }
+
+    fn required<'a>(
+        &self,
+        passphrase: Option<&'a Passphrase>,
+    ) -> Result<&'a Passphrase, DataFolderError> {
+        passphrase.ok_or_else(|| DataFolderError::BadField {
+            path: self.settings_path(),
+            field: "state_sealing",
+            reason: "the folder is sealed with a passphrase and none was given".into(),
+        })
+    }
+
+    fn raw_store(&self, key: [u8; 32]) -> Result<StateStore, DataFolderError> {
+        StateStore::from_raw_key(key)
+            .map_err(|e| self.sealed_error(&self.state_key_path(), e.to_string()))
+    }
+
+    fn sealed_error(&self, path: &Path, reason: String) -> DataFolderError {
+        let field = if path == self.key_path() {
+            "(key)"
+        } else {
+            "(sessions)"
+        };
+        DataFolderError::BadField {
+            path: path.to_path_buf(),
+            field,
+            reason,
+        }
+    }
+
+    /// The Sphinx key pair from its 32 secret bytes.
+    fn clear_key(&self, bytes: &[u8]) -> Result<SphinxKeyPair, DataFolderError> {
+        let secret =
+            <[u8; SPHINX_SECRET_LEN]>::try_from(bytes).map_err(|_| DataFolderError::BadField {
+                path: self.key_path(),
+                field: "(key)",
+                reason: format!("{} bytes, expected {SPHINX_SECRET_LEN}", bytes.len()),
+            })?;
+        Ok(SphinxKeyPair::from_secret_bytes(secret))
+    }
+
+    /// Seals the Sphinx secret key with `store` into the key file; a clear
+    /// key file there is overwritten with zeros first (best effort: a
+    /// copy-on-write file system may keep the old blocks).
+    fn write_sealed_key(
+        &self,
+        rng: &mut impl CryptoRng,
+        store: &StateStore,
+        keys: &SphinxKeyPair,
+    ) -> Result<(), DataFolderError> {
+        let path = self.key_path();
+        let sealed = store
+            .seal_bytes(rng, keys.secret_bytes().as_slice())
+            .map_err(|e| self.sealed_error(&path, e.to_string()))?;
+        if let Ok(mut old) = fs::OpenOptions::new().write(true).open(&path) {
+            let _ = old.write_all(&[0u8; SPHINX_SECRET_LEN]);
+            let _ = old.sync_all();
+        }
+        write_atomic(&path, &sealed, 0o600)
     }
 }
 
@@ -333,81 +511,136 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn settings(sealing: StateSealing) -> StoredSettings {
+        StoredSettings {
+            directory_url: "http://127.0.0.1:1".into(),
+            directory_key: NodeId([7; 32]).to_base58(),
+            gateway: NodeId([9; 32]).to_base58(),
+            state_sealing: sealing,
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
-    fn init_then_load_round_trips_and_key_is_private() {
+    fn init_then_unlock_round_trips_and_keys_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let folder = DataFolder::new(dir.path().join("c"));
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
         let keys = SphinxKeyPair::generate(&mut rng);
-        let settings = StoredSettings {
-            directory_url: "http://127.0.0.1:1".into(),
-            directory_key: NodeId([7; 32]).to_base58(),
-            gateway: NodeId([9; 32]).to_base58(),
-            state_sealing: StateSealing::KeyFile,
-        };
-        folder.init(&settings, &keys).unwrap();
-        let (loaded, loaded_keys) = folder.load().unwrap();
-        assert_eq!(loaded, settings);
-        assert_eq!(loaded_keys.public(), keys.public());
-        assert_eq!(folder.address().unwrap().gateway, NodeId([9; 32]));
+        let settings = settings(StateSealing::KeyFile);
+        let created = folder.init(&mut rng, &settings, &keys, None).unwrap();
+        let opened = folder.unlock(&mut rng, None).unwrap();
+        assert_eq!(opened.settings, settings);
+        assert_eq!(opened.keys.public(), keys.public());
+        assert_eq!(opened.address(), created.address());
+        assert_eq!(opened.address().gateway, NodeId([9; 32]));
+        assert_eq!(opened.book.identity(), created.book.identity());
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(folder.key_path())
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+        for path in [
+            folder.key_path(),
+            folder.state_key_path(),
+            folder.sessions_path(),
+        ] {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
         }
         assert!(matches!(
-            folder.init(&settings, &keys),
+            folder.init(&mut rng, &settings, &keys, None),
             Err(DataFolderError::Exists { .. })
         ));
     }
 
     #[test]
-    fn the_session_book_is_created_once_reopened_and_refused_under_a_wrong_key() {
+    fn the_session_book_is_refused_under_a_wrong_key() {
         let dir = tempfile::tempdir().unwrap();
         let folder = DataFolder::new(dir.path());
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-        let (book, _) = folder
-            .session_book(&mut rng, StateSealing::KeyFile, None)
-            .unwrap();
-        let (again, _) = folder
-            .session_book(&mut rng, StateSealing::KeyFile, None)
-            .unwrap();
-        assert_eq!(book.identity(), again.identity());
+        let keys = SphinxKeyPair::generate(&mut rng);
+        let book = folder
+            .init(&mut rng, &settings(StateSealing::KeyFile), &keys, None)
+            .unwrap()
+            .book;
         let sealed = fs::read(folder.sessions_path()).unwrap();
-        assert!(!sealed.windows(32).any(|w| w == book.identity().0));
+        assert!(!sealed.windows(32).any(|w| w == book.identity().0.dh));
         fs::write(folder.state_key_path(), [9u8; 32]).unwrap();
-        let err = folder
-            .session_book(&mut rng, StateSealing::KeyFile, None)
-            .unwrap_err()
-            .to_string();
+        let err = folder.unlock(&mut rng, None).unwrap_err().to_string();
         assert!(err.contains("sessions.sealed"), "{err}");
+    }
 
-        let other = DataFolder::new(dir.path().join("p"));
-        fs::create_dir_all(dir.path().join("p")).unwrap();
+    #[test]
+    fn with_a_passphrase_the_sphinx_key_is_sealed_like_the_book() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let keys = SphinxKeyPair::generate(&mut rng);
         let right = Passphrase::new("correct horse".into());
-        let (book, _) = other
-            .session_book(&mut rng, StateSealing::Passphrase, Some(&right))
+        let created = folder
+            .init(
+                &mut rng,
+                &settings(StateSealing::Passphrase),
+                &keys,
+                Some(&right),
+            )
             .unwrap();
-        assert!(!other.state_key_path().exists());
-        let (again, _) = other
-            .session_book(&mut rng, StateSealing::Passphrase, Some(&right))
-            .unwrap();
-        assert_eq!(book.identity(), again.identity());
+        assert!(!folder.state_key_path().exists());
+        let stored = fs::read(folder.key_path()).unwrap();
+        assert!(stored.starts_with(&SEALED_MAGIC));
+        assert!(
+            !stored
+                .windows(32)
+                .any(|w| w == keys.secret_bytes().as_slice())
+        );
+        #[cfg(unix)]
+        assert_eq!(mode(&folder.key_path()), 0o600);
+        let opened = folder.unlock(&mut rng, Some(&right)).unwrap();
+        assert_eq!(opened.keys.public(), keys.public());
+        assert_eq!(opened.book.identity(), created.book.identity());
         let wrong = Passphrase::new("wrong".into());
+        assert!(folder.unlock(&mut rng, Some(&wrong)).is_err());
+        let none = folder.unlock(&mut rng, None).unwrap_err().to_string();
+        assert!(none.contains("passphrase"), "{none}");
+        // A sealed key under a folder that says key_file is refused, not read.
+        let text = fs::read_to_string(folder.settings_path())
+            .unwrap()
+            .replace("passphrase", "key_file");
+        fs::write(folder.settings_path(), text).unwrap();
+        let err = folder.unlock(&mut rng, None).unwrap_err().to_string();
+        assert!(err.contains("sphinx.key"), "{err}");
+    }
+
+    #[test]
+    fn an_older_passphrase_folder_gets_its_clear_sphinx_key_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let keys = SphinxKeyPair::generate(&mut rng);
+        let phrase = Passphrase::new("pw".into());
+        folder
+            .init(
+                &mut rng,
+                &settings(StateSealing::Passphrase),
+                &keys,
+                Some(&phrase),
+            )
+            .unwrap();
+        // As an older version left it: the key in clear beside a sealed book.
+        fs::write(folder.key_path(), keys.secret_bytes().as_slice()).unwrap();
+        assert!(folder.unlock(&mut rng, None).is_err());
+        let opened = folder.unlock(&mut rng, Some(&phrase)).unwrap();
+        assert_eq!(opened.keys.public(), keys.public());
+        let stored = fs::read(folder.key_path()).unwrap();
+        assert!(stored.starts_with(&SEALED_MAGIC));
         assert!(
-            other
-                .session_book(&mut rng, StateSealing::Passphrase, Some(&wrong))
-                .is_err()
+            !stored
+                .windows(32)
+                .any(|w| w == keys.secret_bytes().as_slice())
         );
-        assert!(
-            other
-                .session_book(&mut rng, StateSealing::Passphrase, None)
-                .is_err()
-        );
+        let again = folder.unlock(&mut rng, Some(&phrase)).unwrap();
+        assert_eq!(again.keys.public(), keys.public());
     }
 
     #[test]
@@ -419,7 +652,7 @@ mod tests {
             "directory_url = \"x\"\ndirectory_key = \"11111111111111111111111111111111\"\ngateway = \"nope\"\n",
         )
         .unwrap();
-        let err = folder.load().unwrap_err().to_string();
+        let err = folder.settings().unwrap_err().to_string();
         assert!(
             err.contains("client.toml") && err.contains("gateway"),
             "{err}"

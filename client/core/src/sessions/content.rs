@@ -1,0 +1,127 @@
+//! The plaintext inside a session message: a version, flags, the sender's
+//! signed address claim when it sends one, and the application's bytes.
+//!
+//! ```text
+//! version (1) = 2 || flags (1) || [address (64) || signature (64)  if flags & 1] || content
+//! ```
+//!
+//! The signature is the sender identity's Ed25519 signature of
+//! `"mixnet-client/v2 sender address" || address`, bound to the session by
+//! [`e2ee::Session::sign_statement`] (handshake id, both identities).
+
+use protocol::{ClientAddress, NodeId};
+use zeroize::Zeroizing;
+
+use super::SessionBookError;
+use e2ee::SIGNATURE_LEN;
+
+/// Version byte of the plaintext inside a session message.
+pub const CONTENT_VERSION: u8 = 2;
+/// Flag: the sender's signed address claim follows.
+const FLAG_SENDER: u8 = 1;
+/// Length of a client address (Sphinx key and gateway id).
+const ADDRESS_LEN: usize = 64;
+/// Bytes a message carrying a sender claim adds: the address and its signature.
+pub const CLAIM_LEN: usize = ADDRESS_LEN + SIGNATURE_LEN;
+/// What the sender's identity signs, before the address.
+const CLAIM_LABEL: &[u8] = b"mixnet-client/v2 sender address";
+
+/// "My address is `address`", signed by the sender's identity in the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct SenderClaim {
+    pub(super) address: ClientAddress,
+    #[serde(with = "signature_bytes")]
+    pub(super) signature: [u8; SIGNATURE_LEN],
+}
+
+/// The statement a sender signs to claim `address`.
+pub(super) fn claim_statement(address: &ClientAddress) -> Vec<u8> {
+    let mut statement = Vec::with_capacity(CLAIM_LABEL.len() + ADDRESS_LEN);
+    statement.extend_from_slice(CLAIM_LABEL);
+    statement.extend_from_slice(&address.client_key);
+    statement.extend_from_slice(&address.gateway.0);
+    statement
+}
+
+/// The plaintext of a session message.
+pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(2 + CLAIM_LEN + content.len()));
+    out.push(CONTENT_VERSION);
+    out.push(claim.map_or(0, |_| FLAG_SENDER));
+    if let Some(claim) = claim {
+        out.extend_from_slice(&claim.address.client_key);
+        out.extend_from_slice(&claim.address.gateway.0);
+        out.extend_from_slice(&claim.signature);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A decoded session plaintext.
+pub(super) struct Content {
+    pub(super) claim: Option<SenderClaim>,
+    pub(super) content: Vec<u8>,
+}
+
+pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
+    let [version, flags, rest @ ..] = plaintext else {
+        return Err(SessionBookError::BadContent);
+    };
+    if *version != CONTENT_VERSION || flags & !FLAG_SENDER != 0 {
+        return Err(SessionBookError::BadContent);
+    }
+    let mut rest = rest;
+    let mut claim = None;
+    if flags & FLAG_SENDER != 0 {
+        let (key, tail) = rest
+            .split_first_chunk::<32>()
+            .ok_or(SessionBookError::BadContent)?;
+        let (gateway, tail) = tail
+            .split_first_chunk::<32>()
+            .ok_or(SessionBookError::BadContent)?;
+        let (signature, tail) = tail
+            .split_first_chunk::<SIGNATURE_LEN>()
+            .ok_or(SessionBookError::BadContent)?;
+        claim = Some(SenderClaim {
+            address: ClientAddress {
+                client_key: *key,
+                gateway: NodeId(*gateway),
+            },
+            signature: *signature,
+        });
+        rest = tail;
+    }
+    Ok(Content {
+        claim,
+        content: rest.to_vec(),
+    })
+}
+
+/// Serde for a 64-byte signature (serde implements arrays up to 32).
+mod signature_bytes {
+    use e2ee::SIGNATURE_LEN;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &[u8; SIGNATURE_LEN],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut low = [0u8; SIGNATURE_LEN / 2];
+        let mut high = [0u8; SIGNATURE_LEN / 2];
+        let (a, b) = bytes.split_at(SIGNATURE_LEN / 2);
+        low.copy_from_slice(a);
+        high.copy_from_slice(b);
+        (low, high).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u8; SIGNATURE_LEN], D::Error> {
+        let (low, high) = <([u8; 32], [u8; 32])>::deserialize(deserializer)?;
+        let mut out = [0u8; SIGNATURE_LEN];
+        let (a, b) = out.split_at_mut(SIGNATURE_LEN / 2);
+        a.copy_from_slice(&low);
+        b.copy_from_slice(&high);
+        Ok(out)
+    }
+}
