@@ -8,4 +8,4 @@ pub mod process;
 
 pub use error::LocalnetError;
 pub use network::{LocalNet, LocalNode, NetworkSpec, NodeRole, free_port};
-pub use process::{NodeProcess, binary};
+pub use process::{NodeProcess, StopOutcome, binary, stop_all, stop_everything};
