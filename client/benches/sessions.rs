@@ -17,7 +17,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use client::sessions::SessionBook;
+use client_core::sessions::SessionBook;
 use e2ee::{LocalIdentity, PrekeySecrets, Session, StateStore, UnixSeconds};
 use protocol::{ClientAddress, NodeId};
 use rand::SeedableRng;

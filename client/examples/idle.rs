@@ -80,7 +80,7 @@ async fn main() {
         connector,
         options: ClientOptions::default(),
         seed: [9; 32],
-        sessions: client::sessions::SessionBook::generate(&mut rng),
+        sessions: client_core::sessions::SessionBook::generate(&mut rng),
         book_file: None,
         journal: None,
     });

@@ -12,10 +12,10 @@ mod mixnet;
 
 use std::time::Duration;
 
-use client::core::DeliveryDrop;
-use client::sessions::SessionBook;
 use client::shell::{ClientParts, SendStatus};
 use client::{Client, ClientError, ClientOptions};
+use client_core::DeliveryDrop;
+use client_core::sessions::SessionBook;
 use mixnet::TestMixnet;
 use protocol::SphinxKeyPair;
 use protocol::surb::SurbId;
@@ -380,8 +380,8 @@ async fn a_message_nobody_acknowledges_fails() {
 
 #[tokio::test(start_paused = true)]
 async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
-    use client::core::envelope::{Envelope, EnvelopeKind};
     use client::shell::ShellStats;
+    use client_core::envelope::{Envelope, EnvelopeKind};
     use protocol::fragment::{MessageId, fragment_message};
     use protocol::frame::Frame;
 

@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use client::core::{ClientEvent, ReplyHandle};
+use client_core::{ClientEvent, ReplyHandle};
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
 use rand::{Rng, SeedableRng};

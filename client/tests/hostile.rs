@@ -9,7 +9,7 @@
 
 mod network;
 
-use client::core::{ClientEvent, DeliveryDrop};
+use client_core::{ClientEvent, DeliveryDrop};
 use proptest::prelude::*;
 use protocol::fragment::{Fragment, FragmentId, MessageId};
 use protocol::frame::{FRAGMENT_CAPACITY, Frame};

@@ -15,9 +15,9 @@ mod mixnet;
 use std::path::Path;
 use std::time::Duration;
 
-use client::sessions::SessionBook;
 use client::shell::{ClientParts, DataFolder, PartialJournal, ShellStats, StateSealing};
 use client::{Client, ClientOptions};
+use client_core::sessions::SessionBook;
 use mixnet::TestMixnet;
 use protocol::SphinxKeyPair;
 use rand::SeedableRng;

@@ -13,7 +13,7 @@ mod network;
 
 use std::time::Duration;
 
-use client::core::{ClientConfig, ClientEvent};
+use client_core::{ClientConfig, ClientEvent};
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::time::Timestamp;

@@ -12,7 +12,7 @@ mod network;
 use std::time::Duration;
 
 use client::ClientError;
-use client::core::ClientConfig;
+use client_core::ClientConfig;
 use protocol::ClientAddress;
 use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::time::Timestamp;

@@ -10,7 +10,7 @@
 
 mod network;
 
-use client::core::{ClientConfig, ClientCore};
+use client_core::{ClientConfig, ClientCore};
 use protocol::ClientAddress;
 use protocol::keys::{IdentityKeyPair, SphinxKeyPair};
 use protocol::packet::{PACKET_SIZE, RouteHop};

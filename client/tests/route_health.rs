@@ -15,12 +15,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
-use client::core::{ClientConfig, ClientCore, ClientEvent, RouteSource};
-use mixnode::{Action, Delivery, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use client_core::{ClientConfig, ClientCore, ClientEvent, RouteSource};
+use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use protocol::epoch::Epoch;
 use protocol::fragment::MessageId;
 use protocol::frame::Frame;
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
+use protocol::packet::Delivery;
 use protocol::packet::RouteHop;
 use protocol::replay::ReplayFilterConfig;
 use protocol::surb::{Surb, open_forward_payload, use_surb};

@@ -13,12 +13,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::auth::{AuthChallenge, prove};
-use gateway::{
-    ClientMessage, GatewayConfig, GatewayCore, LinkMessage, Mailbox, MailboxConfig, MailboxStore,
-    MemoryStore, NewMessage, RedbStore, ThrottleConfig,
+use gateway::RedbStore;
+use gateway_core::{
+    GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MailboxStore, MemoryStore, NewMessage,
+    ThrottleConfig,
 };
 use protocol::keys::{NodeId, SphinxKeyPair};
+use protocol::link::auth::{AuthChallenge, prove};
+use protocol::link::{ClientMessage, LinkMessage};
 use protocol::packet::{PACKET_SIZE, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE};
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
@@ -104,11 +106,11 @@ fn sessions(c: &mut Criterion) {
     let mb = Mailbox::open(MemoryStore::new(), MailboxConfig::default()).unwrap();
     let mut core = GatewayCore::new(gw, config, mb).unwrap();
     let (session, actions) = core.open_session(Timestamp::ZERO, &mut rng);
-    let mut dec = gateway::LinkDecoder::<gateway::GatewayMessage>::new();
-    if let gateway::GatewayAction::Send { bytes, .. } = &actions[0] {
+    let mut dec = protocol::link::LinkDecoder::<protocol::link::GatewayMessage>::new();
+    if let gateway_core::GatewayAction::Send { bytes, .. } = &actions[0] {
         dec.push(bytes);
     }
-    let Some(gateway::GatewayMessage::Challenge { gateway, ephemeral }) =
+    let Some(protocol::link::GatewayMessage::Challenge { gateway, ephemeral }) =
         dec.next_message().unwrap()
     else {
         panic!("challenge");

@@ -24,8 +24,8 @@ use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::error::MailboxError;
-use crate::mailbox::{
+use gateway_core::MailboxError;
+use gateway_core::mailbox::{
     ClientKey, MailboxId, MailboxStore, MailboxUsage, RemovedMessage, StoredMessage,
 };
 
@@ -78,15 +78,15 @@ fn payload_len(record_len: usize) -> u64 {
 impl RedbStore {
     /// Opens the database at `path`, creating it (and its tables) if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MailboxError> {
-        let db = Database::create(path)?;
-        let txn = db.begin_write()?;
+        let db = Database::create(path).map_err(MailboxError::database)?;
+        let txn = db.begin_write().map_err(MailboxError::database)?;
         {
-            txn.open_table(MESSAGES)?;
-            txn.open_table(EXPIRY)?;
-            txn.open_table(CLIENTS)?;
-            txn.open_table(META)?;
+            txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+            txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+            txn.open_table(CLIENTS).map_err(MailboxError::database)?;
+            txn.open_table(META).map_err(MailboxError::database)?;
         }
-        txn.commit()?;
+        txn.commit().map_err(MailboxError::database)?;
         Ok(RedbStore { db })
     }
 }
@@ -100,19 +100,27 @@ impl MailboxStore for RedbStore {
         let Some(last) = batch.iter().map(|m| m.id.0).max() else {
             return Ok(());
         };
-        let txn = self.db.begin_write()?;
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
         {
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut expiry = txn.open_table(EXPIRY)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
             for m in batch {
-                messages.insert((m.client, m.id.0), encode_record(m).as_slice())?;
-                expiry.insert((m.expires_at.as_nanos(), m.id.0), m.client)?;
+                messages
+                    .insert((m.client, m.id.0), encode_record(m).as_slice())
+                    .map_err(MailboxError::database)?;
+                expiry
+                    .insert((m.expires_at.as_nanos(), m.id.0), m.client)
+                    .map_err(MailboxError::database)?;
             }
-            let mut meta = txn.open_table(META)?;
-            let next = meta.get(NEXT_ID)?.map_or(0, |v| v.value());
-            meta.insert(NEXT_ID, next.max(last.saturating_add(1)))?;
+            let mut meta = txn.open_table(META).map_err(MailboxError::database)?;
+            let next = meta
+                .get(NEXT_ID)
+                .map_err(MailboxError::database)?
+                .map_or(0, |v| v.value());
+            meta.insert(NEXT_ID, next.max(last.saturating_add(1)))
+                .map_err(MailboxError::database)?;
         }
-        txn.commit()?;
+        txn.commit().map_err(MailboxError::database)?;
         Ok(())
     }
 
@@ -129,14 +137,17 @@ impl MailboxStore for RedbStore {
             },
             None => 0,
         };
-        let txn = self.db.begin_read()?;
-        let messages = txn.open_table(MESSAGES)?;
+        let txn = self.db.begin_read().map_err(MailboxError::database)?;
+        let messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
         let mut out = Vec::new();
-        for entry in messages.range((*client, start)..=(*client, u64::MAX))? {
+        for entry in messages
+            .range((*client, start)..=(*client, u64::MAX))
+            .map_err(MailboxError::database)?
+        {
             if out.len() >= limit {
                 break;
             }
-            let (key, value) = entry?;
+            let (key, value) = entry.map_err(MailboxError::database)?;
             let (client, id) = key.value();
             out.push(decode_record(client, id, value.value())?);
         }
@@ -155,17 +166,22 @@ impl MailboxStore for RedbStore {
         &mut self,
         batch: &[(ClientKey, MailboxId)],
     ) -> Result<Vec<RemovedMessage>, MailboxError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
         let mut removed = Vec::new();
         {
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut expiry = txn.open_table(EXPIRY)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
             for (client, id) in batch {
-                let Some(record) = messages.remove((*client, id.0))? else {
+                let Some(record) = messages
+                    .remove((*client, id.0))
+                    .map_err(MailboxError::database)?
+                else {
                     continue;
                 };
                 let record = decode_record(*client, id.0, record.value())?;
-                expiry.remove((record.expires_at.as_nanos(), id.0))?;
+                expiry
+                    .remove((record.expires_at.as_nanos(), id.0))
+                    .map_err(MailboxError::database)?;
                 removed.push(RemovedMessage {
                     client: *client,
                     id: *id,
@@ -174,9 +190,9 @@ impl MailboxStore for RedbStore {
             }
         }
         if removed.is_empty() {
-            txn.abort()?;
+            txn.abort().map_err(MailboxError::database)?;
         } else {
-            txn.commit()?;
+            txn.commit().map_err(MailboxError::database)?;
         }
         Ok(removed)
     }
@@ -186,22 +202,28 @@ impl MailboxStore for RedbStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<RemovedMessage>, MailboxError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
         let mut removed = Vec::new();
         {
-            let mut expiry = txn.open_table(EXPIRY)?;
-            let mut messages = txn.open_table(MESSAGES)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
             let mut due = Vec::new();
-            for entry in expiry.range(..=(now.as_nanos(), u64::MAX))? {
+            for entry in expiry
+                .range(..=(now.as_nanos(), u64::MAX))
+                .map_err(MailboxError::database)?
+            {
                 if due.len() >= limit {
                     break;
                 }
-                let (key, client) = entry?;
+                let (key, client) = entry.map_err(MailboxError::database)?;
                 due.push((key.value(), client.value()));
             }
             for ((at, id), client) in due {
-                expiry.remove((at, id))?;
-                if let Some(record) = messages.remove((client, id))? {
+                expiry.remove((at, id)).map_err(MailboxError::database)?;
+                if let Some(record) = messages
+                    .remove((client, id))
+                    .map_err(MailboxError::database)?
+                {
                     removed.push(RemovedMessage {
                         client,
                         id: MailboxId(id),
@@ -211,27 +233,28 @@ impl MailboxStore for RedbStore {
             }
         }
         if removed.is_empty() {
-            txn.abort()?;
+            txn.abort().map_err(MailboxError::database)?;
         } else {
-            txn.commit()?;
+            txn.commit().map_err(MailboxError::database)?;
         }
         Ok(removed)
     }
 
     fn next_expiry(&self) -> Result<Option<Timestamp>, MailboxError> {
-        let txn = self.db.begin_read()?;
-        let expiry = txn.open_table(EXPIRY)?;
+        let txn = self.db.begin_read().map_err(MailboxError::database)?;
+        let expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
         Ok(expiry
-            .first()?
+            .first()
+            .map_err(MailboxError::database)?
             .map(|(k, _)| Timestamp::from_nanos(k.value().0)))
     }
 
     fn usage_by_client(&self) -> Result<Vec<(ClientKey, MailboxUsage)>, MailboxError> {
-        let txn = self.db.begin_read()?;
-        let messages = txn.open_table(MESSAGES)?;
+        let txn = self.db.begin_read().map_err(MailboxError::database)?;
+        let messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
         let mut out: Vec<(ClientKey, MailboxUsage)> = Vec::new();
-        for entry in messages.iter()? {
-            let (key, value) = entry?;
+        for entry in messages.iter().map_err(MailboxError::database)? {
+            let (key, value) = entry.map_err(MailboxError::database)?;
             let (client, _) = key.value();
             let bytes = payload_len(value.value().len());
             match out.last_mut() {
@@ -246,32 +269,44 @@ impl MailboxStore for RedbStore {
     }
 
     fn next_id(&self) -> Result<MailboxId, MailboxError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(MailboxId(meta.get(NEXT_ID)?.map_or(0, |v| v.value())))
+        let txn = self.db.begin_read().map_err(MailboxError::database)?;
+        let meta = txn.open_table(META).map_err(MailboxError::database)?;
+        Ok(MailboxId(
+            meta.get(NEXT_ID)
+                .map_err(MailboxError::database)?
+                .map_or(0, |v| v.value()),
+        ))
     }
 
     fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
         {
-            let mut clients = txn.open_table(CLIENTS)?;
-            if clients.get(*client)?.is_some() {
+            let mut clients = txn.open_table(CLIENTS).map_err(MailboxError::database)?;
+            if clients
+                .get(*client)
+                .map_err(MailboxError::database)?
+                .is_some()
+            {
                 drop(clients);
-                txn.abort()?;
+                txn.abort().map_err(MailboxError::database)?;
                 return Ok(());
             }
-            clients.insert(*client, ())?;
+            clients
+                .insert(*client, ())
+                .map_err(MailboxError::database)?;
         }
-        txn.commit()?;
+        txn.commit().map_err(MailboxError::database)?;
         Ok(())
     }
 
     fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
-        let txn = self.db.begin_read()?;
-        let clients = txn.open_table(CLIENTS)?;
-        let mut out = Vec::with_capacity(usize::try_from(clients.len()?).unwrap_or(0));
-        for entry in clients.iter()? {
-            out.push(entry?.0.value());
+        let txn = self.db.begin_read().map_err(MailboxError::database)?;
+        let clients = txn.open_table(CLIENTS).map_err(MailboxError::database)?;
+        let mut out = Vec::with_capacity(
+            usize::try_from(clients.len().map_err(MailboxError::database)?).unwrap_or(0),
+        );
+        for entry in clients.iter().map_err(MailboxError::database)? {
+            out.push(entry.map_err(MailboxError::database)?.0.value());
         }
         Ok(out)
     }

@@ -6,7 +6,7 @@
 )]
 //! The `gateway` binary as a process, with an in-process directory, in-process
 //! stand-in mix nodes (QUIC endpoints registered as mixes) and clients using
-//! `gateway::remote`. Loopback only.
+//! `gateway_core::remote`. Loopback only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -15,21 +15,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use gateway::auth::prove;
-use gateway::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
-use gateway::remote::{GatewayConnection, RemoteError};
+use directory::DirectoryClient;
+use directory::{DirectoryConfig, DirectoryServer};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use protocol::fragment::{MessageId, fragment_message};
 use protocol::frame::Frame;
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
+use protocol::link::auth::prove;
+use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
 use protocol::packet::{PACKET_SIZE, SURB_ID_SIZE, build_packet};
 use protocol::surb::build_surb;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::mpsc;
-use topology::directory::{DirectoryConfig, DirectoryServer};
-use topology::{DirectoryClient, EpochKey, NetworkParams, NodeDescriptor, Role, Topology};
+use topology::{EpochKey, NetworkParams, NodeDescriptor, Role, Topology};
+use transport::gateway_link::{GatewayDelivery, GatewayLinkError, QuicGatewayLink};
 use transport::{Endpoint, LinkConfig, PeerId, Received};
 
 const READY: Duration = Duration::from_secs(20);
@@ -363,7 +364,7 @@ async fn clients_authenticate_send_into_layer1_and_are_closed_on_sigterm() {
 
     let alice = SphinxKeyPair::generate(&mut net.rng);
     let mallory = SphinxKeyPair::generate(&mut net.rng);
-    let connection = GatewayConnection::connect(gw.clients, gw.id, &alice)
+    let connection = QuicGatewayLink::connect(gw.clients, gw.id, &alice)
         .await
         .unwrap();
     // A proof made with another secret than the claimed key's is refused.
@@ -375,9 +376,9 @@ async fn clients_authenticate_send_into_layer1_and_are_closed_on_sigterm() {
         }
     );
     // A client that pins another key never talks to this gateway.
-    let wrong_pin = GatewayConnection::connect(gw.clients, NodeId([7; 32]), &alice).await;
+    let wrong_pin = QuicGatewayLink::connect(gw.clients, NodeId([7; 32]), &alice).await;
     assert!(
-        matches!(wrong_pin, Err(RemoteError::Connection(_))),
+        matches!(wrong_pin, Err(GatewayLinkError::Connection(_))),
         "{wrong_pin:?}"
     );
 
@@ -482,7 +483,7 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
     );
 
     // Online: stored, pushed, acknowledged, deleted.
-    let connection = GatewayConnection::connect(gw.clients, gw.id, &bob)
+    let connection = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
     let frame = data_fragment(&mut net.rng, &topology, gw.id);
@@ -491,7 +492,11 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         .endpoint
         .send(PeerId(gw.id.0), gw.node, packet)
         .unwrap();
-    let (id, surb, payload) = tokio::time::timeout(WAIT, connection.next_delivery())
+    let GatewayDelivery {
+        mailbox_id: id,
+        surb_id: surb,
+        payload,
+    } = tokio::time::timeout(WAIT, connection.next_delivery())
         .await
         .expect("delivered while online")
         .unwrap();
@@ -556,10 +561,14 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         "nothing new stored"
     );
 
-    let connection = GatewayConnection::connect(gw.clients, gw.id, &bob)
+    let connection = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
-    let (second, _, payload) = tokio::time::timeout(WAIT, connection.next_delivery())
+    let GatewayDelivery {
+        mailbox_id: second,
+        payload,
+        ..
+    } = tokio::time::timeout(WAIT, connection.next_delivery())
         .await
         .expect("delivered on reconnect")
         .unwrap();
@@ -627,7 +636,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
     // two messages, so the gateway's writes to her stall (session queue: 2).
     let slow = raw_authenticate(&gw, &carol, &carol, 4096).await;
     assert_eq!(slow.answer, GatewayMessage::Welcome);
-    let connection = GatewayConnection::connect(gw.clients, gw.id, &bob)
+    let connection = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
     gw.await_metric("gateway_sessions", 2).await;
@@ -652,10 +661,11 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
         .endpoint
         .send(PeerId(gw.id.0), gw.node, packet)
         .unwrap();
-    let (id, _, _) = tokio::time::timeout(WAIT, connection.next_delivery())
-        .await
-        .expect("bob's message arrives")
-        .unwrap();
+    let GatewayDelivery { mailbox_id: id, .. } =
+        tokio::time::timeout(WAIT, connection.next_delivery())
+            .await
+            .expect("bob's message arrives")
+            .unwrap();
     connection.ack(id).await.unwrap();
     gw.await_metric("gateway_mailbox_messages", 8).await;
     drop(slow);

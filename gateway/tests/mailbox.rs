@@ -8,18 +8,20 @@
 //! Mailbox semantics on both stores: order, deletion on ack, retention,
 //! quotas, and the redb file surviving a restart.
 
+#[path = "../core/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use gateway::mailbox::PutError;
-use gateway::{
+use gateway::RedbStore;
+use gateway_core::mailbox::PutError;
+use gateway_core::{
     GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore,
-    NewMessage, RedbStore,
+    NewMessage,
 };
-use mixnode::Delivery;
 use protocol::keys::{NodeId, SphinxKeyPair};
+use protocol::packet::Delivery;
 use protocol::packet::SURB_ID_SIZE;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
@@ -218,8 +220,12 @@ fn gateway_over_redb_delivers_after_a_restart() {
         let (c, messages) = connect(&mut core, &mut rng, secs(2), &bob);
         let ids = mailbox_ids(&messages);
         assert_eq!(ids.len(), 3);
-        let ack = gateway::ClientMessage::AckDelivery { mailbox_id: ids[0] };
-        core.handle_client_bytes(secs(2), c.session, &gateway::LinkMessage::encode(&ack));
+        let ack = protocol::link::ClientMessage::AckDelivery { mailbox_id: ids[0] };
+        core.handle_client_bytes(
+            secs(2),
+            c.session,
+            &protocol::link::LinkMessage::encode(&ack),
+        );
     }
     let mailbox = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
     let mut core = GatewayCore::new(gw, GatewayConfig::default(), mailbox).unwrap();
@@ -229,7 +235,7 @@ fn gateway_over_redb_delivers_after_a_restart() {
     let payloads: Vec<Vec<u8>> = messages
         .iter()
         .map(|m| match m {
-            gateway::GatewayMessage::Deliver { payload, .. } => payload.clone(),
+            protocol::link::GatewayMessage::Deliver { payload, .. } => payload.clone(),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -298,7 +304,7 @@ fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
         let results = m.put_batch(secs(0), batch);
         let ok: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
         assert_eq!(ok, vec![true, true, true, false, true]);
-        assert_eq!(results[3], Err(PutError::Full));
+        assert!(matches!(results[3], Err(PutError::Full)));
         assert_eq!(m.usage().messages, 4);
     }
     let m = Mailbox::open(RedbStore::open(&path).unwrap(), limits).unwrap();

@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-use mixnode::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use directory::DirectoryClient;
+use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use protocol::epoch::Epoch;
 use protocol::fragment::{MessageId, fragment_message};
 use protocol::frame::Frame;
@@ -26,7 +27,7 @@ use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::mpsc;
-use topology::{DirectoryClient, EpochKey, NodeDescriptor, Role, Topology};
+use topology::{EpochKey, NodeDescriptor, Role, Topology};
 use transport::{Endpoint, LinkConfig, PeerId, Received};
 
 /// The stand-in gateway.

@@ -14,18 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use protocol::epoch::Epoch;
+use protocol::replay::ReplayRecord;
 
 const RECORD: usize = 8 + 32;
-
-/// One journalled replay tag: the epoch of the key that opened the packet,
-/// and the tag (the same fields as `mixnode::ReplayRecord`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplayRecord {
-    /// The epoch of the key that opened the packet.
-    pub epoch: Epoch,
-    /// The packet's replay tag.
-    pub tag: [u8; 32],
-}
 
 /// An append-only file of replay records.
 pub struct ReplayJournal {

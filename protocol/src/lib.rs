@@ -6,6 +6,7 @@ pub mod error;
 pub mod fragment;
 pub mod frame;
 pub mod keys;
+pub mod link;
 pub mod packet;
 pub mod poisson;
 pub mod replay;

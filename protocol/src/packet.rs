@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use rand::CryptoRng;
+
+use crate::surb::SurbId;
 use rand_distr::{Distribution, Exp};
 use sphinx_packet::SphinxPacketBuilder;
 use sphinx_packet::header::HEADER_SIZE;
@@ -217,4 +219,15 @@ mod tests {
             Duration::ZERO
         );
     }
+}
+
+/// A final-hop packet handed out at an exit gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The destination client key.
+    pub destination: [u8; 32],
+    /// The SURB id (all zero for forward packets).
+    pub surb_id: SurbId,
+    /// The payload (sealed, for SURB replies).
+    pub payload: Vec<u8>,
 }

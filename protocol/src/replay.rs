@@ -253,6 +253,16 @@ impl Reader<'_> {
     }
 }
 
+/// The replay tag a packet left under a key epoch; a node journals it so that
+/// a restart after a crash still refuses the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayRecord {
+    /// The epoch of the key that opened the packet.
+    pub epoch: Epoch,
+    /// The packet's replay tag.
+    pub tag: [u8; 32],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use mixnode::{Mixer, MixerConfig, MixerRole};
+use mixnode_core::{Mixer, MixerConfig, MixerRole};
 use protocol::epoch::Epoch;
 use protocol::keys::{NodeId, SphinxKeyPair, random_bytes};
 use protocol::packet::RouteHop;

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use mixnode::{HopCodec, Mixer, SphinxCodec};
+use mixnode_core::{HopCodec, Mixer, SphinxCodec};
 use protocol::packet::{DelaySampler, RouteHop, SURB_ID_SIZE, build_packet};
 use protocol::poisson::PoissonTicker;
 use protocol::time::Timestamp;

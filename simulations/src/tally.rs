@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use mixnode::DropReason;
+use mixnode_core::DropReason;
 use protocol::packet::PACKET_SIZE;
 use protocol::time::Timestamp;
 
@@ -152,7 +152,7 @@ impl Tally {
         &mut self,
         end: Timestamp,
         describe: impl Fn(usize) -> (String, usize, bool),
-        stats: impl Fn(usize) -> mixnode::stats::MixerStatsSnapshot,
+        stats: impl Fn(usize) -> mixnode_core::stats::MixerStatsSnapshot,
     ) -> Vec<NodeReport> {
         let span = end.as_nanos().max(1) as f64;
         self.queues

@@ -4,7 +4,7 @@
 //! not depend on the cryptography, only on what a hop learns when it takes a
 //! layer off: the next hop, the delay, or the final destination. A
 //! [`TraceCodec`] packet carries exactly that in the clear, plus a packet id,
-//! and [`mixnode::Mixer`] runs it through the very same code path as Sphinx
+//! and [`mixnode_core::Mixer`] runs it through the very same code path as Sphinx
 //! (it implements [`HopCodec`]). Unwrapping costs a copy of
 //! [`TRACE_PACKET_SIZE`] bytes instead of two scalar multiplications.
 //!
@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mixnode::{
+use mixnode_core::{
     Action, DropReason, HopCodec, HopOutput, Mixer, MixerConfig, MixerRole, SphinxCodec,
 };
 use protocol::epoch::Epoch;

@@ -127,7 +127,7 @@ impl Topology {
     /// A loop cover route (Loopix λ_M) for node `me`: one uniformly drawn node
     /// of every mix layer, in route order, except the layer `me` is in; a
     /// gateway therefore crosses all three layers. The caller appends `me` as
-    /// the final hop (`mixnode::Mixer::poll_cover` does).
+    /// the final hop (`mixnode_core::Mixer::poll_cover` does).
     pub fn loop_route(
         &self,
         me: &NodeId,

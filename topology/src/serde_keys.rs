@@ -18,11 +18,12 @@ pub(crate) mod node_id {
 }
 
 /// A list of [`protocol::NodeId`]s as base58 text.
-pub(crate) mod node_id_list {
+pub mod node_id_list {
     use protocol::NodeId;
     use serde::{Deserialize, Deserializer, de::Error};
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeId>, D::Error> {
+    /// Reads a list of base58 node ids.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeId>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
             .map(|text| {

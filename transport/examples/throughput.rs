@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{got}/{n} packets in {secs:.2} s: {:.0} packets/s, {:.1} Mbit/s; sender refused {} (queue full) while pacing",
         f64::from(got) / secs,
         f64::from(got) * SIZE as f64 * 8.0 / secs / 1e6,
-        stats.dropped(transport::DropReason::QueueFull),
+        stats.dropped(transport::LinkDropReason::QueueFull),
     );
     a.close().await;
     b.close().await;

@@ -14,7 +14,7 @@ use crate::config::LinkConfig;
 use crate::error::{SendError, TransportError};
 use crate::identity::{NodeIdentity, PeerId};
 use crate::pins::PeerSet;
-use crate::stats::{DropReason, LinkStats};
+use crate::stats::{LinkDropReason, LinkStats};
 use crate::tls::{self, InboundPolicy};
 
 /// QUIC application close codes used on links.
@@ -286,19 +286,19 @@ impl Endpoint {
         let packet = packet.into();
         let stats = &self.shared.stats;
         if self.closed.load(Ordering::Acquire) {
-            stats.count_drop(DropReason::Closed);
+            stats.count_drop(LinkDropReason::Closed);
             return Err(SendError::Closed);
         }
         let expected = self.shared.config.packet_size;
         if packet.len() != expected {
-            stats.count_drop(DropReason::WrongSize);
+            stats.count_drop(LinkDropReason::WrongSize);
             return Err(SendError::WrongSize {
                 len: packet.len(),
                 expected,
             });
         }
         if !self.shared.pins.contains(&peer) {
-            stats.count_drop(DropReason::NotPinned);
+            stats.count_drop(LinkDropReason::NotPinned);
             return Err(SendError::NotPinned(peer));
         }
         let mut links = lock(&self.links);
@@ -316,11 +316,11 @@ impl Endpoint {
         match link.queue.try_send(packet) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                stats.count_drop(DropReason::QueueFull);
+                stats.count_drop(LinkDropReason::QueueFull);
                 Err(SendError::QueueFull(peer))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                stats.count_drop(DropReason::Closed);
+                stats.count_drop(LinkDropReason::Closed);
                 Err(SendError::Closed)
             }
         }

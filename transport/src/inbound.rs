@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 
 use crate::endpoint::{Received, Shared, close_code};
 use crate::identity::PeerId;
-use crate::stats::{Direction, DropReason};
+use crate::stats::{Direction, LinkDropReason};
 use crate::tls::{self, InboundPolicy};
 
 /// Accepts connections until the QUIC endpoint closes. Each connection is
@@ -84,13 +84,13 @@ async fn read_packets(shared: &Shared, from: PeerId, pinned: bool, mut stream: q
                 };
                 match shared.incoming.try_send(received) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => stats.count_drop(DropReason::IncomingFull),
-                    Err(TrySendError::Closed(_)) => stats.count_drop(DropReason::Closed),
+                    Err(TrySendError::Full(_)) => stats.count_drop(LinkDropReason::IncomingFull),
+                    Err(TrySendError::Closed(_)) => stats.count_drop(LinkDropReason::Closed),
                 }
             }
             Err(quinn::ReadExactError::FinishedEarly(0)) => return,
             Err(quinn::ReadExactError::FinishedEarly(len)) => {
-                stats.count_drop(DropReason::Truncated);
+                stats.count_drop(LinkDropReason::Truncated);
                 tracing::debug!(len, "stream ended inside a packet");
                 return;
             }

@@ -14,7 +14,7 @@ use crate::stats::LinkStats;
 use crate::backoff::Backoff;
 use crate::endpoint::{Shared, close_code};
 use crate::identity::PeerId;
-use crate::stats::{Direction, DropReason};
+use crate::stats::{Direction, LinkDropReason};
 use crate::tls;
 
 /// The queue of one link and the packet taken from it but not yet written.
@@ -55,7 +55,7 @@ impl Drop for LinkQueue {
     fn drop(&mut self) {
         let left = usize::from(self.in_hand.is_some()) + self.receiver.len();
         for _ in 0..left {
-            self.stats.count_drop(DropReason::Closed);
+            self.stats.count_drop(LinkDropReason::Closed);
         }
     }
 }
@@ -210,7 +210,7 @@ async fn pump(
                 wrote = true;
             }
             Err(_) => {
-                stats.count_drop(DropReason::LinkFailed);
+                stats.count_drop(LinkDropReason::LinkFailed);
                 break;
             }
         }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a packet was dropped by the transport. Each reason is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub enum LinkDropReason {
     /// The outbound queue of the link was full.
     QueueFull,
     /// The channel of received packets was full (the caller is behind).
@@ -21,28 +21,28 @@ pub enum DropReason {
     Closed,
 }
 
-impl DropReason {
+impl LinkDropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 7] = [
-        DropReason::QueueFull,
-        DropReason::IncomingFull,
-        DropReason::Truncated,
-        DropReason::LinkFailed,
-        DropReason::WrongSize,
-        DropReason::NotPinned,
-        DropReason::Closed,
+    pub const ALL: [LinkDropReason; 7] = [
+        LinkDropReason::QueueFull,
+        LinkDropReason::IncomingFull,
+        LinkDropReason::Truncated,
+        LinkDropReason::LinkFailed,
+        LinkDropReason::WrongSize,
+        LinkDropReason::NotPinned,
+        LinkDropReason::Closed,
     ];
 
     /// The metric label of this reason.
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::IncomingFull => "incoming_full",
-            DropReason::Truncated => "truncated",
-            DropReason::LinkFailed => "link_failed",
-            DropReason::WrongSize => "wrong_size",
-            DropReason::NotPinned => "not_pinned",
-            DropReason::Closed => "closed",
+            LinkDropReason::QueueFull => "queue_full",
+            LinkDropReason::IncomingFull => "incoming_full",
+            LinkDropReason::Truncated => "truncated",
+            LinkDropReason::LinkFailed => "link_failed",
+            LinkDropReason::WrongSize => "wrong_size",
+            LinkDropReason::NotPinned => "not_pinned",
+            LinkDropReason::Closed => "closed",
         }
     }
 
@@ -56,7 +56,7 @@ impl DropReason {
 pub struct LinkStats {
     packets_sent: AtomicU64,
     packets_received: AtomicU64,
-    dropped: [AtomicU64; DropReason::ALL.len()],
+    dropped: [AtomicU64; LinkDropReason::ALL.len()],
     outbound_links_open: AtomicU64,
     inbound_links_open: AtomicU64,
     connection_attempts: AtomicU64,
@@ -101,7 +101,7 @@ impl LinkStats {
     }
 
     /// Packets dropped for `reason`.
-    pub fn dropped(&self, reason: DropReason) -> u64 {
+    pub fn dropped(&self, reason: LinkDropReason) -> u64 {
         self.dropped
             .get(reason.index())
             .map_or(0, |c| c.load(Ordering::Relaxed))
@@ -109,7 +109,7 @@ impl LinkStats {
 
     /// Packets dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
-        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+        LinkDropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
     }
 
     /// All links open now, both directions (gauge).
@@ -117,7 +117,7 @@ impl LinkStats {
         self.outbound_links_open() + self.inbound_links_open()
     }
 
-    pub(crate) fn count_drop(&self, reason: DropReason) {
+    pub(crate) fn count_drop(&self, reason: LinkDropReason) {
         if let Some(c) = self.dropped.get(reason.index()) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -199,15 +199,15 @@ mod tests {
     #[test]
     fn labels_are_distinct_and_counted_apart() {
         let labels: std::collections::HashSet<_> =
-            DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels.len(), DropReason::ALL.len());
+            LinkDropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), LinkDropReason::ALL.len());
         let stats = LinkStats::default();
-        stats.count_drop(DropReason::Truncated);
-        stats.count_drop(DropReason::Truncated);
-        stats.count_drop(DropReason::QueueFull);
-        assert_eq!(stats.dropped(DropReason::Truncated), 2);
-        assert_eq!(stats.dropped(DropReason::QueueFull), 1);
-        assert_eq!(stats.dropped(DropReason::LinkFailed), 0);
+        stats.count_drop(LinkDropReason::Truncated);
+        stats.count_drop(LinkDropReason::Truncated);
+        stats.count_drop(LinkDropReason::QueueFull);
+        assert_eq!(stats.dropped(LinkDropReason::Truncated), 2);
+        assert_eq!(stats.dropped(LinkDropReason::QueueFull), 1);
+        assert_eq!(stats.dropped(LinkDropReason::LinkFailed), 0);
         assert_eq!(stats.dropped_total(), 3);
     }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use transport::{DropReason, InboundPolicy, SendError};
+use transport::{InboundPolicy, LinkDropReason, SendError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_endpoints_exchange_1000_packets_both_ways_in_order() {
@@ -50,10 +50,10 @@ async fn wrong_size_and_closed_sends_are_refused_and_counted() {
             expected: SIZE
         })
     );
-    assert_eq!(a.stats().dropped(DropReason::WrongSize), 1);
+    assert_eq!(a.stats().dropped(LinkDropReason::WrongSize), 1);
     a.close().await;
     assert_eq!(a.send(id(&kb), addr, packet(0)), Err(SendError::Closed));
-    assert_eq!(a.stats().dropped(DropReason::Closed), 1);
+    assert_eq!(a.stats().dropped(LinkDropReason::Closed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +68,7 @@ async fn a_full_incoming_channel_drops_and_counts() {
     }
     let stats = b.stats();
     eventually("b to read every packet", || stats.packets_received() == 50).await;
-    assert_eq!(stats.dropped(DropReason::IncomingFull), 46);
+    assert_eq!(stats.dropped(LinkDropReason::IncomingFull), 46);
     // The first packets are kept, in order; the reader never stalled.
     for i in 0..4 {
         assert_eq!(tag_of(&recv(&mut rx_b).await.packet), i);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use transport::tls::{self, InboundPolicy};
-use transport::{DropReason, LinkStats, NodeIdentity, PeerSet, SendError};
+use transport::{LinkDropReason, LinkStats, NodeIdentity, PeerSet, SendError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_reconnects_to_a_restarted_peer() {
@@ -135,18 +135,18 @@ async fn dead_and_stalled_peers_do_not_block_a_healthy_one() {
         flood(&a, i);
     }
     let stats = a.stats();
-    assert_eq!(stats.dropped(DropReason::QueueFull), refused);
+    assert_eq!(stats.dropped(LinkDropReason::QueueFull), refused);
     // Each stuck link holds at most its queue, one pending packet and the
     // few packets the stalled peer's window took.
     assert!(refused >= 2 * 600 - 2 * (8 + 1) - 8, "refused {refused}");
     within("close despite stuck links", a.close()).await;
     // Every accepted packet was written or dropped with a reason.
     let accounted = stats.packets_sent()
-        + stats.dropped(DropReason::LinkFailed)
-        + stats.dropped(DropReason::Closed);
+        + stats.dropped(LinkDropReason::LinkFailed)
+        + stats.dropped(LinkDropReason::Closed);
     assert_eq!(accounted, accepted + 100);
     assert!(
-        stats.dropped(DropReason::Closed) >= 8,
+        stats.dropped(LinkDropReason::Closed) >= 8,
         "the stuck queues are counted"
     );
     assert_eq!(stats.links_open(), 0);
@@ -193,7 +193,7 @@ async fn partial_packet_then_close_is_dropped_and_counted() {
     let got = recv(&mut rx_b).await;
     assert_eq!(got.packet, packet(2));
     let stats = b.stats();
-    assert_eq!(stats.dropped(DropReason::Truncated), 1);
+    assert_eq!(stats.dropped(LinkDropReason::Truncated), 1);
     assert_eq!(stats.packets_received(), 1);
     connection.close(0u32.into(), b"done");
     b.close().await;

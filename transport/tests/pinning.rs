@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use transport::{DropReason, SendError};
+use transport::{LinkDropReason, SendError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialing_a_server_whose_key_is_not_pinned_fails() {
@@ -29,7 +29,7 @@ async fn dialing_a_server_whose_key_is_not_pinned_fails() {
         a.send(id(&kimpostor), impostor.local_addr(), packet(2)),
         Err(SendError::NotPinned(id(&kimpostor)))
     );
-    assert_eq!(stats.dropped(DropReason::NotPinned), 1);
+    assert_eq!(stats.dropped(LinkDropReason::NotPinned), 1);
     a.close().await;
     impostor.close().await;
 }

@@ -9,11 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use client::shell::{DataFolder, Passphrase, StateSealing, StoredSettings, os_seed};
 use client::{AddressCard, Client, ClientOptions, Outgoing, SendStatus};
+use directory::DirectoryClient;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
-use topology::DirectoryClient;
 
 /// The environment variable that holds the passphrase of the session book.
 const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";

@@ -13,11 +13,11 @@ use topology::Topology;
 
 use super::driver::{Command, Driver};
 use super::journal::PartialJournal;
-use super::link::GatewayConnector;
+use super::link::GatewayDialer;
 use super::store::{BookFile, Passphrase};
-use crate::core::{ClientConfig, ClientStats, ReplyHandle};
-use crate::error::ClientError;
-use crate::sessions::{AddressCard, PeerIdentityKey, SessionBook, SessionId};
+use client_core::ClientError;
+use client_core::sessions::{AddressCard, PeerIdentityKey, SessionBook, SessionId};
+use client_core::{ClientConfig, ClientStats, ReplyHandle};
 
 /// Settings of the async shell around the core.
 #[derive(Clone, Debug)]
@@ -240,7 +240,7 @@ pub struct Client {
 impl Client {
     /// Starts the client task from its parts (the data folder and the
     /// directory are handled by [`Client::open`]).
-    pub fn start<C: GatewayConnector>(parts: ClientParts<C>) -> Client {
+    pub fn start<C: GatewayDialer>(parts: ClientParts<C>) -> Client {
         let (commands_tx, commands_rx) = mpsc::channel(parts.options.command_queue.max(1));
         let (received_tx, received_rx) = mpsc::channel(parts.options.receive_queue.max(1));
         let (connected_tx, connected_rx) = watch::channel(false);

@@ -33,12 +33,12 @@ use super::api::{
 };
 use super::clock::Clock;
 use super::journal::{Appended, JournalLimits, PartialJournal, forward_fragment};
-use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
-use crate::core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop};
-use crate::error::ClientError;
-use crate::sessions::{AddressCard, SessionBook, SessionBookError};
+use client_core::ClientError;
+use client_core::sessions::{AddressCard, SessionBook};
+use client_core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop};
 
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
@@ -71,15 +71,6 @@ fn unix_now() -> e2ee::UnixSeconds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
-}
-
-impl From<SessionBookError> for ClientError {
-    fn from(e: SessionBookError) -> Self {
-        match e {
-            SessionBookError::NoSession(to) => ClientError::NoSession(to),
-            other => ClientError::Session(other.to_string()),
-        }
-    }
 }
 
 /// Envelope header of a message (docs/client.md, "Envelope").
@@ -144,7 +135,7 @@ impl Counts {
 /// The SURB id of a forward delivery.
 const FORWARD: SurbId = SurbId([0; SURB_ID_SIZE]);
 
-type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, LinkError>> + Send>>;
+type Connecting<L> = Pin<Box<dyn Future<Output = Result<L, GatewayLinkError>> + Send>>;
 
 /// The core's settings with the network-wide rates of `topology`.
 pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> ClientConfig {
@@ -157,7 +148,7 @@ pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> Clien
     config
 }
 
-pub(crate) struct Driver<C: GatewayConnector> {
+pub(crate) struct Driver<C: GatewayDialer> {
     core: ClientCore<TopologyRoutes>,
     rng: ChaCha20Rng,
     clock: Clock,
@@ -191,7 +182,7 @@ async fn next_delivery<L: GatewayLink>(link: &mut Option<L>) -> Option<GatewayDe
 }
 
 /// Waits for `connecting`, or forever when nothing is connecting.
-async fn connected<L>(connecting: &mut Option<Connecting<L>>) -> Result<L, LinkError> {
+async fn connected<L>(connecting: &mut Option<Connecting<L>>) -> Result<L, GatewayLinkError> {
     match connecting {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -215,7 +206,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-impl<C: GatewayConnector> Driver<C> {
+impl<C: GatewayDialer> Driver<C> {
     pub(crate) fn new(
         parts: ClientParts<C>,
         mut rng: ChaCha20Rng,
@@ -353,7 +344,7 @@ impl<C: GatewayConnector> Driver<C> {
             self.pass_events();
             if self.link.is_none() && self.connecting.is_none() && self.due(self.retry_at) {
                 let connector = self.connector.clone();
-                self.connecting = Some(Box::pin(async move { connector.connect().await }));
+                self.connecting = Some(Box::pin(async move { connector.dial().await }));
             }
             // Without a session the core's ticks are not taken (they would
             // only be lost): it wakes for the next attempt instead.
@@ -398,7 +389,7 @@ impl<C: GatewayConnector> Driver<C> {
         Instant::now() >= at
     }
 
-    fn on_connect(&mut self, result: Result<C::Link, LinkError>) {
+    fn on_connect(&mut self, result: Result<C::Link, GatewayLinkError>) {
         match result {
             Ok(link) => {
                 tracing::info!("connected to the gateway");

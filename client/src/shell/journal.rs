@@ -24,8 +24,8 @@ use protocol::frame::Frame;
 use protocol::packet::{FRAME_SIZE, SPHINX_PAYLOAD_SIZE};
 use protocol::surb::open_forward_payload;
 
-use crate::core::ClientConfig;
 use crate::error::DataFolderError;
+use client_core::ClientConfig;
 
 /// The journal's folder in the data folder.
 pub const PARTIAL_DIR: &str = "partial";

@@ -1,62 +1,79 @@
-//! The client's side of its gateway session, as a trait.
+//! The client's side of its gateway link, as a trait.
 //!
-//! The driver needs exactly three operations from a session: forward a
-//! packet, wait for the next mailbox delivery, and acknowledge a delivery once
-//! the core has taken it. [`GatewayConnector`] opens such sessions, so the
-//! driver can reconnect after a session drops. The QUIC session to a real
-//! gateway implements these; [`super::memory`] holds an in-memory one for
-//! tests and benchmarks.
+//! The driver needs exactly three operations from a link: forward a packet,
+//! wait for the next mailbox delivery, and acknowledge a delivery once the
+//! core has taken it. A [`GatewayDialer`] opens links, so the driver can
+//! reconnect after one drops. [`QuicDialer`] opens the real QUIC link
+//! ([`QuicGatewayLink`], in `transport`); [`super::memory`] holds an in-memory
+//! one for tests and benchmarks.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
-use protocol::NodeId;
-use protocol::surb::SurbId;
-use thiserror::Error;
+use protocol::{NodeId, SphinxKeyPair};
+pub use transport::gateway_link::{GatewayDelivery, GatewayLinkError, QuicGatewayLink};
 
-/// Why a gateway session could not be opened or was lost.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum LinkError {
-    /// The gateway could not be reached or refused the session.
-    #[error("cannot connect to the gateway: {0}")]
-    Connect(String),
-    /// The session ended (the gateway closed it or the network failed).
-    #[error("gateway session lost: {0}")]
-    Lost(String),
-}
-
-/// One message the gateway hands over from the client's mailbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayDelivery {
-    /// The gateway's id of the stored message, to acknowledge it by.
-    pub mailbox_id: u64,
-    /// The SURB id the packet arrived under (all zero for forward packets).
-    pub surb_id: SurbId,
-    /// The recovered frame (forward packets) or the sealed payload (SURB packets).
-    pub payload: Vec<u8>,
-}
-
-/// An open session with the client's gateway.
+/// An open link with the client's gateway.
 pub trait GatewayLink: Send + 'static {
     /// Hands `packet` to the gateway, to forward to `first_hop`.
     fn send_packet(
         &mut self,
         first_hop: NodeId,
         packet: Vec<u8>,
-    ) -> impl Future<Output = Result<(), LinkError>> + Send;
+    ) -> impl Future<Output = Result<(), GatewayLinkError>> + Send;
 
-    /// The next delivery from the mailbox; `None` once the session has ended.
+    /// The next delivery from the mailbox; `None` once the link has ended.
     /// Must be cancel-safe: the driver races it against its timers.
     fn next_delivery(&mut self) -> impl Future<Output = Option<GatewayDelivery>> + Send;
 
     /// Tells the gateway that the delivery `mailbox_id` is taken and may be deleted.
-    fn ack(&mut self, mailbox_id: u64) -> impl Future<Output = Result<(), LinkError>> + Send;
+    fn ack(&mut self, mailbox_id: u64)
+    -> impl Future<Output = Result<(), GatewayLinkError>> + Send;
 }
 
-/// Opens sessions with the client's gateway (again after one drops).
-pub trait GatewayConnector: Send + Sync + 'static {
-    /// The session type.
+/// Opens links with the client's gateway (again after one drops).
+pub trait GatewayDialer: Send + Sync + 'static {
+    /// The link type.
     type Link: GatewayLink;
 
-    /// Opens a new session.
-    fn connect(&self) -> impl Future<Output = Result<Self::Link, LinkError>> + Send;
+    /// Opens a new link.
+    fn dial(&self) -> impl Future<Output = Result<Self::Link, GatewayLinkError>> + Send;
+}
+
+/// Opens authenticated QUIC links with one gateway.
+#[derive(Clone)]
+pub struct QuicDialer {
+    /// The gateway's address for clients (its topology `client_address`).
+    pub address: SocketAddr,
+    /// The gateway's identity, pinned in the TLS handshake.
+    pub gateway: NodeId,
+    /// The client's Sphinx key pair, proven to the gateway.
+    pub keys: SphinxKeyPair,
+}
+
+impl GatewayDialer for QuicDialer {
+    type Link = QuicGatewayLink;
+
+    async fn dial(&self) -> Result<QuicGatewayLink, GatewayLinkError> {
+        QuicGatewayLink::connect(self.address, self.gateway, &self.keys).await
+    }
+}
+
+impl GatewayLink for QuicGatewayLink {
+    async fn send_packet(
+        &mut self,
+        first_hop: NodeId,
+        packet: Vec<u8>,
+    ) -> Result<(), GatewayLinkError> {
+        QuicGatewayLink::send_packet(self, first_hop, packet).await
+    }
+
+    async fn next_delivery(&mut self) -> Option<GatewayDelivery> {
+        // Cancel-safe: a lock and an mpsc receive.
+        QuicGatewayLink::next_delivery(self).await
+    }
+
+    async fn ack(&mut self, mailbox_id: u64) -> Result<(), GatewayLinkError> {
+        QuicGatewayLink::ack(self, mailbox_id).await
+    }
 }

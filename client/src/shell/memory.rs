@@ -3,8 +3,8 @@
 //! [`MemoryGateway`] is the gateway's side: it yields the packets its client
 //! sent, keeps a mailbox of deliveries until the client acknowledges them,
 //! pushes the mailbox again on every new session (as a real gateway does),
-//! and can drop the session or refuse new ones. [`MemoryConnector`] is the
-//! client's side, a [`GatewayConnector`]. There is no mixing here: a test
+//! and can drop the session or refuse new ones. [`MemoryDialer`] is the
+//! client's side, a [`GatewayDialer`]. There is no mixing here: a test
 //! harness moves packets between gateways.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use protocol::NodeId;
 use protocol::surb::SurbId;
 use tokio::sync::mpsc;
 
-use super::link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 
 /// Deliveries a session may have pushed and not yet read.
 const SESSION_QUEUE: usize = 1024;
@@ -49,7 +49,7 @@ pub struct MemoryGateway {
 
 /// The client's side: opens sessions with a [`MemoryGateway`].
 #[derive(Clone)]
-pub struct MemoryConnector {
+pub struct MemoryDialer {
     shared: Arc<Shared>,
 }
 
@@ -62,7 +62,7 @@ pub struct MemoryLink {
 
 impl MemoryGateway {
     /// A gateway that holds up to `packet_queue` packets its client sent.
-    pub fn new(packet_queue: usize) -> (MemoryGateway, MemoryConnector) {
+    pub fn new(packet_queue: usize) -> (MemoryGateway, MemoryDialer) {
         let (tx, rx) = mpsc::channel(packet_queue.max(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -73,7 +73,7 @@ impl MemoryGateway {
                 shared: shared.clone(),
                 packets: rx,
             },
-            MemoryConnector { shared },
+            MemoryDialer { shared },
         )
     }
 
@@ -145,13 +145,13 @@ impl MemoryGatewayControl {
     }
 }
 
-impl GatewayConnector for MemoryConnector {
+impl GatewayDialer for MemoryDialer {
     type Link = MemoryLink;
 
-    async fn connect(&self) -> Result<MemoryLink, LinkError> {
+    async fn dial(&self) -> Result<MemoryLink, GatewayLinkError> {
         let mut state = self.shared.state();
         if state.refuse {
-            return Err(LinkError::Connect("refused".into()));
+            return Err(GatewayLinkError::Connection("refused".into()));
         }
         state.sessions += 1;
         let session = state.sessions;
@@ -173,29 +173,33 @@ impl GatewayConnector for MemoryConnector {
 }
 
 impl MemoryLink {
-    fn check_open(&self) -> Result<(), LinkError> {
+    fn check_open(&self) -> Result<(), GatewayLinkError> {
         match &self.shared.state().session {
             Some((s, _)) if *s == self.session => Ok(()),
-            _ => Err(LinkError::Lost("session closed".into())),
+            _ => Err(GatewayLinkError::Closed),
         }
     }
 }
 
 impl GatewayLink for MemoryLink {
-    async fn send_packet(&mut self, first_hop: NodeId, packet: Vec<u8>) -> Result<(), LinkError> {
+    async fn send_packet(
+        &mut self,
+        first_hop: NodeId,
+        packet: Vec<u8>,
+    ) -> Result<(), GatewayLinkError> {
         self.check_open()?;
         self.shared
             .packets
             .send((first_hop, packet))
             .await
-            .map_err(|_| LinkError::Lost("gateway gone".into()))
+            .map_err(|_| GatewayLinkError::Closed)
     }
 
     async fn next_delivery(&mut self) -> Option<GatewayDelivery> {
         self.deliveries.recv().await
     }
 
-    async fn ack(&mut self, mailbox_id: u64) -> Result<(), LinkError> {
+    async fn ack(&mut self, mailbox_id: u64) -> Result<(), GatewayLinkError> {
         self.check_open()?;
         let mut state = self.shared.state();
         if state.mailbox.remove(&mailbox_id).is_some() {

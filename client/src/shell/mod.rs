@@ -12,7 +12,6 @@ pub mod journal;
 pub mod link;
 pub mod memory;
 mod open;
-pub mod remote;
 pub mod routes;
 pub mod store;
 
@@ -21,8 +20,7 @@ pub use api::{
     ShellStats,
 };
 pub use journal::{JournalLimits, PartialJournal};
-pub use link::{GatewayConnector, GatewayDelivery, GatewayLink, LinkError};
+pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, QuicDialer};
 pub use open::{os_seed, refresh_topology};
-pub use remote::RemoteConnector;
 pub use routes::TopologyRoutes;
 pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings};

@@ -4,16 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use directory::DirectoryClient;
 use protocol::SphinxKeyPair;
 use rand::rngs::SysRng;
 use rand::{SeedableRng, TryRng};
 use tokio::sync::watch;
-use topology::{DirectoryClient, NodeEntry, Topology};
+use topology::{NodeEntry, Topology};
 
 use super::api::{Client, ClientOptions, ClientParts};
 use super::journal::{PARTIAL_DIR, PartialJournal};
-use super::link::GatewayConnector;
-use super::remote::RemoteConnector;
+use super::link::GatewayDialer;
+use super::link::QuicDialer;
 use super::store::DataFolder;
 use crate::error::{DataFolderError, OpenError};
 
@@ -69,7 +70,7 @@ impl Client {
         connect: F,
     ) -> Result<Client, OpenError>
     where
-        C: GatewayConnector,
+        C: GatewayDialer,
         F: FnOnce(&NodeEntry, &SphinxKeyPair) -> Result<C, OpenError>,
     {
         let folder = DataFolder::new(data_dir);
@@ -121,7 +122,7 @@ impl Client {
             let address = entry
                 .client_address
                 .ok_or_else(|| OpenError::NoClientAddress(entry.id.to_base58()))?;
-            Ok(RemoteConnector {
+            Ok(QuicDialer {
                 address,
                 gateway: entry.id,
                 keys: keys.clone(),

@@ -7,7 +7,7 @@ use protocol::packet::RouteHop;
 use rand::CryptoRng;
 use topology::{RouteSelector, Topology};
 
-use crate::core::RouteSource;
+use client_core::RouteSource;
 
 /// Routes drawn with [`RouteSelector`] from the current [`Topology`].
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::DataFolderError;
-use crate::sessions::SessionBook;
+use client_core::sessions::SessionBook;
 
 const SETTINGS_FILE: &str = "client.toml";
 const KEY_FILE: &str = "sphinx.key";

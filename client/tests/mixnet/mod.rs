@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use client::shell::memory::{MemoryConnector, MemoryGateway, MemoryGatewayControl};
-use mixnode::{Action, Delivery, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use client::shell::memory::{MemoryDialer, MemoryGateway, MemoryGatewayControl};
+use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use protocol::epoch::Epoch;
 use protocol::frame::Frame;
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
+use protocol::packet::Delivery;
 use protocol::replay::ReplayFilterConfig;
 use protocol::surb::{Surb, SurbId, open_forward_payload, use_surb};
 use protocol::time::Timestamp;
@@ -70,7 +71,7 @@ pub fn test_params() -> NetworkParams {
 pub struct GatewaySlot {
     pub id: NodeId,
     pub control: MemoryGatewayControl,
-    pub connector: Option<MemoryConnector>,
+    pub connector: Option<MemoryDialer>,
 }
 
 /// Data fragments held back at their exit gateway.

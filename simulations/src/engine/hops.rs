@@ -2,12 +2,12 @@
 //!
 //! These are the engine's event handlers, one per [`Event`](crate::events::Event)
 //! kind. Each obeys the state machine it drives (a [`SimClient`] or a
-//! [`mixnode::Mixer`]) and only adds what the real network adds: link latency
+//! [`mixnode_core::Mixer`]) and only adds what the real network adds: link latency
 //! and loss, and the observer's bookkeeping.
 
 use std::time::Duration;
 
-use mixnode::Action;
+use mixnode_core::Action;
 use protocol::packet::RouteHop;
 use protocol::time::Timestamp;
 use rand::RngExt;

@@ -7,7 +7,7 @@
 //! client and per node (plus one for packet cryptography), so the trace and
 //! Sphinx codecs see the same traffic, routes and delays for the same seed.
 //!
-//! Each hop is the real [`mixnode::Mixer`]: a packet's arrival calls
+//! Each hop is the real [`mixnode_core::Mixer`]: a packet's arrival calls
 //! `handle_packet(now, bytes)`, and the engine obeys the returned action
 //! exactly as a node's async shell would, scheduling the release at
 //! `send_at`. The engine's own knowledge about a packet (kind, send time,
@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use mixnode::SphinxCodec;
+use mixnode_core::SphinxCodec;
 use protocol::fragment::{MessageId, fragment_message};
 use protocol::frame::Frame;
 use protocol::packet::DelaySampler;

@@ -12,20 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gateway::SessionId;
+use gateway_core::SessionId;
 use protocol::keys::IdentityKeyPair;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use transport::tls::{InboundPolicy, server_crypto};
-use transport::{LinkStats, NodeIdentity, PeerSet};
 
 use crate::core_loop::{ClientEvent, WriterCommand};
 
-/// Time a client has to finish its QUIC handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A silent client connection is dropped after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most bytes buffered unacknowledged towards one client.
-const SEND_WINDOW: u64 = 256 * 1024;
+use transport::gateway_link::CLIENT_HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT;
 /// Bytes read from a client at once (one link message is at most 4098).
 const READ_CHUNK: usize = 8192;
 
@@ -37,31 +30,8 @@ pub struct ClientListener {
 impl ClientListener {
     /// Binds the client endpoint on `listen`, presenting `identity`.
     pub fn bind(identity: &IdentityKeyPair, listen: SocketAddr) -> Result<Self> {
-        let node_identity = NodeIdentity::new(identity.signing_key())
-            .map_err(|e| anyhow::anyhow!("identity certificate: {e}"))?;
-        let crypto = server_crypto(
-            &node_identity,
-            PeerSet::new([]),
-            InboundPolicy::AcceptUnpinned,
-            Arc::new(LinkStats::default()),
-        )
-        .map_err(|e| anyhow::anyhow!("client TLS: {e}"))?;
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(0u8.into())
-            .max_concurrent_uni_streams(0u8.into())
-            // Bytes buffered for one client that does not read (the delivery
-            // window already keeps it under 32 messages of at most 4098 bytes).
-            .send_window(SEND_WINDOW)
-            .max_idle_timeout(Some(
-                IDLE_TIMEOUT
-                    .try_into()
-                    .context("client idle timeout out of range")?,
-            ));
-        let mut server = quinn::ServerConfig::with_crypto(crypto);
-        server.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(server, listen)
-            .with_context(|| format!("clients.listen = {listen}: cannot bind"))?;
+        let endpoint = transport::gateway_link::listen(identity, listen)
+            .with_context(|| format!("clients.listen = {listen}"))?;
         Ok(ClientListener { endpoint })
     }
 

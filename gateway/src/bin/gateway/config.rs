@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use gateway::MailboxConfig;
+use gateway_core::MailboxConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.

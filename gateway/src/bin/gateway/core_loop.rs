@@ -15,12 +15,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gateway::{GatewayAction, GatewayCore, RedbStore, SessionId};
-use mixnode::{Delivery, DropReason, Mixer};
+use gateway::RedbStore;
+use gateway_core::{GatewayAction, GatewayCore, SessionId};
+use mixnode_core::{DropReason, Mixer};
 use nodeshell::clock::Clock;
-use nodeshell::journal::{ReplayJournal, ReplayRecord};
+use nodeshell::journal::ReplayJournal;
 use protocol::keys::NodeId;
+use protocol::packet::Delivery;
 use protocol::packet::OutgoingPacket;
+use protocol::replay::ReplayRecord;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use topology::Topology;
@@ -68,7 +71,7 @@ pub struct FinalHop {
     /// What the exit mixer handed out.
     pub delivery: Delivery,
     /// Its replay tag, journalled before the message is stored.
-    pub record: mixnode::ReplayRecord,
+    pub record: protocol::replay::ReplayRecord,
 }
 
 /// Everything the core thread owns or reads.

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use mixnode::Mixer;
+use mixnode_core::Mixer;
 use nodeshell::clock::Clock;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;

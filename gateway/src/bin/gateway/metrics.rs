@@ -10,8 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use gateway::{GatewayDropReason, GatewayStatsSnapshot};
-use mixnode::DropReason;
+use gateway_core::{GatewayDropReason, GatewayStatsSnapshot};
+use mixnode_core::DropReason;
 
 /// Label set of the drop counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,7 +162,7 @@ impl GatewayMetrics {
             &mut r,
             "link_packets_dropped",
             "Packets dropped by the link layer, by reason",
-            transport::DropReason::ALL.iter().map(|d| d.as_str()),
+            transport::LinkDropReason::ALL.iter().map(|d| d.as_str()),
         );
         let unpinned_refused = counter(
             &mut r,
@@ -273,7 +273,7 @@ impl GatewayMetrics {
     /// Copies the link layer's counters into the exported metrics.
     pub fn observe_links(&self, stats: &transport::LinkStats) {
         self.links_open.set(to_i64(stats.links_open()));
-        for reason in transport::DropReason::ALL {
+        for reason in transport::LinkDropReason::ALL {
             let c = self.link_dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
             });
@@ -315,7 +315,7 @@ impl GatewayMetrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        topology::directory::metrics::openmetrics_to_prometheus(&out)
+        directory::metrics::openmetrics_to_prometheus(&out)
     }
 }
 
@@ -324,7 +324,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<GatewayMetrics>,
     link_stats: std::sync::Arc<transport::LinkStats>,
-    core_stats: std::sync::Arc<gateway::GatewayStats>,
+    core_stats: std::sync::Arc<gateway_core::GatewayStats>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let app = axum::Router::new().route(
@@ -361,7 +361,7 @@ mod tests {
     fn core_stats_and_drops_appear_with_reason_labels() {
         let m = GatewayMetrics::new();
         m.count_drop(DropReason::Replay);
-        let stats = gateway::GatewayStats::default();
+        let stats = gateway_core::GatewayStats::default();
         stats.dropped(GatewayDropReason::Throttled);
         m.observe_core(&stats.snapshot());
         m.observe_core(&stats.snapshot());

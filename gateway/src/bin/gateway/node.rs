@@ -24,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gateway::{GatewayConfig, GatewayCore, Mailbox, RedbStore, ThrottleConfig};
-use mixnode::{Action, DropReason, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use directory::DirectoryClient;
+use gateway::RedbStore;
+use gateway_core::{GatewayConfig, GatewayCore, Mailbox, ThrottleConfig};
+use mixnode_core::{Action, DropReason, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use nodeshell::clock::Clock;
 use nodeshell::journal::ReplayJournal;
 use nodeshell::keystore::KeyStore;
@@ -36,7 +38,7 @@ use protocol::keys::{IdentityKeyPair, NodeId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, watch};
-use topology::{DirectoryClient, EpochKey, NodeDescriptor, Role, Topology};
+use topology::{EpochKey, NodeDescriptor, Role, Topology};
 use transport::{Endpoint, LinkConfig, PeerId};
 
 use crate::clients::ClientListener;
@@ -154,7 +156,7 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
 
     let (journal, records) = ReplayJournal::open(&config.node.data_dir.join("replay.journal"))?;
     for record in &records {
-        mixer.remember_tag(&mixnode::ReplayRecord {
+        mixer.remember_tag(&protocol::replay::ReplayRecord {
             epoch: record.epoch,
             tag: record.tag,
         });

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use mixnode::DropReason;
+use mixnode_core::DropReason;
 use protocol::keys::{IdentityKeyPair, NodeId};
 use tokio::sync::mpsc;
 use topology::Topology;

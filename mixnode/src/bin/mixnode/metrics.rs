@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use mixnode::DropReason;
+use mixnode_core::DropReason;
 
 /// Label set of the drop counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,7 +125,7 @@ impl NodeMetrics {
             "Connections refused because the peer's key is not in the topology",
             unpinned_refused.clone(),
         );
-        for reason in transport::DropReason::ALL {
+        for reason in transport::LinkDropReason::ALL {
             let _ = link_dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
             });
@@ -159,7 +159,7 @@ impl NodeMetrics {
     pub fn observe_links(&self, stats: &transport::LinkStats) {
         self.links_open
             .set(i64::try_from(stats.links_open()).unwrap_or(i64::MAX));
-        for reason in transport::DropReason::ALL {
+        for reason in transport::LinkDropReason::ALL {
             let c = self.link_dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
             });
@@ -190,7 +190,7 @@ impl NodeMetrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        topology::directory::metrics::openmetrics_to_prometheus(&out)
+        directory::metrics::openmetrics_to_prometheus(&out)
     }
 }
 

@@ -17,16 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mixnode::{
-    Action, DropReason, Mixer, MixerConfig, MixerRole, ReleaseQueue, ReplayRecord, SphinxCodec,
-    Transmit,
+use directory::DirectoryClient;
+use mixnode_core::{
+    Action, DropReason, Mixer, MixerConfig, MixerRole, ReleaseQueue, SphinxCodec, Transmit,
 };
 use protocol::epoch::Epoch;
 use protocol::keys::{IdentityKeyPair, NodeId};
+use protocol::replay::ReplayRecord;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, watch};
-use topology::{DirectoryClient, EpochKey, NodeDescriptor, Role, Topology};
+use topology::{EpochKey, NodeDescriptor, Role, Topology};
 
 use crate::config::Config;
 use crate::links::Links;
@@ -182,7 +183,7 @@ async fn serve(config: Config, store: KeyStore, identity: IdentityKeyPair) -> Re
                     item = release_rx.recv() => {
                         let Some(Release { transmit, record }) = item else { break };
                         if let Some(record) = record
-                            && let Err(e) = journal.append(&nodeshell::journal::ReplayRecord {
+                            && let Err(e) = journal.append(&protocol::replay::ReplayRecord {
                                 epoch: record.epoch,
                                 tag: record.tag,
                             })

@@ -1,0 +1,536 @@
+#![doc = include_str!("../README.md")]
+
+mod builder;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod health;
+mod inbox;
+mod outbox;
+pub mod routes;
+pub mod sessions;
+pub mod stats;
+
+use std::time::Duration;
+
+use protocol::fragment::{MessageId, fragment_message};
+use protocol::frame::{FRAGMENT_CAPACITY, Frame};
+use protocol::packet::{DelaySampler, FRAME_SIZE, OutgoingPacket};
+use protocol::poisson::PoissonTicker;
+use protocol::surb::{SURB_SIZE, SurbId, open_forward_payload};
+use protocol::time::Timestamp;
+use protocol::{ClientAddress, NodeId, SphinxKeyPair};
+use rand::{CryptoRng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+pub use config::ClientConfig;
+pub use envelope::{Envelope, EnvelopeKind};
+pub use error::ClientError;
+pub use events::{ClientEvent, ReplyHandle};
+pub use health::NodeHealth;
+pub use routes::RouteSource;
+pub use stats::{ClientStats, DeliveryDrop};
+
+use builder::PacketBuilder;
+use events::EventQueue;
+use inbox::{Inbox, ReplySurbStore};
+use outbox::{Outbox, Target};
+
+/// Bytes of a message envelope's header (version, kind, SURB count).
+const MESSAGE_HEADER: usize = 1 + 1 + 2;
+
+/// A Poisson clock with its own random stream.
+struct Ticker {
+    rate: f64,
+    ticker: PoissonTicker,
+    rng: ChaCha20Rng,
+}
+
+impl Ticker {
+    fn new(rate: f64, now: Timestamp, rng: &mut impl CryptoRng) -> Self {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        Ticker {
+            rate,
+            ticker: PoissonTicker::new(rate, now, &mut rng),
+            rng,
+        }
+    }
+
+    fn next(&self) -> Option<Timestamp> {
+        self.ticker.next_tick()
+    }
+
+    /// Takes a tick due by `now`. When the next tick is more than `max_lag`
+    /// late (the shell was suspended, say), the clock restarts at
+    /// `now - max_lag` instead of releasing every missed tick at once; the
+    /// exponential gaps are memoryless, so the restarted process is the same
+    /// Poisson process. Restarts are counted in `jumps`.
+    fn poll(&mut self, now: Timestamp, max_lag: Duration, jumps: &mut u64) -> bool {
+        let late = self
+            .ticker
+            .next_tick()
+            .is_some_and(|due| now.saturating_duration_since(due) > max_lag);
+        if late {
+            let restart = Timestamp::from_nanos(
+                now.as_nanos()
+                    .saturating_sub(u64::try_from(max_lag.as_nanos()).unwrap_or(u64::MAX)),
+            );
+            self.ticker = PoissonTicker::new(self.rate, restart, &mut self.rng);
+            *jumps += 1;
+        }
+        self.ticker.poll(now, &mut self.rng).is_some()
+    }
+}
+
+/// The client state machine.
+pub struct ClientCore<R> {
+    config: ClientConfig,
+    keys: SphinxKeyPair,
+    address: ClientAddress,
+    routes: R,
+    delays: DelaySampler,
+    send_ticks: Ticker,
+    loop_ticks: Ticker,
+    outbox: Outbox,
+    inbox: Inbox,
+    reply_surbs: ReplySurbStore,
+    events: EventQueue,
+    health: NodeHealth,
+    stats: ClientStats,
+}
+
+impl<R: RouteSource> ClientCore<R> {
+    /// A client with Sphinx key pair `keys` whose mailbox is at `gateway`,
+    /// taking routes from `routes`, with its clocks started at `now`.
+    pub fn new(
+        config: ClientConfig,
+        keys: SphinxKeyPair,
+        gateway: NodeId,
+        routes: R,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Self {
+        let address = ClientAddress {
+            client_key: keys.public().to_bytes(),
+            gateway,
+        };
+        ClientCore {
+            send_ticks: Ticker::new(config.send_rate, now, rng),
+            loop_ticks: Ticker::new(config.loop_cover_rate, now, rng),
+            delays: DelaySampler::new(config.mean_hop_delay),
+            outbox: Outbox::default(),
+            inbox: Inbox::new(&config),
+            reply_surbs: ReplySurbStore::default(),
+            events: EventQueue::new(config.max_events),
+            health: NodeHealth::new(&config),
+            stats: ClientStats::default(),
+            config,
+            keys,
+            address,
+            routes,
+        }
+    }
+
+    /// This client's address, to give to whoever should write to it.
+    pub fn address(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// This client's Sphinx key pair.
+    pub fn keys(&self) -> &SphinxKeyPair {
+        &self.keys
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// The route source.
+    pub fn routes(&self) -> &R {
+        &self.routes
+    }
+
+    /// The route source, to update when the topology changes.
+    pub fn routes_mut(&mut self) -> &mut R {
+        &mut self.routes
+    }
+
+    /// What this client learned about mix nodes from its acks.
+    pub fn node_health(&self) -> &NodeHealth {
+        &self.health
+    }
+
+    /// Sizes of the bounded structures, for metrics and tests.
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            unacked_fragments: self.outbox.unacked(),
+            outgoing_messages: self.outbox.messages_len(),
+            ack_table: self.outbox.ack_table_len(),
+            reply_surbs: self.reply_surbs.len(),
+            partial_messages: self.inbox.partial_messages(),
+            reassembly_bytes: self.inbox.buffered_bytes(),
+        }
+    }
+
+    /// A packet builder for instant `now`, and the counters it updates.
+    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R>, &mut ClientStats) {
+        let builder = PacketBuilder {
+            routes: &self.routes,
+            health: &self.health,
+            now,
+            candidates: self.config.route_candidates,
+            own: self.address,
+            delays: self.delays,
+        };
+        (builder, &mut self.stats)
+    }
+
+    /// Fragments an envelope of `len` bytes needs.
+    fn fragments_for(len: usize) -> usize {
+        len.div_ceil(FRAGMENT_CAPACITY).max(1)
+    }
+
+    /// Checks that `fragments` more fit the message and queue limits.
+    fn check_room(&self, len: usize, fragments: usize) -> Result<(), ClientError> {
+        if fragments > self.config.max_message_fragments {
+            return Err(ClientError::MessageTooLarge {
+                len,
+                fragments,
+                max: self.config.max_message_fragments,
+            });
+        }
+        let queued = self.outbox.unacked();
+        if queued.saturating_add(fragments) > self.config.max_unacked_fragments {
+            return Err(ClientError::QueueFull {
+                queued,
+                max: self.config.max_unacked_fragments,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues `bytes` for `to`, with `reply_surbs` SURBs attached so the
+    /// recipient can answer without learning our address. The fragments
+    /// leave on the next send ticks; [`ClientEvent::Delivered`] or
+    /// [`ClientEvent::SendFailed`] tells how it ended.
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        reply_surbs: usize,
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        self.send_expiring(now, to, bytes, reply_surbs, None, rng)
+    }
+
+    /// [`ClientCore::send`] with an expiry instant (on this core's clock):
+    /// each copy of a fragment tells the recipient's gateway to keep it no
+    /// longer than `expires_at` (the frame's lifetime: whole seconds, rounded
+    /// down, from the copy's planned arrival there), and a message whose
+    /// expiry has passed, or is less than a second after that arrival, when
+    /// a copy is due is not sent any more: it ends with
+    /// [`ClientEvent::SendFailed`] and counts in
+    /// [`ClientStats::expired_unsent`]. An expiry already past fails the
+    /// same way, at the first tick.
+    pub fn send_expiring(
+        &mut self,
+        now: Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        reply_surbs: usize,
+        expires_at: Option<Timestamp>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        if reply_surbs > self.config.max_reply_surbs_per_message {
+            return Err(ClientError::TooManyReplySurbs {
+                asked: reply_surbs,
+                max: self.config.max_reply_surbs_per_message,
+            });
+        }
+        let len = MESSAGE_HEADER + reply_surbs * SURB_SIZE + bytes.len();
+        self.check_room(len, Self::fragments_for(len))?;
+        if self.routes.route_to(rng, to.gateway).is_none() {
+            return Err(ClientError::NoRoute(to.gateway.to_base58()));
+        }
+        let mut surbs = Vec::with_capacity(reply_surbs);
+        let mut recoveries = Vec::with_capacity(reply_surbs);
+        let (builder, stats) = self.builder(now);
+        for _ in 0..reply_surbs {
+            let home = builder.surb_home(rng, stats)?;
+            surbs.push(home.surb);
+            recoveries.push(home.recovery);
+        }
+        let expires = now.saturating_add(self.config.reply_surb_lifetime);
+        for recovery in recoveries {
+            self.reply_surbs.insert(
+                recovery,
+                expires,
+                self.config.max_stored_reply_surbs,
+                &mut self.stats,
+            );
+        }
+        let envelope = Envelope {
+            kind: EnvelopeKind::Message,
+            reply_surbs: surbs,
+            content: bytes.to_vec(),
+        };
+        let id = MessageId::random(rng);
+        let fragments = fragment_message(id, &envelope.encode())?;
+        self.outbox
+            .push(id, Target::Address(*to), fragments, expires_at);
+        Ok(id)
+    }
+
+    /// Answers a received message through the SURBs of its `handle`: one SURB
+    /// per fragment, the rest kept for retransmissions. On success the handle
+    /// is emptied; on error it is left as it was.
+    pub fn reply(
+        &mut self,
+        _now: Timestamp,
+        handle: &mut ReplyHandle,
+        bytes: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        let envelope = Envelope {
+            kind: EnvelopeKind::Reply {
+                in_reply_to: handle.in_reply_to,
+            },
+            reply_surbs: Vec::new(),
+            content: bytes.to_vec(),
+        };
+        let encoded = envelope.encode();
+        let needed = Self::fragments_for(encoded.len());
+        self.check_room(encoded.len(), needed)?;
+        if needed > handle.surbs.len() {
+            return Err(ClientError::NotEnoughSurbs {
+                needed,
+                available: handle.surbs.len(),
+            });
+        }
+        let id = MessageId::random(rng);
+        let fragments = fragment_message(id, &encoded)?;
+        let surbs = std::mem::take(&mut handle.surbs).into();
+        self.outbox.push(id, Target::Surbs(surbs), fragments, None);
+        Ok(id)
+    }
+
+    /// The next instant the core wants [`ClientCore::poll_transmit`] or
+    /// [`ClientCore::handle_timeout`] called: a send or loop tick, an ack
+    /// deadline, a reassembly timeout or a SURB expiry.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        [
+            self.send_ticks.next(),
+            self.loop_ticks.next(),
+            self.outbox.next_deadline(),
+            self.inbox.next_deadline(),
+            self.reply_surbs.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Handles every timer due by `now`: lost fragments are queued again (or
+    /// their message fails), stalled incoming messages are abandoned, old
+    /// reply SURBs forgotten.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.outbox.handle_deadlines(
+            now,
+            &self.config,
+            &mut self.health,
+            &mut self.stats,
+            &mut self.events,
+        );
+        self.inbox
+            .handle_timeouts(now, &mut self.stats, &mut self.events);
+        self.reply_surbs.expire(now, &mut self.stats);
+        self.health.prune(now);
+    }
+
+    /// The next packet due by `now`, if any; call until it returns `None`.
+    /// Handles due timers first.
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Option<OutgoingPacket> {
+        self.handle_timeout(now);
+        let lag = self.config.max_tick_lag;
+        while self.send_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
+            let builder = PacketBuilder {
+                routes: &self.routes,
+                health: &self.health,
+                now,
+                candidates: self.config.route_candidates,
+                own: self.address,
+                delays: self.delays,
+            };
+            if let Some(packet) = self.outbox.next_packet(
+                now,
+                &builder,
+                &self.config,
+                rng,
+                &mut self.stats,
+                &mut self.events,
+            ) {
+                self.stats.real_sent += 1;
+                return Some(packet);
+            }
+            if let Some(packet) = self.drop_cover(now, rng) {
+                self.stats.drop_cover_sent += 1;
+                return Some(packet);
+            }
+            self.stats.ticks_without_packet += 1;
+        }
+        while self.loop_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
+            if let Some(packet) = self.loop_cover(now, rng) {
+                self.stats.loop_cover_sent += 1;
+                return Some(packet);
+            }
+            self.stats.ticks_without_packet += 1;
+        }
+        None
+    }
+
+    // Cover traffic takes its routes like real traffic (avoiding suspect
+    // nodes too), so that its routes look like real ones.
+    fn drop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+        let (builder, stats) = self.builder(now);
+        let target = builder.drop_cover_target(rng)?;
+        let frame = Frame::DropCover.encode().ok()?;
+        builder
+            .forward(rng, &target, &frame, stats)
+            .ok()
+            .map(|(p, _)| p)
+    }
+
+    fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+        let frame = Frame::LoopCover.encode().ok()?;
+        let own = self.address;
+        let (builder, stats) = self.builder(now);
+        builder
+            .forward(rng, &own, &frame, stats)
+            .ok()
+            .map(|(p, _)| p)
+    }
+
+    /// Takes what the gateway delivered for this client: the SURB id the
+    /// final hop read (all zero for a forward packet) and the payload (for a
+    /// forward packet, the recovered 2048-byte frame or the Sphinx payload it
+    /// came in; for a SURB packet, the sealed Sphinx payload).
+    /// Malformed deliveries are dropped and counted in [`ClientStats`].
+    pub fn handle_delivery(&mut self, now: Timestamp, surb_id: SurbId, payload: &[u8]) {
+        self.stats.deliveries += 1;
+        if surb_id.is_forward() {
+            self.handle_forward(now, payload);
+        } else if self.outbox.has_ack(&surb_id) {
+            self.outbox.handle_ack(
+                &surb_id,
+                payload,
+                &mut self.health,
+                &mut self.stats,
+                &mut self.events,
+            );
+        } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
+            // A payload that does not open under the SURB's keys is not the
+            // SURB's use: the SURB stays valid for the real reply.
+            let frame = recovery.open(payload).and_then(|b| Frame::decode(&b));
+            if frame.is_ok() {
+                self.reply_surbs.remove(&surb_id);
+            }
+            self.handle_reply(now, frame);
+        } else {
+            self.stats.drop_delivery(DeliveryDrop::UnknownSurb);
+        }
+    }
+
+    fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) {
+        // The gateway hands over the frame it recovered; a bare exit mixer
+        // hands over the Sphinx payload. Their lengths tell them apart.
+        let frame = if payload.len() == FRAME_SIZE {
+            Frame::decode(payload)
+        } else {
+            open_forward_payload(payload).and_then(|bytes| Frame::decode(&bytes))
+        };
+        match frame {
+            Ok(Frame::DataFragment { fragment, .. }) => {
+                // The gateway acked it already (it holds the SURB-ack).
+                self.inbox.receive(
+                    now,
+                    fragment,
+                    &self.config,
+                    &mut self.stats,
+                    &mut self.events,
+                );
+            }
+            Ok(Frame::LoopCover) => self.stats.loop_cover_received += 1,
+            Ok(Frame::DropCover) => self.stats.drop_cover_received += 1,
+            Ok(Frame::Ack { .. } | Frame::Reply { .. }) => {
+                self.stats.drop_delivery(DeliveryDrop::UnexpectedKind);
+            }
+            Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
+        }
+    }
+
+    fn handle_reply(&mut self, now: Timestamp, frame: Result<Frame, protocol::ProtocolError>) {
+        match frame {
+            Ok(Frame::Reply {
+                surb_ack, fragment, ..
+            }) => {
+                let fragment_id = fragment.id;
+                let held = self.inbox.receive(
+                    now,
+                    fragment,
+                    &self.config,
+                    &mut self.stats,
+                    &mut self.events,
+                );
+                // Our gateway cannot read inside a SURB reply, so the ack is
+                // ours to send, once the fragment is held (duplicates too:
+                // their first ack may have been lost).
+                if let (true, Some(surb)) = (held, surb_ack) {
+                    self.outbox.push_reply_ack(
+                        protocol::surb::Surb(surb),
+                        fragment_id,
+                        &self.config,
+                        &mut self.stats,
+                    );
+                }
+            }
+            Ok(_) => self.stats.drop_delivery(DeliveryDrop::UnexpectedKind),
+            Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop()
+    }
+}
+
+/// How full the core's bounded structures are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Fragments queued or waiting for an ack.
+    pub unacked_fragments: usize,
+    /// Messages not yet delivered or failed.
+    pub outgoing_messages: usize,
+    /// SURB-acks waited on.
+    pub ack_table: usize,
+    /// Reply SURB recoveries kept.
+    pub reply_surbs: usize,
+    /// Partial incoming messages.
+    pub partial_messages: usize,
+    /// Bytes in partial incoming messages.
+    pub reassembly_bytes: usize,
+}

@@ -1,0 +1,528 @@
+//! The gateway state machine.
+//!
+//! A [`GatewayCore`] is everything a gateway decides, with no I/O. The shell
+//! tells it that a client connected ([`GatewayCore::open_session`]), which
+//! bytes arrived from it ([`GatewayCore::handle_client_bytes`]), that it left
+//! ([`GatewayCore::close_session`]), that the exit [`Mixer`](mixnode_core::Mixer)
+//! unwrapped a final-hop packet ([`GatewayCore::handle_delivery`]), and that
+//! time passed ([`GatewayCore::handle_timeout`]). The core answers with
+//! [`GatewayAction`]s: bytes to write to a session, sessions to close, packets
+//! to send into the mixnet.
+//!
+//! The one side effect the core performs itself is the mailbox: a message is
+//! committed to the [`Mailbox`] before the SURB-ack that acknowledges it is
+//! even built, so an ack can never overtake its message's durability.
+
+mod final_hop;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::keys::NodeId;
+use protocol::packet::OutgoingPacket;
+use protocol::time::Timestamp;
+use rand::CryptoRng;
+
+use crate::error::MailboxError;
+use crate::mailbox::{ClientKey, Mailbox, MailboxId, MailboxStore};
+use crate::stats::{GatewayDropReason, GatewayStats};
+use crate::throttle::{ThrottleConfig, TokenBucket};
+use protocol::link::auth::AuthChallenge;
+use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
+
+/// Settings of a [`GatewayCore`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Per-client sending rate (the network's λ_P + λ_L) and burst.
+    pub throttle: ThrottleConfig,
+    /// A session that has not authenticated by then is closed.
+    pub auth_timeout: Duration,
+    /// Most messages pushed to a session and not yet acknowledged.
+    pub delivery_window: usize,
+    /// Most sessions open at once, authenticated or not.
+    pub max_sessions: usize,
+    /// Most clients the gateway serves.
+    pub max_clients: usize,
+    /// Whether a client that authenticates is registered automatically.
+    pub open_registration: bool,
+    /// How often the mailbox is swept for expired messages.
+    pub expiry_interval: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            throttle: ThrottleConfig::default(),
+            auth_timeout: Duration::from_secs(10),
+            delivery_window: 32,
+            max_sessions: 10_000,
+            max_clients: 100_000,
+            open_registration: true,
+            expiry_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client connection, named by the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayAction {
+    /// Write `bytes` to the session's stream.
+    Send {
+        /// The session.
+        session: SessionId,
+        /// Encoded link messages.
+        bytes: Vec<u8>,
+    },
+    /// Close the session once the bytes sent before this action are written.
+    Close {
+        /// The session.
+        session: SessionId,
+        /// Why (already encoded in a `Close` message sent just before).
+        reason: CloseReason,
+    },
+    /// Send a packet into the mixnet (a client's packet into layer 1, or a SURB-ack).
+    Forward(OutgoingPacket),
+}
+
+enum SessionState {
+    AwaitingAuth {
+        challenge: AuthChallenge,
+        deadline: Timestamp,
+    },
+    Authenticated {
+        client: ClientKey,
+        /// Pushed, not yet acknowledged.
+        in_flight: BTreeSet<MailboxId>,
+        /// The highest id pushed in this session.
+        cursor: Option<MailboxId>,
+    },
+}
+
+struct Session {
+    decoder: LinkDecoder<ClientMessage>,
+    state: SessionState,
+}
+
+/// The sans-IO gateway: client sessions, throttling, final-hop delivery, mailboxes.
+pub struct GatewayCore<S: MailboxStore> {
+    id: NodeId,
+    config: GatewayConfig,
+    mailbox: Mailbox<S>,
+    clients: HashSet<ClientKey>,
+    online: HashMap<ClientKey, SessionId>,
+    sessions: BTreeMap<SessionId, Session>,
+    buckets: HashMap<ClientKey, TokenBucket>,
+    layer1: Option<HashSet<NodeId>>,
+    next_session: u64,
+    next_sweep: Timestamp,
+    /// Acks read in the current call to `handle_client_bytes`, deleted together.
+    acked: Vec<(ClientKey, MailboxId)>,
+    stats: Arc<GatewayStats>,
+}
+
+impl<S: MailboxStore> GatewayCore<S> {
+    /// A gateway `id` over `mailbox`, serving the clients the mailbox has registered.
+    pub fn new(
+        id: NodeId,
+        config: GatewayConfig,
+        mailbox: Mailbox<S>,
+    ) -> Result<Self, MailboxError> {
+        let clients = mailbox.store().clients()?.into_iter().collect();
+        let stats = Arc::new(GatewayStats::default());
+        let usage = mailbox.usage();
+        stats.set_mailbox(usage.messages, usage.bytes);
+        Ok(GatewayCore {
+            id,
+            config,
+            mailbox,
+            clients,
+            online: HashMap::new(),
+            sessions: BTreeMap::new(),
+            buckets: HashMap::new(),
+            layer1: None,
+            next_session: 0,
+            next_sweep: Timestamp::ZERO,
+            acked: Vec::new(),
+            stats,
+        })
+    }
+
+    /// The gateway's node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The counters, shareable with a metrics exporter.
+    pub fn stats(&self) -> &Arc<GatewayStats> {
+        &self.stats
+    }
+
+    /// The mailboxes.
+    pub fn mailbox(&self) -> &Mailbox<S> {
+        &self.mailbox
+    }
+
+    /// Whether the gateway serves `client`.
+    pub fn is_registered(&self, client: &ClientKey) -> bool {
+        self.clients.contains(client)
+    }
+
+    /// Registers `client` (durably) so that messages for it are kept.
+    pub fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
+        if !self.clients.contains(client) {
+            self.mailbox.store_mut().register_client(client)?;
+            self.clients.insert(*client);
+        }
+        Ok(())
+    }
+
+    /// The mix nodes of layer 1 in the current topology: a client packet for
+    /// any other first hop is dropped. Until this is called, every first hop
+    /// is accepted (the shell then only forwards to peers it has links to).
+    pub fn set_layer1(&mut self, nodes: impl IntoIterator<Item = NodeId>) {
+        self.layer1 = Some(nodes.into_iter().collect());
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether `client` has an authenticated session.
+    pub fn is_online(&self, client: &ClientKey) -> bool {
+        self.online.contains_key(client)
+    }
+
+    /// A client connected: returns its session and the challenge to send it.
+    pub fn open_session(
+        &mut self,
+        now: Timestamp,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> (SessionId, Vec<GatewayAction>) {
+        let session = SessionId(self.next_session);
+        self.next_session = self.next_session.wrapping_add(1);
+        if self.sessions.len() >= self.config.max_sessions {
+            return (session, closing(session, CloseReason::GatewayFull));
+        }
+        let challenge = AuthChallenge::new(self.id, rng);
+        let hello = GatewayMessage::Challenge {
+            gateway: self.id,
+            ephemeral: challenge.ephemeral(),
+        };
+        self.sessions.insert(
+            session,
+            Session {
+                decoder: LinkDecoder::new(),
+                state: SessionState::AwaitingAuth {
+                    challenge,
+                    deadline: now.saturating_add(self.config.auth_timeout),
+                },
+            },
+        );
+        self.update_session_gauges();
+        let send = GatewayAction::Send {
+            session,
+            bytes: hello.encode(),
+        };
+        (session, vec![send])
+    }
+
+    /// The client's connection is gone. Messages pushed but not acknowledged
+    /// stay in the mailbox and are pushed again in its next session.
+    pub fn close_session(&mut self, session: SessionId) {
+        if let Some(Session {
+            state: SessionState::Authenticated { client, .. },
+            ..
+        }) = self.sessions.remove(&session)
+            && self.online.get(&client) == Some(&session)
+        {
+            self.online.remove(&client);
+        }
+        self.update_session_gauges();
+    }
+
+    /// Bytes arrived from a session's stream.
+    pub fn handle_client_bytes(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        bytes: &[u8],
+    ) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return actions;
+        };
+        s.decoder.push(bytes);
+        // The session may close while its messages are handled: stop there.
+        while let Some(s) = self.sessions.get_mut(&session) {
+            match s.decoder.next_message() {
+                Ok(Some(message)) => self.handle_message(now, session, message, &mut actions),
+                Ok(None) => break,
+                Err(_) => {
+                    self.stats.malformed();
+                    self.end_session(session, CloseReason::Malformed, &mut actions);
+                    break;
+                }
+            }
+        }
+        if !self.acked.is_empty() {
+            self.commit_acks();
+            self.pump(session, &mut actions);
+        }
+        actions
+    }
+
+    /// Deletes the messages acknowledged in this call, in one commit. A store
+    /// error leaves them in place: they are pushed again next session.
+    fn commit_acks(&mut self) {
+        let acked = std::mem::take(&mut self.acked);
+        if let Ok(n) = self.mailbox.delete_batch(&acked) {
+            self.stats.acknowledged(n as u64);
+            self.update_gauges();
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        message: ClientMessage,
+        actions: &mut Vec<GatewayAction>,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        match (&mut s.state, message) {
+            (
+                SessionState::AwaitingAuth { challenge, .. },
+                ClientMessage::Authenticate { client_key, proof },
+            ) => {
+                if !challenge.verify(&client_key, &proof) {
+                    self.stats.auth_refused();
+                    self.end_session(session, CloseReason::AuthFailed, actions);
+                    return;
+                }
+                self.authenticated(session, client_key, actions);
+            }
+            (
+                SessionState::Authenticated { client, .. },
+                ClientMessage::SendPacket { first_hop, packet },
+            ) => {
+                let client = *client;
+                if self
+                    .layer1
+                    .as_ref()
+                    .is_some_and(|l1| !l1.contains(&first_hop))
+                {
+                    self.stats.dropped(GatewayDropReason::NotLayer1);
+                    return;
+                }
+                let throttle = self.config.throttle;
+                let bucket = self
+                    .buckets
+                    .entry(client)
+                    .or_insert_with(|| TokenBucket::new(throttle, now));
+                if bucket.try_take(now) {
+                    self.stats.forwarded();
+                    actions.push(GatewayAction::Forward(OutgoingPacket {
+                        first_hop,
+                        bytes: packet.to_vec(),
+                    }));
+                } else {
+                    self.stats.dropped(GatewayDropReason::Throttled);
+                }
+            }
+            (
+                SessionState::Authenticated {
+                    client, in_flight, ..
+                },
+                ClientMessage::AckDelivery { mailbox_id },
+            ) => {
+                let id = MailboxId(mailbox_id);
+                in_flight.remove(&id);
+                self.acked.push((*client, id));
+            }
+            (SessionState::AwaitingAuth { .. }, message) => {
+                if matches!(message, ClientMessage::SendPacket { .. }) {
+                    self.stats.dropped(GatewayDropReason::Unauthenticated);
+                }
+                self.stats.malformed();
+                self.end_session(session, CloseReason::Malformed, actions);
+            }
+            (SessionState::Authenticated { .. }, ClientMessage::Authenticate { .. }) => {
+                self.stats.malformed();
+                self.end_session(session, CloseReason::Malformed, actions);
+            }
+        }
+    }
+
+    fn authenticated(
+        &mut self,
+        session: SessionId,
+        client: ClientKey,
+        actions: &mut Vec<GatewayAction>,
+    ) {
+        if !self.clients.contains(&client) {
+            if !self.config.open_registration {
+                self.stats.auth_refused();
+                self.end_session(session, CloseReason::NotRegistered, actions);
+                return;
+            }
+            if self.clients.len() >= self.config.max_clients
+                || self.register_client(&client).is_err()
+            {
+                self.end_session(session, CloseReason::GatewayFull, actions);
+                return;
+            }
+        }
+        if let Some(old) = self.online.insert(client, session)
+            && old != session
+        {
+            self.end_session(old, CloseReason::Replaced, actions);
+            self.online.insert(client, session);
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.state = SessionState::Authenticated {
+                client,
+                in_flight: BTreeSet::new(),
+                cursor: None,
+            };
+        }
+        self.stats.authenticated();
+        self.update_session_gauges();
+        actions.push(GatewayAction::Send {
+            session,
+            bytes: GatewayMessage::Welcome.encode(),
+        });
+        self.pump(session, actions);
+    }
+
+    /// Pushes stored messages to an authenticated session, up to its window.
+    pub(crate) fn pump(&mut self, session: SessionId, actions: &mut Vec<GatewayAction>) {
+        let Some(Session {
+            state:
+                SessionState::Authenticated {
+                    client,
+                    in_flight,
+                    cursor,
+                },
+            ..
+        }) = self.sessions.get_mut(&session)
+        else {
+            return;
+        };
+        let room = self.config.delivery_window.saturating_sub(in_flight.len());
+        let Ok(messages) = self.mailbox.list(client, *cursor, room) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        for m in messages {
+            in_flight.insert(m.id);
+            *cursor = Some(m.id);
+            self.stats.delivered();
+            GatewayMessage::Deliver {
+                mailbox_id: m.id.0,
+                surb_id: m.surb_id,
+                payload: m.payload,
+            }
+            .encode_into(&mut bytes);
+        }
+        if !bytes.is_empty() {
+            actions.push(GatewayAction::Send { session, bytes });
+        }
+    }
+
+    /// Sends `Close` and forgets the session.
+    fn end_session(
+        &mut self,
+        session: SessionId,
+        reason: CloseReason,
+        actions: &mut Vec<GatewayAction>,
+    ) {
+        self.close_session(session);
+        actions.extend(closing(session, reason));
+    }
+
+    /// Time passed: closes sessions that did not authenticate in time and
+    /// sweeps expired messages from the mailbox when a sweep is due.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        let late: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                matches!(s.state, SessionState::AwaitingAuth { deadline, .. } if deadline <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for session in late {
+            self.end_session(session, CloseReason::AuthTimeout, &mut actions);
+        }
+        if now >= self.next_sweep {
+            let batch = self.mailbox.config().expiry_batch.max(1) as u64;
+            let removed = self.mailbox.expire(now).unwrap_or(0);
+            if removed > 0 {
+                self.stats.expired(removed);
+                self.update_gauges();
+            }
+            // A full batch means more may be due: sweep again at once.
+            let regular = if removed >= batch {
+                now
+            } else {
+                now.saturating_add(self.config.expiry_interval)
+            };
+            // A sender's lifetime may end before the regular sweep.
+            let earliest = self.mailbox.next_expiry().ok().flatten();
+            self.next_sweep = earliest
+                .filter(|t| *t > now)
+                .map_or(regular, |t| t.min(regular));
+        }
+        actions
+    }
+
+    /// When [`GatewayCore::handle_timeout`] next has work.
+    pub fn next_timeout(&self) -> Timestamp {
+        self.sessions
+            .values()
+            .filter_map(|s| match s.state {
+                SessionState::AwaitingAuth { deadline, .. } => Some(deadline),
+                SessionState::Authenticated { .. } => None,
+            })
+            .fold(self.next_sweep, Timestamp::min)
+    }
+
+    /// Closes every session (the gateway is stopping); mailboxes stay.
+    pub fn shutdown(&mut self) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        let all: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for session in all {
+            self.end_session(session, CloseReason::Shutdown, &mut actions);
+        }
+        actions
+    }
+
+    fn update_session_gauges(&self) {
+        self.stats
+            .set_sessions(self.sessions.len() as u64, self.online.len() as u64);
+    }
+
+    pub(crate) fn update_gauges(&self) {
+        let usage = self.mailbox.usage();
+        self.stats.set_mailbox(usage.messages, usage.bytes);
+    }
+}
+
+fn closing(session: SessionId, reason: CloseReason) -> Vec<GatewayAction> {
+    vec![
+        GatewayAction::Send {
+            session,
+            bytes: GatewayMessage::Close { reason }.encode(),
+        },
+        GatewayAction::Close { session, reason },
+    ]
+}

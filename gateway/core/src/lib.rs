@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+pub mod core;
+pub mod error;
+pub mod mailbox;
+pub mod stats;
+pub mod throttle;
+
+pub use crate::core::{GatewayAction, GatewayConfig, GatewayCore, SessionId};
+pub use error::MailboxError;
+pub use mailbox::{
+    Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, StoredMessage,
+};
+pub use stats::{GatewayDropReason, GatewayStats, GatewayStatsSnapshot};
+pub use throttle::{ThrottleConfig, TokenBucket};

@@ -1,0 +1,458 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+//! Final-hop handling: a data packet through three mix layers and the exit
+//! mixer into the gateway core, stored, and acknowledged through its SURB-ack
+//! back to the sender's side.
+
+mod common;
+
+use common::*;
+use gateway_core::error::MailboxError;
+use gateway_core::mailbox::{ClientKey, MailboxUsage, RemovedMessage};
+use gateway_core::{
+    GatewayConfig, GatewayCore, GatewayDropReason, Mailbox, MailboxConfig, MailboxId, MailboxStore,
+    MemoryStore, StoredMessage,
+};
+use mixnode_core::MixerRole;
+use protocol::fragment::{MessageId, fragment_message};
+use protocol::frame::Frame;
+use protocol::keys::SphinxKeyPair;
+use protocol::link::GatewayMessage;
+use protocol::packet::Delivery;
+use protocol::packet::{DelaySampler, SURB_ID_SIZE, build_packet};
+use protocol::surb::{SurbId, build_surb};
+use protocol::time::Timestamp;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+struct World {
+    rng: ChaCha20Rng,
+    mixes: Vec<Node>,
+    /// Exit mixer of Alice's gateway (A) and of Bob's gateway (B).
+    exit_a: Node,
+    exit_b: Node,
+    gw_a: GatewayCore<MemoryStore>,
+    gw_b: GatewayCore<MemoryStore>,
+    alice: SphinxKeyPair,
+    bob: SphinxKeyPair,
+}
+
+fn world(seed: u64) -> World {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mixes: Vec<Node> = (0..3).map(|_| node(&mut rng, MixerRole::Mix)).collect();
+    let exit_a = node(&mut rng, MixerRole::Exit);
+    let exit_b = node(&mut rng, MixerRole::Exit);
+    let mut gw_a = memory_core(exit_a.hop.id, GatewayConfig::default());
+    let mut gw_b = memory_core(exit_b.hop.id, GatewayConfig::default());
+    let alice = SphinxKeyPair::generate(&mut rng);
+    let bob = SphinxKeyPair::generate(&mut rng);
+    gw_a.register_client(&alice.public().to_bytes()).unwrap();
+    gw_b.register_client(&bob.public().to_bytes()).unwrap();
+    World {
+        rng,
+        mixes,
+        exit_a,
+        exit_b,
+        gw_a,
+        gw_b,
+        alice,
+        bob,
+    }
+}
+
+/// Alice sends one fragment to Bob with a SURB-ack back to herself; returns
+/// the delivery at Bob's gateway, the fragment id and Alice's SURB recovery.
+fn alice_sends_to_bob(
+    w: &mut World,
+    text: &[u8],
+) -> (
+    Delivery,
+    protocol::fragment::FragmentId,
+    protocol::surb::SurbRecovery,
+) {
+    let delays = DelaySampler::new(MEAN_DELAY).route_delays(4, &mut w.rng);
+    let ack_route: Vec<_> = w
+        .mixes
+        .iter()
+        .map(|n| n.hop)
+        .chain([w.exit_a.hop])
+        .collect();
+    let (surb_ack, recovery) = build_surb(
+        &mut w.rng,
+        &ack_route,
+        &delays,
+        sphinx_packet::route::DestinationAddressBytes::from_bytes(w.alice.public().to_bytes()),
+    )
+    .unwrap();
+    let fragment = fragment_message(MessageId([7; 16]), text)
+        .unwrap()
+        .remove(0);
+    let fragment_id = fragment.id;
+    let frame = Frame::DataFragment {
+        surb_ack: Some(surb_ack.0),
+        lifetime: None,
+        fragment,
+    }
+    .encode()
+    .unwrap();
+    let route: Vec<_> = w
+        .mixes
+        .iter()
+        .map(|n| n.hop)
+        .chain([w.exit_b.hop])
+        .collect();
+    let packet = build_packet(
+        &mut w.rng,
+        &route,
+        &delays,
+        sphinx_packet::route::DestinationAddressBytes::from_bytes(w.bob.public().to_bytes()),
+        [0; SURB_ID_SIZE],
+        &frame,
+    )
+    .unwrap();
+    let hops: Vec<&Node> = w.mixes.iter().chain([&w.exit_b]).collect();
+    let (_, action) = traverse(&hops, Timestamp::from_millis(1_000), packet.bytes);
+    (delivery(action), fragment_id, recovery)
+}
+
+#[test]
+fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
+    let mut w = world(1);
+    let (d, fragment_id, recovery) = alice_sends_to_bob(&mut w, b"hello bob");
+    assert!(d.surb_id.is_forward());
+
+    let now = Timestamp::from_millis(2_000);
+    let actions = w.gw_b.handle_delivery(now, d);
+    // Stored before the ack exists: by the time the ack is handed out, the message is in the mailbox.
+    assert_eq!(w.gw_b.mailbox().usage().messages, 1);
+    let acks = forwards(&actions);
+    assert_eq!(acks.len(), 1, "exactly one SURB-ack: {actions:?}");
+    assert_eq!(
+        acks[0].first_hop, w.mixes[0].hop.id,
+        "the ack enters layer 1"
+    );
+    let s = w.gw_b.stats().snapshot();
+    assert_eq!((s.stored, s.acks_sent, s.mailbox_messages), (1, 1, 1));
+
+    // The ack travels L1 → L2 → L3 → Alice's gateway, which stores it sealed for Alice.
+    let hops: Vec<&Node> = w.mixes.iter().chain([&w.exit_a]).collect();
+    let (at, action) = traverse(&hops, now, acks[0].bytes.clone());
+    let ack_delivery = delivery(action);
+    assert_eq!(ack_delivery.destination, w.alice.public().to_bytes());
+    assert_eq!(ack_delivery.surb_id, recovery.id());
+    let alice = w.alice.clone();
+    let (_, _) = connect(&mut w.gw_a, &mut w.rng, at, &alice);
+    let actions = w.gw_a.handle_delivery(at, ack_delivery);
+    assert!(forwards(&actions).is_empty(), "a sealed reply is not acked");
+    let pushed: Vec<GatewayMessage> = actions
+        .iter()
+        .filter_map(|a| match a {
+            gateway_core::GatewayAction::Send { bytes, .. } => {
+                let mut dec = protocol::link::LinkDecoder::<GatewayMessage>::new();
+                dec.push(bytes);
+                dec.next_message().unwrap()
+            }
+            _ => None,
+        })
+        .collect();
+    let [
+        GatewayMessage::Deliver {
+            surb_id, payload, ..
+        },
+    ] = pushed.as_slice()
+    else {
+        panic!("alice is online: the ack is pushed to her, got {pushed:?}");
+    };
+    assert_eq!(*surb_id, recovery.id());
+    let frame = Frame::decode(&recovery.open(payload).unwrap()).unwrap();
+    assert_eq!(
+        frame,
+        Frame::Ack {
+            fragment: fragment_id
+        }
+    );
+
+    // Bob connects and gets the fragment, without the SURB-ack (sender material is not kept).
+    let bob = w.bob.clone();
+    let (_, messages) = connect(&mut w.gw_b, &mut w.rng, at, &bob);
+    let [
+        GatewayMessage::Deliver {
+            surb_id, payload, ..
+        },
+    ] = messages.as_slice()
+    else {
+        panic!("bob gets his message, got {messages:?}");
+    };
+    assert!(surb_id.is_forward());
+    let Frame::DataFragment {
+        surb_ack, fragment, ..
+    } = Frame::decode(payload).unwrap()
+    else {
+        panic!("a data fragment");
+    };
+    assert_eq!(surb_ack, None);
+    assert_eq!(fragment.data, b"hello bob");
+}
+
+/// A store whose commits fail.
+#[derive(Default)]
+struct BrokenStore(MemoryStore);
+
+impl MailboxStore for BrokenStore {
+    fn put(&mut self, _: &StoredMessage) -> Result<(), MailboxError> {
+        Err(MailboxError::database(std::io::Error::other("disk full")))
+    }
+    fn list(
+        &self,
+        c: &ClientKey,
+        a: Option<MailboxId>,
+        l: usize,
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
+        self.0.list(c, a, l)
+    }
+    fn delete(
+        &mut self,
+        c: &ClientKey,
+        id: MailboxId,
+    ) -> Result<Option<RemovedMessage>, MailboxError> {
+        self.0.delete(c, id)
+    }
+    fn expire(&mut self, n: Timestamp, l: usize) -> Result<Vec<RemovedMessage>, MailboxError> {
+        self.0.expire(n, l)
+    }
+    fn next_expiry(&self) -> Result<Option<Timestamp>, MailboxError> {
+        self.0.next_expiry()
+    }
+    fn usage_by_client(&self) -> Result<Vec<(ClientKey, MailboxUsage)>, MailboxError> {
+        self.0.usage_by_client()
+    }
+    fn next_id(&self) -> Result<MailboxId, MailboxError> {
+        self.0.next_id()
+    }
+    fn register_client(&mut self, c: &ClientKey) -> Result<(), MailboxError> {
+        self.0.register_client(c)
+    }
+    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
+        self.0.clients()
+    }
+}
+
+#[test]
+fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
+    // A failing store: no ack, drop counted.
+    let mut w = world(2);
+    let (d, _, _) = alice_sends_to_bob(&mut w, b"lost?");
+    let mailbox = Mailbox::open(BrokenStore::default(), MailboxConfig::default()).unwrap();
+    let mut broken = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
+    broken.register_client(&w.bob.public().to_bytes()).unwrap();
+    let actions = broken.handle_delivery(Timestamp::ZERO, d.clone());
+    assert!(forwards(&actions).is_empty());
+    let s = broken.stats().snapshot();
+    assert_eq!(s.dropped(GatewayDropReason::StoreFailed), 1);
+    assert_eq!((s.stored, s.acks_sent), (0, 0));
+
+    // A full mailbox: no ack either, so the sender retransmits later.
+    let mailbox = Mailbox::open(
+        MemoryStore::new(),
+        MailboxConfig {
+            max_messages_per_client: 0,
+            ..MailboxConfig::default()
+        },
+    )
+    .unwrap();
+    let mut full = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
+    full.register_client(&w.bob.public().to_bytes()).unwrap();
+    assert!(forwards(&full.handle_delivery(Timestamp::ZERO, d)).is_empty());
+    assert_eq!(
+        full.stats()
+            .snapshot()
+            .dropped(GatewayDropReason::MailboxFull),
+        1
+    );
+}
+
+fn forward_delivery(w: &mut World, to: [u8; 32], frame: &Frame) -> Delivery {
+    let delays = DelaySampler::new(MEAN_DELAY).route_delays(4, &mut w.rng);
+    let route: Vec<_> = w
+        .mixes
+        .iter()
+        .map(|n| n.hop)
+        .chain([w.exit_b.hop])
+        .collect();
+    let packet = build_packet(
+        &mut w.rng,
+        &route,
+        &delays,
+        sphinx_packet::route::DestinationAddressBytes::from_bytes(to),
+        [0; SURB_ID_SIZE],
+        &frame.encode().unwrap(),
+    )
+    .unwrap();
+    let hops: Vec<&Node> = w.mixes.iter().chain([&w.exit_b]).collect();
+    delivery(traverse(&hops, Timestamp::ZERO, packet.bytes).1)
+}
+
+#[test]
+fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
+    let mut w = world(3);
+    let bob = w.bob.public().to_bytes();
+    let stranger = SphinxKeyPair::generate(&mut w.rng).public().to_bytes();
+
+    let drop_cover = forward_delivery(&mut w, bob, &Frame::DropCover);
+    assert!(
+        w.gw_b
+            .handle_delivery(Timestamp::ZERO, drop_cover)
+            .is_empty()
+    );
+    let loop_cover = forward_delivery(&mut w, bob, &Frame::LoopCover);
+    assert!(
+        w.gw_b
+            .handle_delivery(Timestamp::ZERO, loop_cover)
+            .is_empty()
+    );
+    let to_stranger = forward_delivery(&mut w, stranger, &Frame::LoopCover);
+    w.gw_b.handle_delivery(Timestamp::ZERO, to_stranger);
+    let garbage = Delivery {
+        destination: bob,
+        surb_id: SurbId([0; SURB_ID_SIZE]),
+        payload: vec![0xAB; 100],
+    };
+    w.gw_b.handle_delivery(Timestamp::ZERO, garbage);
+
+    let s = w.gw_b.stats().snapshot();
+    assert_eq!(s.dropped(GatewayDropReason::DropCover), 1);
+    assert_eq!(s.dropped(GatewayDropReason::UnknownClient), 1);
+    assert_eq!(s.dropped(GatewayDropReason::BadPayload), 1);
+    assert_eq!(s.dropped_total(), 3);
+    assert_eq!(s.stored, 1, "only the loop cover is kept");
+
+    // The loop comes to Bob like data, so he can count it.
+    let key = w.bob.clone();
+    let (_, messages) = connect(&mut w.gw_b, &mut w.rng, Timestamp::ZERO, &key);
+    let [GatewayMessage::Deliver { payload, .. }] = messages.as_slice() else {
+        panic!("one message, got {messages:?}");
+    };
+    assert_eq!(Frame::decode(payload).unwrap(), Frame::LoopCover);
+}
+
+#[test]
+fn a_batch_of_deliveries_is_committed_once_then_acked() {
+    let mut w = world(4);
+    let mut batch = Vec::new();
+    let mut fragments = Vec::new();
+    for text in [b"one".as_slice(), b"two", b"three"] {
+        let (d, id, _) = alice_sends_to_bob(&mut w, text);
+        batch.push(d);
+        fragments.push(id);
+    }
+    let bob = w.bob.public().to_bytes();
+    batch.push(forward_delivery(&mut w, bob, &Frame::DropCover));
+    batch.push(reply_to_stranger());
+
+    let store = CountingStore::default();
+    let commits = store.commits.clone();
+    let mailbox = Mailbox::open(store, MailboxConfig::default()).unwrap();
+    let mut core = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
+    core.register_client(&bob).unwrap();
+    let key = w.bob.clone();
+    let (mut c, _) = connect(&mut core, &mut w.rng, Timestamp::ZERO, &key);
+
+    let actions = core.handle_deliveries(Timestamp::ZERO, batch);
+    assert_eq!(commits.get(), 1, "one commit for the whole batch");
+    assert_eq!(forwards(&actions).len(), 3, "one ack per stored fragment");
+    let pushed = c.receive(&actions);
+    assert_eq!(mailbox_ids(&pushed).len(), 3);
+    let s = core.stats().snapshot();
+    assert_eq!((s.stored, s.acks_sent), (3, 3));
+    assert_eq!(s.dropped(GatewayDropReason::DropCover), 1);
+    assert_eq!(s.dropped(GatewayDropReason::UnknownClient), 1);
+
+    // Acks that arrive together are deleted together.
+    let bytes: Vec<u8> = mailbox_ids(&pushed)
+        .into_iter()
+        .flat_map(|id| {
+            protocol::link::LinkMessage::encode(&protocol::link::ClientMessage::AckDelivery {
+                mailbox_id: id,
+            })
+        })
+        .collect();
+    core.handle_client_bytes(Timestamp::ZERO, c.session, &bytes);
+    assert_eq!(commits.get(), 2);
+    let s = core.stats().snapshot();
+    assert_eq!((s.acknowledged, s.mailbox_messages), (3, 0));
+}
+
+fn reply_to_stranger() -> Delivery {
+    Delivery {
+        destination: [0xEE; 32],
+        surb_id: SurbId([3; SURB_ID_SIZE]),
+        payload: vec![1; 10],
+    }
+}
+
+#[test]
+fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
+    let mut w = world(5);
+    let bob = w.bob.public().to_bytes();
+    let data = |text: &[u8], seed: u8, lifetime| Frame::DataFragment {
+        surb_ack: None,
+        lifetime,
+        fragment: fragment_message(MessageId([seed; 16]), text)
+            .unwrap()
+            .remove(0),
+    };
+    let short = forward_delivery(&mut w, bob, &data(b"gone soon", 1, Some(1)));
+    let long = forward_delivery(&mut w, bob, &data(b"stays", 2, None));
+    // Retention 24 h (the default), sweeps every 60 s (the default).
+    assert_eq!(
+        w.gw_b.mailbox().config().retention,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    let arrival = Timestamp::from_millis(5_000);
+    w.gw_b.handle_deliveries(arrival, [short, long]);
+    assert_eq!(w.gw_b.mailbox().usage().messages, 2);
+
+    // Drive the core by its own timer, as the shell would.
+    let mut now = arrival;
+    let mut expired_at = None;
+    while now <= arrival.saturating_add(std::time::Duration::from_secs(600)) {
+        w.gw_b.handle_timeout(now);
+        if expired_at.is_none() && w.gw_b.stats().snapshot().expired > 0 {
+            expired_at = Some(now);
+        }
+        now = w
+            .gw_b
+            .next_timeout()
+            .max(now.saturating_add(std::time::Duration::from_millis(1)));
+    }
+    assert_eq!(
+        expired_at,
+        Some(Timestamp::from_millis(6_000)),
+        "the 1 s lifetime expires 1 s after arrival, not at the next 60 s sweep"
+    );
+    let s = w.gw_b.stats().snapshot();
+    assert_eq!((s.expired, s.mailbox_messages), (1, 1));
+
+    // Bob comes back to the message without a lifetime only; the stored frame
+    // keeps no sender material.
+    let key = w.bob.clone();
+    let (_, messages) = connect(&mut w.gw_b, &mut w.rng, now, &key);
+    let [GatewayMessage::Deliver { payload, .. }] = messages.as_slice() else {
+        panic!("one message left, got {messages:?}");
+    };
+    let Frame::DataFragment {
+        surb_ack,
+        lifetime,
+        fragment,
+    } = Frame::decode(payload).unwrap()
+    else {
+        panic!("a data fragment");
+    };
+    assert_eq!((surb_ack, lifetime), (None, None));
+    assert_eq!(fragment.data, b"stays");
+}

@@ -1,0 +1,419 @@
+//! The client link protocol: the messages a client and its gateway exchange
+//! over their (QUIC) stream, and their byte encoding.
+//!
+//! Every message is length-prefixed (see docs/gateway.md for the byte layout):
+//!
+//! ```text
+//! len: u16 big endian | version: u8 | kind: u8 | fields
+//! ```
+//!
+//! `len` counts everything after itself and is at most [`MAX_BODY_LEN`].
+//! Kinds sent by the gateway are `0x01..`, kinds sent by the client `0x81..`,
+//! so a message reflected back at its sender is refused. This module is pure
+//! encoding: [`LinkDecoder`] buffers stream bytes and hands out whole
+//! messages, never panicking and never holding more than one message plus the
+//! bytes the caller pushed.
+
+use crate::keys::NodeId;
+use crate::packet::{PACKET_SIZE, SURB_ID_SIZE};
+use crate::surb::SurbId;
+
+pub mod auth;
+mod error;
+
+pub use error::LinkDecodeError;
+
+/// Version byte of the link protocol.
+pub const LINK_VERSION: u8 = 1;
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX_SIZE: usize = 2;
+/// Largest body (version, kind and fields) a message may have.
+pub const MAX_BODY_LEN: usize = 4096;
+/// Largest payload a [`GatewayMessage::Deliver`] may carry.
+pub const MAX_DELIVER_PAYLOAD: usize = MAX_BODY_LEN - 2 - 8 - SURB_ID_SIZE;
+
+/// Why the gateway closes a session (sent in [`GatewayMessage::Close`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// The client could not prove it holds the key it claimed.
+    AuthFailed = 1,
+    /// The client sent a message the gateway could not read, or one out of turn.
+    Malformed = 2,
+    /// The client did not authenticate in time.
+    AuthTimeout = 3,
+    /// A newer session of the same client replaced this one.
+    Replaced = 4,
+    /// The gateway serves no more clients.
+    GatewayFull = 5,
+    /// The gateway is shutting down.
+    Shutdown = 6,
+    /// The client is not registered and the gateway does not register clients itself.
+    NotRegistered = 7,
+}
+
+impl CloseReason {
+    /// Every reason, in code order.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::AuthFailed,
+        CloseReason::Malformed,
+        CloseReason::AuthTimeout,
+        CloseReason::Replaced,
+        CloseReason::GatewayFull,
+        CloseReason::Shutdown,
+        CloseReason::NotRegistered,
+    ];
+
+    fn from_byte(b: u8) -> Option<Self> {
+        CloseReason::ALL.into_iter().find(|r| *r as u8 == b)
+    }
+
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::AuthFailed => "auth_failed",
+            CloseReason::Malformed => "malformed",
+            CloseReason::AuthTimeout => "auth_timeout",
+            CloseReason::Replaced => "replaced",
+            CloseReason::GatewayFull => "gateway_full",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::NotRegistered => "not_registered",
+        }
+    }
+}
+
+/// A message from the gateway to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayMessage {
+    /// First message of every session: the gateway's id and a fresh X25519
+    /// public key the client must prove its key against.
+    Challenge {
+        /// The gateway's identity.
+        gateway: NodeId,
+        /// The gateway's ephemeral X25519 public key for this session.
+        ephemeral: [u8; 32],
+    },
+    /// The client is authenticated; deliveries follow.
+    Welcome,
+    /// One message from the client's mailbox.
+    Deliver {
+        /// The message's id in the mailbox; the client acks with it.
+        mailbox_id: u64,
+        /// The SURB id of a reply (all zero for a forward packet).
+        surb_id: SurbId,
+        /// The frame (forward packets) or the sealed Sphinx payload (SURB
+        /// replies); at most [`MAX_DELIVER_PAYLOAD`] bytes (the encoder cuts
+        /// anything longer; the gateway never stores anything longer).
+        payload: Vec<u8>,
+    },
+    /// The gateway closes the session.
+    Close {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A message from a client to its gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// Answer to the challenge: the client's key and its proof of holding the secret.
+    Authenticate {
+        /// The client's X25519 Sphinx public key (the client part of its address).
+        client_key: [u8; 32],
+        /// HMAC-SHA256 over the transcript keyed with the X25519 shared secret.
+        proof: [u8; 32],
+    },
+    /// A Sphinx packet to forward into mix layer 1.
+    SendPacket {
+        /// The layer-1 node to hand the packet to.
+        first_hop: NodeId,
+        /// The packet.
+        packet: Box<[u8; PACKET_SIZE]>,
+    },
+    /// The client has the message: the gateway may delete it.
+    AckDelivery {
+        /// The id from [`GatewayMessage::Deliver`].
+        mailbox_id: u64,
+    },
+}
+
+const KIND_CHALLENGE: u8 = 0x01;
+const KIND_WELCOME: u8 = 0x02;
+const KIND_DELIVER: u8 = 0x03;
+const KIND_CLOSE: u8 = 0x04;
+const KIND_AUTHENTICATE: u8 = 0x81;
+const KIND_SEND_PACKET: u8 = 0x82;
+const KIND_ACK_DELIVERY: u8 = 0x83;
+
+/// A message kind that can be encoded to and decoded from a link.
+pub trait LinkMessage: Sized {
+    /// Appends the length-prefixed encoding to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>);
+
+    /// Reads a body (version, kind, fields; no length prefix).
+    fn decode_body(body: &[u8]) -> Result<Self, LinkDecodeError>;
+
+    /// The length-prefixed encoding.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+/// Writes the prefix and header, then `fields`, clamping nothing: callers keep
+/// bodies within [`MAX_BODY_LEN`] by construction.
+fn write_message(out: &mut Vec<u8>, kind: u8, fields: &[&[u8]]) {
+    let body_len = 2 + fields.iter().map(|f| f.len()).sum::<usize>();
+    let len = u16::try_from(body_len).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(LINK_VERSION);
+    out.push(kind);
+    for f in fields {
+        out.extend_from_slice(f);
+    }
+}
+
+/// Splits a body into its kind and fields after checking the version.
+fn read_header(body: &[u8]) -> Result<(u8, &[u8]), LinkDecodeError> {
+    match body {
+        [LINK_VERSION, kind, fields @ ..] => Ok((*kind, fields)),
+        [version, _, ..] => Err(LinkDecodeError::UnknownVersion(*version)),
+        _ => Err(LinkDecodeError::BadLength {
+            kind: 0,
+            len: body.len(),
+        }),
+    }
+}
+
+fn array<const N: usize>(kind: u8, fields: &[u8]) -> Result<[u8; N], LinkDecodeError> {
+    <[u8; N]>::try_from(fields).map_err(|_| LinkDecodeError::BadLength {
+        kind,
+        len: fields.len(),
+    })
+}
+
+impl LinkMessage for GatewayMessage {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            GatewayMessage::Challenge { gateway, ephemeral } => {
+                write_message(out, KIND_CHALLENGE, &[gateway.as_bytes(), ephemeral]);
+            }
+            GatewayMessage::Welcome => write_message(out, KIND_WELCOME, &[]),
+            GatewayMessage::Deliver {
+                mailbox_id,
+                surb_id,
+                payload,
+            } => {
+                let payload = payload.get(..MAX_DELIVER_PAYLOAD).unwrap_or(payload);
+                write_message(
+                    out,
+                    KIND_DELIVER,
+                    &[&mailbox_id.to_be_bytes(), &surb_id.0, payload],
+                );
+            }
+            GatewayMessage::Close { reason } => write_message(out, KIND_CLOSE, &[&[*reason as u8]]),
+        }
+    }
+
+    fn decode_body(body: &[u8]) -> Result<Self, LinkDecodeError> {
+        let (kind, fields) = read_header(body)?;
+        match kind {
+            KIND_CHALLENGE => {
+                let bytes: [u8; 64] = array(kind, fields)?;
+                let (gateway, ephemeral) = bytes.split_at(32);
+                Ok(GatewayMessage::Challenge {
+                    gateway: NodeId(array(kind, gateway)?),
+                    ephemeral: array(kind, ephemeral)?,
+                })
+            }
+            KIND_WELCOME => {
+                let [] = array(kind, fields)?;
+                Ok(GatewayMessage::Welcome)
+            }
+            KIND_DELIVER => {
+                let (id, rest) = fields
+                    .split_at_checked(8)
+                    .ok_or(LinkDecodeError::BadLength {
+                        kind,
+                        len: fields.len(),
+                    })?;
+                let (surb_id, payload) =
+                    rest.split_at_checked(SURB_ID_SIZE)
+                        .ok_or(LinkDecodeError::BadLength {
+                            kind,
+                            len: fields.len(),
+                        })?;
+                Ok(GatewayMessage::Deliver {
+                    mailbox_id: u64::from_be_bytes(array(kind, id)?),
+                    surb_id: SurbId(array(kind, surb_id)?),
+                    payload: payload.to_vec(),
+                })
+            }
+            KIND_CLOSE => {
+                let [code] = array(kind, fields)?;
+                let reason = CloseReason::from_byte(code)
+                    .ok_or(LinkDecodeError::BadField("close reason"))?;
+                Ok(GatewayMessage::Close { reason })
+            }
+            other => Err(LinkDecodeError::UnknownKind(other)),
+        }
+    }
+}
+
+impl LinkMessage for ClientMessage {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            ClientMessage::Authenticate { client_key, proof } => {
+                write_message(out, KIND_AUTHENTICATE, &[client_key, proof]);
+            }
+            ClientMessage::SendPacket { first_hop, packet } => {
+                write_message(
+                    out,
+                    KIND_SEND_PACKET,
+                    &[first_hop.as_bytes(), packet.as_slice()],
+                );
+            }
+            ClientMessage::AckDelivery { mailbox_id } => {
+                write_message(out, KIND_ACK_DELIVERY, &[&mailbox_id.to_be_bytes()]);
+            }
+        }
+    }
+
+    fn decode_body(body: &[u8]) -> Result<Self, LinkDecodeError> {
+        let (kind, fields) = read_header(body)?;
+        match kind {
+            KIND_AUTHENTICATE => {
+                let bytes: [u8; 64] = array(kind, fields)?;
+                let (client_key, proof) = bytes.split_at(32);
+                Ok(ClientMessage::Authenticate {
+                    client_key: array(kind, client_key)?,
+                    proof: array(kind, proof)?,
+                })
+            }
+            KIND_SEND_PACKET => {
+                if fields.len() != 32 + PACKET_SIZE {
+                    return Err(LinkDecodeError::BadLength {
+                        kind,
+                        len: fields.len(),
+                    });
+                }
+                let (hop, packet) = fields.split_at(32);
+                let packet: Box<[u8; PACKET_SIZE]> =
+                    Box::<[u8]>::from(packet).try_into().map_err(|_| {
+                        LinkDecodeError::BadLength {
+                            kind,
+                            len: fields.len(),
+                        }
+                    })?;
+                Ok(ClientMessage::SendPacket {
+                    first_hop: NodeId(array(kind, hop)?),
+                    packet,
+                })
+            }
+            KIND_ACK_DELIVERY => Ok(ClientMessage::AckDelivery {
+                mailbox_id: u64::from_be_bytes(array(kind, fields)?),
+            }),
+            other => Err(LinkDecodeError::UnknownKind(other)),
+        }
+    }
+}
+
+/// Reassembles length-prefixed messages from a byte stream.
+///
+/// Push bytes as they arrive, then call [`LinkDecoder::next_message`] until it
+/// returns `Ok(None)`. After an error the stream is out of step: the session
+/// must be closed.
+#[derive(Debug)]
+pub struct LinkDecoder<M> {
+    buffer: Vec<u8>,
+    _message: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> Default for LinkDecoder<M> {
+    fn default() -> Self {
+        LinkDecoder {
+            buffer: Vec::new(),
+            _message: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<M: LinkMessage> LinkDecoder<M> {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered but not yet returned as messages.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next whole message, `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<M>, LinkDecodeError> {
+        let Some((prefix, rest)) = self.buffer.split_first_chunk::<LENGTH_PREFIX_SIZE>() else {
+            return Ok(None);
+        };
+        let len = usize::from(u16::from_be_bytes(*prefix));
+        if len > MAX_BODY_LEN {
+            return Err(LinkDecodeError::TooLong {
+                len,
+                max: MAX_BODY_LEN,
+            });
+        }
+        let Some(body) = rest.get(..len) else {
+            return Ok(None);
+        };
+        let message = M::decode_body(body);
+        self.buffer.drain(..LENGTH_PREFIX_SIZE + len);
+        message.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_messages_wait_for_more_bytes() {
+        let bytes = ClientMessage::AckDelivery { mailbox_id: 7 }.encode();
+        assert_eq!(bytes, [0, 10, LINK_VERSION, 0x83, 0, 0, 0, 0, 0, 0, 0, 7]);
+        let mut d = LinkDecoder::<ClientMessage>::new();
+        for b in &bytes[..bytes.len() - 1] {
+            d.push(&[*b]);
+            assert_eq!(d.next_message(), Ok(None));
+        }
+        d.push(&bytes[bytes.len() - 1..]);
+        assert_eq!(
+            d.next_message(),
+            Ok(Some(ClientMessage::AckDelivery { mailbox_id: 7 }))
+        );
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn refuses_reflected_kinds_wrong_versions_and_long_prefixes() {
+        let welcome = GatewayMessage::Welcome.encode();
+        let mut d = LinkDecoder::<ClientMessage>::new();
+        d.push(&welcome);
+        assert_eq!(
+            d.next_message(),
+            Err(LinkDecodeError::UnknownKind(KIND_WELCOME))
+        );
+        let mut d = LinkDecoder::<GatewayMessage>::new();
+        d.push(&[0, 2, 9, KIND_WELCOME]);
+        assert_eq!(d.next_message(), Err(LinkDecodeError::UnknownVersion(9)));
+        let mut d = LinkDecoder::<GatewayMessage>::new();
+        d.push(&[0xff, 0xff]);
+        assert!(matches!(
+            d.next_message(),
+            Err(LinkDecodeError::TooLong { .. })
+        ));
+    }
+}

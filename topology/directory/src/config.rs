@@ -1,0 +1,301 @@
+//! The directory's config file and key file.
+//!
+//! One TOML file: where to listen, where the key and the database live, the
+//! network-wide parameters the directory publishes (among them the genesis
+//! time every party derives epoch numbers from). Relative paths are read from the
+//! config file's folder, so a data folder can be moved as a whole. Every error
+//! names the file, and the line and field when there is one, in one line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use protocol::{IdentityKeyPair, NodeId};
+use serde::Deserialize;
+use thiserror::Error;
+
+use topology::params::{EpochClock, NetworkParams};
+
+/// Name of the key file `directory init` writes.
+pub const KEY_FILE: &str = "directory.key";
+/// Name of the config file `directory init` writes.
+pub const CONFIG_FILE: &str = "directory.toml";
+
+/// What is wrong with a config or key file; the message names the file.
+#[derive(Debug, Error)]
+#[error("{}: {reason}", path.display())]
+pub struct ConfigError {
+    /// The file at fault.
+    pub path: PathBuf,
+    /// What is wrong, with the line and field when known.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(path: &Path, reason: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The directory's settings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// The directory's Ed25519 key (32 raw bytes, mode 0600).
+    pub key_file: PathBuf,
+    /// The redb database of descriptors and published topologies.
+    pub db_path: PathBuf,
+    /// Epochs a node may stay silent and still be listed.
+    #[serde(default = "default_max_absent_epochs")]
+    pub max_absent_epochs: u64,
+    /// Most nodes the directory keeps.
+    #[serde(default = "default_max_nodes")]
+    pub max_nodes: usize,
+    /// If not empty, only these nodes may register (base58 ids).
+    #[serde(
+        default,
+        deserialize_with = "topology::serde_keys::node_id_list::deserialize"
+    )]
+    pub allowed_nodes: Vec<NodeId>,
+    /// Network-wide parameters published in every topology.
+    #[serde(default)]
+    pub network: NetworkParams,
+}
+
+fn default_max_absent_epochs() -> u64 {
+    2
+}
+
+fn default_max_nodes() -> usize {
+    10_000
+}
+
+impl DirectoryConfig {
+    /// Reads and checks `path`; relative paths inside are taken from its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+        let mut config = Self::parse(&text).map_err(|reason| ConfigError::new(path, reason))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.key_file = base.join(&config.key_file);
+        config.db_path = base.join(&config.db_path);
+        Ok(config)
+    }
+
+    /// Parses and checks config text; the error names the line and field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: DirectoryConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let line = text
+                        .get(..span.start)
+                        .map_or(0, |t| t.lines().count().max(1));
+                    let line = if text.get(..span.start).is_some_and(|t| t.ends_with('\n')) {
+                        line + 1
+                    } else {
+                        line
+                    };
+                    let source = text
+                        .lines()
+                        .nth(line.saturating_sub(1))
+                        .unwrap_or("")
+                        .trim();
+                    format!("line {line} (`{source}`): {message}")
+                }
+                None => message,
+            }
+        })?;
+        config
+            .network
+            .validate()
+            .map_err(|e| format!("[network]: {e}"))?;
+        if config.max_nodes == 0 {
+            return Err("max_nodes must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    /// The epoch clock every party derives from these settings.
+    pub fn epoch_clock(&self) -> EpochClock {
+        self.network.epoch_clock()
+    }
+
+    /// The commented config `directory init` writes by default.
+    pub fn example(genesis_unix_secs: u64) -> String {
+        let network = NetworkParams {
+            genesis_unix_secs,
+            ..NetworkParams::default()
+        };
+        Self::template(SocketAddr::from(([127, 0, 0, 1], 8080)), &network)
+    }
+
+    /// A commented config listening on `listen` and publishing `network`.
+    pub fn template(listen: SocketAddr, network: &NetworkParams) -> String {
+        let n = network;
+        let genesis_unix_secs = n.genesis_unix_secs;
+        format!(
+            r#"# Directory of the mixnet: collects signed node descriptors and publishes
+# one signed topology per epoch over HTTP.
+
+# Address of the HTTP API (POST /v1/descriptors, GET /v1/topology[/{{epoch}}]).
+listen = "{listen}"
+# The directory's Ed25519 key; clients and nodes pin its public half.
+# Relative paths are read from this file's folder.
+key_file = "{KEY_FILE}"
+# Embedded database (redb) of descriptors and published topologies.
+db_path = "directory.redb"
+# A node that has not registered for more than this many epochs drops out.
+max_absent_epochs = {}
+# Most nodes the directory keeps.
+max_nodes = {}
+# Node ids (base58) allowed to register; empty = anyone with a valid descriptor.
+allowed_nodes = []
+
+# Network-wide parameters, published in every topology document.
+[network]
+# Start of epoch 0 in unix seconds. epoch = floor((now - genesis) / epoch length).
+# Every node and client derives epoch numbers from this value: never change it.
+genesis_unix_secs = {genesis_unix_secs}
+# Length of a key epoch, seconds.
+epoch_length_secs = {}
+# Mean of the exponential per-hop delay, milliseconds.
+mean_delay_ms = {}
+# Longest per-hop delay a node honours, milliseconds.
+max_delay_ms = {}
+# Client sending rate, real or drop cover (per second).
+lambda_p = {:?}
+# Client loop cover rate (per second).
+lambda_l = {:?}
+# Client extra drop cover rate (per second; 0 = drop cover only through lambda_p).
+lambda_d = {:?}
+# Mix node loop cover rate (per second).
+lambda_m = {:?}
+# Bytes of every packet on every link (fixed by the software).
+packet_size = {}
+"#,
+            default_max_absent_epochs(),
+            default_max_nodes(),
+            n.epoch_length.as_secs(),
+            n.mean_delay.as_millis(),
+            n.max_delay.as_millis(),
+            n.lambda_p,
+            n.lambda_l,
+            n.lambda_d,
+            n.lambda_m,
+            n.packet_size,
+        )
+    }
+}
+
+/// Writes a new key file (mode 0600); refuses to overwrite one.
+pub fn write_key_file(path: &Path, key: &IdentityKeyPair) -> Result<(), ConfigError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ConfigError::new(path, format!("cannot create key file: {e}")))?;
+    file.write_all(key.secret_bytes().as_slice())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ConfigError::new(path, format!("cannot write key file: {e}")))
+}
+
+/// Reads a key file written by [`write_key_file`].
+pub fn read_key_file(path: &Path) -> Result<IdentityKeyPair, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(path, format!("cannot read key file: {e}")))?;
+    let secret = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        ConfigError::new(
+            path,
+            format!("a key file holds 32 bytes, this one {}", bytes.len()),
+        )
+    })?;
+    Ok(IdentityKeyPair::from_secret_bytes(&secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn example_parses_to_the_defaults_and_names_every_key() {
+        let text = DirectoryConfig::example(1_700_000_000);
+        let c = DirectoryConfig::parse(&text).unwrap();
+        assert_eq!(
+            c.network,
+            NetworkParams {
+                genesis_unix_secs: 1_700_000_000,
+                ..NetworkParams::default()
+            }
+        );
+        assert_eq!(c.max_absent_epochs, 2);
+        assert_eq!(c.max_nodes, 10_000);
+        for key in [
+            "listen",
+            "key_file",
+            "db_path",
+            "genesis_unix_secs",
+            "max_absent_epochs",
+            "max_nodes",
+            "allowed_nodes",
+            "epoch_length_secs",
+            "mean_delay_ms",
+            "max_delay_ms",
+            "lambda_p",
+            "lambda_l",
+            "lambda_d",
+            "lambda_m",
+            "packet_size",
+        ] {
+            assert!(text.contains(&format!("\n{key} = ")), "{key} missing");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_field() {
+        let text = DirectoryConfig::example(1)
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"");
+        let e = DirectoryConfig::parse(&text).unwrap_err();
+        assert!(e.contains("line 5") && e.contains("listen"), "{e}");
+        assert!(!e.contains('\n'));
+        let text = DirectoryConfig::example(1).replace("mean_delay_ms = 50", "mean_delay_ms = 0");
+        assert!(
+            DirectoryConfig::parse(&text)
+                .unwrap_err()
+                .contains("mean_delay_ms")
+        );
+        let text =
+            DirectoryConfig::example(1).replace("allowed_nodes = []", "allowed_nodes = [\"xyz\"]");
+        let e = DirectoryConfig::parse(&text).unwrap_err();
+        assert!(e.contains("allowed_nodes") && e.contains("xyz"), "{e}");
+        let e = DirectoryConfig::parse("bogus = 1").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        let e = DirectoryConfig::load(&missing).unwrap_err().to_string();
+        assert!(e.starts_with(&missing.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn key_file_is_owner_only_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let key = IdentityKeyPair::from_secret_bytes(&[7; 32]);
+        write_key_file(&path, &key).unwrap();
+        assert!(write_key_file(&path, &key).is_err());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(read_key_file(&path).unwrap().node_id(), key.node_id());
+        std::fs::write(&path, b"short").unwrap();
+        let e = read_key_file(&path).unwrap_err().to_string();
+        assert!(e.contains(KEY_FILE) && e.contains("32 bytes"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! The directory service: an HTTP server in front of [`state::DirectoryState`].
+//!
+//! [`DirectoryServer::start`] opens the database, binds the listener and
+//! serves until [`DirectoryServer::stop`], which shuts down gracefully and
+//! waits until the database is closed, so a new server can open it at once.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use protocol::{IdentityKeyPair, NodeId};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::registry::Registry;
+
+use crate::config::DirectoryConfig;
+use crate::http::{self, WallClock};
+use crate::metrics;
+use crate::state::DirectoryState;
+use crate::store::{DirectoryStore, StoreError};
+
+/// Why the directory could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum DirectoryError {
+    /// The database could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("`listen`: cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        reason: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("directory server failed: {0}")]
+    Serve(String),
+}
+
+/// A running directory.
+pub struct DirectoryServer {
+    local_addr: SocketAddr,
+    id: NodeId,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl DirectoryServer {
+    /// Starts the directory of `config`, signing with `key`, on the system clock.
+    #[allow(clippy::disallowed_methods)] // the service's shell owns the real clock
+    pub async fn start(
+        config: &DirectoryConfig,
+        key: IdentityKeyPair,
+    ) -> Result<Self, DirectoryError> {
+        Self::start_with_clock(config, key, Arc::new(SystemTime::now)).await
+    }
+
+    /// Starts the directory with the wall clock `now` (tests move it by hand).
+    pub async fn start_with_clock(
+        config: &DirectoryConfig,
+        key: IdentityKeyPair,
+        now: WallClock,
+    ) -> Result<Self, DirectoryError> {
+        let id = key.node_id();
+        let db_path = config.db_path.clone();
+        let params = config.network.clone();
+        let registry = Registry::new(config.max_nodes, config.max_absent_epochs)
+            .with_allow_list(config.allowed_nodes.iter().copied());
+        let state = tokio::task::spawn_blocking(move || {
+            let store = DirectoryStore::open(&db_path)?;
+            DirectoryState::load(store, key, params, registry)
+        })
+        .await
+        .map_err(|e| DirectoryError::Serve(e.to_string()))??;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|reason| DirectoryError::Bind {
+                addr: config.listen,
+                reason,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|reason| DirectoryError::Bind {
+                addr: config.listen,
+                reason,
+            })?;
+        tracing::info!(
+            "directory {id} listening on http://{local_addr}, {} nodes registered",
+            state.node_count()
+        );
+        let metrics = metrics::DirectoryMetrics::new();
+        metrics
+            .nodes
+            .set(i64::try_from(state.node_count()).unwrap_or(i64::MAX));
+        let shared = Arc::new(http::Shared {
+            state: Mutex::new(state),
+            clock: config.epoch_clock(),
+            now,
+            metrics,
+        });
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let app = http::router(shared);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(DirectoryServer {
+            local_addr,
+            id,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The directory's public key, which clients pin.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Base URL of the API, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops serving and waits until the database is closed.
+    pub async fn stop(self) -> Result<(), DirectoryError> {
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .map_err(|e| DirectoryError::Serve(e.to_string()))?
+            .map_err(|e| DirectoryError::Serve(e.to_string()))
+    }
+
+    /// Serves until the server fails (for the binary, which stops by signal).
+    pub async fn wait(&mut self) -> Result<(), DirectoryError> {
+        (&mut self.task)
+            .await
+            .map_err(|e| DirectoryError::Serve(e.to_string()))?
+            .map_err(|e| DirectoryError::Serve(e.to_string()))
+    }
+}
