@@ -44,7 +44,11 @@ fn every_node_exits_within_a_second_of_sigterm_even_with_its_peers_gone() {
             .len();
         assert_eq!(journal % 40, 0, "{}: whole records", node.process.name());
         if node.role == NodeRole::Mix {
-            assert!(journal > 0, "{}: its forwards journalled", node.process.name());
+            assert!(
+                journal > 0,
+                "{}: its forwards journalled",
+                node.process.name()
+            );
         }
     }
     assert!(

@@ -1,21 +1,73 @@
-//! What every node binary's command line shares: `init` and `run`.
+//! What every node binary's command line is: `init` and `run`.
 //!
 //! `init --dir D` creates the folder, an identity key (mode 0600) and a
 //! commented config that names every key; `run --config F` runs the node.
 //! An error ends the process with one line naming the binary, and status 1.
+//! A node binary's `main` is one call to [`main`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::{Args, FromArgMatches, Subcommand};
 use protocol::keys::IdentityKeyPair;
 use rand::SeedableRng;
 
 use crate::config::Template;
 use crate::keystore::KeyStore;
+use crate::node::Role;
+
+/// The commands of a node binary, `init` taking the arguments `I`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand<I: Args> {
+    /// Create an identity key and a commented config in a folder.
+    Init(I),
+    /// Run the node.
+    Run(RunArgs),
+}
+
+/// The arguments of a node's `init`: those every node takes, and the role's.
+pub trait InitCommand: Args + FromArgMatches {
+    /// The arguments every node takes.
+    fn common(&self) -> &InitArgs;
+}
+
+impl InitCommand for InitArgs {
+    fn common(&self) -> &InitArgs {
+        self
+    }
+}
+
+/// A node binary's `main`: parses the command line of `binary` (described
+/// by `about` in its help), then runs `init` — writing the config text that
+/// `config_text` makes from the arguments and the folder — or `run`, with
+/// the role `R`. An error ends the process: one line, status 1.
+pub fn main<R: Role, I: InitCommand>(
+    binary: &'static str,
+    about: &'static str,
+    config_text: impl FnOnce(&I, &Path) -> String,
+) {
+    let command = NodeCommand::<I>::augment_subcommands(clap::Command::new(binary))
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    let command =
+        NodeCommand::<I>::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    let result = match command {
+        NodeCommand::Init(args) => {
+            init(&args.common().dir, |data_dir| config_text(&args, data_dir))
+        }
+        NodeCommand::Run(args) => crate::config::load(&args.config).and_then(|file| {
+            init_logging();
+            crate::node::run::<R>(file)
+        }),
+    };
+    exit_on_error(binary, result);
+}
 
 /// The arguments of `init` every node takes.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 pub struct InitArgs {
     /// Folder for the keys, the config and the node's state.
     #[arg(long)]
@@ -48,7 +100,7 @@ impl InitArgs {
 }
 
 /// The arguments of `run`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// The config file written by `init`.
     #[arg(long)]
@@ -58,7 +110,7 @@ pub struct RunArgs {
 /// Creates `dir`, a new identity key in it, and `config.toml` with the text
 /// `config_text` writes for the folder's absolute path. Refuses to overwrite
 /// a config. Prints the identity and the config's path.
-pub fn init(dir: &Path, config_text: impl FnOnce(&Path) -> String) -> Result<()> {
+fn init(dir: &Path, config_text: impl FnOnce(&Path) -> String) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
     let config_path = dir.join("config.toml");
@@ -81,7 +133,7 @@ pub fn init(dir: &Path, config_text: impl FnOnce(&Path) -> String) -> Result<()>
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,7 +144,7 @@ pub fn init_logging() {
 }
 
 /// Ends the process on an error: `binary: error: cause…` on one line, status 1.
-pub fn exit_on_error(binary: &str, result: Result<()>) {
+fn exit_on_error(binary: &str, result: Result<()>) {
     if let Err(e) = result {
         eprintln!("{binary}: {e:#}");
         std::process::exit(1);

@@ -2,10 +2,12 @@
 //!
 //! A node's TOML file holds `[node]`, `[directory]`, `[metrics]` and a
 //! packet-processing section (`[mixing]` in a mix node, `[processing]` in a
-//! gateway: the same keys), plus its role's own sections. Each binary
-//! declares its whole `Config` (so that `deny_unknown_fields` names a
-//! misspelt key in any section) from these types, and hands the common part
-//! to the runtime as a [`NodeConfig`].
+//! gateway: the same keys), which the runtime reads as a [`NodeConfig`], plus
+//! its role's own sections ([`RoleSections`]: a gateway's `[clients]` and
+//! `[mailbox]`). [`load`] reads the file once and parses it twice, the
+//! common sections and the role's, each section refusing keys it does not
+//! know; a section neither knows is refused by name. Every error is one line
+//! naming the file, the field and its line.
 //!
 //! Only what is particular to one node lives in its file; network-wide
 //! parameters (epoch length, delays, rates, packet size) come from the signed
@@ -17,6 +19,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// The sections every node's file has.
+const COMMON_SECTIONS: [&str; 3] = ["node", "directory", "metrics"];
 
 /// `[node]`: this node's addresses and folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,28 +101,13 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// The common sections of a binary's config.
-    pub fn new(
-        node: &NodeSection,
-        directory: &DirectorySection,
-        metrics: &MetricsSection,
-        processing: &ProcessingSection,
-    ) -> Self {
-        NodeConfig {
-            node: node.clone(),
-            directory: directory.clone(),
-            metrics: metrics.clone(),
-            processing: processing.clone(),
-        }
-    }
-
     /// The node-side address announced to the network: `public_address`, or the one bound.
     pub fn public_address(&self, bound: SocketAddr) -> SocketAddr {
         self.node.public_address.unwrap_or(bound)
     }
 
     /// Checks what parsing alone cannot; errors name `path` and the field.
-    pub fn check(&self, path: &Path) -> Result<()> {
+    fn check(&self, path: &Path) -> Result<()> {
         if self.directory.public_key.trim().is_empty() {
             bail!("{}: `directory.public_key` is empty", path.display());
         }
@@ -125,13 +115,82 @@ impl NodeConfig {
     }
 }
 
-/// Reads and parses the TOML file at `path`: one line of error that names
-/// the file, and the field and line at fault.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
+/// The sections a role adds to its node's config file.
+pub trait RoleSections: DeserializeOwned {
+    /// The name of the packet-processing section in this role's file.
+    const PROCESSING: &'static str;
+    /// The role's own sections (each a type with `deny_unknown_fields`).
+    const SECTIONS: &'static [&'static str];
+
+    /// Checks what parsing alone cannot; errors name `path` and the field.
+    fn check(&self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A node's whole config file: the runtime's sections and the role's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFile<S> {
+    /// The sections every node has.
+    pub node: NodeConfig,
+    /// The role's own sections.
+    pub role: S,
+}
+
+/// The common sections as they stand in a file (the processing section
+/// under either name; the other name is refused as an unknown section).
+#[derive(Deserialize)]
+struct CommonSections {
+    node: NodeSection,
+    directory: DirectorySection,
+    metrics: MetricsSection,
+    #[serde(default)]
+    mixing: Option<ProcessingSection>,
+    #[serde(default)]
+    processing: Option<ProcessingSection>,
+}
+
+/// Reads and checks the node's config file at `path`.
+pub fn load<S: RoleSections>(path: &Path) -> Result<NodeFile<S>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read config", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))
+    parse(path, &text)
+}
+
+/// Parses and checks `text`, the config file at `path`: one line of error
+/// that names the file, and the field and line at fault.
+pub fn parse<S: RoleSections>(path: &Path, text: &str) -> Result<NodeFile<S>> {
+    let parse_error =
+        |e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string()));
+    let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+    let known: Vec<&str> = COMMON_SECTIONS
+        .iter()
+        .chain([&S::PROCESSING])
+        .chain(S::SECTIONS)
+        .copied()
+        .collect();
+    if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
+        bail!(
+            "{}: unknown section `{unknown}` (the sections are {})",
+            path.display(),
+            known.join(", ")
+        );
+    }
+    let common: CommonSections = toml::from_str(text).map_err(parse_error)?;
+    let role: S = toml::from_str(text).map_err(parse_error)?;
+    let processing = match S::PROCESSING {
+        "mixing" => common.mixing,
+        _ => common.processing,
+    };
+    let node = NodeConfig {
+        node: common.node,
+        directory: common.directory,
+        metrics: common.metrics,
+        processing: processing.unwrap_or_default(),
+    };
+    node.check(path)?;
+    role.check(path)?;
+    Ok(NodeFile { node, role })
 }
 
 /// A parser message on one line: its location and text, without the
@@ -251,14 +310,29 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Example {
-        node: NodeSection,
-        directory: DirectorySection,
-        metrics: MetricsSection,
+    /// A role with one section of its own.
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Extra {
         #[serde(default)]
-        processing: ProcessingSection,
+        extra: ExtraSection,
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct ExtraSection {
+        size: u32,
+    }
+
+    impl RoleSections for Extra {
+        const PROCESSING: &'static str = "processing";
+        const SECTIONS: &'static [&'static str] = &["extra"];
+
+        fn check(&self, path: &Path) -> Result<()> {
+            if self.extra.size > 9 {
+                bail!("{}: `extra.size` is above 9", path.display());
+            }
+            Ok(())
+        }
     }
 
     fn template(dir: &Path) -> String {
@@ -271,18 +345,30 @@ mod tests {
         )
     }
 
+    fn error(text: &str) -> String {
+        parse::<Extra>(Path::new("/etc/bad.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn the_common_sections_parse_to_their_defaults_and_name_every_key() {
         let dir = Path::new("/var/lib/node");
         let text = template(dir);
-        let c: Example = toml::from_str(&text).unwrap();
+        let file = parse::<Extra>(Path::new("node.toml"), &text).unwrap();
+        let c = &file.node;
         assert_eq!(c.processing, ProcessingSection::default());
         assert_eq!(c.directory.refresh_ms, default_refresh_ms());
         assert_eq!(c.node.data_dir, dir);
         assert_eq!(c.metrics.listen.port(), 9100);
+        assert_eq!(c.public_address(c.node.listen), c.node.listen);
+        assert_eq!(file.role, Extra::default());
         for key in TEMPLATE_KEYS {
             assert!(text.contains(&format!("{key} =")), "template names `{key}`");
         }
+        let with_extra = format!("{text}\n[extra]\nsize = 3\n");
+        let file = parse::<Extra>(Path::new("node.toml"), &with_extra).unwrap();
+        assert_eq!(file.role.extra.size, 3);
     }
 
     #[test]
@@ -290,20 +376,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[node]\nlisten = \"nope\"\n").unwrap();
-        let e = load::<Example>(&path).unwrap_err().to_string();
+        let e = load::<Extra>(&path).unwrap_err().to_string();
         assert!(e.contains("bad.toml"), "{e}");
         assert!(e.contains("listen"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
-        let missing = load::<Example>(&dir.path().join("missing.toml")).unwrap_err();
+        let missing = load::<Extra>(&dir.path().join("missing.toml")).unwrap_err();
         assert!(format!("{missing:#}").contains("missing.toml"));
 
-        let text = template(dir.path()).replace("public_key = \"KEY\"", "public_key = \" \"");
-        let c: Example = toml::from_str(&text).unwrap();
-        let config = NodeConfig::new(&c.node, &c.directory, &c.metrics, &c.processing);
-        let e = config.check(&path).unwrap_err().to_string();
-        assert!(
-            e.contains("bad.toml") && e.contains("directory.public_key"),
-            "{e}"
-        );
+        let good = template(dir.path());
+        for (text, names) in [
+            (
+                good.replace("public_key = \"KEY\"", "public_key = \" \""),
+                "directory.public_key",
+            ),
+            (good.replace("workers = 0", "workers = \"all\""), "workers"),
+            (good.replace("[metrics]", "[metrics]\nlisen = 1"), "lisen"),
+            (format!("{good}\n[extra]\nsize = 10\n"), "extra.size"),
+            (format!("{good}\n[extra]\nsise = 1\n"), "sise"),
+            (format!("{good}\n[mixing]\n"), "unknown section `mixing`"),
+            (format!("stray = 1\n{good}"), "unknown section `stray`"),
+        ] {
+            let e = error(&text);
+            assert!(e.contains("bad.toml") && e.contains(names), "{names}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
     }
 }

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use topology::Topology;
 
 use crate::clock::Clock;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, NodeFile, RoleSections};
 use crate::cover::LoopCover;
 use crate::epochs::{EpochFollower, install_keys, refresh_period, show_topology};
 use crate::journal::ReplayJournal;
@@ -188,9 +188,16 @@ pub struct RoleTasks {
 }
 
 /// What a node binary adds to the runtime: the part that is its role's.
-pub trait Role {
+pub trait Role: Sized {
     /// Mix node or gateway.
     const KIND: NodeKind;
+
+    /// The role's own sections of the config file.
+    type Sections: RoleSections;
+
+    /// The role, from its node's config file. What must fail at start
+    /// (a mailbox that cannot be opened) fails here.
+    fn open(file: &NodeFile<Self::Sections>) -> Result<Self>;
 
     /// What the role takes from the workers: a packet to forward (a mix
     /// node) or a final-hop delivery (a gateway).
@@ -218,8 +225,11 @@ pub trait Role {
     ) -> Result<RoleTasks>;
 }
 
-/// Starts a node of role `R` from its key files and config, and runs it until SIGTERM or Ctrl-C.
-pub fn run<R: Role>(config: NodeConfig, role: R) -> Result<()> {
+/// Starts a node of role `R` from its config file and key files, and runs
+/// it until SIGTERM or Ctrl-C.
+pub fn run<R: Role>(file: NodeFile<R::Sections>) -> Result<()> {
+    let role = R::open(&file)?;
+    let config = file.node;
     let keys = KeyStore::new(&config.node.data_dir);
     let identity = keys.identity()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,33 +11,59 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use gateway_core::MailboxConfig;
-use nodeshell::config::{
-    DirectorySection, MetricsSection, NodeConfig, NodeSection, ProcessingSection, Template,
-};
-use serde::{Deserialize, Serialize};
+use nodeshell::cli::{InitArgs, InitCommand};
+use nodeshell::config::RoleSections;
+use serde::Deserialize;
 
-/// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The node side: links with mix nodes.
-    pub node: NodeSection,
+/// The gateway's own sections.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GatewaySections {
     /// The client side.
     pub clients: ClientsSection,
-    /// The directory service.
-    pub directory: DirectorySection,
-    /// The Prometheus endpoint.
-    pub metrics: MetricsSection,
     /// Retention and quotas.
     #[serde(default)]
     pub mailbox: MailboxSection,
-    /// Packet processing.
-    #[serde(default)]
-    pub processing: ProcessingSection,
+}
+
+impl RoleSections for GatewaySections {
+    const PROCESSING: &'static str = "processing";
+    const SECTIONS: &'static [&'static str] = &["clients", "mailbox"];
+
+    fn check(&self, path: &Path) -> Result<()> {
+        if self.mailbox.retention_secs == 0 {
+            bail!(
+                "{}: `mailbox.retention_secs` must be above 0",
+                path.display()
+            );
+        }
+        if self.clients.session_queue == 0 || self.clients.max_sessions == 0 {
+            bail!(
+                "{}: `clients.session_queue` and `clients.max_sessions` must be above 0",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The arguments of `gateway init`.
+#[derive(Debug, clap::Args)]
+pub struct GatewayInit {
+    #[command(flatten)]
+    node: InitArgs,
+    /// Address the QUIC endpoint for clients binds.
+    #[arg(long, default_value = "0.0.0.0:1790")]
+    clients: SocketAddr,
+}
+
+impl InitCommand for GatewayInit {
+    fn common(&self) -> &InitArgs {
+        &self.node
+    }
 }
 
 /// `[clients]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientsSection {
     /// Address the QUIC endpoint for clients binds.
@@ -62,7 +88,7 @@ fn default_session_queue() -> usize {
 }
 
 /// `[mailbox]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailboxSection {
     /// How long an unacknowledged message is kept, in seconds.
@@ -95,40 +121,18 @@ impl MailboxSection {
     }
 }
 
-impl Config {
-    /// Reads and checks the file at `path`; errors name the file and the field.
-    pub fn load(path: &Path) -> Result<Config> {
-        let config: Config = nodeshell::config::load(path)?;
-        config.node_config().check(path)?;
-        if config.mailbox.retention_secs == 0 {
-            bail!(
-                "{}: `mailbox.retention_secs` must be above 0",
-                path.display()
-            );
-        }
-        if config.clients.session_queue == 0 || config.clients.max_sessions == 0 {
-            bail!(
-                "{}: `clients.session_queue` and `clients.max_sessions` must be above 0",
-                path.display()
-            );
-        }
-        Ok(config)
+impl ClientsSection {
+    /// The client-side address announced to the network: `public_address`, or the one bound.
+    pub fn announced(&self, bound: SocketAddr) -> SocketAddr {
+        self.public_address.unwrap_or(bound)
     }
+}
 
-    /// The sections the node runtime reads.
-    pub fn node_config(&self) -> NodeConfig {
-        NodeConfig::new(&self.node, &self.directory, &self.metrics, &self.processing)
-    }
-
-    /// The client-side address announced to the network.
-    pub fn client_address(&self, bound: SocketAddr) -> SocketAddr {
-        self.clients.public_address.unwrap_or(bound)
-    }
-
-    /// A commented config for `gateway init`, its clients' endpoint on `clients`.
-    pub fn template(common: &Template, clients: SocketAddr) -> String {
-        format!(
-            r#"# Gateway configuration.
+/// A commented config for `gateway init`.
+pub fn template(args: &GatewayInit, data_dir: &Path) -> String {
+    let common = args.node.template(data_dir);
+    format!(
+        r#"# Gateway configuration.
 # Network-wide parameters (epoch length, delays, rates) come from the signed
 # topology published by the directory, not from this file.
 
@@ -153,30 +157,50 @@ max_messages_per_client = 10000
 max_total_bytes = 1073741824
 
 {processing}"#,
-            node = common
-                .node("the mailbox (mailbox.redb), the replay journal and the topology cache"),
-            directory_and_metrics = common.directory_and_metrics(),
-            processing = common.processing("processing"),
-        )
-    }
+        node = common.node("the mailbox (mailbox.redb), the replay journal and the topology cache"),
+        clients = args.clients,
+        directory_and_metrics = common.directory_and_metrics(),
+        processing = common.processing(GatewaySections::PROCESSING),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use nodeshell::config::{NodeFile, ProcessingSection, TEMPLATE_KEYS, parse};
+
     use super::*;
+
+    fn example(data_dir: &Path) -> String {
+        let args = GatewayInit {
+            node: InitArgs {
+                dir: data_dir.to_path_buf(),
+                listen: ([127, 0, 0, 1], 1789).into(),
+                metrics: ([127, 0, 0, 1], 9100).into(),
+                directory: "http://127.0.0.1:8080".into(),
+                directory_key: "KEY".into(),
+            },
+            clients: ([127, 0, 0, 1], 1790).into(),
+        };
+        template(&args, data_dir)
+    }
+
+    fn parsed(text: &str) -> Result<NodeFile<GatewaySections>> {
+        parse::<GatewaySections>(Path::new("gateway.toml"), text)
+    }
 
     #[test]
     fn template_parses_to_defaults_and_names_every_key() {
         let dir = Path::new("/var/lib/gateway");
-        let text = Config::template(&Template::example(dir), "127.0.0.1:1790".parse().unwrap());
-        let c: Config = toml::from_str(&text).unwrap();
-        assert_eq!(c.processing, ProcessingSection::default());
+        let text = example(dir);
+        let file = parsed(&text).unwrap();
+        let c = &file.role;
+        assert_eq!(file.node.processing, ProcessingSection::default());
+        assert_eq!(file.node.node.data_dir, dir);
         assert_eq!(c.mailbox, MailboxSection::default());
         assert_eq!(c.mailbox.retention_secs, 7 * 24 * 3600);
         assert_eq!(c.clients.max_sessions, default_max_sessions());
         assert_eq!(c.clients.session_queue, default_session_queue());
-        assert_eq!(c.node.data_dir, dir);
-        assert_eq!(c.client_address(c.clients.listen), c.clients.listen);
+        assert_eq!(c.clients.announced(c.clients.listen), c.clients.listen);
         let keys = [
             "max_sessions",
             "session_queue",
@@ -184,25 +208,24 @@ mod tests {
             "max_messages_per_client",
             "max_total_bytes",
         ];
-        for key in nodeshell::config::TEMPLATE_KEYS.iter().chain(&keys) {
+        for key in TEMPLATE_KEYS.iter().chain(&keys) {
             assert!(text.contains(&format!("{key} =")), "template names `{key}`");
         }
     }
 
     #[test]
     fn gateway_fields_are_checked_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.toml");
-        let text = Config::template(
-            &Template::example(dir.path()),
-            "127.0.0.1:1790".parse().unwrap(),
-        )
-        .replace("retention_secs = 604800", "retention_secs = 0");
-        std::fs::write(&path, text).unwrap();
-        let e = Config::load(&path).unwrap_err().to_string();
+        let text = example(Path::new("/var/lib/gateway"));
+        let e = parsed(&text.replace("retention_secs = 604800", "retention_secs = 0"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("gateway.toml") && e.contains("mailbox.retention_secs"),
             "{e}"
         );
+        let e = parsed(&text.replace("[clients]", "[clients]\nlisen = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
     }
 }

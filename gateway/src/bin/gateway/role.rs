@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use gateway::RedbStore;
 use gateway_core::{GatewayConfig, GatewayCore, Mailbox, ThrottleConfig};
 use mixnode_core::{Action, DropReason};
-use nodeshell::config::NodeConfig;
+use nodeshell::config::{NodeConfig, NodeFile};
 use nodeshell::{Node, NodeKind, Role, RoleInput, RoleTasks};
 use prometheus_client::registry::Registry;
 use protocol::keys::IdentityKeyPair;
@@ -28,7 +28,7 @@ use protocol::packet::Delivery;
 use tokio::sync::mpsc;
 
 use crate::clients::ClientListener;
-use crate::config::Config;
+use crate::config::GatewaySections;
 use crate::core_loop::CoreLoop;
 use crate::metrics::GatewayMetrics;
 
@@ -37,32 +37,30 @@ const CLIENT_EVENTS: usize = 1024;
 /// Final-hop packets waiting for the core thread.
 const FINAL_HOPS: usize = 4096;
 
-/// The gateway's role: its config, its mailbox, its client listener.
+/// The gateway's role: its sections of the config, its mailbox, its client listener.
 pub struct GatewayRole {
-    config: Config,
+    config: GatewaySections,
     mailbox: Mailbox<RedbStore>,
     listener: Option<ClientListener>,
 }
 
-impl GatewayRole {
+impl Role for GatewayRole {
+    const KIND: NodeKind = NodeKind::Gateway;
+    type Sections = GatewaySections;
+    type Hop = Delivery;
+
     /// Opens the mailbox in the data folder; errors name the file.
-    pub fn open(config: Config) -> Result<Self> {
-        let path = config.node.data_dir.join("mailbox.redb");
-        let store =
-            RedbStore::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mailbox = Mailbox::open(store, config.mailbox.mailbox_config())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    fn open(file: &NodeFile<GatewaySections>) -> Result<Self> {
+        let path = file.node.node.data_dir.join("mailbox.redb");
+        let store = RedbStore::open(&path).with_context(|| path.display().to_string())?;
+        let mailbox = Mailbox::open(store, file.role.mailbox.mailbox_config())
+            .with_context(|| path.display().to_string())?;
         Ok(GatewayRole {
-            config,
+            config: file.role.clone(),
             mailbox,
             listener: None,
         })
     }
-}
-
-impl Role for GatewayRole {
-    const KIND: NodeKind = NodeKind::Gateway;
-    type Hop = Delivery;
 
     fn hop(action: Action) -> Result<Delivery, DropReason> {
         match action {
@@ -80,7 +78,7 @@ impl Role for GatewayRole {
         let listener = ClientListener::bind(identity, self.config.clients.listen)?;
         let bound = listener.local_addr()?;
         self.listener = Some(listener);
-        Ok(Some(self.config.client_address(bound)))
+        Ok(Some(self.config.clients.announced(bound)))
     }
 
     fn start(
@@ -108,7 +106,7 @@ impl Role for GatewayRole {
             },
             self.mailbox,
         )
-        .map_err(|e| anyhow::anyhow!("mailbox.redb: {e}"))?;
+        .context("mailbox.redb")?;
         let stats = core.stats().clone();
         let (client_tx, client_rx) = mpsc::channel(CLIENT_EVENTS);
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use mixnode_core::{Action, DropReason, ReleaseQueue, Transmit};
-use nodeshell::config::NodeConfig;
+use nodeshell::config::{NodeConfig, NodeFile};
 use nodeshell::journal::ReplayJournal;
 use nodeshell::metrics::to_i64;
 use nodeshell::{Node, NodeKind, Opened, Role, RoleInput, RoleTasks};
@@ -24,6 +24,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use protocol::keys::IdentityKeyPair;
 use tokio::sync::mpsc;
+
+use crate::config::MixSections;
 
 /// Half of tokio's timer tick: how early the release task may wake, and
 /// release, so that release instants round to the nearest tick.
@@ -62,7 +64,12 @@ impl MixMetrics {
 
 impl Role for MixRole {
     const KIND: NodeKind = NodeKind::Mix;
+    type Sections = MixSections;
     type Hop = Transmit;
+
+    fn open(_file: &NodeFile<MixSections>) -> Result<Self> {
+        Ok(MixRole)
+    }
 
     fn hop(action: Action) -> Result<Transmit, DropReason> {
         match action {
