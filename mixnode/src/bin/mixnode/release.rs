@@ -17,7 +17,7 @@ use anyhow::Result;
 use mixnode_core::{Action, DropReason, ReleaseQueue, Transmit};
 use nodeshell::config::{NodeConfig, NodeFile};
 use nodeshell::journal::ReplayJournal;
-use nodeshell::metrics::to_i64;
+use nodeshell::metrics::{gauge, to_i64};
 use nodeshell::{Node, NodeKind, Opened, Role, RoleInput, RoleTasks};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -44,21 +44,20 @@ struct MixMetrics {
 
 impl MixMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let m = MixMetrics {
-            queue_depth: Gauge::default(),
-            hop_delay: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
-        };
-        registry.register(
-            "queue_depth",
-            "Packets held until their release instant",
-            m.queue_depth.clone(),
-        );
+        let hop_delay = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "hop_delay_seconds",
             "Per-hop delay chosen by senders",
-            m.hop_delay.clone(),
+            hop_delay.clone(),
         );
-        m
+        MixMetrics {
+            queue_depth: gauge(
+                registry,
+                "queue_depth",
+                "Packets held until their release instant",
+            ),
+            hop_delay,
+        }
     }
 }
 
