@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod build;
 pub mod demo;
 pub mod error;
 pub mod network;

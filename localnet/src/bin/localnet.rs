@@ -1,7 +1,5 @@
 //! `localnet`: a whole mixnet on this machine, until Ctrl-C.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -42,31 +40,12 @@ fn main() {
     }
 }
 
-/// Builds the node binaries with the same profile as this one, from this checkout.
-fn build_binaries() -> Result<()> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("cannot find the workspace")?;
-    let release = !cfg!(debug_assertions);
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace).args([
-        "build", "--bins", "-p", "mixnode", "-p", "topology", "-p", "gateway", "-p", "client",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    eprintln!("building the node binaries…");
-    let status = localnet::process::status(&mut cmd).context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building the node binaries failed");
-    }
-    Ok(())
-}
-
 /// Builds, starts the network, prints where everything is and runs the demo.
 fn start(cli: &Cli) -> Result<LocalNet> {
     if !cli.no_build {
-        build_binaries()?;
+        eprintln!("building the node binaries…");
+        // The same profile as this binary's.
+        localnet::build::build_binaries(!cfg!(debug_assertions))?;
     }
     let spec = NetworkSpec {
         mix_per_layer: cli.mix_per_layer,
