@@ -117,7 +117,8 @@ impl NodeConfig {
 
 /// The sections a role adds to its node's config file.
 pub trait RoleSections: DeserializeOwned {
-    /// The name of the packet-processing section in this role's file.
+    /// The name of the packet-processing section in this role's file:
+    /// `mixing` or `processing`.
     const PROCESSING: &'static str;
     /// The role's own sections (each a type with `deny_unknown_fields`).
     const SECTIONS: &'static [&'static str];
@@ -180,7 +181,11 @@ pub fn parse<S: RoleSections>(path: &Path, text: &str) -> Result<NodeFile<S>> {
     let role: S = toml::from_str(text).map_err(parse_error)?;
     let processing = match S::PROCESSING {
         "mixing" => common.mixing,
-        _ => common.processing,
+        "processing" => common.processing,
+        other => bail!(
+            "{}: no processing section is called `{other}`",
+            path.display()
+        ),
     };
     let node = NodeConfig {
         node: common.node,

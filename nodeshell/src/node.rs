@@ -243,6 +243,120 @@ pub fn run<R: Role>(file: NodeFile<R::Sections>) -> Result<()> {
     result
 }
 
+/// A node registered with the directory, its sockets bound, before its
+/// tasks start.
+struct Joined {
+    registry: Registry,
+    metrics: Arc<NodeMetrics>,
+    metrics_endpoint: MetricsEndpoint,
+    links: Arc<Links>,
+    incoming: mpsc::Receiver<transport::Received>,
+    client_address: Option<SocketAddr>,
+    registration: Registration,
+    topology: Arc<Topology>,
+}
+
+/// Steps 1 to 3: binds the sockets and registers, so that the descriptor
+/// announces the addresses bound; returns once the node is listed (or has
+/// waited long enough).
+async fn join<R: Role>(
+    config: &NodeConfig,
+    keys: KeyStore,
+    identity: IdentityKeyPair,
+    role: &mut R,
+    rng: &mut ChaCha20Rng,
+) -> Result<Joined> {
+    let kind = R::KIND;
+    let mut registry = Registry::with_prefix(kind.metrics_prefix());
+    let metrics = Arc::new(NodeMetrics::register(&mut registry, kind));
+    let metrics_endpoint = MetricsEndpoint::bind(config.metrics.listen).await?;
+    let directory = directory_client(config)?;
+    let first = current_topology(&directory, config).await?;
+    let (links, incoming) = Links::bind(config, &identity, &first)?;
+    let client_address = role.bind(&identity)?;
+    let addresses = Addresses {
+        node: config.public_address(links.local_addr()),
+        clients: client_address,
+    };
+    let registration = Registration::new(directory, keys, identity, kind, addresses, config);
+    let topology = registration.first_topology(first, rng).await;
+    links.set_pins(&topology);
+    Ok(Joined {
+        registry,
+        metrics,
+        metrics_endpoint,
+        links: Arc::new(links),
+        incoming,
+        client_address,
+        registration,
+        topology,
+    })
+}
+
+/// Step 4: the node's mixer, with the keys of the topology's epoch and the
+/// next, and the replay tags of the journal; returns the journal.
+fn open_mixer(
+    kind: NodeKind,
+    id: NodeId,
+    topology: &Topology,
+    keys: &KeyStore,
+    data_dir: &std::path::Path,
+    rng: &mut ChaCha20Rng,
+) -> Result<(Arc<Mixer>, ReplayJournal)> {
+    let params = &topology.params;
+    let mixer = Mixer::new(
+        id,
+        SphinxCodec,
+        MixerConfig {
+            role: kind.mixer_role(),
+            max_delay: params.max_delay,
+            loop_cover_rate: params.lambda_m,
+            cover_mean_delay: params.mean_delay,
+            ..MixerConfig::default()
+        },
+    );
+    install_keys(&mixer, keys, topology.epoch, rng)?;
+    let (journal, records) = ReplayJournal::open(&data_dir.join("replay.journal"))?;
+    for record in &records {
+        mixer.remember_tag(record);
+    }
+    tracing::info!(journal = records.len(), "replay journal loaded");
+    Ok((Arc::new(mixer), journal))
+}
+
+/// The tasks of a running node, as shutdown stops them.
+struct Running {
+    intake: JoinHandle<()>,
+    cover: JoinHandle<()>,
+    epochs: JoinHandle<()>,
+    metrics_server: JoinHandle<()>,
+    role: RoleTasks,
+    links: Arc<Links>,
+    workers: PacketWorkers,
+}
+
+impl Running {
+    /// Waits for every task, in order: what reads the network and the
+    /// directory; the role's durable tasks, to their end; the lingering
+    /// ones, the metrics endpoint and the links, until `deadline`; the workers.
+    async fn stop(self, deadline: tokio::time::Instant) {
+        let _ = tokio::join!(self.intake, self.cover, self.epochs);
+        for task in self.role.durable {
+            let _ = task.await;
+        }
+        let lingering = async {
+            for task in self.role.lingering {
+                let _ = task.await;
+            }
+            let _ = self.metrics_server.await;
+        };
+        let _ = tokio::time::timeout_at(deadline, lingering).await;
+        self.links.close(deadline).await;
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+}
+
 async fn serve<R: Role>(
     config: NodeConfig,
     keys: KeyStore,
@@ -254,48 +368,34 @@ async fn serve<R: Role>(
     let id = identity.node_id();
     let mut rng = ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng)
         .context("cannot seed the random generator")?;
-    let mut registry = Registry::with_prefix(kind.metrics_prefix());
-    let metrics = Arc::new(NodeMetrics::register(&mut registry, kind));
-    let metrics_endpoint = MetricsEndpoint::bind(config.metrics.listen).await?;
-    let metrics_addr = metrics_endpoint.local_addr()?;
-
-    // Endpoints first: the descriptor announces the addresses they bound.
-    let directory = directory_client(&config)?;
-    let first = current_topology(&directory, &config).await?;
-    let (links, incoming) = Links::bind(&config, &identity, &first)?;
-    let links = Arc::new(links);
-    let client_address = role.bind(&identity)?;
-    let addresses = Addresses {
-        node: config.public_address(links.local_addr()),
-        clients: client_address,
-    };
-    let registration = Registration::new(directory, keys, identity, kind, addresses, &config);
-    let topology = registration.first_topology(first, &mut rng).await;
-    links.set_pins(&topology);
-
-    let params = topology.params.clone();
-    let mixer = Arc::new(Mixer::new(
+    let Joined {
+        mut registry,
+        metrics,
+        metrics_endpoint,
+        links,
+        incoming,
+        client_address,
+        registration,
+        topology,
+    } = join(&config, keys, identity, &mut role, &mut rng).await?;
+    let (mixer, journal) = open_mixer(
+        kind,
         id,
-        SphinxCodec,
-        MixerConfig {
-            role: kind.mixer_role(),
-            max_delay: params.max_delay,
-            loop_cover_rate: params.lambda_m,
-            cover_mean_delay: params.mean_delay,
-            ..MixerConfig::default()
-        },
-    ));
-    install_keys(&mixer, registration.keys(), topology.epoch, &mut rng)?;
+        &topology,
+        registration.keys(),
+        &config.node.data_dir,
+        &mut rng,
+    )?;
     metrics.epoch.set(to_i64(topology.epoch.0));
     show_topology(&metrics, &topology);
-    let (journal, records) = ReplayJournal::open(&config.node.data_dir.join("replay.journal"))?;
-    for record in &records {
-        mixer.remember_tag(record);
-    }
-    tracing::info!(journal = records.len(), "replay journal loaded");
-
+    let period = refresh_period(
+        &topology.params,
+        Duration::from_millis(config.directory.refresh_ms),
+    );
     let (topology_tx, topology_rx) = watch::channel(topology);
     let (shutdown, signal) = Shutdown::new();
+
+    // Step 5: the role's tasks, then what feeds them.
     let (opened_tx, opened) = mpsc::channel(R::hop_queue(&config).max(1));
     let node = Node {
         id,
@@ -312,34 +412,10 @@ async fn serve<R: Role>(
         journal,
         rng: ChaCha20Rng::from_rng(&mut rng),
     };
-    let role_tasks = role.start(&node, input, &mut registry)?;
+    let mut role_tasks = role.start(&node, input, &mut registry)?;
+    let (workers, intake) = start_workers::<R>(&node, opened_tx, incoming)?;
 
-    // Workers: unwrap on their own threads.
-    let workers = {
-        let mixer = mixer.clone();
-        let metrics = metrics.clone();
-        PacketWorkers::start(
-            worker_count(config.processing.workers),
-            config.processing.input_queue,
-            kind.worker_name(),
-            move |packet| unwrap_one::<R>(&packet, &mixer, &metrics, &opened_tx, clock),
-        )?
-    };
-    // Intake: links → workers (bounded; overflow is dropped and counted).
-    let intake = {
-        let metrics = metrics.clone();
-        workers.spawn_intake(
-            incoming,
-            signal.clone(),
-            |received: transport::Received| received.packet,
-            move |queued| {
-                metrics.received.inc();
-                if !queued {
-                    metrics.count_drop(DropReason::QueueFull);
-                }
-            },
-        )
-    };
+    // Step 6: cover, epochs, metrics.
     let cover = tokio::spawn(
         LoopCover {
             mixer: mixer.clone(),
@@ -353,29 +429,32 @@ async fn serve<R: Role>(
     );
     let epochs = tokio::spawn(
         EpochFollower {
-            period: refresh_period(&params, Duration::from_millis(config.directory.refresh_ms)),
             registration,
             mixer,
             links: links.clone(),
             metrics: metrics.clone(),
             topology: topology_tx,
+            period,
             rng: ChaCha20Rng::from_rng(&mut rng),
         }
         .run(signal.clone()),
     );
-    let metrics_server = {
+    let metrics_addr = metrics_endpoint.local_addr()?;
+    let observe: Observe = {
         let metrics = metrics.clone();
         let links = links.clone();
-        let role_observe = role_tasks.observe;
-        let observe: Observe = Box::new(move || {
+        let role_observe = role_tasks.observe.take();
+        Box::new(move || {
             metrics.observe_links(&links.stats());
             if let Some(observe) = &role_observe {
                 observe();
             }
-        });
-        tokio::spawn(metrics_endpoint.serve(Arc::new(registry), observe, signal.clone()))
+        })
     };
+    let metrics_server =
+        tokio::spawn(metrics_endpoint.serve(Arc::new(registry), observe, signal.clone()));
 
+    // Step 7.
     let listen = links.local_addr();
     match client_address {
         Some(clients) => println!("ready {id} {listen} {clients} {metrics_addr}"),
@@ -385,22 +464,54 @@ async fn serve<R: Role>(
     shutdown_signal().await;
     let deadline = shutdown.raise();
     tracing::info!("shutting down");
-
-    let _ = tokio::join!(intake, cover, epochs);
-    for task in role_tasks.durable {
-        let _ = task.await;
+    Running {
+        intake,
+        cover,
+        epochs,
+        metrics_server,
+        role: role_tasks,
+        links,
+        workers,
     }
-    let lingering = async {
-        for task in role_tasks.lingering {
-            let _ = task.await;
-        }
-        let _ = metrics_server.await;
-    };
-    let _ = tokio::time::timeout_at(deadline, lingering).await;
-    links.close(deadline).await;
-    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    .stop(deadline)
+    .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The worker pool and its intake from the links: every packet is opened
+/// off the reactor, and what is the role's goes to `role`.
+fn start_workers<R: Role>(
+    node: &Node,
+    role: mpsc::Sender<Opened<R::Hop>>,
+    incoming: mpsc::Receiver<transport::Received>,
+) -> Result<(PacketWorkers, JoinHandle<()>)> {
+    let processing = &node.config.processing;
+    let workers = {
+        let mixer = node.mixer.clone();
+        let metrics = node.metrics.clone();
+        let clock = node.clock;
+        PacketWorkers::start(
+            worker_count(processing.workers),
+            processing.input_queue,
+            R::KIND.worker_name(),
+            move |packet| unwrap_one::<R>(&packet, &mixer, &metrics, &role, clock),
+        )?
+    };
+    // Bounded: what overflows is dropped and counted.
+    let metrics = node.metrics.clone();
+    let intake = workers.spawn_intake(
+        incoming,
+        node.shutdown.clone(),
+        |received: transport::Received| received.packet,
+        move |queued| {
+            metrics.received.inc();
+            if !queued {
+                metrics.count_drop(DropReason::QueueFull);
+            }
+        },
+    );
+    Ok((workers, intake))
 }
 
 /// What a worker thread does with one packet; false once the role has stopped taking them.
