@@ -20,5 +20,5 @@ pub use error::SessionError;
 pub use handshake::{INITIAL_PREFIX_LEN, PQ_CIPHERTEXT_LEN};
 pub use ratchet::{MAX_PAST_CHAINS, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_TOTAL, RATCHET_HEADER_LEN};
 pub use sealed::{PassphraseParams, SEALED_MAGIC, SEALED_VERSION, StateStore};
-pub use session::{InitialInfo, Role, STATE_VERSION, Session, UnixSeconds};
+pub use session::{HandshakeRole, InitialInfo, STATE_VERSION, Session, UnixSeconds};
 pub use suite::CipherSuite;

@@ -21,7 +21,7 @@ pub struct UnixSeconds(pub u64);
 
 /// Which side of the handshake this session was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
+pub enum HandshakeRole {
     /// Sent the initial message (used the peer's prekey bundle).
     Initiator,
     /// Received the initial message (owned the prekeys).
@@ -84,7 +84,7 @@ impl InitialInfo {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     suite: CipherSuite,
-    role: Role,
+    role: HandshakeRole,
     initiator_identity: [u8; 32],
     responder_identity: [u8; 32],
     handshake_id: [u8; 32],
@@ -107,7 +107,7 @@ impl Session {
         let ratchet = Ratchet::initiator(rng, suite, keys.root.clone(), bundle.spk())?;
         Ok(Self {
             suite,
-            role: Role::Initiator,
+            role: HandshakeRole::Initiator,
             initiator_identity: keys.identities.0,
             responder_identity: keys.identities.1,
             handshake_id: keys.handshake_id,
@@ -134,7 +134,7 @@ impl Session {
         let keys = handshake::respond(identity, prekeys, &prefix, encoded)?;
         let session = Self {
             suite: prefix.suite,
-            role: Role::Responder,
+            role: HandshakeRole::Responder,
             initiator_identity: keys.identities.0,
             responder_identity: keys.identities.1,
             handshake_id: keys.handshake_id,
@@ -207,7 +207,7 @@ impl Session {
         }
         let (prefix, inner) = match message.get(1) {
             Some(&KIND_INITIAL) => {
-                if self.role == Role::Initiator {
+                if self.role == HandshakeRole::Initiator {
                     return Err(SessionError::HandshakeMismatch);
                 }
                 let (_, len) = InitialPrefix::decode(message)?;
@@ -270,15 +270,15 @@ impl Session {
     }
 
     /// Which side of the handshake this session was.
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> HandshakeRole {
         self.role
     }
 
     /// The peer's X25519 identity key.
     pub fn peer_identity(&self) -> [u8; 32] {
         match self.role {
-            Role::Initiator => self.responder_identity,
-            Role::Responder => self.initiator_identity,
+            HandshakeRole::Initiator => self.responder_identity,
+            HandshakeRole::Responder => self.initiator_identity,
         }
     }
 

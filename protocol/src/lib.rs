@@ -10,6 +10,7 @@ pub mod link;
 pub mod packet;
 pub mod poisson;
 pub mod replay;
+pub mod seal;
 pub mod surb;
 pub mod time;
 

@@ -14,7 +14,7 @@ use protocol::{Epoch, IdentityKeyPair, NodeId};
 use serde::{Deserialize, Serialize};
 use x25519_dalek::PublicKey;
 
-use crate::envelope::{DESCRIPTOR_DOMAIN, Envelope};
+use crate::envelope::{DESCRIPTOR_DOMAIN, SignedEnvelope};
 use crate::error::TopologyError;
 
 /// Most Sphinx keys one descriptor may carry.
@@ -134,7 +134,7 @@ impl NodeDescriptor {
             what: "descriptor",
             reason: e.to_string(),
         })?;
-        Ok(SignedDescriptor(Envelope::seal(
+        Ok(SignedDescriptor(SignedEnvelope::seal(
             DESCRIPTOR_DOMAIN,
             body,
             identity,
@@ -145,7 +145,7 @@ impl NodeDescriptor {
 /// A descriptor in its signed envelope, as posted to the directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SignedDescriptor(pub Envelope);
+pub struct SignedDescriptor(pub SignedEnvelope);
 
 impl SignedDescriptor {
     /// Parses the envelope and checks that the node it names signed it.
@@ -235,7 +235,7 @@ mod tests {
         ));
         // A body that names node A, signed by node B: the id does not match the signer.
         let body = serde_json::to_string(&d).unwrap();
-        let forged = SignedDescriptor(Envelope::seal(DESCRIPTOR_DOMAIN, body, &other));
+        let forged = SignedDescriptor(SignedEnvelope::seal(DESCRIPTOR_DOMAIN, body, &other));
         assert_eq!(
             forged.verify(),
             Err(TopologyError::BadSignature { what: "descriptor" })
@@ -265,7 +265,7 @@ mod tests {
             Err(TopologyError::Refused(_))
         ));
         assert!(SignedDescriptor::from_json("{\"body\":1}").is_err());
-        let junk = SignedDescriptor(Envelope {
+        let junk = SignedDescriptor(SignedEnvelope {
             body: "not json".into(),
             signature: "00".into(),
         });

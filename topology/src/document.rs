@@ -15,7 +15,7 @@ use protocol::{Epoch, IdentityKeyPair, NodeId};
 use serde::{Deserialize, Serialize};
 use x25519_dalek::PublicKey;
 
-use crate::envelope::{Envelope, TOPOLOGY_DOMAIN};
+use crate::envelope::{SignedEnvelope, TOPOLOGY_DOMAIN};
 use crate::error::TopologyError;
 use crate::layers::MIX_LAYERS;
 use crate::params::NetworkParams;
@@ -156,7 +156,7 @@ impl Topology {
             what: "topology",
             reason: e.to_string(),
         })?;
-        Ok(SignedTopology(Envelope::seal(
+        Ok(SignedTopology(SignedEnvelope::seal(
             TOPOLOGY_DOMAIN,
             body,
             directory,
@@ -167,7 +167,7 @@ impl Topology {
 /// A topology in its signed envelope, as served and cached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SignedTopology(pub Envelope);
+pub struct SignedTopology(pub SignedEnvelope);
 
 impl SignedTopology {
     /// Checks the directory's signature with its pinned key, then parses.
@@ -262,7 +262,7 @@ pub(crate) mod tests {
         #[test]
         fn hostile_bytes_never_panic_the_readers(body: String, signature: String, raw: String) {
             let pinned = NodeId([9; 32]);
-            let envelope = Envelope { body: body.clone(), signature };
+            let envelope = SignedEnvelope { body: body.clone(), signature };
             proptest::prop_assert!(SignedTopology(envelope.clone()).verify(&pinned).is_err());
             proptest::prop_assert!(crate::SignedDescriptor(envelope).verify().is_err());
             let _ = SignedTopology::from_json(&raw).map(|s| s.verify(&pinned));

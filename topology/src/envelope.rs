@@ -23,18 +23,18 @@ pub const TOPOLOGY_DOMAIN: &[u8] = b"mixnet/topology/v1\0";
 /// A signed body and its signature, as it travels and as it is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Envelope {
+pub struct SignedEnvelope {
     /// The signed document, JSON text, exactly as signed.
     pub body: String,
     /// Ed25519 signature over the domain tag and `body`, in hex.
     pub signature: String,
 }
 
-impl Envelope {
+impl SignedEnvelope {
     /// Signs `body` for `domain` with `key`.
     pub fn seal(domain: &[u8], body: String, key: &IdentityKeyPair) -> Self {
         let signature = key.sign(&signed_bytes(domain, &body));
-        Envelope {
+        SignedEnvelope {
             body,
             signature: hex::encode(signature),
         }
@@ -80,7 +80,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let key = IdentityKeyPair::generate(&mut rng);
         let other = IdentityKeyPair::generate(&mut rng);
-        let env = Envelope::seal(DESCRIPTOR_DOMAIN, "{\"a\":1}".into(), &key);
+        let env = SignedEnvelope::seal(DESCRIPTOR_DOMAIN, "{\"a\":1}".into(), &key);
         assert_eq!(env.check(DESCRIPTOR_DOMAIN, &key.node_id(), "d"), Ok(()));
         let bad = TopologyError::BadSignature { what: "d" };
         assert_eq!(

@@ -7,10 +7,10 @@ use crate::identity::PeerId;
 pub enum TransportError {
     /// The certificate or key for the node identity could not be built.
     #[error("cannot build the node certificate: {0}")]
-    Certificate(String),
+    Certificate(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The TLS configuration was refused by rustls or quinn.
     #[error("cannot build the TLS configuration: {0}")]
-    Tls(String),
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The UDP socket could not be bound.
     #[error("cannot bind the QUIC endpoint to {addr}: {source}")]
     Bind {

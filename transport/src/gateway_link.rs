@@ -64,10 +64,10 @@ const SERVER_NAME: &str = "mixnet-node";
 pub enum GatewayLinkError {
     /// The local QUIC endpoint or its TLS could not be set up.
     #[error("cannot set up QUIC: {0}")]
-    Setup(String),
+    Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The connection failed or was lost (including a gateway that does not hold the pinned key).
     #[error("connection to the gateway failed: {0}")]
-    Connection(String),
+    Connection(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The gateway did not answer in time.
     #[error("the gateway did not answer in time")]
     Timeout,
@@ -88,8 +88,8 @@ pub enum GatewayLinkError {
     WrongSize(usize),
 }
 
-fn connection_error(e: impl std::fmt::Display) -> GatewayLinkError {
-    GatewayLinkError::Connection(e.to_string())
+fn connection_error(e: impl std::error::Error + Send + Sync + 'static) -> GatewayLinkError {
+    GatewayLinkError::Connection(Box::new(e))
 }
 
 /// One message the gateway hands over from the client's mailbox.
@@ -235,12 +235,13 @@ fn client_endpoint(
     gateway: SocketAddr,
     gateway_id: NodeId,
 ) -> Result<quinn::Endpoint, GatewayLinkError> {
-    let setup = |e: String| GatewayLinkError::Setup(e);
-    let mut rng = rand_chacha::ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng)
-        .map_err(|e| setup(e.to_string()))?;
+    fn setup(e: impl std::error::Error + Send + Sync + 'static) -> GatewayLinkError {
+        GatewayLinkError::Setup(Box::new(e))
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng).map_err(setup)?;
     // TLS needs a client certificate; this one is thrown away with the session.
     let throwaway = IdentityKeyPair::generate(&mut rng);
-    let identity = NodeIdentity::new(throwaway.signing_key()).map_err(|e| setup(e.to_string()))?;
+    let identity = NodeIdentity::new(throwaway.signing_key()).map_err(setup)?;
     let pin = PeerId(gateway_id.0);
     let crypto = client_crypto(
         &identity,
@@ -248,7 +249,7 @@ fn client_endpoint(
         PeerSet::new([pin]),
         Arc::new(LinkStats::default()),
     )
-    .map_err(|e| setup(e.to_string()))?;
+    .map_err(setup)?;
     let mut transport = quinn::TransportConfig::default();
     transport
         .keep_alive_interval(Some(Duration::from_secs(5)))
@@ -260,7 +261,7 @@ fn client_endpoint(
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(e.to_string()))?;
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(setup)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

@@ -93,7 +93,7 @@ impl NodeIdentity {
         let provider = crate::tls::crypto_provider();
         let peer_id = PeerId::from_signing_key(key);
         let mut params = rcgen::CertificateParams::new(vec![CERT_NAME.to_owned()])
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| TransportError::Certificate(Box::new(e)))?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, peer_id.to_string());
@@ -107,13 +107,13 @@ impl NodeIdentity {
         };
         let cert = params
             .self_signed(&signer)
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| TransportError::Certificate(Box::new(e)))?;
         let pkcs8 = key
             .to_pkcs8_der()
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| TransportError::Certificate(Box::new(e)))?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec()));
         let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider)
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            .map_err(|e| TransportError::Certificate(Box::new(e)))?;
         Ok(Self {
             peer_id,
             certified: Arc::new(certified),

@@ -182,8 +182,8 @@ impl ClientCertVerifier for PinnedClientVerifier {
     }
 }
 
-fn tls_error(e: impl std::fmt::Display) -> TransportError {
-    TransportError::Tls(e.to_string())
+fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+    TransportError::Tls(Box::new(e))
 }
 
 /// QUIC server crypto for a node's listening side: presents `identity` and

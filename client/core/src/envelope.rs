@@ -21,6 +21,11 @@ use protocol::surb::{SURB_SIZE, Surb};
 /// Version byte of the envelope format.
 pub const ENVELOPE_VERSION: u8 = 1;
 
+/// Header of a message: version, kind, SURB count.
+const MESSAGE_HEADER: usize = 1 + 1 + 2;
+/// Header of a reply: version, kind, message answered, SURB count.
+const REPLY_HEADER: usize = 1 + 1 + 16 + 2;
+
 const KIND_MESSAGE: u8 = 1;
 const KIND_REPLY: u8 = 2;
 
@@ -61,10 +66,22 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// Bytes of the envelope of a message with `reply_surbs` SURBs and
+    /// `content_len` bytes of content.
+    pub fn message_len(reply_surbs: usize, content_len: usize) -> usize {
+        MESSAGE_HEADER + reply_surbs * SURB_SIZE + content_len
+    }
+
+    /// Bytes of the envelope of a reply (no SURBs) of `content_len` bytes.
+    pub fn reply_len(content_len: usize) -> usize {
+        REPLY_HEADER + content_len
+    }
+
     /// Encodes the envelope.
     pub fn encode(&self) -> Vec<u8> {
         let surbs = u16::try_from(self.reply_surbs.len()).unwrap_or(u16::MAX);
-        let mut out = Vec::with_capacity(20 + usize::from(surbs) * SURB_SIZE + self.content.len());
+        let mut out =
+            Vec::with_capacity(REPLY_HEADER + usize::from(surbs) * SURB_SIZE + self.content.len());
         out.push(ENVELOPE_VERSION);
         match self.kind {
             EnvelopeKind::Message => out.push(KIND_MESSAGE),

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use protocol::fragment::MessageId;
 use protocol::surb::{SURB_SIZE, Surb};
 
-use super::stats::ClientStats;
+use super::stats::{ClientStats, DeliveryDrop};
 
 /// The SURBs a sender attached to a message: the way to answer it without
 /// knowing its sender's address. Pass it to
@@ -112,17 +112,52 @@ impl EventQueue {
     }
 
     /// Queues `event`, or drops and counts it when the queue is full.
-    pub(crate) fn push(&mut self, event: ClientEvent, stats: &mut ClientStats) {
+    /// Queues `event`; false (and counted) when the queue is full.
+    pub(crate) fn push(&mut self, event: ClientEvent, stats: &mut ClientStats) -> bool {
         if self.events.len() >= self.max {
             stats.events_dropped += 1;
+            false
         } else {
             self.events.push_back(event);
+            true
         }
     }
 
     pub(crate) fn pop(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
+}
+
+/// What [`ClientCore::handle_delivery`](crate::ClientCore::handle_delivery)
+/// did with one delivery, so that a shell never infers it from counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A new fragment of `message` (cut in `fragments`), which is still incomplete.
+    Held {
+        /// The message.
+        message: MessageId,
+        /// Fragments the message was cut into.
+        fragments: u16,
+    },
+    /// A fragment already held, or of a message already complete.
+    Duplicate,
+    /// The fragment completed `message`: a [`ClientEvent::Received`] is queued.
+    Completed {
+        /// The message.
+        message: MessageId,
+    },
+    /// The fragment completed `message`, and no event will tell of it (a bad
+    /// envelope, or the event queue was full).
+    Ended {
+        /// The message.
+        message: MessageId,
+    },
+    /// The SURB-ack of one of our fragments came back (a repeated ack too).
+    Acked,
+    /// Loop cover came back, or drop cover arrived.
+    Cover,
+    /// Dropped, for this reason (also counted in the stats).
+    Dropped(DeliveryDrop),
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use protocol::time::Timestamp;
 
 use super::config::ClientConfig;
 use super::envelope::{Envelope, EnvelopeKind};
-use super::events::{ClientEvent, EventQueue, ReplyHandle};
+use super::events::{ClientEvent, DeliveryOutcome, EventQueue, ReplyHandle};
 use super::stats::{ClientStats, DeliveryDrop};
 
 /// Reassembly of incoming messages, with a bound on partial messages.
@@ -59,9 +59,8 @@ impl Inbox {
         }
     }
 
-    /// Takes one fragment of a message or reply; returns whether it is held
-    /// (stored, completed its message, or was already there), i.e. whether
-    /// it may be acknowledged.
+    /// Takes one fragment of a message or reply and says what became of it;
+    /// one held, completed or already there may be acknowledged.
     pub(crate) fn receive(
         &mut self,
         now: Timestamp,
@@ -69,32 +68,31 @@ impl Inbox {
         config: &ClientConfig,
         stats: &mut ClientStats,
         events: &mut EventQueue,
-    ) -> bool {
+    ) -> DeliveryOutcome {
         if !fits_fragmentation(&fragment, config) {
-            stats.drop_delivery(DeliveryDrop::BadFragment);
-            return false;
+            return stats.drop_delivery(DeliveryDrop::BadFragment);
         }
         let id = fragment.id.message;
         if fragment.count > 1
             && !self.partial.contains(&id)
             && self.partial.len() >= config.max_partial_messages
         {
-            stats.drop_delivery(DeliveryDrop::ReassemblyRefused);
-            return false;
+            return stats.drop_delivery(DeliveryDrop::ReassemblyRefused);
         }
+        let fragments = fragment.count;
         match self.reassembler.insert(now, fragment) {
             Reassembly::Pending => {
                 self.partial.insert(id);
-                true
+                DeliveryOutcome::Held {
+                    message: id,
+                    fragments,
+                }
             }
             Reassembly::Duplicate => {
                 stats.duplicate_fragments += 1;
-                true
+                DeliveryOutcome::Duplicate
             }
-            Reassembly::Refused(_) => {
-                stats.drop_delivery(DeliveryDrop::ReassemblyRefused);
-                false
-            }
+            Reassembly::Refused(_) => stats.drop_delivery(DeliveryDrop::ReassemblyRefused),
             Reassembly::Complete { id, message } => {
                 self.partial.remove(&id);
                 match Envelope::decode(&message, config.max_reply_surbs_per_message) {
@@ -112,7 +110,7 @@ impl Inbox {
                                 surbs: envelope.reply_surbs,
                             })
                         };
-                        events.push(
+                        let queued = events.push(
                             ClientEvent::Received {
                                 id,
                                 bytes: envelope.content,
@@ -121,10 +119,17 @@ impl Inbox {
                             },
                             stats,
                         );
+                        if queued {
+                            DeliveryOutcome::Completed { message: id }
+                        } else {
+                            DeliveryOutcome::Ended { message: id }
+                        }
                     }
-                    Err(_) => stats.drop_delivery(DeliveryDrop::BadEnvelope),
+                    Err(_) => {
+                        stats.drop_delivery(DeliveryDrop::BadEnvelope);
+                        DeliveryOutcome::Ended { message: id }
+                    }
                 }
-                true
             }
         }
     }

@@ -18,7 +18,7 @@ use protocol::fragment::{MessageId, fragment_message};
 use protocol::frame::{FRAGMENT_CAPACITY, Frame};
 use protocol::packet::{DelaySampler, FRAME_SIZE, OutgoingPacket};
 use protocol::poisson::PoissonTicker;
-use protocol::surb::{SURB_SIZE, SurbId, open_forward_payload};
+use protocol::surb::{SurbId, open_forward_payload};
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{CryptoRng, SeedableRng};
@@ -27,7 +27,7 @@ use rand_chacha::ChaCha20Rng;
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
 pub use error::ClientError;
-pub use events::{ClientEvent, ReplyHandle};
+pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
@@ -36,9 +36,6 @@ use builder::PacketBuilder;
 use events::EventQueue;
 use inbox::{Inbox, ReplySurbStore};
 use outbox::{Outbox, Target};
-
-/// Bytes of a message envelope's header (version, kind, SURB count).
-const MESSAGE_HEADER: usize = 1 + 1 + 2;
 
 /// A Poisson clock with its own random stream.
 struct Ticker {
@@ -257,7 +254,7 @@ impl<R: RouteSource> ClientCore<R> {
                 max: self.config.max_reply_surbs_per_message,
             });
         }
-        let len = MESSAGE_HEADER + reply_surbs * SURB_SIZE + bytes.len();
+        let len = Envelope::message_len(reply_surbs, bytes.len());
         self.check_room(len, Self::fragments_for(len))?;
         if self.routes.route_to(rng, to.gateway).is_none() {
             return Err(ClientError::NoRoute(to.gateway.to_base58()));
@@ -428,11 +425,17 @@ impl<R: RouteSource> ClientCore<R> {
     /// final hop read (all zero for a forward packet) and the payload (for a
     /// forward packet, the recovered 2048-byte frame or the Sphinx payload it
     /// came in; for a SURB packet, the sealed Sphinx payload).
-    /// Malformed deliveries are dropped and counted in [`ClientStats`].
-    pub fn handle_delivery(&mut self, now: Timestamp, surb_id: SurbId, payload: &[u8]) {
+    /// Malformed deliveries are dropped and counted in [`ClientStats`]; the
+    /// answer says what became of the delivery.
+    pub fn handle_delivery(
+        &mut self,
+        now: Timestamp,
+        surb_id: SurbId,
+        payload: &[u8],
+    ) -> DeliveryOutcome {
         self.stats.deliveries += 1;
         if surb_id.is_forward() {
-            self.handle_forward(now, payload);
+            self.handle_forward(now, payload)
         } else if self.outbox.has_ack(&surb_id) {
             self.outbox.handle_ack(
                 &surb_id,
@@ -440,7 +443,7 @@ impl<R: RouteSource> ClientCore<R> {
                 &mut self.health,
                 &mut self.stats,
                 &mut self.events,
-            );
+            )
         } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
             // A payload that does not open under the SURB's keys is not the
             // SURB's use: the SURB stays valid for the real reply.
@@ -448,13 +451,13 @@ impl<R: RouteSource> ClientCore<R> {
             if frame.is_ok() {
                 self.reply_surbs.remove(&surb_id);
             }
-            self.handle_reply(now, frame);
+            self.handle_reply(now, frame)
         } else {
-            self.stats.drop_delivery(DeliveryDrop::UnknownSurb);
+            self.stats.drop_delivery(DeliveryDrop::UnknownSurb)
         }
     }
 
-    fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) {
+    fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) -> DeliveryOutcome {
         // The gateway hands over the frame it recovered; a bare exit mixer
         // hands over the Sphinx payload. Their lengths tell them apart.
         let frame = if payload.len() == FRAME_SIZE {
@@ -471,24 +474,34 @@ impl<R: RouteSource> ClientCore<R> {
                     &self.config,
                     &mut self.stats,
                     &mut self.events,
-                );
+                )
             }
-            Ok(Frame::LoopCover) => self.stats.loop_cover_received += 1,
-            Ok(Frame::DropCover) => self.stats.drop_cover_received += 1,
+            Ok(Frame::LoopCover) => {
+                self.stats.loop_cover_received += 1;
+                DeliveryOutcome::Cover
+            }
+            Ok(Frame::DropCover) => {
+                self.stats.drop_cover_received += 1;
+                DeliveryOutcome::Cover
+            }
             Ok(Frame::Ack { .. } | Frame::Reply { .. }) => {
-                self.stats.drop_delivery(DeliveryDrop::UnexpectedKind);
+                self.stats.drop_delivery(DeliveryDrop::UnexpectedKind)
             }
             Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
         }
     }
 
-    fn handle_reply(&mut self, now: Timestamp, frame: Result<Frame, protocol::ProtocolError>) {
+    fn handle_reply(
+        &mut self,
+        now: Timestamp,
+        frame: Result<Frame, protocol::ProtocolError>,
+    ) -> DeliveryOutcome {
         match frame {
             Ok(Frame::Reply {
                 surb_ack, fragment, ..
             }) => {
                 let fragment_id = fragment.id;
-                let held = self.inbox.receive(
+                let outcome = self.inbox.receive(
                     now,
                     fragment,
                     &self.config,
@@ -498,6 +511,7 @@ impl<R: RouteSource> ClientCore<R> {
                 // Our gateway cannot read inside a SURB reply, so the ack is
                 // ours to send, once the fragment is held (duplicates too:
                 // their first ack may have been lost).
+                let held = !matches!(outcome, DeliveryOutcome::Dropped(_));
                 if let (true, Some(surb)) = (held, surb_ack) {
                     self.outbox.push_reply_ack(
                         protocol::surb::Surb(surb),
@@ -506,6 +520,7 @@ impl<R: RouteSource> ClientCore<R> {
                         &mut self.stats,
                     );
                 }
+                outcome
             }
             Ok(_) => self.stats.drop_delivery(DeliveryDrop::UnexpectedKind),
             Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),

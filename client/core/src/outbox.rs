@@ -31,7 +31,7 @@ use rand::CryptoRng;
 
 use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
-use super::events::{ClientEvent, EventQueue};
+use super::events::{ClientEvent, DeliveryOutcome, EventQueue};
 use super::health::NodeHealth;
 use super::routes::RouteSource;
 use super::stats::{ClientStats, DeliveryDrop};
@@ -191,7 +191,9 @@ impl Outbox {
                     stats.reply_acks_sent += 1;
                     return Some(packet);
                 }
-                Err(_) => stats.drop_delivery(DeliveryDrop::ReplyAckDropped),
+                Err(_) => {
+                    stats.drop_delivery(DeliveryDrop::ReplyAckDropped);
+                }
             }
         }
         while let Some(fid) = self.queue.pop_front() {
@@ -326,10 +328,9 @@ impl Outbox {
         health: &mut NodeHealth,
         stats: &mut ClientStats,
         events: &mut EventQueue,
-    ) {
+    ) -> DeliveryOutcome {
         let Some(entry) = self.ack_table.get(surb_id) else {
-            stats.drop_delivery(DeliveryDrop::UnknownSurb);
-            return;
+            return stats.drop_delivery(DeliveryDrop::UnknownSurb);
         };
         let fragment_id = entry.fragment;
         let frame = entry
@@ -349,6 +350,7 @@ impl Outbox {
                     health.record_success(&entry.mixes);
                 }
                 self.acknowledge(fragment, stats, events);
+                DeliveryOutcome::Acked
             }
             Ok(Frame::Ack { .. }) => stats.drop_delivery(DeliveryDrop::AckMismatch),
             Ok(_) => stats.drop_delivery(DeliveryDrop::UnexpectedKind),

@@ -30,7 +30,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use e2ee::{
-    InitialInfo, LocalIdentity, PrekeyBundle, PrekeySecrets, Role, Session, SessionError,
+    HandshakeRole, InitialInfo, LocalIdentity, PrekeyBundle, PrekeySecrets, Session, SessionError,
     UnixSeconds,
 };
 use hmac::{Hmac, KeyInit, Mac};
@@ -464,7 +464,7 @@ impl SessionBook {
         if self
             .sessions
             .get(&id)
-            .is_some_and(|e| e.session.role() == Role::Initiator && e.peer == own)
+            .is_some_and(|e| e.session.role() == HandshakeRole::Initiator && e.peer == own)
         {
             // A note to self: the initiating half is ours too; the
             // responding half lives under another id.

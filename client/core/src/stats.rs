@@ -1,5 +1,7 @@
 //! Counters of a client core.
 
+use crate::events::DeliveryOutcome;
+
 /// Why a delivery handed over by the gateway was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeliveryDrop {
@@ -122,9 +124,11 @@ impl ClientStats {
         self.dropped.iter().sum()
     }
 
-    pub(crate) fn drop_delivery(&mut self, reason: DeliveryDrop) {
+    /// Counts a delivery dropped for `reason`, and says so.
+    pub(crate) fn drop_delivery(&mut self, reason: DeliveryDrop) -> DeliveryOutcome {
         if let Some(n) = self.dropped.get_mut(reason as usize) {
             *n += 1;
         }
+        DeliveryOutcome::Dropped(reason)
     }
 }

@@ -21,7 +21,7 @@ use protocol::ClientAddress;
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::packet::SURB_ID_SIZE;
-use protocol::surb::{SURB_SIZE, SurbId};
+use protocol::surb::SurbId;
 use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,13 +32,13 @@ use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
 };
 use super::clock::Clock;
-use super::journal::{Appended, JournalLimits, PartialJournal, forward_fragment};
+use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
 use client_core::ClientError;
 use client_core::sessions::{AddressCard, SessionBook};
-use client_core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryDrop};
+use client_core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope};
 
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
@@ -71,65 +71,6 @@ fn unix_now() -> e2ee::UnixSeconds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
-}
-
-/// Envelope header of a message (docs/client.md, "Envelope").
-const MESSAGE_HEADER: usize = 4;
-/// Envelope header of a reply.
-const REPLY_HEADER: usize = 20;
-
-/// What the core did with one delivery, told by its counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Taken {
-    /// A new fragment of a message still partial (or not a fragment at all).
-    Held,
-    /// A fragment already held, or of a message already complete.
-    Duplicate,
-    /// The fragment completed its message: a `Received` event is queued.
-    Completed,
-    /// The fragment completed its message, and no event will tell (a bad
-    /// envelope, or the event queue was full).
-    Ended,
-    /// Dropped as malformed or beyond a bound.
-    Refused,
-}
-
-/// The core's counters that tell a delivery's [`Taken`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Counts {
-    received: u64,
-    bad_envelope: u64,
-    events_dropped: u64,
-    dropped: u64,
-    duplicates: u64,
-}
-
-impl Counts {
-    fn of(stats: &ClientStats) -> Self {
-        Counts {
-            received: stats.messages_received,
-            bad_envelope: stats.dropped_for(DeliveryDrop::BadEnvelope),
-            events_dropped: stats.events_dropped,
-            dropped: stats.dropped_total(),
-            duplicates: stats.duplicate_fragments,
-        }
-    }
-
-    /// What the one delivery handled between `self` and `after` did.
-    fn taken(self, after: &ClientStats) -> Taken {
-        let after = Counts::of(after);
-        if after.bad_envelope > self.bad_envelope || after.events_dropped > self.events_dropped {
-            Taken::Ended
-        } else if after.received > self.received {
-            Taken::Completed
-        } else if after.dropped > self.dropped {
-            Taken::Refused
-        } else if after.duplicates > self.duplicates {
-            Taken::Duplicate
-        } else {
-            Taken::Held
-        }
-    }
 }
 
 /// The SURB id of a forward delivery.
@@ -269,13 +210,16 @@ impl<C: GatewayDialer> Driver<C> {
         for (id, deliveries) in recovered.messages {
             let (mut kept, mut ended) = (false, false);
             for payload in &deliveries {
-                let before = Counts::of(self.core.stats());
-                self.core.handle_delivery(now, FORWARD, payload);
+                let outcome = self.core.handle_delivery(now, FORWARD, payload);
                 ShellStats::add(&self.stats.journal_replayed, 1);
-                match before.taken(self.core.stats()) {
-                    Taken::Held | Taken::Duplicate | Taken::Completed => kept = true,
-                    Taken::Ended => ended = true,
-                    Taken::Refused => {}
+                match outcome {
+                    DeliveryOutcome::Held { .. }
+                    | DeliveryOutcome::Duplicate
+                    | DeliveryOutcome::Completed { .. } => kept = true,
+                    DeliveryOutcome::Ended { .. } => ended = true,
+                    DeliveryOutcome::Acked
+                    | DeliveryOutcome::Cover
+                    | DeliveryOutcome::Dropped(_) => {}
                 }
             }
             // A completed message's file goes with its `Received` event.
@@ -287,26 +231,27 @@ impl<C: GatewayDialer> Driver<C> {
         ShellStats::add(&self.stats.journal_discarded, discarded);
     }
 
-    /// Journals a forward delivery of message `id` (of `count` fragments)
-    /// that the core `taken`: a fragment of a message still partial is
-    /// appended (and fsynced); a message that ended without an event loses
-    /// its file. A single-fragment message is never journaled: it completed
-    /// in the same call.
-    fn journal_delivery(&mut self, id: MessageId, count: u16, taken: Taken, payload: &[u8]) {
+    /// Journals a forward delivery by what the core did with it: a fragment
+    /// of a message still partial is appended (and fsynced); a message that
+    /// ended without an event loses its file. A single-fragment message is
+    /// never journaled: it completed in the same call.
+    fn journal_delivery(&mut self, outcome: DeliveryOutcome, payload: &[u8]) {
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
-        match taken {
-            Taken::Held if count > 1 => match journal.append(&id, payload) {
-                Ok(Appended::Written) => {}
-                Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
-                Err(e) => {
-                    tracing::error!("cannot journal a fragment: {e}");
-                    ShellStats::add(&self.stats.journal_write_failures, 1);
+        match outcome {
+            DeliveryOutcome::Held { message, fragments } if fragments > 1 => {
+                match journal.append(&message, payload) {
+                    Ok(Appended::Written) => {}
+                    Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
+                    Err(e) => {
+                        tracing::error!("cannot journal a fragment: {e}");
+                        ShellStats::add(&self.stats.journal_write_failures, 1);
+                    }
                 }
-            },
-            Taken::Ended => journal.remove(&id),
-            Taken::Held | Taken::Duplicate | Taken::Completed | Taken::Refused => {}
+            }
+            DeliveryOutcome::Ended { message } => journal.remove(&message),
+            _ => {}
         }
     }
 
@@ -443,18 +388,13 @@ impl<C: GatewayDialer> Driver<C> {
     async fn take_delivery(&mut self, delivery: GatewayDelivery) {
         ShellStats::add(&self.stats.deliveries, 1);
         ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
-        let fragment = match &self.journal {
-            Some(_) if delivery.surb_id.is_forward() => forward_fragment(&delivery.payload),
-            _ => None,
-        };
-        let before = Counts::of(self.core.stats());
-        self.core
-            .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
-        let taken = before.taken(self.core.stats());
-        if let Some((id, count)) = fragment {
-            self.journal_delivery(id, count, taken, &delivery.payload);
+        let outcome =
+            self.core
+                .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
+        if delivery.surb_id.is_forward() {
+            self.journal_delivery(outcome, &delivery.payload);
         }
-        if taken == Taken::Completed {
+        if matches!(outcome, DeliveryOutcome::Completed { .. }) {
             // The message is saved (session book) and its journal file gone
             // before the fragment that completed it is acknowledged.
             self.pass_events();
@@ -499,7 +439,7 @@ impl<C: GatewayDialer> Driver<C> {
                             .reply(now, &mut handle.handle, &sealed, &mut self.rng)
                             .map(|id| (id, sealed.len()))
                     })
-                    .map(|(id, len)| self.track(id, REPLY_HEADER + len));
+                    .map(|(id, len)| self.track(id, Envelope::reply_len(len)));
                 self.save_book();
                 let _ = respond.send(result);
             }
@@ -537,7 +477,7 @@ impl<C: GatewayDialer> Driver<C> {
         let id = self
             .core
             .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
-        Ok(self.track(id, MESSAGE_HEADER + surbs * SURB_SIZE + sealed.len()))
+        Ok(self.track(id, Envelope::message_len(surbs, sealed.len())))
     }
 
     /// Watches message `id`, whose envelope is `envelope_len` bytes.

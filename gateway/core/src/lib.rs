@@ -6,7 +6,9 @@ pub mod mailbox;
 pub mod stats;
 pub mod throttle;
 
-pub use crate::core::{GatewayAction, GatewayConfig, GatewayCore, SessionId};
+pub use crate::core::{
+    FinalHop, FinalHopReport, GatewayAction, GatewayConfig, GatewayCore, SessionId,
+};
 pub use error::MailboxError;
 pub use mailbox::{
     Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, StoredMessage,

@@ -15,8 +15,8 @@ use common::*;
 use gateway_core::error::MailboxError;
 use gateway_core::mailbox::{ClientKey, MailboxUsage, RemovedMessage};
 use gateway_core::{
-    GatewayConfig, GatewayCore, GatewayDropReason, Mailbox, MailboxConfig, MailboxId, MailboxStore,
-    MemoryStore, StoredMessage,
+    FinalHop, GatewayConfig, GatewayCore, GatewayDropReason, Mailbox, MailboxConfig, MailboxId,
+    MailboxStore, MemoryStore, StoredMessage,
 };
 use mixnode_core::MixerRole;
 use protocol::fragment::{MessageId, fragment_message};
@@ -127,7 +127,9 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
     assert!(d.surb_id.is_forward());
 
     let now = Timestamp::from_millis(2_000);
-    let actions = w.gw_b.handle_delivery(now, d);
+    let report = w.gw_b.handle_delivery(now, d);
+    assert_eq!(report.outcomes, [FinalHop::Stored { acked: true }]);
+    let actions = report.actions;
     // Stored before the ack exists: by the time the ack is handed out, the message is in the mailbox.
     assert_eq!(w.gw_b.mailbox().usage().messages, 1);
     let acks = forwards(&actions);
@@ -147,7 +149,7 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
     assert_eq!(ack_delivery.surb_id, recovery.id());
     let alice = w.alice.clone();
     let (_, _) = connect(&mut w.gw_a, &mut w.rng, at, &alice);
-    let actions = w.gw_a.handle_delivery(at, ack_delivery);
+    let actions = w.gw_a.handle_delivery(at, ack_delivery).actions;
     assert!(forwards(&actions).is_empty(), "a sealed reply is not acked");
     let pushed: Vec<GatewayMessage> = actions
         .iter()
@@ -250,7 +252,7 @@ fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
     let mailbox = Mailbox::open(BrokenStore::default(), MailboxConfig::default()).unwrap();
     let mut broken = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
     broken.register_client(&w.bob.public().to_bytes()).unwrap();
-    let actions = broken.handle_delivery(Timestamp::ZERO, d.clone());
+    let actions = broken.handle_delivery(Timestamp::ZERO, d.clone()).actions;
     assert!(forwards(&actions).is_empty());
     let s = broken.stats().snapshot();
     assert_eq!(s.dropped(GatewayDropReason::StoreFailed), 1);
@@ -267,7 +269,7 @@ fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
     .unwrap();
     let mut full = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
     full.register_client(&w.bob.public().to_bytes()).unwrap();
-    assert!(forwards(&full.handle_delivery(Timestamp::ZERO, d)).is_empty());
+    assert!(forwards(&full.handle_delivery(Timestamp::ZERO, d).actions).is_empty());
     assert_eq!(
         full.stats()
             .snapshot()
@@ -304,25 +306,32 @@ fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
     let stranger = SphinxKeyPair::generate(&mut w.rng).public().to_bytes();
 
     let drop_cover = forward_delivery(&mut w, bob, &Frame::DropCover);
-    assert!(
-        w.gw_b
-            .handle_delivery(Timestamp::ZERO, drop_cover)
-            .is_empty()
+    let report = w.gw_b.handle_delivery(Timestamp::ZERO, drop_cover);
+    assert!(report.actions.is_empty());
+    assert_eq!(
+        report.outcomes,
+        [FinalHop::Dropped(GatewayDropReason::DropCover)]
     );
     let loop_cover = forward_delivery(&mut w, bob, &Frame::LoopCover);
-    assert!(
-        w.gw_b
-            .handle_delivery(Timestamp::ZERO, loop_cover)
-            .is_empty()
-    );
+    let report = w.gw_b.handle_delivery(Timestamp::ZERO, loop_cover);
+    assert!(report.actions.is_empty());
+    assert_eq!(report.outcomes, [FinalHop::Stored { acked: false }]);
     let to_stranger = forward_delivery(&mut w, stranger, &Frame::LoopCover);
-    w.gw_b.handle_delivery(Timestamp::ZERO, to_stranger);
     let garbage = Delivery {
         destination: bob,
         surb_id: SurbId([0; SURB_ID_SIZE]),
         payload: vec![0xAB; 100],
     };
-    w.gw_b.handle_delivery(Timestamp::ZERO, garbage);
+    let report = w
+        .gw_b
+        .handle_deliveries(Timestamp::ZERO, [to_stranger, garbage]);
+    assert_eq!(
+        report.outcomes,
+        [
+            FinalHop::Dropped(GatewayDropReason::UnknownClient),
+            FinalHop::Dropped(GatewayDropReason::BadPayload)
+        ]
+    );
 
     let s = w.gw_b.stats().snapshot();
     assert_eq!(s.dropped(GatewayDropReason::DropCover), 1);
@@ -362,7 +371,7 @@ fn a_batch_of_deliveries_is_committed_once_then_acked() {
     let key = w.bob.clone();
     let (mut c, _) = connect(&mut core, &mut w.rng, Timestamp::ZERO, &key);
 
-    let actions = core.handle_deliveries(Timestamp::ZERO, batch);
+    let actions = core.handle_deliveries(Timestamp::ZERO, batch).actions;
     assert_eq!(commits.get(), 1, "one commit for the whole batch");
     assert_eq!(forwards(&actions).len(), 3, "one ack per stored fragment");
     let pushed = c.receive(&actions);

@@ -121,7 +121,9 @@ fn disconnect_mid_delivery_redelivers_each_unacked_message_exactly_once() {
     ack(&mut core, &first, ids[0]);
     ack(&mut core, &first, ids[3]);
     // One more arrives while Bob is connected: pushed once.
-    let actions = core.handle_delivery(Timestamp::ZERO, reply_for(key, 6));
+    let actions = core
+        .handle_delivery(Timestamp::ZERO, reply_for(key, 6))
+        .actions;
     let mut first = first;
     let late = mailbox_ids(&first.receive(&actions));
     assert_eq!(late.len(), 1);
@@ -328,7 +330,10 @@ fn the_core_is_deterministic_for_a_seed() {
         let key = bob.public().to_bytes();
         core.register_client(&key).unwrap();
         let mut trace = Vec::new();
-        trace.extend(core.handle_delivery(Timestamp::ZERO, reply_for(key, 1)));
+        trace.extend(
+            core.handle_delivery(Timestamp::ZERO, reply_for(key, 1))
+                .actions,
+        );
         let (session, actions) = core.open_session(Timestamp::ZERO, &mut rng);
         trace.extend(actions.clone());
         let [GatewayMessage::Challenge { gateway, ephemeral }] =
@@ -341,7 +346,10 @@ fn the_core_is_deterministic_for_a_seed() {
             proof: protocol::link::auth::prove(bob.secret(), &gateway, &ephemeral),
         };
         trace.extend(core.handle_client_bytes(Timestamp::ZERO, session, &auth.encode()));
-        trace.extend(core.handle_delivery(Timestamp::ZERO, reply_for(key, 2)));
+        trace.extend(
+            core.handle_delivery(Timestamp::ZERO, reply_for(key, 2))
+                .actions,
+        );
         trace.extend(core.handle_timeout(Timestamp::from_millis(20_000)));
         trace
     }

@@ -33,7 +33,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum DirectoryClientError {
     /// The directory could not be reached or the transfer failed.
     #[error("directory unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] reqwest::Error),
     /// The directory answered with an error status.
     #[error("directory answered {status}: {message}")]
     Status {
@@ -88,7 +88,7 @@ impl DirectoryClient {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| DirectoryClientError::Unreachable(e.to_string()))?;
+            .map_err(DirectoryClientError::Unreachable)?;
         let current = cache_path
             .as_deref()
             .and_then(|path| load_cache(path, &pinned))
@@ -174,7 +174,7 @@ impl DirectoryClient {
             .body(descriptor.to_json())
             .send()
             .await
-            .map_err(|e| DirectoryClientError::Unreachable(e.to_string()))?;
+            .map_err(DirectoryClientError::Unreachable)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -197,7 +197,7 @@ impl DirectoryClient {
     }
 
     async fn fetch_signed(&self, path: &str) -> Result<SignedTopology, DirectoryClientError> {
-        let unreachable = |e: reqwest::Error| DirectoryClientError::Unreachable(e.to_string());
+        let unreachable = DirectoryClientError::Unreachable;
         let mut response = self
             .http
             .get(format!("{}{path}", self.base_url))

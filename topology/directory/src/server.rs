@@ -37,7 +37,7 @@ pub enum DirectoryError {
     },
     /// The server failed while running.
     #[error("directory server failed: {0}")]
-    Serve(String),
+    Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A running directory.
@@ -74,7 +74,7 @@ impl DirectoryServer {
             DirectoryState::load(store, key, params, registry)
         })
         .await
-        .map_err(|e| DirectoryError::Serve(e.to_string()))??;
+        .map_err(|e| DirectoryError::Serve(Box::new(e)))??;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|reason| DirectoryError::Bind {
@@ -138,15 +138,15 @@ impl DirectoryServer {
         let _ = self.shutdown.send(());
         self.task
             .await
-            .map_err(|e| DirectoryError::Serve(e.to_string()))?
-            .map_err(|e| DirectoryError::Serve(e.to_string()))
+            .map_err(|e| DirectoryError::Serve(Box::new(e)))?
+            .map_err(|e| DirectoryError::Serve(Box::new(e)))
     }
 
     /// Serves until the server fails (for the binary, which stops by signal).
     pub async fn wait(&mut self) -> Result<(), DirectoryError> {
         (&mut self.task)
             .await
-            .map_err(|e| DirectoryError::Serve(e.to_string()))?
-            .map_err(|e| DirectoryError::Serve(e.to_string()))
+            .map_err(|e| DirectoryError::Serve(Box::new(e)))?
+            .map_err(|e| DirectoryError::Serve(Box::new(e)))
     }
 }

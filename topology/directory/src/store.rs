@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::registry::Registration;
 use topology::descriptor::SignedDescriptor;
 use topology::document::SignedTopology;
-use topology::envelope::Envelope;
+use topology::envelope::SignedEnvelope;
 
 const DESCRIPTORS: TableDefinition<&[u8], &str> = TableDefinition::new("descriptors");
 const TOPOLOGIES: TableDefinition<u64, &str> = TableDefinition::new("topologies");
@@ -63,7 +63,7 @@ store_err!(
 
 #[derive(Serialize, Deserialize)]
 struct StoredRegistration {
-    descriptor: Envelope,
+    descriptor: SignedEnvelope,
     last_seen: u64,
 }
 
@@ -142,7 +142,7 @@ impl DirectoryStore {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (epoch, value) = row?;
-            let envelope: Envelope = serde_json::from_str(value.value())?;
+            let envelope: SignedEnvelope = serde_json::from_str(value.value())?;
             out.push((Epoch(epoch.value()), SignedTopology(envelope)));
         }
         Ok(out)

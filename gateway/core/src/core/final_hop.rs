@@ -19,6 +19,28 @@ use crate::mailbox::{ClientKey, MailboxStore, NewMessage, PutError};
 use crate::stats::GatewayDropReason;
 use protocol::link::MAX_DELIVER_PAYLOAD;
 
+/// What the final hop did with one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalHop {
+    /// Committed to the client's mailbox; `acked` if its SURB-ack was sent.
+    Stored {
+        /// Whether a SURB-ack went back to the sender.
+        acked: bool,
+    },
+    /// Not stored, for this reason (also counted).
+    Dropped(GatewayDropReason),
+}
+
+/// What the final hop did with a batch of deliveries: one outcome per
+/// delivery, in order, and the actions for the shell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalHopReport {
+    /// One per delivery handed over, in the same order.
+    pub outcomes: Vec<FinalHop>,
+    /// SURB-acks to send and deliveries to push to online clients.
+    pub actions: Vec<GatewayAction>,
+}
+
 /// The SURB-ack to send once a data fragment is stored.
 struct PendingAck {
     surb: Vec<u8>,
@@ -28,7 +50,7 @@ struct PendingAck {
 impl<S: MailboxStore> GatewayCore<S> {
     /// The exit mixer unwrapped a final-hop packet for `delivery.destination`.
     /// See [`GatewayCore::handle_deliveries`].
-    pub fn handle_delivery(&mut self, now: Timestamp, delivery: Delivery) -> Vec<GatewayAction> {
+    pub fn handle_delivery(&mut self, now: Timestamp, delivery: Delivery) -> FinalHopReport {
         self.handle_deliveries(now, [delivery])
     }
 
@@ -40,13 +62,21 @@ impl<S: MailboxStore> GatewayCore<S> {
         &mut self,
         now: Timestamp,
         deliveries: impl IntoIterator<Item = Delivery>,
-    ) -> Vec<GatewayAction> {
+    ) -> FinalHopReport {
         let mut to_store = Vec::new();
         let mut acks = Vec::new();
+        // Where each stored message's outcome goes in `outcomes`.
+        let mut slots = Vec::new();
+        let mut outcomes = Vec::new();
         for delivery in deliveries {
-            if let Some((message, ack)) = self.classify(delivery) {
-                to_store.push(message);
-                acks.push(ack);
+            match self.classify(delivery) {
+                Ok((message, ack)) => {
+                    slots.push(outcomes.len());
+                    outcomes.push(FinalHop::Stored { acked: false });
+                    to_store.push(message);
+                    acks.push(ack);
+                }
+                Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
             }
         }
         // A sender's lifetime shorter than the sweep interval brings the next
@@ -64,8 +94,9 @@ impl<S: MailboxStore> GatewayCore<S> {
 
         let mut actions = Vec::new();
         let mut to_push: Vec<ClientKey> = Vec::new();
-        for ((result, ack), client) in results.into_iter().zip(acks).zip(clients) {
-            match result {
+        for (((result, ack), client), slot) in results.into_iter().zip(acks).zip(clients).zip(slots)
+        {
+            let outcome = match result {
                 Ok(_) => {
                     self.stats.stored();
                     if !to_push.contains(&client) {
@@ -81,13 +112,28 @@ impl<S: MailboxStore> GatewayCore<S> {
                             Ok(packet) => {
                                 self.stats.ack_sent();
                                 actions.push(GatewayAction::Forward(packet));
+                                FinalHop::Stored { acked: true }
                             }
-                            Err(_) => self.stats.ack_failed(),
+                            Err(_) => {
+                                self.stats.ack_failed();
+                                FinalHop::Stored { acked: false }
+                            }
                         }
+                    } else {
+                        FinalHop::Stored { acked: false }
                     }
                 }
-                Err(PutError::Full) => self.stats.dropped(GatewayDropReason::MailboxFull),
-                Err(PutError::Store(_)) => self.stats.dropped(GatewayDropReason::StoreFailed),
+                Err(PutError::Full) => {
+                    self.stats.dropped(GatewayDropReason::MailboxFull);
+                    FinalHop::Dropped(GatewayDropReason::MailboxFull)
+                }
+                Err(PutError::Store(_)) => {
+                    self.stats.dropped(GatewayDropReason::StoreFailed);
+                    FinalHop::Dropped(GatewayDropReason::StoreFailed)
+                }
+            };
+            if let Some(slot) = outcomes.get_mut(slot) {
+                *slot = outcome;
             }
         }
         if !to_push.is_empty() {
@@ -98,15 +144,18 @@ impl<S: MailboxStore> GatewayCore<S> {
                 self.pump(session, &mut actions);
             }
         }
-        actions
+        FinalHopReport { outcomes, actions }
     }
 
-    /// What to store for a delivery and the ack to send once it is stored;
-    /// `None` (counted) for what is dropped.
-    fn classify(&self, delivery: Delivery) -> Option<(NewMessage, Option<PendingAck>)> {
+    /// What to store for a delivery and the ack to send once it is stored,
+    /// or why (counted) it is dropped.
+    fn classify(
+        &self,
+        delivery: Delivery,
+    ) -> Result<(NewMessage, Option<PendingAck>), GatewayDropReason> {
         let drop = |reason| {
             self.stats.dropped(reason);
-            None
+            Err(reason)
         };
         let client = delivery.destination;
         if !self.clients.contains(&client) {
@@ -124,7 +173,7 @@ impl<S: MailboxStore> GatewayCore<S> {
             if delivery.payload.len() > MAX_DELIVER_PAYLOAD {
                 return drop(GatewayDropReason::BadPayload);
             }
-            return Some((message(delivery.payload, None), None));
+            return Ok((message(delivery.payload, None), None));
         }
         let Ok(frame) = open_forward_payload(&delivery.payload).and_then(|f| Frame::decode(&f))
         else {
@@ -149,13 +198,13 @@ impl<S: MailboxStore> GatewayCore<S> {
                 }
                 .encode();
                 match stored {
-                    Ok(bytes) => Some((message(bytes, lifetime), ack)),
+                    Ok(bytes) => Ok((message(bytes, lifetime), ack)),
                     Err(_) => drop(GatewayDropReason::BadPayload),
                 }
             }
             // The client counts its own loops: they reach it like data.
             Frame::LoopCover => match Frame::LoopCover.encode() {
-                Ok(bytes) => Some((message(bytes, None), None)),
+                Ok(bytes) => Ok((message(bytes, None), None)),
                 Err(_) => drop(GatewayDropReason::BadPayload),
             },
             Frame::DropCover => drop(GatewayDropReason::DropCover),

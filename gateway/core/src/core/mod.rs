@@ -15,6 +15,8 @@
 
 mod final_hop;
 
+pub use final_hop::{FinalHop, FinalHopReport};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -174,6 +174,7 @@ impl CoreLoop {
         let now = self.node.clock.now();
         self.core
             .handle_deliveries(now, batch.into_iter().map(|h| h.packet))
+            .actions
     }
 
     fn dispatch(
