@@ -40,7 +40,7 @@ fn options() -> ClientOptions {
 fn start_client(net: &mut TestMixnet, gateway: usize, seed: u64, options: ClientOptions) -> Client {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(keys.public().to_bytes(), gateway);
+    net.register(&keys, gateway);
     let (_publish, topology) = watch::channel(net.topology.clone());
     let slot = &mut net.gateways[gateway];
     Client::start(ClientParts {
@@ -268,7 +268,7 @@ async fn a_new_topology_replaces_the_routes() {
     partial.gateways.truncate(1);
     let mut rng = ChaCha20Rng::seed_from_u64(50);
     let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(keys.public().to_bytes(), 0);
+    net.register(&keys, 0);
     let (publish, topology) = watch::channel(std::sync::Arc::new(partial));
     let alice = Client::start(ClientParts {
         keys,
@@ -383,7 +383,7 @@ async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
     use client::shell::ShellStats;
     use client_core::envelope::{Envelope, EnvelopeKind};
     use protocol::fragment::{MessageId, fragment_message};
-    use protocol::frame::Frame;
+    use protocol::frame::{ForwardFrame, SealedContent};
 
     let mut net = TestMixnet::start(8, 2);
     let alice = start_client(&mut net, 0, 80, options());
@@ -396,6 +396,8 @@ async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
     // Well-formed frames and envelope around content that is no session
     // message: random bytes, and an initial-looking header.
     let gateway = net.gateways[1].control.clone();
+    let bob_key = x25519_dalek::PublicKey::from(bob.address().client_key);
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
     let mut initial_like = vec![1u8, 1];
     initial_like.extend_from_slice(&[7; 1300]);
     for (n, content) in [vec![0xAB; 300], initial_like].into_iter().enumerate() {
@@ -405,13 +407,13 @@ async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
             content,
         };
         for fragment in fragment_message(MessageId([n as u8; 16]), &envelope.encode()).unwrap() {
-            let frame = Frame::DataFragment {
-                surb_ack: None,
+            let content = SealedContent::Data {
                 lifetime: None,
                 fragment,
-            }
-            .encode()
-            .unwrap();
+            };
+            let surb_ack = vec![0; protocol::frame::SURB_ACK_SIZE];
+            let frame = ForwardFrame::seal(&content, &bob_key, surb_ack, &mut rng).unwrap();
+            let frame = frame.delivery_payload();
             gateway.deliver(SurbId([0; 16]), frame);
         }
     }

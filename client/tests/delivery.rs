@@ -338,12 +338,14 @@ fn message_with_handle(seed: u64, surbs: usize) -> (TestNetwork, ReplyHandle) {
     (net, handle)
 }
 
-/// Loses the first sealed delivery to A from now on (a reply fragment).
+/// Loses the first reply fragment to A from now on (a delivery through one
+/// of A's reply SURBs; acks of A's cover come through SURBs too).
 fn lose_first_reply_fragment(net: &mut TestNetwork) -> Rc<Cell<usize>> {
     let lost = Rc::new(Cell::new(0));
     let counter = lost.clone();
+    let replies = net.clients[A].reply_surb_ids();
     net.lose_delivery = Box::new(move |client, d| {
-        let lose = client == A && !d.surb_id.is_forward() && counter.get() == 0;
+        let lose = client == A && replies.contains(&d.surb_id) && counter.get() == 0;
         counter.set(counter.get() + usize::from(lose));
         lose
     });

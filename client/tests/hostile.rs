@@ -12,23 +12,30 @@ mod network;
 use client_core::{ClientEvent, DeliveryDrop};
 use proptest::prelude::*;
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::{FRAGMENT_CAPACITY, Frame};
-use protocol::packet::{SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE};
+use protocol::frame::{FRAGMENT_CAPACITY, ForwardFrame, SURB_ACK_SIZE, SealedContent};
+use protocol::packet::SURB_ID_SIZE;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 
 use network::{TestNetwork, test_config};
 
-/// A forward payload that opens to `frame` at a client (a zero-padded
-/// Sphinx payload, as its final hop leaves it).
-fn forward_payload(frame: &Frame) -> Vec<u8> {
-    let frame = frame.encode().unwrap();
-    // sphinx-packet's plaintext payload: 16 zero bytes, the frame, 1, zeros.
-    let mut payload = vec![0u8; 16];
-    payload.extend_from_slice(&frame);
-    payload.push(1);
-    payload.resize(SPHINX_PAYLOAD_SIZE, 0);
-    payload
+/// What a gateway hands client `i` for `content`: the body sealed to the
+/// client's key, padded to the one delivery size.
+fn sealed(net: &TestNetwork, i: usize, content: &SealedContent) -> Vec<u8> {
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let to = net.keys_of(i).public();
+    ForwardFrame::seal(content, &to, vec![0; SURB_ACK_SIZE], &mut rng)
+        .unwrap()
+        .delivery_payload()
+}
+
+fn data(fragment: Fragment) -> SealedContent {
+    SealedContent::Data {
+        lifetime: None,
+        fragment,
+    }
 }
 
 proptest! {
@@ -62,57 +69,58 @@ proptest! {
 
 #[test]
 fn forged_frames_are_dropped_for_their_reason() {
-    let mut net = TestNetwork::new(2, 1, &[0], test_config());
-    let core = &mut net.clients[0];
+    let mut net = TestNetwork::new(2, 2, &[0, 1], test_config());
     let now = Timestamp::from_millis(5);
     let fwd = SurbId([0; SURB_ID_SIZE]);
     let id = FragmentId {
         message: MessageId([1; 16]),
         index: 0,
     };
-    // An ack on a forward packet.
-    core.handle_delivery(now, fwd, &forward_payload(&Frame::Ack { fragment: id }));
-    assert_eq!(core.stats().dropped_for(DeliveryDrop::UnexpectedKind), 1);
+    // A body sealed to another client.
+    let foreign = sealed(&net, 1, &SealedContent::DropCover);
     // A non-final fragment that is not full.
-    let short = Frame::DataFragment {
-        surb_ack: None,
-        lifetime: None,
-        fragment: Fragment {
+    let short = sealed(
+        &net,
+        0,
+        &data(Fragment {
             id,
             count: 3,
             data: vec![1; 10],
-        },
-    };
-    core.handle_delivery(now, fwd, &forward_payload(&short));
-    assert_eq!(core.stats().dropped_for(DeliveryDrop::BadFragment), 1);
+        }),
+    );
     // A one-fragment message that is not an envelope.
-    let not_envelope = Frame::DataFragment {
-        surb_ack: None,
-        lifetime: None,
-        fragment: Fragment {
+    let not_envelope = sealed(
+        &net,
+        0,
+        &data(Fragment {
             id,
             count: 1,
             data: vec![99; 10],
-        },
-    };
-    core.handle_delivery(now, fwd, &forward_payload(&not_envelope));
-    assert_eq!(core.stats().dropped_for(DeliveryDrop::BadEnvelope), 1);
+        }),
+    );
     // A valid one: version 1, kind message, no SURBs, "hi".
-    let good = Frame::DataFragment {
-        surb_ack: None,
-        lifetime: None,
-        fragment: Fragment {
+    let good = sealed(
+        &net,
+        0,
+        &data(Fragment {
             id: FragmentId {
                 message: MessageId([2; 16]),
                 index: 0,
             },
             count: 1,
             data: vec![1, 1, 0, 0, b'h', b'i'],
-        },
-    };
-    core.handle_delivery(now, fwd, &forward_payload(&good));
-    // The same fragment again, as the bare frame a gateway hands over.
-    core.handle_delivery(now, fwd, &good.encode().unwrap());
+        }),
+    );
+    let core = &mut net.clients[0];
+    core.handle_delivery(now, fwd, &foreign);
+    assert_eq!(core.stats().dropped_for(DeliveryDrop::NotAFrame), 1);
+    core.handle_delivery(now, fwd, &short);
+    assert_eq!(core.stats().dropped_for(DeliveryDrop::BadFragment), 1);
+    core.handle_delivery(now, fwd, &not_envelope);
+    assert_eq!(core.stats().dropped_for(DeliveryDrop::BadEnvelope), 1);
+    core.handle_delivery(now, fwd, &good);
+    // The same fragment again (a retransmission that crossed the ack).
+    core.handle_delivery(now, fwd, &good);
     assert_eq!(core.stats().messages_received, 1);
     assert_eq!(core.stats().duplicate_fragments, 1);
     let Some(ClientEvent::Received { bytes, .. }) = core.poll_event() else {
@@ -128,23 +136,23 @@ fn partial_messages_are_bounded() {
     let mut config = test_config();
     config.max_partial_messages = 4;
     let mut net = TestNetwork::new(3, 1, &[0], config);
-    let core = &mut net.clients[0];
     let fwd = SurbId([0; SURB_ID_SIZE]);
     for i in 0..10u8 {
-        let frame = Frame::DataFragment {
-            surb_ack: None,
-            lifetime: None,
-            fragment: Fragment {
+        let payload = sealed(
+            &net,
+            0,
+            &data(Fragment {
                 id: FragmentId {
                     message: MessageId([i; 16]),
                     index: 0,
                 },
                 count: 5,
                 data: vec![i; FRAGMENT_CAPACITY],
-            },
-        };
-        core.handle_delivery(Timestamp::from_millis(1), fwd, &forward_payload(&frame));
+            }),
+        );
+        net.clients[0].handle_delivery(Timestamp::from_millis(1), fwd, &payload);
     }
+    let core = &mut net.clients[0];
     assert_eq!(core.occupancy().partial_messages, 4);
     assert_eq!(core.stats().dropped_for(DeliveryDrop::ReassemblyRefused), 6);
     // They time out and are reported once each.
@@ -167,28 +175,23 @@ proptest! {
     #[test]
     fn well_formed_frames_with_hostile_fragments_stay_bounded(
         fragments in proptest::collection::vec(
-            (0u8..4, 1u16..8, any::<u16>(), 0usize..=FRAGMENT_CAPACITY, any::<bool>()),
+            (0u8..4, 1u16..8, any::<u16>(), 0usize..=FRAGMENT_CAPACITY),
             1..24,
         )
     ) {
         let mut config = test_config();
         config.max_partial_messages = 3;
         let mut net = TestNetwork::new(4, 1, &[0], config);
-        let core = &mut net.clients[0];
         let n = fragments.len() as u64;
-        for (msg, count, index, len, bare) in fragments {
-            let frame = Frame::DataFragment {
-                surb_ack: None,
-                lifetime: None,
-                fragment: Fragment {
-                    id: FragmentId { message: MessageId([msg; 16]), index: index % count },
-                    count,
-                    data: vec![msg; len],
-                },
-            };
-            let payload = if bare { frame.encode().unwrap() } else { forward_payload(&frame) };
-            core.handle_delivery(Timestamp::from_millis(5), SurbId([0; SURB_ID_SIZE]), &payload);
+        for (msg, count, index, len) in fragments {
+            let payload = sealed(&net, 0, &data(Fragment {
+                id: FragmentId { message: MessageId([msg; 16]), index: index % count },
+                count,
+                data: vec![msg; len],
+            }));
+            net.clients[0].handle_delivery(Timestamp::from_millis(5), SurbId([0; SURB_ID_SIZE]), &payload);
         }
+        let core = &mut net.clients[0];
         prop_assert_eq!(core.stats().deliveries, n);
         prop_assert!(core.occupancy().partial_messages <= 3);
         let events = std::iter::from_fn(|| core.poll_event()).count() as u64;

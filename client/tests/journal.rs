@@ -45,7 +45,7 @@ fn options() -> ClientOptions {
 fn start_alice(net: &mut TestMixnet) -> Client {
     let mut rng = ChaCha20Rng::seed_from_u64(10);
     let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(keys.public().to_bytes(), ALICE);
+    net.register(&keys, ALICE);
     let (_publish, topology) = watch::channel(net.topology.clone());
     Client::start(ClientParts {
         keys,
@@ -65,7 +65,7 @@ fn start_alice(net: &mut TestMixnet) -> Client {
 fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(keys.public().to_bytes(), BOB);
+    net.register(&keys, BOB);
     let (sessions, book_file) = DataFolder::new(dir)
         .session_book(&mut rng, StateSealing::KeyFile, None)
         .unwrap();

@@ -82,7 +82,7 @@ fn send_instants(
             .expect("a ticking client always has a timeout");
         loop {
             let loops_before = core.stats().loop_cover_sent;
-            let Some(packet) = core.poll_transmit(now, rng) else {
+            let Some(packet) = core.poll_transmit(now, rng).map(|t| t.packet) else {
                 break;
             };
             assert_eq!(packet.bytes.len(), PACKET_SIZE);

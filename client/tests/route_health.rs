@@ -199,7 +199,10 @@ impl Net {
             self.hop(node, &packet);
         }
         for i in 0..self.clients.len() {
-            while let Some(packet) = self.clients[i].poll_transmit(self.now, &mut self.rng) {
+            while let Some(packet) = self.clients[i]
+                .poll_transmit(self.now, &mut self.rng)
+                .map(|t| t.packet)
+            {
                 // The entry gateway forwards it to layer 1 at once.
                 self.schedule(self.now, packet.first_hop, packet.bytes);
             }
@@ -229,35 +232,27 @@ impl Net {
         }
     }
 
-    /// What an exit gateway does: ack a data fragment through its SURB-ack,
-    /// hand the delivery to its client.
+    /// What an exit gateway does: ack every forward packet through its
+    /// SURB-ack (drop cover too), hand the sealed body to its client.
     fn gateway_delivers(&mut self, d: Delivery) {
+        let mut handed = d.payload;
+        if d.surb_id.is_forward() {
+            let Ok(Frame::Forward(frame)) =
+                open_forward_payload(&handed).and_then(|f| Frame::decode(&f))
+            else {
+                panic!("a forward packet without a forward frame");
+            };
+            let ack = Frame::Ack.encode().unwrap();
+            let packet = use_surb(&Surb(frame.surb_ack.clone()), &ack).unwrap();
+            self.schedule(self.now, packet.first_hop, packet.bytes);
+            handed = frame.delivery_payload();
+        }
         let Some(&client) = self.client_of_key.get(&d.destination) else {
             return; // drop cover
         };
-        if d.surb_id.is_forward()
-            && let Ok(Frame::DataFragment {
-                surb_ack: Some(ack),
-                fragment,
-                ..
-            }) = open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f))
-        {
-            let frame = Frame::Ack {
-                fragment: fragment.id,
-            }
-            .encode()
-            .unwrap();
-            let packet = use_surb(&Surb(ack), &frame).unwrap();
-            self.schedule(self.now, packet.first_hop, packet.bytes);
-        }
         if self.offline.contains(&client) {
             return;
         }
-        let handed = if d.surb_id.is_forward() {
-            open_forward_payload(&d.payload).unwrap_or(d.payload)
-        } else {
-            d.payload
-        };
         self.clients[client].handle_delivery(self.now, d.surb_id, &handed);
         self.drain_events(client);
     }

@@ -20,10 +20,12 @@ use directory::{DirectoryConfig, DirectoryServer};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::link::auth::prove;
-use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
+use protocol::link::{
+    ClientMessage, CloseReason, DELIVERY_PAYLOAD_SIZE, GatewayMessage, LinkDecoder, LinkMessage,
+};
 use protocol::packet::{PACKET_SIZE, SURB_ID_SIZE, build_packet};
 use protocol::surb::build_surb;
 use rand::{RngExt, SeedableRng};
@@ -448,8 +450,15 @@ fn final_hop_packet(
     .bytes
 }
 
-/// A data fragment whose SURB-ack goes back through the three layers to `gateway`.
-fn data_fragment(rng: &mut ChaCha20Rng, topology: &Topology, gateway: NodeId) -> Frame {
+/// A forward frame sealed to `to`, whose SURB-ack goes back through the
+/// three layers to `gateway`.
+fn forward_frame(
+    rng: &mut ChaCha20Rng,
+    topology: &Topology,
+    gateway: NodeId,
+    to: &SphinxKeyPair,
+    content: &SealedContent,
+) -> Frame {
     let route: Vec<_> = topology
         .layers
         .iter()
@@ -464,11 +473,15 @@ fn data_fragment(rng: &mut ChaCha20Rng, topology: &Topology, gateway: NodeId) ->
         sphinx_packet::route::DestinationAddressBytes::from_bytes(sender.public().to_bytes()),
     )
     .unwrap();
+    Frame::Forward(ForwardFrame::seal(content, &to.public(), surb_ack.0, rng).unwrap())
+}
+
+/// A data fragment of "hello bob".
+fn hello_bob() -> SealedContent {
     let fragment = fragment_message(MessageId([7; 16]), b"hello bob")
         .unwrap()
         .remove(0);
-    Frame::DataFragment {
-        surb_ack: Some(surb_ack.0),
+    SealedContent::Data {
         lifetime: None,
         fragment,
     }
@@ -491,7 +504,7 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
     let connection = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
-    let frame = data_fragment(&mut net.rng, &topology, gw.id);
+    let frame = forward_frame(&mut net.rng, &topology, gw.id, &bob, &hello_bob());
     let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &bob, &frame);
     net.mixes[0]
         .endpoint
@@ -506,14 +519,19 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         .expect("delivered while online")
         .unwrap();
     assert_eq!(surb.0, [0; SURB_ID_SIZE]);
-    let Frame::DataFragment {
-        surb_ack, fragment, ..
-    } = Frame::decode(&payload).unwrap()
-    else {
-        panic!("a data fragment");
+    assert_eq!(payload.len(), DELIVERY_PAYLOAD_SIZE);
+    let Frame::Forward(sent) = &frame else {
+        panic!("a forward frame");
     };
-    assert_eq!(surb_ack, None, "stored without its SURB-ack");
-    assert_eq!(fragment.data, b"hello bob");
+    assert_eq!(
+        payload,
+        sent.delivery_payload(),
+        "the sealed body, as it came"
+    );
+    assert_eq!(
+        ForwardFrame::open(bob.secret(), &payload).unwrap(),
+        hello_bob()
+    );
     connection.ack(id).await.unwrap();
     // Once stored, the SURB-ack leaves for the first layer-1 node.
     let first = topology.layers[0][0].id;
@@ -529,7 +547,9 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
     connection.close().await;
 
     // Offline: stored durably, then the gateway is killed.
-    let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &bob, &Frame::LoopCover);
+    let loop_cover = SealedContent::LoopCover { id: [3; 16] };
+    let frame = forward_frame(&mut net.rng, &topology, gw.id, &bob, &loop_cover);
+    let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &bob, &frame);
     net.mixes[0]
         .endpoint
         .send(PeerId(gw.id.0), gw.node, packet.clone())
@@ -578,7 +598,10 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         .expect("delivered on reconnect")
         .unwrap();
     assert!(second > id, "ids grow across restarts");
-    assert_eq!(Frame::decode(&payload).unwrap(), Frame::LoopCover);
+    assert_eq!(
+        ForwardFrame::open(bob.secret(), &payload).unwrap(),
+        loop_cover
+    );
     connection.ack(second).await.unwrap();
     gw.await_metric("gateway_mailbox_messages", 0).await;
     // Exactly once: nothing else comes.
@@ -647,7 +670,8 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
     gw.await_metric("gateway_sessions", 2).await;
     // One message at a time, so that each is its own write to her.
     for stored in 1..=8 {
-        let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &carol, &Frame::LoopCover);
+        let frame = forward_frame(&mut net.rng, &topology, gw.id, &carol, &hello_bob());
+        let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &carol, &frame);
         net.mixes[0]
             .endpoint
             .send(PeerId(gw.id.0), gw.node, packet)
@@ -661,7 +685,8 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
     assert_eq!(gw.metric("gateway_client_sessions_too_slow_total"), 1);
     assert_eq!(gw.metric("gateway_mailbox_messages"), 8);
     // Bob is served as before.
-    let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &bob, &Frame::LoopCover);
+    let frame = forward_frame(&mut net.rng, &topology, gw.id, &bob, &hello_bob());
+    let packet = final_hop_packet(&mut net.rng, &topology, gw.id, &bob, &frame);
     net.mixes[0]
         .endpoint
         .send(PeerId(gw.id.0), gw.node, packet)

@@ -212,7 +212,7 @@ fn gateway_over_redb_delivers_after_a_restart() {
             let d = Delivery {
                 destination: key,
                 surb_id: SurbId([n; SURB_ID_SIZE]),
-                payload: vec![n; 32],
+                payload: vec![n; protocol::link::DELIVERY_PAYLOAD_SIZE],
             };
             core.handle_delivery(secs(1), d);
         }
@@ -260,7 +260,7 @@ fn the_gateway_expires_messages_after_the_retention_and_counts_them() {
             Delivery {
                 destination: key,
                 surb_id: SurbId([n; SURB_ID_SIZE]),
-                payload: vec![n; 8],
+                payload: vec![n; protocol::link::DELIVERY_PAYLOAD_SIZE],
             },
         );
     }

@@ -66,7 +66,7 @@ fn prepare(
             std::thread::spawn(move || {
                 let mut rng = ChaCha20Rng::seed_from_u64(seed * 1000 + t as u64);
                 let sampler = DelaySampler::new(mean_delay);
-                let frame = Frame::DropCover.encode().unwrap();
+                let frame = Frame::Ack.encode().unwrap();
                 let client = DestinationAddressBytes::from_bytes([7; 32]);
                 let mut out = Vec::new();
                 for _ in (t..n).step_by(threads) {

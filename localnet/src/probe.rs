@@ -158,7 +158,7 @@ impl ProbeGateway {
         let fragment = fragment_message(MessageId([tag; 16]), &[tag])
             .unwrap()
             .remove(0);
-        let frame = Frame::DataFragment {
+        let frame = Frame::Reply {
             surb_ack: None,
             lifetime: None,
             fragment,
@@ -187,7 +187,7 @@ impl ProbeGateway {
             match self.exit.handle_packet(Timestamp::ZERO, &received.packet) {
                 Ok(Action::Deliver(d)) => {
                     let frame = Frame::decode(&open_forward_payload(&d.payload).unwrap()).unwrap();
-                    if let Frame::DataFragment { fragment, .. } = frame {
+                    if let Frame::Reply { fragment, .. } = frame {
                         return fragment.data[0];
                     }
                 }

@@ -142,7 +142,7 @@ async fn hostile_input_is_dropped_and_counted_under_its_reason() {
     // An unknown Sphinx version.
     let mut full: Vec<RouteHop> = route.to_vec();
     full.push(gw.hop());
-    let frame = Frame::DropCover.encode().unwrap();
+    let frame = Frame::Ack.encode().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let client = DestinationAddressBytes::from_bytes([7; 32]);
     let v999 = build_packet_with_version(

@@ -14,6 +14,11 @@ use sphinx_packet::route::DestinationAddressBytes;
 use crate::error::ProtocolError;
 use crate::keys::{NodeId, decode_32};
 
+/// The final-hop destination of drop cover: a gateway acknowledges a packet
+/// to it and discards it. All zero is a low-order point, so no client key is
+/// ever equal to it.
+pub const DROP_DESTINATION: [u8; 32] = [0; 32];
+
 /// Where a client can be reached: its Sphinx key and its gateway.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClientAddress {

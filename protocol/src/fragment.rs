@@ -331,7 +331,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|fragment| {
-                Frame::DataFragment {
+                Frame::Reply {
                     surb_ack: None,
                     lifetime: None,
                     fragment,
@@ -350,7 +350,7 @@ mod tests {
         let mut r = Reassembler::new(limits());
         let mut out = Vec::new();
         for (i, bytes) in frames.iter().enumerate() {
-            let Frame::DataFragment { fragment, .. } = Frame::decode(bytes).unwrap() else {
+            let Frame::Reply { fragment, .. } = Frame::decode(bytes).unwrap() else {
                 panic!("kind changed");
             };
             if let Reassembly::Complete { message, .. } =

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod epoch;
 pub mod error;
+pub mod format;
 pub mod fragment;
 pub mod frame;
 pub mod keys;

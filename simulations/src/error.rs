@@ -25,7 +25,17 @@ pub enum SimError {
     },
     /// Building a packet failed (a route longer than Sphinx allows, ...).
     #[error("building a packet: {0}")]
-    Packet(String),
+    Packet(#[from] protocol::ProtocolError),
+    /// The simulated network could not be set up (a gateway refused a
+    /// client's session, the reference loop payload did not come out, ...).
+    #[error("setting up the network: {0}")]
+    Setup(String),
+    /// A gateway's in-memory mailbox failed.
+    #[error("gateway mailbox: {0}")]
+    Mailbox(#[from] gateway_core::MailboxError),
+    /// The report could not be serialised.
+    #[error("report.json: {0}")]
+    Json(#[from] serde_json::Error),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -22,7 +22,7 @@ pub fn rng_stream(seed: u64, stream: u64) -> ChaCha20Rng {
 /// Something that happens at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A client's sending clock is due.
+    /// A client core's timer (a send or loop tick, an ack deadline, ...) is due.
     ClientWake(u32),
     /// A client's application hands it a new message.
     NewMessage(u32),
@@ -42,6 +42,30 @@ pub enum Event {
         /// The packet.
         slot: u32,
     },
+    /// The packet in `slot`, in a `SendPacket` link message, reaches the
+    /// gateway of `client`.
+    AtGateway {
+        /// The client that sent it.
+        client: u32,
+        /// The packet.
+        slot: u32,
+    },
+    /// Link messages of `client` (mailbox acknowledgements) reach its gateway.
+    SessionToGateway {
+        /// The client.
+        client: u32,
+        /// The bytes, in the engine's chunk table.
+        chunk: u32,
+    },
+    /// Link messages of a gateway (mailbox pushes) reach `client`.
+    SessionToClient {
+        /// The client.
+        client: u32,
+        /// The bytes, in the engine's chunk table.
+        chunk: u32,
+    },
+    /// A gateway core's timer is due.
+    GatewayWake(u32),
 }
 
 /// An event in the queue.

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 pub mod anonymity;
-pub mod client;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -9,6 +8,7 @@ pub mod network;
 pub mod output;
 pub mod plot;
 pub mod report;
+pub mod routes;
 pub mod scenario;
 pub mod sim_codec;
 pub mod sweep;

@@ -4,8 +4,11 @@
 //! node's [`NodeId`] encodes its number, so the engine maps a mixer's
 //! `next_hop` back to a node without a lookup table. Every mix node and every
 //! gateway (as exit) is a real [`Mixer`] with a real Sphinx key; only the
-//! codec differs between trace and Sphinx runs.
+//! codec differs between trace and Sphinx runs. A gateway's client sessions
+//! and mailboxes are its [`gateway_core::GatewayCore`], which the engine owns
+//! beside the gateway's mixer.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use mixnode_core::{Mixer, MixerConfig, MixerRole};
@@ -17,13 +20,12 @@ use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, Exp};
 
+use crate::routes::RouteTable;
 use crate::scenario::{LatencySpec, Scenario, parse_node_name};
 use crate::sim_codec::SimCodec;
 
 const MIX_TAG: u8 = b'M';
 const GATEWAY_TAG: u8 = b'G';
-const CLIENT_TAG: u8 = b'C';
-const DROP_TAG: u8 = b'D';
 
 /// A 32-byte name: a tag byte and a number.
 fn tagged(tag: u8, n: u32) -> [u8; 32] {
@@ -31,16 +33,6 @@ fn tagged(tag: u8, n: u32) -> [u8; 32] {
     b[0] = tag;
     b[1..5].copy_from_slice(&n.to_le_bytes());
     b
-}
-
-/// The destination key of client `n`.
-pub fn client_key(n: u32) -> [u8; 32] {
-    tagged(CLIENT_TAG, n)
-}
-
-/// A destination no one reads (drop cover).
-pub fn drop_key(n: u32) -> [u8; 32] {
-    tagged(DROP_TAG, n)
 }
 
 /// Link latency sampler.
@@ -66,6 +58,12 @@ impl LinkModel {
         if self.loss > 0.0 && rng.random::<f64>() < self.loss {
             return None;
         }
+        Some(self.latency(rng))
+    }
+
+    /// One message's latency on a reliable stream (a client's session with
+    /// its gateway), which loses nothing.
+    pub fn latency(&self, rng: &mut ChaCha20Rng) -> Duration {
         let ms = match self.latency {
             LatencySpec::Constant { ms } => ms,
             LatencySpec::Uniform { min_ms, max_ms } if max_ms > min_ms => {
@@ -74,7 +72,7 @@ impl LinkModel {
             LatencySpec::Uniform { min_ms, .. } => min_ms,
             LatencySpec::Exponential { .. } => self.exp.map_or(0.0, |e| e.sample(rng)),
         };
-        Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO))
+        Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO)
     }
 }
 
@@ -84,6 +82,8 @@ pub struct Network<C: SimCodec> {
     pub mixers: Vec<Mixer<C>>,
     /// Each node's route entry (id and Sphinx public key).
     pub hops: Vec<RouteHop>,
+    /// The same entries, shared with the clients' route sources.
+    pub routes: Rc<RouteTable>,
     /// Whether the node colludes with the observer.
     pub corrupt: Vec<bool>,
     /// Mix layers.
@@ -156,6 +156,11 @@ impl<C: SimCodec> Network<C> {
         }
         Network {
             mixers,
+            routes: Rc::new(RouteTable::new(
+                hops.clone(),
+                topo.layers,
+                topo.nodes_per_layer,
+            )),
             hops,
             corrupt,
             layers: topo.layers,
@@ -188,6 +193,18 @@ impl<C: SimCodec> Network<C> {
             _ => return None,
         };
         Some(node)
+    }
+
+    /// The id of gateway `g`.
+    pub fn gateway_id(&self, g: usize) -> NodeId {
+        NodeId(tagged(GATEWAY_TAG, g as u32))
+    }
+
+    /// The ids of the mix nodes of layer 1.
+    pub fn layer1_ids(&self) -> Vec<NodeId> {
+        (0..self.per_layer)
+            .map(|n| NodeId(tagged(MIX_TAG, n as u32)))
+            .collect()
     }
 
     /// Whether `node` is a gateway.
@@ -239,7 +256,8 @@ impl<C: SimCodec> Network<C> {
 fn expected_tags_per_node(s: &Scenario) -> u64 {
     let t = &s.traffic;
     let topo = &s.topology;
-    let client_rate = t.clients as f64 * (t.lambda_p + t.lambda_l + t.lambda_d);
+    // Every real packet may bring a SURB-ack back: at most λ_P more.
+    let client_rate = t.clients as f64 * (2.0 * t.lambda_p + t.lambda_l);
     let covering =
         topo.layers * topo.nodes_per_layer + if t.gateway_cover { topo.gateways } else { 0 };
     let total = client_rate + covering as f64 * t.lambda_m;
@@ -263,7 +281,9 @@ mod tests {
         }
         assert_eq!(net.name(0), "L1.0");
         assert_eq!(net.name(net.gateway_node(1)), "G1");
-        assert_eq!(net.node_of(&NodeId(client_key(0))), None);
+        assert_eq!(net.node_of(&NodeId(tagged(b'C', 0))), None);
+        assert_eq!(net.gateway_id(1), net.hops[net.gateway_node(1)].id);
+        assert_eq!(net.layer1_ids()[2], net.hops[2].id);
         assert_eq!(net.node_of(&NodeId(tagged(MIX_TAG, 9))), None);
         assert_eq!(net.node_of(&NodeId([b'M'; 32])), None);
     }

@@ -48,7 +48,7 @@ pub fn histogram(sorted: &[f64], bins: usize) -> Vec<(f64, f64, u64)> {
 pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
     let report = &out.report;
-    let json = serde_json::to_string_pretty(report).map_err(|e| SimError::Packet(e.to_string()))?;
+    let json = serde_json::to_string_pretty(report)?;
     write(dir, "report.json", &(json + "\n"))?;
     write(dir, "summary.txt", &report.summary())?;
 
@@ -60,13 +60,13 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     write(dir, "latency_histogram.csv", &csv)?;
 
     let mut csv = String::from(
-        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,cover_sent,loops_returned,dropped\n",
+        "node,layer,corrupt,queue_mean,queue_max,sojourn_mean_ms,received,forwarded,delivered,cover_sent,loops_returned,client_packets,stored,pushed,acks_sent,dropped\n",
     );
     for n in &report.nodes {
         let dropped: u64 = n.dropped.values().sum();
         let _ = writeln!(
             csv,
-            "{},{},{},{:.4},{},{:.4},{},{},{},{},{},{}",
+            "{},{},{},{:.4},{},{:.4},{},{},{},{},{},{},{},{},{},{}",
             n.name,
             n.layer,
             n.corrupt,
@@ -78,6 +78,10 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
             n.delivered,
             n.cover_sent,
             n.loops_returned,
+            n.client_packets,
+            n.stored,
+            n.pushed,
+            n.acks_sent,
             dropped
         );
     }
@@ -87,10 +91,14 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     let mut csv = String::from("kind,packets,bytes\n");
     for (kind, t) in [
         ("real", &b.real),
+        ("retransmission", &b.retransmission),
+        ("reply", &b.reply),
+        ("ack", &b.ack),
         ("loop_cover", &b.loop_cover),
         ("drop_cover", &b.drop_cover),
         ("mix_cover", &b.mix_cover),
         ("gateway_cover", &b.gateway_cover),
+        ("mailbox", &b.mailbox),
     ] {
         let _ = writeln!(csv, "{kind},{},{}", t.packets, t.bytes);
     }

@@ -59,18 +59,41 @@ impl Distribution {
 pub struct Delivery {
     /// Real messages created after the warm-up and before the end of traffic.
     pub messages_measured: u64,
-    /// Of those, messages whose every packet reached the recipient's gateway.
+    /// Of those, messages their recipient's client core reassembled and
+    /// handed out (`ClientEvent::Received`) before the run ended.
     pub messages_delivered: u64,
     /// `messages_delivered / messages_measured`.
     pub message_ratio: f64,
-    /// Real packets of measured messages that a client sent.
+    /// Measured messages whose sender saw every fragment acknowledged
+    /// (`ClientEvent::Delivered`).
+    pub messages_acknowledged: u64,
+    /// Measured messages their sender gave up on (`ClientEvent::SendFailed`:
+    /// a fragment unacknowledged after its last retransmission). Such a
+    /// message may still have been delivered, if only its acks were lost.
+    pub messages_failed: u64,
+    /// Fragment copies of measured messages that a client sent (first copies
+    /// and retransmissions).
     pub packets_sent: u64,
-    /// Of those, packets delivered.
+    /// Of those, copies that reached the recipient's gateway.
     pub packets_delivered: u64,
     /// `packets_delivered / packets_sent`.
     pub packet_ratio: f64,
-    /// Real packets refused by a full client queue (their message is lost).
+    /// Fragment copies sent again after their ack deadline (all messages and
+    /// replies, measured or not).
+    pub retransmissions: u64,
+    /// Fragments that reached a recipient again after it held them (a lost
+    /// ack, or a retransmission that crossed its ack), removed by its core.
+    pub duplicates_removed: u64,
+    /// Messages refused by a full client queue (`client_queue` fragments
+    /// queued or waiting for acks).
     pub client_queue_full: u64,
+    /// Replies sent to measured messages, through their SURBs.
+    pub replies_measured: u64,
+    /// Of those, replies the original sender received.
+    pub replies_delivered: u64,
+    /// Replies a recipient wanted to send but could not (too few SURBs, a
+    /// full queue).
+    pub replies_refused: u64,
 }
 
 /// Packets and bytes of one kind of traffic, counted on every link crossing.
@@ -85,19 +108,30 @@ pub struct Traffic {
 /// Bandwidth split by kind.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Bandwidth {
-    /// Real packets.
+    /// First copies of real message fragments.
     pub real: Traffic,
+    /// Later copies of message and reply fragments (their ack deadline passed).
+    pub retransmission: Traffic,
+    /// First copies of reply fragments, through SURBs.
+    pub reply: Traffic,
+    /// SURB-acks: gateways' for stored fragments, clients' for replies.
+    pub ack: Traffic,
     /// Clients' loop cover.
     pub loop_cover: Traffic,
-    /// Clients' drop cover (λ_P ticks with nothing queued, and λ_D).
+    /// Clients' drop cover (λ_P ticks with nothing queued).
     pub drop_cover: Traffic,
     /// Mix nodes' own loop cover (λ_M).
     pub mix_cover: Traffic,
     /// Gateways' own loop cover (λ_M).
     pub gateway_cover: Traffic,
-    /// Cover bytes per real byte.
+    /// Mailbox messages a gateway pushed to its clients over their sessions
+    /// (`packets`: messages; `bytes`: link bytes), not counted below.
+    pub mailbox: Traffic,
+    /// Cover bytes (client loop and drop, mix and gateway loop) per real byte.
     pub cover_per_real: f64,
-    /// Share of all bytes that is cover.
+    /// Ack and retransmission bytes per real byte.
+    pub overhead_per_real: f64,
+    /// Share of all packet bytes that is cover.
     pub cover_fraction: f64,
 }
 
@@ -120,13 +154,21 @@ pub struct NodeReport {
     pub received: u64,
     /// Packets it forwarded.
     pub forwarded: u64,
-    /// Packets it delivered (gateways).
+    /// Packets it delivered (gateways: final hops handed to the gateway core).
     pub delivered: u64,
     /// Its own loop-cover packets sent (λ_M).
     pub cover_sent: u64,
     /// Its own loop cover that came back.
     pub loops_returned: u64,
-    /// Drops by reason label.
+    /// Gateways: client packets forwarded into layer 1.
+    pub client_packets: u64,
+    /// Gateways: messages committed to a mailbox.
+    pub stored: u64,
+    /// Gateways: mailbox messages pushed to clients.
+    pub pushed: u64,
+    /// Gateways: SURB-acks sent back into the mixnet.
+    pub acks_sent: u64,
+    /// Drops by reason label, the mixer's and (gateways) the gateway core's.
     pub dropped: BTreeMap<String, u64>,
 }
 
@@ -150,7 +192,7 @@ pub struct Anonymity {
 pub struct Report {
     /// The scenario that was run.
     pub scenario: Scenario,
-    /// Packet format the mixers unwrapped.
+    /// Packet format the clients, mixers and gateways made and read.
     pub codec: CodecKind,
     /// Virtual seconds simulated (traffic plus drain).
     pub virtual_secs: f64,
@@ -158,19 +200,28 @@ pub struct Report {
     pub events: u64,
     /// Packets handed to a mixer (one per hop).
     pub packet_hops: u64,
-    /// Network latency of real packets: leaving the client to reaching the recipient's gateway, ms.
+    /// Network latency of real fragment copies: leaving the client to
+    /// reaching the recipient's gateway, ms.
     pub packet_latency_ms: Distribution,
-    /// Message latency: created to last packet delivered (includes waiting for λ_P slots), ms.
+    /// Message latency: created to handed out by the recipient's client core
+    /// (includes waiting for λ_P slots, retransmissions and the mailbox
+    /// push), ms.
     pub message_latency_ms: Distribution,
+    /// Reply latency: the reply sent to handed out by the original sender's
+    /// client core, ms.
+    pub reply_latency_ms: Distribution,
     /// Delivery ratio.
     pub delivery: Delivery,
-    /// Cover versus real traffic.
+    /// Cover versus real traffic, acks and retransmissions.
     pub bandwidth: Bandwidth,
     /// Per node.
     pub nodes: Vec<NodeReport>,
     /// Sender anonymity of target packets.
     pub anonymity: Anonymity,
-    /// Drops in all nodes by reason, plus `link_loss`.
+    /// Packets lost, by reason: mixers' drops, gateway cores' drops and
+    /// `link_loss`. Not here: the gateways' `drop_cover` discards, which are
+    /// the clients' drop cover (addressed to the drop address, acknowledged)
+    /// ending where it should; they are in the gateways' `dropped` in `nodes`.
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -179,7 +230,7 @@ pub struct Report {
 pub struct RunOutput {
     /// The summary.
     pub report: Report,
-    /// Network latency of each delivered measured real packet, ms, sorted.
+    /// Network latency of each delivered measured real fragment copy, ms, sorted.
     pub packet_latencies_ms: Vec<f64>,
     /// Entropy of each measured target, bits, in the order targets were sent.
     pub target_entropies_bits: Vec<f64>,
@@ -190,6 +241,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let l = &self.packet_latency_ms;
         let m = &self.message_latency_ms;
+        let r = &self.reply_latency_ms;
         let d = &self.delivery;
         let b = &self.bandwidth;
         let a = &self.anonymity;
@@ -201,17 +253,15 @@ impl Report {
                 (acc.0.max(n.queue_mean), acc.1.max(n.queue_max))
             });
         let s = &self.scenario;
-        format!(
+        let mb = |t: &Traffic| t.bytes as f64 / 1e6;
+        let mut out = format!(
             "mixsim: {codec:?} codec, seed {seed}, {layers} layers x {per} mixes, {gw} gateways, {clients} clients\n\
              virtual time {vt:.1} s, {events} events, {hops} packet-hops\n\
              \n\
              packet latency ms   mean {lm:.1}  p50 {l50:.1}  p90 {l90:.1}  p99 {l99:.1}  (n={ln})\n\
              message latency ms  mean {mm:.1}  p50 {m50:.1}  p90 {m90:.1}  p99 {m99:.1}  (n={mn})\n\
              delivery            messages {dm}/{dt} = {dr:.4}   packets {pd}/{ps} = {pr:.4}\n\
-             bandwidth MB        real {rb:.2}  loop {lb:.2}  drop {db:.2}  mix {xb:.2}  gateway {gb:.2}  cover/real {cpr:.2}\n\
-             mix queues          largest mean {qmean:.2}  largest max {qmax}\n\
-             sender anonymity    {tm}/{tr} targets  H mean {hm:.3} bits (min {hmin:.3}, p50 {h50:.3})  set 2^H = {set:.2} of {clients}\n\
-             drops               {drops:?}\n",
+             acks                messages acknowledged {ma}, failed {mf}; retransmissions {rt}, duplicates removed {dup}\n",
             codec = self.codec,
             seed = s.seed,
             layers = s.topology.layers,
@@ -237,20 +287,48 @@ impl Report {
             pd = d.packets_delivered,
             ps = d.packets_sent,
             pr = d.packet_ratio,
-            rb = b.real.bytes as f64 / 1e6,
-            lb = b.loop_cover.bytes as f64 / 1e6,
-            db = b.drop_cover.bytes as f64 / 1e6,
-            xb = b.mix_cover.bytes as f64 / 1e6,
-            gb = b.gateway_cover.bytes as f64 / 1e6,
+            ma = d.messages_acknowledged,
+            mf = d.messages_failed,
+            rt = d.retransmissions,
+            dup = d.duplicates_removed,
+        );
+        if d.replies_measured > 0 || d.replies_refused > 0 {
+            out += &format!(
+                "replies             {rd}/{rm} delivered, {rr} refused; latency ms mean {rl:.1}  p90 {r90:.1}\n",
+                rd = d.replies_delivered,
+                rm = d.replies_measured,
+                rr = d.replies_refused,
+                rl = r.mean,
+                r90 = r.p90,
+            );
+        }
+        out += &format!(
+            "bandwidth MB        real {rb:.2}  retransmission {tb:.2}  ack {ab:.2}  reply {yb:.2}  loop {lb:.2}  drop {db:.2}  mix {xb:.2}  gateway {gb:.2}\n\
+             per real byte       cover {cpr:.2}  acks and retransmissions {opr:.2}   (mailbox pushes {pb:.2} MB)\n\
+             mix queues          largest mean {qmean:.2}  largest max {qmax}\n\
+             sender anonymity    {tm}/{tr} targets  H mean {hm:.3} bits (min {hmin:.3}, p50 {h50:.3})  set 2^H = {set:.2} of {clients}\n\
+             drops               {drops:?}\n",
+            rb = mb(&b.real),
+            tb = mb(&b.retransmission),
+            ab = mb(&b.ack),
+            yb = mb(&b.reply),
+            lb = mb(&b.loop_cover),
+            db = mb(&b.drop_cover),
+            xb = mb(&b.mix_cover),
+            gb = mb(&b.gateway_cover),
             cpr = b.cover_per_real,
+            opr = b.overhead_per_real,
+            pb = mb(&b.mailbox),
             tm = a.targets_measured,
             tr = a.targets_requested,
             hm = a.entropy_bits.mean,
             hmin = a.entropy_bits.min,
             h50 = a.entropy_bits.p50,
             set = a.effective_anonymity_set,
+            clients = s.traffic.clients,
             drops = self.drops,
-        )
+        );
+        out
     }
 }
 

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use client_core::{ClientConfig, Envelope};
+use protocol::frame::FRAGMENT_CAPACITY;
+
 use crate::error::SimError;
 
-/// Which packet format the mixers unwrap.
+/// Which packet format the clients, mixers and gateways make and read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodecKind {
-    /// A small cleartext packet carrying route, delays and destination: fast,
-    /// for large scenarios (see [`crate::trace_codec`]).
+    /// A cleartext packet carrying route, delays, destination and frame:
+    /// fast, for large scenarios (see [`crate::trace_codec`]).
     Trace,
     /// Real Sphinx packets with real keys: slow (two X25519 per hop), exact.
     Sphinx,
@@ -43,6 +46,8 @@ pub struct Scenario {
     pub topology: TopologySpec,
     /// Clients, their rates and the mixes' own cover.
     pub traffic: TrafficSpec,
+    /// Settings of the client core (acks and retransmission).
+    pub client: ClientSpec,
     /// Latency of every link.
     pub link: LinkSpec,
     /// Who watches, and what is measured about anonymity.
@@ -59,6 +64,7 @@ impl Default for Scenario {
             codec: CodecKind::Trace,
             topology: TopologySpec::default(),
             traffic: TrafficSpec::default(),
+            client: ClientSpec::default(),
             link: LinkSpec::default(),
             adversary: AdversarySpec::default(),
         }
@@ -98,13 +104,16 @@ pub struct TrafficSpec {
     pub clients: usize,
     /// Real messages each client creates per second, Poisson (default 0.5).
     pub message_rate: f64,
-    /// Bytes of each real message; a message takes as many packets as its fragments (default 1000).
+    /// Bytes of each real message; the client core puts it in an envelope
+    /// and cuts it into fragments, one packet each (default 1000: one fragment).
     pub message_size: usize,
     /// λ_P: each client's sending rate; a tick sends a queued real packet or else drop cover (default 2).
     pub lambda_p: f64,
     /// λ_L: each client's loop-cover rate (default 1).
     pub lambda_l: f64,
-    /// λ_D: each client's separate drop-cover rate (default 0).
+    /// λ_D: a separate drop-cover rate; must be 0, as in the network's
+    /// topology document: the client core sends drop cover only on λ_P
+    /// ticks with nothing queued (default 0).
     pub lambda_d: f64,
     /// λ_M: each mix node's (and, with `gateway_cover`, each gateway's) own
     /// loop-cover rate (default 1).
@@ -114,8 +123,17 @@ pub struct TrafficSpec {
     pub gateway_cover: bool,
     /// Mean of the exponential per-hop delay at each mix, in milliseconds (default 50).
     pub mean_delay_ms: f64,
-    /// Real packets a client may queue before it refuses new messages (default 10 000).
+    /// Fragments a client may hold queued or waiting for their ack before
+    /// it refuses new messages (default 10 000).
     pub client_queue: usize,
+    /// Reply SURBs each message carries, so that its recipient can answer
+    /// without learning the sender's address (default 0).
+    pub reply_surbs: usize,
+    /// Share of received messages the recipient answers through their SURBs
+    /// (default 0; needs `reply_surbs` ≥ the reply's fragments).
+    pub reply_probability: f64,
+    /// Bytes of each reply (default 200: one fragment, one SURB).
+    pub reply_size: usize,
 }
 
 impl Default for TrafficSpec {
@@ -131,6 +149,30 @@ impl Default for TrafficSpec {
             gateway_cover: true,
             mean_delay_ms: 50.0,
             client_queue: 10_000,
+            reply_surbs: 0,
+            reply_probability: 0.0,
+            reply_size: 200,
+        }
+    }
+}
+
+/// Settings of every client's core; the defaults are the client library's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSpec {
+    /// Times a fragment is sent again before its message fails (default 5).
+    pub max_retransmissions: u32,
+    /// Added to a copy's sampled round trip (both routes' delays) before it
+    /// counts as lost and is sent again, milliseconds (default 2000).
+    pub ack_margin_ms: f64,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        let core = ClientConfig::default();
+        ClientSpec {
+            max_retransmissions: core.max_retransmissions,
+            ack_margin_ms: core.ack_margin.as_secs_f64() * 1000.0,
         }
     }
 }
@@ -175,7 +217,11 @@ impl LatencySpec {
 pub struct LinkSpec {
     /// One-way latency (default constant 10 ms).
     pub latency: LatencySpec,
-    /// Probability that a link loses a packet (default 0).
+    /// Probability that a packet is lost on one hop: client → gateway,
+    /// gateway → layer 1, every mix hop, the last layer → gateway, SURB-acks
+    /// and cover alike (default 0). The client's session with its gateway
+    /// (mailbox pushes and their acknowledgements) is a reliable stream and
+    /// loses nothing.
     pub loss: f64,
 }
 
@@ -253,7 +299,31 @@ impl Scenario {
         finite_nonneg("traffic.message_rate", t.message_rate)?;
         finite_nonneg("traffic.lambda_p", t.lambda_p)?;
         finite_nonneg("traffic.lambda_l", t.lambda_l)?;
-        finite_nonneg("traffic.lambda_d", t.lambda_d)?;
+        if t.lambda_d != 0.0 {
+            return Err(SimError::invalid(
+                "traffic.lambda_d",
+                "must be 0: the client core sends drop cover only on λ_P ticks with nothing queued",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.reply_probability) {
+            return Err(SimError::invalid(
+                "traffic.reply_probability",
+                "must be in [0, 1]",
+            ));
+        }
+        if t.reply_probability > 0.0 && t.reply_surbs == 0 {
+            return Err(SimError::invalid(
+                "traffic.reply_surbs",
+                "must be ≥ 1 when reply_probability > 0",
+            ));
+        }
+        if t.reply_surbs > ClientConfig::default().max_reply_surbs_per_message {
+            return Err(SimError::invalid(
+                "traffic.reply_surbs",
+                "more than a client accepts on one message",
+            ));
+        }
+        finite_nonneg("client.ack_margin_ms", self.client.ack_margin_ms)?;
         finite_nonneg("traffic.lambda_m", t.lambda_m)?;
         finite_nonneg("traffic.mean_delay_ms", t.mean_delay_ms)?;
         if self.warmup_secs > self.duration_secs {
@@ -283,6 +353,17 @@ impl Scenario {
         }
         if t.message_size == 0 {
             return Err(SimError::invalid("traffic.message_size", "must be ≥ 1"));
+        }
+        let core = self.client_config();
+        let envelope = Envelope::message_len(t.reply_surbs, t.message_size);
+        if envelope.div_ceil(FRAGMENT_CAPACITY) > core.max_message_fragments {
+            return Err(SimError::invalid(
+                "traffic.message_size",
+                format!(
+                    "more than a client sends in one message ({} fragments of {FRAGMENT_CAPACITY} bytes)",
+                    core.max_message_fragments
+                ),
+            ));
         }
         if t.mean_delay_ms > 10_000.0 {
             return Err(SimError::invalid(
@@ -330,6 +411,22 @@ impl Scenario {
     /// Mean per-hop mix delay.
     pub fn mean_delay(&self) -> Duration {
         Duration::from_secs_f64(self.traffic.mean_delay_ms / 1000.0)
+    }
+
+    /// The settings of every client's core: the client library's defaults,
+    /// with the scenario's rates, delay, queue bound and retransmission.
+    pub fn client_config(&self) -> ClientConfig {
+        let t = &self.traffic;
+        ClientConfig {
+            send_rate: t.lambda_p,
+            loop_cover_rate: t.lambda_l,
+            mean_hop_delay: self.mean_delay(),
+            max_unacked_fragments: t.client_queue,
+            max_retransmissions: self.client.max_retransmissions,
+            ack_margin: Duration::try_from_secs_f64(self.client.ack_margin_ms / 1000.0)
+                .unwrap_or(Duration::ZERO),
+            ..ClientConfig::default()
+        }
     }
 }
 

@@ -1,23 +1,22 @@
-//! What the simulator needs from a packet format beyond unwrapping.
+//! What the simulator needs from a packet format.
 //!
-//! [`HopCodec`] is the mixer's side (take one layer off). The simulator also
-//! builds packets for clients and runs each node's own loop cover (mix nodes'
-//! and gateways', through the node's own [`Mixer`]). For
-//! Sphinx it uses the real pieces: [`build_packet`] and the mixer's own
-//! cover clock ([`Mixer::poll_cover`]). The trace codec cannot use
-//! `poll_cover` (that builds Sphinx), so it keeps an equivalent
-//! [`PoissonTicker`] per node, at the mixer's own configured rate, and builds
-//! trace packets over the same route.
-
-use std::time::Duration;
+//! A format has two sides: [`HopCodec`], the mixer's (take one layer off),
+//! and [`PacketFormat`], the ends' (the client core builds packets and SURBs,
+//! the gateway core reads final hops and answers SURB-acks). Both run inside
+//! the real state machines. Beyond them, the simulator runs each node's own
+//! loop cover (mix nodes' and gateways', through the node's own [`Mixer`]):
+//! for Sphinx with the mixer's own cover clock ([`Mixer::poll_cover`]); the
+//! trace codec cannot use `poll_cover` (that builds Sphinx), so it keeps an
+//! equivalent [`PoissonTicker`] per node, at the mixer's own configured rate,
+//! and builds trace packets over the same route.
 
 use mixnode_core::{HopCodec, Mixer, SphinxCodec};
-use protocol::packet::{DelaySampler, RouteHop, SURB_ID_SIZE, build_packet};
+use protocol::format::{PacketFormat, SphinxFormat};
+use protocol::packet::{DelaySampler, RouteHop};
 use protocol::poisson::PoissonTicker;
 use protocol::time::Timestamp;
 use rand_chacha::ChaCha20Rng;
 
-use crate::error::SimError;
 use crate::scenario::CodecKind;
 use crate::trace_codec::TraceCodec;
 
@@ -28,24 +27,17 @@ pub struct CoverClock {
     delays: Option<DelaySampler>,
 }
 
-/// A [`HopCodec`] the simulator can also build packets and loop cover with.
+/// A packet format the simulator can run end to end: the mixers' side, the
+/// cores' side, and the nodes' own loop cover.
 pub trait SimCodec: HopCodec + Clone + Sized + 'static {
     /// Which codec this is, for the report.
     const KIND: CodecKind;
 
-    /// Builds a packet for `route` carrying `frame` (a [`protocol::frame::Frame`]
-    /// encoding; the trace codec only looks at `loop_cover`).
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        &self,
-        route: &[RouteHop],
-        delays: &[Duration],
-        destination: [u8; 32],
-        packet_id: u64,
-        frame: &[u8],
-        loop_cover: bool,
-        rng: &mut ChaCha20Rng,
-    ) -> Result<Vec<u8>, SimError>;
+    /// The client and gateway cores' side of the format.
+    type Format: PacketFormat + Clone;
+
+    /// The format the cores build and read packets in.
+    fn format(&self) -> Self::Format;
 
     /// Starts the node's loop cover at `now`.
     fn start_cover(
@@ -73,20 +65,10 @@ pub trait SimCodec: HopCodec + Clone + Sized + 'static {
 impl SimCodec for SphinxCodec {
     const KIND: CodecKind = CodecKind::Sphinx;
 
-    fn build(
-        &self,
-        route: &[RouteHop],
-        delays: &[Duration],
-        destination: [u8; 32],
-        _packet_id: u64,
-        frame: &[u8],
-        _loop_cover: bool,
-        rng: &mut ChaCha20Rng,
-    ) -> Result<Vec<u8>, SimError> {
-        let dest = protocol::keys::NodeId(destination).to_destination();
-        build_packet(rng, route, delays, dest, [0; SURB_ID_SIZE], frame)
-            .map(|p| p.bytes)
-            .map_err(|e| SimError::Packet(e.to_string()))
+    type Format = SphinxFormat;
+
+    fn format(&self) -> SphinxFormat {
+        SphinxFormat
     }
 
     fn start_cover(
@@ -117,18 +99,10 @@ impl SimCodec for SphinxCodec {
 impl SimCodec for TraceCodec {
     const KIND: CodecKind = CodecKind::Trace;
 
-    fn build(
-        &self,
-        route: &[RouteHop],
-        delays: &[Duration],
-        destination: [u8; 32],
-        packet_id: u64,
-        _frame: &[u8],
-        loop_cover: bool,
-        _rng: &mut ChaCha20Rng,
-    ) -> Result<Vec<u8>, SimError> {
-        let ids: Vec<_> = route.iter().map(|h| h.id).collect();
-        TraceCodec::encode(&ids, delays, destination, packet_id, loop_cover)
+    type Format = TraceCodec;
+
+    fn format(&self) -> TraceCodec {
+        self.clone()
     }
 
     fn start_cover(
@@ -158,6 +132,6 @@ impl SimCodec for TraceCodec {
         let mut ids: Vec<_> = route.iter().map(|h| h.id).collect();
         ids.push(mixer.id());
         let delays = clock.delays?.route_delays(ids.len(), rng);
-        TraceCodec::encode(&ids, &delays, mixer.id().0, packet_id, true).ok()
+        TraceCodec::loop_cover(&ids, &delays, packet_id).ok()
     }
 }

@@ -44,19 +44,20 @@ pub struct SweepSpec {
 }
 
 /// The metrics of one sweep point, in table order.
-pub const METRICS: [&str; 9] = [
+pub const METRICS: [&str; 10] = [
     "packet_latency_mean_ms",
     "packet_latency_p99_ms",
     "message_latency_mean_ms",
     "delivery_ratio",
     "cover_per_real",
+    "overhead_per_real",
     "entropy_mean_bits",
     "anonymity_set",
     "largest_mix_queue_mean",
     "packet_hops",
 ];
 
-fn metrics_of(r: &Report) -> [f64; 9] {
+fn metrics_of(r: &Report) -> [f64; 10] {
     let queue = r
         .nodes
         .iter()
@@ -69,6 +70,7 @@ fn metrics_of(r: &Report) -> [f64; 9] {
         r.message_latency_ms.mean,
         r.delivery.message_ratio,
         r.bandwidth.cover_per_real,
+        r.bandwidth.overhead_per_real,
         r.anonymity.entropy_bits.mean,
         r.anonymity.effective_anonymity_set,
         queue,
@@ -82,7 +84,7 @@ pub struct SweepRow {
     /// Parameter values, in grid-key order.
     pub params: Vec<(String, f64)>,
     /// Values of [`METRICS`].
-    pub metrics: [f64; 9],
+    pub metrics: [f64; 10],
 }
 
 /// A loaded sweep: base scenario and grid.

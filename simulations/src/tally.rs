@@ -5,20 +5,35 @@
 
 use std::collections::BTreeMap;
 
+use gateway_core::{GatewayDropReason, GatewayStatsSnapshot};
 use mixnode_core::DropReason;
 use protocol::packet::PACKET_SIZE;
 use protocol::time::Timestamp;
 
 use crate::report::{Anonymity, Bandwidth, Delivery, Distribution, NodeReport, Traffic};
 
-/// The kind of a packet, as the simulator (not the observer) knows it.
+/// The kind of a packet, as the simulator (not the observer) knows it:
+/// what the client core said it sent
+/// ([`TransmissionKind`](client_core::TransmissionKind)), or who else made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A fragment of real message `msg`.
-    Real {
+    /// A copy of a fragment of real message `msg`.
+    Fragment {
         /// Index into the engine's message table.
         msg: u32,
+        /// Whether it is the fragment's first copy (else a retransmission).
+        first: bool,
     },
+    /// A copy of a fragment of reply `msg`, through a SURB.
+    Reply {
+        /// Index into the engine's message table.
+        msg: u32,
+        /// Whether it is the fragment's first copy (else a retransmission).
+        first: bool,
+    },
+    /// A SURB-ack: a gateway's for a stored fragment, or a client's for a
+    /// reply fragment.
+    Ack,
     /// A client's loop cover.
     Loop,
     /// A client's drop cover.
@@ -27,6 +42,36 @@ pub enum Kind {
     MixLoop,
     /// A gateway's own loop cover.
     GatewayLoop,
+}
+
+/// Where a kind's link crossings are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    Real,
+    Retransmission,
+    Reply,
+    Ack,
+    Loop,
+    Drop,
+    MixLoop,
+    GatewayLoop,
+}
+
+impl Kind {
+    fn column(self) -> Column {
+        match self {
+            Kind::Fragment { first: true, .. } => Column::Real,
+            Kind::Fragment { first: false, .. } | Kind::Reply { first: false, .. } => {
+                Column::Retransmission
+            }
+            Kind::Reply { first: true, .. } => Column::Reply,
+            Kind::Ack => Column::Ack,
+            Kind::Loop => Column::Loop,
+            Kind::Drop => Column::Drop,
+            Kind::MixLoop => Column::MixLoop,
+            Kind::GatewayLoop => Column::GatewayLoop,
+        }
+    }
 }
 
 /// Packets held by one node over time.
@@ -68,14 +113,18 @@ impl QueueGauge {
 pub struct Tally {
     /// Per node.
     pub queues: Vec<QueueGauge>,
-    /// Link crossings by kind: real, loop, drop, mix loop, gateway loop.
-    pub crossings: [u64; 5],
+    /// Link crossings by [`Column`].
+    crossings: [u64; 8],
+    /// Mailbox messages pushed to clients, and the bytes of their link messages.
+    pub mailbox: Traffic,
     /// Per node: its own loop-cover packets sent.
     pub cover_sent: Vec<u64>,
     /// Packet network latencies of measured real packets, ms.
     pub packet_latencies_ms: Vec<f64>,
     /// Message latencies of measured messages, ms.
     pub message_latencies_ms: Vec<f64>,
+    /// Latencies of measured replies, ms.
+    pub reply_latencies_ms: Vec<f64>,
     /// Measured messages and real packets.
     pub delivery: Delivery,
     /// Entropy per target ordinal (None: not delivered).
@@ -101,14 +150,7 @@ impl Tally {
 
     /// A packet of `kind` crosses `links` links.
     pub fn cross(&mut self, kind: Kind, links: u64) {
-        let i = match kind {
-            Kind::Real { .. } => 0,
-            Kind::Loop => 1,
-            Kind::Drop => 2,
-            Kind::MixLoop => 3,
-            Kind::GatewayLoop => 4,
-        };
-        if let Some(c) = self.crossings.get_mut(i) {
+        if let Some(c) = self.crossings.get_mut(kind.column() as usize) {
             *c += links;
         }
     }
@@ -125,34 +167,49 @@ impl Tally {
 
     /// Bandwidth figures from the crossings.
     pub fn bandwidth(&self) -> Bandwidth {
-        let t = |i: usize| {
-            let packets = self.crossings.get(i).copied().unwrap_or(0);
+        let t = |c: Column| {
+            let packets = self.crossings.get(c as usize).copied().unwrap_or(0);
             Traffic {
                 packets,
                 bytes: packets * PACKET_SIZE as u64,
             }
         };
-        let (real, loop_cover, drop_cover, mix_cover, gateway_cover) =
-            (t(0), t(1), t(2), t(3), t(4));
+        let real = t(Column::Real);
+        let retransmission = t(Column::Retransmission);
+        let reply = t(Column::Reply);
+        let ack = t(Column::Ack);
+        let loop_cover = t(Column::Loop);
+        let drop_cover = t(Column::Drop);
+        let mix_cover = t(Column::MixLoop);
+        let gateway_cover = t(Column::GatewayLoop);
         let cover = loop_cover.bytes + drop_cover.bytes + mix_cover.bytes + gateway_cover.bytes;
-        let all = cover + real.bytes;
+        let overhead = ack.bytes + retransmission.bytes;
+        let all = cover + overhead + real.bytes + reply.bytes;
         Bandwidth {
             cover_per_real: ratio(cover, real.bytes),
+            overhead_per_real: ratio(overhead, real.bytes),
             cover_fraction: ratio(cover, all),
             real,
+            retransmission,
+            reply,
+            ack,
             loop_cover,
             drop_cover,
             mix_cover,
             gateway_cover,
+            mailbox: self.mailbox.clone(),
         }
     }
 
-    /// Per-node figures at `end`; `describe` gives name, layer and corruption.
+    /// Per-node figures at `end`; `describe` gives name, layer and
+    /// corruption, `stats` the mixer's counters and `gateway` the gateway
+    /// core's (for gateways).
     pub fn node_reports(
         &mut self,
         end: Timestamp,
         describe: impl Fn(usize) -> (String, usize, bool),
         stats: impl Fn(usize) -> mixnode_core::stats::MixerStatsSnapshot,
+        gateway: impl Fn(usize) -> Option<GatewayStatsSnapshot>,
     ) -> Vec<NodeReport> {
         let span = end.as_nanos().max(1) as f64;
         self.queues
@@ -162,11 +219,17 @@ impl Tally {
                 q.advance(end);
                 let (name, layer, corrupt) = describe(n);
                 let s = stats(n);
-                let dropped = DropReason::ALL
+                let mut dropped: BTreeMap<String, u64> = DropReason::ALL
                     .iter()
                     .filter(|r| s.dropped(**r) > 0)
                     .map(|r| (r.as_str().to_string(), s.dropped(*r)))
                     .collect();
+                let g = gateway(n).unwrap_or_default();
+                for r in GatewayDropReason::ALL {
+                    if g.dropped(r) > 0 {
+                        *dropped.entry(r.as_str().to_string()).or_default() += g.dropped(r);
+                    }
+                }
                 NodeReport {
                     name,
                     layer,
@@ -183,6 +246,10 @@ impl Tally {
                     delivered: s.delivered,
                     cover_sent: self.cover_sent.get(n).copied().unwrap_or(0),
                     loops_returned: s.loops_returned,
+                    client_packets: g.forwarded,
+                    stored: g.stored,
+                    pushed: g.delivered,
+                    acks_sent: g.acks_sent,
                     dropped,
                 }
             })

@@ -40,7 +40,7 @@ fn same_seed_writes_byte_identical_files_and_another_seed_does_not() {
     std::fs::write(
         &scenario,
         "seed = 11\nduration_secs = 20.0\nwarmup_secs = 2.0\ndrain_secs = 3.0\n\
-         [traffic]\nclients = 15\nlambda_d = 0.5\n\
+         [traffic]\nclients = 15\nreply_surbs = 1\nreply_probability = 0.5\n\
          [link]\nloss = 0.01\n[link.latency]\nkind = \"exponential\"\nmean_ms = 8.0\n\
          [adversary]\ncorrupt_mixes = 2\ntarget_messages = 50\n",
     )
@@ -94,6 +94,6 @@ fn sweep_is_deterministic_and_writes_one_plot_per_metric() {
     let csv = String::from_utf8(fa["sweep.csv"].clone()).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("traffic.lambda_p,traffic.mean_delay_ms,packet_latency_mean_ms"));
-    assert_eq!(fa.keys().filter(|k| k.ends_with(".svg")).count(), 9);
+    assert_eq!(fa.keys().filter(|k| k.ends_with(".svg")).count(), 10);
     std::fs::remove_dir_all(&tmp).unwrap();
 }

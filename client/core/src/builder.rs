@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
-use protocol::surb::{Surb, SurbRecovery, build_surb};
+use protocol::address::DROP_DESTINATION;
+use protocol::format::PacketFormat;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop};
+use protocol::surb::Surb;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+use x25519_dalek::PublicKey;
 
 use super::health::{NodeHealth, RouteChoice, mixes_of};
 use super::routes::RouteSource;
@@ -15,8 +19,10 @@ use super::stats::ClientStats;
 use crate::error::ClientError;
 
 /// Builds packets for one client over the routes its [`RouteSource`] gives,
-/// steering around the mix nodes its [`NodeHealth`] suspects.
-pub(crate) struct PacketBuilder<'a, R> {
+/// steering around the mix nodes its [`NodeHealth`] suspects, in the
+/// [`PacketFormat`] `F`.
+pub(crate) struct PacketBuilder<'a, R, F> {
+    pub(crate) format: &'a F,
     pub(crate) routes: &'a R,
     pub(crate) health: &'a NodeHealth,
     /// The instant the packets are built at.
@@ -29,16 +35,16 @@ pub(crate) struct PacketBuilder<'a, R> {
 }
 
 /// A SURB to this client, ready to hand out.
-pub(crate) struct HomeSurb {
+pub(crate) struct HomeSurb<Rec> {
     pub(crate) surb: Surb,
-    pub(crate) recovery: SurbRecovery,
+    pub(crate) recovery: Rec,
     /// The sum of its hops' delays.
     pub(crate) delay: Duration,
     /// The mix nodes it crosses.
     pub(crate) mixes: Vec<NodeId>,
 }
 
-impl<R: RouteSource> PacketBuilder<'_, R> {
+impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
     /// A fresh route to `gateway`, avoiding suspect mix nodes when one of the
     /// routes drawn does; counts what the choice did in `stats`.
     fn route(
@@ -66,30 +72,18 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         &self,
         rng: &mut impl CryptoRng,
         stats: &mut ClientStats,
-    ) -> Result<HomeSurb, ClientError> {
+    ) -> Result<HomeSurb<F::Recovery>, ClientError> {
         let route = self.route(rng, self.own.gateway, stats)?;
         let delays = self.delays.route_delays(route.len(), rng);
-        let (surb, recovery) = build_surb(rng, &route, &delays, self.own.destination())?;
+        let (surb, recovery) =
+            self.format
+                .build_surb(rng, &route, &delays, self.own.destination())?;
         Ok(HomeSurb {
             surb,
             recovery,
             delay: delays.iter().sum(),
             mixes: mixes_of(&route).iter().map(|hop| hop.id).collect(),
         })
-    }
-
-    /// A forward packet carrying `frame` over a fresh route to `to`, with the
-    /// sum of its delays.
-    pub(crate) fn forward(
-        &self,
-        rng: &mut impl CryptoRng,
-        to: &ClientAddress,
-        frame: &[u8],
-        stats: &mut ClientStats,
-    ) -> Result<(OutgoingPacket, Duration), ClientError> {
-        let route = self.forward_route(rng, to, stats)?;
-        let delay = route.delay();
-        Ok((route.build(rng, frame)?, delay))
     }
 
     /// A fresh route to `to` with its sampled delays, for a frame that
@@ -109,16 +103,50 @@ impl<R: RouteSource> PacketBuilder<'_, R> {
         })
     }
 
-    /// A random gateway for drop cover, and a random client key there.
+    /// Drop cover's destination: the drop address at a random gateway.
     pub(crate) fn drop_cover_target(&self, rng: &mut impl CryptoRng) -> Option<ClientAddress> {
         let gateway: NodeId = self.routes.random_gateway(rng)?;
-        let mut client_key = [0u8; 32];
-        rng.fill_bytes(&mut client_key);
         Some(ClientAddress {
-            client_key,
+            client_key: DROP_DESTINATION,
             gateway,
         })
     }
+
+    /// A cover packet to `to` (loop or drop cover): `content` sealed to
+    /// `seal_to`, with a fresh SURB-ack home like every forward packet.
+    pub(crate) fn cover(
+        &self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        seal_to: &PublicKey,
+        content: &SealedContent,
+        margin: Duration,
+        stats: &mut ClientStats,
+    ) -> Result<CoverPacket<F::Recovery>, ClientError> {
+        let home = self.surb_home(rng, stats)?;
+        let route = self.forward_route(rng, to, stats)?;
+        let frame =
+            Frame::Forward(ForwardFrame::seal(content, seal_to, home.surb.0, rng)?).encode()?;
+        let packet = route.build(self.format, rng, &frame)?;
+        let arrival = self.now.saturating_add(route.delay());
+        Ok(CoverPacket {
+            packet,
+            recovery: home.recovery,
+            arrival,
+            ack_due: arrival.saturating_add(home.delay.saturating_add(margin)),
+        })
+    }
+}
+
+/// A cover packet and what its sender waits for.
+pub(crate) struct CoverPacket<Rec> {
+    pub(crate) packet: OutgoingPacket,
+    /// What reads its SURB-ack.
+    pub(crate) recovery: Rec,
+    /// When it reaches its gateway (by its sampled delays).
+    pub(crate) arrival: Timestamp,
+    /// When its SURB-ack should be back, margin included.
+    pub(crate) ack_due: Timestamp,
 }
 
 /// A route to a client address with the delays drawn for it: a forward
@@ -141,19 +169,13 @@ impl ForwardRoute {
         mixes_of(&self.route).iter().map(|hop| hop.id)
     }
 
-    /// The packet carrying `frame` over this route.
+    /// The packet carrying `frame` over this route, in `format`.
     pub(crate) fn build(
         &self,
+        format: &impl PacketFormat,
         rng: &mut impl CryptoRng,
         frame: &[u8],
     ) -> Result<OutgoingPacket, ClientError> {
-        Ok(build_packet(
-            rng,
-            &self.route,
-            &self.delays,
-            self.to.destination(),
-            [0; SURB_ID_SIZE],
-            frame,
-        )?)
+        Ok(format.build_packet(rng, &self.route, &self.delays, self.to.destination(), frame)?)
     }
 }

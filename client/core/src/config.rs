@@ -57,6 +57,11 @@ pub struct ClientConfig {
     pub node_failure_memory: Duration,
     /// Most mix nodes with failures on record.
     pub max_tracked_nodes: usize,
+    /// Loops missing one after the other before the client says its gateway
+    /// may be dropping its mail ([`ClientEvent::LoopsMissing`](crate::ClientEvent::LoopsMissing)); zero: never.
+    pub loop_alarm: u32,
+    /// Added to a loop's sampled trip before it counts as missing.
+    pub loop_margin: Duration,
 }
 
 impl Default for ClientConfig {
@@ -82,6 +87,8 @@ impl Default for ClientConfig {
             suspect_threshold: 2,
             node_failure_memory: Duration::from_secs(60),
             max_tracked_nodes: 1024,
+            loop_alarm: 5,
+            loop_margin: Duration::from_secs(30),
         }
     }
 }

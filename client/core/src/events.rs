@@ -94,6 +94,12 @@ pub enum ClientEvent {
         /// The sender's id of the message.
         id: MessageId,
     },
+    /// Loops sent to this client's own mailbox stopped coming back: its
+    /// gateway (which cannot tell them from mail) may be dropping its mail.
+    LoopsMissing {
+        /// Loops missing one after the other.
+        in_a_row: u32,
+    },
 }
 
 /// The bounded queue of events waiting for the application.

@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use protocol::format::ReplyRecovery;
 use protocol::fragment::{Fragment, MessageId, Reassembler, Reassembly};
 use protocol::frame::FRAGMENT_CAPACITY;
-use protocol::surb::{SurbId, SurbRecovery};
+use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 
 use super::config::ClientConfig;
@@ -156,14 +157,23 @@ fn fits_fragmentation(fragment: &Fragment, config: &ClientConfig) -> bool {
 
 /// Recoveries of the reply SURBs this client attached to its messages,
 /// bounded in number and in age; the oldest go first.
-#[derive(Debug, Default)]
-pub(crate) struct ReplySurbStore {
-    recoveries: HashMap<SurbId, SurbRecovery>,
+#[derive(Debug)]
+pub(crate) struct ReplySurbStore<Rec> {
+    recoveries: HashMap<SurbId, Rec>,
     /// Ids in the order they were stored, with their expiry.
     order: VecDeque<(Timestamp, SurbId)>,
 }
 
-impl ReplySurbStore {
+impl<Rec> Default for ReplySurbStore<Rec> {
+    fn default() -> Self {
+        ReplySurbStore {
+            recoveries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<Rec: ReplyRecovery> ReplySurbStore<Rec> {
     /// Recoveries held.
     pub(crate) fn len(&self) -> usize {
         self.recoveries.len()
@@ -172,7 +182,7 @@ impl ReplySurbStore {
     /// Keeps a recovery until `expires`, evicting the oldest beyond `max`.
     pub(crate) fn insert(
         &mut self,
-        recovery: SurbRecovery,
+        recovery: Rec,
         expires: Timestamp,
         max: usize,
         stats: &mut ClientStats,
@@ -196,7 +206,11 @@ impl ReplySurbStore {
     }
 
     /// The recovery of `id`.
-    pub(crate) fn get(&self, id: &SurbId) -> Option<&SurbRecovery> {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = SurbId> + '_ {
+        self.recoveries.keys().copied()
+    }
+
+    pub(crate) fn get(&self, id: &SurbId) -> Option<&Rec> {
         self.recoveries.get(id)
     }
 

@@ -2,6 +2,7 @@
 
 mod builder;
 pub mod config;
+mod cover;
 pub mod envelope;
 pub mod error;
 pub mod events;
@@ -11,18 +12,21 @@ mod outbox;
 pub mod routes;
 pub mod sessions;
 pub mod stats;
+pub mod transmission;
 
 use std::time::Duration;
 
+use protocol::format::{PacketFormat, ReplyRecovery, SphinxFormat};
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::{FRAGMENT_CAPACITY, Frame};
-use protocol::packet::{DelaySampler, FRAME_SIZE, OutgoingPacket};
+use protocol::frame::{FRAGMENT_CAPACITY, ForwardFrame, Frame, SealedContent};
+use protocol::packet::{DelaySampler, OutgoingPacket};
 use protocol::poisson::PoissonTicker;
-use protocol::surb::{SurbId, open_forward_payload};
+use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use x25519_dalek::PublicKey;
 
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
@@ -31,8 +35,10 @@ pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
+pub use transmission::{Transmission, TransmissionKind};
 
 use builder::PacketBuilder;
+use cover::CoverBook;
 use events::EventQueue;
 use inbox::{Inbox, ReplySurbStore};
 use outbox::{Outbox, Target};
@@ -82,8 +88,10 @@ impl Ticker {
     }
 }
 
-/// The client state machine.
-pub struct ClientCore<R> {
+/// The client state machine, over routes from `R`, building packets in the
+/// format `F` (Sphinx, unless a simulator asks for a stand-in).
+pub struct ClientCore<R, F: PacketFormat = SphinxFormat> {
+    format: F,
     config: ClientConfig,
     keys: SphinxKeyPair,
     address: ClientAddress,
@@ -91,9 +99,10 @@ pub struct ClientCore<R> {
     delays: DelaySampler,
     send_ticks: Ticker,
     loop_ticks: Ticker,
-    outbox: Outbox,
+    outbox: Outbox<F::Recovery>,
+    cover: CoverBook<F::Recovery>,
     inbox: Inbox,
-    reply_surbs: ReplySurbStore,
+    reply_surbs: ReplySurbStore<F::Recovery>,
     events: EventQueue,
     health: NodeHealth,
     stats: ClientStats,
@@ -110,15 +119,32 @@ impl<R: RouteSource> ClientCore<R> {
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Self {
+        ClientCore::with_format(SphinxFormat, config, keys, gateway, routes, now, rng)
+    }
+}
+
+impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
+    /// [`ClientCore::new`] building its packets in `format`.
+    pub fn with_format(
+        format: F,
+        config: ClientConfig,
+        keys: SphinxKeyPair,
+        gateway: NodeId,
+        routes: R,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Self {
         let address = ClientAddress {
             client_key: keys.public().to_bytes(),
             gateway,
         };
         ClientCore {
+            format,
             send_ticks: Ticker::new(config.send_rate, now, rng),
             loop_ticks: Ticker::new(config.loop_cover_rate, now, rng),
             delays: DelaySampler::new(config.mean_hop_delay),
             outbox: Outbox::default(),
+            cover: CoverBook::new(config.loop_alarm),
             inbox: Inbox::new(&config),
             reply_surbs: ReplySurbStore::default(),
             events: EventQueue::new(config.max_events),
@@ -173,14 +199,16 @@ impl<R: RouteSource> ClientCore<R> {
             outgoing_messages: self.outbox.messages_len(),
             ack_table: self.outbox.ack_table_len(),
             reply_surbs: self.reply_surbs.len(),
+            cover: self.cover.len(),
             partial_messages: self.inbox.partial_messages(),
             reassembly_bytes: self.inbox.buffered_bytes(),
         }
     }
 
     /// A packet builder for instant `now`, and the counters it updates.
-    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R>, &mut ClientStats) {
+    fn builder(&mut self, now: Timestamp) -> (PacketBuilder<'_, R, F>, &mut ClientStats) {
         let builder = PacketBuilder {
+            format: &self.format,
             routes: &self.routes,
             health: &self.health,
             now,
@@ -331,6 +359,7 @@ impl<R: RouteSource> ClientCore<R> {
             self.outbox.next_deadline(),
             self.inbox.next_deadline(),
             self.reply_surbs.next_expiry(),
+            self.cover.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -351,20 +380,23 @@ impl<R: RouteSource> ClientCore<R> {
         self.inbox
             .handle_timeouts(now, &mut self.stats, &mut self.events);
         self.reply_surbs.expire(now, &mut self.stats);
+        self.cover
+            .handle_timeout(now, &mut self.stats, &mut self.events);
         self.health.prune(now);
     }
 
-    /// The next packet due by `now`, if any; call until it returns `None`.
-    /// Handles due timers first.
+    /// The next packet due by `now`, if any, and what it is; call until it
+    /// returns `None`. Handles due timers first.
     pub fn poll_transmit(
         &mut self,
         now: Timestamp,
         rng: &mut impl CryptoRng,
-    ) -> Option<OutgoingPacket> {
+    ) -> Option<Transmission> {
         self.handle_timeout(now);
         let lag = self.config.max_tick_lag;
         while self.send_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
             let builder = PacketBuilder {
+                format: &self.format,
                 routes: &self.routes,
                 health: &self.health,
                 now,
@@ -385,14 +417,20 @@ impl<R: RouteSource> ClientCore<R> {
             }
             if let Some(packet) = self.drop_cover(now, rng) {
                 self.stats.drop_cover_sent += 1;
-                return Some(packet);
+                return Some(Transmission {
+                    packet,
+                    kind: TransmissionKind::DropCover,
+                });
             }
             self.stats.ticks_without_packet += 1;
         }
         while self.loop_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
             if let Some(packet) = self.loop_cover(now, rng) {
                 self.stats.loop_cover_sent += 1;
-                return Some(packet);
+                return Some(Transmission {
+                    packet,
+                    kind: TransmissionKind::LoopCover,
+                });
             }
             self.stats.ticks_without_packet += 1;
         }
@@ -401,24 +439,50 @@ impl<R: RouteSource> ClientCore<R> {
 
     // Cover traffic takes its routes like real traffic (avoiding suspect
     // nodes too), so that its routes look like real ones.
+    // Every forward packet carries a SURB-ack and a body of one size, so
+    // that neither gateway can tell cover from mail: drop cover is sealed to
+    // a throwaway key and acked by its gateway, loop cover sealed to this
+    // client and stored in its mailbox like mail.
     fn drop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
+        let margin = self.config.ack_margin;
+        let throwaway: PublicKey = SphinxKeyPair::generate(rng).public();
         let (builder, stats) = self.builder(now);
         let target = builder.drop_cover_target(rng)?;
-        let frame = Frame::DropCover.encode().ok()?;
-        builder
-            .forward(rng, &target, &frame, stats)
-            .ok()
-            .map(|(p, _)| p)
+        let cover = builder
+            .cover(
+                rng,
+                &target,
+                &throwaway,
+                &SealedContent::DropCover,
+                margin,
+                stats,
+            )
+            .ok()?;
+        self.cover.expect_ack(cover.recovery, cover.ack_due);
+        Some(cover.packet)
     }
 
     fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
-        let frame = Frame::LoopCover.encode().ok()?;
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
         let own = self.address;
+        let own_key = self.keys.public();
+        let (ack_margin, loop_margin) = (self.config.ack_margin, self.config.loop_margin);
         let (builder, stats) = self.builder(now);
-        builder
-            .forward(rng, &own, &frame, stats)
-            .ok()
-            .map(|(p, _)| p)
+        let cover = builder
+            .cover(
+                rng,
+                &own,
+                &own_key,
+                &SealedContent::LoopCover { id },
+                ack_margin,
+                stats,
+            )
+            .ok()?;
+        self.cover.expect_ack(cover.recovery, cover.ack_due);
+        self.cover
+            .expect_loop(id, cover.arrival.saturating_add(loop_margin));
+        Some(cover.packet)
     }
 
     /// Takes what the gateway delivered for this client: the SURB id the
@@ -444,6 +508,8 @@ impl<R: RouteSource> ClientCore<R> {
                 &mut self.stats,
                 &mut self.events,
             )
+        } else if self.cover.has_ack(&surb_id) {
+            self.cover.handle_ack(&surb_id, payload, &mut self.stats)
         } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
             // A payload that does not open under the SURB's keys is not the
             // SURB's use: the SURB stays valid for the real reply.
@@ -458,15 +524,10 @@ impl<R: RouteSource> ClientCore<R> {
     }
 
     fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) -> DeliveryOutcome {
-        // The gateway hands over the frame it recovered; a bare exit mixer
-        // hands over the Sphinx payload. Their lengths tell them apart.
-        let frame = if payload.len() == FRAME_SIZE {
-            Frame::decode(payload)
-        } else {
-            open_forward_payload(payload).and_then(|bytes| Frame::decode(&bytes))
-        };
-        match frame {
-            Ok(Frame::DataFragment { fragment, .. }) => {
+        // The gateway hands over the sealed body of the forward frame (padded
+        // to the one delivery size); only this client's key opens it.
+        match ForwardFrame::open(self.keys.secret(), payload) {
+            Ok(SealedContent::Data { fragment, .. }) => {
                 // The gateway acked it already (it holds the SURB-ack).
                 self.inbox.receive(
                     now,
@@ -476,16 +537,13 @@ impl<R: RouteSource> ClientCore<R> {
                     &mut self.events,
                 )
             }
-            Ok(Frame::LoopCover) => {
-                self.stats.loop_cover_received += 1;
+            Ok(SealedContent::LoopCover { id }) => {
+                self.cover.loop_returned(id, &mut self.stats);
                 DeliveryOutcome::Cover
             }
-            Ok(Frame::DropCover) => {
+            Ok(SealedContent::DropCover) => {
                 self.stats.drop_cover_received += 1;
                 DeliveryOutcome::Cover
-            }
-            Ok(Frame::Ack { .. } | Frame::Reply { .. }) => {
-                self.stats.drop_delivery(DeliveryDrop::UnexpectedKind)
             }
             Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
         }
@@ -527,6 +585,12 @@ impl<R: RouteSource> ClientCore<R> {
         }
     }
 
+    /// The SURB ids of the reply SURBs this client handed out and still
+    /// keeps: a delivery under one of them is a reply.
+    pub fn reply_surb_ids(&self) -> Vec<SurbId> {
+        self.reply_surbs.ids().collect()
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop()
@@ -544,6 +608,8 @@ pub struct Occupancy {
     pub ack_table: usize,
     /// Reply SURB recoveries kept.
     pub reply_surbs: usize,
+    /// Cover SURB-acks and loops waited on.
+    pub cover: usize,
     /// Partial incoming messages.
     pub partial_messages: usize,
     /// Bytes in partial incoming messages.

@@ -21,13 +21,14 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use protocol::format::{PacketFormat, ReplyRecovery};
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::Frame;
-use protocol::packet::OutgoingPacket;
-use protocol::surb::{Surb, SurbId, SurbRecovery, use_surb};
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+use x25519_dalek::PublicKey;
 
 use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
@@ -35,6 +36,7 @@ use super::events::{ClientEvent, DeliveryOutcome, EventQueue};
 use super::health::NodeHealth;
 use super::routes::RouteSource;
 use super::stats::{ClientStats, DeliveryDrop};
+use super::transmission::{Transmission, TransmissionKind};
 use crate::error::ClientError;
 
 /// Where a message goes.
@@ -68,9 +70,9 @@ struct OutgoingMessage {
 }
 
 #[derive(Debug)]
-struct AckEntry {
+struct AckEntry<Rec> {
     fragment: FragmentId,
-    recovery: SurbRecovery,
+    recovery: Rec,
     /// The mix nodes of the copy's forward route (when this client chose it)
     /// and of its SURB-ack route, each once.
     mixes: Box<[NodeId]>,
@@ -79,20 +81,34 @@ struct AckEntry {
     blame: bool,
 }
 
-/// Outgoing messages and everything that tracks their acks.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
+/// Outgoing messages and everything that tracks their acks; `Rec` is what
+/// the packet format keeps to read a SURB-ack.
+#[derive(Debug)]
+pub(crate) struct Outbox<Rec> {
     messages: HashMap<MessageId, OutgoingMessage>,
     queue: VecDeque<FragmentId>,
     reply_acks: VecDeque<(Surb, FragmentId)>,
-    ack_table: HashMap<SurbId, AckEntry>,
+    ack_table: HashMap<SurbId, AckEntry<Rec>>,
     deadlines: BTreeSet<(Timestamp, FragmentId)>,
     unacked: usize,
 }
 
+impl<Rec> Default for Outbox<Rec> {
+    fn default() -> Self {
+        Outbox {
+            messages: HashMap::new(),
+            queue: VecDeque::new(),
+            reply_acks: VecDeque::new(),
+            ack_table: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            unacked: 0,
+        }
+    }
+}
+
 /// What came of trying to send the fragment at the head of the queue.
 enum Attempt {
-    Sent(OutgoingPacket),
+    Sent(Transmission),
     /// The entry was stale (fragment acked, message gone): try the next.
     Skip,
     /// No SURB-ack could be built (no route home): the fragment stays at the
@@ -100,7 +116,7 @@ enum Attempt {
     Blocked,
 }
 
-impl Outbox {
+impl<Rec: ReplyRecovery> Outbox<Rec> {
     /// Fragments queued or waiting for an ack.
     pub(crate) fn unacked(&self) -> usize {
         self.unacked
@@ -175,21 +191,26 @@ impl Outbox {
     }
 
     /// The next real packet for a send tick, if anything is queued.
-    pub(crate) fn next_packet<R: RouteSource>(
+    pub(crate) fn next_packet<R: RouteSource, F: PacketFormat<Recovery = Rec>>(
         &mut self,
         now: Timestamp,
-        builder: &PacketBuilder<'_, R>,
+        builder: &PacketBuilder<'_, R, F>,
         config: &ClientConfig,
         rng: &mut impl CryptoRng,
         stats: &mut ClientStats,
         events: &mut EventQueue,
-    ) -> Option<OutgoingPacket> {
+    ) -> Option<Transmission> {
         while let Some((surb, fragment)) = self.reply_acks.pop_front() {
-            let ack = Frame::Ack { fragment };
-            match ack.encode().and_then(|frame| use_surb(&surb, &frame)) {
+            match Frame::Ack
+                .encode()
+                .and_then(|frame| builder.format.use_surb(&surb, &frame))
+            {
                 Ok(packet) => {
                     stats.reply_acks_sent += 1;
-                    return Some(packet);
+                    return Some(Transmission {
+                        packet,
+                        kind: TransmissionKind::ReplyAck { id: fragment },
+                    });
                 }
                 Err(_) => {
                     stats.drop_delivery(DeliveryDrop::ReplyAckDropped);
@@ -198,7 +219,7 @@ impl Outbox {
         }
         while let Some(fid) = self.queue.pop_front() {
             match self.attempt(now, fid, builder, config, rng, stats, events) {
-                Attempt::Sent(packet) => return Some(packet),
+                Attempt::Sent(transmission) => return Some(transmission),
                 Attempt::Skip => continue,
                 Attempt::Blocked => {
                     self.queue.push_front(fid);
@@ -210,11 +231,11 @@ impl Outbox {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attempt<R: RouteSource>(
+    fn attempt<R: RouteSource, F: PacketFormat<Recovery = Rec>>(
         &mut self,
         now: Timestamp,
         fid: FragmentId,
-        builder: &PacketBuilder<'_, R>,
+        builder: &PacketBuilder<'_, R, F>,
         config: &ClientConfig,
         rng: &mut impl CryptoRng,
         stats: &mut ClientStats,
@@ -256,15 +277,15 @@ impl Outbox {
                             return Attempt::Skip;
                         }
                     };
-                    Frame::DataFragment {
-                        surb_ack: Some(surb_ack.0),
+                    let content = SealedContent::Data {
                         lifetime,
                         fragment: state.fragment.clone(),
-                    }
-                    .encode()
-                    .map_err(ClientError::from)
-                    .and_then(|frame| route.build(rng, &frame))
-                    .map(|packet| (packet, route.delay().saturating_add(back)))
+                    };
+                    ForwardFrame::seal(&content, &PublicKey::from(to.client_key), surb_ack.0, rng)
+                        .and_then(|frame| Frame::Forward(frame).encode())
+                        .map_err(ClientError::from)
+                        .and_then(|frame| route.build(builder.format, rng, &frame))
+                        .map(|packet| (packet, route.delay().saturating_add(back)))
                 }
             },
             Target::Surbs(surbs) => {
@@ -279,7 +300,7 @@ impl Outbox {
                     fragment: state.fragment.clone(),
                 }
                 .encode()
-                .and_then(|frame| use_surb(&surb, &frame))
+                .and_then(|frame| builder.format.use_surb(&surb, &frame))
                 .map_err(ClientError::from)
                 .map(|packet| (packet, config.reply_ack_timeout.saturating_add(back)))
             }
@@ -288,6 +309,17 @@ impl Outbox {
             stats.retransmissions += 1;
         }
         state.sends += 1;
+        let kind = if blame {
+            TransmissionKind::Fragment {
+                id: fid,
+                copy: state.sends,
+            }
+        } else {
+            TransmissionKind::ReplyFragment {
+                id: fid,
+                copy: state.sends,
+            }
+        };
         let Ok((packet, round_trip)) = built else {
             // No route to the recipient's gateway, or a SURB that does not
             // parse: this copy is lost before it leaves. It counts as a
@@ -316,7 +348,7 @@ impl Outbox {
                 blame,
             },
         );
-        Attempt::Sent(packet)
+        Attempt::Sent(Transmission { packet, kind })
     }
 
     /// Reads a packet that came back through one of our SURB-acks; a real
@@ -345,14 +377,15 @@ impl Outbox {
             None
         };
         match frame {
-            Ok(Frame::Ack { fragment }) if fragment == fragment_id => {
+            // The SURB was made for this one fragment: what came back
+            // through it acknowledges that fragment.
+            Ok(Frame::Ack) => {
                 if let Some(entry) = entry {
                     health.record_success(&entry.mixes);
                 }
-                self.acknowledge(fragment, stats, events);
+                self.acknowledge(fragment_id, stats, events);
                 DeliveryOutcome::Acked
             }
-            Ok(Frame::Ack { .. }) => stats.drop_delivery(DeliveryDrop::AckMismatch),
             Ok(_) => stats.drop_delivery(DeliveryDrop::UnexpectedKind),
             Err(_) => stats.drop_delivery(DeliveryDrop::NotAFrame),
         }

@@ -78,7 +78,15 @@ pub struct ClientStats {
     pub deliveries: u64,
     /// Loop cover packets that came back.
     pub loop_cover_received: u64,
-    /// Drop cover packets that reached this client (someone picked our key).
+    /// Loops that did not come back by their deadline.
+    pub loops_missing: u64,
+    /// Loops that came back after they were counted missing.
+    pub loops_late: u64,
+    /// SURB-acks of cover packets that came back.
+    pub cover_acks_received: u64,
+    /// SURB-acks of cover packets that did not come back by their deadline.
+    pub cover_acks_missing: u64,
+    /// Drop cover packets that reached this client (someone sealed drop cover to our key).
     pub drop_cover_received: u64,
     /// Acks that acknowledged a fragment for the first time.
     pub acks_received: u64,

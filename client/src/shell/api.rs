@@ -188,6 +188,9 @@ pub struct ShellStats {
     pub journal_full: AtomicU64,
     /// Appends to the reassembly journal that failed.
     pub journal_write_failures: AtomicU64,
+    /// Times loops to this client's own mailbox stopped coming back: its
+    /// gateway may be dropping its mail (see `ClientEvent::LoopsMissing`).
+    pub gateway_alarms: AtomicU64,
 }
 
 impl ShellStats {

@@ -38,7 +38,9 @@ use super::routes::TopologyRoutes;
 use super::store::BookFile;
 use client_core::ClientError;
 use client_core::sessions::{AddressCard, SessionBook};
-use client_core::{ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope};
+use client_core::{
+    ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
+};
 
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
@@ -374,7 +376,7 @@ impl<C: GatewayDialer> Driver<C> {
             self.core.handle_timeout(now);
             return;
         };
-        while let Some(packet) = self.core.poll_transmit(now, &mut self.rng) {
+        while let Some(Transmission { packet, .. }) = self.core.poll_transmit(now, &mut self.rng) {
             let len = packet.bytes.len() as u64;
             if let Err(e) = link.send_packet(packet.first_hop, packet.bytes).await {
                 self.lose_link(e.to_string());
@@ -559,6 +561,13 @@ impl<C: GatewayDialer> Driver<C> {
                     }
                 }
                 ClientEvent::ReceiveTimedOut { id } => self.forget_partial(&id),
+                ClientEvent::LoopsMissing { in_a_row } => {
+                    tracing::warn!(
+                        "{in_a_row} loops sent to this client's own mailbox did not come back: \
+                         its gateway may be dropping its mail"
+                    );
+                    ShellStats::add(&self.stats.gateway_alarms, 1);
+                }
             }
         }
     }

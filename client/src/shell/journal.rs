@@ -10,8 +10,11 @@
 //! is half-received when the client stops exist only here. The driver
 //! appends (and fsyncs) a fragment before acknowledging it, replays every
 //! file into the core at the next start, and removes a file when the core
-//! reports its message complete or abandoned. The deliveries hold only
-//! end-to-end ciphertext (docs/client.md, "Data folder").
+//! reports its message complete or abandoned. The deliveries are sealed
+//! bodies as the gateway handed them, which only the client's key opens: the
+//! journal checks their length only, and the core sorts them at replay (a
+//! file the core takes nothing from is removed). See docs/client.md, "Data
+//! folder".
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,9 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use protocol::fragment::MessageId;
-use protocol::frame::Frame;
-use protocol::packet::{FRAME_SIZE, SPHINX_PAYLOAD_SIZE};
-use protocol::surb::open_forward_payload;
+use protocol::link::DELIVERY_PAYLOAD_SIZE;
 
 use crate::error::DataFolderError;
 use client_core::ClientConfig;
@@ -32,26 +33,11 @@ pub const PARTIAL_DIR: &str = "partial";
 
 /// Bytes of a record's length prefix.
 const LENGTH_SIZE: usize = 4;
-/// The longest delivery journaled: a Sphinx payload.
-const MAX_RECORD: usize = SPHINX_PAYLOAD_SIZE;
+/// Every record is one delivery as the gateway handed it: a sealed body of
+/// the one delivery size, which only the client's key opens.
+const RECORD_SIZE: usize = DELIVERY_PAYLOAD_SIZE;
 /// Hex digits of a file name.
 const NAME_LENGTH: usize = 32;
-
-/// What a forward delivery carries, if it is a data fragment: its message and
-/// how many fragments the message has. Decoded with the core's functions;
-/// anything else is `None` (the core counts it).
-pub(crate) fn forward_fragment(payload: &[u8]) -> Option<(MessageId, u16)> {
-    let frame = if payload.len() == FRAME_SIZE {
-        Frame::decode(payload).ok()?
-    } else {
-        let bytes = open_forward_payload(payload).ok()?;
-        Frame::decode(&bytes).ok()?
-    };
-    match frame {
-        Frame::DataFragment { fragment, .. } => Some((fragment.id.message, fragment.count)),
-        _ => None,
-    }
-}
 
 /// Bounds of the journal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +58,7 @@ impl JournalLimits {
             .div_ceil(protocol::frame::FRAGMENT_CAPACITY) as u64;
         JournalLimits {
             max_messages: config.max_partial_messages,
-            max_bytes: fragments.saturating_mul((LENGTH_SIZE + MAX_RECORD) as u64),
+            max_bytes: fragments.saturating_mul((LENGTH_SIZE + RECORD_SIZE) as u64),
         }
     }
 }
@@ -135,8 +121,8 @@ fn parse_name(name: &str) -> Option<MessageId> {
 
 /// A file's records, and the length of its whole records (a crash during an
 /// append may leave a torn last record, which was never acknowledged to the
-/// gateway). `None` when a record is malformed or belongs to another message.
-fn parse_records(id: &MessageId, bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+/// gateway). `None` when a record is not one delivery long.
+fn parse_records(bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
     let mut records = Vec::new();
     let mut at = 0;
     loop {
@@ -146,16 +132,12 @@ fn parse_records(id: &MessageId, bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> 
         let mut len = [0u8; LENGTH_SIZE];
         len.copy_from_slice(prefix);
         let len = u32::from_be_bytes(len) as usize;
-        if len == 0 || len > MAX_RECORD {
+        if len != RECORD_SIZE {
             return None;
         }
         let Some(record) = bytes.get(at + LENGTH_SIZE..at + LENGTH_SIZE + len) else {
             return Some((records, at));
         };
-        match forward_fragment(record) {
-            Some((message, count)) if message == *id && count > 1 => {}
-            _ => return None,
-        }
         records.push(record.to_vec());
         at += LENGTH_SIZE + len;
     }
@@ -243,7 +225,7 @@ impl PartialJournal {
             let stale = now.duration_since(modified).is_ok_and(|age| age > max_age);
             let parsed = match id {
                 Some(id) if !stale => read_file(&path).and_then(|bytes| {
-                    parse_records(&id, &bytes).map(|(records, whole)| (id, records, whole, bytes))
+                    parse_records(&bytes).map(|(records, whole)| (id, records, whole, bytes))
                 }),
                 _ => None,
             };
@@ -279,7 +261,7 @@ impl PartialJournal {
         let path = self.path(id);
         let len = u32::try_from(delivery.len())
             .ok()
-            .filter(|l| *l > 0 && *l as usize <= MAX_RECORD)
+            .filter(|l| *l as usize == RECORD_SIZE)
             .ok_or_else(|| DataFolderError::BadField {
                 path: path.clone(),
                 field: "(delivery)",
@@ -366,27 +348,14 @@ mod tests {
     #![allow(clippy::disallowed_methods)]
 
     use super::*;
-    use protocol::fragment::{Fragment, FragmentId};
 
-    /// A delivery as the gateway hands it: the 2048-byte frame of fragment
-    /// `index` of `count` of message `id`.
+    /// A delivery as the gateway hands it (opaque to the journal: a sealed
+    /// body of the one delivery size), standing for fragment `index` of
+    /// `count` of message `id`.
     fn delivery(id: MessageId, index: u16, count: u16) -> Vec<u8> {
-        let data = if index + 1 < count {
-            vec![index as u8; protocol::frame::FRAGMENT_CAPACITY]
-        } else {
-            vec![index as u8; 10]
-        };
-        let frame = Frame::DataFragment {
-            surb_ack: None,
-            lifetime: None,
-            fragment: Fragment {
-                id: FragmentId { message: id, index },
-                count,
-                data,
-            },
-        };
-        let bytes = frame.encode().unwrap();
-        assert_eq!(bytes.len(), FRAME_SIZE);
+        let mut bytes = vec![index as u8; RECORD_SIZE];
+        bytes[..16].copy_from_slice(&id.0);
+        bytes[16..18].copy_from_slice(&count.to_be_bytes());
         bytes
     }
 
@@ -411,7 +380,7 @@ mod tests {
             assert_eq!(journal.append(&m, x).unwrap(), Appended::Written);
         }
         assert_eq!(journal.len(), 2);
-        assert_eq!(journal.bytes(), 4 * (4 + FRAME_SIZE as u64));
+        assert_eq!(journal.bytes(), 4 * (4 + RECORD_SIZE as u64));
         assert!(dir.path().join("partial").join("01".repeat(16)).is_file());
 
         let mut again = PartialJournal::open(dir.path().join("partial")).unwrap();
@@ -440,7 +409,7 @@ mod tests {
         journal.remove(&id(9));
         assert!(!journal.contains(&id(1)));
         assert!(journal.contains(&id(2)));
-        assert_eq!(journal.bytes(), 4 + FRAME_SIZE as u64);
+        assert_eq!(journal.bytes(), 4 + RECORD_SIZE as u64);
         assert!(!dir.path().join(file_name(&id(1))).exists());
         let recovered = PartialJournal::open(dir.path())
             .unwrap()
@@ -453,7 +422,7 @@ mod tests {
     fn bounds_refuse_new_messages_and_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = PartialJournal::open(dir.path()).unwrap();
-        let record = 4 + FRAME_SIZE as u64;
+        let record = 4 + RECORD_SIZE as u64;
         journal.set_limits(JournalLimits {
             max_messages: 2,
             max_bytes: 3 * record,
@@ -498,7 +467,7 @@ mod tests {
         assert_eq!(limits.max_messages, config.max_partial_messages);
         // Every fragment the core may buffer fits, at the largest delivery.
         let fragments = config.reassembly.max_buffered_bytes / protocol::frame::FRAGMENT_CAPACITY;
-        assert!(limits.max_bytes >= (fragments * (4 + SPHINX_PAYLOAD_SIZE)) as u64);
+        assert!(limits.max_bytes >= (fragments * (4 + RECORD_SIZE)) as u64);
     }
 
     #[test]
@@ -514,15 +483,18 @@ mod tests {
         fs::write(path(&file_name(&id(2))), &garbage).unwrap();
         // A length beyond any delivery.
         fs::write(path(&file_name(&id(3))), u32::MAX.to_be_bytes()).unwrap();
-        // A fragment of another message than the file's name says.
-        let mut foreign = (FRAME_SIZE as u32).to_be_bytes().to_vec();
-        foreign.extend_from_slice(&delivery(id(5), 0, 2));
-        fs::write(path(&file_name(&id(4))), &foreign).unwrap();
-        // A single-fragment message is never journaled.
-        let mut single = (FRAME_SIZE as u32).to_be_bytes().to_vec();
-        single.extend_from_slice(&delivery(id(6), 0, 1));
-        fs::write(path(&file_name(&id(6))), &single).unwrap();
+        // A record one byte short of a delivery.
+        let mut short = (RECORD_SIZE as u32 - 1).to_be_bytes().to_vec();
+        short.extend_from_slice(&delivery(id(5), 0, 2)[1..]);
+        fs::write(path(&file_name(&id(4))), &short).unwrap();
+        // A record one byte longer.
+        let mut long = (RECORD_SIZE as u32 + 1).to_be_bytes().to_vec();
+        long.extend_from_slice(&delivery(id(6), 0, 2));
+        long.push(0);
+        fs::write(path(&file_name(&id(6))), &long).unwrap();
         // Names that are no message id, and an empty file.
+        let mut foreign = (RECORD_SIZE as u32).to_be_bytes().to_vec();
+        foreign.extend_from_slice(&delivery(id(5), 0, 2));
         fs::write(path("notes.txt"), b"hello").unwrap();
         fs::write(path(&"AB".repeat(16)), &foreign).unwrap();
         fs::write(path(&file_name(&id(7))), b"").unwrap();
@@ -552,14 +524,14 @@ mod tests {
         journal.append(&id(1), &first).unwrap();
         let file = dir.path().join(file_name(&id(1)));
         let mut torn = fs::read(&file).unwrap();
-        torn.extend_from_slice(&(FRAME_SIZE as u32).to_be_bytes());
+        torn.extend_from_slice(&(RECORD_SIZE as u32).to_be_bytes());
         torn.extend_from_slice(&delivery(id(1), 1, 3)[..100]);
         fs::write(&file, &torn).unwrap();
 
         let mut again = PartialJournal::open(dir.path()).unwrap();
         let recovered = again.recover(SystemTime::now(), AGE);
         assert_eq!(recovered.messages, vec![(id(1), vec![first.clone()])]);
-        assert_eq!(fs::read(&file).unwrap().len(), 4 + FRAME_SIZE);
+        assert_eq!(fs::read(&file).unwrap().len(), 4 + RECORD_SIZE);
         // Appends go on after the whole records.
         let second = delivery(id(1), 1, 3);
         again.append(&id(1), &second).unwrap();
@@ -567,14 +539,5 @@ mod tests {
             .unwrap()
             .recover(SystemTime::now(), AGE);
         assert_eq!(recovered.messages, vec![(id(1), vec![first, second])]);
-    }
-
-    #[test]
-    fn only_forward_data_fragments_decode() {
-        let d = delivery(id(1), 1, 3);
-        assert_eq!(forward_fragment(&d), Some((id(1), 3)));
-        assert_eq!(forward_fragment(&Frame::LoopCover.encode().unwrap()), None);
-        assert_eq!(forward_fragment(&[0u8; 10]), None);
-        assert_eq!(forward_fragment(&vec![0u8; SPHINX_PAYLOAD_SIZE]), None);
     }
 }

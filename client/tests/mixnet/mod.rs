@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use client::shell::memory::{MemoryDialer, MemoryGateway, MemoryGatewayControl};
 use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use protocol::address::DROP_DESTINATION;
 use protocol::epoch::Epoch;
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::packet::Delivery;
 use protocol::replay::ReplayFilterConfig;
@@ -68,6 +69,9 @@ pub fn test_params() -> NetworkParams {
 }
 
 /// One gateway of the test network, before its client starts.
+/// Each registered client's gateway index and key pair, by client key.
+type Registered = Arc<std::sync::Mutex<HashMap<[u8; 32], (usize, SphinxKeyPair)>>>;
+
 pub struct GatewaySlot {
     pub id: NodeId,
     pub control: MemoryGatewayControl,
@@ -88,7 +92,7 @@ pub struct TestMixnet {
     pub topology: Arc<Topology>,
     pub gateways: Vec<GatewaySlot>,
     /// Client key → index of its gateway, filled by `register`.
-    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], usize>>>,
+    clients: Registered,
     /// Packets a mixer refused.
     pub refused: Arc<AtomicU64>,
     /// Deliveries for a client key nobody registered (drop cover).
@@ -163,8 +167,13 @@ impl TestMixnet {
     }
 
     /// Routes deliveries for `client_key` to gateway `gateway`'s mailbox.
-    pub fn register(&self, client_key: [u8; 32], gateway: usize) {
-        self.clients.lock().unwrap().insert(client_key, gateway);
+    /// The key pair lets the test see inside sealed bodies (to hold
+    /// fragments back); a real gateway cannot.
+    pub fn register(&self, keys: &SphinxKeyPair, gateway: usize) {
+        self.clients
+            .lock()
+            .unwrap()
+            .insert(keys.public().to_bytes(), (gateway, keys.clone()));
     }
 
     /// From now on, gateway `gateway` holds back the data fragments of
@@ -196,7 +205,7 @@ impl TestMixnet {
 struct Router {
     mixers: HashMap<NodeId, Mixer>,
     gateways: HashMap<NodeId, MemoryGatewayControl>,
-    clients: Arc<std::sync::Mutex<HashMap<[u8; 32], usize>>>,
+    clients: Registered,
     refused: Arc<AtomicU64>,
     undeliverable: Arc<AtomicU64>,
     hold: Arc<std::sync::Mutex<HoldBack>>,
@@ -234,35 +243,47 @@ impl Router {
 
     /// What the exit gateway `gateway` does with a final-hop packet.
     async fn deliver(&self, gateway: NodeId, d: Delivery) {
-        let known = self.clients.lock().unwrap().get(&d.destination).copied();
-        let (Some(index), Some(control)) = (known, self.gateways.get(&gateway)) else {
-            self.undeliverable.fetch_add(1, Ordering::Relaxed);
+        let forward = if d.surb_id.is_forward() {
+            let Ok(Frame::Forward(frame)) =
+                open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f))
+            else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            Some(frame)
+        } else {
+            None
+        };
+        let known = self.clients.lock().unwrap().get(&d.destination).cloned();
+        // Every forward packet is acknowledged once held (drop cover too).
+        let ack = |frame: &ForwardFrame| {
+            let ack_frame = Frame::Ack.encode().unwrap();
+            if let Ok(p) = use_surb(&Surb(frame.surb_ack.clone()), &ack_frame) {
+                let _ = self.wire.try_send((p.first_hop, p.bytes));
+            }
+        };
+        let (Some((index, keys)), Some(control)) = (known, self.gateways.get(&gateway)) else {
+            if d.destination == DROP_DESTINATION
+                && let Some(frame) = &forward
+            {
+                ack(frame);
+            } else {
+                self.undeliverable.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         };
         let mut fragment_index = None;
-        let handed = if d.surb_id.is_forward() {
-            let Ok(frame) = open_forward_payload(&d.payload) else {
-                return;
-            };
-            if let Ok(Frame::DataFragment {
-                surb_ack, fragment, ..
-            }) = Frame::decode(&frame)
-            {
-                fragment_index = Some(fragment.id.index);
-                if let Some(ack) = surb_ack {
-                    let ack_frame = Frame::Ack {
-                        fragment: fragment.id,
-                    }
-                    .encode()
-                    .unwrap();
-                    if let Ok(p) = use_surb(&Surb(ack), &ack_frame) {
-                        let _ = self.wire.try_send((p.first_hop, p.bytes));
-                    }
+        let handed = match &forward {
+            Some(frame) => {
+                ack(frame);
+                if let Ok(SealedContent::Data { fragment, .. }) =
+                    ForwardFrame::open(keys.secret(), frame.sealed.as_slice())
+                {
+                    fragment_index = Some(fragment.id.index);
                 }
+                frame.delivery_payload()
             }
-            frame
-        } else {
-            d.payload
+            None => d.payload,
         };
         if let Some(i) = fragment_index {
             let mut hold = self.hold.lock().unwrap();

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use client_core::{ClientConfig, ClientCore, ClientEvent, RouteSource};
 use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use protocol::address::DROP_DESTINATION;
 use protocol::epoch::Epoch;
 use protocol::fragment::FragmentId;
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::packet::Delivery;
 use protocol::packet::{PACKET_SIZE, RouteHop};
@@ -99,7 +100,8 @@ pub struct TestNetwork {
     /// Hash over every client send (who, when, where) and every event, in order.
     pub trace: DefaultHasher,
     mixers: HashMap<NodeId, Mixer>,
-    client_of_key: HashMap<[u8; 32], usize>,
+    /// Each client's index and key pair: the test sees inside sealed bodies.
+    client_of_key: HashMap<[u8; 32], (usize, SphinxKeyPair)>,
     seen_at_gateway: HashMap<FragmentId, usize>,
     in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
@@ -160,8 +162,15 @@ impl TestNetwork {
         for (i, g) in client_gateways.iter().enumerate() {
             let keys = SphinxKeyPair::generate(&mut rng);
             let gateway = topology.gateways[*g].id;
-            let core = ClientCore::new(config, keys, gateway, topology.clone(), now, &mut rng);
-            client_of_key.insert(core.address().client_key, i);
+            let core = ClientCore::new(
+                config,
+                keys.clone(),
+                gateway,
+                topology.clone(),
+                now,
+                &mut rng,
+            );
+            client_of_key.insert(core.address().client_key, (i, keys));
             clients.push(core);
         }
         TestNetwork {
@@ -224,7 +233,10 @@ impl TestNetwork {
             self.hop(node, &packet);
         }
         for i in 0..self.clients.len() {
-            while let Some(packet) = self.clients[i].poll_transmit(self.now, &mut self.rng) {
+            while let Some(packet) = self.clients[i]
+                .poll_transmit(self.now, &mut self.rng)
+                .map(|t| t.packet)
+            {
                 assert_eq!(
                     packet.bytes.len(),
                     PACKET_SIZE,
@@ -266,19 +278,42 @@ impl TestNetwork {
 
     /// What an exit gateway does with a final-hop packet.
     fn gateway_delivers(&mut self, d: Delivery) {
-        let Some(&client) = self.client_of_key.get(&d.destination) else {
+        let forward = if d.surb_id.is_forward() {
+            match open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f)) {
+                Ok(Frame::Forward(frame)) => Some(frame),
+                _ => {
+                    self.refused += 1;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        if d.destination == DROP_DESTINATION {
+            // Drop cover: acknowledged, then discarded.
+            if let Some(frame) = forward {
+                self.send_ack(frame.surb_ack);
+            }
+            return;
+        }
+        let Some((client, key)) = self.client_of_key.get(&d.destination).cloned() else {
             self.undeliverable += 1;
             return;
         };
         if (self.lose_delivery)(client, &d) {
             return;
         }
-        if d.surb_id.is_forward()
-            && let Ok(Frame::DataFragment {
-                surb_ack: Some(ack),
-                lifetime,
-                fragment,
-            }) = open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f))
+        let Some(frame) = forward else {
+            // A SURB packet: handed over sealed as it came.
+            self.clients[client].handle_delivery(self.now, d.surb_id, &d.payload);
+            self.drain_events(client);
+            return;
+        };
+        // The gateway cannot read the sealed body; the test can, to lose
+        // chosen fragments and acks.
+        let mut lose_ack = false;
+        if let Ok(SealedContent::Data { lifetime, fragment }) =
+            ForwardFrame::open(key.secret(), frame.sealed.as_slice())
         {
             self.data_at_gateway.push((self.now, fragment.id, lifetime));
             let seen = self.seen_at_gateway.entry(fragment.id).or_insert(0);
@@ -287,25 +322,30 @@ impl TestNetwork {
             if (self.lose_fragment)(fragment.id, before) {
                 return;
             }
-            if !(self.lose_ack)(fragment.id, before) {
-                let frame = Frame::Ack {
-                    fragment: fragment.id,
-                }
-                .encode()
-                .unwrap();
-                let packet = use_surb(&Surb(ack), &frame).unwrap();
-                self.schedule(self.now, packet.first_hop, packet.bytes);
-            }
+            lose_ack = (self.lose_ack)(fragment.id, before);
         }
-        // Like the real gateway, hand over the recovered frame of a forward
-        // packet, and a SURB packet's payload sealed as it came.
-        let handed = if d.surb_id.is_forward() {
-            open_forward_payload(&d.payload).unwrap_or(d.payload)
-        } else {
-            d.payload
-        };
+        let handed = frame.delivery_payload();
+        if !lose_ack {
+            self.send_ack(frame.surb_ack);
+        }
         self.clients[client].handle_delivery(self.now, d.surb_id, &handed);
         self.drain_events(client);
+    }
+
+    /// Sends an ack back through `surb_ack`, as a gateway does once it holds a packet.
+    fn send_ack(&mut self, surb_ack: Vec<u8>) {
+        let frame = Frame::Ack.encode().unwrap();
+        let packet = use_surb(&Surb(surb_ack), &frame).unwrap();
+        self.schedule(self.now, packet.first_hop, packet.bytes);
+    }
+
+    /// The key pair of client `i` (to seal bodies to it in tests).
+    pub fn keys_of(&self, i: usize) -> SphinxKeyPair {
+        self.client_of_key
+            .values()
+            .find(|(c, _)| *c == i)
+            .map(|(_, k)| k.clone())
+            .expect("a client of this network")
     }
 
     /// Events of client `i` so far.

@@ -19,10 +19,11 @@ use gateway_core::{
     MailboxStore, MemoryStore, StoredMessage,
 };
 use mixnode_core::MixerRole;
+use protocol::address::DROP_DESTINATION;
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
 use protocol::keys::SphinxKeyPair;
-use protocol::link::GatewayMessage;
+use protocol::link::{DELIVERY_PAYLOAD_SIZE, GatewayMessage};
 use protocol::packet::Delivery;
 use protocol::packet::{DelaySampler, SURB_ID_SIZE, build_packet};
 use protocol::surb::{SurbId, build_surb};
@@ -93,11 +94,13 @@ fn alice_sends_to_bob(
         .unwrap()
         .remove(0);
     let fragment_id = fragment.id;
-    let frame = Frame::DataFragment {
-        surb_ack: Some(surb_ack.0),
+    let content = SealedContent::Data {
         lifetime: None,
         fragment,
-    }
+    };
+    let frame = Frame::Forward(
+        ForwardFrame::seal(&content, &w.bob.public(), surb_ack.0, &mut w.rng).unwrap(),
+    )
     .encode()
     .unwrap();
     let route: Vec<_> = w
@@ -172,14 +175,10 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
     };
     assert_eq!(*surb_id, recovery.id());
     let frame = Frame::decode(&recovery.open(payload).unwrap()).unwrap();
-    assert_eq!(
-        frame,
-        Frame::Ack {
-            fragment: fragment_id
-        }
-    );
+    assert_eq!(frame, Frame::Ack);
 
-    // Bob connects and gets the fragment, without the SURB-ack (sender material is not kept).
+    // Bob connects and gets the sealed body (the gateway never read it), at
+    // the one delivery size.
     let bob = w.bob.clone();
     let (_, messages) = connect(&mut w.gw_b, &mut w.rng, at, &bob);
     let [
@@ -191,13 +190,12 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
         panic!("bob gets his message, got {messages:?}");
     };
     assert!(surb_id.is_forward());
-    let Frame::DataFragment {
-        surb_ack, fragment, ..
-    } = Frame::decode(payload).unwrap()
+    assert_eq!(payload.len(), DELIVERY_PAYLOAD_SIZE);
+    let Ok(SealedContent::Data { fragment, .. }) = ForwardFrame::open(w.bob.secret(), payload)
     else {
-        panic!("a data fragment");
+        panic!("a data fragment sealed to bob");
     };
-    assert_eq!(surb_ack, None);
+    assert_eq!(fragment.id, fragment_id);
     assert_eq!(fragment.data, b"hello bob");
 }
 
@@ -278,8 +276,30 @@ fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
     );
 }
 
-fn forward_delivery(w: &mut World, to: [u8; 32], frame: &Frame) -> Delivery {
+/// A forward packet to `to` at Bob's gateway carrying `content` sealed to
+/// `to` (to a throwaway key for the drop address), with a SURB-ack to Alice.
+fn forward_delivery(w: &mut World, to: [u8; 32], content: &SealedContent) -> Delivery {
     let delays = DelaySampler::new(MEAN_DELAY).route_delays(4, &mut w.rng);
+    let ack_route: Vec<_> = w
+        .mixes
+        .iter()
+        .map(|n| n.hop)
+        .chain([w.exit_a.hop])
+        .collect();
+    let (surb_ack, _) = build_surb(
+        &mut w.rng,
+        &ack_route,
+        &delays,
+        sphinx_packet::route::DestinationAddressBytes::from_bytes(w.alice.public().to_bytes()),
+    )
+    .unwrap();
+    let seal_to = if to == DROP_DESTINATION {
+        SphinxKeyPair::generate(&mut w.rng).public()
+    } else {
+        x25519_dalek::PublicKey::from(to)
+    };
+    let frame =
+        Frame::Forward(ForwardFrame::seal(content, &seal_to, surb_ack.0, &mut w.rng).unwrap());
     let route: Vec<_> = w
         .mixes
         .iter()
@@ -305,18 +325,18 @@ fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
     let bob = w.bob.public().to_bytes();
     let stranger = SphinxKeyPair::generate(&mut w.rng).public().to_bytes();
 
-    let drop_cover = forward_delivery(&mut w, bob, &Frame::DropCover);
+    // Drop cover is acknowledged like mail, then discarded.
+    let drop_cover = forward_delivery(&mut w, DROP_DESTINATION, &SealedContent::DropCover);
     let report = w.gw_b.handle_delivery(Timestamp::ZERO, drop_cover);
-    assert!(report.actions.is_empty());
-    assert_eq!(
-        report.outcomes,
-        [FinalHop::Dropped(GatewayDropReason::DropCover)]
-    );
-    let loop_cover = forward_delivery(&mut w, bob, &Frame::LoopCover);
-    let report = w.gw_b.handle_delivery(Timestamp::ZERO, loop_cover);
-    assert!(report.actions.is_empty());
-    assert_eq!(report.outcomes, [FinalHop::Stored { acked: false }]);
-    let to_stranger = forward_delivery(&mut w, stranger, &Frame::LoopCover);
+    assert_eq!(forwards(&report.actions).len(), 1, "its SURB-ack goes back");
+    assert_eq!(report.outcomes, [FinalHop::Discarded { acked: true }]);
+    // Loop cover is mail: stored, acknowledged.
+    let loop_cover = SealedContent::LoopCover { id: [4; 16] };
+    let looped = forward_delivery(&mut w, bob, &loop_cover);
+    let report = w.gw_b.handle_delivery(Timestamp::ZERO, looped);
+    assert_eq!(forwards(&report.actions).len(), 1);
+    assert_eq!(report.outcomes, [FinalHop::Stored { acked: true }]);
+    let to_stranger = forward_delivery(&mut w, stranger, &loop_cover);
     let garbage = Delivery {
         destination: bob,
         surb_id: SurbId([0; SURB_ID_SIZE]),
@@ -346,7 +366,10 @@ fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
     let [GatewayMessage::Deliver { payload, .. }] = messages.as_slice() else {
         panic!("one message, got {messages:?}");
     };
-    assert_eq!(Frame::decode(payload).unwrap(), Frame::LoopCover);
+    assert_eq!(
+        ForwardFrame::open(w.bob.secret(), payload).unwrap(),
+        loop_cover
+    );
 }
 
 #[test]
@@ -360,7 +383,11 @@ fn a_batch_of_deliveries_is_committed_once_then_acked() {
         fragments.push(id);
     }
     let bob = w.bob.public().to_bytes();
-    batch.push(forward_delivery(&mut w, bob, &Frame::DropCover));
+    batch.push(forward_delivery(
+        &mut w,
+        DROP_DESTINATION,
+        &SealedContent::DropCover,
+    ));
     batch.push(reply_to_stranger());
 
     let store = CountingStore::default();
@@ -373,11 +400,15 @@ fn a_batch_of_deliveries_is_committed_once_then_acked() {
 
     let actions = core.handle_deliveries(Timestamp::ZERO, batch).actions;
     assert_eq!(commits.get(), 1, "one commit for the whole batch");
-    assert_eq!(forwards(&actions).len(), 3, "one ack per stored fragment");
+    assert_eq!(
+        forwards(&actions).len(),
+        4,
+        "one ack per stored fragment, and one for the drop cover"
+    );
     let pushed = c.receive(&actions);
     assert_eq!(mailbox_ids(&pushed).len(), 3);
     let s = core.stats().snapshot();
-    assert_eq!((s.stored, s.acks_sent), (3, 3));
+    assert_eq!((s.stored, s.acks_sent), (3, 4));
     assert_eq!(s.dropped(GatewayDropReason::DropCover), 1);
     assert_eq!(s.dropped(GatewayDropReason::UnknownClient), 1);
 
@@ -408,8 +439,7 @@ fn reply_to_stranger() -> Delivery {
 fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
     let mut w = world(5);
     let bob = w.bob.public().to_bytes();
-    let data = |text: &[u8], seed: u8, lifetime| Frame::DataFragment {
-        surb_ack: None,
+    let data = |text: &[u8], seed: u8, lifetime| SealedContent::Data {
         lifetime,
         fragment: fragment_message(MessageId([seed; 16]), text)
             .unwrap()
@@ -429,7 +459,7 @@ fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
     // Drive the core by its own timer, as the shell would.
     let mut now = arrival;
     let mut expired_at = None;
-    while now <= arrival.saturating_add(std::time::Duration::from_secs(600)) {
+    while now <= arrival.saturating_add(std::time::Duration::from_secs(7_200)) {
         w.gw_b.handle_timeout(now);
         if expired_at.is_none() && w.gw_b.stats().snapshot().expired > 0 {
             expired_at = Some(now);
@@ -441,27 +471,24 @@ fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
     }
     assert_eq!(
         expired_at,
-        Some(Timestamp::from_millis(6_000)),
-        "the 1 s lifetime expires 1 s after arrival, not at the next 60 s sweep"
+        Some(arrival.saturating_add(std::time::Duration::from_secs(3_600))),
+        "the 1 s lifetime is read as its bucket (one hour) and expires then, \
+         not at the next 60 s sweep"
     );
     let s = w.gw_b.stats().snapshot();
     assert_eq!((s.expired, s.mailbox_messages), (1, 1));
 
-    // Bob comes back to the message without a lifetime only; the stored frame
-    // keeps no sender material.
+    // Bob comes back to the message without a lifetime only.
     let key = w.bob.clone();
     let (_, messages) = connect(&mut w.gw_b, &mut w.rng, now, &key);
     let [GatewayMessage::Deliver { payload, .. }] = messages.as_slice() else {
         panic!("one message left, got {messages:?}");
     };
-    let Frame::DataFragment {
-        surb_ack,
-        lifetime,
-        fragment,
-    } = Frame::decode(payload).unwrap()
+    let Ok(SealedContent::Data { lifetime, fragment }) =
+        ForwardFrame::open(w.bob.secret(), payload)
     else {
         panic!("a data fragment");
     };
-    assert_eq!((surb_ack, lifetime), (None, None));
+    assert_eq!(lifetime, None);
     assert_eq!(fragment.data, b"stays");
 }

@@ -16,7 +16,7 @@ use gateway_core::{GatewayAction, GatewayConfig};
 use proptest::prelude::*;
 use protocol::keys::{NodeId, SphinxKeyPair};
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
-use protocol::link::{LENGTH_PREFIX_SIZE, MAX_BODY_LEN, MAX_DELIVER_PAYLOAD};
+use protocol::link::{DELIVERY_PAYLOAD_SIZE, LENGTH_PREFIX_SIZE, MAX_BODY_LEN};
 use protocol::packet::{PACKET_SIZE, SURB_ID_SIZE};
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
@@ -37,7 +37,7 @@ fn gateway_message() -> impl Strategy<Value = GatewayMessage> {
         (
             any::<u64>(),
             any::<[u8; SURB_ID_SIZE]>(),
-            proptest::collection::vec(any::<u8>(), 0..=MAX_DELIVER_PAYLOAD)
+            proptest::collection::vec(any::<u8>(), DELIVERY_PAYLOAD_SIZE..=DELIVERY_PAYLOAD_SIZE)
         )
             .prop_map(|(id, s, payload)| GatewayMessage::Deliver {
                 mailbox_id: id,

@@ -30,7 +30,7 @@ fn reply_for(client: [u8; 32], n: u8) -> Delivery {
     Delivery {
         destination: client,
         surb_id: SurbId([n.max(1); SURB_ID_SIZE]),
-        payload: vec![n; 64],
+        payload: vec![n; protocol::link::DELIVERY_PAYLOAD_SIZE],
     }
 }
 

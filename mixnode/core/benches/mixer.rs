@@ -49,7 +49,7 @@ fn fixture() -> Fixture {
         });
         keys.push(key);
     }
-    let frame = Frame::DropCover.encode().unwrap_or_default();
+    let frame = Frame::Ack.encode().unwrap_or_default();
     let packets = (0..POOL)
         .filter_map(|_| {
             build_packet(

@@ -271,7 +271,7 @@ impl<C: HopCodec> Mixer<C> {
                     return match protocol::surb::open_forward_payload(&payload)
                         .and_then(|f| Frame::decode(&f))
                     {
-                        Ok(Frame::LoopCover) => Ok(Action::LoopReturned),
+                        Ok(Frame::NodeLoop) => Ok(Action::LoopReturned),
                         _ => Err(DropReason::BadPayload),
                     };
                 }
@@ -362,7 +362,7 @@ impl<C: HopCodec> Mixer<C> {
             sphinx_key: own_key,
         });
         let route_delays = delays.route_delays(full_route.len(), rng);
-        let frame = Frame::LoopCover.encode().ok()?;
+        let frame = Frame::NodeLoop.encode().ok()?;
         let packet = build_packet(
             rng,
             &full_route,

@@ -53,7 +53,7 @@ fn mixer_and_packet() -> (Mixer, Vec<u8>) {
         &[Duration::from_millis(1); 4],
         hops[3].id.to_destination(),
         [0; 16],
-        &Frame::DropCover.encode().unwrap(),
+        &Frame::Ack.encode().unwrap(),
     )
     .unwrap();
     (mixer, packet.bytes)

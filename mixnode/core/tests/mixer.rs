@@ -13,12 +13,13 @@ use mixnode_core::{Action, DropReason, Mixer, MixerConfig, MixerRole, SphinxCode
 use protocol::ClientAddress;
 use protocol::epoch::Epoch;
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::{FRAGMENT_CAPACITY, Frame};
+use protocol::frame::{FRAGMENT_CAPACITY, ForwardFrame, Frame, LifetimeBucket};
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::packet::{
     DelaySampler, PACKET_SIZE, RouteHop, SURB_ID_SIZE, build_packet, build_packet_with_version,
 };
 use protocol::replay::ReplayFilterConfig;
+use protocol::seal::SEALED_SIZE;
 use protocol::surb::{build_surb, open_forward_payload, use_surb};
 use protocol::time::Timestamp;
 use rand::SeedableRng;
@@ -112,7 +113,7 @@ fn data_frame(message: &[u8], seed: u8) -> Vec<u8> {
     let fragment = fragment_message(MessageId([seed; 16]), message)
         .unwrap()
         .remove(0);
-    Frame::DataFragment {
+    Frame::Reply {
         surb_ack: None,
         lifetime: None,
         fragment,
@@ -161,7 +162,7 @@ fn four_hops_deliver_the_message_at_the_chosen_instants() {
     assert!(delivery.surb_id.is_forward());
     let opened = open_forward_payload(&delivery.payload).unwrap();
     assert_eq!(opened, frame);
-    let Frame::DataFragment { fragment, .. } = Frame::decode(&opened).unwrap() else {
+    let Frame::Reply { fragment, .. } = Frame::decode(&opened).unwrap() else {
         panic!("kind changed");
     };
     assert_eq!(fragment.data, b"hello mixnet");
@@ -179,16 +180,13 @@ fn every_kind_of_packet_has_the_same_length() {
         .unwrap()
         .remove(0);
     let frames = [
-        Frame::DataFragment {
-            surb_ack: Some(surb_ack.0.clone()),
-            lifetime: None,
-            fragment: fragment.clone(),
-        },
-        Frame::Ack {
-            fragment: fragment.id,
-        },
-        Frame::LoopCover,
-        Frame::DropCover,
+        Frame::Forward(ForwardFrame {
+            lifetime: LifetimeBucket::Unset,
+            surb_ack: surb_ack.0.clone(),
+            sealed: Box::new([9; SEALED_SIZE]),
+        }),
+        Frame::Ack,
+        Frame::NodeLoop,
         Frame::Reply {
             surb_ack: None,
             lifetime: None,
@@ -503,7 +501,7 @@ fn an_exit_gateways_own_loop_cover_crosses_three_layers_and_returns_home() {
         &delays,
         bob.destination(),
         [0; SURB_ID_SIZE],
-        &Frame::LoopCover.encode().unwrap(),
+        &Frame::NodeLoop.encode().unwrap(),
     )
     .unwrap();
     let (_, action) = traverse(&nodes, Timestamp::ZERO, p.bytes);

@@ -15,7 +15,7 @@
 //! bytes the caller pushed.
 
 use crate::keys::NodeId;
-use crate::packet::{PACKET_SIZE, SURB_ID_SIZE};
+use crate::packet::{PACKET_SIZE, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE};
 use crate::surb::SurbId;
 
 pub mod auth;
@@ -24,13 +24,15 @@ mod error;
 pub use error::LinkDecodeError;
 
 /// Version byte of the link protocol.
-pub const LINK_VERSION: u8 = 1;
+pub const LINK_VERSION: u8 = 2;
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_SIZE: usize = 2;
 /// Largest body (version, kind and fields) a message may have.
 pub const MAX_BODY_LEN: usize = 4096;
-/// Largest payload a [`GatewayMessage::Deliver`] may carry.
-pub const MAX_DELIVER_PAYLOAD: usize = MAX_BODY_LEN - 2 - 8 - SURB_ID_SIZE;
+/// The payload every [`GatewayMessage::Deliver`] carries, whatever it holds
+/// (a sealed forward body, padded, or a sealed SURB payload): one length on
+/// the link for data, replies, acks and loops.
+pub const DELIVERY_PAYLOAD_SIZE: usize = SPHINX_PAYLOAD_SIZE;
 
 /// Why the gateway closes a session (sent in [`GatewayMessage::Close`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,9 +103,9 @@ pub enum GatewayMessage {
         mailbox_id: u64,
         /// The SURB id of a reply (all zero for a forward packet).
         surb_id: SurbId,
-        /// The frame (forward packets) or the sealed Sphinx payload (SURB
-        /// replies); at most [`MAX_DELIVER_PAYLOAD`] bytes (the encoder cuts
-        /// anything longer; the gateway never stores anything longer).
+        /// The sealed body of a forward packet (zero-padded) or the sealed
+        /// Sphinx payload of a SURB packet: exactly [`DELIVERY_PAYLOAD_SIZE`]
+        /// bytes on the wire (the encoder pads or cuts to it).
         payload: Vec<u8>,
     },
     /// The gateway closes the session.
@@ -205,11 +207,15 @@ impl LinkMessage for GatewayMessage {
                 surb_id,
                 payload,
             } => {
-                let payload = payload.get(..MAX_DELIVER_PAYLOAD).unwrap_or(payload);
+                let mut fixed = [0u8; DELIVERY_PAYLOAD_SIZE];
+                let n = payload.len().min(DELIVERY_PAYLOAD_SIZE);
+                if let (Some(dst), Some(src)) = (fixed.get_mut(..n), payload.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
                 write_message(
                     out,
                     KIND_DELIVER,
-                    &[&mailbox_id.to_be_bytes(), &surb_id.0, payload],
+                    &[&mailbox_id.to_be_bytes(), &surb_id.0, &fixed],
                 );
             }
             GatewayMessage::Close { reason } => write_message(out, KIND_CLOSE, &[&[*reason as u8]]),
@@ -244,6 +250,12 @@ impl LinkMessage for GatewayMessage {
                             kind,
                             len: fields.len(),
                         })?;
+                if payload.len() != DELIVERY_PAYLOAD_SIZE {
+                    return Err(LinkDecodeError::BadLength {
+                        kind,
+                        len: fields.len(),
+                    });
+                }
                 Ok(GatewayMessage::Deliver {
                     mailbox_id: u64::from_be_bytes(array(kind, id)?),
                     surb_id: SurbId(array(kind, surb_id)?),

@@ -1,157 +1,23 @@
-//! What happens to a packet: a client sends it, a mixer takes it, a link carries it.
+//! What happens to a packet between the ends: a link carries it, a mixer
+//! takes it, a node sends its own loop cover.
 //!
-//! These are the engine's event handlers, one per [`Event`](crate::events::Event)
-//! kind. Each obeys the state machine it drives (a [`SimClient`] or a
-//! [`mixnode_core::Mixer`]) and only adds what the real network adds: link latency
-//! and loss, and the observer's bookkeeping.
+//! Each handler obeys the [`mixnode_core::Mixer`] it drives and only adds what the
+//! real network adds: link latency and loss, and the observer's bookkeeping.
+//! A final hop at a gateway goes on to the gateway's core (`gateways.rs`).
 
 use std::time::Duration;
 
 use mixnode_core::Action;
 use protocol::packet::RouteHop;
 use protocol::time::Timestamp;
-use rand::RngExt;
 
-use super::{Engine, InFlight, Message};
+use super::{Engine, InFlight};
 use crate::anonymity::SenderDist;
-use crate::client::Emission;
-use crate::error::SimError;
 use crate::events::Event;
-use crate::network::{client_key, drop_key};
 use crate::sim_codec::SimCodec;
 use crate::tally::Kind;
 
 impl<C: SimCodec> Engine<C> {
-    pub(super) fn lose(&mut self, packet: &InFlight) {
-        if let Kind::Real { msg } = packet.kind
-            && let Some(m) = self.messages.get_mut(msg as usize)
-        {
-            m.failed = true;
-        }
-    }
-
-    pub(super) fn new_message(&mut self, now: Timestamp, c: usize) {
-        if now >= self.traffic_end {
-            return;
-        }
-        let msg = self.messages.len() as u32;
-        let measured = now >= self.warmup;
-        let mut failed = false;
-        let Some(client) = self.clients.get_mut(c) else {
-            return;
-        };
-        for _ in 0..self.fragments {
-            failed |= !client.model.enqueue(u64::from(msg));
-        }
-        client.messages.poll(now, &mut client.rng);
-        let next = client.messages.next_tick();
-        if failed {
-            self.tally.delivery.client_queue_full += 1;
-        }
-        self.messages.push(Message {
-            created: now,
-            measured,
-            remaining: self.fragments,
-            failed,
-        });
-        if measured {
-            self.tally.delivery.messages_measured += 1;
-        }
-        if let Some(t) = next {
-            self.schedule(t, Event::NewMessage(c as u32));
-        }
-    }
-
-    pub(super) fn client_wake(&mut self, now: Timestamp, c: usize) -> Result<(), SimError> {
-        let clients = self.clients.len() as u32;
-        let gateways = self.net.gateways;
-        let Some(client) = self.clients.get_mut(c) else {
-            return Ok(());
-        };
-        let emission = client.model.poll(now, &mut client.rng);
-        let wake = client.model.next_wakeup();
-        let own_gateway = client.gateway;
-        let Some(emission) = emission else {
-            if let Some(t) = wake {
-                self.schedule(t, Event::ClientWake(c as u32));
-            }
-            return Ok(());
-        };
-        let rng = &mut client.rng;
-        let (kind, exit, destination) = match emission {
-            Emission::Real(msg) => {
-                let mut to = rng.random_range(0..clients);
-                if to == c as u32 && clients > 1 {
-                    to = (to + 1) % clients;
-                }
-                let kind = Kind::Real { msg: msg as u32 };
-                (kind, to as usize % gateways, client_key(to))
-            }
-            Emission::LoopCover => (Kind::Loop, own_gateway, client_key(c as u32)),
-            Emission::DropCover => {
-                let g = rng.random_range(0..gateways);
-                (Kind::Drop, g, drop_key(rng.random()))
-            }
-        };
-        let mut route: Vec<usize> = (0..self.net.layers)
-            .map(|l| self.net.random_in_layer(l, rng))
-            .collect();
-        route.push(self.net.gateway_node(exit));
-        let hops: Vec<RouteHop> = route
-            .iter()
-            .filter_map(|n| self.net.hops.get(*n).copied())
-            .collect();
-        let delays = self.delays.route_delays(hops.len(), rng);
-        let first_links = (self.net.link.cross(rng), self.net.link.cross(rng));
-        let frame = match kind {
-            Kind::Real { .. } => &self.frames.real,
-            Kind::Loop => &self.frames.loop_cover,
-            _ => &self.frames.drop_cover,
-        };
-        let id = self.next_packet_id;
-        self.next_packet_id += 1;
-        let bytes = self.codec.build(
-            &hops,
-            &delays,
-            destination,
-            id,
-            frame,
-            false,
-            &mut self.crypto_rng,
-        )?;
-        if let Some(t) = wake {
-            self.schedule(t, Event::ClientWake(c as u32));
-        }
-        let mut target = None;
-        if let Kind::Real { msg } = kind {
-            let measured = self.messages.get(msg as usize).is_some_and(|m| m.measured);
-            if measured {
-                self.tally.delivery.packets_sent += 1;
-                if self.tracking && self.targets_started < self.scenario.adversary.target_messages {
-                    target = Some(self.targets_started as u32);
-                    self.targets_started += 1;
-                    self.targets_in_flight += 1;
-                }
-            }
-        }
-        let packet = InFlight {
-            bytes,
-            kind,
-            sent_at: now,
-            arrived_at: now,
-            next: route.first().copied().unwrap_or(0) as u32,
-            target,
-            dist: self.tracking.then(|| SenderDist::point(c as u32)),
-        };
-        self.tally.cross(kind, 2);
-        self.send(
-            now,
-            packet,
-            first_links.0.zip(first_links.1).map(|(a, b)| a + b),
-        );
-        Ok(())
-    }
-
     /// Puts `packet` on the link towards `packet.next`; `latency` is `None` if the link lost it.
     pub(super) fn send(&mut self, now: Timestamp, packet: InFlight, latency: Option<Duration>) {
         let node = packet.next;
@@ -160,9 +26,7 @@ impl<C: SimCodec> Engine<C> {
             Some(l) => self.schedule(now.saturating_add(l), Event::Arrive { node, slot }),
             None => {
                 self.tally.drop("link_loss");
-                if let Some(p) = self.retire(slot) {
-                    self.lose(&p);
-                }
+                self.retire(slot);
             }
         }
     }
@@ -179,7 +43,7 @@ impl<C: SimCodec> Engine<C> {
             .iter()
             .filter_map(|r| self.net.hops.get(*r).copied())
             .collect();
-        let id = self.next_packet_id;
+        let id = self.next_cover_id;
         let (Some(mixer), Some(clock)) = (self.net.mixers.get(n), self.cover_clocks.get_mut(n))
         else {
             return;
@@ -193,7 +57,7 @@ impl<C: SimCodec> Engine<C> {
         let Some(bytes) = bytes else {
             return;
         };
-        self.next_packet_id += 1;
+        self.next_cover_id += 1;
         let kind = if self.net.is_gateway(n) {
             Kind::GatewayLoop
         } else {
@@ -232,9 +96,7 @@ impl<C: SimCodec> Engine<C> {
             Ok(Action::Forward(t)) => {
                 let Some(next) = self.net.node_of(&t.next_hop) else {
                     self.tally.drop("unknown_next_hop");
-                    if let Some(p) = self.retire(slot) {
-                        self.lose(&p);
-                    }
+                    self.retire(slot);
                     return;
                 };
                 packet.bytes = t.packet;
@@ -256,9 +118,12 @@ impl<C: SimCodec> Engine<C> {
                     },
                 );
             }
-            Ok(Action::Deliver(_)) => {
+            Ok(Action::Deliver(delivery)) => {
                 if let Some(p) = self.retire(slot) {
                     self.delivered(now, &p);
+                }
+                if let Some(g) = node.checked_sub(self.net.mixes()) {
+                    self.final_hop(now, g, delivery);
                 }
             }
             Ok(Action::LoopReturned) => {
@@ -266,15 +131,14 @@ impl<C: SimCodec> Engine<C> {
             }
             Err(reason) => {
                 self.tally.mixer_drop(reason);
-                if let Some(p) = self.retire(slot) {
-                    self.lose(&p);
-                }
+                self.retire(slot);
             }
         }
     }
 
+    /// A packet reached its final hop: the figures of a real fragment copy.
     pub(super) fn delivered(&mut self, now: Timestamp, packet: &InFlight) {
-        let Kind::Real { msg } = packet.kind else {
+        let Kind::Fragment { msg, .. } = packet.kind else {
             return;
         };
         if let (Some(ordinal), Some(dist)) = (packet.target, &packet.dist)
@@ -282,10 +146,7 @@ impl<C: SimCodec> Engine<C> {
         {
             *e = Some(dist.client_entropy_bits(self.clients.len() as u32));
         }
-        let Some(m) = self.messages.get_mut(msg as usize) else {
-            return;
-        };
-        if !m.measured {
+        if !self.messages.get(msg as usize).is_some_and(|m| m.measured) {
             return;
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -293,13 +154,6 @@ impl<C: SimCodec> Engine<C> {
         self.tally
             .packet_latencies_ms
             .push(ms(now.saturating_duration_since(packet.sent_at)));
-        m.remaining = m.remaining.saturating_sub(1);
-        if m.remaining == 0 && !m.failed {
-            self.tally.delivery.messages_delivered += 1;
-            self.tally
-                .message_latencies_ms
-                .push(ms(now.saturating_duration_since(m.created)));
-        }
     }
 
     pub(super) fn release(&mut self, now: Timestamp, node: usize, slot: u32) {

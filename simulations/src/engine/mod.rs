@@ -4,39 +4,54 @@
 //! number), so events at the same instant run in the order they were
 //! scheduled and a run never depends on anything but its scenario. Every
 //! random choice comes from a ChaCha20 stream derived from the seed, one per
-//! client and per node (plus one for packet cryptography), so the trace and
-//! Sphinx codecs see the same traffic, routes and delays for the same seed.
+//! role (a client's core, its application, its link; a node's links, its
+//! cover; a gateway's sessions), so the trace and Sphinx codecs see the same
+//! traffic, routes and delays for the same seed.
 //!
-//! Each hop is the real [`mixnode_core::Mixer`]: a packet's arrival calls
-//! `handle_packet(now, bytes)`, and the engine obeys the returned action
-//! exactly as a node's async shell would, scheduling the release at
-//! `send_at`. The engine's own knowledge about a packet (kind, send time,
-//! the observer's belief about its sender) travels beside the bytes, never
-//! inside them. Entry gateways only relay a client's packet to layer 1, so
-//! they appear as one more link, not as a mixer.
+//! Every party is its real state machine, driven as its async shell drives
+//! it: each client a [`ClientCore`] (woken at `poll_timeout`, drained with
+//! `poll_transmit`, fed its gateway's mailbox pushes with `handle_delivery`,
+//! its events read with `poll_event`); each gateway a [`GatewayCore`] over a
+//! [`MemoryStore`] mailbox (client sessions speaking the real link protocol,
+//! final hops from its exit mixer, its actions carried out); each mix node
+//! and each gateway's exit a [`mixnode_core::Mixer`]. The engine adds only what
+//! the network adds (link latency and loss) and the bookkeeping of figures:
+//! what it knows about a packet (kind, send time, the observer's belief
+//! about its sender) travels beside the bytes, never inside them.
+//!
+//! The handlers live in three files: `clients.rs` (the client cores and
+//! their application), `gateways.rs` (the gateway cores and their client
+//! sessions), `hops.rs` (links, mixers and the nodes' own cover).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
+use client_core::ClientCore;
+use gateway_core::{
+    GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MemoryStore, SessionId, ThrottleConfig,
+};
 use indicatif::ProgressBar;
 use mixnode_core::SphinxCodec;
-use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::Frame;
-use protocol::packet::DelaySampler;
+use protocol::format::PacketFormat;
+use protocol::fragment::MessageId;
+use protocol::link::{GatewayMessage, LinkDecoder};
 use protocol::poisson::PoissonTicker;
 use protocol::time::Timestamp;
+use protocol::{ClientAddress, SphinxKeyPair};
 use rand_chacha::ChaCha20Rng;
 
+mod clients;
+mod gateways;
 mod hops;
 
 use crate::anonymity::{PoolBelief, SenderDist};
-use crate::client::{PoissonClient, SimClient};
 use crate::error::SimError;
 use crate::events::{Event, Scheduled, rng_stream};
 use crate::network::Network;
-use crate::report::{Distribution, Report, RunOutput};
+use crate::report::{Delivery, Distribution, Report, RunOutput};
+use crate::routes::SimRoutes;
 use crate::scenario::{CodecKind, Scenario};
 use crate::sim_codec::{CoverClock, SimCodec};
 use crate::tally::{Kind, Tally, ratio};
@@ -51,6 +66,19 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     }
 }
 
+/// Random streams of one seed, by role (stream numbers are part of the
+/// determinism contract: changing one changes every figure of a seed).
+mod stream {
+    pub(super) const SETUP: u64 = 0;
+    pub(super) const CLIENT_APP: u64 = 1 << 32;
+    pub(super) const NODE_LINKS: u64 = 2 << 32;
+    pub(super) const NODE_COVER: u64 = 3 << 32;
+    pub(super) const CLIENT_CORE: u64 = 4 << 32;
+    pub(super) const CLIENT_LINK: u64 = 5 << 32;
+    pub(super) const GATEWAY: u64 = 6 << 32;
+}
+
+/// A packet on its way, with what the engine knows about it.
 struct InFlight {
     bytes: Vec<u8>,
     kind: Kind,
@@ -61,48 +89,65 @@ struct InFlight {
     dist: Option<Rc<SenderDist>>,
 }
 
+/// A message (or a reply) an application handed to its client core.
 struct Message {
     created: Timestamp,
     measured: bool,
-    remaining: u32,
-    failed: bool,
+    reply: bool,
+    received: bool,
 }
 
-struct ClientSlot {
-    model: Box<dyn SimClient>,
-    rng: ChaCha20Rng,
+/// One client: its core, its random streams, its session with its gateway.
+struct ClientSlot<F: PacketFormat> {
+    core: ClientCore<SimRoutes, F>,
+    /// Everything the core draws (clocks, routes, delays, packet secrets).
+    core_rng: ChaCha20Rng,
+    /// The application: when messages come, to whom, whether to reply.
+    app_rng: ChaCha20Rng,
+    /// Latency and loss of what the client sends.
+    link_rng: ChaCha20Rng,
     messages: PoissonTicker,
     gateway: usize,
+    session: SessionId,
+    decoder: LinkDecoder<GatewayMessage>,
+    /// The instant of the one live `ClientWake` event, if any.
+    wake_at: Option<Timestamp>,
 }
 
-/// Frames the Sphinx codec seals (the trace codec ignores them).
-struct Frames {
-    real: Vec<u8>,
-    loop_cover: Vec<u8>,
-    drop_cover: Vec<u8>,
+/// One gateway's core and its sessions.
+struct GatewaySlot<F: PacketFormat> {
+    core: GatewayCore<MemoryStore, F>,
+    /// Session challenges.
+    rng: ChaCha20Rng,
+    /// Which client each session is.
+    sessions: BTreeMap<SessionId, u32>,
+    /// The instant of the one live `GatewayWake` event, if any.
+    wake_at: Option<Timestamp>,
 }
 
 struct Engine<C: SimCodec> {
     scenario: Scenario,
-    codec: C,
     net: Network<C>,
-    clients: Vec<ClientSlot>,
+    clients: Vec<ClientSlot<C::Format>>,
+    gateways: Vec<GatewaySlot<C::Format>>,
+    addresses: Vec<ClientAddress>,
     /// Per node: link latency and loss of what it sends.
     node_rngs: Vec<ChaCha20Rng>,
     /// Per node (mix nodes and gateways): its loop-cover clock, routes and
     /// (Sphinx) packet secrets.
     cover_rngs: Vec<ChaCha20Rng>,
     cover_clocks: Vec<CoverClock>,
-    crypto_rng: ChaCha20Rng,
-    frames: Frames,
-    delays: DelaySampler,
-    fragments: u32,
     heap: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     slots: Vec<Option<InFlight>>,
     free: Vec<u32>,
+    chunks: Vec<Option<Vec<u8>>>,
+    free_chunks: Vec<u32>,
     messages: Vec<Message>,
-    next_packet_id: u64,
+    by_id: HashMap<MessageId, u32>,
+    message_bytes: Vec<u8>,
+    reply_bytes: Vec<u8>,
+    next_cover_id: u64,
     /// Per node, the observer's summed beliefs about the packets inside.
     pools: Vec<PoolBelief>,
     tracking: bool,
@@ -121,72 +166,69 @@ fn at_secs(secs: f64) -> Timestamp {
 impl<C: SimCodec> Engine<C> {
     fn new(scenario: &Scenario, codec: C) -> Result<Self, SimError> {
         let seed = scenario.seed;
-        let mut setup = rng_stream(seed, 0);
+        let mut setup = rng_stream(seed, stream::SETUP);
         let net = Network::new(scenario, &codec, &mut setup);
         let t = &scenario.traffic;
         let nodes = net.mixers.len();
-        let packet = |e: protocol::ProtocolError| SimError::Packet(e.to_string());
-        let pieces =
-            fragment_message(MessageId([0; 16]), &vec![0u8; t.message_size]).map_err(packet)?;
-        let fragment = pieces
-            .first()
-            .cloned()
-            .ok_or_else(|| SimError::Packet("message has no fragment".into()))?;
-        let frames = Frames {
-            real: Frame::DataFragment {
-                surb_ack: None,
-                lifetime: None,
-                fragment,
-            }
-            .encode()
-            .map_err(packet)?,
-            loop_cover: Frame::LoopCover.encode().map_err(packet)?,
-            drop_cover: Frame::DropCover.encode().map_err(packet)?,
-        };
-        let clients = (0..t.clients)
-            .map(|i| {
-                let mut rng = rng_stream(seed, (1 << 32) + i as u64);
-                let model = PoissonClient::new(
-                    t.lambda_p,
-                    t.lambda_l,
-                    t.lambda_d,
-                    t.client_queue,
-                    Timestamp::ZERO,
-                    &mut rng,
-                );
-                let messages = PoissonTicker::new(t.message_rate, Timestamp::ZERO, &mut rng);
-                ClientSlot {
-                    model: Box::new(model),
-                    rng,
-                    messages,
-                    gateway: i % net.gateways,
-                }
-            })
-            .collect();
+        let format = codec.format();
+        let gateways = (0..net.gateways)
+            .map(|g| gateway_slot(scenario, &net, g, format.clone(), seed))
+            .collect::<Result<Vec<_>, SimError>>()?;
+        let config = scenario.client_config();
+        let mut clients = Vec::with_capacity(t.clients);
+        let mut addresses = Vec::with_capacity(t.clients);
+        for i in 0..t.clients {
+            let keys = SphinxKeyPair::generate(&mut setup);
+            let gateway = i % net.gateways;
+            let mut core_rng = rng_stream(seed, stream::CLIENT_CORE + i as u64);
+            let mut app_rng = rng_stream(seed, stream::CLIENT_APP + i as u64);
+            let core = ClientCore::with_format(
+                format.clone(),
+                config,
+                keys,
+                net.gateway_id(gateway),
+                SimRoutes::new(net.routes.clone()),
+                Timestamp::ZERO,
+                &mut core_rng,
+            );
+            addresses.push(core.address());
+            clients.push(ClientSlot {
+                core,
+                core_rng,
+                messages: PoissonTicker::new(t.message_rate, Timestamp::ZERO, &mut app_rng),
+                app_rng,
+                link_rng: rng_stream(seed, stream::CLIENT_LINK + i as u64),
+                gateway,
+                session: SessionId(u64::MAX),
+                decoder: LinkDecoder::new(),
+                wake_at: None,
+            });
+        }
         let targets = scenario.adversary.target_messages;
         let mut engine = Engine {
-            codec,
             node_rngs: (0..nodes)
-                .map(|n| rng_stream(seed, (2 << 32) + n as u64))
+                .map(|n| rng_stream(seed, stream::NODE_LINKS + n as u64))
                 .collect(),
             cover_rngs: (0..nodes)
-                .map(|n| rng_stream(seed, (3 << 32) + n as u64))
+                .map(|n| rng_stream(seed, stream::NODE_COVER + n as u64))
                 .collect(),
             cover_clocks: (0..nodes).map(|_| CoverClock::default()).collect(),
-            crypto_rng: rng_stream(seed, 1),
-            frames,
-            delays: DelaySampler::new(scenario.mean_delay()),
-            fragments: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
             heap: BinaryHeap::new(),
             seq: 0,
             slots: Vec::new(),
             free: Vec::new(),
+            chunks: Vec::new(),
+            free_chunks: Vec::new(),
             messages: Vec::new(),
-            next_packet_id: 0,
+            by_id: HashMap::new(),
+            message_bytes: vec![0; t.message_size],
+            reply_bytes: vec![0; t.reply_size],
+            next_cover_id: 0,
             pools: (0..nodes)
                 .map(|_| {
                     if targets > 0 {
-                        // Senders: clients, then every node (own loop cover).
+                        // Senders: clients, then every node (own loop cover,
+                        // and a gateway's SURB-acks).
                         PoolBelief::new(t.clients + nodes)
                     } else {
                         PoolBelief::default()
@@ -202,8 +244,13 @@ impl<C: SimCodec> Engine<C> {
             end: at_secs(scenario.duration_secs + scenario.drain_secs),
             net,
             clients,
+            gateways,
+            addresses,
             scenario: scenario.clone(),
         };
+        for c in 0..engine.clients.len() {
+            engine.connect(c)?;
+        }
         engine.start();
         Ok(engine)
     }
@@ -221,17 +268,14 @@ impl<C: SimCodec> Engine<C> {
     }
 
     fn start(&mut self) {
-        for i in 0..self.clients.len() {
-            let Some(c) = self.clients.get(i) else {
-                continue;
-            };
-            let (wake, msg) = (c.model.next_wakeup(), c.messages.next_tick());
-            if let Some(t) = wake {
-                self.schedule(t, Event::ClientWake(i as u32));
+        for c in 0..self.clients.len() {
+            self.reschedule_client(Timestamp::ZERO, c);
+            if let Some(t) = self.clients.get(c).and_then(|s| s.messages.next_tick()) {
+                self.schedule(t, Event::NewMessage(c as u32));
             }
-            if let Some(t) = msg {
-                self.schedule(t, Event::NewMessage(i as u32));
-            }
+        }
+        for g in 0..self.gateways.len() {
+            self.reschedule_gateway(Timestamp::ZERO, g);
         }
         // Every node's own loop cover: mix nodes and gateways alike (a
         // gateway's rate is zero when the scenario turns its cover off).
@@ -267,14 +311,23 @@ impl<C: SimCodec> Engine<C> {
             return Ok(None);
         };
         self.tally.events += 1;
+        let now = next.at;
         match next.event {
-            Event::ClientWake(c) => self.client_wake(next.at, c as usize)?,
-            Event::NewMessage(c) => self.new_message(next.at, c as usize),
-            Event::NodeCover(n) => self.node_cover(next.at, n as usize),
-            Event::Arrive { node, slot } => self.arrive(next.at, node as usize, slot),
-            Event::Release { node, slot } => self.release(next.at, node as usize, slot),
+            Event::ClientWake(c) => self.client_wake(now, c as usize),
+            Event::NewMessage(c) => self.new_message(now, c as usize),
+            Event::NodeCover(n) => self.node_cover(now, n as usize),
+            Event::Arrive { node, slot } => self.arrive(now, node as usize, slot),
+            Event::Release { node, slot } => self.release(now, node as usize, slot),
+            Event::AtGateway { client, slot } => self.at_gateway(now, client as usize, slot),
+            Event::SessionToGateway { client, chunk } => {
+                self.session_to_gateway(now, client as usize, chunk);
+            }
+            Event::SessionToClient { client, chunk } => {
+                self.session_to_client(now, client as usize, chunk)
+            }
+            Event::GatewayWake(g) => self.gateway_wake(now, g as usize),
         }
-        Ok(Some(next.at))
+        Ok(Some(now))
     }
 
     fn store(&mut self, packet: InFlight) -> u32 {
@@ -309,9 +362,36 @@ impl<C: SimCodec> Engine<C> {
         Some(packet)
     }
 
+    /// Keeps link bytes until their event; returns their chunk number.
+    fn keep_chunk(&mut self, bytes: Vec<u8>) -> u32 {
+        match self.free_chunks.pop() {
+            Some(i) => {
+                if let Some(c) = self.chunks.get_mut(i as usize) {
+                    *c = Some(bytes);
+                }
+                i
+            }
+            None => {
+                self.chunks.push(Some(bytes));
+                (self.chunks.len() - 1) as u32
+            }
+        }
+    }
+
+    fn take_chunk(&mut self, i: u32) -> Vec<u8> {
+        let bytes = self
+            .chunks
+            .get_mut(i as usize)
+            .and_then(Option::take)
+            .unwrap_or_default();
+        self.free_chunks.push(i);
+        bytes
+    }
+
     fn finish(mut self) -> RunOutput {
         let end = self.end;
         let net = &self.net;
+        let gateways = &self.gateways;
         let nodes = self.tally.node_reports(
             end,
             |n| {
@@ -327,15 +407,37 @@ impl<C: SimCodec> Engine<C> {
                     .map(|m| m.stats().snapshot())
                     .unwrap_or_default()
             },
+            |n| {
+                n.checked_sub(net.mixes())
+                    .and_then(|g| gateways.get(g))
+                    .map(|g| g.core.stats().snapshot())
+            },
         );
+        let mut drops = self.tally.drops.clone();
+        for g in &self.gateways {
+            let s = g.core.stats().snapshot();
+            for reason in gateway_core::GatewayDropReason::ALL {
+                // Drop cover goes to the drop address: `drop_cover` is where
+                // it is meant to end (acknowledged, then discarded), not a loss.
+                if reason != gateway_core::GatewayDropReason::DropCover && s.dropped(reason) > 0 {
+                    *drops.entry(reason.as_str().to_string()).or_default() += s.dropped(reason);
+                }
+            }
+        }
         let bandwidth = self.tally.bandwidth();
         let (anonymity, target_entropies_bits) = self.tally.anonymity(self.clients.len());
-        let mut delivery = self.tally.delivery.clone();
+        let mut delivery: Delivery = self.tally.delivery.clone();
         delivery.message_ratio = ratio(delivery.messages_delivered, delivery.messages_measured);
         delivery.packet_ratio = ratio(delivery.packets_delivered, delivery.packets_sent);
+        for c in &self.clients {
+            let s = c.core.stats();
+            delivery.retransmissions += s.retransmissions;
+            delivery.duplicates_removed += s.duplicate_fragments;
+        }
         let mut packet_latencies_ms = std::mem::take(&mut self.tally.packet_latencies_ms);
         let packet_latency_ms = Distribution::of(&mut packet_latencies_ms);
         let message_latency_ms = Distribution::of(&mut self.tally.message_latencies_ms);
+        let reply_latency_ms = Distribution::of(&mut self.tally.reply_latencies_ms);
         let report = Report {
             scenario: self.scenario.clone(),
             codec: C::KIND,
@@ -344,11 +446,12 @@ impl<C: SimCodec> Engine<C> {
             packet_hops: self.tally.packet_hops,
             packet_latency_ms,
             message_latency_ms,
+            reply_latency_ms,
             delivery,
             bandwidth,
             nodes,
             anonymity,
-            drops: self.tally.drops.clone(),
+            drops,
         };
         RunOutput {
             report,
@@ -356,6 +459,37 @@ impl<C: SimCodec> Engine<C> {
             target_entropies_bits,
         }
     }
+}
+
+/// Gateway `g`'s core, configured as the gateway binary configures it from
+/// the topology (throttle at λ_P + λ_L with a burst of twice that, at least
+/// the default), over an in-memory mailbox.
+fn gateway_slot<C: SimCodec, F: PacketFormat>(
+    scenario: &Scenario,
+    net: &Network<C>,
+    g: usize,
+    format: F,
+    seed: u64,
+) -> Result<GatewaySlot<F>, SimError> {
+    let rate = scenario.traffic.lambda_p + scenario.traffic.lambda_l;
+    let config = GatewayConfig {
+        throttle: ThrottleConfig {
+            rate,
+            burst: (rate * 2.0).max(ThrottleConfig::default().burst),
+        },
+        max_sessions: scenario.traffic.clients.max(1),
+        max_clients: scenario.traffic.clients.max(1),
+        ..GatewayConfig::default()
+    };
+    let mailbox = Mailbox::open(MemoryStore::new(), MailboxConfig::default())?;
+    let mut core = GatewayCore::with_format(format, net.gateway_id(g), config, mailbox)?;
+    core.set_layer1(net.layer1_ids());
+    Ok(GatewaySlot {
+        core,
+        rng: rng_stream(seed, stream::GATEWAY + g as u64),
+        sessions: BTreeMap::new(),
+        wake_at: None,
+    })
 }
 
 #[cfg(test)]
@@ -374,6 +508,9 @@ mod tests {
         s.topology.nodes_per_layer = 1;
         s.topology.gateways = 2;
         s.traffic.clients = 4;
+        // No real messages: the gateways send only cover SURB-acks (and
+        // their loops, when on).
+        s.traffic.message_rate = 0.0;
         s.traffic.lambda_m = 5.0;
         s.traffic.gateway_cover = gateway_cover;
         // Far more targets than the run sends: tracking stays on throughout.
@@ -401,14 +538,18 @@ mod tests {
 
     #[test]
     fn gateway_cover_sits_in_the_pools_as_sent_by_its_gateway() {
-        // On: layer 1 holds gateways' loops, believed sent by the gateways,
-        // and no belief loses mass (every sender id has a place in the pool).
-        let (mass, error) = watch_layer_one(true);
-        assert!(mass > 1.0, "{mass}");
+        // Layer 1 holds packets believed sent by gateways: the SURB-acks of
+        // every client packet (cover included), and, when on, the gateways'
+        // own loops on top. No belief loses mass (every sender id has a
+        // place in the pool).
+        let (on, error) = watch_layer_one(true);
         assert!(error < 1e-9, "{error}");
-        // Off: no packet is ever believed to come from a gateway.
-        let (mass, error) = watch_layer_one(false);
-        assert_eq!(mass, 0.0);
+        let (off, error) = watch_layer_one(false);
         assert!(error < 1e-9, "{error}");
+        assert!(off > 1.0, "cover SURB-acks come from the gateways: {off}");
+        assert!(
+            on > off * 1.2,
+            "the gateways' loops add to them: {on} vs {off}"
+        );
     }
 }

@@ -6,24 +6,28 @@
 //! has returned are the batch's SURB-acks built. The shell hands over whatever
 //! deliveries the exit mixer produced since the last call.
 
-use std::time::Duration;
-
-use protocol::fragment::FragmentId;
+use protocol::address::DROP_DESTINATION;
+use protocol::format::PacketFormat;
 use protocol::frame::Frame;
+use protocol::link::DELIVERY_PAYLOAD_SIZE;
 use protocol::packet::Delivery;
-use protocol::surb::{Surb, open_forward_payload, use_surb};
+use protocol::surb::Surb;
 use protocol::time::Timestamp;
 
 use super::{GatewayAction, GatewayCore};
 use crate::mailbox::{ClientKey, MailboxStore, NewMessage, PutError};
 use crate::stats::GatewayDropReason;
-use protocol::link::MAX_DELIVER_PAYLOAD;
 
 /// What the final hop did with one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinalHop {
     /// Committed to the client's mailbox; `acked` if its SURB-ack was sent.
     Stored {
+        /// Whether a SURB-ack went back to the sender.
+        acked: bool,
+    },
+    /// Drop cover: its SURB-ack sent (if it could be built), nothing stored.
+    Discarded {
         /// Whether a SURB-ack went back to the sender.
         acked: bool,
     },
@@ -41,13 +45,12 @@ pub struct FinalHopReport {
     pub actions: Vec<GatewayAction>,
 }
 
-/// The SURB-ack to send once a data fragment is stored.
+/// The SURB-ack to send once a forward packet's body is stored.
 struct PendingAck {
     surb: Vec<u8>,
-    fragment: FragmentId,
 }
 
-impl<S: MailboxStore> GatewayCore<S> {
+impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// The exit mixer unwrapped a final-hop packet for `delivery.destination`.
     /// See [`GatewayCore::handle_deliveries`].
     pub fn handle_delivery(&mut self, now: Timestamp, delivery: Delivery) -> FinalHopReport {
@@ -68,13 +71,18 @@ impl<S: MailboxStore> GatewayCore<S> {
         // Where each stored message's outcome goes in `outcomes`.
         let mut slots = Vec::new();
         let mut outcomes = Vec::new();
+        let mut actions = Vec::new();
         for delivery in deliveries {
             match self.classify(delivery) {
-                Ok((message, ack)) => {
+                Ok((Some(message), ack)) => {
                     slots.push(outcomes.len());
                     outcomes.push(FinalHop::Stored { acked: false });
                     to_store.push(message);
                     acks.push(ack);
+                }
+                Ok((None, ack)) => {
+                    let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
+                    outcomes.push(FinalHop::Discarded { acked });
                 }
                 Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
             }
@@ -92,7 +100,6 @@ impl<S: MailboxStore> GatewayCore<S> {
         let clients: Vec<ClientKey> = to_store.iter().map(|m| m.client).collect();
         let results = self.mailbox.put_batch(now, to_store);
 
-        let mut actions = Vec::new();
         let mut to_push: Vec<ClientKey> = Vec::new();
         for (((result, ack), client), slot) in results.into_iter().zip(acks).zip(clients).zip(slots)
         {
@@ -102,26 +109,8 @@ impl<S: MailboxStore> GatewayCore<S> {
                     if !to_push.contains(&client) {
                         to_push.push(client);
                     }
-                    if let Some(ack) = ack {
-                        let packet = Frame::Ack {
-                            fragment: ack.fragment,
-                        }
-                        .encode()
-                        .and_then(|frame| use_surb(&Surb(ack.surb), &frame));
-                        match packet {
-                            Ok(packet) => {
-                                self.stats.ack_sent();
-                                actions.push(GatewayAction::Forward(packet));
-                                FinalHop::Stored { acked: true }
-                            }
-                            Err(_) => {
-                                self.stats.ack_failed();
-                                FinalHop::Stored { acked: false }
-                            }
-                        }
-                    } else {
-                        FinalHop::Stored { acked: false }
-                    }
+                    let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
+                    FinalHop::Stored { acked }
                 }
                 Err(PutError::Full) => {
                     self.stats.dropped(GatewayDropReason::MailboxFull);
@@ -147,68 +136,79 @@ impl<S: MailboxStore> GatewayCore<S> {
         FinalHopReport { outcomes, actions }
     }
 
+    /// Sends `ack` back through the mixnet; false (counted) if it cannot be built.
+    fn send_ack(&self, ack: PendingAck, actions: &mut Vec<GatewayAction>) -> bool {
+        let packet = Frame::Ack
+            .encode()
+            .and_then(|frame| self.format.use_surb(&Surb(ack.surb), &frame));
+        match packet {
+            Ok(packet) => {
+                self.stats.ack_sent();
+                actions.push(GatewayAction::Forward(packet));
+                true
+            }
+            Err(_) => {
+                self.stats.ack_failed();
+                false
+            }
+        }
+    }
+
     /// What to store for a delivery and the ack to send once it is stored,
-    /// or why (counted) it is dropped.
+    /// or why (counted) it is dropped. The frame is decoded here, once; the
+    /// gateway reads the SURB-ack and the lifetime bucket, and stores the
+    /// sealed body as it came, padded to the one delivery size.
     fn classify(
         &self,
         delivery: Delivery,
-    ) -> Result<(NewMessage, Option<PendingAck>), GatewayDropReason> {
+    ) -> Result<(Option<NewMessage>, Option<PendingAck>), GatewayDropReason> {
         let drop = |reason| {
             self.stats.dropped(reason);
             Err(reason)
         };
         let client = delivery.destination;
-        if !self.clients.contains(&client) {
+        let is_drop = client == DROP_DESTINATION;
+        if !is_drop && !self.clients.contains(&client) {
             return drop(GatewayDropReason::UnknownClient);
         }
-        let message = |payload: Vec<u8>, lifetime: Option<u32>| NewMessage {
-            client,
-            surb_id: delivery.surb_id,
-            payload,
-            lifetime: lifetime.map(|secs| Duration::from_secs(u64::from(secs))),
-        };
         if !delivery.surb_id.is_forward() {
-            // A SURB reply (or an ack through a SURB): sealed for the client,
-            // stored as it came (its frame's lifetime cannot be read here).
-            if delivery.payload.len() > MAX_DELIVER_PAYLOAD {
+            // A SURB packet (a reply, or an ack through a SURB): sealed for
+            // the client, stored as it came.
+            if is_drop || delivery.payload.len() != DELIVERY_PAYLOAD_SIZE {
                 return drop(GatewayDropReason::BadPayload);
             }
-            return Ok((message(delivery.payload, None), None));
+            let message = NewMessage {
+                client,
+                surb_id: delivery.surb_id,
+                payload: delivery.payload,
+                lifetime: None,
+            };
+            return Ok((Some(message), None));
         }
-        let Ok(frame) = open_forward_payload(&delivery.payload).and_then(|f| Frame::decode(&f))
+        let Ok(Frame::Forward(frame)) = self
+            .format
+            .open_forward_payload(&delivery.payload)
+            .and_then(|f| Frame::decode(&f))
         else {
             return drop(GatewayDropReason::BadPayload);
         };
-        match frame {
-            Frame::DataFragment {
-                surb_ack,
-                lifetime,
-                fragment,
-            } => {
-                let ack = surb_ack.map(|surb| PendingAck {
-                    surb,
-                    fragment: fragment.id,
-                });
-                // The SURB-ack and the lifetime are sender material: used
-                // here (the lifetime becomes the record's expiry), never stored.
-                let stored = Frame::DataFragment {
-                    surb_ack: None,
-                    lifetime: None,
-                    fragment,
-                }
-                .encode();
-                match stored {
-                    Ok(bytes) => Ok((message(bytes, lifetime), ack)),
-                    Err(_) => drop(GatewayDropReason::BadPayload),
-                }
-            }
-            // The client counts its own loops: they reach it like data.
-            Frame::LoopCover => match Frame::LoopCover.encode() {
-                Ok(bytes) => Ok((message(bytes, None), None)),
-                Err(_) => drop(GatewayDropReason::BadPayload),
-            },
-            Frame::DropCover => drop(GatewayDropReason::DropCover),
-            Frame::Ack { .. } | Frame::Reply { .. } => drop(GatewayDropReason::UnexpectedFrame),
+        let payload = frame.delivery_payload();
+        let lifetime = frame.lifetime.duration();
+        let ack = Some(PendingAck {
+            surb: frame.surb_ack,
+        });
+        if is_drop {
+            // Drop cover: acknowledged like mail (so its sender's gateway
+            // sees one packet back for every packet out), then discarded.
+            self.stats.dropped(GatewayDropReason::DropCover);
+            return Ok((None, ack));
         }
+        let message = NewMessage {
+            client,
+            surb_id: delivery.surb_id,
+            payload,
+            lifetime,
+        };
+        Ok((Some(message), ack))
     }
 }

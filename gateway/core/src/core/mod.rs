@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::format::{PacketFormat, SphinxFormat};
 use protocol::keys::NodeId;
 use protocol::packet::OutgoingPacket;
 use protocol::time::Timestamp;
@@ -110,8 +111,11 @@ struct Session {
     state: SessionState,
 }
 
-/// The sans-IO gateway: client sessions, throttling, final-hop delivery, mailboxes.
-pub struct GatewayCore<S: MailboxStore> {
+/// The sans-IO gateway: client sessions, throttling, final-hop delivery,
+/// mailboxes; it reads final hops and answers SURB-acks in the packet format
+/// `F` (Sphinx, unless a simulator asks for a stand-in).
+pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
+    format: F,
     id: NodeId,
     config: GatewayConfig,
     mailbox: Mailbox<S>,
@@ -134,11 +138,24 @@ impl<S: MailboxStore> GatewayCore<S> {
         config: GatewayConfig,
         mailbox: Mailbox<S>,
     ) -> Result<Self, MailboxError> {
+        GatewayCore::with_format(SphinxFormat, id, config, mailbox)
+    }
+}
+
+impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
+    /// [`GatewayCore::new`] reading packets in `format`.
+    pub fn with_format(
+        format: F,
+        id: NodeId,
+        config: GatewayConfig,
+        mailbox: Mailbox<S>,
+    ) -> Result<Self, MailboxError> {
         let clients = mailbox.store().clients()?.into_iter().collect();
         let stats = Arc::new(GatewayStats::default());
         let usage = mailbox.usage();
         stats.set_mailbox(usage.messages, usage.bytes);
         Ok(GatewayCore {
+            format,
             id,
             config,
             mailbox,

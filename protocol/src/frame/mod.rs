@@ -1,0 +1,585 @@
+//! The fixed-size frame inside every Sphinx payload.
+//!
+//! Whatever a packet carries (a fragment of a message, an ack, cover) it is
+//! one [`FRAME_SIZE`]-byte frame, so every packet on the wire has the same
+//! length and nothing but its final hop can tell kinds apart.
+//!
+//! Layout (big endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | version ([`FRAME_VERSION`]) |
+//! | 1 | kind ([`FrameKind`]) |
+//! | 2 | body length |
+//! | n | body |
+//! | rest | zero padding |
+//!
+//! Bodies:
+//! - **forward** (every packet a client sends to a client address: data,
+//!   loop cover, drop cover): `lifetime bucket (1) | SURB-ack (396) | sealed
+//!   body (`[`SEALED_SIZE`]`)`. This is all the recipient's gateway reads: the
+//!   SURB-ack it sends back once the body is stored, a coarse
+//!   [`LifetimeBucket`], and a body sealed to the recipient
+//!   ([`SealedContent`], [`crate::seal`]) that is the same size whatever it
+//!   holds. Every forward frame is exactly this long.
+//! - **ack** (inside a SURB): empty. The SURB it came through tells its
+//!   creator what it acknowledges; the gateway that sends it cannot know
+//!   (it never sees inside a sealed body).
+//! - **reply** (inside a SURB, which only the SURB's creator opens):
+//!   `flags (1) | lifetime (4) if bit 1 | SURB-ack (396) if bit 0 | fragment`;
+//!   flags bit 0 = SURB-ack present, bit 1 = lifetime present, other bits zero.
+//! - **node loop** (a mix node's or gateway's own loop cover, which returns to
+//!   the node that made it): empty.
+//!
+//! [`FRAGMENT_CAPACITY`] is what the smaller of a sealed body and a reply
+//! leaves for a fragment, so a fragment's capacity does not depend on how it
+//! travels.
+
+mod sealed;
+
+pub use sealed::{LifetimeBucket, SealedContent, SealedContentKind};
+
+use rand::CryptoRng;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::error::ProtocolError;
+use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment};
+use crate::link::DELIVERY_PAYLOAD_SIZE;
+use crate::packet::FRAME_SIZE;
+use crate::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
+use crate::surb::SURB_SIZE;
+
+/// Version byte of the frame format.
+pub const FRAME_VERSION: u8 = 2;
+/// Bytes before the body: version, kind, body length.
+pub const FRAME_HEADER_SIZE: usize = 4;
+/// Bytes a SURB-ack takes inside a frame.
+pub const SURB_ACK_SIZE: usize = SURB_SIZE;
+/// Bytes a lifetime takes inside a frame.
+pub const LIFETIME_SIZE: usize = 4;
+/// Bytes of a forward frame's body: lifetime bucket, SURB-ack, sealed body.
+pub const FORWARD_BODY_SIZE: usize = 1 + SURB_ACK_SIZE + SEALED_SIZE;
+/// Bytes of message data one fragment carries.
+pub const FRAGMENT_CAPACITY: usize = {
+    let sealed = SEALED_PLAINTEXT_SIZE - sealed::CONTENT_HEADER_SIZE - FRAGMENT_HEADER_SIZE;
+    let reply =
+        FRAME_SIZE - FRAME_HEADER_SIZE - 1 - LIFETIME_SIZE - SURB_ACK_SIZE - FRAGMENT_HEADER_SIZE;
+    if sealed < reply { sealed } else { reply }
+};
+
+const _: () = assert!(FRAME_HEADER_SIZE + FORWARD_BODY_SIZE <= FRAME_SIZE);
+
+/// Flag bit: the frame carries a SURB-ack.
+const FLAG_SURB_ACK: u8 = 1;
+/// Flag bit: the frame carries a lifetime.
+const FLAG_LIFETIME: u8 = 2;
+
+/// What a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A packet to a client address: SURB-ack, lifetime bucket, sealed body.
+    Forward = 1,
+    /// An acknowledgement that came back through a SURB-ack.
+    Ack = 2,
+    /// A node's own loop cover.
+    NodeLoop = 3,
+    /// A fragment of a reply sent through a SURB.
+    Reply = 5,
+}
+
+impl FrameKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => FrameKind::Forward,
+            2 => FrameKind::Ack,
+            3 => FrameKind::NodeLoop,
+            5 => FrameKind::Reply,
+            _ => return None,
+        })
+    }
+}
+
+/// What the recipient's gateway reads of a packet to one of its clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardFrame {
+    /// How long the gateway may keep the body, rounded up to a coarse bucket.
+    pub lifetime: LifetimeBucket,
+    /// The serialized SURB the gateway sends back once the body is stored.
+    pub surb_ack: Vec<u8>,
+    /// The body, sealed to the recipient's address key.
+    pub sealed: Box<[u8; SEALED_SIZE]>,
+}
+
+impl ForwardFrame {
+    /// Seals `content` to `recipient`, with the SURB-ack to send back.
+    pub fn seal(
+        content: &SealedContent,
+        recipient: &PublicKey,
+        surb_ack: Vec<u8>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<Self, ProtocolError> {
+        let plaintext = content.encode()?;
+        Ok(ForwardFrame {
+            lifetime: LifetimeBucket::covering(content.lifetime()),
+            surb_ack,
+            sealed: crate::seal::seal(recipient, &plaintext, rng)?,
+        })
+    }
+
+    /// What the gateway stores and delivers for this frame: the sealed body,
+    /// zero-padded to the one delivery size of the client link.
+    pub fn delivery_payload(&self) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(DELIVERY_PAYLOAD_SIZE);
+        payload.extend_from_slice(self.sealed.as_slice());
+        payload.resize(DELIVERY_PAYLOAD_SIZE, 0);
+        payload
+    }
+
+    /// Opens a sealed body (as stored and delivered by the gateway, padding
+    /// or not) with the recipient's secret.
+    pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<SealedContent, ProtocolError> {
+        let sealed = sealed.get(..SEALED_SIZE).unwrap_or(sealed);
+        let plaintext = crate::seal::open(secret, sealed)?;
+        SealedContent::decode(plaintext.as_slice())
+    }
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A packet to a client address (data, loop cover or drop cover, sealed).
+    Forward(ForwardFrame),
+    /// An acknowledgement (of whatever the SURB it came through was made for).
+    Ack,
+    /// A node's own loop cover.
+    NodeLoop,
+    /// A fragment of a reply sent through a SURB.
+    Reply {
+        /// Serialized SURB the recipient sends back once it holds the fragment.
+        surb_ack: Option<Vec<u8>>,
+        /// Seconds the recipient may keep the fragment (`None`: no limit set).
+        lifetime: Option<u32>,
+        /// The fragment.
+        fragment: Fragment,
+    },
+}
+
+impl Frame {
+    /// The kind of this frame.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Forward(_) => FrameKind::Forward,
+            Frame::Ack => FrameKind::Ack,
+            Frame::NodeLoop => FrameKind::NodeLoop,
+            Frame::Reply { .. } => FrameKind::Reply,
+        }
+    }
+
+    /// Encodes the frame to exactly [`FRAME_SIZE`] bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
+        let mut body = Vec::new();
+        match self {
+            Frame::Forward(forward) => {
+                check_surb_ack(&forward.surb_ack)?;
+                body.push(forward.lifetime as u8);
+                body.extend_from_slice(&forward.surb_ack);
+                body.extend_from_slice(forward.sealed.as_slice());
+            }
+            Frame::Reply {
+                surb_ack,
+                lifetime,
+                fragment,
+            } => {
+                if let Some(ack) = surb_ack {
+                    check_surb_ack(ack)?;
+                }
+                let mut flags = 0;
+                if surb_ack.is_some() {
+                    flags |= FLAG_SURB_ACK;
+                }
+                if lifetime.is_some() {
+                    flags |= FLAG_LIFETIME;
+                }
+                body.push(flags);
+                if let Some(lifetime) = lifetime {
+                    body.extend_from_slice(&lifetime.to_be_bytes());
+                }
+                if let Some(ack) = surb_ack {
+                    body.extend_from_slice(ack);
+                }
+                fragment.encode_into(&mut body);
+            }
+            Frame::Ack | Frame::NodeLoop => {}
+        }
+        if body.len() > FRAME_SIZE - FRAME_HEADER_SIZE {
+            return Err(ProtocolError::BadFrame(format!(
+                "body of {} bytes does not fit a frame",
+                body.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(FRAME_SIZE);
+        out.push(FRAME_VERSION);
+        out.push(self.kind() as u8);
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.resize(FRAME_SIZE, 0);
+        Ok(out)
+    }
+
+    /// Decodes a frame; any length other than [`FRAME_SIZE`] is refused.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, ProtocolError> {
+        if bytes.len() != FRAME_SIZE {
+            return Err(ProtocolError::BadFrame(format!(
+                "a frame is {FRAME_SIZE} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let (header, rest) = bytes.split_at(FRAME_HEADER_SIZE);
+        let [version, kind, len_hi, len_lo] = <[u8; 4]>::try_from(header)
+            .map_err(|_| ProtocolError::BadFrame("short header".into()))?;
+        if version != FRAME_VERSION {
+            return Err(ProtocolError::BadFrame(format!(
+                "unknown frame version {version}"
+            )));
+        }
+        let kind = FrameKind::from_byte(kind)
+            .ok_or_else(|| ProtocolError::BadFrame(format!("unknown frame kind {kind}")))?;
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+        let body = rest
+            .get(..len)
+            .ok_or_else(|| ProtocolError::BadFrame(format!("body length {len} too long")))?;
+        match kind {
+            FrameKind::Forward => decode_forward(body),
+            FrameKind::Reply => decode_reply(body),
+            FrameKind::Ack if body.is_empty() => Ok(Frame::Ack),
+            FrameKind::NodeLoop if body.is_empty() => Ok(Frame::NodeLoop),
+            FrameKind::Ack | FrameKind::NodeLoop => Err(ProtocolError::BadFrame(
+                "an ack or node loop with a body".into(),
+            )),
+        }
+    }
+}
+
+fn check_surb_ack(ack: &[u8]) -> Result<(), ProtocolError> {
+    if ack.len() == SURB_ACK_SIZE {
+        Ok(())
+    } else {
+        Err(ProtocolError::BadFrame(format!(
+            "a SURB-ack is {SURB_ACK_SIZE} bytes, got {}",
+            ack.len()
+        )))
+    }
+}
+
+fn decode_forward(body: &[u8]) -> Result<Frame, ProtocolError> {
+    if body.len() != FORWARD_BODY_SIZE {
+        return Err(ProtocolError::BadFrame(format!(
+            "a forward body is {FORWARD_BODY_SIZE} bytes, got {}",
+            body.len()
+        )));
+    }
+    let (&bucket, rest) = body
+        .split_first()
+        .ok_or_else(|| ProtocolError::BadFrame("empty body".into()))?;
+    let lifetime = LifetimeBucket::from_byte(bucket)
+        .ok_or_else(|| ProtocolError::BadFrame(format!("unknown lifetime bucket {bucket}")))?;
+    let (surb_ack, sealed) = rest.split_at(SURB_ACK_SIZE.min(rest.len()));
+    let sealed: [u8; SEALED_SIZE] = sealed
+        .try_into()
+        .map_err(|_| ProtocolError::BadFrame("truncated sealed body".into()))?;
+    Ok(Frame::Forward(ForwardFrame {
+        lifetime,
+        surb_ack: surb_ack.to_vec(),
+        sealed: Box::new(sealed),
+    }))
+}
+
+fn decode_reply(body: &[u8]) -> Result<Frame, ProtocolError> {
+    let (&flags, rest) = body
+        .split_first()
+        .ok_or_else(|| ProtocolError::BadFrame("empty body".into()))?;
+    if flags & !(FLAG_SURB_ACK | FLAG_LIFETIME) != 0 {
+        return Err(ProtocolError::BadFrame(format!(
+            "unknown flags {flags:#04x}"
+        )));
+    }
+    let (lifetime, rest) = if flags & FLAG_LIFETIME != 0 {
+        let (bytes, rest) = rest
+            .split_first_chunk::<LIFETIME_SIZE>()
+            .ok_or_else(|| ProtocolError::BadFrame("truncated lifetime".into()))?;
+        (Some(u32::from_be_bytes(*bytes)), rest)
+    } else {
+        (None, rest)
+    };
+    let (surb_ack, rest) = if flags & FLAG_SURB_ACK != 0 {
+        if rest.len() < SURB_ACK_SIZE {
+            return Err(ProtocolError::BadFrame("truncated SURB-ack".into()));
+        }
+        let (ack, rest) = rest.split_at(SURB_ACK_SIZE);
+        (Some(ack.to_vec()), rest)
+    } else {
+        (None, rest)
+    };
+    let fragment = Fragment::decode(rest)?;
+    Ok(Frame::Reply {
+        surb_ack,
+        lifetime,
+        fragment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragment::{FragmentId, MessageId};
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn arb_fragment() -> impl Strategy<Value = Fragment> {
+        (
+            any::<[u8; 16]>(),
+            1u16..,
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..=FRAGMENT_CAPACITY),
+        )
+            .prop_map(|(id, count, index, data)| Fragment {
+                id: FragmentId {
+                    message: MessageId(id),
+                    index: index % count,
+                },
+                count,
+                data,
+            })
+    }
+
+    fn arb_content() -> impl Strategy<Value = SealedContent> {
+        prop_oneof![
+            (proptest::option::of(any::<u32>()), arb_fragment())
+                .prop_map(|(lifetime, fragment)| SealedContent::Data { lifetime, fragment }),
+            any::<[u8; 16]>().prop_map(|id| SealedContent::LoopCover { id }),
+            Just(SealedContent::DropCover),
+        ]
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        let ack = proptest::option::of(proptest::collection::vec(
+            any::<u8>(),
+            SURB_ACK_SIZE..=SURB_ACK_SIZE,
+        ));
+        let lifetime = proptest::option::of(any::<u32>());
+        prop_oneof![
+            (
+                0u8..=5,
+                proptest::collection::vec(any::<u8>(), SURB_ACK_SIZE..=SURB_ACK_SIZE),
+                any::<u8>()
+            )
+                .prop_map(|(bucket, surb_ack, fill)| Frame::Forward(ForwardFrame {
+                    lifetime: LifetimeBucket::from_byte(bucket).unwrap(),
+                    surb_ack,
+                    sealed: Box::new([fill; SEALED_SIZE]),
+                })),
+            (ack, lifetime, arb_fragment()).prop_map(|(surb_ack, lifetime, fragment)| {
+                Frame::Reply {
+                    surb_ack,
+                    lifetime,
+                    fragment,
+                }
+            }),
+            Just(Frame::Ack),
+            Just(Frame::NodeLoop),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_frame_has_the_same_length_and_round_trips(frame in arb_frame()) {
+            let bytes = frame.encode().unwrap();
+            prop_assert_eq!(bytes.len(), FRAME_SIZE);
+            prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+        }
+
+        #[test]
+        fn sealed_content_round_trips_at_one_size(content in arb_content()) {
+            let bytes = content.encode().unwrap();
+            prop_assert_eq!(bytes.len(), SEALED_PLAINTEXT_SIZE);
+            prop_assert_eq!(SealedContent::decode(&bytes).unwrap(), content);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let _ = Frame::decode(&bytes);
+            let _ = SealedContent::decode(&bytes);
+        }
+
+        #[test]
+        fn corrupted_frames_never_panic(frame in arb_frame(), pos in 0usize..FRAME_SIZE, bit in 0u8..8) {
+            let mut bytes = frame.encode().unwrap();
+            bytes[pos] ^= 1 << bit;
+            let _ = Frame::decode(&bytes);
+        }
+
+        #[test]
+        fn a_lifetime_bucket_never_shortens_the_lifetime(secs in any::<u32>()) {
+            match LifetimeBucket::covering(Some(secs)).duration() {
+                Some(d) => prop_assert!(d.as_secs() >= u64::from(secs)),
+                None => prop_assert!(u64::from(secs) > 30 * 24 * 3600),
+            }
+        }
+    }
+
+    fn full_fragment() -> Fragment {
+        Fragment {
+            id: FragmentId {
+                message: MessageId([9; 16]),
+                index: 1,
+            },
+            count: 3,
+            data: (0..FRAGMENT_CAPACITY).map(|i| i as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn data_and_cover_seal_to_forward_frames_of_one_length_that_only_the_recipient_opens() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let recipient = crate::keys::SphinxKeyPair::generate(&mut rng);
+        let other = crate::keys::SphinxKeyPair::generate(&mut rng);
+        let contents = [
+            SealedContent::Data {
+                lifetime: Some(90),
+                fragment: full_fragment(),
+            },
+            SealedContent::Data {
+                lifetime: None,
+                fragment: Fragment {
+                    data: vec![1],
+                    ..full_fragment()
+                },
+            },
+            SealedContent::LoopCover { id: [5; 16] },
+        ];
+        for content in contents {
+            let frame = ForwardFrame::seal(
+                &content,
+                &recipient.public(),
+                vec![3; SURB_ACK_SIZE],
+                &mut rng,
+            )
+            .unwrap();
+            let bytes = Frame::Forward(frame.clone()).encode().unwrap();
+            let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+            assert_eq!(len, FORWARD_BODY_SIZE, "one body length for every kind");
+            let Frame::Forward(decoded) = Frame::decode(&bytes).unwrap() else {
+                panic!("kind changed");
+            };
+            assert_eq!(decoded, frame);
+            assert_eq!(
+                ForwardFrame::open(recipient.secret(), decoded.sealed.as_slice()).unwrap(),
+                content
+            );
+            assert!(ForwardFrame::open(other.secret(), decoded.sealed.as_slice()).is_err());
+        }
+    }
+
+    #[test]
+    fn the_gateway_reads_only_a_coarse_lifetime() {
+        assert_eq!(LifetimeBucket::covering(None), LifetimeBucket::Unset);
+        assert_eq!(LifetimeBucket::covering(Some(1)), LifetimeBucket::Hour);
+        assert_eq!(
+            LifetimeBucket::covering(Some(3_601)),
+            LifetimeBucket::SixHours
+        );
+        assert_eq!(LifetimeBucket::covering(Some(86_400)), LifetimeBucket::Day);
+        assert_eq!(
+            LifetimeBucket::covering(Some(u32::MAX)),
+            LifetimeBucket::Unset
+        );
+    }
+
+    #[test]
+    fn wrong_sizes_and_unknown_kinds_are_refused() {
+        assert!(Frame::decode(&[0u8; 10]).is_err());
+        let mut bytes = Frame::NodeLoop.encode().unwrap();
+        bytes[1] = 99;
+        assert!(Frame::decode(&bytes).is_err());
+        bytes[1] = FrameKind::NodeLoop as u8;
+        bytes[0] = 1;
+        assert!(Frame::decode(&bytes).is_err(), "version 1 is gone");
+        // A forward body one byte short, or with an unknown bucket.
+        let forward = Frame::Forward(ForwardFrame {
+            lifetime: LifetimeBucket::Day,
+            surb_ack: vec![0; SURB_ACK_SIZE],
+            sealed: Box::new([0; SEALED_SIZE]),
+        })
+        .encode()
+        .unwrap();
+        let mut short = forward.clone();
+        short[3] -= 1;
+        assert!(Frame::decode(&short).is_err());
+        let mut bucket = forward;
+        bucket[FRAME_HEADER_SIZE] = 9;
+        assert!(Frame::decode(&bucket).is_err());
+        let mut bigger = full_fragment();
+        bigger.data.push(0);
+        assert!(
+            SealedContent::Data {
+                lifetime: Some(1),
+                fragment: bigger,
+            }
+            .encode()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_full_fragment_fits_a_sealed_body_and_a_reply() {
+        assert_eq!(FRAGMENT_CAPACITY, 1571);
+        assert!(
+            SealedContent::Data {
+                lifetime: Some(60),
+                fragment: full_fragment(),
+            }
+            .encode()
+            .is_ok()
+        );
+        let reply = Frame::Reply {
+            surb_ack: Some(vec![1; SURB_ACK_SIZE]),
+            lifetime: Some(60),
+            fragment: full_fragment(),
+        };
+        assert_eq!(Frame::decode(&reply.encode().unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn unknown_flag_bits_are_refused() {
+        let good = Frame::Reply {
+            surb_ack: Some(vec![2; SURB_ACK_SIZE]),
+            lifetime: Some(5),
+            fragment: full_fragment(),
+        }
+        .encode()
+        .unwrap();
+        for bit in 2..8 {
+            let mut bytes = good.clone();
+            bytes[FRAME_HEADER_SIZE] |= 1 << bit;
+            assert!(
+                matches!(Frame::decode(&bytes), Err(ProtocolError::BadFrame(_))),
+                "flag bit {bit} refused"
+            );
+        }
+        let content = SealedContent::LoopCover { id: [1; 16] }.encode().unwrap();
+        let mut flagged = content;
+        flagged[1] = 1;
+        assert!(SealedContent::decode(&flagged).is_err());
+    }
+
+    #[test]
+    fn a_truncated_lifetime_is_refused() {
+        // Flags say "lifetime" but the body ends after two bytes of it.
+        let mut bytes = vec![FRAME_VERSION, FrameKind::Reply as u8, 0, 3];
+        bytes.extend_from_slice(&[FLAG_LIFETIME, 0, 0]);
+        bytes.resize(FRAME_SIZE, 0);
+        assert!(Frame::decode(&bytes).is_err());
+    }
+}

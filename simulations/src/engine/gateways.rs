@@ -1,0 +1,242 @@
+//! The gateways: each a real [`GatewayCore`](gateway_core::GatewayCore) over an
+//! in-memory mailbox, driven as the gateway binary's core loop drives it.
+//!
+//! A client's session speaks the real link protocol: the engine opens it,
+//! answers the challenge with the client's proof (at time zero, with no
+//! latency: sessions are up before traffic starts), and from then on hands
+//! the core whatever bytes arrive from the client (`handle_client_bytes`)
+//! and whatever the exit mixer delivers (`handle_delivery`), then carries
+//! out the core's actions: `Forward` puts a packet on the link to its
+//! layer-1 node, `Send` puts bytes on the client's session.
+
+use gateway_core::GatewayAction;
+use protocol::link::auth::prove;
+use protocol::link::{ClientMessage, GatewayMessage, LinkDecoder, LinkMessage};
+use protocol::packet::Delivery;
+use protocol::time::Timestamp;
+
+use super::{Engine, InFlight};
+use crate::anonymity::SenderDist;
+use crate::error::SimError;
+use crate::events::Event;
+use crate::sim_codec::SimCodec;
+use crate::tally::Kind;
+
+impl<C: SimCodec> Engine<C> {
+    /// Opens client `c`'s authenticated session with its gateway.
+    pub(super) fn connect(&mut self, c: usize) -> Result<(), SimError> {
+        let now = Timestamp::ZERO;
+        let Some(client) = self.clients.get_mut(c) else {
+            return Ok(());
+        };
+        let Some(gw) = self.gateways.get_mut(client.gateway) else {
+            return Err(SimError::Setup(format!("client {c} has no gateway")));
+        };
+        let (session, actions) = gw.core.open_session(now, &mut gw.rng);
+        let mut hello = LinkDecoder::<GatewayMessage>::new();
+        for action in actions {
+            if let GatewayAction::Send { bytes, .. } = action {
+                hello.push(&bytes);
+            }
+        }
+        let Ok(Some(GatewayMessage::Challenge { gateway, ephemeral })) = hello.next_message()
+        else {
+            return Err(SimError::Setup(format!("gateway refused client {c}")));
+        };
+        let keys = client.core.keys();
+        let answer = ClientMessage::Authenticate {
+            client_key: keys.public().to_bytes(),
+            proof: prove(keys.secret(), &gateway, &ephemeral),
+        }
+        .encode();
+        let welcome = gw.core.handle_client_bytes(now, session, &answer);
+        let accepted = welcome.iter().any(|a| match a {
+            GatewayAction::Send { bytes, .. } => {
+                let mut answer = LinkDecoder::<GatewayMessage>::new();
+                answer.push(bytes);
+                matches!(answer.next_message(), Ok(Some(GatewayMessage::Welcome)))
+            }
+            _ => false,
+        });
+        if !accepted {
+            return Err(SimError::Setup(format!("gateway refused client {c}")));
+        }
+        gw.sessions.insert(session, c as u32);
+        client.session = session;
+        Ok(())
+    }
+
+    /// Schedules gateway `g`'s wake at its core's `next_timeout`, unless a
+    /// wake at or before it is already due.
+    ///
+    /// Called at the start and after every wake only: a gateway's timers
+    /// change when a session opens (all open at time zero here), when it
+    /// sweeps its mailbox (in `handle_timeout`), and when it stores a message
+    /// whose sender set a lifetime (simulated clients set none), and
+    /// `next_timeout` looks at every session, too slow to ask after each
+    /// packet.
+    pub(super) fn reschedule_gateway(&mut self, now: Timestamp, g: usize) {
+        let Some(gw) = self.gateways.get_mut(g) else {
+            return;
+        };
+        let at = gw.core.next_timeout().max(now);
+        if gw.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        gw.wake_at = Some(at);
+        self.schedule(at, Event::GatewayWake(g as u32));
+    }
+
+    /// Gateway `g`'s timers are due (the mailbox sweep). A sweep that found
+    /// a full batch asks for `now` again, and gets it (after the events
+    /// already due at `now`), as the binary's loop comes straight back.
+    pub(super) fn gateway_wake(&mut self, now: Timestamp, g: usize) {
+        let Some(gw) = self.gateways.get_mut(g) else {
+            return;
+        };
+        if gw.wake_at != Some(now) {
+            return;
+        }
+        gw.wake_at = None;
+        let actions = gw.core.handle_timeout(now);
+        self.gateway_actions(now, g, actions, None);
+        self.reschedule_gateway(now, g);
+    }
+
+    /// Client `c`'s packet, in `slot`, reaches its gateway in a `SendPacket`
+    /// link message.
+    pub(super) fn at_gateway(&mut self, now: Timestamp, c: usize, slot: u32) {
+        let Some(client) = self.clients.get(c) else {
+            return;
+        };
+        let (g, session) = (client.gateway, client.session);
+        let Some(bytes) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .map(|p| std::mem::take(&mut p.bytes))
+        else {
+            return;
+        };
+        let Some(gw) = self.gateways.get_mut(g) else {
+            return;
+        };
+        let actions = gw.core.handle_client_bytes(now, session, &bytes);
+        self.gateway_actions(now, g, actions, Some(slot));
+        if self
+            .slots
+            .get(slot as usize)
+            .is_some_and(|s| s.as_ref().is_some_and(|p| p.bytes.is_empty()))
+        {
+            // Not forwarded (throttled, or not for layer 1): counted by the
+            // gateway core; the packet's trip ends here.
+            self.retire(slot);
+        }
+    }
+
+    /// Client `c`'s acknowledgements of mailbox pushes reach its gateway.
+    pub(super) fn session_to_gateway(&mut self, now: Timestamp, c: usize, chunk: u32) {
+        let bytes = self.take_chunk(chunk);
+        let Some(client) = self.clients.get(c) else {
+            return;
+        };
+        let (g, session) = (client.gateway, client.session);
+        let Some(gw) = self.gateways.get_mut(g) else {
+            return;
+        };
+        let actions = gw.core.handle_client_bytes(now, session, &bytes);
+        self.gateway_actions(now, g, actions, None);
+    }
+
+    /// Gateway `g`'s exit mixer unwrapped a final hop for one of its clients.
+    pub(super) fn final_hop(&mut self, now: Timestamp, g: usize, delivery: Delivery) {
+        let Some(gw) = self.gateways.get_mut(g) else {
+            return;
+        };
+        let report = gw.core.handle_delivery(now, delivery);
+        self.gateway_actions(now, g, report.actions, None);
+    }
+
+    /// Carries out gateway `g`'s actions. `from_client` is the slot of the
+    /// client packet whose `SendPacket` produced them, if any: its `Forward`
+    /// is that packet; any other `Forward` is a SURB-ack the gateway made.
+    fn gateway_actions(
+        &mut self,
+        now: Timestamp,
+        g: usize,
+        actions: Vec<GatewayAction>,
+        from_client: Option<u32>,
+    ) {
+        let node = self.net.gateway_node(g);
+        for action in actions {
+            match action {
+                GatewayAction::Forward(packet) => {
+                    let Some(next) = self.net.node_of(&packet.first_hop) else {
+                        self.tally.drop("unknown_next_hop");
+                        continue;
+                    };
+                    let relayed = from_client.and_then(|slot| {
+                        let p = self.slots.get_mut(slot as usize)?.take()?;
+                        self.free.push(slot);
+                        Some(p)
+                    });
+                    let mut packet = match relayed {
+                        Some(mut p) => {
+                            p.bytes = packet.bytes;
+                            p
+                        }
+                        None => InFlight {
+                            bytes: packet.bytes,
+                            kind: Kind::Ack,
+                            sent_at: now,
+                            arrived_at: now,
+                            next: 0,
+                            target: None,
+                            // Made by the gateway, as its own cover is: the
+                            // observer sees no client packet it relays.
+                            dist: self
+                                .tracking
+                                .then(|| SenderDist::point((self.clients.len() + node) as u32)),
+                        },
+                    };
+                    packet.next = next as u32;
+                    packet.arrived_at = now;
+                    self.tally.cross(packet.kind, 1);
+                    let latency = self
+                        .node_rngs
+                        .get_mut(node)
+                        .and_then(|rng| self.net.link.cross(rng));
+                    self.send(now, packet, latency);
+                }
+                GatewayAction::Send { session, bytes } => {
+                    let Some(client) = self
+                        .gateways
+                        .get(g)
+                        .and_then(|gw| gw.sessions.get(&session))
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    self.tally.mailbox.bytes += bytes.len() as u64;
+                    // The session is a reliable stream: late, never lost.
+                    let latency = self
+                        .node_rngs
+                        .get_mut(node)
+                        .map(|rng| self.net.link.latency(rng))
+                        .unwrap_or_default();
+                    let chunk = self.keep_chunk(bytes);
+                    self.schedule(
+                        now.saturating_add(latency),
+                        Event::SessionToClient { client, chunk },
+                    );
+                }
+                GatewayAction::Close { session, .. } => {
+                    self.tally.drop("session_closed");
+                    if let Some(gw) = self.gateways.get_mut(g) {
+                        gw.sessions.remove(&session);
+                    }
+                }
+            }
+        }
+    }
+}
