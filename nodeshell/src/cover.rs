@@ -1,7 +1,7 @@
 //! The node's own loop cover (Loopix λ_M).
 //!
 //! Every node — mix node or gateway — sends loop cover at the topology's
-//! λ_M: a `LoopCover` packet over one random node of each layer and back to
+//! λ_M: a loop cover packet over one random node of each layer and back to
 //! the node itself as the final hop. An observer then cannot tell a quiet
 //! node from a busy one, and a node whose loops stop coming back sees that
 //! packets are being dropped on their way (an active, n−1 style attack). The
