@@ -90,6 +90,9 @@ pub struct TestNetwork {
     pub lose_delivery: DeliveryLossHook,
     /// Packets sent by clients: (client, instant).
     pub client_sends: Vec<(usize, Timestamp)>,
+    /// What each client's gateway handed it: (client, instant, through a
+    /// SURB, payload length).
+    pub handed: Vec<(usize, Timestamp, bool, usize)>,
     /// Deliveries for a destination no client has (drop cover).
     pub undeliverable: usize,
     /// Packets a mixer refused.
@@ -183,6 +186,7 @@ impl TestNetwork {
             lose_ack: Box::new(|_, _| false),
             lose_delivery: Box::new(|_, _| false),
             client_sends: Vec::new(),
+            handed: Vec::new(),
             undeliverable: 0,
             refused: 0,
             data_at_gateway: Vec::new(),
@@ -305,6 +309,7 @@ impl TestNetwork {
         }
         let Some(frame) = forward else {
             // A SURB packet: handed over sealed as it came.
+            self.handed.push((client, self.now, true, d.payload.len()));
             self.clients[client].handle_delivery(self.now, d.surb_id, &d.payload);
             self.drain_events(client);
             return;
@@ -328,6 +333,7 @@ impl TestNetwork {
         if !lose_ack {
             self.send_ack(frame.surb_ack);
         }
+        self.handed.push((client, self.now, false, handed.len()));
         self.clients[client].handle_delivery(self.now, d.surb_id, &handed);
         self.drain_events(client);
     }
