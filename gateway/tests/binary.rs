@@ -416,12 +416,17 @@ async fn clients_authenticate_send_into_layer1_and_are_closed_on_sigterm() {
     assert!(text.contains("gateway_loop_cover_sent_total 0"), "{text}");
     promtool_check(&text);
 
-    // SIGTERM: the client is told `shutdown`, the process exits cleanly.
+    // SIGTERM: the client is told `shutdown`, the process exits cleanly,
+    // within a second.
+    #[allow(clippy::disallowed_methods)] // timing the exit
+    let signalled = std::time::Instant::now();
     gw.signal(Signal::SIGTERM);
     let end = tokio::time::timeout(WAIT, connection.next_delivery()).await;
     assert_eq!(end.unwrap(), None);
     assert_eq!(connection.close_reason(), Some(CloseReason::Shutdown));
     assert!(gw.wait(), "clean exit on SIGTERM");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(1), "exit took {took:?}");
 }
 
 /// A final-hop packet for `client` carrying `frame`, built over the route [gateway].

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::LocalnetError;
 use crate::network::LocalNet;
-use crate::process::{NodeProcess, binary};
+use crate::process::{NodeProcess, binary, output};
 
 /// Creates a client folder on gateway `gateway` and returns its address card.
 fn init_client(net: &LocalNet, dir: &Path, gateway: usize) -> Result<String, LocalnetError> {
@@ -21,13 +21,13 @@ fn init_client(net: &LocalNet, dir: &Path, gateway: usize) -> Result<String, Loc
         .ok_or_else(|| LocalnetError::Failed("demo".into(), format!("no gateway {gateway}")))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Command::new(binary("mixnet-client"))
-            .args(["init", "--dir", &dir.display().to_string()])
-            .args(["--directory", &net.directory_url])
-            .args(["--directory-key", &net.directory_key.to_base58()])
-            .args(["--gateway", &gw.id.to_base58()])
-            .output()
-            .map_err(|e| LocalnetError::Spawn("mixnet-client".into(), e.to_string()))?;
+        let out = output(
+            Command::new(binary("mixnet-client"))
+                .args(["init", "--dir", &dir.display().to_string()])
+                .args(["--directory", &net.directory_url])
+                .args(["--directory-key", &net.directory_key.to_base58()])
+                .args(["--gateway", &gw.id.to_base58()]),
+        )?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
         }
@@ -63,17 +63,14 @@ fn exchange(
     )?;
     receiver.wait_for_line("ready", Duration::from_secs(30))?;
     let start = Instant::now();
-    let out = Command::new(binary("mixnet-client"))
-        .args([
-            "send",
-            "--dir",
-            &from.display().to_string(),
-            "--to",
-            to_address,
-            text,
-        ])
-        .output()
-        .map_err(|e| LocalnetError::Spawn("mixnet-client".into(), e.to_string()))?;
+    let out = output(Command::new(binary("mixnet-client")).args([
+        "send",
+        "--dir",
+        &from.display().to_string(),
+        "--to",
+        to_address,
+        text,
+    ]))?;
     if !out.status.success() {
         return Err(LocalnetError::Failed(
             "mixnet-client send".into(),

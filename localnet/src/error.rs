@@ -17,4 +17,7 @@ pub enum LocalnetError {
     /// A file could not be written.
     #[error("{0}: {1}")]
     Io(String, String),
+    /// The network is being stopped: no process starts any more.
+    #[error("stopping: no new process starts")]
+    Stopping,
 }

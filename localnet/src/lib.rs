@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod build;
 pub mod demo;
 pub mod error;
 pub mod network;
@@ -8,4 +9,4 @@ pub mod process;
 
 pub use error::LocalnetError;
 pub use network::{LocalNet, LocalNode, NetworkSpec, NodeRole, free_port};
-pub use process::{NodeProcess, binary};
+pub use process::{NodeProcess, StopOutcome, binary, stop_all, stop_everything};

@@ -11,7 +11,9 @@ use std::time::Duration;
 use protocol::keys::NodeId;
 
 use crate::error::LocalnetError;
-use crate::process::{NodeProcess, binary, run_to_completion};
+use crate::process::{
+    NodeProcess, STOP_GRACE, StopOutcome, binary, is_stopping, run_to_completion, stop_all,
+};
 
 /// How long a node may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -186,7 +188,7 @@ impl LocalNet {
         let mut attempt = 0;
         loop {
             match self.start_node(role, i, attempt) {
-                Err(LocalnetError::NotReady(name, why)) if attempt < 2 => {
+                Err(LocalnetError::NotReady(name, why)) if attempt < 2 && !is_stopping() => {
                     eprintln!("localnet: {name} did not start ({why}); trying again");
                     attempt += 1;
                 }
@@ -322,6 +324,27 @@ impl LocalNet {
     /// Stops the directory (SIGTERM); returns whether it exited cleanly.
     pub fn stop_directory(&mut self) -> bool {
         self.directory.stop(Duration::from_secs(3))
+    }
+
+    /// Stops every process of the network at once: SIGTERM to all of them,
+    /// one wait for all, SIGKILL for those still running after the grace
+    /// period. Dropping the network does the same.
+    pub fn stop(&mut self) -> StopOutcome {
+        let nodes = self.mixnodes.iter_mut().chain(self.gateways.iter_mut());
+        stop_all(
+            nodes
+                .map(|n| &mut n.process)
+                .chain(std::iter::once(&mut self.directory)),
+            STOP_GRACE,
+        )
+    }
+}
+
+impl Drop for LocalNet {
+    fn drop(&mut self) {
+        // Before the fields drop: each process would otherwise be stopped in
+        // turn, and the folder removed while they still run.
+        let _ = self.stop();
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ReplayJournal {
     path: PathBuf,
     out: BufWriter<File>,
     dirty: bool,
+    /// The key epoch the node was in at the last [`ReplayJournal::follow_epoch`].
+    epoch: Option<Epoch>,
 }
 
 impl ReplayJournal {
@@ -42,6 +44,7 @@ impl ReplayJournal {
                 path: path.to_path_buf(),
                 out: BufWriter::new(file),
                 dirty: false,
+                epoch: None,
             },
             records,
         ))
@@ -62,6 +65,18 @@ impl ReplayJournal {
             self.dirty = false;
         }
         Ok(())
+    }
+
+    /// Keeps the journal to the live epochs: called with the node's current
+    /// key epoch, it rewrites the journal without the epochs before the
+    /// previous one when the epoch has changed since the last call (their
+    /// keys, and so their tags, are retired). The first call only notes the epoch.
+    pub fn follow_epoch(&mut self, current: Epoch) -> Result<()> {
+        let last = self.epoch.replace(current);
+        match last {
+            Some(last) if last != current => self.compact(current.previous().unwrap_or(current)),
+            _ => Ok(()),
+        }
     }
 
     /// Rewrites the journal keeping only epochs from `oldest_kept` on.
@@ -153,10 +168,22 @@ mod tests {
         assert_eq!(back.len(), 4, "records after a torn one stay aligned");
         assert_eq!(back[3].tag, [9; 32]);
         j.compact(Epoch(1)).unwrap();
-        let (_, kept) = ReplayJournal::open(&path).unwrap();
+        let (mut j, kept) = ReplayJournal::open(&path).unwrap();
         assert_eq!(
             kept.iter().map(|r| r.epoch.0).collect::<Vec<_>>(),
             vec![1, 2, 2]
+        );
+        // Following the epochs: the first call notes it, a change compacts.
+        j.follow_epoch(Epoch(2)).unwrap();
+        j.follow_epoch(Epoch(2)).unwrap();
+        let (mut j, kept) = ReplayJournal::open(&path).unwrap();
+        assert_eq!(kept.len(), 3);
+        j.follow_epoch(Epoch(2)).unwrap();
+        j.follow_epoch(Epoch(3)).unwrap();
+        let (_, kept) = ReplayJournal::open(&path).unwrap();
+        assert_eq!(
+            kept.iter().map(|r| r.epoch.0).collect::<Vec<_>>(),
+            vec![2, 2]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

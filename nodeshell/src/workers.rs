@@ -4,11 +4,16 @@
 //! never runs on the async reactor: a node hands packets to one thread per
 //! core through a bounded queue. When the queue is full the packet is refused
 //! at once (the caller counts the drop), so a flood costs a counter, not memory.
+//! At shutdown the threads stop after the packet in their hands: what is
+//! still queued is dropped, not unwrapped for a node that is leaving.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
+
+use crate::shutdown::ShutdownSignal;
 
 /// How many workers to start: `configured`, or one per core when it is 0.
 pub fn worker_count(configured: usize) -> usize {
@@ -25,6 +30,7 @@ pub fn worker_count(configured: usize) -> usize {
 pub struct PacketWorkers {
     queue: crossbeam_channel::Sender<Vec<u8>>,
     threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl PacketWorkers {
@@ -37,16 +43,18 @@ impl PacketWorkers {
     {
         let (queue, work) = crossbeam_channel::bounded::<Vec<u8>>(capacity.max(1));
         let handle = Arc::new(handle);
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..count.max(1) {
             let work = work.clone();
             let handle = handle.clone();
+            let stopping = stopping.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         while let Ok(packet) = work.recv() {
-                            if !handle(packet) {
+                            if stopping.load(Ordering::Relaxed) || !handle(packet) {
                                 break;
                             }
                         }
@@ -54,7 +62,11 @@ impl PacketWorkers {
                     .context("cannot start worker threads")?,
             );
         }
-        Ok(PacketWorkers { queue, threads })
+        Ok(PacketWorkers {
+            queue,
+            threads,
+            stopping,
+        })
     }
 
     /// Number of threads.
@@ -73,12 +85,12 @@ impl PacketWorkers {
     }
 
     /// Spawns the intake task: every item of `incoming` (its packet taken
-    /// by `packet_of`) goes to the workers until `shutdown` changes;
+    /// by `packet_of`) goes to the workers until the stop is requested;
     /// `on_arrival` is told whether each one was queued or refused.
     pub fn spawn_intake<T, P, A>(
         &self,
         mut incoming: tokio::sync::mpsc::Receiver<T>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        mut shutdown: ShutdownSignal,
         packet_of: P,
         on_arrival: A,
     ) -> tokio::task::JoinHandle<()>
@@ -95,18 +107,25 @@ impl PacketWorkers {
                         let Some(item) = item else { break };
                         on_arrival(queue.try_send(packet_of(item)).is_ok());
                     }
-                    _ = shutdown.changed() => break,
+                    _ = shutdown.requested() => break,
                 }
             }
         })
     }
 
-    /// Closes the queue and waits for every thread to finish.
+    /// Closes the queue and waits for every thread to finish what is queued.
     pub fn join(self) {
         drop(self.queue);
         for t in self.threads {
             let _ = t.join();
         }
+    }
+
+    /// Stops every thread after the packet in its hands, dropping what is
+    /// still queued, and waits for them.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.join();
     }
 }
 
@@ -139,6 +158,26 @@ mod tests {
         assert!((2..=3).contains(&accepted), "{accepted}");
         drop(gate_tx);
         blocked.join();
+
+        // Stopping drops what is queued instead of handling it.
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        let h = handled.clone();
+        let busy = PacketWorkers::start(1, 100, "busy", move |_| {
+            let _ = gate_rx.recv();
+            h.fetch_add(1, Ordering::Relaxed);
+            true
+        })
+        .unwrap();
+        for _ in 0..50 {
+            assert!(busy.try_submit(vec![2]));
+        }
+        let stopper = std::thread::spawn(move || busy.stop());
+        // Let the stop flag be set while the worker waits at the gate.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(gate_tx);
+        stopper.join().unwrap();
+        assert!(handled.load(Ordering::Relaxed) <= 2);
         assert_eq!(worker_count(3), 3);
         assert!(worker_count(0) >= 1);
     }

@@ -1,10 +1,10 @@
 //! `localnet`: a whole mixnet on this machine, until Ctrl-C.
 
-use std::path::Path;
-use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use localnet::process::STOP_GRACE;
 use localnet::{LocalNet, NetworkSpec};
 
 /// Starts a directory, 3 × N mix nodes and gateways as real processes on loopback,
@@ -40,30 +40,12 @@ fn main() {
     }
 }
 
-/// Builds the node binaries with the same profile as this one, from this checkout.
-fn build_binaries() -> Result<()> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("cannot find the workspace")?;
-    let release = !cfg!(debug_assertions);
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace).args([
-        "build", "--bins", "-p", "mixnode", "-p", "topology", "-p", "gateway", "-p", "client",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    eprintln!("building the node binaries…");
-    let status = cmd.status().context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building the node binaries failed");
-    }
-    Ok(())
-}
-
-fn run(cli: Cli) -> Result<()> {
+/// Builds, starts the network, prints where everything is and runs the demo.
+fn start(cli: &Cli) -> Result<LocalNet> {
     if !cli.no_build {
-        build_binaries()?;
+        eprintln!("building the node binaries…");
+        // The same profile as this binary's.
+        localnet::build::build_binaries(!cfg!(debug_assertions))?;
     }
     let spec = NetworkSpec {
         mix_per_layer: cli.mix_per_layer,
@@ -100,18 +82,52 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("demo failed: {e}");
         }
     }
+    Ok(net)
+}
+
+#[allow(clippy::disallowed_methods)] // reports how long stopping took
+fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // The handlers are in place before the line that invites Ctrl-C, so a
-    // Ctrl-C right after it stops the network instead of killing this process.
+    // The handlers are in place before anything starts: a Ctrl-C at any
+    // moment stops what has started instead of killing this process alone.
     let (mut interrupt, mut term) = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
         let term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         anyhow::Ok((interrupt, term))
     })?;
+    let (started_tx, mut started) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("start".into())
+        .spawn(move || {
+            let _ = started_tx.send(start(&cli));
+        })
+        .context("cannot start the network's thread")?;
+    let up = runtime.block_on(async {
+        tokio::select! {
+            up = &mut started => Some(up),
+            _ = interrupt.recv() => None,
+            _ = term.recv() => None,
+        }
+    });
+    let mut net = match up {
+        Some(Ok(up)) => up?,
+        Some(Err(_)) => bail!("the network's thread ended early"),
+        None => {
+            // Interrupted while building or starting: stop whatever runs and
+            // refuse whatever would start next. The start then fails and
+            // removes its folder; leave without waiting long for it.
+            eprintln!("stopping…");
+            localnet::stop_everything(STOP_GRACE);
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), started).await });
+            eprintln!("localnet: interrupted before the network was up");
+            std::process::exit(130);
+        }
+    };
     println!("Ctrl-C stops every process.");
     runtime.block_on(async {
         tokio::select! {
@@ -120,6 +136,16 @@ fn run(cli: Cli) -> Result<()> {
         }
     });
     eprintln!("stopping…");
+    let began = Instant::now();
+    let outcome = net.stop();
     drop(net);
+    eprintln!(
+        "stopped in {} ms{}",
+        began.elapsed().as_millis(),
+        match outcome.killed {
+            0 => String::new(),
+            n => format!(" ({n} killed after {} s)", STOP_GRACE.as_secs()),
+        }
+    );
     Ok(())
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gateway_core::SessionId;
+use nodeshell::shutdown::ShutdownSignal;
 use protocol::keys::IdentityKeyPair;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::core_loop::{ClientEvent, WriterCommand};
 
@@ -40,19 +41,19 @@ impl ClientListener {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// Accepts clients until `shutdown`, at most `max_sessions` at once.
+    /// Accepts clients until the stop is requested, at most `max_sessions` at once.
     pub async fn serve(
         self,
         events: mpsc::Sender<ClientEvent>,
         max_sessions: usize,
         session_queue: usize,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: ShutdownSignal,
     ) {
         let slots = Arc::new(Semaphore::new(max_sessions));
         loop {
             let incoming = tokio::select! {
                 incoming = self.endpoint.accept() => incoming,
-                _ = shutdown.changed() => break,
+                _ = shutdown.requested() => break,
             };
             let Some(incoming) = incoming else { break };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -67,8 +68,9 @@ impl ClientListener {
                 }
             });
         }
-        // Sessions were sent `Close(shutdown)` by the core; give them a moment.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        // Sessions were sent `Close(shutdown)` by the core; give them until
+        // the node's deadline to reach the clients.
+        let _ = tokio::time::timeout_at(shutdown.deadline(), self.endpoint.wait_idle()).await;
         self.endpoint.close(0u8.into(), b"shutdown");
     }
 }

@@ -17,17 +17,11 @@ use std::sync::Arc;
 
 use gateway::RedbStore;
 use gateway_core::{GatewayAction, GatewayCore, SessionId};
-use mixnode_core::{DropReason, Mixer};
-use nodeshell::clock::Clock;
 use nodeshell::journal::ReplayJournal;
-use protocol::keys::NodeId;
-use protocol::packet::Delivery;
-use protocol::packet::OutgoingPacket;
-use protocol::replay::ReplayRecord;
+use nodeshell::{Node, Opened};
+use protocol::packet::{Delivery, OutgoingPacket};
 use rand_chacha::ChaCha20Rng;
-use tokio::sync::{mpsc, oneshot, watch};
-use topology::Topology;
-use transport::{Endpoint, PeerId, SendError};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::GatewayMetrics;
 
@@ -66,13 +60,9 @@ pub enum WriterCommand {
     Close,
 }
 
-/// A final-hop packet unwrapped by a worker, with its replay tag.
-pub struct FinalHop {
-    /// What the exit mixer handed out.
-    pub delivery: Delivery,
-    /// Its replay tag, journalled before the message is stored.
-    pub record: protocol::replay::ReplayRecord,
-}
+/// A final-hop packet unwrapped by a worker, with its replay tag
+/// (journalled before the message is stored).
+pub type FinalHop = Opened<Delivery>;
 
 /// Everything the core thread owns or reads.
 pub struct CoreLoop {
@@ -80,43 +70,36 @@ pub struct CoreLoop {
     pub core: GatewayCore<RedbStore>,
     /// The replay journal.
     pub journal: ReplayJournal,
-    /// The exit mixer (for its current epoch, to compact the journal).
-    pub mixer: Arc<Mixer>,
-    /// The node-side endpoint (packets into layer 1).
-    pub endpoint: Arc<Endpoint>,
-    /// The current topology.
-    pub topology: watch::Receiver<Arc<Topology>>,
-    /// Metrics.
+    /// The running node: its clock (Unix time), its exit mixer (whose epoch
+    /// keeps the journal short), its links into layer 1, the topology, the
+    /// stop request.
+    pub node: Node,
+    /// The gateway's own series.
     pub metrics: Arc<GatewayMetrics>,
-    /// The clock (Unix time).
-    pub clock: Clock,
     /// Randomness for challenges.
     pub rng: ChaCha20Rng,
 }
 
 impl CoreLoop {
-    /// Runs until `shutdown` turns true or both channels close; then closes every session.
+    /// Runs until the stop is requested or a channel closes; then closes every session.
     pub async fn run(
         mut self,
         mut clients: mpsc::Receiver<ClientEvent>,
         mut final_hops: mpsc::Receiver<FinalHop>,
-        mut shutdown: watch::Receiver<bool>,
     ) {
         let mut writers: HashMap<SessionId, mpsc::Sender<WriterCommand>> = HashMap::new();
-        let mut journal_epoch = self.mixer.current_epoch();
+        let mut shutdown = self.node.shutdown.clone();
         self.set_layer1();
         loop {
-            let epoch = self.mixer.current_epoch();
-            if epoch != journal_epoch {
-                journal_epoch = epoch;
-                if let Err(e) = self.journal.compact(epoch.previous().unwrap_or(epoch)) {
-                    tracing::error!("replay journal: {e:#}");
-                }
+            // After a rotation the retired epoch's tags leave the journal.
+            if let Err(e) = self.journal.follow_epoch(self.node.mixer.current_epoch()) {
+                tracing::error!("replay journal: {e:#}");
             }
-            if self.topology.has_changed().unwrap_or(false) {
+            if self.node.topology.has_changed().unwrap_or(false) {
                 self.set_layer1();
             }
-            let wake = self.clock.to_tokio(self.core.next_timeout());
+            let clock = self.node.clock;
+            let wake = clock.to_tokio(self.core.next_timeout());
             let actions = tokio::select! {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
@@ -136,8 +119,8 @@ impl CoreLoop {
                     }
                     self.final_hops(batch)
                 }
-                _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(self.clock.now()),
-                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
+                _ = shutdown.requested() => break,
             };
             self.dispatch(actions, &mut writers);
         }
@@ -149,7 +132,7 @@ impl CoreLoop {
     }
 
     fn set_layer1(&mut self) {
-        let topology = self.topology.borrow_and_update().clone();
+        let topology = self.node.topology.borrow_and_update().clone();
         let layer1 = topology.layers.first().cloned().unwrap_or_default();
         self.core.set_layer1(layer1.iter().map(|e| e.id));
     }
@@ -159,7 +142,7 @@ impl CoreLoop {
         event: ClientEvent,
         writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
     ) -> Vec<GatewayAction> {
-        let now = self.clock.now();
+        let now = self.node.clock.now();
         match event {
             ClientEvent::Opened { writer, reply } => {
                 let (session, actions) = self.core.open_session(now, &mut self.rng);
@@ -181,20 +164,16 @@ impl CoreLoop {
     /// Journals the batch's replay tags, then hands the deliveries to the core.
     fn final_hops(&mut self, batch: Vec<FinalHop>) -> Vec<GatewayAction> {
         for hop in &batch {
-            let record = ReplayRecord {
-                epoch: hop.record.epoch,
-                tag: hop.record.tag,
-            };
-            if let Err(e) = self.journal.append(&record) {
+            if let Err(e) = self.journal.append(&hop.record) {
                 tracing::error!("replay journal: {e:#}");
             }
         }
         if let Err(e) = self.journal.flush() {
             tracing::error!("replay journal: {e:#}");
         }
-        let now = self.clock.now();
+        let now = self.node.clock.now();
         self.core
-            .handle_deliveries(now, batch.into_iter().map(|h| h.delivery))
+            .handle_deliveries(now, batch.into_iter().map(|h| h.packet))
             .actions
     }
 
@@ -229,38 +208,7 @@ impl CoreLoop {
     }
 
     fn forward(&self, packet: OutgoingPacket) {
-        let topology = self.topology.borrow().clone();
-        if send_into_mixnet(
-            &self.endpoint,
-            &topology,
-            &self.metrics,
-            packet.first_hop,
-            packet.bytes,
-        ) {
-            self.metrics.forwarded.inc();
-        }
+        let topology = self.node.topology.borrow().clone();
+        self.node.forward(&topology, packet.first_hop, packet.bytes);
     }
-}
-
-/// Hands a packet to the link towards `first_hop` (a layer-1 node); a packet
-/// the link refuses is counted as a drop. Client packets, SURB-acks and the
-/// gateway's own loop cover all leave this way. Returns whether it was handed over.
-pub fn send_into_mixnet(
-    endpoint: &Endpoint,
-    topology: &Topology,
-    metrics: &GatewayMetrics,
-    first_hop: NodeId,
-    bytes: Vec<u8>,
-) -> bool {
-    let Some(entry) = topology.entry(&first_hop) else {
-        metrics.count_drop(DropReason::UnknownNextHop);
-        return false;
-    };
-    match endpoint.send(PeerId(first_hop.0), entry.address, bytes) {
-        Ok(()) => return true,
-        Err(SendError::QueueFull(_)) => metrics.count_drop(DropReason::QueueFull),
-        Err(SendError::NotPinned(_)) => metrics.count_drop(DropReason::UnknownNextHop),
-        Err(_) => metrics.count_drop(DropReason::LinkDown),
-    }
-    false
 }

@@ -1,114 +1,19 @@
 //! The `mixnode` binary: `init` writes keys and a config, `run` mixes.
+//!
+//! The node lifecycle (command line, keys, registration, epochs, workers,
+//! cover, metrics, shutdown) is the node runtime's, in `nodeshell`; what is
+//! a mix node's own is its config file (`config`) and its role (`release`):
+//! hold each packet until its instant, then forward it.
 
 mod config;
-mod links;
-mod metrics;
-mod node;
+mod release;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use protocol::keys::IdentityKeyPair;
-use rand::SeedableRng;
-
-use crate::config::Config;
-use nodeshell::keystore::KeyStore;
-
-/// A mix node of the mixnet.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Create an identity key and a commented config in a folder.
-    Init {
-        /// Folder for the keys, the config and the node's state.
-        #[arg(long)]
-        dir: PathBuf,
-        /// Address the QUIC endpoint binds.
-        #[arg(long, default_value = "0.0.0.0:1789")]
-        listen: SocketAddr,
-        /// Address of the `/metrics` endpoint.
-        #[arg(long, default_value = "127.0.0.1:9100")]
-        metrics: SocketAddr,
-        /// Base URL of the directory.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        directory: String,
-        /// The directory's public key (base58).
-        #[arg(long, default_value = "")]
-        directory_key: String,
-    },
-    /// Run the node.
-    Run {
-        /// The config file written by `init`.
-        #[arg(long)]
-        config: PathBuf,
-    },
-}
+use nodeshell::cli::InitArgs;
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Init {
-            dir,
-            listen,
-            metrics,
-            directory,
-            directory_key,
-        } => init(&dir, listen, metrics, &directory, &directory_key),
-        Command::Run { config } => run(&config),
-    };
-    if let Err(e) = result {
-        eprintln!("mixnode: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-fn init(
-    dir: &std::path::Path,
-    listen: SocketAddr,
-    metrics: SocketAddr,
-    directory: &str,
-    directory_key: &str,
-) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let config_path = dir.join("config.toml");
-    if config_path.exists() {
-        anyhow::bail!(
-            "{}: already exists; refusing to overwrite",
-            config_path.display()
-        );
-    }
-    let mut rng = rand_chacha::ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng)
-        .context("cannot seed the random generator")?;
-    let identity = IdentityKeyPair::generate(&mut rng);
-    KeyStore::new(dir).create_identity(&identity)?;
-    let data_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    std::fs::write(
-        &config_path,
-        Config::template(&data_dir, listen, metrics, directory, directory_key),
-    )
-    .with_context(|| format!("{}: cannot write config", config_path.display()))?;
-    println!("identity {}", identity.node_id());
-    println!("config   {}", config_path.display());
-    Ok(())
-}
-
-fn run(path: &std::path::Path) -> Result<()> {
-    let config = Config::load(path)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    node::run(config)
+    nodeshell::cli::main::<release::MixRole, InitArgs>(
+        "mixnode",
+        "A mix node of the mixnet",
+        |args, data_dir| config::template(&args.template(data_dir)),
+    );
 }

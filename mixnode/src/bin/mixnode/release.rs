@@ -1,0 +1,180 @@
+//! The mix node's role: hold each packet until its instant, then forward it.
+//!
+//! The runtime's workers open packets with the node's `Mixer`; every packet
+//! to forward comes here with its replay tag. The release task journals the
+//! tag, holds the packet in a [`ReleaseQueue`] until the instant its sender
+//! chose, writes the journal out, and hands the packet to the link towards
+//! its next hop. A packet that left the node is always in the journal, so a
+//! node killed and restarted still refuses it.
+//!
+//! At shutdown the task stops at once and flushes the journal; packets still
+//! held are dropped (their senders retransmit on another route).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use mixnode_core::{Action, DropReason, ReleaseQueue, Transmit};
+use nodeshell::config::{NodeConfig, NodeFile};
+use nodeshell::journal::ReplayJournal;
+use nodeshell::metrics::{gauge, to_i64};
+use nodeshell::{Node, NodeKind, Opened, Role, RoleInput, RoleTasks};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use protocol::keys::IdentityKeyPair;
+use tokio::sync::mpsc;
+
+use crate::config::MixSections;
+
+/// Half of tokio's timer tick: how early the release task may wake, and
+/// release, so that release instants round to the nearest tick.
+const TIMER_SLACK: Duration = Duration::from_micros(500);
+
+/// The mix node's role.
+pub struct MixRole;
+
+/// The mix node's own series.
+struct MixMetrics {
+    /// Packets held until their release instant.
+    queue_depth: Gauge,
+    /// Delays the senders chose, per hop.
+    hop_delay: Histogram,
+}
+
+impl MixMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let hop_delay = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "hop_delay_seconds",
+            "Per-hop delay chosen by senders",
+            hop_delay.clone(),
+        );
+        MixMetrics {
+            queue_depth: gauge(
+                registry,
+                "queue_depth",
+                "Packets held until their release instant",
+            ),
+            hop_delay,
+        }
+    }
+}
+
+impl Role for MixRole {
+    const KIND: NodeKind = NodeKind::Mix;
+    type Sections = MixSections;
+    type Hop = Transmit;
+
+    fn open(_file: &NodeFile<MixSections>) -> Result<Self> {
+        Ok(MixRole)
+    }
+
+    fn hop(action: Action) -> Result<Transmit, DropReason> {
+        match action {
+            Action::Forward(transmit) => Ok(transmit),
+            // Only its own loop cover may end at a mix node.
+            _ => Err(DropReason::UnexpectedFinalHop),
+        }
+    }
+
+    fn hop_queue(config: &NodeConfig) -> usize {
+        config.processing.input_queue.max(1024)
+    }
+
+    fn bind(&mut self, _identity: &IdentityKeyPair) -> Result<Option<SocketAddr>> {
+        Ok(None)
+    }
+
+    fn start(
+        self,
+        node: &Node,
+        input: RoleInput<Transmit>,
+        registry: &mut Registry,
+    ) -> Result<RoleTasks> {
+        let release = ReleaseTask {
+            metrics: MixMetrics::register(registry),
+            queue: ReleaseQueue::default(),
+            journal: input.journal,
+            node: node.clone(),
+        };
+        Ok(RoleTasks {
+            durable: vec![tokio::spawn(release.run(input.opened))],
+            ..RoleTasks::default()
+        })
+    }
+}
+
+/// The task that holds packets until their instant.
+struct ReleaseTask {
+    metrics: MixMetrics,
+    queue: ReleaseQueue,
+    journal: ReplayJournal,
+    node: Node,
+}
+
+impl ReleaseTask {
+    async fn run(mut self, mut opened: mpsc::Receiver<Opened<Transmit>>) {
+        let mut shutdown = self.node.shutdown.clone();
+        loop {
+            // After a rotation the retired epoch's tags leave the journal.
+            if let Err(e) = self.journal.follow_epoch(self.node.mixer.current_epoch()) {
+                tracing::error!("replay journal: {e:#}");
+            }
+            let clock = self.node.clock;
+            // tokio's timers tick in whole milliseconds and fire at the
+            // first tick at or after their deadline; waking half a tick
+            // early and releasing what is due within it rounds release
+            // instants to the nearest tick instead of always up.
+            let wake = self.queue.next_release().map(|t| {
+                let at = clock.to_tokio(t);
+                at.checked_sub(TIMER_SLACK).unwrap_or(at)
+            });
+            tokio::select! {
+                hop = opened.recv() => {
+                    let Some(hop) = hop else { break };
+                    self.hold(hop);
+                }
+                _ = sleep_until(wake) => self.release_due(),
+                _ = shutdown.requested() => break,
+            }
+            self.metrics.queue_depth.set(to_i64(self.queue.len()));
+        }
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("replay journal: {e:#}");
+        }
+    }
+
+    /// Journals the packet's tag and holds it until its instant.
+    fn hold(&mut self, hop: Opened<Transmit>) {
+        let delay = hop
+            .packet
+            .send_at
+            .saturating_duration_since(self.node.clock.now());
+        self.metrics.hop_delay.observe(delay.as_secs_f64());
+        if let Err(e) = self.journal.append(&hop.record) {
+            tracing::error!("replay journal: {e:#}");
+        }
+        self.queue.push(hop.packet);
+    }
+
+    /// Writes the journal out, then hands every due packet to its link.
+    fn release_due(&mut self) {
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("replay journal: {e:#}");
+        }
+        let now = self.node.clock.now().saturating_add(TIMER_SLACK);
+        let topology = self.node.topology.borrow().clone();
+        while let Some(t) = self.queue.pop_due(now) {
+            self.node.forward(&topology, t.next_hop, t.packet);
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

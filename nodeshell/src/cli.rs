@@ -1,0 +1,152 @@
+//! What every node binary's command line is: `init` and `run`.
+//!
+//! `init --dir D` creates the folder, an identity key (mode 0600) and a
+//! commented config that names every key; `run --config F` runs the node.
+//! An error ends the process with one line naming the binary, and status 1.
+//! A node binary's `main` is one call to [`main`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, FromArgMatches, Subcommand};
+use protocol::keys::IdentityKeyPair;
+use rand::SeedableRng;
+
+use crate::config::Template;
+use crate::keystore::KeyStore;
+use crate::node::Role;
+
+/// The commands of a node binary, `init` taking the arguments `I`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand<I: Args> {
+    /// Create an identity key and a commented config in a folder.
+    Init(I),
+    /// Run the node.
+    Run(RunArgs),
+}
+
+/// The arguments of a node's `init`: those every node takes, and the role's.
+pub trait InitCommand: Args + FromArgMatches {
+    /// The arguments every node takes.
+    fn common(&self) -> &InitArgs;
+}
+
+impl InitCommand for InitArgs {
+    fn common(&self) -> &InitArgs {
+        self
+    }
+}
+
+/// A node binary's `main`: parses the command line of `binary` (described
+/// by `about` in its help), then runs `init` — writing the config text that
+/// `config_text` makes from the arguments and the folder — or `run`, with
+/// the role `R`. An error ends the process: one line, status 1.
+pub fn main<R: Role, I: InitCommand>(
+    binary: &'static str,
+    about: &'static str,
+    config_text: impl FnOnce(&I, &Path) -> String,
+) {
+    let command = NodeCommand::<I>::augment_subcommands(clap::Command::new(binary))
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    let command =
+        NodeCommand::<I>::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    let result = match command {
+        NodeCommand::Init(args) => {
+            init(&args.common().dir, |data_dir| config_text(&args, data_dir))
+        }
+        NodeCommand::Run(args) => crate::config::load(&args.config).and_then(|file| {
+            init_logging();
+            crate::node::run::<R>(file)
+        }),
+    };
+    exit_on_error(binary, result);
+}
+
+/// The arguments of `init` every node takes.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder for the keys, the config and the node's state.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Address the QUIC endpoint for other nodes binds.
+    #[arg(long, default_value = "0.0.0.0:1789")]
+    pub listen: SocketAddr,
+    /// Address of the `/metrics` endpoint.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub metrics: SocketAddr,
+    /// Base URL of the directory.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub directory: String,
+    /// The directory's public key (base58).
+    #[arg(long, default_value = "")]
+    pub directory_key: String,
+}
+
+impl InitArgs {
+    /// What the common sections of the config will say, for the folder `data_dir`.
+    pub fn template<'a>(&'a self, data_dir: &'a Path) -> Template<'a> {
+        Template {
+            data_dir,
+            listen: self.listen,
+            metrics: self.metrics,
+            directory: &self.directory,
+            directory_key: &self.directory_key,
+        }
+    }
+}
+
+/// The arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file written by `init`.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+/// Creates `dir`, a new identity key in it, and `config.toml` with the text
+/// `config_text` writes for the folder's absolute path. Refuses to overwrite
+/// a config. Prints the identity and the config's path.
+fn init(dir: &Path, config_text: impl FnOnce(&Path) -> String) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let config_path = dir.join("config.toml");
+    if config_path.exists() {
+        anyhow::bail!(
+            "{}: already exists; refusing to overwrite",
+            config_path.display()
+        );
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::try_from_rng(&mut rand::rngs::SysRng)
+        .context("cannot seed the random generator")?;
+    let identity = IdentityKeyPair::generate(&mut rng);
+    KeyStore::new(dir).create_identity(&identity)?;
+    let data_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::write(&config_path, config_text(&data_dir))
+        .with_context(|| format!("{}: cannot write config", config_path.display()))?;
+    println!("identity {}", identity.node_id());
+    println!("config   {}", config_path.display());
+    Ok(())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Ends the process on an error: `binary: error: cause…` on one line, status 1.
+fn exit_on_error(binary: &str, result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("{binary}: {e:#}");
+        std::process::exit(1);
+    }
+}

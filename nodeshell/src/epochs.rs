@@ -1,0 +1,143 @@
+//! Following the directory from epoch to epoch.
+//!
+//! Every refresh period the node fetches the topology. When a new epoch has
+//! begun it rotates its Sphinx keys (the new epoch's becomes current, the
+//! next one's is created and announced, keys older than the previous epoch
+//! are deleted with their replay tags) and registers again. Whatever the
+//! epoch, the links are pinned to exactly the nodes of the topology, and the
+//! topology is published to the node's tasks. A directory that does not
+//! answer costs nothing: the node keeps working on the topology it has.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use mixnode_core::Mixer;
+use protocol::epoch::Epoch;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::watch;
+use topology::{NetworkParams, Topology};
+
+use crate::keystore::KeyStore;
+use crate::links::Links;
+use crate::metrics::{NodeMetrics, catch_up, to_i64};
+use crate::registration::Registration;
+use crate::shutdown::ShutdownSignal;
+
+/// Installs the keys of `epoch` and the next, makes `epoch` current and
+/// deletes the key files older than the previous epoch.
+pub fn install_keys(
+    mixer: &Mixer,
+    keys: &KeyStore,
+    epoch: Epoch,
+    rng: &mut ChaCha20Rng,
+) -> Result<()> {
+    for e in [epoch, epoch.next()] {
+        mixer.install_key(e, keys.sphinx_key(e, rng)?);
+    }
+    mixer.rotate(epoch);
+    keys.retire_before(epoch.previous().unwrap_or(epoch))
+}
+
+/// How often to fetch the topology: as configured, but at least every
+/// eighth of an epoch (a rotation is noticed early) and at most every 100 ms.
+pub fn refresh_period(params: &NetworkParams, configured: Duration) -> Duration {
+    configured
+        .min(params.epoch_length / 8)
+        .max(Duration::from_millis(100))
+}
+
+/// Publishes `topology` in the metrics: its epoch's key is the current one.
+pub fn show_topology(metrics: &NodeMetrics, topology: &Topology) {
+    metrics
+        .topology_nodes
+        .set(to_i64(topology.all_peer_ids().len()));
+}
+
+/// The epoch task.
+pub struct EpochFollower {
+    /// Registers the node again at each new epoch; holds the directory client and the key files.
+    pub registration: Registration,
+    /// The node's mixer, whose keys rotate.
+    pub mixer: Arc<Mixer>,
+    /// The node's links, re-pinned at each refresh.
+    pub links: Arc<Links>,
+    /// The node's metrics.
+    pub metrics: Arc<NodeMetrics>,
+    /// Where the node's tasks read the current topology.
+    pub topology: watch::Sender<Arc<Topology>>,
+    /// How often to refresh.
+    pub period: Duration,
+    /// Randomness for new keys.
+    pub rng: ChaCha20Rng,
+}
+
+impl EpochFollower {
+    /// Follows the directory until the stop is requested; a refresh or a
+    /// registration in flight is abandoned then.
+    pub async fn run(mut self, mut shutdown: ShutdownSignal) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.period) => {}
+                _ = shutdown.requested() => break,
+            }
+            tokio::select! {
+                _ = self.refresh() => {}
+                _ = shutdown.requested() => break,
+            }
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let directory = self.registration.directory();
+        catch_up(
+            &self.metrics.topology_bad_signature,
+            directory.bad_signatures(),
+        );
+        let Ok(topology) = directory.refresh().await else {
+            return; // keep running on the topology we have
+        };
+        if topology.epoch > self.mixer.current_epoch() {
+            self.rotate(topology.epoch).await;
+        }
+        self.links.set_pins(&topology);
+        show_topology(&self.metrics, &topology);
+        let _ = self.topology.send(topology);
+    }
+
+    async fn rotate(&mut self, epoch: Epoch) {
+        if let Err(e) = install_keys(&self.mixer, self.registration.keys(), epoch, &mut self.rng) {
+            tracing::error!("key rotation: {e:#}");
+        }
+        self.metrics.epoch.set(to_i64(epoch.0));
+        if let Err(e) = self.registration.register(epoch, &mut self.rng).await {
+            tracing::warn!("registration: {e:#}");
+        }
+        tracing::info!(%epoch, "rotated keys");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_period_notices_a_rotation_early_and_never_spins() {
+        let params = NetworkParams {
+            epoch_length: Duration::from_secs(80),
+            ..NetworkParams::default()
+        };
+        assert_eq!(
+            refresh_period(&params, Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            refresh_period(&params, Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            refresh_period(&params, Duration::ZERO),
+            Duration::from_millis(100)
+        );
+    }
+}
