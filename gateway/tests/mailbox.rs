@@ -239,7 +239,8 @@ fn gateway_over_redb_delivers_after_a_restart() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(payloads, vec![vec![2u8; 32], vec![3u8; 32]]);
+    let size = protocol::link::DELIVERY_PAYLOAD_SIZE;
+    assert_eq!(payloads, vec![vec![2u8; size], vec![3u8; size]]);
 }
 
 #[test]
