@@ -36,6 +36,8 @@ use crate::metrics::GatewayMetrics;
 const CLIENT_EVENTS: usize = 1024;
 /// Final-hop packets waiting for the core thread.
 const FINAL_HOPS: usize = 4096;
+/// How much faster than the network's λ_P + λ_L a client may send before it is throttled.
+const THROTTLE_HEADROOM: f64 = 1.25;
 
 /// The gateway's role: its sections of the config, its mailbox, its client listener.
 pub struct GatewayRole {
@@ -92,7 +94,10 @@ impl Role for GatewayRole {
             .context("the client listener is bound before the gateway starts")?;
         let metrics = Arc::new(GatewayMetrics::register(registry));
         let params = node.topology.borrow().params.clone();
-        let rate = params.lambda_p + params.lambda_l;
+        // A Poisson sender at exactly λ_P + λ_L now and then outruns a bucket
+        // refilled at that rate; a quarter of headroom keeps honest clients
+        // unthrottled while still bounding a misbehaving one.
+        let rate = THROTTLE_HEADROOM * (params.lambda_p + params.lambda_l);
         let clients = &self.config.clients;
         let core = GatewayCore::new(
             node.id,
