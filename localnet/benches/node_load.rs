@@ -5,7 +5,8 @@
 //! over the route [node, gateway]. Prints, from the same run on the same
 //! machine:
 //!
-//! - the raw `sphinx-packet` unwrap rate on all cores (the ceiling);
+//! - the raw unwrap rate of the node's Sphinx (`protocol::sphinx`, the
+//!   node's default codec) on all cores (the ceiling);
 //! - the node's forwarding rate when flooded, and its ratio to the ceiling;
 //! - the latency the node adds beyond the delay each packet asked for
 //!   (p50, p99), with packets paced at 70 % of the ceiling and at 70 % of
@@ -34,10 +35,10 @@ use localnet::{LocalNet, NetworkSpec};
 use protocol::frame::Frame;
 use protocol::keys::SphinxKeyPair;
 use protocol::packet::{DelaySampler, RouteHop, build_packet};
+use protocol::sphinx::{UnwrappedPacket, unwrap_packet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sphinx_packet::route::DestinationAddressBytes;
-use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 
 const FLOOD: usize = 20_000;
 const PACED: usize = 8_000;
@@ -81,18 +82,15 @@ fn prepare(
                     )
                     .unwrap()
                     .bytes;
-                    let processed = SphinxPacket::from_bytes(&p)
-                        .unwrap()
-                        .process(key.secret())
-                        .unwrap();
-                    let ProcessedPacketData::ForwardHop {
-                        next_hop_packet, ..
-                    } = processed.data
+                    let UnwrappedPacket::Forward {
+                        packet: next_hop_packet,
+                        ..
+                    } = unwrap_packet(key.secret(), &p).unwrap()
                     else {
                         panic!("two-hop route")
                     };
                     let mut alpha = [0u8; 32];
-                    alpha.copy_from_slice(&next_hop_packet.to_bytes()[..32]);
+                    alpha.copy_from_slice(&next_hop_packet[..32]);
                     out.push((p, alpha, delay));
                 }
                 out
@@ -114,7 +112,7 @@ fn prepare(
     prepared
 }
 
-/// Raw `sphinx-packet` unwraps per second on all cores.
+/// Raw unwraps per second on all cores, with the node's own Sphinx.
 fn raw_ceiling(packets: &[Vec<u8>], key: &SphinxKeyPair) -> f64 {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -128,10 +126,7 @@ fn raw_ceiling(packets: &[Vec<u8>], key: &SphinxKeyPair) -> f64 {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 for p in packets.iter().skip(t).step_by(threads) {
-                    if SphinxPacket::from_bytes(p)
-                        .and_then(|p| p.process(key.secret()))
-                        .is_ok()
-                    {
+                    if unwrap_packet(key.secret(), p).is_ok() {
                         n += 1;
                     }
                 }
@@ -283,7 +278,7 @@ fn main() {
         println!();
         println!("| measurement (same machine, same run, {cores} cores) | value |");
         println!("|---|---|");
-        println!("| raw sphinx-packet unwraps/s, all cores (ceiling) | {ceiling:.0} |");
+        println!("| raw unwraps/s (protocol::sphinx), all cores (ceiling) | {ceiling:.0} |");
         println!(
             "| node forwarding rate when flooded ({} of {} packets back) | {:.0} pkt/s = {:.2} of ceiling |",
             flooded.received, FLOOD, flooded.rate, flooded.rate / ceiling

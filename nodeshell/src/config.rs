@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use mixnode_core::SphinxCodecKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,9 @@ pub struct ProcessingSection {
     pub input_queue: usize,
     /// Packets waiting on one outgoing link before new ones are dropped.
     pub link_queue: usize,
+    /// Which Sphinx implementation unwraps packets: `native` (our own, the
+    /// default) or `reference` (`sphinx-packet`); both read the same bytes.
+    pub sphinx_codec: SphinxCodecKind,
 }
 
 impl Default for ProcessingSection {
@@ -83,6 +87,7 @@ impl Default for ProcessingSection {
             workers: 0,
             input_queue: 65_536,
             link_queue: 8_192,
+            sphinx_codec: SphinxCodecKind::Native,
         }
     }
 }
@@ -286,6 +291,9 @@ workers = {workers}
 input_queue = {input_queue}
 # Packets waiting on one outgoing link before new ones are dropped.
 link_queue = {link_queue}
+# Sphinx implementation: "native" (our own, faster) or "reference" (the
+# sphinx-packet crate, as a fallback). Both read the same packets.
+sphinx_codec = "native"
 "#,
             workers = d.workers,
             input_queue = d.input_queue,
@@ -307,6 +315,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "workers",
     "input_queue",
     "link_queue",
+    "sphinx_codec",
 ];
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use mixnode_core::Mixer;
+use crate::node::NodeMixer;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;
 use topology::Topology;
@@ -23,7 +23,7 @@ use crate::shutdown::ShutdownSignal;
 /// The cover task.
 pub struct LoopCover {
     /// The node's mixer: the cover clock, the node's key, the packet builder.
-    pub mixer: Arc<Mixer>,
+    pub mixer: Arc<NodeMixer>,
     /// Where the packets leave.
     pub links: Arc<Links>,
     /// The current topology, for routes and links.

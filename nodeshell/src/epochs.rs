@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::node::NodeMixer;
 use anyhow::Result;
-use mixnode_core::Mixer;
 use protocol::epoch::Epoch;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;
@@ -27,7 +27,7 @@ use crate::shutdown::ShutdownSignal;
 /// Installs the keys of `epoch` and the next, makes `epoch` current and
 /// deletes the key files older than the previous epoch.
 pub fn install_keys(
-    mixer: &Mixer,
+    mixer: &NodeMixer,
     keys: &KeyStore,
     epoch: Epoch,
     rng: &mut ChaCha20Rng,
@@ -59,7 +59,7 @@ pub struct EpochFollower {
     /// Registers the node again at each new epoch; holds the directory client and the key files.
     pub registration: Registration,
     /// The node's mixer, whose keys rotate.
-    pub mixer: Arc<Mixer>,
+    pub mixer: Arc<NodeMixer>,
     /// The node's links, re-pinned at each refresh.
     pub links: Arc<Links>,
     /// The node's metrics.

@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mixnode_core::{Action, DropReason, Mixer, MixerConfig, MixerRole, SphinxCodec};
+use mixnode_core::{
+    Action, ConfiguredSphinxCodec, DropReason, Mixer, MixerConfig, MixerRole, SphinxCodecKind,
+};
 use prometheus_client::registry::Registry;
 use protocol::keys::{IdentityKeyPair, NodeId};
 use protocol::replay::ReplayRecord;
@@ -139,7 +141,7 @@ pub struct Node {
     /// Its clock.
     pub clock: Clock,
     /// Its mixer (shared with the workers, the cover and epoch tasks).
-    pub mixer: Arc<Mixer>,
+    pub mixer: Arc<NodeMixer>,
     /// Its links with other nodes.
     pub links: Arc<Links>,
     /// The current topology.
@@ -293,6 +295,9 @@ async fn join<R: Role>(
     })
 }
 
+/// A node's mixer, with the Sphinx implementation its config chose.
+pub type NodeMixer = Mixer<ConfiguredSphinxCodec>;
+
 /// Step 4: the node's mixer, with the keys of the topology's epoch and the
 /// next, and the replay tags of the journal; returns the journal.
 fn open_mixer(
@@ -301,12 +306,13 @@ fn open_mixer(
     topology: &Topology,
     keys: &KeyStore,
     data_dir: &std::path::Path,
+    codec: SphinxCodecKind,
     rng: &mut ChaCha20Rng,
-) -> Result<(Arc<Mixer>, ReplayJournal)> {
+) -> Result<(Arc<NodeMixer>, ReplayJournal)> {
     let params = &topology.params;
     let mixer = Mixer::new(
         id,
-        SphinxCodec,
+        ConfiguredSphinxCodec(codec),
         MixerConfig {
             role: kind.mixer_role(),
             max_delay: params.max_delay,
@@ -384,6 +390,7 @@ async fn serve<R: Role>(
         &topology,
         registration.keys(),
         &config.node.data_dir,
+        config.processing.sphinx_codec,
         &mut rng,
     )?;
     metrics.epoch.set(to_i64(topology.epoch.0));
@@ -517,7 +524,7 @@ fn start_workers<R: Role>(
 /// What a worker thread does with one packet; false once the role has stopped taking them.
 fn unwrap_one<R: Role>(
     packet: &[u8],
-    mixer: &Mixer,
+    mixer: &NodeMixer,
     metrics: &NodeMetrics,
     role: &mpsc::Sender<Opened<R::Hop>>,
     clock: Clock,

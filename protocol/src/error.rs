@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::sphinx::SphinxError;
+
 /// What went wrong while building or reading a protocol structure.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -28,13 +30,7 @@ pub enum ProtocolError {
     /// A SURB could not be built, read or used.
     #[error("bad SURB: {0}")]
     BadSurb(String),
-    /// The Sphinx layer refused a packet.
+    /// The Sphinx layer refused to build or read a packet.
     #[error("sphinx: {0}")]
-    Sphinx(String),
-}
-
-impl From<sphinx_packet::Error> for ProtocolError {
-    fn from(e: sphinx_packet::Error) -> Self {
-        ProtocolError::Sphinx(e.to_string())
-    }
+    Sphinx(#[from] SphinxError),
 }

@@ -12,6 +12,7 @@ pub mod packet;
 pub mod poisson;
 pub mod replay;
 pub mod seal;
+pub mod sphinx;
 pub mod surb;
 pub mod time;
 

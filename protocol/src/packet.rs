@@ -12,16 +12,15 @@ use rand::CryptoRng;
 
 use crate::surb::SurbId;
 use rand_distr::{Distribution, Exp};
-use sphinx_packet::SphinxPacketBuilder;
-use sphinx_packet::header::HEADER_SIZE;
-use sphinx_packet::header::delays::Delay as SphinxDelay;
-use sphinx_packet::payload::PAYLOAD_OVERHEAD_SIZE;
-use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
-use sphinx_packet::version::Version;
-use x25519_dalek::{PublicKey, StaticSecret};
+use sphinx_packet::route::DestinationAddressBytes;
+use x25519_dalek::PublicKey;
 
 use crate::error::ProtocolError;
-use crate::keys::{NodeId, random_bytes};
+use crate::keys::NodeId;
+use crate::sphinx::{
+    self, Destination, HEADER_SIZE, HeaderVersion, NodePublicKey, PAYLOAD_OVERHEAD_SIZE,
+    PacketFormat, PacketRandomness, RouteNode,
+};
 
 /// Bytes of plaintext a Sphinx payload carries: one frame.
 pub const FRAME_SIZE: usize = 2048;
@@ -30,11 +29,16 @@ pub const SPHINX_PAYLOAD_SIZE: usize = FRAME_SIZE + PAYLOAD_OVERHEAD_SIZE;
 /// Bytes of every packet on every link.
 pub const PACKET_SIZE: usize = HEADER_SIZE + SPHINX_PAYLOAD_SIZE;
 /// Most hops a Sphinx route may have.
-pub const MAX_HOPS: usize = sphinx_packet::constants::MAX_PATH_LENGTH;
+pub const MAX_HOPS: usize = sphinx::MAX_HOPS;
 /// Sphinx header version this network builds and accepts.
-pub const SPHINX_VERSION: Version = sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
+pub const SPHINX_VERSION: HeaderVersion = HeaderVersion::SINGLE_SEED_SURB;
 /// Length of the SURB identifier a final hop reads in the clear.
-pub const SURB_ID_SIZE: usize = sphinx_packet::constants::IDENTIFIER_LENGTH;
+pub const SURB_ID_SIZE: usize = sphinx::SURB_ID_SIZE;
+/// Version and payload size of every packet of the network.
+pub const PACKET_FORMAT: PacketFormat = PacketFormat {
+    version: SPHINX_VERSION,
+    payload_size: SPHINX_PAYLOAD_SIZE,
+};
 
 /// One hop of a route: the node and its Sphinx key for the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +50,18 @@ pub struct RouteHop {
 }
 
 impl RouteHop {
-    pub(crate) fn to_sphinx_node(self) -> Node {
-        Node::new(self.id.to_sphinx_address(), self.sphinx_key)
+    /// This hop as the Sphinx builder takes it (its key decoded).
+    pub fn to_route_node(self) -> Result<RouteNode, ProtocolError> {
+        Ok(RouteNode {
+            address: self.id.0,
+            key: NodePublicKey::try_from(&self.sphinx_key)?,
+        })
     }
+}
+
+/// Decodes the keys of a route for the Sphinx builder.
+pub(crate) fn to_route_nodes(route: &[RouteHop]) -> Result<Vec<RouteNode>, ProtocolError> {
+    route.iter().map(|h| h.to_route_node()).collect()
 }
 
 /// Draws per-hop delays: exponential with a given mean.
@@ -95,13 +108,6 @@ impl DelaySampler {
             })
             .collect()
     }
-}
-
-pub(crate) fn to_sphinx_delays(delays: &[Duration]) -> Vec<SphinxDelay> {
-    delays
-        .iter()
-        .map(|d| SphinxDelay::new_from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
-        .collect()
 }
 
 /// Checks a route and its delays before building.
@@ -161,7 +167,7 @@ pub fn build_packet_with_version(
     destination: DestinationAddressBytes,
     surb_id: [u8; SURB_ID_SIZE],
     frame: &[u8],
-    version: Version,
+    version: HeaderVersion,
 ) -> Result<OutgoingPacket, ProtocolError> {
     check_route(route, delays)?;
     if frame.len() != FRAME_SIZE {
@@ -174,19 +180,20 @@ pub fn build_packet_with_version(
         .first()
         .map(|h| h.id)
         .ok_or_else(|| ProtocolError::BadRoute("empty route".into()))?;
-    let nodes: Vec<Node> = route.iter().map(|h| h.to_sphinx_node()).collect();
-    let initial_secret = StaticSecret::from(random_bytes(rng));
-    let packet = SphinxPacketBuilder::new()
-        .with_version(version)
-        .with_payload_size(SPHINX_PAYLOAD_SIZE)
-        .with_initial_secret(&initial_secret)
-        .build_packet(
-            frame,
-            &nodes,
-            &Destination::new(destination, surb_id),
-            &to_sphinx_delays(delays),
-        )?;
-    let bytes = packet.to_bytes();
+    let bytes = sphinx::build_packet(
+        &PacketRandomness::draw(rng),
+        &to_route_nodes(route)?,
+        delays,
+        &Destination {
+            address: destination.as_bytes(),
+            surb_id,
+        },
+        frame,
+        PacketFormat {
+            version,
+            ..PACKET_FORMAT
+        },
+    )?;
     debug_assert_eq!(bytes.len(), PACKET_SIZE);
     Ok(OutgoingPacket { first_hop, bytes })
 }

@@ -18,23 +18,21 @@
 use std::time::Duration;
 
 use rand::CryptoRng;
-use sphinx_packet::constants::NODE_ADDRESS_LENGTH;
-use sphinx_packet::constants::PAYLOAD_KEY_SEED_SIZE;
-use sphinx_packet::header::HEADER_SIZE;
-use sphinx_packet::payload::Payload;
-use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
-use sphinx_packet::{SURB, SURBMaterial, SurbReplyRecovery};
-use x25519_dalek::StaticSecret;
+use sphinx_packet::route::DestinationAddressBytes;
 
 use crate::error::ProtocolError;
-use crate::keys::{NodeId, random_bytes};
+use crate::keys::NodeId;
 use crate::packet::{
     FRAME_SIZE, OutgoingPacket, RouteHop, SPHINX_PAYLOAD_SIZE, SPHINX_VERSION, SURB_ID_SIZE,
-    check_route, to_sphinx_delays,
+    check_route, to_route_nodes,
+};
+use crate::sphinx::{
+    self, Destination, HEADER_SIZE, NODE_ADDRESS_SIZE, PAYLOAD_KEY_SEED_SIZE, PacketRandomness,
+    ReplyBlock, ReplyKeys,
 };
 
 /// Bytes of a serialized SURB: header, first hop, one payload key seed.
-pub const SURB_SIZE: usize = HEADER_SIZE + NODE_ADDRESS_LENGTH + PAYLOAD_KEY_SEED_SIZE;
+pub const SURB_SIZE: usize = HEADER_SIZE + NODE_ADDRESS_SIZE + PAYLOAD_KEY_SEED_SIZE;
 
 /// The identifier a SURB's final hop reads in the clear; its creator looks the
 /// [`SurbRecovery`] up by it.
@@ -50,25 +48,24 @@ impl SurbId {
 
 /// What a SURB's creator keeps to read the packet that comes back.
 pub struct SurbRecovery {
-    inner: SurbReplyRecovery,
+    inner: ReplyKeys,
 }
 
 impl std::fmt::Debug for SurbRecovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SurbRecovery({:?})", SurbId(*self.inner.identifier()))
+        write!(f, "SurbRecovery({:?})", SurbId(*self.inner.surb_id()))
     }
 }
 
 impl SurbRecovery {
     /// The id of the SURB this recovers.
     pub fn id(&self) -> SurbId {
-        SurbId(*self.inner.identifier())
+        SurbId(*self.inner.surb_id())
     }
 
     /// Reads the frame that came back through the SURB.
     pub fn open(&self, sealed_payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-        let payload = Payload::from_bytes(sealed_payload)?;
-        let frame = self.inner.recover_plaintext(payload)?;
+        let frame = self.inner.open(sealed_payload)?;
         if frame.len() != FRAME_SIZE {
             return Err(ProtocolError::BadFrame(format!(
                 "reply of {} bytes",
@@ -86,7 +83,7 @@ impl SurbRecovery {
     /// Reads the serialized form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
         Ok(SurbRecovery {
-            inner: SurbReplyRecovery::from_bytes(bytes)?,
+            inner: ReplyKeys::from_bytes(bytes)?,
         })
     }
 }
@@ -115,14 +112,18 @@ pub fn build_surb(
     while id == [0u8; SURB_ID_SIZE] {
         rng.fill_bytes(&mut id);
     }
-    let nodes: Vec<Node> = route.iter().map(|h| h.to_sphinx_node()).collect();
-    let material = SURBMaterial::new(
-        nodes,
-        to_sphinx_delays(delays),
-        Destination::new(destination, id),
+    let (surb, recovery) = sphinx::build_surb(
+        &PacketRandomness::draw(rng),
+        &to_route_nodes(route)?,
+        delays,
+        &Destination {
+            address: destination.as_bytes(),
+            surb_id: id,
+        },
         SPHINX_VERSION,
-    );
-    let (surb, recovery) = SURB::new_recoverable(StaticSecret::from(random_bytes(rng)), material)?;
+    )?;
+    let recovery = recovery
+        .ok_or_else(|| ProtocolError::BadSurb("a single-seed SURB came without its keys".into()))?;
     let bytes = surb.to_bytes();
     if bytes.len() != SURB_SIZE {
         return Err(ProtocolError::BadSurb(format!(
@@ -147,17 +148,16 @@ pub fn use_surb(surb: &Surb, frame: &[u8]) -> Result<OutgoingPacket, ProtocolErr
             surb.0.len()
         )));
     }
-    let surb = SURB::from_bytes(&surb.0)?;
-    let (packet, first_hop) = surb.use_surb(frame, SPHINX_PAYLOAD_SIZE)?;
+    let surb = ReplyBlock::from_bytes(&surb.0)?;
     Ok(OutgoingPacket {
-        first_hop: NodeId::from_sphinx_address(&first_hop),
-        bytes: packet.to_bytes(),
+        first_hop: NodeId(*surb.first_hop()),
+        bytes: surb.seal(frame, SPHINX_PAYLOAD_SIZE)?,
     })
 }
 
 /// Reads the frame of a forward packet at its final hop.
 pub fn open_forward_payload(payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    let frame = Payload::from_bytes(payload)?.recover_plaintext()?;
+    let frame = sphinx::decode_payload(payload)?;
     if frame.len() != FRAME_SIZE {
         return Err(ProtocolError::BadFrame(format!(
             "payload of {} bytes",

@@ -39,9 +39,9 @@
 //!
 //! Randomness: building a packet or a SURB draws from the caller's random
 //! source exactly what [`SphinxFormat`](protocol::format::SphinxFormat) draws
-//! (32 bytes for a packet; a non-zero 16-byte SURB id, then 32 bytes, for a
-//! SURB), so a trace run and a Sphinx run of one seed see the same routes,
-//! delays and clocks.
+//! (32 bytes of secret and the final padding for a packet; a non-zero 16-byte
+//! SURB id, then the same, for a SURB), so a trace run and a Sphinx run of
+//! one seed see the same routes, delays and clocks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,9 +267,12 @@ fn read_surb_id(buf: &[u8]) -> [u8; SURB_ID_SIZE] {
         .unwrap_or([0; SURB_ID_SIZE])
 }
 
-/// The first eight of 32 random bytes, drawn as Sphinx draws its secret.
+/// The first eight of 32 random bytes, drawn as Sphinx draws its secret,
+/// then as many bytes as Sphinx draws for its final padding.
 fn packet_id(rng: &mut (impl CryptoRng + ?Sized)) -> u64 {
     let [a, b, c, d, e, f, g, h, ..] = random_bytes(rng);
+    let mut padding = [0u8; protocol::sphinx::MAX_FINAL_PADDING];
+    rng.fill_bytes(&mut padding);
     u64::from_le_bytes([a, b, c, d, e, f, g, h])
 }
 

@@ -6,7 +6,9 @@ pub mod mixer;
 pub mod release;
 pub mod stats;
 
-pub use codec::{HopCodec, HopOutput, SphinxCodec};
+pub use codec::{
+    ConfiguredSphinxCodec, HopCodec, HopOutput, ReferenceSphinxCodec, SphinxCodec, SphinxCodecKind,
+};
 pub use drop_reason::DropReason;
 pub use mixer::{Action, Mixer, MixerConfig, MixerRole, Transmit};
 pub use release::ReleaseQueue;

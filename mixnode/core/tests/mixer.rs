@@ -20,11 +20,11 @@ use protocol::packet::{
 };
 use protocol::replay::ReplayFilterConfig;
 use protocol::seal::SEALED_SIZE;
+use protocol::sphinx::HeaderVersion;
 use protocol::surb::{build_surb, open_forward_payload, use_surb};
 use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sphinx_packet::version::Version;
 
 struct Node {
     mixer: Mixer,
@@ -361,21 +361,24 @@ fn unknown_version_and_excessive_delays_are_dropped_with_their_reason() {
     let r = route(&nodes);
     let frame = data_frame(b"v", 3);
     let delays = vec![Duration::from_millis(1); 4];
-    let p = build_packet_with_version(
-        &mut rng,
-        &r,
-        &delays,
-        bob.destination(),
-        [0; 16],
-        &frame,
-        Version(999),
-    )
-    .unwrap();
     let m = &nodes[0].mixer;
-    assert_eq!(
-        m.handle_packet(Timestamp::ZERO, &p.bytes),
-        Err(DropReason::UnknownVersion)
-    );
+    // Unknown to every hop, and known (259) but not this network's.
+    for version in [HeaderVersion(999), HeaderVersion::PAYLOAD_KEY_SEEDS] {
+        let p = build_packet_with_version(
+            &mut rng,
+            &r,
+            &delays,
+            bob.destination(),
+            [0; 16],
+            &frame,
+            version,
+        )
+        .unwrap();
+        assert_eq!(
+            m.handle_packet(Timestamp::ZERO, &p.bytes),
+            Err(DropReason::UnknownVersion)
+        );
+    }
 
     for huge in [Duration::from_secs(11), Duration::from_nanos(u64::MAX)] {
         let delays = vec![huge, Duration::ZERO, Duration::ZERO, Duration::ZERO];
@@ -398,7 +401,7 @@ fn unknown_version_and_excessive_delays_are_dropped_with_their_reason() {
     };
     assert_eq!(t.send_at, Timestamp::MAX);
     let s = m.stats().snapshot();
-    assert_eq!(s.dropped(DropReason::UnknownVersion), 1);
+    assert_eq!(s.dropped(DropReason::UnknownVersion), 2);
     assert_eq!(s.dropped(DropReason::DelayTooLong), 2);
 }
 
