@@ -17,7 +17,7 @@ use nodeshell::shutdown::ShutdownSignal;
 use protocol::keys::IdentityKeyPair;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::core_loop::{ClientEvent, WriterCommand};
+use crate::core_loop::{SessionEvent, WriterCommand};
 
 use transport::gateway_link::CLIENT_HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT;
 /// Bytes read from a client at once (one link message is at most 4098).
@@ -44,7 +44,7 @@ impl ClientListener {
     /// Accepts clients until the stop is requested, at most `max_sessions` at once.
     pub async fn serve(
         self,
-        events: mpsc::Sender<ClientEvent>,
+        events: mpsc::Sender<SessionEvent>,
         max_sessions: usize,
         session_queue: usize,
         mut shutdown: ShutdownSignal,
@@ -78,7 +78,7 @@ impl ClientListener {
 /// One client connection: handshake, open the stream, relay bytes both ways.
 async fn connection(
     incoming: quinn::Incoming,
-    events: mpsc::Sender<ClientEvent>,
+    events: mpsc::Sender<SessionEvent>,
     session_queue: usize,
 ) -> Result<()> {
     let connection = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
@@ -88,7 +88,7 @@ async fn connection(
     let (writer_tx, writer_rx) = mpsc::channel(session_queue);
     let (reply_tx, reply_rx) = oneshot::channel();
     events
-        .send(ClientEvent::Opened {
+        .send(SessionEvent::Opened {
             writer: writer_tx,
             reply: reply_tx,
         })
@@ -97,7 +97,7 @@ async fn connection(
     let session = reply_rx.await.context("gateway stopping")?;
     let writer = tokio::spawn(write_loop(connection.clone(), send, writer_rx));
     read_loop(&mut recv, session, &events).await;
-    let _ = events.send(ClientEvent::Closed { session }).await;
+    let _ = events.send(SessionEvent::Closed { session }).await;
     connection.close(0u8.into(), b"closed");
     let _ = writer.await;
     Ok(())
@@ -106,7 +106,7 @@ async fn connection(
 async fn read_loop(
     recv: &mut quinn::RecvStream,
     session: SessionId,
-    events: &mpsc::Sender<ClientEvent>,
+    events: &mpsc::Sender<SessionEvent>,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -116,7 +116,7 @@ async fn read_loop(
         };
         let bytes = buf.get(..n).unwrap_or_default().to_vec();
         if events
-            .send(ClientEvent::Bytes { session, bytes })
+            .send(SessionEvent::Bytes { session, bytes })
             .await
             .is_err()
         {

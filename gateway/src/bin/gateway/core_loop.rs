@@ -29,7 +29,7 @@ use crate::metrics::GatewayMetrics;
 const BATCH: usize = 256;
 
 /// What a client connection tells the core.
-pub enum ClientEvent {
+pub enum SessionEvent {
     /// A client connected; the core answers with its session id.
     Opened {
         /// Where the session's bytes go.
@@ -84,7 +84,7 @@ impl CoreLoop {
     /// Runs until the stop is requested or a channel closes; then closes every session.
     pub async fn run(
         mut self,
-        mut clients: mpsc::Receiver<ClientEvent>,
+        mut clients: mpsc::Receiver<SessionEvent>,
         mut final_hops: mpsc::Receiver<FinalHop>,
     ) {
         let mut writers: HashMap<SessionId, mpsc::Sender<WriterCommand>> = HashMap::new();
@@ -139,21 +139,21 @@ impl CoreLoop {
 
     fn client_event(
         &mut self,
-        event: ClientEvent,
+        event: SessionEvent,
         writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
     ) -> Vec<GatewayAction> {
         let now = self.node.clock.now();
         match event {
-            ClientEvent::Opened { writer, reply } => {
+            SessionEvent::Opened { writer, reply } => {
                 let (session, actions) = self.core.open_session(now, &mut self.rng);
                 writers.insert(session, writer);
                 let _ = reply.send(session);
                 actions
             }
-            ClientEvent::Bytes { session, bytes } => {
+            SessionEvent::Bytes { session, bytes } => {
                 self.core.handle_client_bytes(now, session, &bytes)
             }
-            ClientEvent::Closed { session } => {
+            SessionEvent::Closed { session } => {
                 self.core.close_session(session);
                 writers.remove(&session);
                 Vec::new()
