@@ -33,7 +33,7 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput};
 use protocol::sphinx::{
-    self, Destination, HeaderVersion, NodePublicKey, PacketFormat, PacketRandomness,
+    self, Destination, HeaderVersion, NodePublicKey, PacketGeometry, PacketRandomness,
     ReceivedPacket, RouteNode, UnwrappedPacket,
 };
 use rand::{Rng, SeedableRng};
@@ -112,8 +112,8 @@ fn fixture() -> Fixture {
     }
 }
 
-fn format() -> PacketFormat {
-    PacketFormat {
+fn format() -> PacketGeometry {
+    PacketGeometry {
         version: HeaderVersion::SINGLE_SEED_SURB,
         payload_size: PAYLOAD_SIZE,
     }

@@ -26,7 +26,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use protocol::sphinx::{
-    self, Destination, HeaderVersion, NodePublicKey, PacketFormat, ReceivedPacket, RouteNode,
+    self, Destination, HeaderVersion, NodePublicKey, PacketGeometry, ReceivedPacket, RouteNode,
     UnwrappedPacket,
 };
 use rand::{Rng, SeedableRng};
@@ -200,7 +200,7 @@ fn main() {
         address: bytes32(&mut rng),
         surb_id: [0; 16],
     };
-    let format = PacketFormat {
+    let format = PacketGeometry {
         version: HeaderVersion::SINGLE_SEED_SURB,
         payload_size: 2065,
     };

@@ -19,7 +19,7 @@ use crate::error::ProtocolError;
 use crate::keys::NodeId;
 use crate::sphinx::{
     self, Destination, HEADER_SIZE, HeaderVersion, NodePublicKey, PAYLOAD_OVERHEAD_SIZE,
-    PacketFormat, PacketRandomness, RouteNode,
+    PacketGeometry, PacketRandomness, RouteNode,
 };
 
 /// Bytes of plaintext a Sphinx payload carries: one frame.
@@ -35,7 +35,7 @@ pub const SPHINX_VERSION: HeaderVersion = HeaderVersion::SINGLE_SEED_SURB;
 /// Length of the SURB identifier a final hop reads in the clear.
 pub const SURB_ID_SIZE: usize = sphinx::SURB_ID_SIZE;
 /// Version and payload size of every packet of the network.
-pub const PACKET_FORMAT: PacketFormat = PacketFormat {
+pub const PACKET_GEOMETRY: PacketGeometry = PacketGeometry {
     version: SPHINX_VERSION,
     payload_size: SPHINX_PAYLOAD_SIZE,
 };
@@ -189,9 +189,9 @@ pub fn build_packet_with_version(
             surb_id,
         },
         frame,
-        PacketFormat {
+        PacketGeometry {
             version,
-            ..PACKET_FORMAT
+            ..PACKET_GEOMETRY
         },
     )?;
     debug_assert_eq!(bytes.len(), PACKET_SIZE);

@@ -23,7 +23,7 @@ use aes::cipher::{KeyIvInit, StreamCipher};
 use hkdf::Hkdf;
 use proptest::prelude::*;
 use protocol::sphinx::{
-    self, Destination, HeaderVersion, NodePublicKey, PacketFormat, PacketRandomness,
+    self, Destination, HeaderVersion, NodePublicKey, PacketGeometry, PacketRandomness,
     ReceivedPacket, ReplyBlock, ReplyKeys, RouteNode, UnwrappedPacket,
 };
 use rand::{Rng, RngExt, SeedableRng};
@@ -107,8 +107,8 @@ fn their_delays(route: &Route) -> Vec<Delay> {
         .collect()
 }
 
-fn format() -> PacketFormat {
-    PacketFormat {
+fn format() -> PacketGeometry {
+    PacketGeometry {
         version: VERSION,
         payload_size: PAYLOAD_SIZE,
     }
@@ -489,7 +489,7 @@ proptest! {
         let mut rng = ChaCha20Rng::seed_from_u64(message_seed);
         let mut message = vec![0u8; rng.random_range(0..=payload_size - 17)];
         rng.fill_bytes(&mut message);
-        let format = PacketFormat { version: VERSION, payload_size };
+        let format = PacketGeometry { version: VERSION, payload_size };
 
         let theirs = SphinxPacketBuilder::new()
             .with_version(Version::new(VERSION.0))

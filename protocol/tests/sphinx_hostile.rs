@@ -12,7 +12,7 @@ use std::time::Duration;
 use curve25519_dalek::MontgomeryPoint;
 use proptest::prelude::*;
 use protocol::sphinx::{
-    self, Destination, HEADER_SIZE, HeaderVersion, MIN_PACKET_SIZE, NodePublicKey, PacketFormat,
+    self, Destination, HEADER_SIZE, HeaderVersion, MIN_PACKET_SIZE, NodePublicKey, PacketGeometry,
     PacketRandomness, ReceivedPacket, RouteNode, SphinxError, UnwrappedPacket, unwrap_packet,
 };
 use rand::{Rng, SeedableRng};
@@ -54,7 +54,7 @@ fn packet_with(net: &Net, rng: &mut ChaCha20Rng, version: HeaderVersion) -> Vec<
             surb_id: [0; 16],
         },
         b"hello",
-        PacketFormat {
+        PacketGeometry {
             version,
             payload_size: PACKET_SIZE - HEADER_SIZE,
         },
@@ -272,7 +272,7 @@ fn builder_refuses_bad_routes_and_sizes() {
         address: [0; 32],
         surb_id: [0; 16],
     };
-    let format = PacketFormat {
+    let format = PacketGeometry {
         version: HeaderVersion::SINGLE_SEED_SURB,
         payload_size: 100,
     };
@@ -295,7 +295,7 @@ fn builder_refuses_bad_routes_and_sizes() {
         sphinx::build_packet(&r, &net.route, &d[..4], &destination, &[0; 84], format).unwrap_err(),
         SphinxError::MessageTooLong { len: 84, max: 83 }
     );
-    let tiny = PacketFormat {
+    let tiny = PacketGeometry {
         payload_size: 32,
         ..format
     };

@@ -43,7 +43,7 @@ pub struct Destination {
 
 /// The version and payload size of the packets to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PacketFormat {
+pub struct PacketGeometry {
     /// The header version written into every hop's routing information.
     pub version: HeaderVersion,
     /// Bytes of the Sphinx payload.
@@ -186,7 +186,7 @@ pub fn build_packet(
     delays: &[Duration],
     destination: &Destination,
     message: &[u8],
-    format: PacketFormat,
+    format: PacketGeometry,
 ) -> Result<Vec<u8>, SphinxError> {
     let mut payload = encode_payload(message, format.payload_size)?;
     let built = build_header(randomness, route, delays, destination, format.version)?;
@@ -206,7 +206,7 @@ pub fn build_packet_with_rng(
     delays: &[Duration],
     destination: &Destination,
     message: &[u8],
-    format: PacketFormat,
+    format: PacketGeometry,
 ) -> Result<Vec<u8>, SphinxError> {
     let randomness = PacketRandomness::draw(rng);
     build_packet(&randomness, route, delays, destination, message, format)

@@ -74,7 +74,7 @@ mod routing;
 mod surb;
 
 pub use builder::{
-    Destination, PacketFormat, PacketRandomness, RouteNode, build_packet, build_packet_with_rng,
+    Destination, PacketGeometry, PacketRandomness, RouteNode, build_packet, build_packet_with_rng,
 };
 pub use error::SphinxError;
 pub use geometry::{
