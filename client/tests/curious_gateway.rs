@@ -13,17 +13,17 @@
 )]
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use client::{AddressCard, Client, ClientOptions};
+use client::{AddressCard, ClientOptions};
 use gateway::RedbStore;
 use gateway_core::{MailboxStore, StoredMessage};
 use localnet::{LocalNet, NetworkSpec};
+
 use protocol::link::DELIVERY_PAYLOAD_SIZE;
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+mod on_localnet;
+
 const WINDOW: usize = 16;
 
 fn spec() -> NetworkSpec {
@@ -39,43 +39,12 @@ fn spec() -> NetworkSpec {
     }
 }
 
-fn init(net: &LocalNet, dir: &Path, gateway: usize) -> AddressCard {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(CLIENT)
-            .args(["init", "--dir", dir.to_str().unwrap()])
-            .args(["--directory", &net.directory_url])
-            .args(["--directory-key", &net.directory_key.to_base58()])
-            .args(["--gateway", &net.gateways[gateway].id.to_base58()])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-async fn connect(dir: &Path) -> Client {
+fn options() -> ClientOptions {
     let mut options = ClientOptions::default();
     options.core.ack_margin = Duration::from_secs(3);
     options.core.max_retransmissions = 8;
     options.topology_refresh = Duration::from_secs(1);
-    let c = Client::connect(dir, options).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_connected())
-        .await
-        .expect("connected in time")
-        .unwrap();
-    c
+    options
 }
 
 /// Every 16-byte window of `bytes` with at least half its bytes not zero
@@ -139,13 +108,13 @@ async fn the_recipients_gateway_stores_only_sealed_bodies_of_one_size() {
     let mut net = LocalNet::start(spec()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
-    let alice_card = init(&net, &alice_dir, 0);
-    let bob_card = init(&net, &bob_dir, 1);
+    let alice_card = on_localnet::init(&net, &alice_dir, 0);
+    let bob_card = on_localnet::init(&net, &bob_dir, 1);
     let cards = [&alice_card, &bob_card];
 
     // Each connects once (its gateway registers it), then Bob goes offline.
-    let alice = connect(&alice_dir).await;
-    let bob = connect(&bob_dir).await;
+    let alice = on_localnet::connect(&alice_dir, options()).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     bob.shutdown().await;
 
     // First contact and 50 messages, stored while Bob is away.
@@ -167,7 +136,7 @@ async fn the_recipients_gateway_stores_only_sealed_bodies_of_one_size() {
     // Bob comes back, answers each through its SURBs and writes 50 of his
     // own, while Alice is away.
     alice.shutdown().await;
-    let bob = connect(&bob_dir).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     let mut outgoing = Vec::new();
     for _ in 0..50 {
         let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
@@ -196,7 +165,7 @@ async fn the_recipients_gateway_stores_only_sealed_bodies_of_one_size() {
     // And Alice still reads Bob's messages. (Not the replies: the keys of
     // the reply SURBs she handed out live in her client's memory, and she
     // restarted since.)
-    let alice = connect(&alice_dir).await;
+    let alice = on_localnet::connect(&alice_dir, options()).await;
     let mut from_bob = 0;
     while from_bob < 50 {
         let m = tokio::time::timeout(Duration::from_secs(60), alice.recv())

@@ -12,15 +12,13 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::shell::ShellStats;
-use client::{AddressCard, Client, ClientOptions};
+use client::{Client, ClientOptions};
 use localnet::{LocalNet, NetworkSpec};
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+mod on_localnet;
 
 fn spec() -> NetworkSpec {
     NetworkSpec {
@@ -35,47 +33,11 @@ fn spec() -> NetworkSpec {
     }
 }
 
-/// `mixnet-client init` until the directory lists the gateway; returns the address card.
-fn init(net: &LocalNet, dir: &Path, gateway: usize) -> AddressCard {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(CLIENT)
-            .args(["init", "--dir", dir.to_str().unwrap()])
-            .args(["--directory", &net.directory_url])
-            .args(["--directory-key", &net.directory_key.to_base58()])
-            .args(["--gateway", &net.gateways[gateway].id.to_base58()])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.core.ack_margin = Duration::from_millis(1500);
     o.topology_refresh = Duration::from_secs(1);
     o
-}
-
-async fn connect(dir: &Path) -> Client {
-    let c = Client::connect(dir, options()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_connected())
-        .await
-        .expect("connected in time")
-        .unwrap();
-    c
 }
 
 fn message(i: usize, len: usize) -> Vec<u8> {
@@ -91,11 +53,11 @@ async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
     let net = LocalNet::start(spec()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
-    let alice_card = init(&net, &alice_dir, 0);
-    let bob_card = init(&net, &bob_dir, 1);
+    let alice_card = on_localnet::init(&net, &alice_dir, 0);
+    let bob_card = on_localnet::init(&net, &bob_dir, 1);
     let bob_address = bob_card.address;
-    let alice = connect(&alice_dir).await;
-    let bob = connect(&bob_dir).await;
+    let alice = on_localnet::connect(&alice_dir, options()).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     alice.add_contact(&bob_card).await.unwrap();
 
     // 50 sizes from 1 byte to 100 KiB, geometrically spaced.
@@ -166,8 +128,8 @@ async fn fifty_messages_arrive_once_intact_and_every_reply_comes_back() {
     // which he learned inside the session, without a card.
     alice.shutdown().await;
     bob.shutdown().await;
-    let alice = connect(&alice_dir).await;
-    let bob = connect(&bob_dir).await;
+    let alice = on_localnet::connect(&alice_dir, options()).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     assert_eq!(
         received_peer(&bob, &alice, &bob_address).await,
         alice_identity
@@ -213,11 +175,11 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
     let mut net = LocalNet::start(spec()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (root.path().join("alice"), root.path().join("bob"));
-    init(&net, &alice_dir, 0);
-    let bob_card = init(&net, &bob_dir, 1);
+    on_localnet::init(&net, &alice_dir, 0);
+    let bob_card = on_localnet::init(&net, &bob_dir, 1);
     let bob_address = bob_card.address;
-    let alice = connect(&alice_dir).await;
-    let bob = connect(&bob_dir).await;
+    let alice = on_localnet::connect(&alice_dir, options()).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     alice.add_contact(&bob_card).await.unwrap();
 
     // A mix node dies while messages are in flight: retransmission on fresh
@@ -260,7 +222,7 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
     }
     net.kill_gateway(1);
     net.restart_gateway(1).unwrap();
-    let bob = connect(&bob_dir).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     let mut got = std::collections::BTreeSet::new();
     while got.len() < 5 {
         let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
@@ -298,7 +260,7 @@ async fn messages_arrive_when_a_mix_node_dies_in_flight_and_across_a_gateway_cra
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let bob = connect(&bob_dir).await;
+    let bob = on_localnet::connect(&bob_dir, options()).await;
     let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
         .await
         .expect("the message without a lifetime")

@@ -192,23 +192,28 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         else {
             return drop(GatewayDropReason::BadPayload);
         };
-        let payload = frame.delivery_payload();
-        let lifetime = frame.lifetime.duration();
-        let ack = Some(PendingAck {
-            surb: frame.surb_ack,
-        });
         if is_drop {
             // Drop cover: acknowledged like mail (so its sender's gateway
             // sees one packet back for every packet out), then discarded.
             self.stats.dropped(GatewayDropReason::DropCover);
-            return Ok((None, ack));
+            return Ok((
+                None,
+                Some(PendingAck {
+                    surb: frame.surb_ack,
+                }),
+            ));
         }
         let message = NewMessage {
             client,
             surb_id: delivery.surb_id,
-            payload,
-            lifetime,
+            payload: frame.delivery_payload(),
+            lifetime: frame.lifetime.duration(),
         };
-        Ok((Some(message), ack))
+        Ok((
+            Some(message),
+            Some(PendingAck {
+                surb: frame.surb_ack,
+            }),
+        ))
     }
 }
