@@ -47,3 +47,42 @@ pub enum OpenError {
     #[error("gateway {0} has no client address in the topology")]
     NoClientAddress(String),
 }
+
+/// Why an exit policy could not be used.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a policy.
+    #[error("{}{message}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Parse {
+        /// The file, when known.
+        path: Option<std::path::PathBuf>,
+        /// What the parser said (it names the key).
+        message: String,
+    },
+    /// A value that parses but cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PolicyError {
+    /// The same error, naming the file.
+    pub fn at(self, file: &std::path::Path) -> Self {
+        match self {
+            PolicyError::Parse { message, .. } => PolicyError::Parse {
+                path: Some(file.to_path_buf()),
+                message,
+            },
+            PolicyError::Invalid(m) => PolicyError::Invalid(format!("{}: {m}", file.display())),
+            other => other,
+        }
+    }
+}

@@ -4,8 +4,10 @@ pub mod error;
 
 pub mod shell;
 
+pub mod streams;
+
 pub use client_core::ClientError;
 pub use client_core::sessions::{AddressCard, PeerIdentityKey};
 pub use client_core::{ClientConfig, ClientCore, ClientEvent, ReplyHandle, RouteSource};
-pub use error::{DataFolderError, OpenError};
+pub use error::{DataFolderError, OpenError, PolicyError};
 pub use shell::{Client, ClientOptions, Outgoing, ReceivedMessage, ReplyPath, SendStatus};

@@ -27,6 +27,17 @@ impl ReplyHandle {
         self.surbs.len()
     }
 
+    /// Takes `n` of the handle's SURBs into a new handle answering the same
+    /// message (all of them if it has fewer), so that one batch of SURBs
+    /// can carry several replies.
+    pub fn split_off(&mut self, n: usize) -> ReplyHandle {
+        let keep = self.surbs.len().saturating_sub(n);
+        ReplyHandle {
+            in_reply_to: self.in_reply_to,
+            surbs: self.surbs.split_off(keep),
+        }
+    }
+
     /// The handle as bytes, to keep it beyond the process (a CLI's `reply`):
     /// the answered message id (16), then the SURBs, [`SURB_SIZE`] bytes each.
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -94,6 +94,38 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// A SOCKS5 entry (no authentication, CONNECT): each connection becomes
+    /// a stream through the mixnet to an exit, which resolves names and
+    /// connects. The exit never learns this client's address. Use a data
+    /// folder of its own: the exit sees its session identity as a pseudonym.
+    Socks5 {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to listen (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:1080")]
+        listen: String,
+        /// The exit's address card.
+        #[arg(long)]
+        exit: String,
+        /// Seconds of silence from the exit after which a stream fails.
+        #[arg(long, default_value_t = 30)]
+        dead_after: u64,
+    },
+    /// An exit: opens TCP connections for the streams others open through
+    /// the mixnet, under a policy (deny by default), answering through their
+    /// reply SURBs. Prints its address card, then `ready`.
+    Exit {
+        /// The exit's data folder (a client of the mixnet like any other).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The policy file (TOML); `--print-example-policy` shows one.
+        #[arg(long, required_unless_present = "print_example_policy")]
+        policy: Option<PathBuf>,
+        /// Prints the example policy, which names every key, and exits.
+        #[arg(long)]
+        print_example_policy: bool,
+    },
 }
 
 /// A recipient given on the command line: a card (which adds a contact) or an address.
@@ -171,6 +203,23 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Receive { dir, count } => receive(&dir, count).await,
         Command::Chat { dir, to } => chat(&dir, &parse_recipient(&to)?).await,
+        Command::Socks5 {
+            dir,
+            listen,
+            exit,
+            dead_after,
+        } => socks5(&dir, &listen, &exit, Duration::from_secs(dead_after)).await,
+        Command::Exit {
+            print_example_policy: true,
+            ..
+        } => {
+            print!("{}", client::streams::policy::EXAMPLE_POLICY);
+            Ok(())
+        }
+        Command::Exit { dir, policy, .. } => match policy {
+            Some(policy) => exit(&dir, &policy).await,
+            None => bail!("--policy is missing"),
+        },
     }
 }
 
@@ -364,5 +413,96 @@ async fn chat(dir: &Path, to: &Recipient) -> Result<()> {
     if let Ok(client) = Arc::try_unwrap(client) {
         client.shutdown().await;
     }
+    Ok(())
+}
+
+/// Serves SOCKS5 on `listen` through streams to the exit of card `exit`.
+async fn socks5(dir: &Path, listen: &str, exit: &str, dead_after: Duration) -> Result<()> {
+    use client::streams::{Socks5Options, Socks5Stats, StreamClient, StreamOptions};
+    let exit: AddressCard = exit
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--exit is not an address card: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("--listen {listen}: cannot listen"))?;
+    let client = Arc::new(connect(dir).await?);
+    client.add_contact(&exit).await?;
+    let mut options = StreamOptions::default();
+    options.stream.dead_after = dead_after;
+    options.stream.keepalive = (dead_after / 3).max(Duration::from_secs(1));
+    let streams = StreamClient::start(client.clone(), exit.address, options, os_seed()?);
+    let stats = Arc::new(Socks5Stats::default());
+    println!("listening {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    tokio::select! {
+        served = client::streams::serve_socks5(listener, streams, Socks5Options::default(), stats.clone()) => {
+            served.context("the SOCKS5 listener failed")?;
+        }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    print_counters("socks5", &stats_lines_socks5(&stats));
+    Ok(())
+}
+
+fn stats_lines_socks5(s: &client::streams::Socks5Stats) -> Vec<(&'static str, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    vec![
+        ("connections", s.connections.load(Relaxed)),
+        ("over_capacity", s.over_capacity.load(Relaxed)),
+        ("bad_greetings", s.bad_greetings.load(Relaxed)),
+        ("bad_requests", s.bad_requests.load(Relaxed)),
+        ("truncated", s.truncated.load(Relaxed)),
+        ("refused", s.refused.load(Relaxed)),
+        ("connected", s.connected.load(Relaxed)),
+    ]
+}
+
+fn print_counters(what: &str, lines: &[(&str, u64)]) {
+    for (name, value) in lines {
+        eprintln!("{what} {name} {value}");
+    }
+}
+
+/// Runs an exit under the policy at `policy` until Ctrl-C.
+async fn exit(dir: &Path, policy: &Path) -> Result<()> {
+    use client::streams::{ExitPolicy, ExitStats, StreamListener, StreamOptions};
+    let policy = Arc::new(ExitPolicy::load(policy)?);
+    let client = Arc::new(Client::connect(dir, ClientOptions {
+        passphrase: passphrase(),
+        ..ClientOptions::default()
+    })
+    .await
+    .with_context(|| format!("{}: cannot start the client", dir.display()))?);
+    println!("{}", client.card());
+    client
+        .wait_connected()
+        .await
+        .context("the client stopped before reaching its gateway")?;
+    let options = StreamOptions {
+        max_streams: policy.max_streams,
+        max_streams_per_peer: policy.max_streams_per_peer,
+        ..StreamOptions::default()
+    };
+    let listener = StreamListener::start(client.clone(), options);
+    let stats = Arc::new(ExitStats::default());
+    println!("ready");
+    std::io::stdout().flush()?;
+    tokio::select! {
+        () = client::streams::serve_exit(listener, policy, stats.clone()) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    print_counters(
+        "exit",
+        &[
+            ("requests", stats.requests.load(Relaxed)),
+            ("refused_by_policy", stats.refused_by_policy.load(Relaxed)),
+            ("connect_failed", stats.connect_failed.load(Relaxed)),
+            ("connected", stats.connected.load(Relaxed)),
+            ("idle_closed", stats.idle_closed.load(Relaxed)),
+            ("cap_reached", stats.cap_reached.load(Relaxed)),
+            ("bytes", stats.bytes.load(Relaxed)),
+        ],
+    );
     Ok(())
 }

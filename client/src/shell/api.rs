@@ -155,6 +155,15 @@ impl ReplyPath {
     pub fn surbs_left(&self) -> usize {
         self.handle.surbs_left()
     }
+
+    /// Takes `n` of the path's SURBs into a new path (all of them if it has
+    /// fewer), for a reply of its own; the rest stay here.
+    pub fn split_off(&mut self, n: usize) -> ReplyPath {
+        ReplyPath {
+            handle: self.handle.split_off(n),
+            session: self.session,
+        }
+    }
 }
 
 /// Counters of the async shell (the core keeps its own).
@@ -318,7 +327,7 @@ impl Client {
     /// [`ClientOptions::reply_surbs`] reply SURBs. `to` must be a contact
     /// ([`Client::add_contact`]) or have written to this client.
     pub async fn send(&self, to: &ClientAddress, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, None, None).await
+        self.send_message(to, bytes, None, None, true).await
     }
 
     /// Sends `bytes` to `to`, to be kept no longer than `lifetime`: the
@@ -330,7 +339,8 @@ impl Client {
         bytes: Vec<u8>,
         lifetime: Duration,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, None, Some(lifetime)).await
+        self.send_message(to, bytes, None, Some(lifetime), true)
+            .await
     }
 
     /// Sends `bytes` to `to` with `reply_surbs` reply SURBs (`None`: the default).
@@ -340,7 +350,22 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, reply_surbs, None).await
+        self.send_message(to, bytes, reply_surbs, None, true).await
+    }
+
+    /// Sends `bytes` to `to` with `reply_surbs` reply SURBs and **without
+    /// this client's address** inside the end-to-end message: the recipient
+    /// can answer only through the SURBs, and learns no address (it still
+    /// sees the session's identity key, a pseudonym: use a data folder of
+    /// its own for traffic that must not be linked to other messages).
+    pub async fn send_anonymous(
+        &self,
+        to: &ClientAddress,
+        bytes: Vec<u8>,
+        reply_surbs: usize,
+    ) -> Result<Outgoing, ClientError> {
+        self.send_message(to, bytes, Some(reply_surbs), None, false)
+            .await
     }
 
     async fn send_message(
@@ -349,6 +374,7 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
+        claim_address: bool,
     ) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Send {
@@ -356,6 +382,7 @@ impl Client {
             bytes,
             reply_surbs,
             lifetime,
+            claim_address,
             respond,
         })
         .await?;

@@ -49,6 +49,8 @@ pub(crate) enum Command {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
+        /// Whether this client's address is claimed inside the message.
+        claim_address: bool,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     Reply {
@@ -423,10 +425,11 @@ impl<C: GatewayDialer> Driver<C> {
                 bytes,
                 reply_surbs,
                 lifetime,
+                claim_address,
                 respond,
             } => {
                 let surbs = reply_surbs.unwrap_or(self.options.reply_surbs);
-                let result = self.send(now, &to, &bytes, surbs, lifetime);
+                let result = self.send(now, &to, &bytes, surbs, lifetime, claim_address);
                 let _ = respond.send(result);
             }
             Command::Reply {
@@ -471,13 +474,15 @@ impl<C: GatewayDialer> Driver<C> {
         bytes: &[u8],
         surbs: usize,
         lifetime: Option<Duration>,
+        claim_address: bool,
     ) -> Result<Outgoing, ClientError> {
         let own = self.core.address();
+        let own = claim_address.then_some(&own);
         let expires_at =
             lifetime.map(|l| e2ee::UnixSeconds(unix_now().0.saturating_add(l.as_secs().max(1))));
         let sealed = self
             .book
-            .seal(&mut self.rng, to, Some(&own), bytes, expires_at);
+            .seal(&mut self.rng, to, own, bytes, expires_at);
         // The session advanced (a message key was used, or a session was
         // started) even if sealing or the core refuses: save it either way,
         // and before the core can build a packet of it.

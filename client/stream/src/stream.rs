@@ -413,6 +413,12 @@ impl Stream {
         self.peer_finished && self.readable.is_empty()
     }
 
+    /// Bytes written and not yet sent in any segment.
+    pub fn unsent_len(&self) -> usize {
+        usize::try_from(self.data_end().saturating_sub(self.snd_nxt.max(self.send_base)))
+            .unwrap_or(usize::MAX)
+    }
+
     /// Whether everything written (and the FIN, once closed) was acked.
     pub fn all_acked(&self) -> bool {
         self.flights.is_empty() && self.send_buf.is_empty()
@@ -757,7 +763,7 @@ impl Stream {
         self.reset_out.is_some()
             || !self.due.is_empty()
             || self.new_segment_ready()
-            || self.ack_due.is_some_and(|t| t <= now)
+            || (self.ack_due.is_some_and(|t| t <= now) && self.state != StreamState::Accepting)
             || self.probe_ready(now)
     }
 
@@ -817,7 +823,8 @@ impl Stream {
             seg.seq = self.snd_nxt;
             return Some(self.sent(seg));
         }
-        if self.ack_due.is_some_and(|t| t <= now) && self.peer_syn {
+        let answering = self.state != StreamState::Accepting;
+        if self.ack_due.is_some_and(|t| t <= now) && self.peer_syn && answering {
             let mut seg = self.bare(0);
             seg.seq = self.snd_nxt;
             return Some(self.sent(seg));

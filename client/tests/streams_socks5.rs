@@ -1,0 +1,290 @@
+//! Streams through a network of real processes: real `curl
+//! --socks5-hostname` through `mixnet-client socks5`, the mixnet, and a
+//! `mixnet-client exit` to a local HTTP server (`python3 -m http.server`).
+//! Needs the node binaries built beside the test, `curl` and `python3`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// Real processes run on the real clock.
+#![allow(clippy::disallowed_methods)]
+
+mod on_localnet;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use localnet::{LocalNet, NetworkSpec, free_port};
+use sha2::{Digest, Sha256};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+/// Seconds of silence after which the entry's streams fail (`--dead-after`).
+const DEAD_AFTER: u64 = 8;
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn tool_missing(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+}
+
+/// A local HTTP server over `dir`; waits until it answers.
+fn http_server(dir: &Path) -> (KillOnDrop, u16) {
+    let port = free_port().unwrap();
+    let child = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (KillOnDrop(child), port)
+}
+
+/// The network, the HTTP server, the exit and the SOCKS5 entry.
+struct Setup {
+    _net: LocalNet,
+    _http: KillOnDrop,
+    http_port: u16,
+    exit: KillOnDrop,
+    socks: KillOnDrop,
+    socks_port: u16,
+    files: tempfile::TempDir,
+    _root: tempfile::TempDir,
+}
+
+fn setup(lambda_p: f64, files: &[(&str, usize)]) -> Setup {
+    let net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 2,
+        lambda_p,
+        mean_delay_ms: 10,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    let served = tempfile::tempdir().unwrap();
+    for (name, len) in files {
+        let mut bytes = vec![0u8; *len];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ *len as u64;
+        for b in bytes.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        std::fs::write(served.path().join(name), bytes).unwrap();
+    }
+    let (http, http_port) = http_server(served.path());
+
+    let root = tempfile::tempdir().unwrap();
+    let (exit_dir, socks_dir) = (root.path().join("exit"), root.path().join("socks"));
+    on_localnet::init(&net, &exit_dir, 1);
+    on_localnet::init(&net, &socks_dir, 0);
+    let policy = root.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "connect_timeout_secs = 5\n[[allow]]\nhost = \"127.0.0.1\"\nports = [{http_port}]\n"
+        ),
+    )
+    .unwrap();
+    let mut exit = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["exit", "--dir", exit_dir.to_str().unwrap()])
+            .args(["--policy", policy.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let exit_lines = lines_of(&mut exit.0);
+    let card = exit_lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        exit_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
+    let socks_port = free_port().unwrap();
+    let mut socks = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["socks5", "--dir", socks_dir.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{socks_port}")])
+            .args(["--exit", &card])
+            .args(["--dead-after", &DEAD_AFTER.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let socks_lines = lines_of(&mut socks.0);
+    assert_eq!(
+        socks_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
+    assert!(
+        socks_lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap()
+            .starts_with("listening")
+    );
+    Setup {
+        _net: net,
+        _http: http,
+        http_port,
+        exit,
+        socks,
+        socks_port,
+        files: served,
+        _root: root,
+    }
+}
+
+/// Starts `curl --socks5-hostname` of `path` on `port` into `out`.
+fn curl(s: &Setup, port: u16, path: &str, out: &Path, max_secs: u64) -> Child {
+    Command::new("curl")
+        .args(["-sS", "--max-time", &max_secs.to_string()])
+        .args(["--socks5-hostname", &format!("127.0.0.1:{}", s.socks_port)])
+        .arg(format!("http://127.0.0.1:{port}/{path}"))
+        .arg("-o")
+        .arg(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn sha256(path: &Path) -> Vec<u8> {
+    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+fn socks_exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    answer
+}
+
+#[test]
+fn curl_through_socks5_the_mixnet_and_an_exit() {
+    if tool_missing("curl") || tool_missing("python3") {
+        eprintln!("skipped: curl or python3 missing");
+        return;
+    }
+    let lambda_p = 100.0;
+    let s = setup(lambda_p, &[("page.html", 3_000), ("file.bin", 1 << 20)]);
+    let out = tempfile::tempdir().unwrap();
+    let (page, file) = (out.path().join("page"), out.path().join("file"));
+
+    // A 1 MiB file and a small page on two concurrent streams.
+    let started = Instant::now();
+    let big = curl(&s, s.http_port, "file.bin", &file, 120);
+    let small = curl(&s, s.http_port, "page.html", &page, 60);
+    let (code, err) = finish(small);
+    assert_eq!(code, Some(0), "{err}");
+    let page_secs = started.elapsed().as_secs_f64();
+    let (code, err) = finish(big);
+    assert_eq!(code, Some(0), "{err}");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(sha256(&page), sha256(&s.files.path().join("page.html")));
+    assert_eq!(sha256(&file), sha256(&s.files.path().join("file.bin")));
+    let ceiling = lambda_p * protocol::frame::FRAGMENT_CAPACITY as f64;
+    eprintln!(
+        "1 MiB in {secs:.1} s ({:.0} B/s, {:.0} % of λ_P × {} B); page in {page_secs:.1} s",
+        (1 << 20) as f64 / secs,
+        100.0 * (1 << 20) as f64 / secs / ceiling,
+        protocol::frame::FRAGMENT_CAPACITY
+    );
+
+    // A port outside the policy: curl reports the refusal at once.
+    let refused_port = free_port().unwrap();
+    let started = Instant::now();
+    let (code, err) = finish(curl(&s, refused_port, "x", &out.path().join("x"), 30));
+    assert_ne!(code, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    eprintln!("refused in {:.1} s: {err}", started.elapsed().as_secs_f64());
+
+    // Malformed SOCKS5: the right reply.
+    assert_eq!(socks_exchange(s.socks_port, &[4, 1, 0]), vec![5, 0xFF]);
+    assert_eq!(socks_exchange(s.socks_port, &[5, 1, 2]), vec![5, 0xFF]);
+    let answer = socks_exchange(s.socks_port, &[5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 80]);
+    assert_eq!(&answer[..4], &[5, 0, 5, 7]);
+    let answer = socks_exchange(s.socks_port, &[5, 1, 0, 5, 1, 0, 9, 0, 0]);
+    assert_eq!(&answer[..4], &[5, 0, 5, 8]);
+    // Truncated: the entry closes without a reply when the client gives up.
+    let mut t = TcpStream::connect(("127.0.0.1", s.socks_port)).unwrap();
+    t.write_all(&[5, 1]).unwrap();
+    drop(t);
+
+    // The exit killed mid-download: curl errors within the stated time.
+    let mut s = s;
+    let started = Instant::now();
+    let partial = out.path().join("partial");
+    let download = curl(&s, s.http_port, "file.bin", &partial, 120);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 100_000 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no bytes came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Instant::now();
+    s.exit.0.kill().unwrap();
+    let _ = s.exit.0.wait();
+    let (code, err) = finish(download);
+    let took = killed.elapsed();
+    assert_ne!(code, Some(0), "the download cannot be complete");
+    assert!(
+        took <= Duration::from_secs(DEAD_AFTER + 3),
+        "curl ended {took:?} after the exit died: {err}"
+    );
+    eprintln!("exit killed: curl ended after {:.1} s: {err}", took.as_secs_f64());
+
+    // The entry counted the malformed greetings and requests.
+    let pid = s.socks.0.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let mut stderr = String::new();
+    s.socks.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("socks5 bad_greetings 2"), "{stderr}");
+    assert!(stderr.contains("socks5 bad_requests 2"), "{stderr}");
+    assert!(stderr.contains("socks5 refused 1"), "{stderr}");
+}
