@@ -63,7 +63,13 @@ fn tool_missing(name: &str) -> bool {
 fn http_server(dir: &Path) -> (KillOnDrop, u16) {
     let port = free_port().unwrap();
     let child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -277,13 +283,22 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
         took <= Duration::from_secs(DEAD_AFTER + 3),
         "curl ended {took:?} after the exit died: {err}"
     );
-    eprintln!("exit killed: curl ended after {:.1} s: {err}", took.as_secs_f64());
+    eprintln!(
+        "exit killed: curl ended after {:.1} s: {err}",
+        took.as_secs_f64()
+    );
 
     // The entry counted the malformed greetings and requests.
     let pid = s.socks.0.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let mut stderr = String::new();
-    s.socks.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    s.socks
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(stderr.contains("socks5 bad_greetings 2"), "{stderr}");
     assert!(stderr.contains("socks5 bad_requests 2"), "{stderr}");
     assert!(stderr.contains("socks5 refused 1"), "{stderr}");

@@ -467,12 +467,17 @@ fn print_counters(what: &str, lines: &[(&str, u64)]) {
 async fn exit(dir: &Path, policy: &Path) -> Result<()> {
     use client::streams::{ExitPolicy, ExitStats, StreamListener, StreamOptions};
     let policy = Arc::new(ExitPolicy::load(policy)?);
-    let client = Arc::new(Client::connect(dir, ClientOptions {
-        passphrase: passphrase(),
-        ..ClientOptions::default()
-    })
-    .await
-    .with_context(|| format!("{}: cannot start the client", dir.display()))?);
+    let client = Arc::new(
+        Client::connect(
+            dir,
+            ClientOptions {
+                passphrase: passphrase(),
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("{}: cannot start the client", dir.display()))?,
+    );
     println!("{}", client.card());
     client
         .wait_connected()

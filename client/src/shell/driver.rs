@@ -480,9 +480,7 @@ impl<C: GatewayDialer> Driver<C> {
         let own = claim_address.then_some(&own);
         let expires_at =
             lifetime.map(|l| e2ee::UnixSeconds(unix_now().0.saturating_add(l.as_secs().max(1))));
-        let sealed = self
-            .book
-            .seal(&mut self.rng, to, own, bytes, expires_at);
+        let sealed = self.book.seal(&mut self.rng, to, own, bytes, expires_at);
         // The session advanced (a message key was used, or a session was
         // started) even if sealing or the core refuses: save it either way,
         // and before the core can build a packet of it.

@@ -64,11 +64,8 @@ async fn serve_stream(incoming: IncomingStream, policy: &ExitPolicy, stats: &Exi
             return;
         }
     };
-    let connected = tokio::time::timeout(
-        policy.connect_timeout(),
-        connect(&target, verdict, policy),
-    )
-    .await;
+    let connected =
+        tokio::time::timeout(policy.connect_timeout(), connect(&target, verdict, policy)).await;
     let tcp = match connected {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(reason)) => {

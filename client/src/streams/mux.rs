@@ -307,7 +307,9 @@ enum Side {
     /// Opens streams to one exit, anonymously, with reply SURBs.
     Opener { exit: ClientAddress },
     /// Accepts streams and answers through SURBs.
-    Exit { incoming: mpsc::Sender<IncomingStream> },
+    Exit {
+        incoming: mpsc::Sender<IncomingStream>,
+    },
 }
 
 enum Call {
@@ -687,8 +689,7 @@ impl Mux {
             // what fits beside the segments in whole fragments.
             let content = message.encoded_len() + SESSION_OVERHEAD;
             let mut surbs = deficit.min(self.options.surbs_per_message).max(1);
-            let fragments =
-                Envelope::message_len(surbs, content).div_ceil(FRAGMENT_CAPACITY);
+            let fragments = Envelope::message_len(surbs, content).div_ceil(FRAGMENT_CAPACITY);
             while surbs < self.options.surbs_per_message.min(deficit)
                 && Envelope::message_len(surbs + 1, content) <= fragments * FRAGMENT_CAPACITY
             {
@@ -724,16 +725,19 @@ impl Mux {
             }
             let surbs = slot.surbs_left();
             // One reply goes through the SURBs of one message.
-            let largest = slot.surbs.iter().map(ReplyPath::surbs_left).max().unwrap_or(0);
+            let largest = slot
+                .surbs
+                .iter()
+                .map(ReplyPath::surbs_left)
+                .max()
+                .unwrap_or(0);
             if largest == 0 {
                 add(&self.stats.waits_for_surbs);
                 return false;
             }
             let fragments = largest.min(self.options.reply_fragments);
-            let budget = fragments * FRAGMENT_CAPACITY
-                - SESSION_OVERHEAD
-                - Envelope::reply_len(0)
-                - 8;
+            let budget =
+                fragments * FRAGMENT_CAPACITY - SESSION_OVERHEAD - Envelope::reply_len(0) - 8;
             let young = slot
                 .waiting_since
                 .is_some_and(|t| t.elapsed() < self.options.coalesce);

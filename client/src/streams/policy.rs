@@ -78,7 +78,8 @@ impl PortSpec {
     }
 
     fn contains(&self, port: u16) -> bool {
-        self.bounds().is_some_and(|(lo, hi)| lo <= port && port <= hi)
+        self.bounds()
+            .is_some_and(|(lo, hi)| lo <= port && port <= hi)
     }
 }
 
@@ -263,14 +264,23 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(p.check(&domain("www.example.org", 443)), Ok(Verdict::Allowed));
-        assert_eq!(p.check(&domain("a.b.EXAMPLE.org", 8500)), Ok(Verdict::Allowed));
+        assert_eq!(
+            p.check(&domain("www.example.org", 443)),
+            Ok(Verdict::Allowed)
+        );
+        assert_eq!(
+            p.check(&domain("a.b.EXAMPLE.org", 8500)),
+            Ok(Verdict::Allowed)
+        );
         assert!(p.check(&domain("example.org", 80)).is_err());
         assert!(p.check(&domain("badexample.org", 80)).is_err());
         assert!(p.check(&domain("www.example.org", 22)).is_err());
         let local = Target::Ip("127.0.0.1:8080".parse().unwrap());
         assert_eq!(p.check(&local), Ok(Verdict::AllowedLiteral));
-        assert!(p.check(&Target::Ip("127.0.0.1:8081".parse().unwrap())).is_err());
+        assert!(
+            p.check(&Target::Ip("127.0.0.1:8081".parse().unwrap()))
+                .is_err()
+        );
         assert!(!p.address_allowed(Verdict::Allowed, "10.1.2.3".parse().unwrap()));
         assert!(!p.address_allowed(Verdict::Allowed, "::1".parse().unwrap()));
         assert!(p.address_allowed(Verdict::Allowed, "93.184.216.34".parse().unwrap()));

@@ -278,7 +278,8 @@ async fn serve_one(
             None => return Ok(None),
             Some(Err(_)) => {
                 add(&stats.bad_greetings);
-                tcp.write_all(&[SOCKS_VERSION, METHOD_NONE_ACCEPTABLE]).await?;
+                tcp.write_all(&[SOCKS_VERSION, METHOD_NONE_ACCEPTABLE])
+                    .await?;
                 return Ok(Some(None));
             }
             Some(Ok(())) => tcp.write_all(&[SOCKS_VERSION, METHOD_NO_AUTH]).await?,
@@ -340,7 +341,10 @@ mod tests {
         assert_eq!(parse_greeting(&[5]), Parsed::Incomplete);
         assert_eq!(parse_greeting(&[5, 2, 2]), Parsed::Incomplete);
         assert_eq!(parse_greeting(&[5, 2, 2, 0]), Parsed::Done((), 4));
-        assert_eq!(parse_greeting(&[4, 1, 0]), Parsed::Bad(Malformed::WrongVersion));
+        assert_eq!(
+            parse_greeting(&[4, 1, 0]),
+            Parsed::Bad(Malformed::WrongVersion)
+        );
         assert_eq!(
             parse_greeting(&[5, 1, 2]),
             Parsed::Bad(Malformed::NoAcceptableMethod)

@@ -415,8 +415,11 @@ impl Stream {
 
     /// Bytes written and not yet sent in any segment.
     pub fn unsent_len(&self) -> usize {
-        usize::try_from(self.data_end().saturating_sub(self.snd_nxt.max(self.send_base)))
-            .unwrap_or(usize::MAX)
+        usize::try_from(
+            self.data_end()
+                .saturating_sub(self.snd_nxt.max(self.send_base)),
+        )
+        .unwrap_or(usize::MAX)
     }
 
     /// Whether everything written (and the FIN, once closed) was acked.
@@ -844,7 +847,7 @@ impl Stream {
 
     /// A segment with `flags`, the ack and window when the peer's SYN came.
     fn bare(&self, flags: u8) -> Segment {
-        let ack = self.peer_syn.then_some(FLAG_ACK).unwrap_or(0);
+        let ack = if self.peer_syn { FLAG_ACK } else { 0 };
         Segment {
             stream: self.id,
             flags: flags | ack,

@@ -305,7 +305,7 @@ fn a_silent_peer_times_the_stream_out_within_dead_after() {
         p.opener.state() == StreamState::Open && p.acceptor.is_some()
     });
     pair.run_until(Duration::from_secs(5), |p| {
-        p.received_by_opener.len() > 0 || {
+        !p.received_by_opener.is_empty() || {
             p.acceptor().write(b"hello").unwrap();
             false
         }
