@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use localnet::{LocalNet, NetworkSpec, free_port};
 use sha2::{Digest, Sha256};
+use topology::params::RateProfile;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
 /// Seconds of silence after which the entry's streams fail (`--dead-after`).
@@ -95,12 +96,12 @@ struct Setup {
     _root: tempfile::TempDir,
 }
 
-fn setup(lambda_p: f64, files: &[(&str, usize)]) -> Setup {
+fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
     let net = LocalNet::start(NetworkSpec {
         mix_per_layer: 1,
         gateways: 2,
-        lambda_p,
-        mean_delay_ms: 10,
+        lambda_p: profile.lambda_p(),
+        mean_delay_ms: profile.mean_delay().as_millis() as u64,
         ..NetworkSpec::default()
     })
     .unwrap();
@@ -183,6 +184,8 @@ fn setup(lambda_p: f64, files: &[(&str, usize)]) -> Setup {
 fn curl(s: &Setup, port: u16, path: &str, out: &Path, max_secs: u64) -> Child {
     Command::new("curl")
         .args(["-sS", "--max-time", &max_secs.to_string()])
+        .args(["-w", "%{time_starttransfer} %{time_total}"])
+        .stdout(Stdio::piped())
         .args(["--socks5-hostname", &format!("127.0.0.1:{}", s.socks_port)])
         .arg(format!("http://127.0.0.1:{port}/{path}"))
         .arg("-o")
@@ -193,11 +196,38 @@ fn curl(s: &Setup, port: u16, path: &str, out: &Path, max_secs: u64) -> Child {
 }
 
 fn finish(child: Child) -> (Option<i32>, String) {
+    let (code, err, _) = finish_timed(child);
+    (code, err)
+}
+
+/// Exit code, stderr, and curl's (time to first byte, total time) in seconds.
+fn finish_timed(child: Child) -> (Option<i32>, String, (f64, f64)) {
     let out = child.wait_with_output().unwrap();
+    let times = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut t = times
+        .split_whitespace()
+        .map(|x| x.parse::<f64>().unwrap_or(0.0));
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        (t.next().unwrap_or(0.0), t.next().unwrap_or(0.0)),
     )
+}
+
+/// Prints time to first byte and throughput as a share of λ_P × the
+/// message bytes one packet carries.
+fn report(profile: RateProfile, what: &str, bytes: usize, (ttfb, total): (f64, f64)) {
+    let ceiling = profile.lambda_p() * protocol::frame::FRAGMENT_CAPACITY as f64;
+    let rate = bytes as f64 / total;
+    let after_first = bytes as f64 / (total - ttfb).max(1e-3);
+    eprintln!(
+        "{profile:?} (λ_P {}/s): {what}: first byte {ttfb:.2} s, {total:.1} s in all, \
+         {rate:.0} B/s = {:.0} % of λ_P × {} B ({:.0} % after the first byte)",
+        profile.lambda_p(),
+        100.0 * rate / ceiling,
+        protocol::frame::FRAGMENT_CAPACITY,
+        100.0 * after_first / ceiling,
+    );
 }
 
 fn sha256(path: &Path) -> Vec<u8> {
@@ -219,8 +249,8 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
         eprintln!("skipped: curl or python3 missing");
         return;
     }
-    let lambda_p = 100.0;
-    let s = setup(lambda_p, &[("page.html", 3_000), ("file.bin", 1 << 20)]);
+    let profile = RateProfile::Fast;
+    let s = setup(profile, &[("page.html", 3_000), ("file.bin", 1 << 20)]);
     let out = tempfile::tempdir().unwrap();
     let (page, file) = (out.path().join("page"), out.path().join("file"));
 
@@ -228,21 +258,15 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
     let started = Instant::now();
     let big = curl(&s, s.http_port, "file.bin", &file, 120);
     let small = curl(&s, s.http_port, "page.html", &page, 60);
-    let (code, err) = finish(small);
+    let (code, err, page_times) = finish_timed(small);
     assert_eq!(code, Some(0), "{err}");
-    let page_secs = started.elapsed().as_secs_f64();
-    let (code, err) = finish(big);
+    let (code, err, file_times) = finish_timed(big);
     assert_eq!(code, Some(0), "{err}");
-    let secs = started.elapsed().as_secs_f64();
+    assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(sha256(&page), sha256(&s.files.path().join("page.html")));
     assert_eq!(sha256(&file), sha256(&s.files.path().join("file.bin")));
-    let ceiling = lambda_p * protocol::frame::FRAGMENT_CAPACITY as f64;
-    eprintln!(
-        "1 MiB in {secs:.1} s ({:.0} B/s, {:.0} % of λ_P × {} B); page in {page_secs:.1} s",
-        (1 << 20) as f64 / secs,
-        100.0 * (1 << 20) as f64 / secs / ceiling,
-        protocol::frame::FRAGMENT_CAPACITY
-    );
+    report(profile, "3 kB page", 3_000, page_times);
+    report(profile, "1 MiB file", 1 << 20, file_times);
 
     // A port outside the policy: curl reports the refusal at once.
     let refused_port = free_port().unwrap();
@@ -263,6 +287,14 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
     let mut t = TcpStream::connect(("127.0.0.1", s.socks_port)).unwrap();
     t.write_all(&[5, 1]).unwrap();
     drop(t);
+
+    // Idle connections: at most 256 are kept (each until its handshake
+    // times out), the rest are closed at once and counted.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.socks_port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(idle);
 
     // The exit killed mid-download: curl errors within the stated time.
     let mut s = s;
@@ -302,4 +334,31 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
     assert!(stderr.contains("socks5 bad_greetings 2"), "{stderr}");
     assert!(stderr.contains("socks5 bad_requests 2"), "{stderr}");
     assert!(stderr.contains("socks5 refused 1"), "{stderr}");
+    let over: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("socks5 over_capacity "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(over >= 300 - 256, "{stderr}");
+}
+
+/// The benchmark of docs/streams.md: a 1 MiB download alone, once per rate
+/// profile (the quiet one takes minutes, hence `ignore`).
+#[test]
+#[ignore]
+fn benchmark_profiles() {
+    if tool_missing("curl") || tool_missing("python3") {
+        eprintln!("skipped: curl or python3 missing");
+        return;
+    }
+    for profile in [RateProfile::Fast, RateProfile::Quiet] {
+        let s = setup(profile, &[("file.bin", 1 << 20)]);
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("file");
+        let (code, err, times) = finish_timed(curl(&s, s.http_port, "file.bin", &file, 900));
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(sha256(&file), sha256(&s.files.path().join("file.bin")));
+        report(profile, "1 MiB file, alone", 1 << 20, times);
+    }
 }

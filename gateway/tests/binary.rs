@@ -78,6 +78,7 @@ impl Net {
                 lambda_m: 0.0,
                 ..NetworkParams::default()
             },
+            rate_profile: None,
         };
         let directory = DirectoryServer::start(&config, IdentityKeyPair::generate(&mut rng))
             .await

@@ -57,6 +57,45 @@ impl Default for NetworkParams {
     }
 }
 
+/// Named sets of client rates an operator picks for the whole network
+/// (`rate_profile` in the directory's config). Every client of a network
+/// sends at the same rate, so a profile is chosen per network, never per
+/// client: a client that sent faster than the others would stand out.
+/// docs/streams.md ("Rate profiles") says what each costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateProfile {
+    /// λ_P = 10/s, 50 ms mean per-hop delay: the default, for messages.
+    Quiet,
+    /// λ_P = 100/s, 20 ms mean per-hop delay: for byte streams (web, files).
+    Fast,
+}
+
+impl RateProfile {
+    /// λ_P of the profile, per second.
+    pub fn lambda_p(self) -> f64 {
+        match self {
+            RateProfile::Quiet => 10.0,
+            RateProfile::Fast => 100.0,
+        }
+    }
+
+    /// Mean per-hop delay of the profile.
+    pub fn mean_delay(self) -> Duration {
+        match self {
+            RateProfile::Quiet => Duration::from_millis(50),
+            RateProfile::Fast => Duration::from_millis(20),
+        }
+    }
+
+    /// Sets the profile's λ_P and mean delay in `params` (the gateways'
+    /// per-client throttle follows λ_P); λ_L and the rest stay.
+    pub fn apply(self, params: &mut NetworkParams) {
+        params.lambda_p = self.lambda_p();
+        params.mean_delay = self.mean_delay();
+    }
+}
+
 impl NetworkParams {
     /// The clock that maps wall-clock time to this network's epochs.
     pub fn epoch_clock(&self) -> EpochClock {

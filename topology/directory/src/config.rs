@@ -15,7 +15,7 @@ use protocol::{IdentityKeyPair, NodeId};
 use serde::Deserialize;
 use thiserror::Error;
 
-use topology::params::{EpochClock, NetworkParams};
+use topology::params::{EpochClock, NetworkParams, RateProfile};
 
 /// Name of the key file `directory init` writes.
 pub const KEY_FILE: &str = "directory.key";
@@ -66,6 +66,10 @@ pub struct DirectoryConfig {
     /// Network-wide parameters published in every topology.
     #[serde(default)]
     pub network: NetworkParams,
+    /// A named set of rates that replaces `network.lambda_p` and
+    /// `network.mean_delay_ms` (`quiet` or `fast`).
+    #[serde(default)]
+    pub rate_profile: Option<RateProfile>,
 }
 
 fn default_max_absent_epochs() -> u64 {
@@ -90,7 +94,7 @@ impl DirectoryConfig {
 
     /// Parses and checks config text; the error names the line and field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: DirectoryConfig = toml::from_str(text).map_err(|e| {
+        let mut config: DirectoryConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().replace('\n', " ");
             match e.span() {
                 Some(span) => {
@@ -112,6 +116,9 @@ impl DirectoryConfig {
                 None => message,
             }
         })?;
+        if let Some(profile) = config.rate_profile {
+            profile.apply(&mut config.network);
+        }
         config
             .network
             .validate()
@@ -157,6 +164,10 @@ max_absent_epochs = {}
 max_nodes = {}
 # Node ids (base58) allowed to register; empty = anyone with a valid descriptor.
 allowed_nodes = []
+# A named set of client rates for the whole network, replacing lambda_p and
+# mean_delay_ms below: "quiet" (10/s, 50 ms) or "fast" (100/s, 20 ms, for
+# byte streams; see docs/streams.md). Absent: the values below.
+# rate_profile = "fast"
 
 # Network-wide parameters, published in every topology document.
 [network]
@@ -257,6 +268,22 @@ mod tests {
         ] {
             assert!(text.contains(&format!("\n{key} = ")), "{key} missing");
         }
+    }
+
+    #[test]
+    fn a_rate_profile_replaces_the_rates() {
+        let text = DirectoryConfig::example(1).replace(
+            "# rate_profile = \"fast\"",
+            "rate_profile = \"fast\"",
+        );
+        let c = DirectoryConfig::parse(&text).unwrap();
+        assert_eq!(c.network.lambda_p, 100.0);
+        assert_eq!(c.network.mean_delay, std::time::Duration::from_millis(20));
+        let text = DirectoryConfig::example(1).replace(
+            "# rate_profile = \"fast\"",
+            "rate_profile = \"warp\"",
+        );
+        assert!(DirectoryConfig::parse(&text).is_err());
     }
 
     #[test]

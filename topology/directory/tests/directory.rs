@@ -59,6 +59,7 @@ fn config(dir: &Path) -> DirectoryConfig {
             epoch_length: Duration::from_secs(EPOCH_SECS),
             ..NetworkParams::default()
         },
+        rate_profile: None,
     }
 }
 
