@@ -8,6 +8,8 @@ pub mod streams;
 
 pub use client_core::ClientError;
 pub use client_core::sessions::{AddressCard, PeerIdentityKey};
-pub use client_core::{ClientConfig, ClientCore, ClientEvent, ReplyHandle, RouteSource};
+pub use client_core::{
+    ClientConfig, ClientCore, ClientEvent, ReplyHandle, RouteSource, SendFailure,
+};
 pub use error::{DataFolderError, OpenError, PolicyError};
 pub use shell::{Client, ClientOptions, Outgoing, ReceivedMessage, ReplyPath, SendStatus};

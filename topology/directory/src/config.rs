@@ -272,17 +272,13 @@ mod tests {
 
     #[test]
     fn a_rate_profile_replaces_the_rates() {
-        let text = DirectoryConfig::example(1).replace(
-            "# rate_profile = \"fast\"",
-            "rate_profile = \"fast\"",
-        );
+        let text = DirectoryConfig::example(1)
+            .replace("# rate_profile = \"fast\"", "rate_profile = \"fast\"");
         let c = DirectoryConfig::parse(&text).unwrap();
         assert_eq!(c.network.lambda_p, 100.0);
         assert_eq!(c.network.mean_delay, std::time::Duration::from_millis(20));
-        let text = DirectoryConfig::example(1).replace(
-            "# rate_profile = \"fast\"",
-            "rate_profile = \"warp\"",
-        );
+        let text = DirectoryConfig::example(1)
+            .replace("# rate_profile = \"fast\"", "rate_profile = \"warp\"");
         assert!(DirectoryConfig::parse(&text).is_err());
     }
 
