@@ -21,7 +21,7 @@ use protocol::frame::FRAGMENT_CAPACITY;
 use protocol::{ClientAddress, Timestamp};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use stream_core::frame::{FLAG_ACK, FLAG_SYN, MESSAGE_HEADER_LEN, SEGMENT_HEADER_LEN};
+use stream_core::frame::{FLAG_ACK, FLAG_RST, FLAG_SYN, MESSAGE_HEADER_LEN, SEGMENT_HEADER_LEN};
 use stream_core::{
     ResetReason, Segment, Stream, StreamEvent, StreamId, StreamMessage, StreamState, SurbReport,
     Target,
@@ -518,6 +518,7 @@ impl Mux {
         };
         let now = self.now();
         let mut reply = message.reply;
+        let mut unknown = Vec::new();
         for segment in &decoded.segments {
             let (slot, fresh) = match self.slots.get(&segment.stream) {
                 Some(slot) => (slot.clone(), false),
@@ -525,6 +526,9 @@ impl Mux {
                     Some(slot) => (slot, true),
                     None => {
                         add(&self.stats.unknown_stream);
+                        if !segment.has(FLAG_RST) {
+                            unknown.push(segment.stream);
+                        }
                         continue;
                     }
                 },
@@ -550,6 +554,36 @@ impl Mux {
                 slot.report = report;
             }
             slot.pass_events();
+        }
+        // An exit that does not know a stream (it restarted, or forgot it)
+        // says so at once through the message's own SURBs, instead of
+        // leaving the opener to time out.
+        if let (Side::Exit { .. }, Some(mut path), false) = (&self.side, reply, unknown.is_empty())
+        {
+            let segments: Vec<Segment> = unknown
+                .into_iter()
+                .take(stream_core::frame::MAX_SEGMENTS)
+                .map(|stream| Segment {
+                    stream,
+                    flags: FLAG_RST,
+                    seq: 0,
+                    ack: 0,
+                    window: 0,
+                    target: None,
+                    reason: Some(ResetReason::GeneralFailure),
+                    data: Vec::new(),
+                })
+                .collect();
+            let bytes = StreamMessage {
+                surbs: None,
+                segments,
+            }
+            .encode();
+            add(&self.stats.messages_sent);
+            if let Err(e) = self.client.reply(path.split_off(1), bytes).await {
+                tracing::debug!(error = %e, "reset of an unknown stream not queued");
+                add(&self.stats.send_errors);
+            }
         }
     }
 
@@ -723,7 +757,6 @@ impl Mux {
             if !slot.stream.wants_to_send(now) {
                 return false;
             }
-            let surbs = slot.surbs_left();
             // One reply goes through the SURBs of one message.
             let largest = slot
                 .surbs
@@ -750,22 +783,25 @@ impl Mux {
                 return false;
             }
             slot.waiting_since = (slot.stream.unsent_len() > 0).then(Instant::now);
-            let left = surbs.saturating_sub(fragments);
-            let message = StreamMessage {
+            let mut message = StreamMessage {
                 surbs: Some(SurbReport {
                     received: slot.surbs_received,
-                    left: u32::try_from(left).unwrap_or(u32::MAX),
+                    left: 0,
                 }),
                 segments,
             };
-            let bytes = message.encode();
-            let needed = Envelope::reply_len(bytes.len() + SESSION_OVERHEAD)
+            // The report has a fixed size: the length is known before it is filled.
+            let needed = Envelope::reply_len(message.encoded_len() + SESSION_OVERHEAD)
                 .div_ceil(FRAGMENT_CAPACITY)
                 .max(1);
             let Some(path) = take_surbs(&mut slot.surbs, needed) else {
                 return false;
             };
-            (bytes, path)
+            message.surbs = Some(SurbReport {
+                received: slot.surbs_received,
+                left: u32::try_from(slot.surbs_left()).unwrap_or(u32::MAX),
+            });
+            (message.encode(), path)
         };
         add(&self.stats.messages_sent);
         if let Err(e) = self.client.reply(path, bytes).await {
