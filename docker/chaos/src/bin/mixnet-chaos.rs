@@ -115,6 +115,7 @@ struct Network {
     prometheus_port: u16,
     directory_port: u16,
     keep: bool,
+    containers: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 fn free_port() -> Result<u16> {
@@ -134,12 +135,20 @@ impl Network {
             .env("MIXNET_DIRECTORY_PORT", self.directory_port.to_string()))
     }
 
-    /// The container id of a service.
+    /// The container id of a service (kept: a restart keeps the container).
     fn container(&self, service: &str) -> Result<String> {
+        let mut ids = self
+            .containers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("container cache poisoned"))?;
+        if let Some(id) = ids.get(service) {
+            return Ok(id.clone());
+        }
         let id = self.compose(&["ps", "-q", service])?;
         if id.is_empty() {
             bail!("{service}: no container");
         }
+        ids.insert(service.to_string(), id.clone());
         Ok(id)
     }
 
@@ -448,11 +457,33 @@ impl NodeWatch {
     }
 }
 
-/// Checks that every drop a node counts carries a reason.
+/// Packets a mix node received and has no outcome for: not forwarded, not
+/// dropped under a reason, not held in its queue, not its own cover back.
+/// Only the few a worker holds at the instant of the scrape may be missing.
+fn unaccounted(m: &[Sample]) -> f64 {
+    let received = metrics::sum(m, "mixnode_packets_received_total", "");
+    let forwarded = metrics::sum(m, "mixnode_packets_forwarded_total", "");
+    let dropped = metrics::sum(m, "mixnode_packets_dropped_total", "");
+    let held = metrics::sum(m, "mixnode_queue_depth", "");
+    let cover = metrics::sum(m, "mixnode_cover_returned_total", "");
+    received - forwarded - dropped - held - cover
+}
+
+/// Packets in a worker's hands at a scrape, at most.
+const IN_FLIGHT: f64 = 32.0;
+
+/// Checks that every drop a node counts carries a reason, and that a mix
+/// node has an outcome for every packet it received.
 fn check_drop_reasons(net: &Network, broken: &mut Vec<String>) {
     for s in MIXES.iter().chain(GATEWAYS.iter()) {
         match net.metrics(s) {
             Ok(m) => {
+                let missing = unaccounted(&m);
+                if s.starts_with("mix") && missing.abs() > IN_FLIGHT {
+                    broken.push(format!(
+                        "{s}: {missing} received packets neither forwarded, dropped under a reason, held nor returned cover"
+                    ));
+                }
                 let drops: Vec<&Sample> = m
                     .iter()
                     .filter(|x| x.name.ends_with("dropped_total"))
@@ -603,6 +634,7 @@ fn start(cli: &Cli) -> Result<Network> {
         prometheus_port: free_port()?,
         directory_port: free_port()?,
         keep: cli.keep,
+        containers: Default::default(),
     };
     // Leftovers of an earlier run that was killed.
     net.compose(&["down", "-v", "-t", "1", "--remove-orphans"])?;
@@ -707,24 +739,58 @@ fn table(outcomes: &[Outcome], cli: &Cli) -> String {
     t
 }
 
-fn main() {
-    let cli = Cli::parse();
-    // However the run goes, it ends: past the deadline, clean up and leave.
-    let project = cli.project.clone();
-    let compose = cli.compose.clone();
+/// Removes the load container and the project's containers, network and
+/// volumes: what an interrupted or overdue run leaves.
+fn emergency_cleanup(project: &str, compose: &Path) {
+    let _ = docker(&["rm", "-f", &format!("{project}-load")]);
+    let _ = Command::new("docker-compose")
+        .arg("-p")
+        .arg(project)
+        .arg("-f")
+        .arg(compose)
+        .args(["down", "-v", "-t", "1", "--remove-orphans"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// However the run goes, it ends and cleans up: past the deadline, or on
+/// Ctrl-C or SIGTERM.
+fn guard(cli: &Cli) {
+    let (project, compose) = (cli.project.clone(), cli.compose.clone());
     std::thread::spawn(move || {
         std::thread::sleep(SUITE_DEADLINE);
         eprintln!("chaos: still running after {} s; stopping", SUITE_DEADLINE.as_secs());
-        let _ = docker(&["rm", "-f", &format!("{project}-load")]);
-        let _ = Command::new("docker-compose")
-            .arg("-p")
-            .arg(&project)
-            .arg("-f")
-            .arg(&compose)
-            .args(["down", "-v", "-t", "1"])
-            .status();
+        emergency_cleanup(&project, &compose);
         std::process::exit(3);
     });
+    let (project, compose) = (cli.project.clone(), cli.compose.clone());
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("chaos: interrupted; removing the network");
+        emergency_cleanup(&project, &compose);
+        std::process::exit(130);
+    });
+}
+
+fn main() {
+    let cli = Cli::parse();
+    guard(&cli);
     match suite(&cli) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),

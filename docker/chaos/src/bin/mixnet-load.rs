@@ -90,7 +90,12 @@ fn main() {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
+        .and_then(|rt| {
+            let result = rt.block_on(run(cli));
+            // The blocking read of stdin would hold an orderly shutdown forever.
+            rt.shutdown_timeout(Duration::from_millis(200));
+            result
+        });
     match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
