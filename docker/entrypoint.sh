@@ -15,8 +15,12 @@
 #   client ...  `mixnet-client` as is
 #
 # Settings (environment):
-#   MIXNET_PUBLIC_IP      the address other containers reach this one at (nodes)
+#   MIXNET_PUBLIC_IP      the address other containers reach this one at
+#                         (nodes; written into the config at every start)
 #   MIXNET_DIRECTORY      the directory's URL (nodes, load)
+#   MIXNET_DIRECTORY_KEY  the directory's public key; when empty, read from
+#                         /var/lib/mixnet/shared/directory.pub (compose)
+#   MIXNET_INIT_ONLY=1    write keys and config, then exit (an init container)
 #   MIXNET_REFRESH_MS     how often nodes fetch the topology (default 30000)
 #   MIXNET_EPOCH_SECS, MIXNET_MEAN_DELAY_MS, MIXNET_LAMBDA_P, MIXNET_LAMBDA_L,
 #   MIXNET_LAMBDA_M       the network's parameters (directory, first start only)
@@ -41,8 +45,13 @@ set_line() {
     sed -i "s|$2|$3|" "$1"
 }
 
-# Waits (60 s at most) for the directory's public key.
+# The directory's public key: from the environment, or (compose) waits
+# 60 s at most for the file the directory container writes.
 directory_key() {
+    if [ -n "${MIXNET_DIRECTORY_KEY:-}" ]; then
+        echo "$MIXNET_DIRECTORY_KEY"
+        return
+    fi
     i=0
     while [ ! -s "$key_file" ]; do
         i=$((i + 1))
@@ -64,6 +73,7 @@ directory)
         set_line "$config" '^lambda_m = .*' "lambda_m = ${MIXNET_LAMBDA_M:-2.0}"
         echo "mixnet-entrypoint: wrote $config"
     fi
+    [ "${MIXNET_INIT_ONLY:-}" != 1 ] || exit 0
     directory id --config "$config" >"$key_file.new"
     mv "$key_file.new" "$key_file"
     exec directory run --config "$config" "$@"
@@ -71,7 +81,7 @@ directory)
 mixnode | gateway)
     config=$data/config.toml
     if [ ! -f "$config" ]; then
-        ip=${MIXNET_PUBLIC_IP:?MIXNET_PUBLIC_IP: the address other containers reach this node at}
+        : "${MIXNET_PUBLIC_IP:?MIXNET_PUBLIC_IP: the address other containers reach this node at}"
         key=$(directory_key)
         if [ "$role" = gateway ]; then
             set -- --clients 0.0.0.0:1790 "$@"
@@ -79,13 +89,17 @@ mixnode | gateway)
         "$role" init --dir "$data" --listen 0.0.0.0:1789 --metrics 0.0.0.0:9100 \
             --directory "${MIXNET_DIRECTORY:?MIXNET_DIRECTORY: the directory URL}" \
             --directory-key "$key" "$@" >/dev/null
-        set_line "$config" '^# public_address = "203.0.113.7:1789"' "public_address = \"$ip:1789\""
-        if [ "$role" = gateway ]; then
-            set_line "$config" '^# public_address = "203.0.113.7:1790"' "public_address = \"$ip:1790\""
-        fi
         set_line "$config" '^refresh_ms = .*' "refresh_ms = ${MIXNET_REFRESH_MS:-30000}"
         echo "mixnet-entrypoint: wrote $config"
     fi
+    # The address to announce, at every start: a pod may come back under another.
+    if [ -n "${MIXNET_PUBLIC_IP:-}" ]; then
+        set_line "$config" '^#* *public_address = "[^"]*:1789"' "public_address = \"$MIXNET_PUBLIC_IP:1789\""
+        if [ "$role" = gateway ]; then
+            set_line "$config" '^#* *public_address = "[^"]*:1790"' "public_address = \"$MIXNET_PUBLIC_IP:1790\""
+        fi
+    fi
+    [ "${MIXNET_INIT_ONLY:-}" != 1 ] || exit 0
     exec "$role" run --config "$config"
     ;;
 load)
