@@ -160,7 +160,10 @@ impl Ledger {
             }
             Event::Failed { from, seq, .. } => self.record(from, seq).failed = true,
             Event::Received { from, seq, at, .. } => self.record(from, seq).received_at.push(at),
-            Event::Ready { .. } | Event::Offline { .. } | Event::Online { .. } | Event::Done { .. } => {}
+            Event::Ready { .. }
+            | Event::Offline { .. }
+            | Event::Online { .. }
+            | Event::Done { .. } => {}
         }
     }
 

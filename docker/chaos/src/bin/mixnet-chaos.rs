@@ -274,9 +274,23 @@ impl Load {
         let mut child = Command::new("docker")
             .args(["run", "--rm", "-i", "--name", &name, "--network"])
             .arg(net.network_name()?)
-            .args(["--label", "mixnet.chaos=load", "-v", &shared, "-e", &directory])
+            .args([
+                "--label",
+                "mixnet.chaos=load",
+                "-v",
+                &shared,
+                "-e",
+                &directory,
+            ])
             .args(["--tmpfs", "/var/lib/mixnet/load:uid=10001,gid=10001"])
-            .args(["mixnet:latest", "load", "--json", "--control", "--messages", "0"])
+            .args([
+                "mixnet:latest",
+                "load",
+                "--json",
+                "--control",
+                "--messages",
+                "0",
+            ])
             .args(["--clients", "4", "--interval-ms", &interval])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -383,7 +397,14 @@ impl Drop for Load {
 fn nft(id: &str, args: &[&str], input: Option<&str>) -> Result<String> {
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "-i", "--network", &format!("container:{id}")])
-        .args(["--cap-add", "NET_ADMIN", "--user", "0", "--label", "mixnet.chaos=nft"])
+        .args([
+            "--cap-add",
+            "NET_ADMIN",
+            "--user",
+            "0",
+            "--label",
+            "mixnet.chaos=nft",
+        ])
         .args(["--entrypoint", "/usr/sbin/nft", "mixnet:latest"])
         .args(args)
         .stdin(Stdio::piped())
@@ -480,7 +501,9 @@ impl NodeWatch {
                 continue;
             }
             if let Ok(m) = net.metrics(s) {
-                self.max_queue = self.max_queue.max(metrics::sum(&m, "mixnode_queue_depth", ""));
+                self.max_queue = self
+                    .max_queue
+                    .max(metrics::sum(&m, "mixnode_queue_depth", ""));
             }
             if let Ok(rss) = net.rss_mib(s) {
                 self.max_rss_mib = self.max_rss_mib.max(rss);
@@ -677,9 +700,8 @@ fn start(cli: &Cli) -> Result<Network> {
     );
     // The client container's demo: every message delivered exactly once.
     let client = net.container("client")?;
-    let status = run(Command::new("timeout")
-        .args(["180", "docker", "wait", &client]))
-    .context("the client container's demo did not end within 180 s")?;
+    let status = run(Command::new("timeout").args(["180", "docker", "wait", &client]))
+        .context("the client container's demo did not end within 180 s")?;
     let log = docker(&["logs", &client]).unwrap_or_default();
     if status != "0" {
         bail!("the client container's demo failed (status {status}):\n{log}");
@@ -689,8 +711,15 @@ fn start(cli: &Cli) -> Result<Network> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let targets = net.prometheus("/api/v1/targets").unwrap_or_default();
-        let active = targets["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
-        let up = active.iter().filter(|t| t["health"] == "up").count();
+        let active = targets
+            .pointer("/data/activeTargets")
+            .and_then(|a| a.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let up = active
+            .iter()
+            .filter(|t| t.get("health").and_then(|h| h.as_str()) == Some("up"))
+            .count();
         if active.len() >= 10 && up == active.len() {
             eprintln!("chaos: Prometheus scrapes {up} targets, all up");
             break;
@@ -717,8 +746,9 @@ fn check_dashboards(net: &Network) -> Result<()> {
     // One more scrape, so that every series exists.
     std::thread::sleep(Duration::from_secs(6));
     let names = net.prometheus("/api/v1/label/__name__/values")?;
-    let known: Vec<&str> = names["data"]
-        .as_array()
+    let known: Vec<&str> = names
+        .get("data")
+        .and_then(|a| a.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
     let mut missing = Vec::new();
@@ -733,7 +763,10 @@ fn check_dashboards(net: &Network) -> Result<()> {
         }
     }
     if !missing.is_empty() {
-        bail!("dashboards query metrics Prometheus does not have: {}", missing.join(", "));
+        bail!(
+            "dashboards query metrics Prometheus does not have: {}",
+            missing.join(", ")
+        );
     }
     eprintln!("chaos: the dashboards' {checked} metric names all exist in Prometheus");
     Ok(())
@@ -744,7 +777,8 @@ fn table(outcomes: &[Outcome], cli: &Cli) -> String {
         "| scenario | fault | sent | acked | delivered | duplicated | lost | recovery | backlog cleared | median latency | max queue | max RSS | invariants |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
-    let secs = |ms: Option<u64>| ms.map_or("—".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0));
+    let secs =
+        |ms: Option<u64>| ms.map_or("—".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0));
     for o in outcomes {
         let v = &o.verdict;
         t.push_str(&format!(
@@ -761,7 +795,11 @@ fn table(outcomes: &[Outcome], cli: &Cli) -> String {
             v.median_latency_ms.unwrap_or(0),
             o.max_queue,
             o.max_rss_mib,
-            if o.broken.is_empty() { "hold".to_string() } else { o.broken.join("; ") },
+            if o.broken.is_empty() {
+                "hold".to_string()
+            } else {
+                o.broken.join("; ")
+            },
         ));
     }
     t
@@ -788,13 +826,19 @@ fn guard(cli: &Cli) {
     let (project, compose) = (cli.project.clone(), cli.compose.clone());
     std::thread::spawn(move || {
         std::thread::sleep(SUITE_DEADLINE);
-        eprintln!("chaos: still running after {} s; stopping", SUITE_DEADLINE.as_secs());
+        eprintln!(
+            "chaos: still running after {} s; stopping",
+            SUITE_DEADLINE.as_secs()
+        );
         emergency_cleanup(&project, &compose);
         std::process::exit(3);
     });
     let (project, compose) = (cli.project.clone(), cli.compose.clone());
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {
@@ -858,7 +902,11 @@ fn suite(cli: &Cli) -> Result<bool> {
             o.verdict.lost,
             o.verdict.recovery_ms,
             began.elapsed().as_secs_f64(),
-            if o.broken.is_empty() { String::new() } else { format!(": {}", o.broken.join("; ")) }
+            if o.broken.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", o.broken.join("; "))
+            }
         );
         outcomes.push(o);
     }
