@@ -21,12 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use chaos::{Event, Ledger};
 use clap::Parser;
-use client::shell::{DataFolder, StateSealing, StoredSettings, os_seed};
-use client::{AddressCard, Client, ClientOptions};
+use client::shell::CreateOptions;
+use client::{AddressCard, Client, ClientOptions, OpenError};
 use directory::DirectoryClient;
-use protocol::{NodeId, SphinxKeyPair};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use protocol::NodeId;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
@@ -138,22 +136,26 @@ async fn gateways(directory: &DirectoryClient, want: usize) -> Result<Vec<(NodeI
     }
 }
 
-/// Creates the data folder of a client at `gateway`; returns its card.
+/// Creates the data folder of a client registered at `gateway` (retried
+/// while the gateway's client endpoint is not up yet); returns its card.
 async fn init_client(dir: &Path, cli: &Cli, key: NodeId, gateway: NodeId) -> Result<AddressCard> {
-    let folder = DataFolder::new(dir);
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let directory = DirectoryClient::new(&cli.directory, key, Some(folder.topology_path()))?;
-    directory.topology().await.context("no topology")?;
-    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
-    let settings = StoredSettings {
-        directory_url: cli.directory.clone(),
-        directory_key: key.to_base58(),
-        gateway: gateway.to_base58(),
-        state_sealing: StateSealing::KeyFile,
-    };
-    let keys = SphinxKeyPair::generate(&mut rng);
-    let created = folder.init(&mut rng, &settings, &keys, None)?;
-    Ok(created.book.card(created.address()))
+    let started = now_ms();
+    loop {
+        let options = CreateOptions {
+            directory_url: cli.directory.clone(),
+            directory_key: key,
+            gateway: Some(gateway),
+            passphrase: None,
+        };
+        match Client::create(dir, options).await {
+            Ok(created) => return Ok(created.book.card(created.address())),
+            Err(e @ OpenError::Registration { .. }) if now_ms() - started < 60_000 => {
+                eprintln!("{e}; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create", dir.display())),
+        }
+    }
 }
 
 fn options(cli: &Cli) -> ClientOptions {
