@@ -392,8 +392,7 @@ impl TimingPool {
             self.total -= w;
             for &(sender, p) in dist.entries() {
                 let i = sender as usize;
-                let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i))
-                else {
+                let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
                     continue;
                 };
                 *count = count.saturating_sub(1);

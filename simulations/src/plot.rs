@@ -26,7 +26,12 @@ impl Series {
     /// The points with their error bars' ends: (x, y, y − h, y + h).
     fn bars(&self) -> impl Iterator<Item = (f64, f64, f64, f64)> + '_ {
         self.points.iter().enumerate().map(|(i, &(x, y))| {
-            let h = self.ci95.get(i).copied().filter(|h| h.is_finite()).unwrap_or(0.0);
+            let h = self
+                .ci95
+                .get(i)
+                .copied()
+                .filter(|h| h.is_finite())
+                .unwrap_or(0.0);
             (x, y, y - h, y + h)
         })
     }
@@ -118,7 +123,10 @@ pub fn line_chart_svg(labels: Labels<'_>, series: &[Series]) -> Result<String, S
                     vec![(x - cap, hi), (x + cap, hi)],
                 ] {
                     chart
-                        .draw_series(std::iter::once(PathElement::new(path, color.stroke_width(1))))
+                        .draw_series(std::iter::once(PathElement::new(
+                            path,
+                            color.stroke_width(1),
+                        )))
                         .map_err(|e| e.to_string())?;
                 }
             }

@@ -306,15 +306,24 @@ impl Sweep {
                 return Err(bad(file, "not a mixsim shard file".into()));
             };
             if points != self.len() {
-                return Err(bad(file, format!("{points} points, the sweep has {}", self.len())));
+                return Err(bad(
+                    file,
+                    format!("{points} points, the sweep has {}", self.len()),
+                ));
             }
             if layout.is_some_and(|l| l != (shard.count, seeds)) {
-                return Err(bad(file, "shards of different splits or seed counts".into()));
+                return Err(bad(
+                    file,
+                    "shards of different splits or seed counts".into(),
+                ));
             }
             layout = Some((shard.count, seeds));
             seen_shards.push(shard.index);
             if lines.next() != Some(&format!("point,seed,{}", METRICS.join(","))[..]) {
-                return Err(bad(file, "columns differ from this mixsim's metrics".into()));
+                return Err(bad(
+                    file,
+                    "columns differ from this mixsim's metrics".into(),
+                ));
             }
             for line in lines {
                 let cells: Vec<&str> = line.split(',').collect();

@@ -268,11 +268,7 @@ impl Tally {
             self.target_posteriors.iter().flatten().copied().collect();
         let figures = |i: usize| {
             let pick = |f: fn(&Posterior) -> f64| -> Vec<f64> {
-                measured
-                    .iter()
-                    .filter_map(|p| p.get(i))
-                    .map(f)
-                    .collect()
+                measured.iter().filter_map(|p| p.get(i)).map(f).collect()
             };
             let mean = |v: Vec<f64>| {
                 if v.is_empty() {

@@ -291,7 +291,10 @@ impl Intersection {
 
     /// Whether Alice is online at `now` (she is offline after the last whole round).
     pub fn online(&self, now: Timestamp) -> bool {
-        self.online.get(self.round_of(now)).copied().unwrap_or(false)
+        self.online
+            .get(self.round_of(now))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Closes every round that ended by `now`.

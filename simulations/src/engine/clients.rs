@@ -69,7 +69,9 @@ impl<C: SimCodec> Engine<C> {
             && let Some(a) = &self.intersection
         {
             let online = a.online(now);
-            let pick = client.app_rng.random_range(0..a.correspondents.len().max(1));
+            let pick = client
+                .app_rng
+                .random_range(0..a.correspondents.len().max(1));
             to = a.correspondents.get(pick).copied().unwrap_or(to);
             if !online {
                 if let Some(t) = next {

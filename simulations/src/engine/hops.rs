@@ -11,8 +11,8 @@ use mixnode_core::Action;
 use protocol::packet::RouteHop;
 use protocol::time::Timestamp;
 
-use super::{Engine, InFlight};
 use super::attacks::Admission;
+use super::{Engine, InFlight};
 use crate::anonymity::Beliefs;
 use crate::events::Event;
 use crate::sim_codec::SimCodec;

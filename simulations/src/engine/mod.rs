@@ -461,14 +461,14 @@ impl<C: SimCodec> Engine<C> {
         }
         let bandwidth = self.tally.bandwidth();
         let (anonymity, target_posteriors) = self.tally.anonymity(self.clients.len());
-        let target_entropies_bits = target_posteriors.iter().map(|p| p[0].entropy_bits).collect();
-        let n_minus_one = self
-            .n_minus_one
-            .take()
-            .map(|a| {
-                let name = self.net.name(a.node);
-                a.report(name)
-            });
+        let target_entropies_bits = target_posteriors
+            .iter()
+            .map(|p| p[0].entropy_bits)
+            .collect();
+        let n_minus_one = self.n_minus_one.take().map(|a| {
+            let name = self.net.name(a.node);
+            a.report(name)
+        });
         let intersection = self.intersection.take().map(|a| a.report(self.traffic_end));
         let mut delivery: Delivery = self.tally.delivery.clone();
         delivery.message_ratio = ratio(delivery.messages_delivered, delivery.messages_measured);
