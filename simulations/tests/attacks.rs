@@ -15,7 +15,7 @@ use simulations::scenario::{IntersectionSpec, NMinusOneSpec, Scenario};
 fn n_minus_one(lambda_m: f64) -> Scenario {
     let mut s = Scenario {
         seed: 2,
-        duration_secs: 300.0,
+        duration_secs: 150.0,
         warmup_secs: 5.0,
         drain_secs: 2.0,
         ..Scenario::default()
@@ -37,13 +37,13 @@ fn n_minus_one(lambda_m: f64) -> Scenario {
 fn without_loop_cover_the_n_minus_one_adversary_names_every_target_unnoticed() {
     let out = simulations::run(&n_minus_one(0.0), None).unwrap();
     let a = out.report.n_minus_one.unwrap();
-    assert!(a.targets > 90, "{}", a.targets);
+    assert!(a.targets > 45, "{}", a.targets);
     // Flushed for 10 mean delays and watched for 10: a leftover or a late
     // target has probability e^-10 per attempt.
     assert_eq!(a.guess_success, 1.0, "{:?}", a.attempts);
     assert_eq!(a.true_output_probability, 1.0);
     assert_eq!(a.noticed, 0.0);
-    assert!(a.blocked > 1000);
+    assert!(a.blocked > 500);
     assert!(out.report.drops["adversary_blocked"] == a.blocked);
 }
 
@@ -53,7 +53,7 @@ fn loop_cover_hides_the_target_as_the_closed_form_says_and_the_mix_notices_in_ti
     let out = simulations::run(&n_minus_one(lambda_m), None).unwrap();
     let a = out.report.n_minus_one.unwrap();
     let n = a.targets as f64;
-    assert!(n > 90.0, "{n}");
+    assert!(n > 45.0, "{n}");
     // Attempts are independent: a binomial 99 % interval around 1/(1 + λ_M d).
     let p = n_minus_one_guess_success(lambda_m, d);
     let half = 2.576 * (p * (1.0 - p) / n).sqrt();
