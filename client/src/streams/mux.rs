@@ -704,9 +704,8 @@ impl Mux {
             } else {
                 0
             };
-            let budget = self.options.message_fragments * FRAGMENT_CAPACITY
-                - SESSION_OVERHEAD
-                - Envelope::message_len(0, 0);
+            let budget = (self.options.message_fragments.max(1) * FRAGMENT_CAPACITY)
+                .saturating_sub(SESSION_OVERHEAD + Envelope::message_len(0, 0));
             let mut segments = self.collect(&mut slot, budget);
             if segments.is_empty() && deficit >= self.options.surbs_per_message {
                 // A bare ack to carry the SURBs.
@@ -768,9 +767,9 @@ impl Mux {
                 add(&self.stats.waits_for_surbs);
                 return false;
             }
-            let fragments = largest.min(self.options.reply_fragments);
-            let budget =
-                fragments * FRAGMENT_CAPACITY - SESSION_OVERHEAD - Envelope::reply_len(0) - 8;
+            let fragments = largest.min(self.options.reply_fragments.max(1));
+            let budget = (fragments * FRAGMENT_CAPACITY)
+                .saturating_sub(SESSION_OVERHEAD + Envelope::reply_len(0) + 8);
             let young = slot
                 .waiting_since
                 .is_some_and(|t| t.elapsed() < self.options.coalesce);
