@@ -488,6 +488,25 @@ fn documents(seeds: &mut Seeds) {
     );
 }
 
+/// What the fixture gateway's exit mixer hands its core for a real packet
+/// of mail to the fixture client: the payload of a final-hop delivery.
+pub fn mail_payload(rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let client = fixtures::sphinx_key(CLIENT_KEY);
+    let content = data(message_fragments(rng, 10).remove(0), None);
+    let sealed = ForwardFrame::seal(&content, &client.public(), surb(rng).0, rng).expect("seal");
+    let me = fixtures::hop(MIXER_NODE);
+    let last = packet(
+        rng,
+        &[me],
+        client.public().to_bytes(),
+        &Frame::Forward(sealed),
+    );
+    match fixtures::mixer(MixerRole::Exit).handle_packet(protocol::time::Timestamp::ZERO, &last) {
+        Ok(Action::Deliver(d)) => d.payload,
+        other => panic!("the exit mixer delivers its final hop: {other:?}"),
+    }
+}
+
 /// Every seed of every target.
 pub fn all() -> Vec<Seed> {
     let mut seeds = Seeds(Vec::new());
