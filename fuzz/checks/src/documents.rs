@@ -12,7 +12,7 @@ use topology::document::{SignedTopology, Topology};
 use topology::envelope::{DESCRIPTOR_DOMAIN, SignedEnvelope, TOPOLOGY_DOMAIN};
 
 use crate::fixtures;
-use crate::input::Input;
+use crate::input::{Input, MAX_STEPS};
 
 /// The fixture directory's identity (fixture node 5).
 pub const DIRECTORY_NODE: u8 = 5;
@@ -113,7 +113,11 @@ pub const REGISTRY_NODES: usize = 4;
 pub fn directory_post(data: &[u8]) {
     let mut registry = Registry::new(REGISTRY_NODES, 2);
     let mut input = Input::new(data);
-    while !input.is_empty() {
+    // Each step costs public-key operations: a bounded number keeps a run fast.
+    for _ in 0..MAX_STEPS {
+        if input.is_empty() {
+            break;
+        }
         let epoch = Epoch(u64::from(input.u8() % 8));
         let signer = input.u8();
         let Ok(text) = std::str::from_utf8(input.record()) else {

@@ -1,5 +1,8 @@
 //! Reading a fuzzer's bytes as a few choices and a rest.
 
+/// Most steps a check that replays a sequence takes from one input.
+pub const MAX_STEPS: usize = 16;
+
 /// A cursor over the fuzzer's input: takes numbers and slices from the
 /// front, and yields zeros (or empty slices) once it is exhausted, so every
 /// input, however short, is a valid sequence of choices.
