@@ -160,6 +160,11 @@ fn a_session_flood_holds_at_most_max_sessions_for_at_most_the_auth_timeout() {
         assert!(core.session_count() <= 100);
     }
     assert_eq!(full, 10_000 - 100, "every session past the bound refused");
+    assert_eq!(
+        core.stats().snapshot().sessions_refused,
+        9_900,
+        "and counted"
+    );
     let refused = honest_login(&mut core, START);
     assert_eq!(
         closes(&refused, CloseReason::GatewayFull),
@@ -169,6 +174,7 @@ fn a_session_flood_holds_at_most_max_sessions_for_at_most_the_auth_timeout() {
     let later = START.saturating_add(config.auth_timeout);
     let timeouts = core.handle_timeout(later);
     assert_eq!(closes(&timeouts, CloseReason::AuthTimeout), 100);
+    assert_eq!(core.stats().snapshot().auth_timeouts, 100, "counted");
     assert_eq!(core.session_count(), 0);
     let welcome = honest_login(&mut core, later);
     assert!(
@@ -209,6 +215,7 @@ fn a_peer_writing_one_byte_a_second_is_closed_at_the_auth_timeout() {
     }
     let timeout = GatewayConfig::default().auth_timeout.as_secs() as usize;
     assert_eq!(closed_at, Some(timeout), "closed at the auth timeout");
+    assert_eq!(core.stats().snapshot().auth_timeouts, 1, "counted");
     assert_eq!(core.session_count(), 0);
     let _ = now;
 }

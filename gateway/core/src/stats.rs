@@ -88,6 +88,8 @@ pub struct GatewayStats {
     malformed: AtomicU64,
     auth_refused: AtomicU64,
     authenticated: AtomicU64,
+    sessions_refused: AtomicU64,
+    auth_timeouts: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -124,6 +126,10 @@ pub struct GatewayStatsSnapshot {
     pub auth_refused: u64,
     /// Sessions that authenticated.
     pub authenticated: u64,
+    /// Sessions closed at once because the gateway was full (sessions or clients).
+    pub sessions_refused: u64,
+    /// Sessions closed for not authenticating in time.
+    pub auth_timeouts: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -183,6 +189,12 @@ impl GatewayStats {
     pub(crate) fn authenticated(&self) {
         bump(&self.authenticated);
     }
+    pub(crate) fn session_refused(&self) {
+        bump(&self.sessions_refused);
+    }
+    pub(crate) fn auth_timed_out(&self) {
+        bump(&self.auth_timeouts);
+    }
 
     /// Counts one drop (`Throttled` also counts in `throttled`).
     pub fn dropped(&self, reason: GatewayDropReason) {
@@ -213,6 +225,8 @@ impl GatewayStats {
             malformed: load(&self.malformed),
             auth_refused: load(&self.auth_refused),
             authenticated: load(&self.authenticated),
+            sessions_refused: load(&self.sessions_refused),
+            auth_timeouts: load(&self.auth_timeouts),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

@@ -226,6 +226,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let session = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
         if self.sessions.len() >= self.config.max_sessions {
+            self.stats.session_refused();
             return (session, closing(session, CloseReason::GatewayFull));
         }
         let challenge = AuthChallenge::new(self.id, rng);
@@ -395,6 +396,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             if self.clients.len() >= self.config.max_clients
                 || self.register_client(&client).is_err()
             {
+                self.stats.session_refused();
                 self.end_session(session, CloseReason::GatewayFull, actions);
                 return;
             }
@@ -480,6 +482,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             .map(|(id, _)| *id)
             .collect();
         for session in late {
+            self.stats.auth_timed_out();
             self.end_session(session, CloseReason::AuthTimeout, &mut actions);
         }
         if now >= self.next_sweep {

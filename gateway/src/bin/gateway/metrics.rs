@@ -26,6 +26,8 @@ struct CoreCounters {
     malformed: Counter,
     auth_refused: Counter,
     authenticated: Counter,
+    sessions_refused: Counter,
+    auth_timeouts: Counter,
     dropped: Family<DropLabels, Counter>,
 }
 
@@ -97,6 +99,16 @@ impl GatewayMetrics {
                 "client_authenticated",
                 "Client sessions that authenticated",
             ),
+            sessions_refused: counter(
+                r,
+                "client_sessions_refused",
+                "Client sessions closed at once because the gateway was full",
+            ),
+            auth_timeouts: counter(
+                r,
+                "client_auth_timeouts",
+                "Client sessions closed for not authenticating in time",
+            ),
             dropped: drop_family(
                 r,
                 "messages_dropped",
@@ -135,6 +147,8 @@ impl GatewayMetrics {
         catch_up(&c.malformed, s.malformed);
         catch_up(&c.auth_refused, s.auth_refused);
         catch_up(&c.authenticated, s.authenticated);
+        catch_up(&c.sessions_refused, s.sessions_refused);
+        catch_up(&c.auth_timeouts, s.auth_timeouts);
         for reason in GatewayDropReason::ALL {
             let f = c.dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
