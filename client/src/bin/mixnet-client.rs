@@ -5,15 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use client::shell::{
-    DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder, os_seed,
-};
-use client::{AddressCard, Client, ClientOptions, Outgoing, SendStatus};
-use directory::DirectoryClient;
-use protocol::{ClientAddress, NodeId, SphinxKeyPair};
-use rand::{RngExt, SeedableRng};
+use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
+use client::{AddressCard, Client, ClientOptions, OpenError, Outgoing, SendStatus};
+use protocol::{ClientAddress, NodeId};
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
 
@@ -35,7 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates a client: a new key, the directory to trust, a gateway.
+    /// Creates a client: a new key, the directory to trust, a gateway; registers
+    /// it there and prints its address card (fails if the gateway cannot be
+    /// reached: mail sent to the card would be refused).
     Init {
         /// The client's data folder.
         #[arg(long)]
@@ -194,51 +193,23 @@ fn unlock(folder: &DataFolder) -> Result<UnlockedFolder> {
 }
 
 async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
-    let folder = DataFolder::new(dir);
     let directory_key =
         NodeId::from_base58(key).with_context(|| format!("--directory-key {key}: not a key"))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let directory = DirectoryClient::new(url, directory_key, Some(folder.topology_path()))?;
-    let topology = directory
-        .topology()
-        .await
-        .with_context(|| format!("cannot get the topology from {url}"))?;
-    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
-    let gateway = match gateway {
-        Some(id) => {
-            let id =
-                NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id"))?;
-            if !topology.is_gateway(&id) {
-                bail!("--gateway {id}: not a gateway of the topology");
-            }
-            id
-        }
-        None => {
-            let usable: Vec<NodeId> = topology
-                .gateways
-                .iter()
-                .filter(|g| g.client_address.is_some())
-                .map(|g| g.id)
-                .collect();
-            if usable.is_empty() {
-                bail!("the topology has no gateway that accepts clients");
-            }
-            let pick = rng.random_range(0..usable.len());
-            *usable.get(pick).context("no gateway")?
-        }
-    };
-    let keys = SphinxKeyPair::generate(&mut rng);
-    let settings = StoredSettings {
+    let gateway = gateway
+        .map(|id| NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id")))
+        .transpose()?;
+    let options = CreateOptions {
         directory_url: url.to_string(),
-        directory_key: directory_key.to_base58(),
-        gateway: gateway.to_base58(),
-        state_sealing: if passphrase().is_some() {
-            StateSealing::Passphrase
-        } else {
-            StateSealing::KeyFile
-        },
+        directory_key,
+        gateway,
+        passphrase: passphrase(),
     };
-    let created = folder.init(&mut rng, &settings, &keys, passphrase().as_ref())?;
+    let created = Client::create(dir, options).await.map_err(|e| match e {
+        OpenError::Directory(e) => {
+            anyhow!(e).context(format!("cannot get the topology from {url}"))
+        }
+        e => anyhow!(e),
+    })?;
     println!("{}", created.book.card(created.address()));
     Ok(())
 }
@@ -277,7 +248,7 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
                 eprintln!("delivered");
                 return Ok(());
             }
-            SendStatus::Failed => bail!("not delivered: a fragment was never acknowledged"),
+            SendStatus::Failed(reason) => bail!("not delivered: {reason}"),
             SendStatus::Progress { acked, total } => eprintln!("waiting for ack {acked}/{total}"),
         }
         if outgoing.changed().await.is_none() {

@@ -76,7 +76,9 @@ fn gateway(stored: usize) -> GatewayCore<MemoryStore> {
         .public()
         .to_bytes();
     let mut store = MemoryStore::new();
-    store.register_client(&client).expect("memory store");
+    store
+        .register_client(&client, gateway_core::RegistrationDay::of(START))
+        .expect("memory store");
     let mut mailbox = Mailbox::open(store, MailboxConfig::default()).expect("memory store");
     for i in 0..stored {
         let payload = vec![u8::try_from(i % 256).unwrap_or(0); 100];
@@ -126,7 +128,8 @@ pub fn gateway_session(data: &[u8]) {
     let stored = if mode & 2 == 2 { 6 } else { 0 };
     let mut core = gateway(stored);
     let mut rng = fixtures::rng(u64::from(mode));
-    let (session, actions) = core.open_session(START, &mut rng);
+    let source = std::net::IpAddr::from([192, 0, 2, mode]);
+    let (session, actions) = core.open_session(START, source, &mut rng);
     let Some(GatewayMessage::Challenge { gateway, ephemeral }) =
         sent_to(session, &actions).into_iter().next()
     else {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use fuzz_checks::fixtures::{self, CLIENT_KEY, GATEWAY_NODE, MIXER_NODE};
@@ -123,7 +124,7 @@ fn closes(actions: &[GatewayAction], reason: CloseReason) -> usize {
 /// Authenticates the fixture client on a new session; returns the actions.
 fn honest_login(core: &mut GatewayCore<MemoryStore>, now: Timestamp) -> Vec<GatewayAction> {
     let mut rng = fixtures::rng(41);
-    let (session, actions) = core.open_session(now, &mut rng);
+    let (session, actions) = core.open_session(now, IpAddr::from([198, 51, 100, 7]), &mut rng);
     let mut decoder = LinkDecoder::<GatewayMessage>::new();
     for a in &actions {
         if let GatewayAction::Send { bytes, .. } = a {
@@ -142,9 +143,11 @@ fn honest_login(core: &mut GatewayCore<MemoryStore>, now: Timestamp) -> Vec<Gate
 }
 
 /// A client opening sessions as fast as it can and never authenticating:
-/// bound, at most `max_sessions` open at once, every one past it closed at
-/// once as `gateway_full`, all of them closed within the auth timeout, and
-/// an honest client gets in as soon as they are.
+/// bound, one address gets its burst of new sessions and is refused the
+/// rest as `source_limited`; from many addresses, at most `max_sessions`
+/// open at once, every one past it closed at once as `gateway_full`; all
+/// counted, all closed within the auth timeout, and an honest client gets
+/// in as soon as they are.
 #[test]
 fn a_session_flood_holds_at_most_max_sessions_for_at_most_the_auth_timeout() {
     let config = GatewayConfig {
@@ -153,16 +156,35 @@ fn a_session_flood_holds_at_most_max_sessions_for_at_most_the_auth_timeout() {
     };
     let mut core = gateway(config, MailboxConfig::default());
     let mut rng = fixtures::rng(42);
+    // One address: held to its burst of new sessions, the rest refused.
+    let mut limited = 0;
+    for _ in 0..1_000 {
+        let (_, actions) = core.open_session(START, IpAddr::from([203, 0, 113, 1]), &mut rng);
+        limited += closes(&actions, CloseReason::SourceLimited);
+    }
+    let burst = config.source_limits.sessions.burst as usize;
+    assert_eq!(limited, 1_000 - burst, "one source gets its burst");
+    assert_eq!(
+        core.stats().snapshot().sessions_source_limited,
+        limited as u64
+    );
+    assert_eq!(core.session_count(), burst);
+    // Many addresses (a botnet): held to max_sessions in all.
     let mut full = 0;
-    for _ in 0..10_000 {
-        let (_, actions) = core.open_session(START, &mut rng);
+    for i in 0..10_000u32 {
+        let [_, a, b, c] = i.to_be_bytes();
+        let (_, actions) = core.open_session(START, IpAddr::from([10, a, b, c]), &mut rng);
         full += closes(&actions, CloseReason::GatewayFull);
         assert!(core.session_count() <= 100);
     }
-    assert_eq!(full, 10_000 - 100, "every session past the bound refused");
+    assert_eq!(
+        full,
+        10_000 - (100 - burst),
+        "every session past the bound refused"
+    );
     assert_eq!(
         core.stats().snapshot().sessions_refused,
-        9_900,
+        full as u64,
         "and counted"
     );
     let refused = honest_login(&mut core, START);
@@ -191,7 +213,7 @@ fn a_session_flood_holds_at_most_max_sessions_for_at_most_the_auth_timeout() {
 fn a_peer_writing_one_byte_a_second_is_closed_at_the_auth_timeout() {
     let mut core = gateway(GatewayConfig::default(), MailboxConfig::default());
     let mut rng = fixtures::rng(43);
-    let (session, _) = core.open_session(START, &mut rng);
+    let (session, _) = core.open_session(START, IpAddr::from([198, 51, 100, 9]), &mut rng);
     let message = ClientMessage::Authenticate {
         client_key: [1; 32],
         proof: [2; 32],
@@ -239,7 +261,7 @@ fn a_client_that_never_reads_holds_its_window_and_its_quota_and_no_more() {
     let welcome = honest_login(&mut core, START);
     assert!(core.is_online(&client), "{welcome:?}");
     let other = [5u8; 32];
-    core.register_client(&other).unwrap();
+    core.register_client(START, &other).unwrap();
     let mut rng = fixtures::rng(44);
     let payload = fuzz_checks::seeds::mail_payload(&mut rng);
     let mut pushed = 0;

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::source::SourceRequest;
+
 /// Why the gateway dropped a packet or a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GatewayDropReason {
@@ -90,6 +92,10 @@ pub struct GatewayStats {
     authenticated: AtomicU64,
     sessions_refused: AtomicU64,
     auth_timeouts: AtomicU64,
+    registered: AtomicU64,
+    registrations_expired: AtomicU64,
+    sessions_source_limited: AtomicU64,
+    registrations_source_limited: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -130,6 +136,14 @@ pub struct GatewayStatsSnapshot {
     pub sessions_refused: u64,
     /// Sessions closed for not authenticating in time.
     pub auth_timeouts: u64,
+    /// Clients the gateway serves now.
+    pub registered: u64,
+    /// Registrations forgotten, with their mailboxes, after going unused.
+    pub registrations_expired: u64,
+    /// Sessions refused because their source address opened too many.
+    pub sessions_source_limited: u64,
+    /// Registrations refused because their source address made too many.
+    pub registrations_source_limited: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -195,6 +209,18 @@ impl GatewayStats {
     pub(crate) fn auth_timed_out(&self) {
         bump(&self.auth_timeouts);
     }
+    pub(crate) fn set_registered(&self, n: u64) {
+        self.registered.store(n, Ordering::Relaxed);
+    }
+    pub(crate) fn registrations_expired(&self, n: u64) {
+        self.registrations_expired.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn source_limited(&self, request: SourceRequest) {
+        bump(match request {
+            SourceRequest::Session => &self.sessions_source_limited,
+            SourceRequest::Registration => &self.registrations_source_limited,
+        });
+    }
 
     /// Counts one drop (`Throttled` also counts in `throttled`).
     pub fn dropped(&self, reason: GatewayDropReason) {
@@ -227,6 +253,10 @@ impl GatewayStats {
             authenticated: load(&self.authenticated),
             sessions_refused: load(&self.sessions_refused),
             auth_timeouts: load(&self.auth_timeouts),
+            registered: load(&self.registered),
+            registrations_expired: load(&self.registrations_expired),
+            sessions_source_limited: load(&self.sessions_source_limited),
+            registrations_source_limited: load(&self.registrations_source_limited),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

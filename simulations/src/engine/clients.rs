@@ -265,7 +265,7 @@ impl<C: SimCodec> Engine<C> {
                         self.tally.delivery.messages_acknowledged += 1;
                     }
                 }
-                ClientEvent::SendFailed { id } => {
+                ClientEvent::SendFailed { id, .. } => {
                     if let Some(m) = self
                         .by_id
                         .get(&id)

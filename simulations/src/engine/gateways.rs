@@ -32,7 +32,9 @@ impl<C: SimCodec> Engine<C> {
         let Some(gw) = self.gateways.get_mut(client.gateway) else {
             return Err(SimError::Setup(format!("client {c} has no gateway")));
         };
-        let (session, actions) = gw.core.open_session(now, &mut gw.rng);
+        // Each simulated client connects from an address of its own.
+        let source = std::net::Ipv4Addr::from(0x0a00_0000_u32 | (c as u32 & 0x00ff_ffff));
+        let (session, actions) = gw.core.open_session(now, source.into(), &mut gw.rng);
         let mut hello = LinkDecoder::<GatewayMessage>::new();
         for action in actions {
             if let GatewayAction::Send { bytes, .. } = action {
