@@ -126,7 +126,7 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
             &format!("sealed-{i}"),
             prefixed(0, &frame.delivery_payload()),
         );
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let bytes = Frame::Forward(frame).encode().expect("frame");
             seeds.add("frame", &format!("forward-{i}"), bytes);
         }
@@ -419,7 +419,7 @@ fn descriptor(n: u8) -> NodeDescriptor {
                 key: fixtures::sphinx_key(n + 100).public(),
             },
         ],
-        region: (n % 2 == 0).then(|| "eu".to_string()),
+        region: n.is_multiple_of(2).then(|| "eu".to_string()),
         metrics_url: (n == 1).then(|| "http://127.0.0.1:9100/metrics".to_string()),
         issued_at: 1_700_000_000 + u64::from(n),
     }

@@ -2,7 +2,14 @@
 //! machines the node binaries run (the same code, no sockets): each test
 //! states its bound and asserts it. The figures are in docs/reliability.md.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// The retired-key test measures what a packet costs, on the real clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! The committed seeds, and every input a fuzzer found to fail, through
 //! the checks of their targets: what CI runs without nightly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

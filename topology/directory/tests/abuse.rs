@@ -7,8 +7,10 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
+    clippy::disallowed_methods,
     missing_docs
 )]
+// The flood is timed on the real clock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
