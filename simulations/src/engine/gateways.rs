@@ -16,7 +16,7 @@ use protocol::packet::Delivery;
 use protocol::time::Timestamp;
 
 use super::{Engine, InFlight};
-use crate::anonymity::SenderDist;
+use crate::anonymity::Beliefs;
 use crate::error::SimError;
 use crate::events::Event;
 use crate::sim_codec::SimCodec;
@@ -198,7 +198,8 @@ impl<C: SimCodec> Engine<C> {
                             // observer sees no client packet it relays.
                             dist: self
                                 .tracking
-                                .then(|| SenderDist::point((self.clients.len() + node) as u32)),
+                                .then(|| Beliefs::point((self.clients.len() + node) as u32)),
+                            fresh: false,
                         },
                     };
                     packet.next = next as u32;
