@@ -90,6 +90,8 @@ pub struct GatewayStats {
     malformed: AtomicU64,
     auth_refused: AtomicU64,
     authenticated: AtomicU64,
+    sessions_refused: AtomicU64,
+    auth_timeouts: AtomicU64,
     registered: AtomicU64,
     registrations_expired: AtomicU64,
     sessions_source_limited: AtomicU64,
@@ -130,6 +132,10 @@ pub struct GatewayStatsSnapshot {
     pub auth_refused: u64,
     /// Sessions that authenticated.
     pub authenticated: u64,
+    /// Sessions closed at once because the gateway was full (sessions or clients).
+    pub sessions_refused: u64,
+    /// Sessions closed for not authenticating in time.
+    pub auth_timeouts: u64,
     /// Clients the gateway serves now.
     pub registered: u64,
     /// Registrations forgotten, with their mailboxes, after going unused.
@@ -197,6 +203,12 @@ impl GatewayStats {
     pub(crate) fn authenticated(&self) {
         bump(&self.authenticated);
     }
+    pub(crate) fn session_refused(&self) {
+        bump(&self.sessions_refused);
+    }
+    pub(crate) fn auth_timed_out(&self) {
+        bump(&self.auth_timeouts);
+    }
     pub(crate) fn set_registered(&self, n: u64) {
         self.registered.store(n, Ordering::Relaxed);
     }
@@ -239,6 +251,8 @@ impl GatewayStats {
             malformed: load(&self.malformed),
             auth_refused: load(&self.auth_refused),
             authenticated: load(&self.authenticated),
+            sessions_refused: load(&self.sessions_refused),
+            auth_timeouts: load(&self.auth_timeouts),
             registered: load(&self.registered),
             registrations_expired: load(&self.registrations_expired),
             sessions_source_limited: load(&self.sessions_source_limited),

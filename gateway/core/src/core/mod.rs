@@ -299,6 +299,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let session = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
         if self.sessions.len() >= self.config.max_sessions {
+            self.stats.session_refused();
             return (session, closing(session, CloseReason::GatewayFull));
         }
         let source = SourcePrefix::from(source);
@@ -476,6 +477,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 return;
             }
             if self.clients.len() >= self.config.max_clients {
+                self.stats.session_refused();
                 self.end_session(session, CloseReason::GatewayFull, actions);
                 return;
             }
@@ -488,6 +490,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 return;
             }
             if self.register_client(now, &client).is_err() {
+                self.stats.session_refused();
                 self.end_session(session, CloseReason::GatewayFull, actions);
                 return;
             }
@@ -573,6 +576,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             .map(|(id, _)| *id)
             .collect();
         for session in late {
+            self.stats.auth_timed_out();
             self.end_session(session, CloseReason::AuthTimeout, &mut actions);
         }
         if now >= self.next_sweep {

@@ -26,6 +26,8 @@ struct CoreCounters {
     malformed: Counter,
     auth_refused: Counter,
     authenticated: Counter,
+    sessions_refused: Counter,
+    auth_timeouts: Counter,
     registrations_expired: Counter,
     sessions_source_limited: Counter,
     registrations_source_limited: Counter,
@@ -101,6 +103,16 @@ impl GatewayMetrics {
                 "client_authenticated",
                 "Client sessions that authenticated",
             ),
+            sessions_refused: counter(
+                r,
+                "client_sessions_refused",
+                "Client sessions closed at once because the gateway was full",
+            ),
+            auth_timeouts: counter(
+                r,
+                "client_auth_timeouts",
+                "Client sessions closed for not authenticating in time",
+            ),
             registrations_expired: counter(
                 r,
                 "client_registrations_expired",
@@ -155,6 +167,8 @@ impl GatewayMetrics {
         catch_up(&c.malformed, s.malformed);
         catch_up(&c.auth_refused, s.auth_refused);
         catch_up(&c.authenticated, s.authenticated);
+        catch_up(&c.sessions_refused, s.sessions_refused);
+        catch_up(&c.auth_timeouts, s.auth_timeouts);
         catch_up(&c.registrations_expired, s.registrations_expired);
         catch_up(&c.sessions_source_limited, s.sessions_source_limited);
         catch_up(
