@@ -78,6 +78,7 @@ async fn ten_thousand_descriptors_fill_the_directory_to_its_bound_and_no_further
             epoch_length: Duration::from_secs(EPOCH_SECS),
             ..NetworkParams::default()
         },
+        rate_profile: None,
     };
     let server = DirectoryServer::start_with_clock(&config, key, wall)
         .await
