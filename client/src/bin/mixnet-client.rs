@@ -16,6 +16,7 @@ use protocol::{ClientAddress, NodeId, SphinxKeyPair};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
+use topology::{Authority, AuthoritySet};
 
 /// The environment variable that holds the passphrase of the data folder.
 const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";
@@ -41,11 +42,18 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Base URL of the directory, e.g. http://127.0.0.1:8080.
-        #[arg(long)]
-        directory: String,
+        #[arg(long, required_unless_present = "authorities")]
+        directory: Option<String>,
         /// The directory's public key (base58), pinned.
+        #[arg(long, required_unless_present = "authorities")]
+        directory_key: Option<String>,
+        /// A directory authority to pin, as `URL,KEY` (repeat for each;
+        /// replaces --directory and --directory-key).
+        #[arg(long = "authority", id = "authorities", value_name = "URL,KEY")]
+        authorities: Vec<String>,
+        /// Signatures of the authorities a topology needs [default: a majority].
         #[arg(long)]
-        directory_key: String,
+        authority_threshold: Option<usize>,
         /// The gateway to keep the mailbox at (base58 id); random if absent.
         #[arg(long)]
         gateway: Option<String>,
@@ -138,8 +146,18 @@ async fn run(command: Command) -> Result<()> {
             dir,
             directory,
             directory_key,
+            authorities,
+            authority_threshold,
             gateway,
-        } => init(&dir, &directory, &directory_key, gateway.as_deref()).await,
+        } => {
+            let pin = Pin {
+                url: directory.unwrap_or_default(),
+                key: directory_key.unwrap_or_default(),
+                authorities,
+                threshold: authority_threshold,
+            };
+            init(&dir, &pin, gateway.as_deref()).await
+        }
         Command::Address { dir, plain } => {
             let unlocked = unlock(&DataFolder::new(&dir))?;
             let address = unlocked.address();
@@ -193,12 +211,53 @@ fn unlock(folder: &DataFolder) -> Result<UnlockedFolder> {
     Ok(folder.unlock(&mut rng, passphrase().as_ref())?)
 }
 
-async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
+/// The directory (or authorities) `init` pins.
+struct Pin {
+    url: String,
+    key: String,
+    authorities: Vec<String>,
+    threshold: Option<usize>,
+}
+
+impl Pin {
+    /// The authority set, and what `client.toml` records of it.
+    fn set(&self) -> Result<(AuthoritySet, Vec<Authority>)> {
+        if self.authorities.is_empty() {
+            let key = &self.key;
+            let id = NodeId::from_base58(key)
+                .with_context(|| format!("--directory-key {key}: not a key"))?;
+            return Ok((AuthoritySet::single(id, &self.url), Vec::new()));
+        }
+        let listed = self
+            .authorities
+            .iter()
+            .map(|text| {
+                let (url, key) = text
+                    .split_once(',')
+                    .with_context(|| format!("--authority {text}: expected URL,KEY"))?;
+                let id = NodeId::from_base58(key.trim())
+                    .with_context(|| format!("--authority {text}: not a key"))?;
+                Ok(Authority {
+                    id,
+                    url: url.trim().trim_end_matches('/').to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let set = AuthoritySet::new(listed.clone(), self.threshold).context("--authority")?;
+        Ok((set, listed))
+    }
+}
+
+async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
     let folder = DataFolder::new(dir);
-    let directory_key =
-        NodeId::from_base58(key).with_context(|| format!("--directory-key {key}: not a key"))?;
+    let (set, listed) = pin.set()?;
+    let url = set
+        .authorities
+        .first()
+        .map(|a| a.url.clone())
+        .unwrap_or_default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let directory = DirectoryClient::new(url, directory_key, Some(folder.topology_path()))?;
+    let directory = DirectoryClient::with_authorities(set.clone(), Some(folder.topology_path()))?;
     let topology = directory
         .topology()
         .await
@@ -228,9 +287,16 @@ async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result
         }
     };
     let keys = SphinxKeyPair::generate(&mut rng);
+    let single = listed.is_empty();
     let settings = StoredSettings {
-        directory_url: url.to_string(),
-        directory_key: directory_key.to_base58(),
+        directory_url: if single { url } else { String::new() },
+        directory_key: if single {
+            set.ids().first().map(NodeId::to_base58).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        authorities: listed,
+        authority_threshold: if single { None } else { pin.threshold },
         gateway: gateway.to_base58(),
         state_sealing: if passphrase().is_some() {
             StateSealing::Passphrase
