@@ -375,3 +375,99 @@ async fn hostile_votes_and_signatures_are_refused_and_counted() {
         }
     }
 }
+
+/// A server that serves whatever document the test puts in it.
+async fn serve_settable() -> (String, Arc<std::sync::Mutex<String>>) {
+    use axum::routing::get;
+    let doc = Arc::new(std::sync::Mutex::new(String::new()));
+    let shared = doc.clone();
+    let app = axum::Router::new().route(
+        "/v1/topology",
+        get(move || {
+            let doc = shared.clone();
+            async move { doc.lock().unwrap().clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, doc)
+}
+
+fn signed_by(t: &topology::Topology, keys: &[&IdentityKeyPair]) -> String {
+    let body = t.body().unwrap();
+    let mut signed = SignedTopology::unsigned(body.clone());
+    for k in keys {
+        signed.add_signature(topology::AuthoritySignature::sign(&body, k));
+    }
+    signed.to_json()
+}
+
+#[tokio::test]
+async fn clients_follow_a_replaced_key_and_refuse_a_lone_or_conflicting_signer() {
+    let mut rng = ChaCha20Rng::seed_from_u64(93);
+    let (url, doc) = serve_settable().await;
+    let [a, b, c, d] = [0; 4].map(|_| IdentityKeyPair::generate(&mut rng));
+    let set_of = |keys: &[&IdentityKeyPair]| {
+        AuthoritySet::new(
+            keys.iter()
+                .map(|k| Authority {
+                    id: k.node_id(),
+                    url: url.clone(),
+                })
+                .collect(),
+            None,
+        )
+        .unwrap()
+    };
+    let old = set_of(&[&a, &b, &c]);
+    let new = set_of(&[&a, &b, &d]);
+    let topology = |epoch: u64, next: &AuthoritySet| topology::Topology {
+        epoch: Epoch(epoch),
+        serial: 0,
+        params: NetworkParams::default(),
+        layers: vec![Vec::new(); 3],
+        gateways: Vec::new(),
+        authorities: Some(next.clone()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("topology.json");
+    let client = DirectoryClient::with_authorities(old.clone(), Some(cache.clone())).unwrap();
+
+    // The old set (a and b of a, b, c) signs a consensus that replaces c by d.
+    *doc.lock().unwrap() = signed_by(&topology(1, &new), &[&a, &b]);
+    client.refresh().await.unwrap();
+    assert_eq!(client.authorities(), new);
+    assert_eq!(client.authority_set_changes(), 1);
+
+    // The retired key alone, or with one current key, is refused.
+    *doc.lock().unwrap() = signed_by(&topology(2, &old), &[&c]);
+    assert!(client.refresh().await.is_err());
+    *doc.lock().unwrap() = signed_by(&topology(2, &old), &[&c, &a]);
+    assert!(client.refresh().await.is_err());
+    assert_eq!(client.bad_signatures(), 2);
+    // One authority alone signing a topology of its own choosing: refused.
+    *doc.lock().unwrap() = signed_by(&topology(2, &set_of(&[&a])), &[&a]);
+    assert!(client.refresh().await.is_err());
+    assert_eq!(client.bad_signatures(), 3);
+    assert_eq!(client.authorities(), new);
+
+    // The new key with a current one: accepted.
+    *doc.lock().unwrap() = signed_by(&topology(2, &new), &[&d, &a]);
+    assert_eq!(client.refresh().await.unwrap().epoch, Epoch(2));
+    // Another document for the same epoch and revision: a conflict, the first stays.
+    let mut other = topology(2, &new);
+    other.params.lambda_p = 1.0;
+    *doc.lock().unwrap() = signed_by(&other, &[&a, &b, &d]);
+    assert!(matches!(
+        client.refresh().await,
+        Err(directory::DirectoryClientError::Conflict { .. })
+    ));
+    assert_eq!(client.conflicts(), 1);
+    assert_eq!(client.cached().unwrap().params, NetworkParams::default());
+
+    // A restarted client, still pinning the old set, holds the followed one.
+    let restarted = DirectoryClient::with_authorities(old, Some(cache)).unwrap();
+    assert_eq!(restarted.authorities(), new);
+    assert_eq!(restarted.cached().unwrap().epoch, Epoch(2));
+}
