@@ -181,9 +181,11 @@ impl NodeConfig {
                 path.display()
             );
         }
-        self.directory
-            .authority_set()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if !self.directory.authorities.is_empty() {
+            self.directory
+                .authority_set()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         Ok(())
     }
 }
@@ -464,6 +466,41 @@ mod tests {
             t.directory_and_metrics(),
             t.processing("processing")
         )
+    }
+
+    #[test]
+    fn several_authorities_are_pinned_with_their_threshold() {
+        let dir = Path::new("/var/lib/node");
+        let keys: Vec<String> = (1..=3u8).map(|b| NodeId([b; 32]).to_base58()).collect();
+        let authorities: Vec<(String, String)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("http://127.0.0.1:808{i}"), k.clone()))
+            .collect();
+        let t = Template {
+            authorities: &authorities,
+            threshold: Some(3),
+            ..Template::example(dir)
+        };
+        let text = format!(
+            "{}\n{}\n{}",
+            t.node("the journal"),
+            t.directory_and_metrics(),
+            t.processing("processing")
+        );
+        let file = parse::<Extra>(Path::new("node.toml"), &text).unwrap();
+        let set = file.node.directory.authority_set().unwrap();
+        assert_eq!((set.len(), set.threshold), (3, 3));
+        assert_eq!(file.node.directory.refresh_ms, default_refresh_ms());
+        // A threshold of half the set or less is refused, naming the field.
+        let e = error(&text.replace("threshold = 3", "threshold = 1"));
+        assert!(
+            e.contains("directory.authorities") && e.contains("threshold"),
+            "{e}"
+        );
+        // One directory and a list at once is refused.
+        let e = error(&text.replace("[directory]", "[directory]\nurl = \"http://x\""));
+        assert!(e.contains("directory.url"), "{e}");
     }
 
     fn error(text: &str) -> String {
