@@ -101,25 +101,27 @@ async fn three_authorities_agree_and_the_network_survives_losing_two() {
     // Every authority serves the same bytes for one epoch and revision, and
     // the documents carry all three signatures once the round is complete.
     let urls: Vec<String> = net.authorities().into_iter().map(|(u, _)| u).collect();
-    within("three signatures everywhere", 20, async {
+    within("three signatures everywhere", 30, async {
         loop {
             let mut docs = Vec::new();
             for url in &urls {
                 docs.extend(served(url, topology.epoch).await);
             }
             let parsed: Vec<Topology> = docs.iter().map(|d| d.verify(&set).unwrap()).collect();
-            let same_revision =
-                parsed.len() == 3 && parsed.iter().all(|t| t.serial == parsed[0].serial);
-            if same_revision {
-                assert!(
-                    docs.iter().all(|d| d.body == docs[0].body),
-                    "byte-identical"
-                );
-                if docs.iter().all(|d| d.valid_signers(&set).len() == 3) {
-                    return;
+            for (i, t) in parsed.iter().enumerate() {
+                for (j, u) in parsed.iter().enumerate() {
+                    if t.serial == u.serial {
+                        assert_eq!(docs[i].body, docs[j].body, "byte-identical");
+                    }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            let complete = parsed.len() == 3
+                && parsed.iter().all(|t| t.serial == parsed[0].serial)
+                && docs.iter().all(|d| d.valid_signers(&set).len() == 3);
+            if complete {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;

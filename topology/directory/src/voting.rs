@@ -53,7 +53,9 @@ impl Voter {
         };
         let mut opened: Option<RoundId> = None;
         let mut closed: Option<RoundId> = None;
-        let mut published: Option<RoundId> = None;
+        // The round last published, and with how many signatures: a later
+        // signature makes the authority publish the same document again.
+        let mut published: Option<(RoundId, usize)> = None;
         loop {
             let now = (shared.now)();
             let time = self.schedule.at(now);
@@ -66,8 +68,11 @@ impl Voter {
                 closed = Some(round);
                 self.close(&shared, &http, round, time.phase_ends);
             }
-            if closed == Some(round) && published != Some(round) && self.publish(&shared).await {
-                published = Some(round);
+            if closed == Some(round) {
+                let held = published.filter(|(r, _)| *r == round).map_or(0, |(_, n)| n);
+                if let Some(signatures) = self.publish(&shared, held).await {
+                    published = Some((round, signatures));
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -164,8 +169,9 @@ impl Voter {
         }
     }
 
-    /// Publishes the round's consensus if it is complete; whether it was.
-    async fn publish(&self, shared: &Arc<Shared>) -> bool {
+    /// Publishes the round's consensus if it is complete and carries more
+    /// than `held` signatures; returns how many it carries then.
+    async fn publish(&self, shared: &Arc<Shared>, held: usize) -> Option<usize> {
         let complete = match shared.round.lock() {
             Ok(slot) => slot
                 .as_ref()
@@ -173,10 +179,11 @@ impl Voter {
                 .map(|(t, s)| (t.epoch, t.serial, s.clone())),
             Err(_) => None,
         };
-        let Some((epoch, serial, signed)) = complete else {
-            return false;
-        };
+        let (epoch, serial, signed) = complete?;
         let signatures = signed.valid_signers(&self.set).len();
+        if signatures <= held {
+            return None;
+        }
         let state_shared = shared.clone();
         let result = tokio::task::spawn_blocking(move || {
             state_shared
@@ -188,7 +195,9 @@ impl Voter {
         .await;
         match result {
             Ok(Ok(_)) => {
-                shared.metrics.consensus_published.inc();
+                if held == 0 {
+                    shared.metrics.consensus_published.inc();
+                }
                 shared
                     .metrics
                     .consensus_signatures
@@ -200,15 +209,15 @@ impl Voter {
                 tracing::info!(
                     "published the consensus of epoch {epoch} revision {serial} with {signatures} signatures"
                 );
-                true
+                Some(signatures)
             }
             Ok(Err(e)) => {
                 tracing::error!("cannot publish the consensus: {e}");
-                false
+                None
             }
             Err(e) => {
                 tracing::error!("cannot publish the consensus: {e}");
-                false
+                None
             }
         }
     }
