@@ -31,7 +31,8 @@ pub enum DataFolderError {
     },
 }
 
-/// Why [`Client::open`](crate::Client::open) could not start a client.
+/// Why [`Client::open`](crate::Client::open) could not start a client, or
+/// [`Client::create`](crate::Client::create) create one.
 #[derive(Debug, Error)]
 pub enum OpenError {
     /// The data folder is missing or malformed.
@@ -46,4 +47,21 @@ pub enum OpenError {
     /// The topology lists the gateway without an address for clients.
     #[error("gateway {0} has no client address in the topology")]
     NoClientAddress(String),
+    /// The topology has no gateway that accepts clients.
+    #[error("the topology has no gateway that accepts clients")]
+    NoGateway,
+    /// The new client could not register at its gateway.
+    #[error(
+        "cannot register at gateway {gateway} ({address}): {source}; is it running and \
+         reachable? No address card was made: that gateway would refuse mail for it"
+    )]
+    Registration {
+        /// The gateway.
+        gateway: String,
+        /// Its address for clients.
+        address: std::net::SocketAddr,
+        /// What the link said.
+        #[source]
+        source: transport::gateway_link::GatewayLinkError,
+    },
 }

@@ -373,9 +373,15 @@ async fn a_message_nobody_acknowledges_fails() {
     })
     .await
     .unwrap();
-    assert_eq!(last, Some(SendStatus::Failed), "message {id:?}");
+    // The sender is told that no ack came back from the recipient's gateway,
+    // after every try (one copy and the default five retransmissions).
+    let Some(SendStatus::Failed(client::SendFailure::NoAck { tries, over })) = last else {
+        panic!("message {id:?} ended with {last:?}");
+    };
+    assert_eq!(tries, 6);
+    assert!(over > Duration::ZERO);
     // And the status stays failed.
-    assert_eq!(sent.status(), SendStatus::Failed);
+    assert_eq!(sent.status(), last.unwrap());
 }
 
 #[tokio::test(start_paused = true)]

@@ -286,7 +286,7 @@ fn a_message_that_is_never_acked_fails_after_the_last_retransmission() {
     let failed = |n: &TestNetwork| {
         n.count(
             A,
-            |e| matches!(e, ClientEvent::SendFailed { id: f } if *f == id),
+            |e| matches!(e, ClientEvent::SendFailed { id: f, .. } if *f == id),
         ) == 1
     };
     assert!(net.run_until(Duration::from_secs(60), failed));
@@ -379,7 +379,7 @@ fn a_lost_reply_fragment_without_a_spare_surb_fails() {
     let failed = |n: &TestNetwork| {
         n.count(
             B,
-            |e| matches!(e, ClientEvent::SendFailed { id } if *id == reply),
+            |e| matches!(e, ClientEvent::SendFailed { id, .. } if *id == reply),
         ) == 1
     };
     assert!(net.run_until(Duration::from_secs(30), failed));

@@ -41,7 +41,7 @@ fn delivered(net: &TestNetwork, id: MessageId) -> bool {
 fn failed(net: &TestNetwork, id: MessageId) -> bool {
     count(
         net,
-        |e| matches!(e, ClientEvent::SendFailed { id: f } if *f == id),
+        |e| matches!(e, ClientEvent::SendFailed { id: f, .. } if *f == id),
     ) == 1
 }
 

@@ -161,11 +161,20 @@ fn a_recipient_without_a_route_fails_without_blocking_the_queue() {
         t = core.poll_timeout().unwrap();
         while core.poll_transmit(t, &mut net.rng).is_some() {}
         events.extend(std::iter::from_fn(|| core.poll_event()));
-        if events.contains(&client::ClientEvent::SendFailed { id: doomed }) {
+        if events
+            .iter()
+            .any(|e| matches!(e, client::ClientEvent::SendFailed { id, .. } if *id == doomed))
+        {
             break;
         }
     }
-    assert!(events.contains(&client::ClientEvent::SendFailed { id: doomed }));
+    assert!(
+        events.contains(&client::ClientEvent::SendFailed {
+            id: doomed,
+            reason: client::SendFailure::Unsendable { tries: 3 },
+        }),
+        "the sender learns that no copy could leave"
+    );
     assert_eq!(
         core.stats().unsendable,
         3,

@@ -64,9 +64,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Waits up to `secs` for `child` to exit; returns its status.
+fn exit_within(child: &mut KillOnDrop, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
-    let net = LocalNet::start(NetworkSpec {
+    let mut net = LocalNet::start(NetworkSpec {
         mix_per_layer: 1,
         gateways: 2,
         ..NetworkSpec::default()
@@ -113,15 +125,40 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
         lines.recv_timeout(Duration::from_secs(20)).unwrap(),
         "hello through the mixnet"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = receiver.0.try_wait().unwrap() {
-            assert!(status.success());
-            break;
-        }
-        assert!(Instant::now() < deadline, "receive --count 1 did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(exit_within(&mut receiver, 10, "receive --count 1").success());
+
+    // Carol only ran `init` (which registered her at her gateway): mail sent
+    // to her card before she ever connected waits for her first `receive`.
+    let carol_dir = root.path().join("carol");
+    let carol = init(&net, &carol_dir, &net.gateways[1].id.to_base58());
+    let sent = Command::new(CLIENT)
+        .args(["send", "--dir", alice_dir.to_str().unwrap(), "--to", &carol])
+        .arg("written before you came")
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let mut carol_receives = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["receive", "--dir", carol_dir.to_str().unwrap()])
+            .args(["--count", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let carol_lines = lines_of(&mut carol_receives.0);
+    assert_eq!(
+        carol_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
+    assert_eq!(
+        carol_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "written before you came"
+    );
+    assert!(exit_within(&mut carol_receives, 10, "carol's receive").success());
 
     // Two `chat`s: lines out, lines in.
     let alice = init(
@@ -177,4 +214,41 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    // Bob's gateway goes down: a send to him fails, in about 6 tries'
+    // round trips (docs/client.md), and says what to check.
+    net.kill_gateway(1);
+    let started = Instant::now();
+    let sent = Command::new(CLIENT)
+        .args(["send", "--dir", alice_dir.to_str().unwrap(), "--to", &bob])
+        .arg("anyone there?")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&sent.stderr);
+    assert!(!sent.status.success());
+    assert!(
+        err.contains("no acknowledgement from the recipient's gateway after 6 tries")
+            && err.contains("down or unreachable"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(60), "failed after {took:?}");
+
+    // And `init` at a gateway that is down makes no card, and says why.
+    let late_dir = root.path().join("late");
+    let out = Command::new(CLIENT)
+        .args(["init", "--dir", late_dir.to_str().unwrap()])
+        .args(["--directory", &net.directory_url])
+        .args(["--directory-key", &net.directory_key.to_base58()])
+        .args(["--gateway", &net.gateways[1].id.to_base58()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no card printed");
+    assert!(
+        err.contains("cannot register at gateway") && err.contains("No address card was made"),
+        "{err}"
+    );
+    assert!(!late_dir.join("sphinx.key").exists());
 }

@@ -454,7 +454,7 @@ fn an_unacked_reply_blames_no_node() {
     assert_eq!(
         net.count(
             B,
-            |e| matches!(e, ClientEvent::SendFailed { id: f } if *f == id)
+            |e| matches!(e, ClientEvent::SendFailed { id: f, .. } if *f == id)
         ),
         1,
         "the reply ran out of SURBs"

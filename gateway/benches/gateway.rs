@@ -10,7 +10,10 @@
 )]
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::RedbStore;
@@ -105,7 +108,7 @@ fn sessions(c: &mut Criterion) {
     };
     let mb = Mailbox::open(MemoryStore::new(), MailboxConfig::default()).unwrap();
     let mut core = GatewayCore::new(gw, config, mb).unwrap();
-    let (session, actions) = core.open_session(Timestamp::ZERO, &mut rng);
+    let (session, actions) = core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng);
     let mut dec = protocol::link::LinkDecoder::<protocol::link::GatewayMessage>::new();
     if let gateway_core::GatewayAction::Send { bytes, .. } = &actions[0] {
         dec.push(bytes);

@@ -26,12 +26,15 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use gateway_core::MailboxError;
 use gateway_core::mailbox::{
-    ClientKey, MailboxId, MailboxStore, MailboxUsage, RemovedMessage, StoredMessage,
+    ClientKey, MailboxId, MailboxStore, MailboxUsage, RegistrationDay, RemovedMessage,
+    StoredMessage,
 };
 
 const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("messages");
 const EXPIRY: TableDefinition<(u64, u64), [u8; 32]> = TableDefinition::new("expiry");
 const CLIENTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("clients");
+/// The day (since the Unix epoch) each client was last seen.
+const CLIENT_SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("client_seen");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_id";
 const RECORD_HEADER: usize = 8 + SURB_ID_SIZE;
@@ -84,6 +87,8 @@ impl RedbStore {
             txn.open_table(MESSAGES).map_err(MailboxError::database)?;
             txn.open_table(EXPIRY).map_err(MailboxError::database)?;
             txn.open_table(CLIENTS).map_err(MailboxError::database)?;
+            txn.open_table(CLIENT_SEEN)
+                .map_err(MailboxError::database)?;
             txn.open_table(META).map_err(MailboxError::database)?;
         }
         txn.commit().map_err(MailboxError::database)?;
@@ -278,36 +283,88 @@ impl MailboxStore for RedbStore {
         ))
     }
 
-    fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
+    fn register_client(
+        &mut self,
+        client: &ClientKey,
+        seen: RegistrationDay,
+    ) -> Result<(), MailboxError> {
         let txn = self.db.begin_write().map_err(MailboxError::database)?;
         {
             let mut clients = txn.open_table(CLIENTS).map_err(MailboxError::database)?;
-            if clients
-                .get(*client)
-                .map_err(MailboxError::database)?
-                .is_some()
-            {
-                drop(clients);
-                txn.abort().map_err(MailboxError::database)?;
-                return Ok(());
-            }
             clients
                 .insert(*client, ())
+                .map_err(MailboxError::database)?;
+            let mut days = txn
+                .open_table(CLIENT_SEEN)
+                .map_err(MailboxError::database)?;
+            days.insert(*client, seen.0)
                 .map_err(MailboxError::database)?;
         }
         txn.commit().map_err(MailboxError::database)?;
         Ok(())
     }
 
-    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
+    fn clients(&self) -> Result<Vec<(ClientKey, Option<RegistrationDay>)>, MailboxError> {
         let txn = self.db.begin_read().map_err(MailboxError::database)?;
         let clients = txn.open_table(CLIENTS).map_err(MailboxError::database)?;
+        let days = txn
+            .open_table(CLIENT_SEEN)
+            .map_err(MailboxError::database)?;
         let mut out = Vec::with_capacity(
             usize::try_from(clients.len().map_err(MailboxError::database)?).unwrap_or(0),
         );
         for entry in clients.iter().map_err(MailboxError::database)? {
-            out.push(entry.map_err(MailboxError::database)?.0.value());
+            let client = entry.map_err(MailboxError::database)?.0.value();
+            let seen = days
+                .get(client)
+                .map_err(MailboxError::database)?
+                .map(|d| RegistrationDay(d.value()));
+            out.push((client, seen));
         }
         Ok(out)
+    }
+
+    fn unregister_client(
+        &mut self,
+        client: &ClientKey,
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
+        let mut removed = Vec::new();
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+            let mut records = Vec::new();
+            for entry in messages
+                .range((*client, 0)..=(*client, u64::MAX))
+                .map_err(MailboxError::database)?
+            {
+                let (key, value) = entry.map_err(MailboxError::database)?;
+                let (_, id) = key.value();
+                records.push(decode_record(*client, id, value.value())?);
+            }
+            for record in records {
+                messages
+                    .remove((*client, record.id.0))
+                    .map_err(MailboxError::database)?;
+                expiry
+                    .remove((record.expires_at.as_nanos(), record.id.0))
+                    .map_err(MailboxError::database)?;
+                removed.push(RemovedMessage {
+                    client: *client,
+                    id: record.id,
+                    bytes: record.payload.len() as u64,
+                });
+            }
+            txn.open_table(CLIENTS)
+                .map_err(MailboxError::database)?
+                .remove(*client)
+                .map_err(MailboxError::database)?;
+            txn.open_table(CLIENT_SEEN)
+                .map_err(MailboxError::database)?
+                .remove(*client)
+                .map_err(MailboxError::database)?;
+        }
+        txn.commit().map_err(MailboxError::database)?;
+        Ok(removed)
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use gateway::RedbStore;
-use gateway_core::mailbox::PutError;
+use gateway_core::mailbox::{PutError, RegistrationDay};
 use gateway_core::{
     GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore,
     NewMessage,
@@ -161,8 +161,8 @@ fn redb_mailbox_survives_reopen() {
     let path = dir.path().join("mailbox.redb");
     let (kept, gone) = {
         let mut store = RedbStore::open(&path).unwrap();
-        store.register_client(&ALICE).unwrap();
-        store.register_client(&ALICE).unwrap();
+        store.register_client(&ALICE, RegistrationDay(3)).unwrap();
+        store.register_client(&ALICE, RegistrationDay(4)).unwrap();
         let mut m = Mailbox::open(store, config(100)).unwrap();
         let gone = m.put(secs(0), &ALICE, SURB, b"one".to_vec(), None).unwrap();
         let kept = m.put(secs(1), &ALICE, SURB, b"two".to_vec(), None).unwrap();
@@ -171,7 +171,10 @@ fn redb_mailbox_survives_reopen() {
     };
     // The process is gone; a new one opens the same file.
     let store = RedbStore::open(&path).unwrap();
-    assert_eq!(store.clients().unwrap(), vec![ALICE]);
+    assert_eq!(
+        store.clients().unwrap(),
+        vec![(ALICE, Some(RegistrationDay(4)))]
+    );
     let mut m = Mailbox::open(store, config(100)).unwrap();
     assert_eq!(m.usage().messages, 1);
     assert_eq!(m.usage().bytes, 3);
@@ -192,6 +195,35 @@ fn redb_mailbox_survives_reopen() {
     assert!(new > kept && new != gone);
     // Expiry instants survived too.
     assert_eq!(m.next_expiry().unwrap(), Some(secs(101)));
+}
+
+#[test]
+fn redb_unregister_deletes_the_client_and_only_its_mail_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.redb");
+    {
+        let mut store = RedbStore::open(&path).unwrap();
+        store.register_client(&ALICE, RegistrationDay(1)).unwrap();
+        store.register_client(&BOB, RegistrationDay(2)).unwrap();
+        let mut m = Mailbox::open(store, config(100)).unwrap();
+        for n in 0..3u8 {
+            m.put(secs(0), &ALICE, SURB, vec![n; 10], None).unwrap();
+        }
+        m.put(secs(0), &BOB, SURB, vec![9; 4], None).unwrap();
+        assert_eq!(m.unregister(&ALICE).unwrap(), 3);
+        assert_eq!((m.usage().messages, m.usage().bytes), (1, 4));
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(
+        store.clients().unwrap(),
+        vec![(BOB, Some(RegistrationDay(2)))]
+    );
+    let mut m = Mailbox::open(store, config(100)).unwrap();
+    assert_eq!((m.usage().messages, m.usage().bytes), (1, 4));
+    assert!(m.list(&ALICE, None, 10).unwrap().is_empty());
+    // Alice's expiry entries went with her messages: only Bob's is left.
+    assert_eq!(m.expire(secs(1_000)).unwrap(), 1);
+    assert_eq!(m.next_expiry().unwrap(), None);
 }
 
 #[test]
@@ -254,7 +286,7 @@ fn the_gateway_expires_messages_after_the_retention_and_counts_them() {
     let mut core = GatewayCore::new(NodeId([6; 32]), config, mailbox).unwrap();
     let bob = SphinxKeyPair::generate(&mut rng);
     let key = bob.public().to_bytes();
-    core.register_client(&key).unwrap();
+    core.register_client(Timestamp::ZERO, &key).unwrap();
     for (n, at) in [(1u8, 0u64), (2, 10)] {
         core.handle_delivery(
             secs(at),

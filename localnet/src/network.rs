@@ -286,6 +286,24 @@ impl LocalNet {
             .replace(
                 "input_queue = 65536",
                 &format!("input_queue = {}", self.spec.input_queue),
+            )
+            // Every client of a local network connects from 127.0.0.1: the
+            // limits per source address would count them all as one.
+            .replace(
+                "source_sessions_burst = 60",
+                "source_sessions_burst = 100000",
+            )
+            .replace(
+                "source_sessions_per_minute = 60",
+                "source_sessions_per_minute = 100000",
+            )
+            .replace(
+                "source_registrations_burst = 100",
+                "source_registrations_burst = 100000",
+            )
+            .replace(
+                "source_registrations_per_hour = 120",
+                "source_registrations_per_hour = 100000",
             );
         std::fs::write(&config_path, text).map_err(|e| io(&config_path, e))?;
         let process = run_node(role, i, &dir)?;

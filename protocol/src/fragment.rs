@@ -8,9 +8,12 @@
 //! complete message out exactly once, and gives up on a message whose fragments
 //! stop coming after a timeout, reporting it as an event rather than waiting
 //! forever. Its memory is bounded: it holds at most a configured number of
-//! bytes in partial messages and refuses fragments beyond that.
+//! bytes in partial messages, its own bookkeeping included, and refuses
+//! fragments beyond that. Pieces are kept by index as they come, so what a
+//! message costs depends on the fragments that arrived, never on the count
+//! its sender claims.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rand::CryptoRng;
@@ -23,6 +26,10 @@ use crate::time::Timestamp;
 pub const FRAGMENT_HEADER_SIZE: usize = 16 + 2 + 2;
 /// Most fragments one message may have.
 pub const MAX_FRAGMENTS: usize = u16::MAX as usize;
+/// Bytes a [`Reassembler`] counts for each piece it holds, beside its data.
+pub const PIECE_OVERHEAD: usize = 64;
+/// Bytes a [`Reassembler`] counts for each partial message, beside its pieces.
+pub const MESSAGE_OVERHEAD: usize = 128;
 
 /// A random identifier of one message, unique per sender with overwhelming probability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,7 +155,8 @@ pub fn fragment_message(id: MessageId, message: &[u8]) -> Result<Vec<Fragment>, 
 pub struct ReassemblyLimits {
     /// How long a partial message may wait for its next fragment.
     pub timeout: Duration,
-    /// Most bytes held in partial messages at once.
+    /// Most bytes held in partial messages at once, counting
+    /// [`PIECE_OVERHEAD`] per piece and [`MESSAGE_OVERHEAD`] per message.
     pub max_buffered_bytes: usize,
 }
 
@@ -182,8 +190,9 @@ pub enum Reassembly {
 #[derive(Debug)]
 struct PartialMessage {
     count: u16,
-    pieces: Vec<Option<Vec<u8>>>,
-    received: usize,
+    /// The pieces that arrived, by index (never sized by `count`).
+    pieces: BTreeMap<u16, Vec<u8>>,
+    /// What this message counts in the reassembler's bound.
     bytes: usize,
     last_progress: Timestamp,
 }
@@ -209,7 +218,7 @@ impl Reassembler {
         }
     }
 
-    /// Bytes held in partial messages.
+    /// Bytes held in partial messages, bookkeeping included.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
     }
@@ -226,13 +235,29 @@ impl Reassembler {
             return Reassembly::Duplicate;
         }
         if count == 1 {
+            if self.partial.contains_key(&id.message) {
+                return Reassembly::Refused("fragment count differs from earlier fragments");
+            }
             self.completed.insert(id.message, now);
             return Reassembly::Complete {
                 id: id.message,
                 message: data,
             };
         }
-        if self.buffered.saturating_add(data.len()) > self.limits.max_buffered_bytes {
+        if id.index >= count {
+            return Reassembly::Refused("fragment index out of range");
+        }
+        let new_message = !self.partial.contains_key(&id.message);
+        if let Some(partial) = self.partial.get(&id.message) {
+            if partial.count != count {
+                return Reassembly::Refused("fragment count differs from earlier fragments");
+            }
+            if partial.pieces.contains_key(&id.index) {
+                return Reassembly::Duplicate;
+            }
+        }
+        let cost = data.len() + PIECE_OVERHEAD + if new_message { MESSAGE_OVERHEAD } else { 0 };
+        if self.buffered.saturating_add(cost) > self.limits.max_buffered_bytes {
             return Reassembly::Refused("reassembly buffer full");
         }
         let partial = self
@@ -240,26 +265,15 @@ impl Reassembler {
             .entry(id.message)
             .or_insert_with(|| PartialMessage {
                 count,
-                pieces: vec![None; usize::from(count)],
-                received: 0,
+                pieces: BTreeMap::new(),
                 bytes: 0,
                 last_progress: now,
             });
-        if partial.count != count {
-            return Reassembly::Refused("fragment count differs from earlier fragments");
-        }
-        let Some(slot) = partial.pieces.get_mut(usize::from(id.index)) else {
-            return Reassembly::Refused("fragment index out of range");
-        };
-        if slot.is_some() {
-            return Reassembly::Duplicate;
-        }
-        partial.bytes += data.len();
-        self.buffered += data.len();
-        *slot = Some(data);
-        partial.received += 1;
+        partial.bytes += cost;
+        self.buffered += cost;
+        partial.pieces.insert(id.index, data);
         partial.last_progress = now;
-        if partial.received < usize::from(partial.count) {
+        if partial.pieces.len() < usize::from(partial.count) {
             return Reassembly::Pending;
         }
         let Some(done) = self.partial.remove(&id.message) else {
@@ -267,7 +281,7 @@ impl Reassembler {
         };
         self.buffered -= done.bytes;
         self.completed.insert(id.message, now);
-        let message = done.pieces.into_iter().flatten().flatten().collect();
+        let message = done.pieces.into_values().flatten().collect();
         Reassembly::Complete {
             id: id.message,
             message,
@@ -414,9 +428,10 @@ mod tests {
 
     #[test]
     fn memory_bound_refuses_instead_of_growing() {
+        let bound = (FRAGMENT_CAPACITY + PIECE_OVERHEAD + MESSAGE_OVERHEAD) * 2;
         let mut r = Reassembler::new(ReassemblyLimits {
             timeout: Duration::from_secs(1),
-            max_buffered_bytes: FRAGMENT_CAPACITY * 2,
+            max_buffered_bytes: bound,
         });
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let mut refused = 0;
@@ -430,7 +445,41 @@ mod tests {
             }
         }
         assert_eq!(refused, 3);
-        assert!(r.buffered_bytes() <= FRAGMENT_CAPACITY * 2);
+        assert!(r.buffered_bytes() <= bound);
+    }
+
+    /// Found while writing the `fragment_reassembly` fuzz target: a fragment
+    /// that claimed 65 535 pieces made the reassembler allocate a slot for
+    /// each (1.5 MiB) while counting only its data against the bound, so
+    /// tiny fragments of distinct messages grew memory without limit.
+    #[test]
+    fn claimed_counts_cost_nothing_and_bookkeeping_counts_against_the_bound() {
+        let bound = 1024 * 1024;
+        let mut r = Reassembler::new(ReassemblyLimits {
+            timeout: Duration::from_secs(60),
+            max_buffered_bytes: bound,
+        });
+        let mut held = 0;
+        for i in 0..100_000u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let f = Fragment {
+                id: FragmentId {
+                    message: MessageId(id),
+                    index: 0,
+                },
+                count: u16::MAX,
+                data: Vec::new(),
+            };
+            match r.insert(Timestamp::ZERO, f) {
+                Reassembly::Pending => held += 1,
+                Reassembly::Refused(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(r.buffered_bytes() <= bound);
+        assert_eq!(held, bound / (PIECE_OVERHEAD + MESSAGE_OVERHEAD));
+        assert_eq!(r.pending_messages(), held);
     }
 
     #[test]
@@ -447,6 +496,14 @@ mod tests {
             r.insert(Timestamp::ZERO, mk(1, 4)),
             Reassembly::Refused(_)
         ));
+        // A single-fragment message under the id of a partial one is no
+        // message of its own (found while modelling the reassembler for the
+        // `fragment_reassembly` fuzz target).
+        assert!(matches!(
+            r.insert(Timestamp::ZERO, mk(0, 1)),
+            Reassembly::Refused(_)
+        ));
+        assert_eq!(r.pending_messages(), 1);
     }
 
     proptest! {

@@ -17,7 +17,13 @@
 //! only, renormalised, since the observer knows a delivered message came from
 //! a client.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Duration;
+
+use protocol::time::Timestamp;
+
+pub use crate::closed_form::single_mix_entropy_bits;
 
 /// Beliefs about the sender of one packet: `(sender, probability)` pairs, each
 /// sender once, in a deterministic (not sorted) order.
@@ -202,26 +208,232 @@ impl PoolBelief {
     }
 }
 
-/// Expected sender entropy (bits) of a packet leaving one exponential mix fed
-/// by Poisson arrivals from many distinct senders, with `rho` = arrival rate ×
-/// mean delay: the other packets in the mix when it leaves are Poisson(ρ), so
-/// H = E[log2(1 + N)], N ~ Poisson(ρ). Derivation in docs/simulations.md.
-pub fn single_mix_entropy_bits(rho: f64) -> f64 {
-    if !(rho.is_finite() && rho > 0.0) {
-        return 0.0;
+/// What one observer's belief says about a target whose true sender is known
+/// to the simulator.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Posterior {
+    /// Shannon entropy over clients, bits.
+    pub entropy_bits: f64,
+    /// Min-entropy over clients, −log2 of the largest probability, bits.
+    pub min_entropy_bits: f64,
+    /// Probability the belief gives the true sender (the link's probability).
+    pub true_sender: f64,
+    /// Chance that the observer's best guess (a most likely sender, ties
+    /// broken at random) is the true sender.
+    pub guessed: f64,
+}
+
+impl SenderDist {
+    /// The belief's figures over senders below `clients`, renormalised, for
+    /// a packet truly sent by `truth`.
+    pub fn posterior(&self, clients: u32, truth: u32) -> Posterior {
+        let total: f64 = self
+            .0
+            .iter()
+            .filter(|(s, _)| *s < clients)
+            .map(|(_, p)| p)
+            .sum();
+        if total <= 0.0 {
+            return Posterior::default();
+        }
+        let max = self
+            .0
+            .iter()
+            .filter(|(s, _)| *s < clients)
+            .map(|(_, p)| *p)
+            .fold(0.0, f64::max);
+        let near_max = |p: f64| p >= max * (1.0 - 1e-9);
+        let ties = self
+            .0
+            .iter()
+            .filter(|(s, p)| *s < clients && near_max(*p))
+            .count();
+        let truth_p: f64 = self
+            .0
+            .iter()
+            .filter(|(s, _)| *s == truth)
+            .map(|(_, p)| p)
+            .sum();
+        let min_entropy = -(max / total).log2();
+        Posterior {
+            entropy_bits: self.client_entropy_bits(clients),
+            min_entropy_bits: if min_entropy > 0.0 { min_entropy } else { 0.0 },
+            true_sender: truth_p / total,
+            guessed: if truth_p > 0.0 && near_max(truth_p) {
+                1.0 / ties.max(1) as f64
+            } else {
+                0.0
+            },
+        }
     }
-    let mut total = 0.0;
-    let mut mass = 0.0;
-    let mut log_p = -rho; // ln P(N = 0)
-    let mut n = 0u32;
-    while mass < 1.0 - 1e-12 && n < 100_000 {
-        let p = log_p.exp();
-        total += p * f64::from(n + 1).log2();
-        mass += p;
-        n += 1;
-        log_p += rho.ln() - f64::from(n).ln();
+}
+
+/// A packet's beliefs under the two passive observers: the pool observer
+/// (which packets are inside a mix) and the timing observer (only when
+/// packets entered and left).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Beliefs {
+    /// The pool observer's.
+    pub pool: Rc<SenderDist>,
+    /// The timing observer's.
+    pub timing: Rc<SenderDist>,
+}
+
+impl Beliefs {
+    /// Certainly `sender`, for both observers.
+    pub fn point(sender: u32) -> Beliefs {
+        let p = SenderDist::point(sender);
+        Beliefs {
+            pool: p.clone(),
+            timing: p,
+        }
     }
-    total
+}
+
+/// The timing observer's view of one mix: every input of the last
+/// `horizon`, each weighed by the exponential delay density at its age.
+///
+/// The observer sees when packets enter and leave but not which packet
+/// leaves, nor which inputs already left; for an output at t it gives input
+/// j, which entered at t_j with belief b_j, the weight e^(−(t − t_j)/d), and
+/// the output's belief is the weighted mixture of the b_j (Danezis 2004, the
+/// continuous-time mix measure). Weights are kept relative to an origin
+/// instant (e^((t_j − origin)/d)), so an input is added once and never
+/// revisited until it falls out of the horizon, where its weight is below
+/// e^(−HORIZON_MEANS) of a fresh input's.
+#[derive(Debug, Default)]
+pub struct TimingPool {
+    per_ns: f64,
+    origin: Timestamp,
+    horizon: Duration,
+    sum: Vec<f64>,
+    count: Vec<u32>,
+    active: Vec<u32>,
+    position: Vec<u32>,
+    total: f64,
+    window: VecDeque<(Timestamp, Rc<SenderDist>)>,
+}
+
+/// Inputs older than this many mean delays are forgotten (weight < 1e-7).
+pub const HORIZON_MEANS: f64 = 16.0;
+
+/// Rescale the stored weights when the newest reaches e^this.
+const RESCALE_EXPONENT: f64 = 30.0;
+
+impl TimingPool {
+    /// An empty view of a mix with mean delay `mean_delay`, over `senders` senders.
+    pub fn new(senders: usize, mean_delay: Duration) -> Self {
+        let d = mean_delay.as_nanos().max(1) as f64;
+        TimingPool {
+            per_ns: 1.0 / d,
+            horizon: Duration::from_nanos((d * HORIZON_MEANS) as u64),
+            sum: vec![0.0; senders],
+            count: vec![0; senders],
+            position: vec![0; senders],
+            ..TimingPool::default()
+        }
+    }
+
+    fn exponent(&self, at: Timestamp) -> f64 {
+        let ns = at.as_nanos() as f64 - self.origin.as_nanos() as f64;
+        ns * self.per_ns
+    }
+
+    /// Inputs remembered.
+    pub fn inputs(&self) -> usize {
+        self.window.len()
+    }
+
+    /// A packet with belief `dist` entered at `now` (instants never decrease).
+    pub fn enter(&mut self, now: Timestamp, dist: Rc<SenderDist>) {
+        self.expire(now);
+        if self.window.is_empty() {
+            self.origin = now;
+            self.total = 0.0;
+        } else if self.exponent(now) > RESCALE_EXPONENT {
+            let factor = (-self.exponent(now)).exp();
+            for &s in &self.active {
+                if let Some(v) = self.sum.get_mut(s as usize) {
+                    *v *= factor;
+                }
+            }
+            self.total *= factor;
+            self.origin = now;
+        }
+        let w = self.exponent(now).exp();
+        self.total += w;
+        for &(sender, p) in dist.entries() {
+            let i = sender as usize;
+            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
+                continue;
+            };
+            *sum += w * p;
+            *count += 1;
+            if *count == 1 {
+                if let Some(pos) = self.position.get_mut(i) {
+                    *pos = self.active.len() as u32;
+                }
+                self.active.push(sender);
+            }
+        }
+        self.window.push_back((now, dist));
+    }
+
+    /// Forgets inputs older than the horizon at `now`.
+    fn expire(&mut self, now: Timestamp) {
+        while let Some((at, _)) = self.window.front() {
+            if at.saturating_add(self.horizon) >= now {
+                break;
+            }
+            let Some((at, dist)) = self.window.pop_front() else {
+                break;
+            };
+            let w = self.exponent(at).exp();
+            self.total -= w;
+            for &(sender, p) in dist.entries() {
+                let i = sender as usize;
+                let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
+                    continue;
+                };
+                *count = count.saturating_sub(1);
+                *sum -= w * p;
+                if *count == 0 {
+                    *sum = 0.0;
+                    let pos = self.position.get(i).copied().unwrap_or(0) as usize;
+                    self.active.swap_remove(pos);
+                    if let Some(&moved) = self.active.get(pos)
+                        && let Some(q) = self.position.get_mut(moved as usize)
+                    {
+                        *q = pos as u32;
+                    }
+                }
+            }
+        }
+        if self.window.is_empty() {
+            self.total = 0.0;
+        }
+    }
+
+    /// The belief about a packet leaving at `now`: the weighted mixture.
+    pub fn mixture(&mut self, now: Timestamp) -> Rc<SenderDist> {
+        self.expire(now);
+        // Every weight relative to `now`: e^((t_j − now)/d) = stored / e^((now − origin)/d).
+        let total = self.total.max(f64::MIN_POSITIVE);
+        let out = self
+            .active
+            .iter()
+            .map(|&s| {
+                let sum = self.sum.get(s as usize).copied().unwrap_or(0.0);
+                (s, (sum / total).max(0.0))
+            })
+            .collect();
+        Rc::new(SenderDist(out))
+    }
+
+    /// Forgets everything and frees the memory.
+    pub fn release_memory(&mut self) {
+        *self = TimingPool::default();
+    }
 }
 
 #[cfg(test)]
@@ -284,12 +496,53 @@ mod tests {
     }
 
     #[test]
-    fn analytic_single_mix_entropy_limits() {
-        assert_eq!(single_mix_entropy_bits(0.0), 0.0);
-        // Small ρ: almost always alone, H ≈ ρ (one other packet with prob. ρ).
-        assert!((single_mix_entropy_bits(0.01) - 0.01 * 0.995).abs() < 1e-4);
-        // Large ρ: H ≈ log2(1 + ρ).
-        let h = single_mix_entropy_bits(1000.0);
-        assert!((h - 1001f64.log2()).abs() < 0.01, "{h}");
+    fn posterior_reports_min_entropy_true_sender_and_guess() {
+        let mut scratch = MixtureScratch::new(10);
+        let d = scratch.mixture(
+            [1u32, 1, 2, 3]
+                .iter()
+                .map(|s| SenderDist::point(*s))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|p| p.as_ref()),
+        );
+        let p = d.posterior(10, 1);
+        assert!((p.min_entropy_bits - 1.0).abs() < 1e-12);
+        assert!((p.entropy_bits - 1.5).abs() < 1e-12);
+        assert!((p.true_sender - 0.5).abs() < 1e-12);
+        assert_eq!(p.guessed, 1.0);
+        let q = d.posterior(10, 2);
+        assert_eq!(q.guessed, 0.0);
+        assert!((q.true_sender - 0.25).abs() < 1e-12);
+        // A tie of two: the best guess is right half the time.
+        let even = scratch.mixture([SenderDist::point(4).as_ref(), SenderDist::point(5).as_ref()]);
+        assert_eq!(even.posterior(10, 5).guessed, 0.5);
+        assert!(p.min_entropy_bits <= p.entropy_bits);
+    }
+
+    #[test]
+    fn timing_pool_weighs_inputs_by_the_delay_density_at_their_age() {
+        let d = Duration::from_millis(100);
+        let mut pool = TimingPool::new(4, d);
+        let at = |ms| Timestamp::from_millis(ms);
+        pool.enter(at(1_000), SenderDist::point(0));
+        pool.enter(at(1_100), SenderDist::point(1));
+        let m = pool.mixture(at(1_200));
+        let mut e = m.entries().to_vec();
+        e.sort_by_key(|x| x.0);
+        // Ages 200 and 100 ms: weights e^-2 and e^-1.
+        let (w0, w1) = ((-2.0f64).exp(), (-1.0f64).exp());
+        assert!((e[0].1 - w0 / (w0 + w1)).abs() < 1e-9, "{e:?}");
+        assert!((e[1].1 - w1 / (w0 + w1)).abs() < 1e-9, "{e:?}");
+        // Many mean delays later (and many rescalings) the old ones are
+        // forgotten and the weights stay exact.
+        for k in 0..2_000u64 {
+            pool.enter(at(2_000 + k * 10), SenderDist::point(2 + (k % 2) as u32));
+        }
+        let m = pool.mixture(at(2_000 + 1_999 * 10));
+        assert!(m.entries().iter().all(|(s, _)| *s >= 2));
+        let total: f64 = m.entries().iter().map(|x| x.1).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        assert!(pool.inputs() <= 161, "{}", pool.inputs());
     }
 }

@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod anonymity;
+pub mod closed_form;
+pub mod confidence;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod network;
 pub mod output;
 pub mod plot;
@@ -15,6 +18,7 @@ pub mod sweep;
 pub mod tally;
 pub mod trace_codec;
 
+pub use confidence::{Interval, run_seeds, write_seeds};
 pub use engine::run;
 pub use error::SimError;
 pub use output::write_run;

@@ -104,11 +104,52 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
     }
     write(dir, "bandwidth.csv", &csv)?;
 
-    let mut csv = String::from("target,entropy_bits,anonymity_set\n");
-    for (i, h) in out.target_entropies_bits.iter().enumerate() {
-        let _ = writeln!(csv, "{i},{h:.6},{:.4}", h.exp2());
+    let mut csv = String::from(
+        "target,entropy_bits,anonymity_set,min_entropy_bits,true_sender,guessed,\
+         timing_entropy_bits,timing_min_entropy_bits,timing_true_sender,timing_guessed\n",
+    );
+    for (i, [pool, timing]) in out.target_posteriors.iter().enumerate() {
+        let _ = writeln!(
+            csv,
+            "{i},{:.6},{:.4},{:.6},{:.6},{:.4},{:.6},{:.6},{:.6},{:.4}",
+            pool.entropy_bits,
+            pool.entropy_bits.exp2(),
+            pool.min_entropy_bits,
+            pool.true_sender,
+            pool.guessed,
+            timing.entropy_bits,
+            timing.min_entropy_bits,
+            timing.true_sender,
+            timing.guessed,
+        );
     }
     write(dir, "targets.csv", &csv)?;
+    if let Some(n) = &report.n_minus_one {
+        let mut csv = String::from(
+            "attempt,start_secs,wait_for_target_ms,candidates,true_output,guessed,noticed,notice_after_secs\n",
+        );
+        for (i, a) in n.attempts.iter().enumerate() {
+            let _ = writeln!(
+                csv,
+                "{i},{:.6},{:.3},{},{:.6},{:.4},{},{:.4}",
+                a.start_secs,
+                a.wait_for_target_ms,
+                a.candidates,
+                a.true_output,
+                a.guessed,
+                a.noticed,
+                a.notice_after_secs
+            );
+        }
+        write(dir, "n_minus_one.csv", &csv)?;
+    }
+    if let Some(x) = &report.intersection {
+        let mut csv = String::from("round,named\n");
+        for (i, named) in x.named.iter().enumerate() {
+            let _ = writeln!(csv, "{},{}", i + 1, named);
+        }
+        write(dir, "intersection.csv", &csv)?;
+    }
 
     write_plots(out, &hist, dir)
 }
@@ -121,6 +162,7 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
             .iter()
             .map(|(a, b, c)| ((a + b) / 2.0, *c as f64))
             .collect(),
+        ci95: Vec::new(),
     };
     write_line_chart(
         &dir.join("latency.svg"),
@@ -144,6 +186,7 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
                 .iter()
                 .map(|(i, n)| (*i as f64, n.queue_mean))
                 .collect(),
+            ci95: Vec::new(),
         },
         Series {
             name: "max held".into(),
@@ -151,6 +194,7 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
                 .iter()
                 .map(|(i, n)| (*i as f64, n.queue_max as f64))
                 .collect(),
+            ci95: Vec::new(),
         },
     ];
     write_line_chart(
@@ -172,6 +216,7 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
             .enumerate()
             .map(|(i, h)| (*h, (i + 1) as f64 / n))
             .collect(),
+        ci95: Vec::new(),
     };
     write_line_chart(
         &dir.join("entropy.svg"),

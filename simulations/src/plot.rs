@@ -17,6 +17,24 @@ pub struct Series {
     pub name: String,
     /// Points, in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// Half-width of each point's 95 % interval, drawn as an error bar
+    /// (empty, or NaN for a point: none).
+    pub ci95: Vec<f64>,
+}
+
+impl Series {
+    /// The points with their error bars' ends: (x, y, y − h, y + h).
+    fn bars(&self) -> impl Iterator<Item = (f64, f64, f64, f64)> + '_ {
+        self.points.iter().enumerate().map(|(i, &(x, y))| {
+            let h = self
+                .ci95
+                .get(i)
+                .copied()
+                .filter(|h| h.is_finite())
+                .unwrap_or(0.0);
+            (x, y, y - h, y + h)
+        })
+    }
 }
 
 /// Titles of a chart.
@@ -30,10 +48,10 @@ pub struct Labels<'a> {
     pub y: &'a str,
 }
 
-fn bounds(series: &[Series], pick: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+fn bounds(series: &[Series], pick: impl Fn(&(f64, f64, f64, f64)) -> [f64; 2]) -> (f64, f64) {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
-    for v in series.iter().flat_map(|s| s.points.iter()).map(pick) {
+    for v in series.iter().flat_map(|s| s.bars()).flat_map(|b| pick(&b)) {
         if v.is_finite() {
             lo = lo.min(v);
             hi = hi.max(v);
@@ -55,10 +73,13 @@ pub fn line_chart_svg(labels: Labels<'_>, series: &[Series]) -> Result<String, S
     {
         let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (x0, x1) = bounds(series, |p| p.0);
-        let (y0, y1) = bounds(series, |p| p.1);
+        let (x0, x1) = bounds(series, |b| [b.0, b.0]);
+        let (y0, y1) = bounds(series, |b| [b.2, b.3]);
         // Counts, sizes and ratios read best from zero.
-        let all_nonnegative = series.iter().flat_map(|s| &s.points).all(|p| p.1 >= 0.0);
+        let all_nonnegative = series
+            .iter()
+            .flat_map(|s| s.bars())
+            .all(|b| !b.2.is_finite() || b.2 >= 0.0);
         let y_start = if all_nonnegative { 0.0 } else { y0 };
         let mut chart = ChartBuilder::on(&root)
             .caption(labels.title, ("sans-serif", 20))
@@ -89,6 +110,26 @@ pub fn line_chart_svg(labels: Labels<'_>, series: &[Series]) -> Result<String, S
                 .map_err(|e| e.to_string())?
                 .label(s.name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            let bars: Vec<(f64, f64, f64)> = s
+                .bars()
+                .filter(|b| b.1.is_finite() && b.3 > b.2)
+                .map(|b| (b.0, b.2, b.3))
+                .collect();
+            let cap = (x1 - x0) / 150.0;
+            for (x, lo, hi) in bars {
+                for path in [
+                    vec![(x, lo), (x, hi)],
+                    vec![(x - cap, lo), (x + cap, lo)],
+                    vec![(x - cap, hi), (x + cap, hi)],
+                ] {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            path,
+                            color.stroke_width(1),
+                        )))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
             if points.len() <= 60 {
                 chart
                     .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))

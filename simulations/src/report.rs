@@ -173,18 +173,121 @@ pub struct NodeReport {
 }
 
 /// Sender anonymity of the target packets.
+///
+/// The top-level figures are the pool observer's (it knows which packets
+/// are inside each mix); `timing` holds the timing observer's (it sees only
+/// when packets enter and leave). docs/simulations.md states both models.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Anonymity {
     /// Targets asked for.
     pub targets_requested: usize,
     /// Targets that were delivered and measured.
     pub targets_measured: usize,
-    /// Entropy (bits) of the observer's posterior over senders, per target.
+    /// Entropy (bits) of the pool observer's posterior over senders, per target.
     pub entropy_bits: Distribution,
     /// 2^(mean entropy): the effective anonymity set.
     pub effective_anonymity_set: f64,
     /// Clients in the run (the largest possible set).
     pub clients: usize,
+    /// The pool observer's min-entropy, −log2 of its likeliest sender's probability, bits.
+    pub min_entropy_bits: Distribution,
+    /// Mean probability the pool observer gives a target's true sender
+    /// (per-message sender–receiver linkability: the recipient is seen).
+    pub true_sender_probability: f64,
+    /// Share of targets whose true sender is the pool observer's best guess.
+    pub guess_success: f64,
+    /// The timing observer's figures.
+    pub timing: ObserverFigures,
+}
+
+/// One observer's figures over the targets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ObserverFigures {
+    /// Shannon entropy, bits.
+    pub entropy_bits: Distribution,
+    /// Min-entropy, bits.
+    pub min_entropy_bits: Distribution,
+    /// Mean probability given to the true sender.
+    pub true_sender_probability: f64,
+    /// Share of targets whose true sender is the best guess.
+    pub guess_success: f64,
+}
+
+/// One (n−1) attempt: a flush, a target let in alone, a watch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NMinusOneAttempt {
+    /// When the block started, virtual seconds.
+    pub start_secs: f64,
+    /// From the block's start to the target's entry, ms (the flush, then
+    /// the wait for a client packet).
+    pub wait_for_target_ms: f64,
+    /// Outputs of the mix during the watch (the target, loop cover, leftovers).
+    pub candidates: usize,
+    /// The adversary's posterior on the target's true output.
+    pub true_output: f64,
+    /// 1 if its best guess (the first output) was the target (1/k for a k-way tie), else 0.
+    pub guessed: f64,
+    /// Whether the mix's loop alarm rang before the block ended.
+    pub noticed: bool,
+    /// From the block's start to the alarm, had the block lasted, seconds.
+    pub notice_after_secs: f64,
+}
+
+/// The (n−1) attack's figures, beside their closed forms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NMinusOneReport {
+    /// The attacked mix.
+    pub node: String,
+    /// Attempts started.
+    pub attempts_started: u64,
+    /// Attempts that let a target in.
+    pub targets: usize,
+    /// Packets the adversary held back (dropped).
+    pub blocked: u64,
+    /// Share of targets whose output the adversary named.
+    pub guess_success: f64,
+    /// Mean posterior on the target's true output.
+    pub true_output_probability: f64,
+    /// Share of attempts the mix noticed (its loop alarm rang before the block ended).
+    pub noticed: f64,
+    /// Mean time from a block's start to the mix's alarm, seconds.
+    pub notice_after_secs: f64,
+    /// The alarm threshold: no returned loop for this long, seconds.
+    pub alarm_secs: f64,
+    /// Closed form of `guess_success`: 1/(1 + λ_M·d).
+    pub predicted_guess_success: f64,
+    /// Closed form of `true_output_probability`.
+    pub predicted_true_output_probability: f64,
+    /// Closed form of `notice_after_secs`.
+    pub predicted_notice_after_secs: f64,
+    /// Every attempt.
+    pub attempts: Vec<NMinusOneAttempt>,
+}
+
+/// The intersection attack's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IntersectionReport {
+    /// Alice's correspondents (client numbers).
+    pub correspondents: Vec<u32>,
+    /// Rounds observed.
+    pub rounds: usize,
+    /// Of those, rounds Alice was online.
+    pub online_rounds: usize,
+    /// Length of a round, seconds.
+    pub round_secs: f64,
+    /// Rounds after which the adversary's guess is the correspondents and
+    /// stays so to the end (None: not named by the end).
+    pub rounds_to_name: Option<usize>,
+    /// The same in hours.
+    pub hours_to_name: Option<f64>,
+    /// Variance of an ordinary client's pushes per round (Alice offline).
+    pub count_variance: f64,
+    /// Alice's real messages per correspondent per online round.
+    pub alice_per_correspondent: f64,
+    /// The reasoned estimate z²σ²/(p(1−p)·(k/m)²) (docs/simulations.md).
+    pub predicted_rounds: f64,
+    /// After each round, whether the guess was right.
+    pub named: Vec<bool>,
 }
 
 /// Everything a run measured.
@@ -218,6 +321,10 @@ pub struct Report {
     pub nodes: Vec<NodeReport>,
     /// Sender anonymity of target packets.
     pub anonymity: Anonymity,
+    /// The (n−1) attack, if the scenario has one.
+    pub n_minus_one: Option<NMinusOneReport>,
+    /// The intersection attack, if the scenario has one.
+    pub intersection: Option<IntersectionReport>,
     /// Packets lost, by reason: mixers' drops, gateway cores' drops and
     /// `link_loss`. Not here: the gateways' `drop_cover` discards, which are
     /// the clients' drop cover (addressed to the drop address, acknowledged)
@@ -234,6 +341,8 @@ pub struct RunOutput {
     pub packet_latencies_ms: Vec<f64>,
     /// Entropy of each measured target, bits, in the order targets were sent.
     pub target_entropies_bits: Vec<f64>,
+    /// Every measured target's figures under the pool and the timing observer.
+    pub target_posteriors: Vec<[crate::anonymity::Posterior; 2]>,
 }
 
 impl Report {
@@ -307,7 +416,16 @@ impl Report {
              per real byte       cover {cpr:.2}  acks and retransmissions {opr:.2}   (mailbox pushes {pb:.2} MB)\n\
              mix queues          largest mean {qmean:.2}  largest max {qmax}\n\
              sender anonymity    {tm}/{tr} targets  H mean {hm:.3} bits (min {hmin:.3}, p50 {h50:.3})  set 2^H = {set:.2} of {clients}\n\
+             min-entropy, link   pool H_min {hmin_mean:.3} bits, P(true sender) {pt:.3}, best guess right {gs:.3}\n\
+             timing observer     H {th:.3} bits, H_min {thm:.3} bits, P(true sender) {tpt:.3}, best guess right {tgs:.3}\n\
              drops               {drops:?}\n",
+            hmin_mean = a.min_entropy_bits.mean,
+            pt = a.true_sender_probability,
+            gs = a.guess_success,
+            th = a.timing.entropy_bits.mean,
+            thm = a.timing.min_entropy_bits.mean,
+            tpt = a.timing.true_sender_probability,
+            tgs = a.timing.guess_success,
             rb = mb(&b.real),
             tb = mb(&b.retransmission),
             ab = mb(&b.ack),
@@ -328,6 +446,34 @@ impl Report {
             clients = s.traffic.clients,
             drops = self.drops,
         );
+        if let Some(n) = &self.n_minus_one {
+            out += &format!(
+                "(n-1) attack on {node}  {t} targets: named {g:.3} (closed form {pg:.3}), P(true output) {p:.3} ({pp:.3}); \
+                 noticed {nf:.3}, alarm after {na:.2} s ({pna:.2}); {b} packets held back\n",
+                node = n.node,
+                t = n.targets,
+                g = n.guess_success,
+                pg = n.predicted_guess_success,
+                p = n.true_output_probability,
+                pp = n.predicted_true_output_probability,
+                nf = n.noticed,
+                na = n.notice_after_secs,
+                pna = n.predicted_notice_after_secs,
+                b = n.blocked,
+            );
+        }
+        if let Some(i) = &self.intersection {
+            out += &format!(
+                "intersection        correspondents {c:?} named after {r} of {n} rounds ({o} online; estimate {p:.0})\n",
+                c = i.correspondents,
+                r = i
+                    .rounds_to_name
+                    .map_or_else(|| "never".to_string(), |r| r.to_string()),
+                n = i.rounds,
+                o = i.online_rounds,
+                p = i.predicted_rounds,
+            );
+        }
         out
     }
 }

@@ -52,6 +52,8 @@ pub struct Scenario {
     pub link: LinkSpec,
     /// Who watches, and what is measured about anonymity.
     pub adversary: AdversarySpec,
+    /// Active and long-term attacks (none by default).
+    pub attack: AttackSpec,
 }
 
 impl Default for Scenario {
@@ -67,6 +69,7 @@ impl Default for Scenario {
             client: ClientSpec::default(),
             link: LinkSpec::default(),
             adversary: AdversarySpec::default(),
+            attack: AttackSpec::default(),
         }
     }
 }
@@ -266,6 +269,80 @@ impl Default for AdversarySpec {
     }
 }
 
+/// Attacks beyond the passive observers: each runs only when its table is present.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttackSpec {
+    /// The (n−1) attack on one layer-1 mix.
+    pub n_minus_one: Option<NMinusOneSpec>,
+    /// The long-term intersection (statistical disclosure) attack on client 0.
+    pub intersection: Option<IntersectionSpec>,
+}
+
+/// The (n−1) attack: the adversary, on every link into one mix, repeatedly
+/// blocks all its inputs to flush it, lets one client packet in (the
+/// target), keeps blocking while it watches the mix's outputs, and names the
+/// output it believes is the target. Blocked packets are dropped (reason
+/// `adversary_blocked`); their senders retransmit as usual.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NMinusOneSpec {
+    /// The attacked mix, `L1.<n>` (default `L1.0`).
+    pub node: String,
+    /// One attack starts every `period_secs`, from the warm-up on (default 5).
+    pub period_secs: f64,
+    /// Milliseconds of blocking before the target is let in (default 10 mean delays).
+    pub flush_ms: Option<f64>,
+    /// Milliseconds after the target entered during which inputs stay
+    /// blocked and outputs are candidates (default 10 mean delays).
+    pub watch_ms: Option<f64>,
+    /// A mix raises its alarm when none of its own loops returned for this
+    /// long, seconds (default ln(10⁶)/λ_M: honest operation exceeds it with
+    /// probability 10⁻⁶ per gap).
+    pub alarm_secs: Option<f64>,
+}
+
+impl Default for NMinusOneSpec {
+    fn default() -> Self {
+        NMinusOneSpec {
+            node: "L1.0".to_string(),
+            period_secs: 5.0,
+            flush_ms: None,
+            watch_ms: None,
+            alarm_secs: None,
+        }
+    }
+}
+
+/// The long-term intersection attack: client 0 ("Alice") writes only to a
+/// few fixed correspondents, and only in rounds when she is online; the
+/// adversary knows which rounds those are (it sees her link come and go) and
+/// counts what every client's gateway pushes to it in each round. Every other
+/// client stays online and writes to uniformly random clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntersectionSpec {
+    /// Alice's correspondents, drawn from the seed among the other clients (default 3).
+    pub correspondents: usize,
+    /// Length of a round, seconds (default 10).
+    pub round_secs: f64,
+    /// Probability that Alice is online in a round, drawn per round (default 0.5).
+    pub online_probability: f64,
+    /// Alice's real messages per second while online (default: `traffic.message_rate`).
+    pub message_rate: Option<f64>,
+}
+
+impl Default for IntersectionSpec {
+    fn default() -> Self {
+        IntersectionSpec {
+            correspondents: 3,
+            round_secs: 10.0,
+            online_probability: 0.5,
+            message_rate: None,
+        }
+    }
+}
+
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn from_file(path: &Path) -> Result<Scenario, SimError> {
@@ -399,6 +476,55 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(a) = &self.attack.n_minus_one {
+            match parse_node_name(&a.node, topo) {
+                Some(n) if n < topo.nodes_per_layer => {}
+                _ => {
+                    return Err(SimError::invalid(
+                        "attack.n_minus_one.node",
+                        format!("`{}` is not a layer-1 mix (L1.<n>)", a.node),
+                    ));
+                }
+            }
+            if !(a.period_secs.is_finite() && a.period_secs > 0.0) {
+                return Err(SimError::invalid(
+                    "attack.n_minus_one.period_secs",
+                    "must be > 0",
+                ));
+            }
+            for (field, v) in [
+                ("attack.n_minus_one.flush_ms", a.flush_ms),
+                ("attack.n_minus_one.watch_ms", a.watch_ms),
+                ("attack.n_minus_one.alarm_secs", a.alarm_secs),
+            ] {
+                if let Some(v) = v {
+                    finite_nonneg(field, v)?;
+                }
+            }
+        }
+        if let Some(i) = &self.attack.intersection {
+            if i.correspondents == 0 || i.correspondents >= t.clients {
+                return Err(SimError::invalid(
+                    "attack.intersection.correspondents",
+                    "must be ≥ 1 and fewer than the other clients",
+                ));
+            }
+            if !(i.round_secs.is_finite() && i.round_secs > 0.0) {
+                return Err(SimError::invalid(
+                    "attack.intersection.round_secs",
+                    "must be > 0",
+                ));
+            }
+            if !(0.0..=1.0).contains(&i.online_probability) {
+                return Err(SimError::invalid(
+                    "attack.intersection.online_probability",
+                    "must be in [0, 1]",
+                ));
+            }
+            if let Some(r) = i.message_rate {
+                finite_nonneg("attack.intersection.message_rate", r)?;
+            }
+        }
         if self.adversary.corrupt_gateways > topo.gateways {
             return Err(SimError::invalid(
                 "adversary.corrupt_gateways",
@@ -406,6 +532,21 @@ impl Scenario {
             ));
         }
         Ok(())
+    }
+
+    /// The (n−1) attack's flush, watch and alarm durations, defaults applied.
+    pub fn n_minus_one_windows(&self) -> Option<(Duration, Duration, Duration)> {
+        let a = self.attack.n_minus_one.as_ref()?;
+        let d_ms = self.traffic.mean_delay_ms;
+        let ms = |v: f64| Duration::try_from_secs_f64(v / 1000.0).unwrap_or(Duration::MAX);
+        let alarm = a
+            .alarm_secs
+            .unwrap_or_else(|| crate::closed_form::loop_alarm_secs(self.traffic.lambda_m));
+        Some((
+            ms(a.flush_ms.unwrap_or(10.0 * d_ms)),
+            ms(a.watch_ms.unwrap_or(10.0 * d_ms)),
+            Duration::try_from_secs_f64(alarm).unwrap_or(Duration::MAX),
+        ))
     }
 
     /// Mean per-hop mix delay.

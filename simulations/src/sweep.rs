@@ -11,16 +11,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::ProgressBar;
 use serde::Deserialize;
 
+use crate::confidence::{Interval, run_indexed};
 use crate::engine::run;
 use crate::error::SimError;
+use crate::metrics::{COUNT, METRICS, index_of, metrics_of};
 use crate::plot::{Labels, Series, write_line_chart};
-use crate::report::Report;
 use crate::scenario::Scenario;
 
 /// A sweep file.
@@ -43,48 +42,53 @@ pub struct SweepSpec {
     pub threads: usize,
 }
 
-/// The metrics of one sweep point, in table order.
-pub const METRICS: [&str; 10] = [
-    "packet_latency_mean_ms",
-    "packet_latency_p99_ms",
-    "message_latency_mean_ms",
-    "delivery_ratio",
-    "cover_per_real",
-    "overhead_per_real",
-    "entropy_mean_bits",
-    "anonymity_set",
-    "largest_mix_queue_mean",
-    "packet_hops",
-];
-
-fn metrics_of(r: &Report) -> [f64; 10] {
-    let queue = r
-        .nodes
-        .iter()
-        .filter(|n| n.layer > 0)
-        .map(|n| n.queue_mean)
-        .fold(0.0, f64::max);
-    [
-        r.packet_latency_ms.mean,
-        r.packet_latency_ms.p99,
-        r.message_latency_ms.mean,
-        r.delivery.message_ratio,
-        r.bandwidth.cover_per_real,
-        r.bandwidth.overhead_per_real,
-        r.anonymity.entropy_bits.mean,
-        r.anonymity.effective_anonymity_set,
-        queue,
-        r.packet_hops as f64,
-    ]
+/// One run of a sweep: a grid point under one of its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRun {
+    /// Grid point.
+    pub point: usize,
+    /// Seed index (the run's seed is the base seed plus this).
+    pub seed: usize,
+    /// Values of [`METRICS`].
+    pub metrics: [f64; COUNT],
 }
 
-/// One point of the grid and what it measured.
+/// One point of the grid and what it measured, over its seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepRow {
     /// Parameter values, in grid-key order.
     pub params: Vec<(String, f64)>,
-    /// Values of [`METRICS`].
-    pub metrics: [f64; 10],
+    /// Mean over seeds of each of [`METRICS`].
+    pub metrics: [f64; COUNT],
+    /// Half-width of each one's 95 % interval (NaN with one seed).
+    pub ci95: [f64; COUNT],
+}
+
+/// Which runs a shard does: run `j` (point-major, seeds fastest) belongs to
+/// shard `j mod count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: usize,
+    /// Shards in all.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}`: expected i/n, such as 0/4"))?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|e| format!("`{text}`: {e}"))?,
+            n.trim().parse().map_err(|e| format!("`{text}`: {e}"))?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!("`{text}`: need 0 ≤ i < n"));
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 /// A loaded sweep: base scenario and grid.
@@ -197,71 +201,229 @@ impl Sweep {
         Ok((scenario, params))
     }
 
-    /// Runs every point on worker threads.
-    pub fn run(&self, progress: Option<&ProgressBar>) -> Result<Vec<SweepRow>, SimError> {
-        let n = self.len();
-        let threads = match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            t => t,
+    /// Runs every point under `seeds` seeds, or only `shard`'s share of
+    /// those runs, on worker threads; runs in (point, seed) order.
+    pub fn run(
+        &self,
+        seeds: usize,
+        shard: Option<Shard>,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Vec<SweepRun>, SimError> {
+        let seeds = seeds.max(1);
+        let mine: Vec<usize> = (0..self.len() * seeds)
+            .filter(|j| shard.is_none_or(|s| j % s.count == s.index))
+            .collect();
+        if let Some(pb) = progress {
+            pb.set_length(mine.len() as u64);
         }
-        .min(n)
-        .max(1);
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<SweepRow, SimError>>>> =
-            Mutex::new((0..n).map(|_| None).collect());
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        let row = self.point(i).and_then(|(scenario, params)| {
-                            run(&scenario, None).map(|out| SweepRow {
-                                params,
-                                metrics: metrics_of(&out.report),
-                            })
-                        });
-                        if let Ok(mut r) = results.lock()
-                            && let Some(slot) = r.get_mut(i)
-                        {
-                            *slot = Some(row);
-                        }
-                        if let Some(pb) = progress {
-                            pb.inc(1);
-                        }
+        run_indexed(mine.len(), self.threads, progress, |k| {
+            let j = mine.get(k).copied().unwrap_or(0);
+            let (point, seed) = (j / seeds, j % seeds);
+            let (mut scenario, _) = self.point(point)?;
+            scenario.seed = scenario.seed.wrapping_add(seed as u64);
+            run(&scenario, None).map(|out| SweepRun {
+                point,
+                seed,
+                metrics: metrics_of(&out.report),
+            })
+        })
+    }
+
+    /// Means and intervals per point, from every run of every point.
+    pub fn rows(&self, runs: &[SweepRun]) -> Result<Vec<SweepRow>, SimError> {
+        (0..self.len())
+            .map(|point| {
+                let (_, params) = self.point(point)?;
+                let mine: Vec<&SweepRun> = runs.iter().filter(|r| r.point == point).collect();
+                let mut metrics = [f64::NAN; COUNT];
+                let mut ci95 = [f64::NAN; COUNT];
+                for (m, name) in METRICS.iter().enumerate() {
+                    let samples: Vec<f64> = mine
+                        .iter()
+                        .map(|r| r.metrics.get(m).copied().unwrap_or(f64::NAN))
+                        .collect();
+                    let i = Interval::of(name, &samples);
+                    if let (Some(a), Some(b)) = (metrics.get_mut(m), ci95.get_mut(m)) {
+                        (*a, *b) = (i.mean, i.half_width);
                     }
-                });
-            }
-        });
-        let results = results
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(SimError::invalid("grid", "a point did not run"))))
+                }
+                Ok(SweepRow {
+                    params,
+                    metrics,
+                    ci95,
+                })
+            })
             .collect()
     }
 
-    /// Writes `sweep.csv` and one `sweep_<metric>.svg` per metric into `dir`.
-    pub fn write(&self, rows: &[SweepRow], dir: &Path) -> Result<(), SimError> {
+    /// Writes a shard's runs to `path`, every value exactly (so that a merge
+    /// reproduces an unsharded sweep to the byte).
+    pub fn write_shard(
+        &self,
+        runs: &[SweepRun],
+        seeds: usize,
+        shard: Shard,
+        path: &Path,
+    ) -> Result<(), SimError> {
+        let mut text = format!(
+            "# mixsim shard {}/{} seeds {} points {}\npoint,seed,{}\n",
+            shard.index,
+            shard.count,
+            seeds.max(1),
+            self.len(),
+            METRICS.join(",")
+        );
+        for r in runs {
+            let cells: Vec<String> = r.metrics.iter().map(|v| format!("{v:?}")).collect();
+            let _ = writeln!(text, "{},{},{}", r.point, r.seed, cells.join(","));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| SimError::io(parent, e))?;
+        }
+        std::fs::write(path, text).map_err(|e| SimError::io(path, e))
+    }
+
+    /// Reads shard files back into every run of the sweep, checking that
+    /// they are shards of this sweep, that no shard is missing and that
+    /// every run is there exactly once; returns the runs and the seed count.
+    pub fn merge(&self, files: &[PathBuf]) -> Result<(Vec<SweepRun>, usize), SimError> {
+        let bad = |file: &Path, message: String| SimError::Parse {
+            file: file.display().to_string(),
+            message,
+        };
+        let mut runs = Vec::new();
+        let mut seen_shards = Vec::new();
+        let mut layout: Option<(usize, usize)> = None;
+        for file in files {
+            let text = std::fs::read_to_string(file).map_err(|e| SimError::io(file, e))?;
+            let mut lines = text.lines();
+            let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+            let (Some(shard), Some(seeds), Some(points)) = (
+                head.get(3).and_then(|s| s.parse::<Shard>().ok()),
+                head.get(5).and_then(|s| s.parse::<usize>().ok()),
+                head.get(7).and_then(|s| s.parse::<usize>().ok()),
+            ) else {
+                return Err(bad(file, "not a mixsim shard file".into()));
+            };
+            if points != self.len() {
+                return Err(bad(
+                    file,
+                    format!("{points} points, the sweep has {}", self.len()),
+                ));
+            }
+            if layout.is_some_and(|l| l != (shard.count, seeds)) {
+                return Err(bad(
+                    file,
+                    "shards of different splits or seed counts".into(),
+                ));
+            }
+            layout = Some((shard.count, seeds));
+            seen_shards.push(shard.index);
+            if lines.next() != Some(&format!("point,seed,{}", METRICS.join(","))[..]) {
+                return Err(bad(
+                    file,
+                    "columns differ from this mixsim's metrics".into(),
+                ));
+            }
+            for line in lines {
+                let cells: Vec<&str> = line.split(',').collect();
+                let number = |i: usize| cells.get(i).and_then(|c| c.parse::<usize>().ok());
+                let (Some(point), Some(seed)) = (number(0), number(1)) else {
+                    return Err(bad(file, format!("bad row `{line}`")));
+                };
+                let mut metrics = [f64::NAN; COUNT];
+                for (m, slot) in metrics.iter_mut().enumerate() {
+                    *slot = cells
+                        .get(m + 2)
+                        .and_then(|c| c.parse::<f64>().ok())
+                        .ok_or_else(|| bad(file, format!("bad row `{line}`")))?;
+                }
+                runs.push(SweepRun {
+                    point,
+                    seed,
+                    metrics,
+                });
+            }
+        }
+        let (count, seeds) = layout.unwrap_or((0, 1));
+        seen_shards.sort_unstable();
+        if seen_shards != (0..count).collect::<Vec<_>>() {
+            return Err(SimError::invalid(
+                "merge",
+                format!("need each of the {count} shards once, got {seen_shards:?}"),
+            ));
+        }
+        runs.sort_by_key(|r| (r.point, r.seed));
+        let expected: Vec<(usize, usize)> = (0..self.len() * seeds)
+            .map(|j| (j / seeds, j % seeds))
+            .collect();
+        let got: Vec<(usize, usize)> = runs.iter().map(|r| (r.point, r.seed)).collect();
+        if got != expected {
+            return Err(SimError::invalid(
+                "merge",
+                "the shards do not hold every run exactly once",
+            ));
+        }
+        Ok((runs, seeds))
+    }
+
+    /// Writes `sweep.csv` (means, and with several seeds each metric's 95 %
+    /// half-width in a `_ci95` column), `runs.csv` (every run) and one
+    /// `sweep_<metric>.svg` per metric that has a value, with error bars
+    /// and, where one exists, the closed form.
+    pub fn write(&self, runs: &[SweepRun], seeds: usize, dir: &Path) -> Result<(), SimError> {
         std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
-        let mut csv = String::new();
+        let rows = self.rows(runs)?;
+        let several = seeds > 1;
         let keys: Vec<&str> = self.grid.iter().map(|(k, _)| k.as_str()).collect();
-        let _ = writeln!(csv, "{},{}", keys.join(","), METRICS.join(","));
-        for row in rows {
+        let header: Vec<String> = METRICS
+            .iter()
+            .flat_map(|m| {
+                let mut cols = vec![m.to_string()];
+                if several {
+                    cols.push(format!("{m}_ci95"));
+                }
+                cols
+            })
+            .collect();
+        let mut csv = String::new();
+        let _ = writeln!(csv, "{},{}", keys.join(","), header.join(","));
+        for row in &rows {
             let params: Vec<String> = row.params.iter().map(|(_, v)| format!("{v}")).collect();
-            let metrics: Vec<String> = row.metrics.iter().map(|v| format!("{v:.6}")).collect();
-            let _ = writeln!(csv, "{},{}", params.join(","), metrics.join(","));
+            let cells: Vec<String> = row
+                .metrics
+                .iter()
+                .zip(&row.ci95)
+                .flat_map(|(v, h)| {
+                    let mut c = vec![format!("{v:.6}")];
+                    if several {
+                        c.push(format!("{h:.6}"));
+                    }
+                    c
+                })
+                .collect();
+            let _ = writeln!(csv, "{},{}", params.join(","), cells.join(","));
         }
         let path = dir.join("sweep.csv");
         std::fs::write(&path, csv).map_err(|e| SimError::io(&path, e))?;
+        if several {
+            let mut csv = format!("{},seed,{}\n", keys.join(","), METRICS.join(","));
+            for r in runs {
+                let params: Vec<String> = rows
+                    .get(r.point)
+                    .map(|row| row.params.iter().map(|(_, v)| format!("{v}")).collect())
+                    .unwrap_or_default();
+                let cells: Vec<String> = r.metrics.iter().map(|v| format!("{v:.6}")).collect();
+                let _ = writeln!(csv, "{},{},{}", params.join(","), r.seed, cells.join(","));
+            }
+            let path = dir.join("runs.csv");
+            std::fs::write(&path, csv).map_err(|e| SimError::io(&path, e))?;
+        }
         let x_at = keys.iter().position(|k| *k == self.x).unwrap_or(0);
-        for (m, metric) in METRICS.iter().enumerate() {
+        let lines_of = |m: usize, prefix: &str| -> Vec<Series> {
             // One line per combination of the other parameters.
-            let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-            for row in rows {
+            let mut lines: BTreeMap<String, Series> = BTreeMap::new();
+            for row in &rows {
                 let label: Vec<String> = row
                     .params
                     .iter()
@@ -269,14 +431,36 @@ impl Sweep {
                     .filter(|(i, _)| *i != x_at)
                     .map(|(_, (k, v))| format!("{k}={v}"))
                     .collect();
+                let name = format!("{prefix}{}", label.join(", "));
                 let x = row.params.get(x_at).map_or(0.0, |p| p.1);
                 let y = row.metrics.get(m).copied().unwrap_or(f64::NAN);
-                lines.entry(label.join(", ")).or_default().push((x, y));
+                let h = row.ci95.get(m).copied().unwrap_or(f64::NAN);
+                let s = lines.entry(name.clone()).or_insert_with(|| Series {
+                    name,
+                    points: Vec::new(),
+                    ci95: Vec::new(),
+                });
+                s.points.push((x, y));
+                s.ci95.push(if prefix.is_empty() { h } else { f64::NAN });
             }
-            let series: Vec<Series> = lines
-                .into_iter()
-                .map(|(name, points)| Series { name, points })
-                .collect();
+            lines.into_values().collect()
+        };
+        for (m, metric) in METRICS.iter().enumerate() {
+            if metric.ends_with("_closed_form") || metric.ends_with("_estimate") {
+                continue;
+            }
+            if !rows
+                .iter()
+                .any(|r| r.metrics.get(m).is_some_and(|v| v.is_finite()))
+            {
+                continue;
+            }
+            let mut series = lines_of(m, "");
+            for companion in ["_closed_form", "_estimate"] {
+                if let Some(c) = index_of(&format!("{metric}{companion}")) {
+                    series.extend(lines_of(c, &format!("{} ", &companion[1..])));
+                }
+            }
             write_line_chart(
                 &dir.join(format!("sweep_{metric}.svg")),
                 Labels {

@@ -10,7 +10,10 @@ use mixnode_core::DropReason;
 use protocol::packet::PACKET_SIZE;
 use protocol::time::Timestamp;
 
-use crate::report::{Anonymity, Bandwidth, Delivery, Distribution, NodeReport, Traffic};
+use crate::anonymity::Posterior;
+use crate::report::{
+    Anonymity, Bandwidth, Delivery, Distribution, NodeReport, ObserverFigures, Traffic,
+};
 
 /// The kind of a packet, as the simulator (not the observer) knows it:
 /// what the client core said it sent
@@ -127,8 +130,10 @@ pub struct Tally {
     pub reply_latencies_ms: Vec<f64>,
     /// Measured messages and real packets.
     pub delivery: Delivery,
-    /// Entropy per target ordinal (None: not delivered).
-    pub target_entropies: Vec<Option<f64>>,
+    /// Per target ordinal, the pool and the timing observer's figures (None: not delivered).
+    pub target_posteriors: Vec<Option<[Posterior; 2]>>,
+    /// Per target ordinal, its true sender.
+    pub target_senders: Vec<u32>,
     /// Drops by reason label.
     pub drops: BTreeMap<String, u64>,
     /// Events processed.
@@ -143,7 +148,8 @@ impl Tally {
         Tally {
             queues: vec![QueueGauge::default(); nodes],
             cover_sent: vec![0; nodes],
-            target_entropies: vec![None; targets],
+            target_posteriors: vec![None; targets],
+            target_senders: vec![0; targets],
             ..Tally::default()
         }
     }
@@ -256,23 +262,45 @@ impl Tally {
             .collect()
     }
 
-    /// Anonymity figures of the targets.
-    pub fn anonymity(&self, clients: usize) -> (Anonymity, Vec<f64>) {
-        let entropies: Vec<f64> = self.target_entropies.iter().flatten().copied().collect();
-        let mut sorted = entropies.clone();
-        let dist = Distribution::of(&mut sorted);
+    /// Anonymity figures of the targets, and every measured target's figures.
+    pub fn anonymity(&self, clients: usize) -> (Anonymity, Vec<[Posterior; 2]>) {
+        let measured: Vec<[Posterior; 2]> =
+            self.target_posteriors.iter().flatten().copied().collect();
+        let figures = |i: usize| {
+            let pick = |f: fn(&Posterior) -> f64| -> Vec<f64> {
+                measured.iter().filter_map(|p| p.get(i)).map(f).collect()
+            };
+            let mean = |v: Vec<f64>| {
+                if v.is_empty() {
+                    0.0
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
+            };
+            ObserverFigures {
+                entropy_bits: Distribution::of(&mut pick(|p| p.entropy_bits)),
+                min_entropy_bits: Distribution::of(&mut pick(|p| p.min_entropy_bits)),
+                true_sender_probability: mean(pick(|p| p.true_sender)),
+                guess_success: mean(pick(|p| p.guessed)),
+            }
+        };
+        let pool = figures(0);
         let anonymity = Anonymity {
-            targets_requested: self.target_entropies.len(),
-            targets_measured: dist.count,
-            effective_anonymity_set: if dist.count > 0 {
-                dist.mean.exp2()
+            targets_requested: self.target_posteriors.len(),
+            targets_measured: pool.entropy_bits.count,
+            effective_anonymity_set: if pool.entropy_bits.count > 0 {
+                pool.entropy_bits.mean.exp2()
             } else {
                 0.0
             },
-            entropy_bits: dist,
+            entropy_bits: pool.entropy_bits,
             clients,
+            min_entropy_bits: pool.min_entropy_bits,
+            true_sender_probability: pool.true_sender_probability,
+            guess_success: pool.guess_success,
+            timing: figures(1),
         };
-        (anonymity, entropies)
+        (anonymity, measured)
     }
 }
 

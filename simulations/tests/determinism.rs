@@ -94,6 +94,65 @@ fn sweep_is_deterministic_and_writes_one_plot_per_metric() {
     let csv = String::from_utf8(fa["sweep.csv"].clone()).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("traffic.lambda_p,traffic.mean_delay_ms,packet_latency_mean_ms"));
-    assert_eq!(fa.keys().filter(|k| k.ends_with(".svg")).count(), 10);
+    // One chart per metric with a value (the attacks' are absent).
+    assert_eq!(fa.keys().filter(|k| k.ends_with(".svg")).count(), 15);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_sweep_in_two_shards_merges_to_the_same_bytes() {
+    let tmp = std::env::temp_dir().join(format!("mixsim-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let sweep = tmp.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        "threads = 2\n[scenario]\nduration_secs = 8.0\nwarmup_secs = 1.0\ndrain_secs = 2.0\n\
+         [scenario.traffic]\nclients = 8\n[scenario.adversary]\ntarget_messages = 40\n\
+         [grid]\n\"traffic.mean_delay_ms\" = [20.0, 80.0, 160.0]\n",
+    )
+    .unwrap();
+    let s = sweep.to_str().unwrap();
+    let whole = tmp.join("whole");
+    mixsim(&[
+        "sweep",
+        s,
+        "--seeds",
+        "3",
+        "--out",
+        whole.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let shards: Vec<String> = (0..2)
+        .map(|i| {
+            let file = tmp.join(format!("shard-{i}.csv"));
+            let (f, sh) = (file.to_str().unwrap(), format!("{i}/2"));
+            mixsim(&[
+                "sweep", s, "--seeds", "3", "--shard", &sh, "--out", f, "--quiet",
+            ]);
+            file.to_str().unwrap().to_string()
+        })
+        .collect();
+    let merged = tmp.join("merged");
+    let mut args = vec!["merge", s];
+    args.extend(shards.iter().rev().map(String::as_str));
+    args.extend(["--out", merged.to_str().unwrap()]);
+    mixsim(&args);
+    let (a, b) = (files(&whole), files(&merged));
+    assert!(a.contains_key("runs.csv") && a.contains_key("sweep.csv"));
+    let csv = String::from_utf8(a["sweep.csv"].clone()).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .contains("entropy_mean_bits_ci95")
+    );
+    assert_eq!(a, b, "merged shards differ from the unsharded sweep");
+    // A missing shard is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_mixsim"))
+        .args(["merge", s, &shards[0], "--out"])
+        .arg(tmp.join("partial"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -3,6 +3,7 @@
 use protocol::ProtocolError;
 use thiserror::Error;
 
+use crate::events::SendFailure;
 use crate::sessions::SessionBookError;
 
 /// Why the client refused to send a message or a reply.
@@ -43,14 +44,17 @@ pub enum ClientError {
         available: usize,
     },
     /// The route source has no route (no topology yet, or no such gateway).
-    #[error("no route to gateway {0}")]
+    #[error(
+        "no route to gateway {0}: it is not in the current topology (the address may be \
+         outdated or from another network)"
+    )]
     NoRoute(String),
     /// The client task has stopped.
     #[error("the client has stopped")]
     Stopped,
-    /// The message was not acknowledged after its last retransmission.
-    #[error("message not delivered: a fragment was never acknowledged")]
-    NotDelivered,
+    /// The message was given up, for the reason given.
+    #[error("message not delivered: {0}")]
+    NotDelivered(SendFailure),
     /// No end-to-end session with this address, and no address card to start one.
     #[error("no session with {0}: add its address card first")]
     NoSession(String),

@@ -1,6 +1,7 @@
 //! What the core tells its user, and the handle that answers a message.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use protocol::fragment::MessageId;
 use protocol::surb::{SURB_SIZE, Surb};
@@ -79,6 +80,8 @@ pub enum ClientEvent {
     SendFailed {
         /// The message.
         id: MessageId,
+        /// What is known of why.
+        reason: SendFailure,
     },
     /// One more fragment of a message we sent was acknowledged.
     Progress {
@@ -184,5 +187,56 @@ mod tests {
             ReplyHandle::from_bytes(&bytes[..16]).map(|h| h.surbs_left()),
             Some(0)
         );
+    }
+}
+
+/// Why a message we sent was given up: what the sender can know, and no more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    /// A fragment was never acknowledged: `tries` copies, the first sent
+    /// `over` before the last deadline passed. The recipient's gateway did
+    /// not store any copy: it is down or cut off, or it does not serve the
+    /// recipient (it refuses mail for clients it has not registered: an
+    /// address card from before its owner registered, or one whose
+    /// registration expired); or the mixnet lost every copy.
+    NoAck {
+        /// Copies sent.
+        tries: u32,
+        /// From the first copy to the last deadline.
+        over: Duration,
+    },
+    /// No copy could be built: the recipient's gateway is not (any more) in
+    /// the topology, or a reply's SURB did not parse.
+    Unsendable {
+        /// Copies attempted.
+        tries: u32,
+    },
+    /// The message's lifetime ended before a copy could leave.
+    Expired,
+    /// A reply used up the SURBs it was given before it was acknowledged.
+    OutOfSurbs,
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::NoAck { tries, over } => write!(
+                f,
+                "no acknowledgement from the recipient's gateway after {tries} tries over {} s: \
+                 that gateway is down or unreachable, or it does not know the recipient \
+                 (an address card whose owner never connected, or stayed away past the \
+                 gateway's registration expiry)",
+                over.as_secs()
+            ),
+            SendFailure::Unsendable { tries } => write!(
+                f,
+                "none of {tries} copies could be built: the recipient's gateway is not in the \
+                 current topology (the card may be outdated or from another network)"
+            ),
+            SendFailure::Expired => f.write_str("its lifetime ended before it could be sent"),
+            SendFailure::OutOfSurbs => f.write_str(
+                "the reply used up the SURBs it was given: the correspondent's gateway may be down",
+            ),
+        }
     }
 }

@@ -31,7 +31,7 @@ use x25519_dalek::PublicKey;
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
 pub use error::ClientError;
-pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle};
+pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle, SendFailure};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};

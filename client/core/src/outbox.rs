@@ -32,7 +32,7 @@ use x25519_dalek::PublicKey;
 
 use super::builder::{ForwardRoute, PacketBuilder};
 use super::config::ClientConfig;
-use super::events::{ClientEvent, DeliveryOutcome, EventQueue};
+use super::events::{ClientEvent, DeliveryOutcome, EventQueue, SendFailure};
 use super::health::NodeHealth;
 use super::routes::RouteSource;
 use super::stats::{ClientStats, DeliveryDrop};
@@ -53,6 +53,10 @@ struct OutgoingFragment {
     fragment: Fragment,
     acked: bool,
     sends: u32,
+    /// Copies that could not be built (no route, a SURB that does not parse).
+    unbuilt: u32,
+    /// When the first copy left.
+    first_sent: Option<Timestamp>,
     deadline: Option<Timestamp>,
     surb_acks: Vec<SurbId>,
     /// The SURB-ack of the copy the pending deadline is for (none when that
@@ -154,6 +158,8 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                 fragment,
                 acked: false,
                 sends: 0,
+                unbuilt: 0,
+                first_sent: None,
                 deadline: None,
                 surb_acks: Vec::new(),
                 pending: None,
@@ -291,7 +297,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             Target::Surbs(surbs) => {
                 let Some(surb) = surbs.pop_front() else {
                     // Nothing left to send through: the reply cannot be retransmitted.
-                    self.fail(fid.message, stats, events);
+                    self.fail(fid.message, SendFailure::OutOfSurbs, stats, events);
                     return Attempt::Skip;
                 };
                 Frame::Reply {
@@ -326,6 +332,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             // transmission, so a message that can never leave fails instead
             // of blocking the queue; the next fragment takes the tick.
             stats.unsendable += 1;
+            state.unbuilt += 1;
             let deadline = now.saturating_add(config.ack_margin);
             state.deadline = Some(deadline);
             state.pending = None;
@@ -334,6 +341,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
         };
         let deadline = now.saturating_add(round_trip.saturating_add(config.ack_margin));
         state.deadline = Some(deadline);
+        state.first_sent.get_or_insert(now);
         state.surb_acks.push(surb_id);
         state.pending = Some(surb_id);
         self.deadlines.insert((deadline, fid));
@@ -464,7 +472,14 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                 health.record_failure(now, &entry.mixes);
             }
             if state.sends > config.max_retransmissions {
-                self.fail(fid.message, stats, events);
+                let reason = match state.first_sent {
+                    Some(first) if state.unbuilt < state.sends => SendFailure::NoAck {
+                        tries: state.sends - state.unbuilt,
+                        over: now.saturating_duration_since(first),
+                    },
+                    _ => SendFailure::Unsendable { tries: state.sends },
+                };
+                self.fail(fid.message, reason, stats, events);
             } else {
                 self.queue.push_front(fid);
             }
@@ -475,12 +490,18 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
     fn expire(&mut self, id: MessageId, stats: &mut ClientStats, events: &mut EventQueue) {
         if self.messages.contains_key(&id) {
             stats.expired_unsent += 1;
-            self.fail(id, stats, events);
+            self.fail(id, SendFailure::Expired, stats, events);
         }
     }
 
     /// Gives up on a message: forgets its fragments and SURB-acks.
-    fn fail(&mut self, id: MessageId, stats: &mut ClientStats, events: &mut EventQueue) {
+    fn fail(
+        &mut self,
+        id: MessageId,
+        reason: SendFailure,
+        stats: &mut ClientStats,
+        events: &mut EventQueue,
+    ) {
         let Some(message) = self.messages.remove(&id) else {
             return;
         };
@@ -496,7 +517,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             }
         }
         stats.send_failures += 1;
-        events.push(ClientEvent::SendFailed { id }, stats);
+        events.push(ClientEvent::SendFailed { id, reason }, stats);
     }
 }
 

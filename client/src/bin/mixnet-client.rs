@@ -5,15 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use client::shell::{
-    DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder, os_seed,
-};
-use client::{AddressCard, Client, ClientOptions, Outgoing, SendStatus};
-use directory::DirectoryClient;
-use protocol::{ClientAddress, NodeId, SphinxKeyPair};
-use rand::{RngExt, SeedableRng};
+use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
+use client::{AddressCard, Client, ClientOptions, OpenError, Outgoing, SendStatus};
+use protocol::{ClientAddress, NodeId};
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
 use topology::{Authority, AuthoritySet};
@@ -36,7 +33,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates a client: a new key, the directory to trust, a gateway.
+    /// Creates a client: a new key, the directory to trust, a gateway; registers
+    /// it there and prints its address card (fails if the gateway cannot be
+    /// reached: mail sent to the card would be refused).
     Init {
         /// The client's data folder.
         #[arg(long)]
@@ -220,13 +219,14 @@ struct Pin {
 }
 
 impl Pin {
-    /// The authority set, and what `client.toml` records of it.
-    fn set(&self) -> Result<(AuthoritySet, Vec<Authority>)> {
+    /// The one directory's key (if no authorities are listed) and the
+    /// listed authorities.
+    fn parse(&self) -> Result<(NodeId, Vec<Authority>)> {
         if self.authorities.is_empty() {
             let key = &self.key;
             let id = NodeId::from_base58(key)
                 .with_context(|| format!("--directory-key {key}: not a key"))?;
-            return Ok((AuthoritySet::single(id, &self.url), Vec::new()));
+            return Ok((id, Vec::new()));
         }
         let listed = self
             .authorities
@@ -243,68 +243,34 @@ impl Pin {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let set = AuthoritySet::new(listed.clone(), self.threshold).context("--authority")?;
-        Ok((set, listed))
+        AuthoritySet::new(listed.clone(), self.threshold).context("--authority")?;
+        let first = listed.first().map(|a| a.id).unwrap_or(NodeId([0; 32]));
+        Ok((first, listed))
     }
 }
 
 async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
-    let folder = DataFolder::new(dir);
-    let (set, listed) = pin.set()?;
-    let url = set
-        .authorities
+    let (directory_key, authorities) = pin.parse()?;
+    let url = authorities
         .first()
-        .map(|a| a.url.clone())
-        .unwrap_or_default();
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let directory = DirectoryClient::with_authorities(set.clone(), Some(folder.topology_path()))?;
-    let topology = directory
-        .topology()
-        .await
-        .with_context(|| format!("cannot get the topology from {url}"))?;
-    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
-    let gateway = match gateway {
-        Some(id) => {
-            let id =
-                NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id"))?;
-            if !topology.is_gateway(&id) {
-                bail!("--gateway {id}: not a gateway of the topology");
-            }
-            id
-        }
-        None => {
-            let usable: Vec<NodeId> = topology
-                .gateways
-                .iter()
-                .filter(|g| g.client_address.is_some())
-                .map(|g| g.id)
-                .collect();
-            if usable.is_empty() {
-                bail!("the topology has no gateway that accepts clients");
-            }
-            let pick = rng.random_range(0..usable.len());
-            *usable.get(pick).context("no gateway")?
-        }
+        .map_or(pin.url.clone(), |a| a.url.clone());
+    let gateway = gateway
+        .map(|id| NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id")))
+        .transpose()?;
+    let options = CreateOptions {
+        directory_url: pin.url.clone(),
+        directory_key,
+        authorities,
+        authority_threshold: pin.threshold,
+        gateway,
+        passphrase: passphrase(),
     };
-    let keys = SphinxKeyPair::generate(&mut rng);
-    let single = listed.is_empty();
-    let settings = StoredSettings {
-        directory_url: if single { url } else { String::new() },
-        directory_key: if single {
-            set.ids().first().map(NodeId::to_base58).unwrap_or_default()
-        } else {
-            String::new()
-        },
-        authorities: listed,
-        authority_threshold: if single { None } else { pin.threshold },
-        gateway: gateway.to_base58(),
-        state_sealing: if passphrase().is_some() {
-            StateSealing::Passphrase
-        } else {
-            StateSealing::KeyFile
-        },
-    };
-    let created = folder.init(&mut rng, &settings, &keys, passphrase().as_ref())?;
+    let created = Client::create(dir, options).await.map_err(|e| match e {
+        OpenError::Directory(e) => {
+            anyhow!(e).context(format!("cannot get the topology from {url}"))
+        }
+        e => anyhow!(e),
+    })?;
     println!("{}", created.book.card(created.address()));
     Ok(())
 }
@@ -343,7 +309,7 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
                 eprintln!("delivered");
                 return Ok(());
             }
-            SendStatus::Failed => bail!("not delivered: a fragment was never acknowledged"),
+            SendStatus::Failed(reason) => bail!("not delivered: {reason}"),
             SendStatus::Progress { acked, total } => eprintln!("waiting for ack {acked}/{total}"),
         }
         if outgoing.changed().await.is_none() {

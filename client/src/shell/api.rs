@@ -17,7 +17,7 @@ use super::link::GatewayDialer;
 use super::store::{BookFile, Passphrase};
 use client_core::ClientError;
 use client_core::sessions::{AddressCard, PeerIdentityKey, SessionBook, SessionId};
-use client_core::{ClientConfig, ClientStats, ReplyHandle};
+use client_core::{ClientConfig, ClientStats, ReplyHandle, SendFailure};
 
 /// Settings of the async shell around the core.
 #[derive(Clone, Debug)]
@@ -73,8 +73,8 @@ pub enum SendStatus {
     },
     /// Every fragment was acknowledged.
     Delivered,
-    /// A fragment was not acknowledged after its last retransmission.
-    Failed,
+    /// The message was given up, for the reason given.
+    Failed(SendFailure),
 }
 
 /// A message on its way: its id, and a watch of its [`SendStatus`].
@@ -110,7 +110,7 @@ impl Outgoing {
         loop {
             match *self.status.borrow_and_update() {
                 SendStatus::Delivered => return Ok(()),
-                SendStatus::Failed => return Err(ClientError::NotDelivered),
+                SendStatus::Failed(reason) => return Err(ClientError::NotDelivered(reason)),
                 SendStatus::Progress { .. } => {}
             }
             if self.status.changed().await.is_err() {

@@ -566,9 +566,9 @@ impl<C: GatewayDialer> Driver<C> {
                         status.send_replace(SendStatus::Delivered);
                     }
                 }
-                ClientEvent::SendFailed { id } => {
+                ClientEvent::SendFailed { id, reason } => {
                     if let Some(status) = self.outgoing.remove(&id) {
-                        status.send_replace(SendStatus::Failed);
+                        status.send_replace(SendStatus::Failed(reason));
                     }
                 }
                 ClientEvent::ReceiveTimedOut { id } => self.forget_partial(&id),

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod clock;
+mod create;
 mod driver;
 pub mod journal;
 pub mod link;
@@ -19,6 +20,7 @@ pub use api::{
     Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus,
     ShellStats,
 };
+pub use create::CreateOptions;
 pub use journal::{JournalLimits, PartialJournal};
 pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, QuicDialer};
 pub use open::{os_seed, refresh_topology};

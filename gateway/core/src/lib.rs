@@ -3,6 +3,7 @@
 pub mod core;
 pub mod error;
 pub mod mailbox;
+pub mod source;
 pub mod stats;
 pub mod throttle;
 
@@ -11,7 +12,9 @@ pub use crate::core::{
 };
 pub use error::MailboxError;
 pub use mailbox::{
-    Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, StoredMessage,
+    Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, RegistrationDay,
+    StoredMessage,
 };
+pub use source::{SourceLimiter, SourceLimits, SourcePrefix, SourceRequest};
 pub use stats::{GatewayDropReason, GatewayStats, GatewayStatsSnapshot};
 pub use throttle::{ThrottleConfig, TokenBucket};

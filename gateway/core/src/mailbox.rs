@@ -14,7 +14,7 @@
 //! Nothing about a message's sender is stored: a record is the recipient's
 //! key, an id, an expiry instant, the SURB id and the payload.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use protocol::surb::SurbId;
@@ -121,10 +121,35 @@ pub trait MailboxStore {
     fn usage_by_client(&self) -> Result<Vec<(ClientKey, MailboxUsage)>, MailboxError>;
     /// The first id never used: above every id ever stored, even deleted ones.
     fn next_id(&self) -> Result<MailboxId, MailboxError>;
-    /// Records that the gateway serves `client`.
-    fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError>;
-    /// Every client the gateway serves.
-    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError>;
+    /// Records that the gateway serves `client`, last seen on day `seen`
+    /// ([`RegistrationDay`]); registering again only moves the day.
+    fn register_client(
+        &mut self,
+        client: &ClientKey,
+        seen: RegistrationDay,
+    ) -> Result<(), MailboxError>;
+    /// Every client the gateway serves, with the day it was last seen (`None`
+    /// for a registration kept by a version that did not record it).
+    fn clients(&self) -> Result<Vec<(ClientKey, Option<RegistrationDay>)>, MailboxError>;
+    /// Forgets `client` and deletes every message stored for it (one
+    /// transaction in a durable store).
+    fn unregister_client(
+        &mut self,
+        client: &ClientKey,
+    ) -> Result<Vec<RemovedMessage>, MailboxError>;
+}
+
+/// A day, counted from the Unix epoch: all a gateway keeps of when a client
+/// was last connected, so that unused registrations can expire without a
+/// record of connection times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RegistrationDay(pub u64);
+
+impl RegistrationDay {
+    /// The day `now` falls on.
+    pub fn of(now: Timestamp) -> Self {
+        RegistrationDay(now.as_nanos() / 86_400_000_000_000)
+    }
 }
 
 /// Retention and quotas of a [`Mailbox`].
@@ -355,6 +380,15 @@ impl<S: MailboxStore> Mailbox<S> {
         self.per_client.get(client).copied().unwrap_or_default()
     }
 
+    /// Forgets `client` and deletes its messages; returns how many there were.
+    pub fn unregister(&mut self, client: &ClientKey) -> Result<u64, MailboxError> {
+        let removed = self.store.unregister_client(client)?;
+        for r in &removed {
+            self.forget(r);
+        }
+        Ok(removed.len() as u64)
+    }
+
     /// The store, for registering clients (changing messages behind the
     /// mailbox's back would break its counts).
     pub(crate) fn store_mut(&mut self) -> &mut S {
@@ -389,7 +423,7 @@ struct MemoryRecord {
 pub struct MemoryStore {
     messages: BTreeMap<(ClientKey, u64), MemoryRecord>,
     expiry: BTreeMap<(Timestamp, u64), ClientKey>,
-    clients: BTreeSet<ClientKey>,
+    clients: BTreeMap<ClientKey, RegistrationDay>,
     next_id: u64,
 }
 
@@ -502,12 +536,33 @@ impl MailboxStore for MemoryStore {
         Ok(MailboxId(self.next_id))
     }
 
-    fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
-        self.clients.insert(*client);
+    fn register_client(
+        &mut self,
+        client: &ClientKey,
+        seen: RegistrationDay,
+    ) -> Result<(), MailboxError> {
+        self.clients.insert(*client, seen);
         Ok(())
     }
 
-    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
-        Ok(self.clients.iter().copied().collect())
+    fn clients(&self) -> Result<Vec<(ClientKey, Option<RegistrationDay>)>, MailboxError> {
+        Ok(self.clients.iter().map(|(c, d)| (*c, Some(*d))).collect())
+    }
+
+    fn unregister_client(
+        &mut self,
+        client: &ClientKey,
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        self.clients.remove(client);
+        let ids: Vec<u64> = self
+            .messages
+            .range((*client, 0)..=(*client, u64::MAX))
+            .map(|((_, id), _)| *id)
+            .collect();
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            removed.extend(self.delete(client, MailboxId(id))?);
+        }
+        Ok(removed)
     }
 }

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::source::SourceRequest;
+
 /// Why the gateway dropped a packet or a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GatewayDropReason {
@@ -88,6 +90,12 @@ pub struct GatewayStats {
     malformed: AtomicU64,
     auth_refused: AtomicU64,
     authenticated: AtomicU64,
+    sessions_refused: AtomicU64,
+    auth_timeouts: AtomicU64,
+    registered: AtomicU64,
+    registrations_expired: AtomicU64,
+    sessions_source_limited: AtomicU64,
+    registrations_source_limited: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -124,6 +132,18 @@ pub struct GatewayStatsSnapshot {
     pub auth_refused: u64,
     /// Sessions that authenticated.
     pub authenticated: u64,
+    /// Sessions closed at once because the gateway was full (sessions or clients).
+    pub sessions_refused: u64,
+    /// Sessions closed for not authenticating in time.
+    pub auth_timeouts: u64,
+    /// Clients the gateway serves now.
+    pub registered: u64,
+    /// Registrations forgotten, with their mailboxes, after going unused.
+    pub registrations_expired: u64,
+    /// Sessions refused because their source address opened too many.
+    pub sessions_source_limited: u64,
+    /// Registrations refused because their source address made too many.
+    pub registrations_source_limited: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -183,6 +203,24 @@ impl GatewayStats {
     pub(crate) fn authenticated(&self) {
         bump(&self.authenticated);
     }
+    pub(crate) fn session_refused(&self) {
+        bump(&self.sessions_refused);
+    }
+    pub(crate) fn auth_timed_out(&self) {
+        bump(&self.auth_timeouts);
+    }
+    pub(crate) fn set_registered(&self, n: u64) {
+        self.registered.store(n, Ordering::Relaxed);
+    }
+    pub(crate) fn registrations_expired(&self, n: u64) {
+        self.registrations_expired.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn source_limited(&self, request: SourceRequest) {
+        bump(match request {
+            SourceRequest::Session => &self.sessions_source_limited,
+            SourceRequest::Registration => &self.registrations_source_limited,
+        });
+    }
 
     /// Counts one drop (`Throttled` also counts in `throttled`).
     pub fn dropped(&self, reason: GatewayDropReason) {
@@ -213,6 +251,12 @@ impl GatewayStats {
             malformed: load(&self.malformed),
             auth_refused: load(&self.auth_refused),
             authenticated: load(&self.authenticated),
+            sessions_refused: load(&self.sessions_refused),
+            auth_timeouts: load(&self.auth_timeouts),
+            registered: load(&self.registered),
+            registrations_expired: load(&self.registrations_expired),
+            sessions_source_limited: load(&self.sessions_source_limited),
+            registrations_source_limited: load(&self.registrations_source_limited),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

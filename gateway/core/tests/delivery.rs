@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use gateway_core::error::MailboxError;
-use gateway_core::mailbox::{ClientKey, MailboxUsage, RemovedMessage};
+use gateway_core::mailbox::{ClientKey, MailboxUsage, RegistrationDay, RemovedMessage};
 use gateway_core::{
     FinalHop, GatewayConfig, GatewayCore, GatewayDropReason, Mailbox, MailboxConfig, MailboxId,
     MailboxStore, MemoryStore, StoredMessage,
@@ -52,8 +52,10 @@ fn world(seed: u64) -> World {
     let mut gw_b = memory_core(exit_b.hop.id, GatewayConfig::default());
     let alice = SphinxKeyPair::generate(&mut rng);
     let bob = SphinxKeyPair::generate(&mut rng);
-    gw_a.register_client(&alice.public().to_bytes()).unwrap();
-    gw_b.register_client(&bob.public().to_bytes()).unwrap();
+    gw_a.register_client(Timestamp::ZERO, &alice.public().to_bytes())
+        .unwrap();
+    gw_b.register_client(Timestamp::ZERO, &bob.public().to_bytes())
+        .unwrap();
     World {
         rng,
         mixes,
@@ -234,11 +236,18 @@ impl MailboxStore for BrokenStore {
     fn next_id(&self) -> Result<MailboxId, MailboxError> {
         self.0.next_id()
     }
-    fn register_client(&mut self, c: &ClientKey) -> Result<(), MailboxError> {
-        self.0.register_client(c)
+    fn register_client(
+        &mut self,
+        c: &ClientKey,
+        seen: RegistrationDay,
+    ) -> Result<(), MailboxError> {
+        self.0.register_client(c, seen)
     }
-    fn clients(&self) -> Result<Vec<ClientKey>, MailboxError> {
+    fn clients(&self) -> Result<Vec<(ClientKey, Option<RegistrationDay>)>, MailboxError> {
         self.0.clients()
+    }
+    fn unregister_client(&mut self, c: &ClientKey) -> Result<Vec<RemovedMessage>, MailboxError> {
+        self.0.unregister_client(c)
     }
 }
 
@@ -249,7 +258,9 @@ fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
     let (d, _, _) = alice_sends_to_bob(&mut w, b"lost?");
     let mailbox = Mailbox::open(BrokenStore::default(), MailboxConfig::default()).unwrap();
     let mut broken = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
-    broken.register_client(&w.bob.public().to_bytes()).unwrap();
+    broken
+        .register_client(Timestamp::ZERO, &w.bob.public().to_bytes())
+        .unwrap();
     let actions = broken.handle_delivery(Timestamp::ZERO, d.clone()).actions;
     assert!(forwards(&actions).is_empty());
     let s = broken.stats().snapshot();
@@ -266,7 +277,8 @@ fn no_ack_leaves_the_gateway_unless_the_message_was_stored() {
     )
     .unwrap();
     let mut full = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
-    full.register_client(&w.bob.public().to_bytes()).unwrap();
+    full.register_client(Timestamp::ZERO, &w.bob.public().to_bytes())
+        .unwrap();
     assert!(forwards(&full.handle_delivery(Timestamp::ZERO, d).actions).is_empty());
     assert_eq!(
         full.stats()
@@ -394,7 +406,7 @@ fn a_batch_of_deliveries_is_committed_once_then_acked() {
     let commits = store.commits.clone();
     let mailbox = Mailbox::open(store, MailboxConfig::default()).unwrap();
     let mut core = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
-    core.register_client(&bob).unwrap();
+    core.register_client(Timestamp::ZERO, &bob).unwrap();
     let key = w.bob.clone();
     let (mut c, _) = connect(&mut core, &mut w.rng, Timestamp::ZERO, &key);
 

@@ -150,7 +150,7 @@ proptest! {
         let session = if authenticate {
             connect(&mut core, &mut rng, Timestamp::ZERO, &key).0.session
         } else {
-            core.open_session(Timestamp::ZERO, &mut rng).0
+            core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng).0
         };
         let actions = core.handle_client_bytes(Timestamp::ZERO, session, &bytes);
         let closed = actions.iter().any(|a| matches!(a, GatewayAction::Close { .. }));

@@ -48,7 +48,7 @@ fn a_client_with_the_wrong_key_is_refused_and_reads_nothing() {
     let (mut rng, mut core) = setup(1, GatewayConfig::default());
     let bob = SphinxKeyPair::generate(&mut rng);
     let bob_key = bob.public().to_bytes();
-    core.register_client(&bob_key).unwrap();
+    core.register_client(Timestamp::ZERO, &bob_key).unwrap();
     core.handle_delivery(Timestamp::ZERO, reply_for(bob_key, 1));
 
     // Mallory claims Bob's key but holds another secret.
@@ -87,7 +87,7 @@ fn a_client_with_the_wrong_key_is_refused_and_reads_nothing() {
 #[test]
 fn packets_before_authentication_close_the_session() {
     let (mut rng, mut core) = setup(2, GatewayConfig::default());
-    let (session, _) = core.open_session(Timestamp::ZERO, &mut rng);
+    let (session, _) = core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng);
     let send = ClientMessage::SendPacket {
         first_hop: NodeId([1; 32]),
         packet: Box::new([0; PACKET_SIZE]),
@@ -108,7 +108,7 @@ fn disconnect_mid_delivery_redelivers_each_unacked_message_exactly_once() {
     let (mut rng, mut core) = setup(3, GatewayConfig::default());
     let bob = SphinxKeyPair::generate(&mut rng);
     let key = bob.public().to_bytes();
-    core.register_client(&key).unwrap();
+    core.register_client(Timestamp::ZERO, &key).unwrap();
     for n in 1..=5 {
         core.handle_delivery(Timestamp::ZERO, reply_for(key, n));
     }
@@ -163,7 +163,7 @@ fn the_delivery_window_bounds_unacked_pushes() {
     let (mut rng, mut core) = setup(4, config);
     let bob = SphinxKeyPair::generate(&mut rng);
     let key = bob.public().to_bytes();
-    core.register_client(&key).unwrap();
+    core.register_client(Timestamp::ZERO, &key).unwrap();
     for n in 1..=5 {
         core.handle_delivery(Timestamp::ZERO, reply_for(key, n));
     }
@@ -187,7 +187,7 @@ fn a_new_session_replaces_the_old_one_and_late_auth_times_out() {
     let key = bob.public().to_bytes();
     let (mut old, _) = connect(&mut core, &mut rng, Timestamp::ZERO, &bob);
     assert!(core.is_registered(&key), "open registration");
-    let (session, actions) = core.open_session(Timestamp::ZERO, &mut rng);
+    let (session, actions) = core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng);
     let mut new = LinkClient {
         key: bob.clone(),
         session,
@@ -216,7 +216,7 @@ fn a_new_session_replaces_the_old_one_and_late_auth_times_out() {
     assert_eq!((s.sessions, s.online_clients), (1, 1));
 
     // A connection that never answers its challenge is closed at the deadline.
-    let (silent, _) = core.open_session(Timestamp::ZERO, &mut rng);
+    let (silent, _) = core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng);
     let deadline = core.next_timeout();
     assert_eq!(deadline, Timestamp::ZERO, "the first sweep is due at once");
     core.handle_timeout(Timestamp::ZERO);
@@ -328,13 +328,13 @@ fn the_core_is_deterministic_for_a_seed() {
         let (mut rng, mut core) = setup(seed, GatewayConfig::default());
         let bob = SphinxKeyPair::generate(&mut rng);
         let key = bob.public().to_bytes();
-        core.register_client(&key).unwrap();
+        core.register_client(Timestamp::ZERO, &key).unwrap();
         let mut trace = Vec::new();
         trace.extend(
             core.handle_delivery(Timestamp::ZERO, reply_for(key, 1))
                 .actions,
         );
-        let (session, actions) = core.open_session(Timestamp::ZERO, &mut rng);
+        let (session, actions) = core.open_session(Timestamp::ZERO, LOOPBACK, &mut rng);
         trace.extend(actions.clone());
         let [GatewayMessage::Challenge { gateway, ephemeral }] =
             LinkClient::receive_all(&actions)[..]

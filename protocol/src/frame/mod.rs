@@ -574,6 +574,17 @@ mod tests {
         assert!(SealedContent::decode(&flagged).is_err());
     }
 
+    /// Found by the `sealed_content` fuzz target: a lifetime field that was
+    /// not zero while its flag said "absent" decoded, so two plaintexts read
+    /// as the same content (the format says the field is zero when absent).
+    #[test]
+    fn a_lifetime_without_its_flag_is_refused() {
+        let mut bytes = SealedContent::DropCover.encode().unwrap();
+        assert!(SealedContent::decode(&bytes).is_ok());
+        bytes[2..6].copy_from_slice(&[0xff; 4]);
+        assert!(SealedContent::decode(&bytes).is_err());
+    }
+
     #[test]
     fn a_truncated_lifetime_is_refused() {
         // Flags say "lifetime" but the body ends after two bytes of it.

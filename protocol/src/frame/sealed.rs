@@ -118,6 +118,9 @@ impl SealedContent {
             return Err(bad("unknown flags"));
         }
         let lifetime = (flags & FLAG_LIFETIME != 0).then(|| u32::from_be_bytes([l0, l1, l2, l3]));
+        if lifetime.is_none() && [l0, l1, l2, l3] != [0; 4] {
+            return Err(bad("a lifetime without its flag"));
+        }
         let len = usize::from(u16::from_be_bytes([n0, n1]));
         let body = rest.get(..len).ok_or_else(|| bad("body too long"))?;
         if lifetime.is_some() && kind != SealedContentKind::Data as u8 {

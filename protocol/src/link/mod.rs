@@ -52,11 +52,13 @@ pub enum CloseReason {
     Shutdown = 6,
     /// The client is not registered and the gateway does not register clients itself.
     NotRegistered = 7,
+    /// Too many sessions or new registrations from the client's network address.
+    SourceLimited = 8,
 }
 
 impl CloseReason {
     /// Every reason, in code order.
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::AuthFailed,
         CloseReason::Malformed,
         CloseReason::AuthTimeout,
@@ -64,6 +66,7 @@ impl CloseReason {
         CloseReason::GatewayFull,
         CloseReason::Shutdown,
         CloseReason::NotRegistered,
+        CloseReason::SourceLimited,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -80,6 +83,7 @@ impl CloseReason {
             CloseReason::GatewayFull => "gateway_full",
             CloseReason::Shutdown => "shutdown",
             CloseReason::NotRegistered => "not_registered",
+            CloseReason::SourceLimited => "source_limited",
         }
     }
 }

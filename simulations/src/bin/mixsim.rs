@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use simulations::{Scenario, Sweep, run, write_run};
+use simulations::sweep::Shard;
+use simulations::{Scenario, Sweep, run, run_seeds, write_run, write_seeds};
 
 /// Deterministic discrete-event simulator of the mixnet.
 #[derive(Parser)]
@@ -24,6 +25,13 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Runs seeds s..s+N-1 in parallel: one directory per seed, and
+        /// 95 % confidence intervals in confidence.csv and summary.txt.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Worker threads for --seeds (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -32,12 +40,29 @@ enum Command {
     Sweep {
         /// The sweep TOML file.
         sweep: PathBuf,
-        /// Output directory (created if missing).
+        /// Output directory (created if missing); with --shard, the shard file.
         #[arg(long)]
         out: PathBuf,
+        /// Seeds per grid point; means with 95 % confidence intervals.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Runs only shard i of n (i/n) and writes its runs to --out, for `merge`.
+        #[arg(long)]
+        shard: Option<Shard>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Merges the shard files of a sweep into what the unsharded sweep writes.
+    Merge {
+        /// The sweep TOML file the shards ran.
+        sweep: PathBuf,
+        /// The shard files, one per shard.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -57,9 +82,26 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             scenario,
             out,
+            seeds,
+            threads,
             quiet,
         } => {
             let s = Scenario::from_file(&scenario)?;
+            if seeds > 1 {
+                let pb = bar(
+                    seeds as u64,
+                    quiet,
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} seeds ({eta} left)",
+                );
+                let runs = run_seeds(&s, seeds, threads, Some(&pb))
+                    .with_context(|| format!("running {}", scenario.display()))?;
+                pb.finish_and_clear();
+                write_seeds(&runs, &out).with_context(|| format!("writing {}", out.display()))?;
+                let summary = std::fs::read_to_string(out.join("summary.txt"))?;
+                print!("{summary}");
+                println!("results in {}", out.display());
+                return Ok(());
+            }
             let virtual_ms = ((s.duration_secs + s.drain_secs) * 1000.0) as u64;
             let pb = bar(
                 virtual_ms,
@@ -73,20 +115,48 @@ fn main() -> anyhow::Result<()> {
             print!("{}", result.report.summary());
             println!("results in {}", out.display());
         }
-        Command::Sweep { sweep, out, quiet } => {
+        Command::Sweep {
+            sweep,
+            out,
+            seeds,
+            shard,
+            quiet,
+        } => {
             let grid = Sweep::from_file(&sweep)?;
             let pb = bar(
-                grid.len() as u64,
+                (grid.len() * seeds.max(1)) as u64,
                 quiet,
-                "{elapsed_precise} [{bar:40}] {pos}/{len} points ({eta} left)",
+                "{elapsed_precise} [{bar:40}] {pos}/{len} runs ({eta} left)",
             );
-            let rows = grid
-                .run(Some(&pb))
+            let runs = grid
+                .run(seeds, shard, Some(&pb))
                 .with_context(|| format!("running {}", sweep.display()))?;
             pb.finish_and_clear();
-            grid.write(&rows, &out)
+            match shard {
+                Some(sh) => {
+                    grid.write_shard(&runs, seeds, sh, &out)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!(
+                        "shard {}/{}: {} runs in {}",
+                        sh.index,
+                        sh.count,
+                        runs.len(),
+                        out.display()
+                    );
+                }
+                None => {
+                    grid.write(&runs, seeds.max(1), &out)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!("{} runs; results in {}", runs.len(), out.display());
+                }
+            }
+        }
+        Command::Merge { sweep, shards, out } => {
+            let grid = Sweep::from_file(&sweep)?;
+            let (runs, seeds) = grid.merge(&shards).context("merging shards")?;
+            grid.write(&runs, seeds, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
-            println!("{} points; results in {}", rows.len(), out.display());
+            println!("{} runs merged; results in {}", runs.len(), out.display());
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use protocol::time::Timestamp;
 use rand::RngExt;
 
 use super::{Engine, InFlight, Message};
-use crate::anonymity::SenderDist;
+use crate::anonymity::Beliefs;
 use crate::events::Event;
 use crate::sim_codec::SimCodec;
 use crate::tally::Kind;
@@ -63,6 +63,23 @@ impl<C: SimCodec> Engine<C> {
         }
         client.messages.poll(now, &mut client.app_rng);
         let next = client.messages.next_tick();
+        // Alice, under the intersection attack, writes only to her
+        // correspondents, and only while online.
+        if c == 0
+            && let Some(a) = &self.intersection
+        {
+            let online = a.online(now);
+            let pick = client
+                .app_rng
+                .random_range(0..a.correspondents.len().max(1));
+            to = a.correspondents.get(pick).copied().unwrap_or(to);
+            if !online {
+                if let Some(t) = next {
+                    self.schedule(t, Event::NewMessage(c as u32));
+                }
+                return;
+            }
+        }
         let Some(address) = self.addresses.get(to as usize) else {
             return;
         };
@@ -155,6 +172,9 @@ impl<C: SimCodec> Engine<C> {
             self.tally.delivery.packets_sent += 1;
             if self.tracking && self.targets_started < self.scenario.adversary.target_messages {
                 target = Some(self.targets_started as u32);
+                if let Some(s) = self.tally.target_senders.get_mut(self.targets_started) {
+                    *s = c as u32;
+                }
                 self.targets_started += 1;
                 self.targets_in_flight += 1;
             }
@@ -171,7 +191,8 @@ impl<C: SimCodec> Engine<C> {
             arrived_at: now,
             next: gateway,
             target,
-            dist: self.tracking.then(|| SenderDist::point(c as u32)),
+            dist: self.tracking.then(|| Beliefs::point(c as u32)),
+            fresh: true,
         };
         self.tally.cross(kind, 1);
         let slot = self.store(packet);
@@ -211,6 +232,9 @@ impl<C: SimCodec> Engine<C> {
                     payload,
                 })) => {
                     self.tally.mailbox.packets += 1;
+                    if let Some(a) = &mut self.intersection {
+                        a.pushed(now, c);
+                    }
                     client.core.handle_delivery(now, surb_id, &payload);
                     ClientMessage::AckDelivery { mailbox_id }.encode_into(&mut acks);
                 }
@@ -265,7 +289,7 @@ impl<C: SimCodec> Engine<C> {
                         self.tally.delivery.messages_acknowledged += 1;
                     }
                 }
-                ClientEvent::SendFailed { id } => {
+                ClientEvent::SendFailed { id, .. } => {
                     if let Some(m) = self
                         .by_id
                         .get(&id)

@@ -16,7 +16,7 @@ use protocol::packet::Delivery;
 use protocol::time::Timestamp;
 
 use super::{Engine, InFlight};
-use crate::anonymity::SenderDist;
+use crate::anonymity::Beliefs;
 use crate::error::SimError;
 use crate::events::Event;
 use crate::sim_codec::SimCodec;
@@ -32,7 +32,9 @@ impl<C: SimCodec> Engine<C> {
         let Some(gw) = self.gateways.get_mut(client.gateway) else {
             return Err(SimError::Setup(format!("client {c} has no gateway")));
         };
-        let (session, actions) = gw.core.open_session(now, &mut gw.rng);
+        // Each simulated client connects from an address of its own.
+        let source = std::net::Ipv4Addr::from(0x0a00_0000_u32 | (c as u32 & 0x00ff_ffff));
+        let (session, actions) = gw.core.open_session(now, source.into(), &mut gw.rng);
         let mut hello = LinkDecoder::<GatewayMessage>::new();
         for action in actions {
             if let GatewayAction::Send { bytes, .. } = action {
@@ -196,7 +198,8 @@ impl<C: SimCodec> Engine<C> {
                             // observer sees no client packet it relays.
                             dist: self
                                 .tracking
-                                .then(|| SenderDist::point((self.clients.len() + node) as u32)),
+                                .then(|| Beliefs::point((self.clients.len() + node) as u32)),
+                            fresh: false,
                         },
                     };
                     packet.next = next as u32;

@@ -11,8 +11,9 @@ use mixnode_core::Action;
 use protocol::packet::RouteHop;
 use protocol::time::Timestamp;
 
+use super::attacks::Admission;
 use super::{Engine, InFlight};
-use crate::anonymity::SenderDist;
+use crate::anonymity::Beliefs;
 use crate::events::Event;
 use crate::sim_codec::SimCodec;
 use crate::tally::Kind;
@@ -74,8 +75,15 @@ impl<C: SimCodec> Engine<C> {
             // after the clients), then mixed in every pool it crosses.
             dist: self
                 .tracking
-                .then(|| SenderDist::point((self.clients.len() + n) as u32)),
+                .then(|| Beliefs::point((self.clients.len() + n) as u32)),
+            fresh: false,
         };
+        if let Some(a) = &mut self.n_minus_one
+            && a.node == n
+        {
+            // The observer sees it leave the mix like any other output.
+            a.output(now, None);
+        }
         if let Some(c) = self.tally.cover_sent.get_mut(n) {
             *c += 1;
         }
@@ -84,6 +92,20 @@ impl<C: SimCodec> Engine<C> {
     }
 
     pub(super) fn arrive(&mut self, now: Timestamp, node: usize, slot: u32) {
+        if let Some(a) = &mut self.n_minus_one
+            && a.node == node
+        {
+            let fresh = self
+                .slots
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.fresh);
+            if a.admit(now, slot, fresh) == Admission::Block {
+                self.tally.drop("adversary_blocked");
+                self.retire(slot);
+                return;
+            }
+        }
         let Some(mixer) = self.net.mixers.get(node) else {
             return;
         };
@@ -102,13 +124,19 @@ impl<C: SimCodec> Engine<C> {
                 packet.bytes = t.packet;
                 packet.arrived_at = now;
                 packet.next = next as u32;
+                packet.fresh = false;
                 if let Some(q) = self.tally.queues.get_mut(node) {
                     q.enter(now);
                 }
                 if self.tracking
-                    && let (Some(pool), Some(dist)) = (self.pools.get_mut(node), &packet.dist)
+                    && let (Some(pool), Some(timing), Some(dist)) = (
+                        self.pools.get_mut(node),
+                        self.timing_pools.get_mut(node),
+                        &packet.dist,
+                    )
                 {
-                    pool.enter(dist);
+                    pool.enter(&dist.pool);
+                    timing.enter(now, dist.timing.clone());
                 }
                 self.schedule(
                     t.send_at,
@@ -127,6 +155,11 @@ impl<C: SimCodec> Engine<C> {
                 }
             }
             Ok(Action::LoopReturned) => {
+                if let Some(a) = &mut self.n_minus_one
+                    && a.node == node
+                {
+                    a.loop_returned(now);
+                }
                 self.retire(slot);
             }
             Err(reason) => {
@@ -142,9 +175,19 @@ impl<C: SimCodec> Engine<C> {
             return;
         };
         if let (Some(ordinal), Some(dist)) = (packet.target, &packet.dist)
-            && let Some(e) = self.tally.target_entropies.get_mut(ordinal as usize)
+            && let Some(e) = self.tally.target_posteriors.get_mut(ordinal as usize)
         {
-            *e = Some(dist.client_entropy_bits(self.clients.len() as u32));
+            let clients = self.clients.len() as u32;
+            let truth = self
+                .tally
+                .target_senders
+                .get(ordinal as usize)
+                .copied()
+                .unwrap_or(u32::MAX);
+            *e = Some([
+                dist.pool.posterior(clients, truth),
+                dist.timing.posterior(clients, truth),
+            ]);
         }
         if !self.messages.get(msg as usize).is_some_and(|m| m.measured) {
             return;
@@ -159,15 +202,26 @@ impl<C: SimCodec> Engine<C> {
     pub(super) fn release(&mut self, now: Timestamp, node: usize, slot: u32) {
         let corrupt = self.net.corrupt.get(node).copied().unwrap_or(false);
         if self.tracking
-            && let Some(pool) = self.pools.get_mut(node)
+            && let (Some(pool), Some(timing)) =
+                (self.pools.get_mut(node), self.timing_pools.get_mut(node))
             && let Some(Some(packet)) = self.slots.get_mut(slot as usize)
             && let Some(own) = packet.dist.take()
         {
-            // Honest mix: the packet that leaves is any of those inside, all
-            // equally likely. Corrupt mix: the observer knows which it is.
-            let mixed = (!corrupt).then(|| pool.mixture());
-            pool.leave(&own);
+            // Honest mix: to the pool observer the packet that leaves is any
+            // of those inside, all equally likely; to the timing observer,
+            // any recent input, weighed by the delay density at its age.
+            // Corrupt mix: both know which it is.
+            let mixed = (!corrupt).then(|| Beliefs {
+                pool: pool.mixture(),
+                timing: timing.mixture(now),
+            });
+            pool.leave(&own.pool);
             packet.dist = Some(mixed.unwrap_or(own));
+        }
+        if let Some(a) = &mut self.n_minus_one
+            && a.node == node
+        {
+            a.output(now, Some(slot));
         }
         let Some(rng) = self.node_rngs.get_mut(node) else {
             return;

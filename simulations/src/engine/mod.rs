@@ -25,7 +25,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::rc::Rc;
 use std::time::Duration;
 
 use client_core::ClientCore;
@@ -42,11 +41,12 @@ use protocol::time::Timestamp;
 use protocol::{ClientAddress, SphinxKeyPair};
 use rand_chacha::ChaCha20Rng;
 
+mod attacks;
 mod clients;
 mod gateways;
 mod hops;
 
-use crate::anonymity::{PoolBelief, SenderDist};
+use crate::anonymity::{Beliefs, PoolBelief, TimingPool};
 use crate::error::SimError;
 use crate::events::{Event, Scheduled, rng_stream};
 use crate::network::Network;
@@ -76,6 +76,7 @@ mod stream {
     pub(super) const CLIENT_CORE: u64 = 4 << 32;
     pub(super) const CLIENT_LINK: u64 = 5 << 32;
     pub(super) const GATEWAY: u64 = 6 << 32;
+    pub(super) const ATTACK: u64 = 7 << 32;
 }
 
 /// A packet on its way, with what the engine knows about it.
@@ -86,7 +87,10 @@ struct InFlight {
     arrived_at: Timestamp,
     next: u32,
     target: Option<u32>,
-    dist: Option<Rc<SenderDist>>,
+    /// The observers' beliefs about its sender (while targets are tracked).
+    dist: Option<Beliefs>,
+    /// Whether it is a client's packet that has not yet reached a mix.
+    fresh: bool,
 }
 
 /// A message (or a reply) an application handed to its client core.
@@ -148,8 +152,14 @@ struct Engine<C: SimCodec> {
     message_bytes: Vec<u8>,
     reply_bytes: Vec<u8>,
     next_cover_id: u64,
-    /// Per node, the observer's summed beliefs about the packets inside.
+    /// Per node, the pool observer's summed beliefs about the packets inside.
     pools: Vec<PoolBelief>,
+    /// Per node, the timing observer's weighted beliefs about recent inputs.
+    timing_pools: Vec<TimingPool>,
+    /// The (n−1) adversary, if the scenario has one.
+    n_minus_one: Option<attacks::NMinusOne>,
+    /// The intersection adversary, if the scenario has one.
+    intersection: Option<attacks::Intersection>,
     tracking: bool,
     targets_started: usize,
     targets_in_flight: usize,
@@ -175,6 +185,8 @@ impl<C: SimCodec> Engine<C> {
             .map(|g| gateway_slot(scenario, &net, g, format.clone(), seed))
             .collect::<Result<Vec<_>, SimError>>()?;
         let config = scenario.client_config();
+        let mut attack_rng = rng_stream(seed, stream::ATTACK);
+        let intersection = attacks::Intersection::new(scenario, &mut attack_rng);
         let mut clients = Vec::with_capacity(t.clients);
         let mut addresses = Vec::with_capacity(t.clients);
         for i in 0..t.clients {
@@ -192,10 +204,15 @@ impl<C: SimCodec> Engine<C> {
                 &mut core_rng,
             );
             addresses.push(core.address());
+            // Alice, under the intersection attack, writes at her own rate.
+            let rate = match &intersection {
+                Some(a) if i == 0 => a.rate,
+                _ => t.message_rate,
+            };
             clients.push(ClientSlot {
                 core,
                 core_rng,
-                messages: PoissonTicker::new(t.message_rate, Timestamp::ZERO, &mut app_rng),
+                messages: PoissonTicker::new(rate, Timestamp::ZERO, &mut app_rng),
                 app_rng,
                 link_rng: rng_stream(seed, stream::CLIENT_LINK + i as u64),
                 gateway,
@@ -235,6 +252,21 @@ impl<C: SimCodec> Engine<C> {
                     }
                 })
                 .collect(),
+            timing_pools: (0..nodes)
+                .map(|_| {
+                    if targets > 0 {
+                        TimingPool::new(t.clients + nodes, scenario.mean_delay())
+                    } else {
+                        TimingPool::default()
+                    }
+                })
+                .collect(),
+            n_minus_one: attacks::NMinusOne::new(
+                scenario,
+                at_secs(scenario.warmup_secs),
+                at_secs(scenario.duration_secs),
+            ),
+            intersection,
             tracking: targets > 0,
             targets_started: 0,
             targets_in_flight: 0,
@@ -357,6 +389,9 @@ impl<C: SimCodec> Engine<C> {
                 // Every target has left: stop paying for anonymity tracking.
                 self.tracking = false;
                 self.pools.iter_mut().for_each(PoolBelief::release_memory);
+                self.timing_pools
+                    .iter_mut()
+                    .for_each(TimingPool::release_memory);
             }
         }
         Some(packet)
@@ -425,7 +460,16 @@ impl<C: SimCodec> Engine<C> {
             }
         }
         let bandwidth = self.tally.bandwidth();
-        let (anonymity, target_entropies_bits) = self.tally.anonymity(self.clients.len());
+        let (anonymity, target_posteriors) = self.tally.anonymity(self.clients.len());
+        let target_entropies_bits = target_posteriors
+            .iter()
+            .map(|p| p[0].entropy_bits)
+            .collect();
+        let n_minus_one = self.n_minus_one.take().map(|a| {
+            let name = self.net.name(a.node);
+            a.report(name)
+        });
+        let intersection = self.intersection.take().map(|a| a.report(self.traffic_end));
         let mut delivery: Delivery = self.tally.delivery.clone();
         delivery.message_ratio = ratio(delivery.messages_delivered, delivery.messages_measured);
         delivery.packet_ratio = ratio(delivery.packets_delivered, delivery.packets_sent);
@@ -451,12 +495,15 @@ impl<C: SimCodec> Engine<C> {
             bandwidth,
             nodes,
             anonymity,
+            n_minus_one,
+            intersection,
             drops,
         };
         RunOutput {
             report,
             packet_latencies_ms,
             target_entropies_bits,
+            target_posteriors,
         }
     }
 }

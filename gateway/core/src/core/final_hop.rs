@@ -168,7 +168,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         };
         let client = delivery.destination;
         let is_drop = client == DROP_DESTINATION;
-        if !is_drop && !self.clients.contains(&client) {
+        if !is_drop && !self.clients.contains_key(&client) {
             return drop(GatewayDropReason::UnknownClient);
         }
         if !delivery.surb_id.is_forward() {

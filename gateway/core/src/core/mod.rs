@@ -18,6 +18,7 @@ mod final_hop;
 pub use final_hop::{FinalHop, FinalHopReport};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ use protocol::time::Timestamp;
 use rand::CryptoRng;
 
 use crate::error::MailboxError;
-use crate::mailbox::{ClientKey, Mailbox, MailboxId, MailboxStore};
+use crate::mailbox::{ClientKey, Mailbox, MailboxId, MailboxStore, RegistrationDay};
+use crate::source::{SourceLimiter, SourceLimits, SourcePrefix, SourceRequest};
 use crate::stats::{GatewayDropReason, GatewayStats};
 use crate::throttle::{ThrottleConfig, TokenBucket};
 use protocol::link::auth::AuthChallenge;
@@ -51,6 +53,12 @@ pub struct GatewayConfig {
     pub open_registration: bool,
     /// How often the mailbox is swept for expired messages.
     pub expiry_interval: Duration,
+    /// A client that has not connected for this long is forgotten, with its
+    /// mailbox (counted in whole days: a registration keeps only the day of
+    /// the last connection).
+    pub registration_expiry: Duration,
+    /// How many sessions and new registrations one network address may open.
+    pub source_limits: SourceLimits,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +71,8 @@ impl Default for GatewayConfig {
             max_clients: 100_000,
             open_registration: true,
             expiry_interval: Duration::from_secs(60),
+            registration_expiry: Duration::from_secs(90 * 86_400),
+            source_limits: SourceLimits::default(),
         }
     }
 }
@@ -109,6 +119,7 @@ enum SessionState {
 struct Session {
     decoder: LinkDecoder<ClientMessage>,
     state: SessionState,
+    source: SourcePrefix,
 }
 
 /// The sans-IO gateway: client sessions, throttling, final-hop delivery,
@@ -119,8 +130,12 @@ pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
     id: NodeId,
     config: GatewayConfig,
     mailbox: Mailbox<S>,
-    clients: HashSet<ClientKey>,
+    /// Registered clients and the day each was last seen.
+    clients: HashMap<ClientKey, RegistrationDay>,
     online: HashMap<ClientKey, SessionId>,
+    sources: SourceLimiter,
+    /// The day registrations were last swept for expiry (they count in days).
+    registrations_swept: Option<RegistrationDay>,
     sessions: BTreeMap<SessionId, Session>,
     buckets: HashMap<ClientKey, TokenBucket>,
     layer1: Option<HashSet<NodeId>>,
@@ -150,10 +165,18 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         config: GatewayConfig,
         mailbox: Mailbox<S>,
     ) -> Result<Self, MailboxError> {
-        let clients = mailbox.store().clients()?.into_iter().collect();
+        // A registration without a recorded day counts from the first
+        // sweep's day (`RegistrationDay(u64::MAX)` until then).
+        let clients: HashMap<ClientKey, RegistrationDay> = mailbox
+            .store()
+            .clients()?
+            .into_iter()
+            .map(|(client, seen)| (client, seen.unwrap_or(RegistrationDay(u64::MAX))))
+            .collect();
         let stats = Arc::new(GatewayStats::default());
         let usage = mailbox.usage();
         stats.set_mailbox(usage.messages, usage.bytes);
+        stats.set_registered(clients.len() as u64);
         Ok(GatewayCore {
             format,
             id,
@@ -161,6 +184,8 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             mailbox,
             clients,
             online: HashMap::new(),
+            sources: SourceLimiter::new(config.source_limits),
+            registrations_swept: None,
             sessions: BTreeMap::new(),
             buckets: HashMap::new(),
             layer1: None,
@@ -188,16 +213,61 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
 
     /// Whether the gateway serves `client`.
     pub fn is_registered(&self, client: &ClientKey) -> bool {
-        self.clients.contains(client)
+        self.clients.contains_key(client)
     }
 
-    /// Registers `client` (durably) so that messages for it are kept.
-    pub fn register_client(&mut self, client: &ClientKey) -> Result<(), MailboxError> {
-        if !self.clients.contains(client) {
-            self.mailbox.store_mut().register_client(client)?;
-            self.clients.insert(*client);
+    /// Clients the gateway serves.
+    pub fn registered_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Registers `client` (durably) so that messages for it are kept, or
+    /// records that it was seen on `now`'s day.
+    pub fn register_client(
+        &mut self,
+        now: Timestamp,
+        client: &ClientKey,
+    ) -> Result<(), MailboxError> {
+        let today = RegistrationDay::of(now);
+        if self.clients.get(client) != Some(&today) {
+            self.mailbox.store_mut().register_client(client, today)?;
+            self.clients.insert(*client, today);
+            self.stats.set_registered(self.clients.len() as u64);
         }
         Ok(())
+    }
+
+    /// Forgets the clients not seen for longer than the registration expiry
+    /// (never one that is online), with their mailboxes; returns how many.
+    pub fn expire_registrations(&mut self, now: Timestamp) -> u64 {
+        let today = RegistrationDay::of(now);
+        let days = self.config.registration_expiry.as_secs().div_ceil(86_400);
+        let stale: Vec<ClientKey> = self
+            .clients
+            .iter_mut()
+            .filter_map(|(client, seen)| {
+                if seen.0 == u64::MAX {
+                    // Kept by an older version: its clock starts today.
+                    *seen = today;
+                }
+                (seen.0.saturating_add(days) < today.0 && !self.online.contains_key(client))
+                    .then_some(*client)
+            })
+            .collect();
+        let mut expired = 0;
+        for client in stale {
+            if self.mailbox.unregister(&client).is_ok() {
+                self.clients.remove(&client);
+                self.buckets.remove(&client);
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            self.stats.registrations_expired(expired);
+            self.stats.set_registered(self.clients.len() as u64);
+            self.update_gauges();
+        }
+        expired
     }
 
     /// The mix nodes of layer 1 in the current topology: a client packet for
@@ -217,16 +287,25 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         self.online.contains_key(client)
     }
 
-    /// A client connected: returns its session and the challenge to send it.
+    /// A client connected from `source`: returns its session and the
+    /// challenge to send it (or a refusal, when the gateway is full or the
+    /// source over its limit).
     pub fn open_session(
         &mut self,
         now: Timestamp,
+        source: IpAddr,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> (SessionId, Vec<GatewayAction>) {
         let session = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
         if self.sessions.len() >= self.config.max_sessions {
+            self.stats.session_refused();
             return (session, closing(session, CloseReason::GatewayFull));
+        }
+        let source = SourcePrefix::from(source);
+        if !self.sources.allow(now, source, SourceRequest::Session) {
+            self.stats.source_limited(SourceRequest::Session);
+            return (session, closing(session, CloseReason::SourceLimited));
         }
         let challenge = AuthChallenge::new(self.id, rng);
         let hello = GatewayMessage::Challenge {
@@ -241,6 +320,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     challenge,
                     deadline: now.saturating_add(self.config.auth_timeout),
                 },
+                source,
             },
         );
         self.update_session_gauges();
@@ -326,7 +406,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     self.end_session(session, CloseReason::AuthFailed, actions);
                     return;
                 }
-                self.authenticated(session, client_key, actions);
+                self.authenticated(now, session, client_key, actions);
             }
             (
                 SessionState::Authenticated { client, .. },
@@ -382,19 +462,35 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
 
     fn authenticated(
         &mut self,
+        now: Timestamp,
         session: SessionId,
         client: ClientKey,
         actions: &mut Vec<GatewayAction>,
     ) {
-        if !self.clients.contains(&client) {
+        if self.clients.contains_key(&client) {
+            // Seen today; a failed write only delays the registration's expiry.
+            let _ = self.register_client(now, &client);
+        } else {
             if !self.config.open_registration {
                 self.stats.auth_refused();
                 self.end_session(session, CloseReason::NotRegistered, actions);
                 return;
             }
-            if self.clients.len() >= self.config.max_clients
-                || self.register_client(&client).is_err()
+            if self.clients.len() >= self.config.max_clients {
+                self.stats.session_refused();
+                self.end_session(session, CloseReason::GatewayFull, actions);
+                return;
+            }
+            let source = self.sessions.get(&session).map(|s| s.source);
+            if let Some(source) = source
+                && !self.sources.allow(now, source, SourceRequest::Registration)
             {
+                self.stats.source_limited(SourceRequest::Registration);
+                self.end_session(session, CloseReason::SourceLimited, actions);
+                return;
+            }
+            if self.register_client(now, &client).is_err() {
+                self.stats.session_refused();
                 self.end_session(session, CloseReason::GatewayFull, actions);
                 return;
             }
@@ -480,9 +576,15 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             .map(|(id, _)| *id)
             .collect();
         for session in late {
+            self.stats.auth_timed_out();
             self.end_session(session, CloseReason::AuthTimeout, &mut actions);
         }
         if now >= self.next_sweep {
+            if self.registrations_swept != Some(RegistrationDay::of(now)) {
+                self.registrations_swept = Some(RegistrationDay::of(now));
+                self.expire_registrations(now);
+            }
+            self.sources.forget_idle(now);
             let batch = self.mailbox.config().expiry_batch.max(1) as u64;
             let removed = self.mailbox.expire(now).unwrap_or(0);
             if removed > 0 {

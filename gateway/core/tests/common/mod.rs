@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+
+/// The source address of every test client.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 use gateway_core::{
     GatewayAction, GatewayConfig, GatewayCore, Mailbox, MailboxConfig, MailboxStore, MemoryStore,
@@ -145,7 +149,20 @@ pub fn connect_as<S: MailboxStore>(
     key: &SphinxKeyPair,
     claimed: [u8; 32],
 ) -> (LinkClient, Vec<GatewayMessage>) {
-    let (session, actions) = core.open_session(now, rng);
+    connect_from(core, rng, now, key, claimed, LOOPBACK)
+}
+
+/// [`connect_as`] from the network address `source`; a session refused at
+/// once gets no challenge, only the `Close` (returned as the messages).
+pub fn connect_from<S: MailboxStore>(
+    core: &mut GatewayCore<S>,
+    rng: &mut ChaCha20Rng,
+    now: Timestamp,
+    key: &SphinxKeyPair,
+    claimed: [u8; 32],
+    source: IpAddr,
+) -> (LinkClient, Vec<GatewayMessage>) {
+    let (session, actions) = core.open_session(now, source, rng);
     let mut client = LinkClient {
         key: key.clone(),
         session,
@@ -153,6 +170,9 @@ pub fn connect_as<S: MailboxStore>(
         closed: false,
     };
     let hello = client.receive(&actions);
+    if client.closed {
+        return (client, hello);
+    }
     let [GatewayMessage::Challenge { gateway, ephemeral }] = hello.as_slice() else {
         panic!("expected a challenge, got {hello:?}");
     };
@@ -261,10 +281,23 @@ impl MailboxStore for CountingStore {
     fn next_id(&self) -> Result<gateway_core::MailboxId, gateway_core::MailboxError> {
         self.inner.next_id()
     }
-    fn register_client(&mut self, c: &[u8; 32]) -> Result<(), gateway_core::MailboxError> {
-        self.inner.register_client(c)
+    fn register_client(
+        &mut self,
+        c: &[u8; 32],
+        seen: gateway_core::RegistrationDay,
+    ) -> Result<(), gateway_core::MailboxError> {
+        self.inner.register_client(c, seen)
     }
-    fn clients(&self) -> Result<Vec<[u8; 32]>, gateway_core::MailboxError> {
+    fn clients(
+        &self,
+    ) -> Result<Vec<([u8; 32], Option<gateway_core::RegistrationDay>)>, gateway_core::MailboxError>
+    {
         self.inner.clients()
+    }
+    fn unregister_client(
+        &mut self,
+        c: &[u8; 32],
+    ) -> Result<Vec<gateway_core::mailbox::RemovedMessage>, gateway_core::MailboxError> {
+        self.inner.unregister_client(c)
     }
 }

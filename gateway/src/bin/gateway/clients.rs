@@ -89,6 +89,7 @@ async fn connection(
     let (reply_tx, reply_rx) = oneshot::channel();
     events
         .send(SessionEvent::Opened {
+            source: connection.remote_address().ip(),
             writer: writer_tx,
             reply: reply_tx,
         })

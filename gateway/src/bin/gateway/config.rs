@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use gateway_core::MailboxConfig;
+use gateway_core::{MailboxConfig, SourceLimits, ThrottleConfig};
 use nodeshell::cli::{InitArgs, InitCommand};
 use nodeshell::config::RoleSections;
 use serde::Deserialize;
@@ -77,6 +77,41 @@ pub struct ClientsSection {
     /// Messages waiting to be written to one client before it is disconnected as too slow.
     #[serde(default = "default_session_queue")]
     pub session_queue: usize,
+    /// Days a client may stay away before its registration and mailbox are deleted.
+    #[serde(default = "default_registration_expiry_days")]
+    pub registration_expiry_days: u64,
+    /// New sessions one source address may open at once.
+    #[serde(default = "default_source_sessions_burst")]
+    pub source_sessions_burst: u32,
+    /// New sessions one source address may open per minute, sustained.
+    #[serde(default = "default_source_sessions_per_minute")]
+    pub source_sessions_per_minute: u32,
+    /// New client keys one source address may register at once.
+    #[serde(default = "default_source_registrations_burst")]
+    pub source_registrations_burst: u32,
+    /// New client keys one source address may register per hour, sustained.
+    #[serde(default = "default_source_registrations_per_hour")]
+    pub source_registrations_per_hour: u32,
+}
+
+fn default_registration_expiry_days() -> u64 {
+    90
+}
+
+fn default_source_sessions_burst() -> u32 {
+    60
+}
+
+fn default_source_sessions_per_minute() -> u32 {
+    60
+}
+
+fn default_source_registrations_burst() -> u32 {
+    100
+}
+
+fn default_source_registrations_per_hour() -> u32 {
+    120
 }
 
 fn default_max_sessions() -> usize {
@@ -126,6 +161,26 @@ impl ClientsSection {
     pub fn announced(&self, bound: SocketAddr) -> SocketAddr {
         self.public_address.unwrap_or(bound)
     }
+
+    /// The per-source limits these give.
+    pub fn source_limits(&self) -> SourceLimits {
+        SourceLimits {
+            sessions: ThrottleConfig {
+                rate: f64::from(self.source_sessions_per_minute) / 60.0,
+                burst: f64::from(self.source_sessions_burst),
+            },
+            registrations: ThrottleConfig {
+                rate: f64::from(self.source_registrations_per_hour) / 3600.0,
+                burst: f64::from(self.source_registrations_burst),
+            },
+            ..SourceLimits::default()
+        }
+    }
+
+    /// How long an unused registration is kept.
+    pub fn registration_expiry(&self) -> Duration {
+        Duration::from_secs(self.registration_expiry_days.saturating_mul(86_400))
+    }
 }
 
 /// A commented config for `gateway init`.
@@ -146,6 +201,16 @@ listen = "{clients}"
 max_sessions = 10000
 # Messages waiting to be written to one client before it is disconnected as too slow.
 session_queue = 256
+# Days a client may stay away before its registration and its mailbox are
+# deleted (the gateway keeps only the day of each client's last connection).
+registration_expiry_days = 90
+# Per source address (IPv4 address or IPv6 /64): new sessions at once and per
+# minute, new client keys registered at once and per hour. Raise them for an
+# organization whose people all connect from behind one NAT.
+source_sessions_burst = 60
+source_sessions_per_minute = 60
+source_registrations_burst = 100
+source_registrations_per_hour = 120
 
 {directory_and_metrics}
 [mailbox]
@@ -203,9 +268,24 @@ mod tests {
         assert_eq!(c.clients.max_sessions, default_max_sessions());
         assert_eq!(c.clients.session_queue, default_session_queue());
         assert_eq!(c.clients.announced(c.clients.listen), c.clients.listen);
+        // The template's values are the core's defaults.
+        let limits = c.clients.source_limits();
+        let defaults = gateway_core::SourceLimits::default();
+        assert_eq!(limits.sessions, defaults.sessions);
+        assert_eq!(limits.registrations.burst, defaults.registrations.burst);
+        assert!((limits.registrations.rate - defaults.registrations.rate).abs() < 1e-12);
+        assert_eq!(
+            c.clients.registration_expiry(),
+            gateway_core::GatewayConfig::default().registration_expiry
+        );
         let keys = [
             "max_sessions",
             "session_queue",
+            "registration_expiry_days",
+            "source_sessions_burst",
+            "source_sessions_per_minute",
+            "source_registrations_burst",
+            "source_registrations_per_hour",
             "retention_secs",
             "max_messages_per_client",
             "max_total_bytes",

@@ -32,6 +32,8 @@ const BATCH: usize = 256;
 pub enum SessionEvent {
     /// A client connected; the core answers with its session id.
     Opened {
+        /// The client's network address (limits apply per source).
+        source: std::net::IpAddr,
         /// Where the session's bytes go.
         writer: mpsc::Sender<WriterCommand>,
         /// The session id.
@@ -144,8 +146,12 @@ impl CoreLoop {
     ) -> Vec<GatewayAction> {
         let now = self.node.clock.now();
         match event {
-            SessionEvent::Opened { writer, reply } => {
-                let (session, actions) = self.core.open_session(now, &mut self.rng);
+            SessionEvent::Opened {
+                source,
+                writer,
+                reply,
+            } => {
+                let (session, actions) = self.core.open_session(now, source, &mut self.rng);
                 writers.insert(session, writer);
                 let _ = reply.send(session);
                 actions

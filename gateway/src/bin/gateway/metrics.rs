@@ -26,6 +26,11 @@ struct CoreCounters {
     malformed: Counter,
     auth_refused: Counter,
     authenticated: Counter,
+    sessions_refused: Counter,
+    auth_timeouts: Counter,
+    registrations_expired: Counter,
+    sessions_source_limited: Counter,
+    registrations_source_limited: Counter,
     dropped: Family<DropLabels, Counter>,
 }
 
@@ -35,6 +40,7 @@ struct CoreGauges {
     online_clients: Gauge,
     mailbox_messages: Gauge,
     mailbox_bytes: Gauge,
+    registered_clients: Gauge,
 }
 
 /// The gateway's own series.
@@ -97,6 +103,31 @@ impl GatewayMetrics {
                 "client_authenticated",
                 "Client sessions that authenticated",
             ),
+            sessions_refused: counter(
+                r,
+                "client_sessions_refused",
+                "Client sessions closed at once because the gateway was full",
+            ),
+            auth_timeouts: counter(
+                r,
+                "client_auth_timeouts",
+                "Client sessions closed for not authenticating in time",
+            ),
+            registrations_expired: counter(
+                r,
+                "client_registrations_expired",
+                "Client registrations deleted, with their mailboxes, after going unused",
+            ),
+            sessions_source_limited: counter(
+                r,
+                "client_sessions_source_limited",
+                "Client sessions refused because their source address opened too many",
+            ),
+            registrations_source_limited: counter(
+                r,
+                "client_registrations_source_limited",
+                "Client registrations refused because their source address made too many",
+            ),
             dropped: drop_family(
                 r,
                 "messages_dropped",
@@ -113,6 +144,7 @@ impl GatewayMetrics {
             ),
             mailbox_messages: gauge(r, "mailbox_messages", "Messages in the mailbox now"),
             mailbox_bytes: gauge(r, "mailbox_bytes", "Payload bytes in the mailbox now"),
+            registered_clients: gauge(r, "registered_clients", "Clients the gateway serves now"),
         };
         GatewayMetrics {
             slow_clients,
@@ -135,6 +167,14 @@ impl GatewayMetrics {
         catch_up(&c.malformed, s.malformed);
         catch_up(&c.auth_refused, s.auth_refused);
         catch_up(&c.authenticated, s.authenticated);
+        catch_up(&c.sessions_refused, s.sessions_refused);
+        catch_up(&c.auth_timeouts, s.auth_timeouts);
+        catch_up(&c.registrations_expired, s.registrations_expired);
+        catch_up(&c.sessions_source_limited, s.sessions_source_limited);
+        catch_up(
+            &c.registrations_source_limited,
+            s.registrations_source_limited,
+        );
         for reason in GatewayDropReason::ALL {
             let f = c.dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
@@ -146,6 +186,7 @@ impl GatewayMetrics {
         g.online_clients.set(to_i64(s.online_clients));
         g.mailbox_messages.set(to_i64(s.mailbox_messages));
         g.mailbox_bytes.set(to_i64(s.mailbox_bytes));
+        g.registered_clients.set(to_i64(s.registered));
     }
 }
 

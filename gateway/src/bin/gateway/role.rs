@@ -107,6 +107,8 @@ impl Role for GatewayRole {
                     burst: (rate * 2.0).max(ThrottleConfig::default().burst),
                 },
                 max_sessions: clients.max_sessions,
+                registration_expiry: clients.registration_expiry(),
+                source_limits: clients.source_limits(),
                 ..GatewayConfig::default()
             },
             self.mailbox,

@@ -1,0 +1,136 @@
+//! Creating a client: a key, a gateway, and a registration there before the
+//! address card exists.
+//!
+//! A gateway keeps mail only for the clients it serves, and it starts serving
+//! a client at the client's first authenticated session. A card handed out
+//! before that session would collect nothing: every message sent to it is
+//! dropped at the gateway, and its sender only learns that no
+//! acknowledgement came back. So creation opens one session with the chosen
+//! gateway, which registers the new key, before anything is written; if the
+//! gateway cannot be reached, nothing is written and the error says which
+//! gateway, where, and why. Every later connection renews the registration
+//! (a gateway that lost or expired it registers the client again).
+
+use std::path::Path;
+
+use directory::DirectoryClient;
+use protocol::{NodeId, SphinxKeyPair};
+use rand::RngExt;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use topology::NodeEntry;
+
+use super::api::Client;
+use super::link::QuicGatewayLink;
+use super::open::os_seed;
+use super::store::{DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder};
+use crate::error::{DataFolderError, OpenError};
+
+/// What [`Client::create`] needs to know.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Base URL of the directory.
+    pub directory_url: String,
+    /// The directory's key, pinned in the new folder.
+    pub directory_key: NodeId,
+    /// Several directory authorities to pin instead of the one directory
+    /// (`directory_url` and `directory_key` are then ignored).
+    pub authorities: Vec<topology::Authority>,
+    /// Signatures of `authorities` a topology needs (default: a majority).
+    pub authority_threshold: Option<usize>,
+    /// The gateway to keep the mailbox at; one of the topology's at random if `None`.
+    pub gateway: Option<NodeId>,
+    /// Seals the folder with a passphrase instead of a key file.
+    pub passphrase: Option<Passphrase>,
+}
+
+impl Client {
+    /// Creates a client in `data_dir`: fetches and verifies the topology,
+    /// picks the gateway, makes a new key, registers it at the gateway
+    /// ([`Client::register`]) and only then writes the folder. Returns the
+    /// unlocked folder, whose address card can be handed out at once.
+    pub async fn create(
+        data_dir: &Path,
+        options: CreateOptions,
+    ) -> Result<UnlockedFolder, OpenError> {
+        let folder = DataFolder::new(data_dir);
+        if folder.key_path().exists() || folder.sessions_path().exists() {
+            return Err(DataFolderError::Exists {
+                path: folder.key_path(),
+            }
+            .into());
+        }
+        std::fs::create_dir_all(data_dir).map_err(|e| DataFolderError::Io {
+            path: data_dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let single = options.authorities.is_empty();
+        let set = if single {
+            topology::AuthoritySet::single(options.directory_key, &options.directory_url)
+        } else {
+            topology::AuthoritySet::new(options.authorities.clone(), options.authority_threshold)
+                .map_err(directory::DirectoryClientError::from)?
+        };
+        let directory = DirectoryClient::with_authorities(set, Some(folder.topology_path()))?;
+        let topology = directory.topology().await?;
+        let mut rng = ChaCha20Rng::from_seed(os_seed()?);
+        let entry = match options.gateway {
+            Some(id) => topology
+                .gateways
+                .iter()
+                .find(|g| g.id == id)
+                .ok_or_else(|| OpenError::UnknownGateway(id.to_base58()))?,
+            None => {
+                let usable: Vec<&NodeEntry> = topology
+                    .gateways
+                    .iter()
+                    .filter(|g| g.client_address.is_some())
+                    .collect();
+                let pick = rng.random_range(0..usable.len().max(1));
+                usable.get(pick).copied().ok_or(OpenError::NoGateway)?
+            }
+        };
+        let keys = SphinxKeyPair::generate(&mut rng);
+        Client::register(entry, &keys).await?;
+        let settings = StoredSettings {
+            directory_url: if single {
+                options.directory_url.clone()
+            } else {
+                String::new()
+            },
+            directory_key: if single {
+                options.directory_key.to_base58()
+            } else {
+                String::new()
+            },
+            authorities: options.authorities.clone(),
+            authority_threshold: options.authority_threshold.filter(|_| !single),
+            gateway: entry.id.to_base58(),
+            state_sealing: if options.passphrase.is_some() {
+                StateSealing::Passphrase
+            } else {
+                StateSealing::KeyFile
+            },
+        };
+        Ok(folder.init(&mut rng, &settings, &keys, options.passphrase.as_ref())?)
+    }
+
+    /// Registers `keys` at `gateway`: one session that authenticates (the
+    /// gateway registers a key it does not serve yet) and closes. From then
+    /// on the gateway keeps mail for the client, until the registration
+    /// expires unused.
+    pub async fn register(gateway: &NodeEntry, keys: &SphinxKeyPair) -> Result<(), OpenError> {
+        let address = gateway
+            .client_address
+            .ok_or_else(|| OpenError::NoClientAddress(gateway.id.to_base58()))?;
+        let link = QuicGatewayLink::connect(address, gateway.id, keys)
+            .await
+            .map_err(|source| OpenError::Registration {
+                gateway: gateway.id.to_base58(),
+                address,
+                source,
+            })?;
+        link.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,521 @@
+//! The seed corpora, made by the project's own code: real frames, packets,
+//! link messages, handshakes, descriptors and topologies, built from the
+//! fixed keys of [`crate::fixtures`], so that the same code makes the same
+//! seeds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use client_core::sessions::SessionBook;
+use client_core::{Envelope, EnvelopeKind};
+use directory::{DirectoryConfig, Registry};
+use mixnode_core::{Action, MixerRole};
+use protocol::Epoch;
+use protocol::fragment::{Fragment, FragmentId, MessageId, fragment_message};
+use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::link::auth::prove;
+use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkMessage};
+use protocol::packet::{RouteHop, SURB_ID_SIZE, build_packet};
+use protocol::surb::{Surb, SurbId, build_surb};
+use rand_chacha::ChaCha20Rng;
+use topology::descriptor::{EpochKey, NodeDescriptor, Role, SignedDescriptor};
+use topology::params::NetworkParams;
+
+use crate::fixtures::{self, CLIENT_KEY, GATEWAY_NODE, MIXER_NODE};
+use crate::input::push_record;
+use crate::{client, documents};
+
+/// One seed: its target, its file name, its bytes.
+pub struct Seed {
+    /// The target it is for.
+    pub target: &'static str,
+    /// Its file name in `fuzz/seeds/<target>/`.
+    pub name: String,
+    /// The input.
+    pub bytes: Vec<u8>,
+}
+
+struct Seeds(Vec<Seed>);
+
+impl Seeds {
+    fn add(&mut self, target: &'static str, name: &str, bytes: Vec<u8>) {
+        self.0.push(Seed {
+            target,
+            name: name.to_string(),
+            bytes,
+        });
+    }
+}
+
+fn prefixed(first: u8, rest: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    out.extend_from_slice(rest);
+    out
+}
+
+/// A SURB back to the fixture client through nodes 2, 3 and the gateway.
+fn surb(rng: &mut ChaCha20Rng) -> Surb {
+    let route = [
+        fixtures::hop(2),
+        fixtures::hop(3),
+        fixtures::hop(GATEWAY_NODE),
+    ];
+    let client = fixtures::sphinx_key(CLIENT_KEY).public().to_bytes();
+    let destination = protocol::ClientAddress {
+        client_key: client,
+        gateway: fixtures::gateway_id(),
+    }
+    .destination();
+    build_surb(rng, &route, &[Duration::from_millis(5); 3], destination)
+        .expect("SURB")
+        .0
+}
+
+/// A Sphinx packet over `route` to `destination` (a client key or a node id).
+fn packet(
+    rng: &mut ChaCha20Rng,
+    route: &[RouteHop],
+    destination: [u8; 32],
+    frame: &Frame,
+) -> Vec<u8> {
+    let delays = vec![Duration::from_millis(20); route.len()];
+    let frame = frame.encode().expect("frame");
+    let destination = protocol::keys::NodeId(destination).to_destination();
+    build_packet(rng, route, &delays, destination, [0; SURB_ID_SIZE], &frame)
+        .expect("packet")
+        .bytes
+}
+
+fn message_fragments(rng: &mut ChaCha20Rng, len: usize) -> Vec<Fragment> {
+    let envelope = Envelope {
+        kind: EnvelopeKind::Message,
+        reply_surbs: vec![surb(rng)],
+        content: (0..len).map(|i| (i % 251) as u8).collect(),
+    };
+    fragment_message(MessageId::random(rng), &envelope.encode()).expect("fragments")
+}
+
+fn data(fragment: Fragment, lifetime: Option<u32>) -> SealedContent {
+    SealedContent::Data { lifetime, fragment }
+}
+
+fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
+    let client = fixtures::sphinx_key(CLIENT_KEY);
+    let fragments = message_fragments(rng, 2_000);
+    let contents = [
+        data(fragments.first().cloned().expect("a fragment"), Some(3_600)),
+        data(fragments.last().cloned().expect("a fragment"), None),
+        SealedContent::LoopCover { id: [7; 16] },
+        SealedContent::DropCover,
+    ];
+    for (i, content) in contents.iter().enumerate() {
+        let plaintext = content.encode().expect("content");
+        seeds.add(
+            "sealed_content",
+            &format!("content-{i}"),
+            plaintext.to_vec(),
+        );
+        seeds.add(
+            "sealed_body",
+            &format!("plaintext-{i}"),
+            prefixed(1 + i as u8, &plaintext),
+        );
+        let frame = ForwardFrame::seal(content, &client.public(), surb(rng).0, rng).expect("seal");
+        seeds.add(
+            "sealed_body",
+            &format!("sealed-{i}"),
+            prefixed(0, &frame.delivery_payload()),
+        );
+        if i.is_multiple_of(2) {
+            let bytes = Frame::Forward(frame).encode().expect("frame");
+            seeds.add("frame", &format!("forward-{i}"), bytes);
+        }
+    }
+    let reply = Frame::Reply {
+        surb_ack: Some(surb(rng).0),
+        lifetime: Some(60),
+        fragment: fragments.first().cloned().expect("a fragment"),
+    };
+    seeds.add("frame", "reply", reply.encode().expect("frame"));
+    let bare = Frame::Reply {
+        surb_ack: None,
+        lifetime: None,
+        fragment: fragments.last().cloned().expect("a fragment"),
+    };
+    seeds.add("frame", "reply-bare", bare.encode().expect("frame"));
+    seeds.add("frame", "ack", Frame::Ack.encode().expect("frame"));
+    seeds.add(
+        "frame",
+        "node-loop",
+        Frame::NodeLoop.encode().expect("frame"),
+    );
+
+    let message = Envelope {
+        kind: EnvelopeKind::Message,
+        reply_surbs: vec![surb(rng), surb(rng)],
+        content: b"hello".to_vec(),
+    };
+    seeds.add("envelope", "message", prefixed(2, &message.encode()));
+    let answer = Envelope {
+        kind: EnvelopeKind::Reply {
+            in_reply_to: MessageId([3; 16]),
+        },
+        reply_surbs: Vec::new(),
+        content: b"hi".to_vec(),
+    };
+    seeds.add("envelope", "reply", prefixed(0, &answer.encode()));
+
+    let gateway = fixtures::gateway_id();
+    let ephemeral = fixtures::sphinx_key(20).public().to_bytes();
+    let mut client_stream = Vec::new();
+    ClientMessage::Authenticate {
+        client_key: client.public().to_bytes(),
+        proof: prove(client.secret(), &gateway, &ephemeral),
+    }
+    .encode_into(&mut client_stream);
+    let first_hop = fixtures::hop(MIXER_NODE);
+    let route = [
+        first_hop,
+        fixtures::hop(2),
+        fixtures::hop(3),
+        fixtures::hop(GATEWAY_NODE),
+    ];
+    let packet_bytes = packet(rng, &route, client.public().to_bytes(), &Frame::Ack);
+    ClientMessage::SendPacket {
+        first_hop: first_hop.id,
+        packet: packet_bytes
+            .into_boxed_slice()
+            .try_into()
+            .expect("one size"),
+    }
+    .encode_into(&mut client_stream);
+    ClientMessage::AckDelivery { mailbox_id: 3 }.encode_into(&mut client_stream);
+    seeds.add(
+        "link_client_messages",
+        "session",
+        prefixed(200, &client_stream),
+    );
+    seeds.add(
+        "link_client_messages",
+        "session-bytewise",
+        prefixed(1, &client_stream),
+    );
+
+    let mut gateway_stream = Vec::new();
+    GatewayMessage::Challenge { gateway, ephemeral }.encode_into(&mut gateway_stream);
+    GatewayMessage::Welcome.encode_into(&mut gateway_stream);
+    GatewayMessage::Deliver {
+        mailbox_id: 1,
+        surb_id: SurbId([0; SURB_ID_SIZE]),
+        payload: vec![5; 100],
+    }
+    .encode_into(&mut gateway_stream);
+    GatewayMessage::Close {
+        reason: CloseReason::Replaced,
+    }
+    .encode_into(&mut gateway_stream);
+    seeds.add(
+        "link_gateway_messages",
+        "session",
+        prefixed(255, &gateway_stream),
+    );
+    seeds.add(
+        "link_gateway_messages",
+        "session-bytewise",
+        prefixed(3, &gateway_stream),
+    );
+}
+
+fn reassembly(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
+    let fragments = message_fragments(rng, 3_500);
+    let mut steps = Vec::new();
+    for i in [2usize, 0, 2, 1] {
+        steps.push(0);
+        let mut bytes = Vec::new();
+        fragments
+            .get(i)
+            .expect("three fragments")
+            .encode_into(&mut bytes);
+        push_record(&mut steps, &bytes);
+    }
+    steps.extend_from_slice(&[1, 20]);
+    let single = Fragment {
+        id: FragmentId {
+            message: MessageId([1; 16]),
+            index: 0,
+        },
+        count: 1,
+        data: b"short".to_vec(),
+    };
+    let mut bytes = Vec::new();
+    single.encode_into(&mut bytes);
+    steps.push(0);
+    push_record(&mut steps, &bytes);
+    seeds.add("fragment_reassembly", "shuffled", steps);
+
+    // A partial message left to expire.
+    let mut steps = Vec::new();
+    let mut bytes = Vec::new();
+    fragments
+        .first()
+        .expect("a fragment")
+        .encode_into(&mut bytes);
+    steps.push(0);
+    push_record(&mut steps, &bytes);
+    steps.extend_from_slice(&[1, 5, 1, 5]);
+    seeds.add("fragment_reassembly", "expired", steps);
+}
+
+/// Real packets for the mixer's node: one to forward, one that ends there
+/// (a delivery for the exit role), and its own loop coming home.
+fn mixers(seeds: &mut Seeds, rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let client = fixtures::sphinx_key(CLIENT_KEY).public().to_bytes();
+    let me = fixtures::hop(MIXER_NODE);
+    let route = [
+        me,
+        fixtures::hop(2),
+        fixtures::hop(3),
+        fixtures::hop(GATEWAY_NODE),
+    ];
+    let forward = packet(rng, &route, client, &Frame::NodeLoop);
+    let content = data(message_fragments(rng, 10).remove(0), Some(600));
+    let sealed = ForwardFrame::seal(
+        &content,
+        &fixtures::sphinx_key(CLIENT_KEY).public(),
+        surb(rng).0,
+        rng,
+    )
+    .expect("seal");
+    let last = packet(rng, &[me], client, &Frame::Forward(sealed));
+    let own = packet(rng, &[me], *me.id.as_bytes(), &Frame::NodeLoop);
+    for target in ["mixer_mix", "mixer_exit"] {
+        seeds.add(target, "forward", forward.clone());
+        seeds.add(target, "final", last.clone());
+        seeds.add(target, "own-loop", own.clone());
+    }
+    let exit = fixtures::mixer(MixerRole::Exit);
+    match exit.handle_packet(protocol::time::Timestamp::ZERO, &last) {
+        Ok(Action::Deliver(d)) => d.payload,
+        other => panic!("the exit mixer delivers its final hop: {other:?}"),
+    }
+}
+
+fn gateways(seeds: &mut Seeds, rng: &mut ChaCha20Rng, payload: &[u8]) {
+    let client = fixtures::sphinx_key(CLIENT_KEY);
+    let first_hop = fixtures::hop(MIXER_NODE);
+    let route = [
+        first_hop,
+        fixtures::hop(2),
+        fixtures::hop(3),
+        fixtures::hop(GATEWAY_NODE),
+    ];
+    let mut send = Vec::new();
+    ClientMessage::SendPacket {
+        first_hop: first_hop.id,
+        packet: packet(rng, &route, client.public().to_bytes(), &Frame::Ack)
+            .into_boxed_slice()
+            .try_into()
+            .expect("one size"),
+    }
+    .encode_into(&mut send);
+    let mut acks = Vec::new();
+    for id in 1..=3 {
+        ClientMessage::AckDelivery { mailbox_id: id }.encode_into(&mut acks);
+    }
+    let mut steps = vec![3];
+    for record in [&send, &acks, &send] {
+        steps.push(10);
+        push_record(&mut steps, record);
+    }
+    seeds.add("gateway_session", "authenticated", steps);
+    let mut steps = vec![2];
+    let wrong = ClientMessage::Authenticate {
+        client_key: client.public().to_bytes(),
+        proof: [0; 32],
+    }
+    .encode();
+    steps.push(0);
+    push_record(&mut steps, &wrong);
+    seeds.add("gateway_session", "wrong-proof", steps);
+    let mut steps = vec![0];
+    steps.push(0);
+    push_record(&mut steps, &send);
+    seeds.add("gateway_session", "unauthenticated-send", steps);
+
+    // Final hops: mail for the client, drop cover, a reply under a SURB id.
+    let mut steps = vec![2];
+    for (destination, surb) in [(0u8, false), (1, false), (0, true)] {
+        steps.push(destination);
+        steps.push(u8::from(surb));
+        if surb {
+            steps.extend_from_slice(&[9; SURB_ID_SIZE]);
+        }
+        push_record(&mut steps, payload);
+    }
+    seeds.add("gateway_final_hop", "mail-cover-reply", steps);
+}
+
+fn clients(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
+    let mut steps = Vec::new();
+    let fragments = message_fragments(rng, 2_500);
+    for fragment in fragments.iter().rev().chain(fragments.first()) {
+        steps.push(0);
+        push_record(
+            &mut steps,
+            &data(fragment.clone(), Some(60)).encode().expect("content"),
+        );
+    }
+    for content in [
+        SealedContent::LoopCover { id: [1; 16] },
+        SealedContent::DropCover,
+    ] {
+        steps.push(0);
+        push_record(&mut steps, &content.encode().expect("content"));
+    }
+    steps.extend_from_slice(&[3, 200]);
+    seeds.add("client_delivery", "message-and-cover", steps);
+
+    let conversation = client::conversation();
+    for (i, message) in conversation.messages.iter().enumerate() {
+        seeds.add(
+            "session_book_open",
+            &format!("message-{i}"),
+            message.clone(),
+        );
+    }
+    let sessions = client::sessions();
+    for (i, message) in sessions.messages.iter().enumerate() {
+        seeds.add("e2ee_session", &format!("message-{i}"), message.clone());
+    }
+    seeds.add("prekey_bundle", "bundle", sessions.bundle.encode());
+    let book = SessionBook::generate(rng);
+    let card = book.card(client::alice_address());
+    seeds.add("address_card", "card", card.to_string().into_bytes());
+    seeds.add(
+        "address_card",
+        "address",
+        client::alice_address().to_string().into_bytes(),
+    );
+}
+
+/// The descriptor of fixture node `n`: mixes, and a gateway for node 4.
+fn descriptor(n: u8) -> NodeDescriptor {
+    NodeDescriptor {
+        id: fixtures::identity(n).node_id(),
+        role: if n == GATEWAY_NODE {
+            Role::Gateway
+        } else {
+            Role::Mix
+        },
+        address: ([127, 0, 0, n], 1789).into(),
+        client_address: (n == GATEWAY_NODE).then(|| ([127, 0, 0, n], 1790).into()),
+        sphinx_keys: vec![
+            EpochKey {
+                epoch: Epoch(0),
+                key: fixtures::sphinx_key(n).public(),
+            },
+            EpochKey {
+                epoch: Epoch(1),
+                key: fixtures::sphinx_key(n + 100).public(),
+            },
+        ],
+        region: n.is_multiple_of(2).then(|| "eu".to_string()),
+        metrics_url: (n == 1).then(|| "http://127.0.0.1:9100/metrics".to_string()),
+        issued_at: 1_700_000_000 + u64::from(n),
+    }
+}
+
+fn documents(seeds: &mut Seeds) {
+    let signed: Vec<SignedDescriptor> = (1..=documents::SIGNERS)
+        .map(|n| descriptor(n).sign(&fixtures::identity(n)).expect("sign"))
+        .collect();
+    if let Some(first) = signed.first() {
+        seeds.add(
+            "node_descriptor",
+            "envelope",
+            prefixed(0, first.to_json().as_bytes()),
+        );
+    }
+    // Mode 1 signs with fixture node 2.
+    let body = serde_json::to_string(&descriptor(2)).expect("json");
+    seeds.add("node_descriptor", "body", prefixed(1, body.as_bytes()));
+
+    let mut steps = Vec::new();
+    for (i, s) in signed.iter().enumerate() {
+        steps.push(u8::try_from(i % 2).unwrap_or(0));
+        steps.push(0x80);
+        push_record(&mut steps, s.to_json().as_bytes());
+    }
+    // A body signed in the check (by node 3), then an older one.
+    steps.extend_from_slice(&[1, 2]);
+    push_record(
+        &mut steps,
+        serde_json::to_string(&descriptor(3))
+            .expect("json")
+            .as_bytes(),
+    );
+    seeds.add("directory_post", "eight-nodes", steps);
+
+    let mut registry = Registry::new(16, 2);
+    for s in signed.iter().take(7) {
+        registry.accept(s.clone(), Epoch(0)).expect("accepted");
+    }
+    let topology = registry.build(Epoch(0), 1, &NetworkParams::default(), None);
+    let signed_topology = topology
+        .sign(&fixtures::identity(documents::DIRECTORY_NODE))
+        .expect("sign");
+    seeds.add(
+        "topology_document",
+        "envelope",
+        prefixed(0, signed_topology.to_json().as_bytes()),
+    );
+    let body = serde_json::to_string(&topology).expect("json");
+    seeds.add("topology_document", "body", prefixed(1, body.as_bytes()));
+
+    let dir = Path::new("/var/lib/mixnode");
+    let common = nodeshell::config::Template::example(dir);
+    let mix = format!(
+        "{}\n{}\n{}",
+        common.node("the replay journal and the topology cache"),
+        common.directory_and_metrics(),
+        common.processing("mixing")
+    );
+    seeds.add("node_config", "mixnode", mix.into_bytes());
+    seeds.add(
+        "directory_config",
+        "example",
+        DirectoryConfig::example(1_700_000_000).into_bytes(),
+    );
+}
+
+/// What the fixture gateway's exit mixer hands its core for a real packet
+/// of mail to the fixture client: the payload of a final-hop delivery.
+pub fn mail_payload(rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let client = fixtures::sphinx_key(CLIENT_KEY);
+    let content = data(message_fragments(rng, 10).remove(0), None);
+    let sealed = ForwardFrame::seal(&content, &client.public(), surb(rng).0, rng).expect("seal");
+    let me = fixtures::hop(MIXER_NODE);
+    let last = packet(
+        rng,
+        &[me],
+        client.public().to_bytes(),
+        &Frame::Forward(sealed),
+    );
+    match fixtures::mixer(MixerRole::Exit).handle_packet(protocol::time::Timestamp::ZERO, &last) {
+        Ok(Action::Deliver(d)) => d.payload,
+        other => panic!("the exit mixer delivers its final hop: {other:?}"),
+    }
+}
+
+/// Every seed of every target.
+pub fn all() -> Vec<Seed> {
+    let mut seeds = Seeds(Vec::new());
+    let mut rng = fixtures::rng(2024);
+    wire(&mut seeds, &mut rng);
+    reassembly(&mut seeds, &mut rng);
+    let payload = mixers(&mut seeds, &mut rng);
+    gateways(&mut seeds, &mut rng, &payload);
+    clients(&mut seeds, &mut rng);
+    documents(&mut seeds);
+    seeds.0
+}
