@@ -62,6 +62,7 @@ async fn main() {
         params: NetworkParams::default(),
         layers: (0..3).map(|_| vec![entry(&mut rng)]).collect(),
         gateways: vec![gateway.clone()],
+        authorities: None,
     });
     let (mut memory, connector) = MemoryGateway::new(1024);
     let (bytes, packets) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

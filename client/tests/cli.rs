@@ -35,6 +35,8 @@ fn sealed_folder(dir: &std::path::Path, passphrase: Option<&Passphrase>) -> Data
         // Nothing listens on port 9 of loopback.
         directory_url: "http://127.0.0.1:9".into(),
         directory_key: NodeId([1; 32]).to_base58(),
+        authorities: Vec::new(),
+        authority_threshold: None,
         gateway: NodeId([2; 32]).to_base58(),
         state_sealing: if passphrase.is_some() {
             StateSealing::Passphrase

@@ -75,6 +75,8 @@ fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
         let settings = StoredSettings {
             directory_url: "http://127.0.0.1:9".into(),
             directory_key: net.gateways[BOB].id.to_base58(),
+            authorities: Vec::new(),
+            authority_threshold: None,
             gateway: net.gateways[BOB].id.to_base58(),
             state_sealing: StateSealing::KeyFile,
         };

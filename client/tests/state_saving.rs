@@ -45,6 +45,8 @@ fn start(net: &mut TestMixnet, gateway: usize, seed: u64, dir: Option<&Path>) ->
             let settings = StoredSettings {
                 directory_url: "http://127.0.0.1:9".into(),
                 directory_key: net.gateways[gateway].id.to_base58(),
+                authorities: Vec::new(),
+                authority_threshold: None,
                 gateway: net.gateways[gateway].id.to_base58(),
                 state_sealing: StateSealing::KeyFile,
             };

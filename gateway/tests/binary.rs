@@ -72,6 +72,9 @@ impl Net {
             max_absent_epochs: 2,
             max_nodes: 100,
             allowed_nodes: Vec::new(),
+            authorities: Vec::new(),
+            threshold: None,
+            round_secs: 300,
             // No gateway loop cover here: the stand-ins' queues then hold only
             // what each test sends (loop cover is tested in `localnet`).
             network: NetworkParams {

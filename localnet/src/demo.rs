@@ -24,8 +24,7 @@ fn init_client(net: &LocalNet, dir: &Path, gateway: usize) -> Result<String, Loc
         let out = output(
             Command::new(binary("mixnet-client"))
                 .args(["init", "--dir", &dir.display().to_string()])
-                .args(["--directory", &net.directory_url])
-                .args(["--directory-key", &net.directory_key.to_base58()])
+                .args(net.pin_args())
                 .args(["--gateway", &gw.id.to_base58()]),
         )?;
         if out.status.success() {

@@ -1,4 +1,4 @@
-//! A whole network on loopback: a directory, mix nodes and gateways.
+//! A whole network on loopback: directory authorities, mix nodes and gateways.
 //!
 //! Every node is a real process started from the project's binaries with
 //! fresh keys in a temporary folder; ports are picked free on 127.0.0.1.
@@ -39,6 +39,11 @@ pub struct NetworkSpec {
     pub refresh_ms: u64,
     /// Packets a mix node holds for its workers before dropping (its `input_queue`).
     pub input_queue: usize,
+    /// Directory authorities: 1 publishes alone; more vote every
+    /// `round_secs` and sign a consensus with a majority.
+    pub authorities: usize,
+    /// Length of the authorities' voting round, seconds.
+    pub round_secs: u64,
 }
 
 impl Default for NetworkSpec {
@@ -53,6 +58,8 @@ impl Default for NetworkSpec {
             lambda_m: 2.0,
             refresh_ms: 500,
             input_queue: 65_536,
+            authorities: 1,
+            round_secs: 1,
         }
     }
 }
@@ -102,15 +109,27 @@ pub struct LocalNode {
     pub index: usize,
 }
 
+/// A directory authority of the local network.
+pub struct LocalAuthority {
+    /// Its process.
+    pub process: NodeProcess,
+    /// Its base URL.
+    pub url: String,
+    /// Its public key.
+    pub key: NodeId,
+}
+
 /// A running local network.
 pub struct LocalNet {
     root: tempfile::TempDir,
-    /// The directory process.
+    /// The first directory authority's process.
     pub directory: NodeProcess,
-    /// The directory's base URL.
+    /// The first directory authority's base URL.
     pub directory_url: String,
-    /// The directory's public key.
+    /// The first directory authority's public key.
     pub directory_key: NodeId,
+    /// The other directory authorities (none with one authority).
+    pub other_authorities: Vec<LocalAuthority>,
     /// The mix nodes.
     pub mixnodes: Vec<LocalNode>,
     /// The gateways.
@@ -160,12 +179,16 @@ impl LocalNet {
             root.disable_cleanup(true);
             eprintln!("localnet folder: {}", root.path().display());
         }
-        let (directory, directory_url, directory_key) = start_directory(root.path(), &spec)?;
+        let mut authorities = start_authorities(root.path(), &spec)?.into_iter();
+        let first = authorities.next().ok_or_else(|| {
+            LocalnetError::Failed("directory".into(), "no authority started".into())
+        })?;
         let mut net = LocalNet {
             root,
-            directory,
-            directory_url,
-            directory_key,
+            directory: first.process,
+            directory_url: first.url,
+            directory_key: first.key,
+            other_authorities: authorities.collect(),
             mixnodes: Vec::new(),
             gateways: Vec::new(),
             spec,
@@ -227,8 +250,8 @@ impl LocalNet {
         let dir_arg = dir.display().to_string();
         let address_arg = address.to_string();
         let metrics_arg = format!("127.0.0.1:{metrics_port}");
-        let key_arg = self.directory_key.to_base58();
         let clients_arg = client_address.map(|a| a.to_string()).unwrap_or_default();
+        let pin_args = self.pin_args();
         let mut args = vec![
             "init",
             "--dir",
@@ -237,11 +260,8 @@ impl LocalNet {
             &address_arg,
             "--metrics",
             &metrics_arg,
-            "--directory",
-            &self.directory_url,
-            "--directory-key",
-            &key_arg,
         ];
+        args.extend(pin_args.iter().map(String::as_str));
         if client_address.is_some() {
             args.extend(["--clients", clients_arg.as_str()]);
         }
@@ -299,6 +319,46 @@ impl LocalNet {
         })
     }
 
+    /// The arguments that pin this network's directory (or authorities), as
+    /// every node's and client's `init` takes them.
+    pub fn pin_args(&self) -> Vec<String> {
+        if self.other_authorities.is_empty() {
+            return vec![
+                "--directory".into(),
+                self.directory_url.clone(),
+                "--directory-key".into(),
+                self.directory_key.to_base58(),
+            ];
+        }
+        self.authorities()
+            .into_iter()
+            .flat_map(|(url, key)| ["--authority".into(), format!("{url},{}", key.to_base58())])
+            .collect()
+    }
+
+    /// Every authority's URL and key, the first one first.
+    pub fn authorities(&self) -> Vec<(String, NodeId)> {
+        std::iter::once((self.directory_url.clone(), self.directory_key))
+            .chain(
+                self.other_authorities
+                    .iter()
+                    .map(|a| (a.url.clone(), a.key)),
+            )
+            .collect()
+    }
+
+    /// Kills directory authority `i` (0 is the first) at once (SIGKILL).
+    pub fn kill_authority(&mut self, i: usize) {
+        match i {
+            0 => self.directory.kill(),
+            i => {
+                if let Some(a) = self.other_authorities.get_mut(i - 1) {
+                    a.process.kill();
+                }
+            }
+        }
+    }
+
     /// Kills mix node `i` at once (SIGKILL).
     pub fn kill_mixnode(&mut self, i: usize) {
         if let Some(n) = self.mixnodes.get_mut(i) {
@@ -352,7 +412,8 @@ impl LocalNet {
         stop_all(
             nodes
                 .map(|n| &mut n.process)
-                .chain(std::iter::once(&mut self.directory)),
+                .chain(std::iter::once(&mut self.directory))
+                .chain(self.other_authorities.iter_mut().map(|a| &mut a.process)),
             STOP_GRACE,
         )
     }
@@ -378,28 +439,59 @@ fn run_node(role: NodeRole, i: usize, dir: &Path) -> Result<NodeProcess, Localne
     Ok(process)
 }
 
-fn start_directory(
+/// Starts the directory authorities of `spec`: one publishing alone, or
+/// several that vote, each knowing the others.
+fn start_authorities(
     root: &Path,
     spec: &NetworkSpec,
-) -> Result<(NodeProcess, String, NodeId), LocalnetError> {
-    let dir = root.join("directory");
+) -> Result<Vec<LocalAuthority>, LocalnetError> {
     let bin = binary("directory");
-    run_to_completion(&bin, &["init", "--dir", &dir.display().to_string()])?;
-    let port = free_port()?;
-    let config_path = dir.join("directory.toml");
+    let n = spec.authorities.max(1);
+    let mut made = Vec::new();
+    for i in 0..n {
+        let dir = root.join(match i {
+            0 => "directory".to_string(),
+            i => format!("directory{i}"),
+        });
+        let out = run_to_completion(&bin, &["init", "--dir", &dir.display().to_string()])?;
+        let key = out
+            .lines()
+            .find_map(|l| l.strip_prefix("directory key: "))
+            .and_then(|t| NodeId::from_base58(t.trim()).ok())
+            .ok_or_else(|| {
+                LocalnetError::Failed("directory init".into(), "no key printed".into())
+            })?;
+        made.push((dir, free_port()?, key));
+    }
+    let tables: String = if n > 1 {
+        made.iter()
+            .map(|(_, port, key)| {
+                format!(
+                    "[[authorities]]\nurl = \"http://127.0.0.1:{port}\"\npublic_key = \"{}\"\n\n",
+                    key.to_base58()
+                )
+            })
+            .collect()
+    } else {
+        String::new()
+    };
     #[allow(clippy::disallowed_methods)] // the network's genesis is now
     let genesis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let config = format!(
-        r#"listen = "127.0.0.1:{port}"
+    let mut started = Vec::new();
+    for (dir, port, key) in made {
+        let config_path = dir.join("directory.toml");
+        let config = format!(
+            r#"listen = "127.0.0.1:{port}"
 key_file = "directory.key"
 db_path = "directory.redb"
 max_absent_epochs = 2
 max_nodes = 1000
+round_secs = {round}
 
-[network]
+{tables}[network]
 genesis_unix_secs = {genesis}
 epoch_length_secs = {epoch}
 mean_delay_ms = {delay}
@@ -410,26 +502,38 @@ lambda_d = 0.0
 lambda_m = {lm:?}
 packet_size = {size}
 "#,
-        epoch = spec.epoch_secs,
-        delay = spec.mean_delay_ms,
-        lp = spec.lambda_p,
-        ll = spec.lambda_l,
-        lm = spec.lambda_m,
-        size = protocol::packet::PACKET_SIZE,
-    );
-    std::fs::write(&config_path, config).map_err(|e| io(&config_path, e))?;
-    let config_arg = config_path.display().to_string();
-    let id_line = run_to_completion(&bin, &["id", "--config", &config_arg])?;
-    let key = NodeId::from_base58(id_line.trim())
-        .map_err(|e| LocalnetError::Failed("directory id".into(), e.to_string()))?;
-    let mut process = NodeProcess::spawn(
-        "directory",
-        &bin,
-        &["run", "--config", &config_arg],
-        &dir.join("directory.log"),
-    )?;
-    process.wait_for_line("directory", READY_TIMEOUT)?;
-    Ok((process, format!("http://127.0.0.1:{port}"), key))
+            round = spec.round_secs,
+            epoch = spec.epoch_secs,
+            delay = spec.mean_delay_ms,
+            lp = spec.lambda_p,
+            ll = spec.lambda_l,
+            lm = spec.lambda_m,
+            size = protocol::packet::PACKET_SIZE,
+        );
+        std::fs::write(&config_path, config).map_err(|e| io(&config_path, e))?;
+        let config_arg = config_path.display().to_string();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "directory".into());
+        let process = NodeProcess::spawn(
+            &name,
+            &bin,
+            &["run", "--config", &config_arg],
+            &dir.join("directory.log"),
+        )?;
+        started.push(LocalAuthority {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            key,
+        });
+    }
+    for authority in &mut started {
+        authority
+            .process
+            .wait_for_line("directory", READY_TIMEOUT)?;
+    }
+    Ok(started)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::mpsc;
-use topology::{EpochKey, NodeDescriptor, Role, Topology};
+use topology::{AuthoritySet, EpochKey, NodeDescriptor, Role, Topology};
 use transport::{Endpoint, LinkConfig, PeerId, Received};
 
 /// The stand-in gateway.
@@ -58,10 +58,16 @@ pub async fn within<T>(what: &str, secs: u64, fut: impl std::future::Future<Outp
 impl ProbeGateway {
     /// Registers a gateway with the directory and waits until the topology lists it.
     pub async fn join(directory_url: &str, directory_key: NodeId, seed: u64) -> Self {
+        Self::join_authorities(AuthoritySet::single(directory_key, directory_url), seed).await
+    }
+
+    /// Registers a gateway with every authority of `authorities` and waits
+    /// until their consensus lists it.
+    pub async fn join_authorities(authorities: AuthoritySet, seed: u64) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let identity = IdentityKeyPair::generate(&mut rng);
         let sphinx = SphinxKeyPair::generate(&mut rng);
-        let directory = DirectoryClient::new(directory_url, directory_key, None).unwrap();
+        let directory = DirectoryClient::with_authorities(authorities, None).unwrap();
         let topology = within("first topology", 20, directory.topology())
             .await
             .unwrap();

@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mixnode_core::SphinxCodecKind;
+use protocol::keys::NodeId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use topology::{Authority, AuthoritySet};
 
 /// The sections every node's file has.
 const COMMON_SECTIONS: [&str; 3] = ["node", "directory", "metrics"];
@@ -41,16 +43,71 @@ pub struct NodeSection {
 }
 
 /// `[directory]`: where the topology comes from.
+///
+/// Either one directory (`url`, `public_key`), or several authorities
+/// (`[[directory.authorities]]`, each with `url` and `public_key`, and
+/// `threshold`, the signatures a topology needs: by default more than half).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySection {
-    /// Base URL of the directory, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the directory, e.g. `http://127.0.0.1:8080` (one authority).
+    #[serde(default)]
     pub url: String,
     /// The directory's Ed25519 public key, base58: topologies are verified against it.
+    #[serde(default)]
     pub public_key: String,
+    /// The directory authorities, when there are several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<AuthorityEntry>,
+    /// Signatures of `authorities` a topology needs (default: a majority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<usize>,
     /// How often to fetch the topology, in milliseconds (at least every eighth of an epoch).
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
+}
+
+/// One `[[directory.authorities]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityEntry {
+    /// Base URL of the authority.
+    pub url: String,
+    /// Its Ed25519 public key, base58.
+    pub public_key: String,
+}
+
+impl DirectorySection {
+    /// The pinned authority set: the one directory, or the listed authorities.
+    pub fn authority_set(&self) -> Result<AuthoritySet> {
+        if self.authorities.is_empty() {
+            let key = NodeId::from_base58(&self.public_key)
+                .map_err(|e| anyhow::anyhow!("`directory.public_key`: {e}"))?;
+            return Ok(AuthoritySet::single(key, self.url.trim_end_matches('/')));
+        }
+        let authorities = self
+            .authorities
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let id = NodeId::from_base58(&a.public_key)
+                    .map_err(|e| anyhow::anyhow!("`directory.authorities[{i}].public_key`: {e}"))?;
+                Ok(Authority {
+                    id,
+                    url: a.url.trim_end_matches('/').to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        AuthoritySet::new(authorities, self.threshold)
+            .map_err(|e| anyhow::anyhow!("`directory.authorities`: {e}"))
+    }
+
+    /// The first authority's URL, for messages.
+    pub fn first_url(&self) -> &str {
+        self.authorities
+            .first()
+            .map_or(self.url.as_str(), |a| a.url.as_str())
+    }
 }
 
 /// The default of `directory.refresh_ms`.
@@ -113,8 +170,21 @@ impl NodeConfig {
 
     /// Checks what parsing alone cannot; errors name `path` and the field.
     fn check(&self, path: &Path) -> Result<()> {
-        if self.directory.public_key.trim().is_empty() {
+        if self.directory.authorities.is_empty() && self.directory.public_key.trim().is_empty() {
             bail!("{}: `directory.public_key` is empty", path.display());
+        }
+        if !self.directory.authorities.is_empty()
+            && (!self.directory.url.is_empty() || !self.directory.public_key.is_empty())
+        {
+            bail!(
+                "{}: `directory.url` and `directory.public_key` name one directory; with `[[directory.authorities]]` leave them out",
+                path.display()
+            );
+        }
+        if !self.directory.authorities.is_empty() {
+            self.directory
+                .authority_set()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
         Ok(())
     }
@@ -225,6 +295,10 @@ pub struct Template<'a> {
     pub directory: &'a str,
     /// `directory.public_key`.
     pub directory_key: &'a str,
+    /// `[[directory.authorities]]` as (url, public key); empty for one directory.
+    pub authorities: &'a [(String, String)],
+    /// `directory.threshold`, with several authorities.
+    pub threshold: Option<usize>,
 }
 
 impl<'a> Template<'a> {
@@ -236,6 +310,8 @@ impl<'a> Template<'a> {
             metrics: ([127, 0, 0, 1], 9100).into(),
             directory: "http://127.0.0.1:8080",
             directory_key: "KEY",
+            authorities: &[],
+            threshold: None,
         }
     }
 
@@ -260,21 +336,53 @@ data_dir = "{data_dir}"
 
     /// The commented `[directory]` and `[metrics]` sections.
     pub fn directory_and_metrics(&self) -> String {
-        format!(
-            r#"[directory]
-# Where the directory service answers.
+        let pin = if self.authorities.is_empty() {
+            format!(
+                r#"# Where the directory service answers (one authority).
 url = "{directory}"
 # The directory's public key (base58); topologies signed by any other key are refused.
 public_key = "{directory_key}"
-# How often to fetch the topology, in milliseconds (at least every eighth of an epoch).
+# With several directory authorities, leave out `url` and `public_key` and list
+# each in a [[directory.authorities]] table (url, public_key) instead.
+# threshold = 2
+"#,
+                directory = self.directory,
+                directory_key = self.directory_key,
+            )
+        } else {
+            let threshold = match self.threshold {
+                Some(k) => format!("threshold = {k}\n"),
+                None => "# threshold = 2\n".into(),
+            };
+            let tables: String = self
+                .authorities
+                .iter()
+                .map(|(url, key)| {
+                    format!(
+                        "\n[[directory.authorities]]\nurl = \"{url}\"\npublic_key = \"{key}\"\n"
+                    )
+                })
+                .collect();
+            format!(
+                r#"# Signatures of the authorities below a topology needs (default: more than
+# half of them). The authorities publish changes to their set in the
+# topology; the node follows them without editing this file.
+{threshold}{tables}"#
+            )
+        };
+        let (pin, tables) = match pin.find("\n[[") {
+            Some(i) => pin.split_at(i + 1),
+            None => (pin.as_str(), ""),
+        };
+        format!(
+            r#"[directory]
+{pin}# How often to fetch the topology, in milliseconds (at least every eighth of an epoch).
 refresh_ms = {refresh}
-
+{tables}
 [metrics]
 # Prometheus scrapes http://<listen>/metrics
 listen = "{metrics}"
 "#,
-            directory = self.directory,
-            directory_key = self.directory_key,
             refresh = default_refresh_ms(),
             metrics = self.metrics,
         )
@@ -312,6 +420,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "url",
     "public_key",
     "refresh_ms",
+    "threshold",
     "workers",
     "input_queue",
     "link_queue",
@@ -357,6 +466,41 @@ mod tests {
             t.directory_and_metrics(),
             t.processing("processing")
         )
+    }
+
+    #[test]
+    fn several_authorities_are_pinned_with_their_threshold() {
+        let dir = Path::new("/var/lib/node");
+        let keys: Vec<String> = (1..=3u8).map(|b| NodeId([b; 32]).to_base58()).collect();
+        let authorities: Vec<(String, String)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("http://127.0.0.1:808{i}"), k.clone()))
+            .collect();
+        let t = Template {
+            authorities: &authorities,
+            threshold: Some(3),
+            ..Template::example(dir)
+        };
+        let text = format!(
+            "{}\n{}\n{}",
+            t.node("the journal"),
+            t.directory_and_metrics(),
+            t.processing("processing")
+        );
+        let file = parse::<Extra>(Path::new("node.toml"), &text).unwrap();
+        let set = file.node.directory.authority_set().unwrap();
+        assert_eq!((set.len(), set.threshold), (3, 3));
+        assert_eq!(file.node.directory.refresh_ms, default_refresh_ms());
+        // A threshold of half the set or less is refused, naming the field.
+        let e = error(&text.replace("threshold = 3", "threshold = 1"));
+        assert!(
+            e.contains("directory.authorities") && e.contains("threshold"),
+            "{e}"
+        );
+        // One directory and a list at once is refused.
+        let e = error(&text.replace("[directory]", "[directory]\nurl = \"http://x\""));
+        assert!(e.contains("directory.url"), "{e}");
     }
 
     fn error(text: &str) -> String {

@@ -70,6 +70,8 @@ pub struct EpochFollower {
     pub period: Duration,
     /// Randomness for new keys.
     pub rng: ChaCha20Rng,
+    /// Epochs the topology was behind the clock at the last refresh.
+    pub stale_epochs: u64,
 }
 
 impl EpochFollower {
@@ -95,14 +97,36 @@ impl EpochFollower {
             directory.bad_signatures(),
         );
         let Ok(topology) = directory.refresh().await else {
-            return; // keep running on the topology we have
+            // Keep running on the topology we have, and say how old it is.
+            if let Some(held) = directory.cached() {
+                self.show_staleness(&held);
+            }
+            return;
         };
+        self.show_staleness(&topology);
         if topology.epoch > self.mixer.current_epoch() {
             self.rotate(topology.epoch).await;
         }
         self.links.set_pins(&topology);
         show_topology(&self.metrics, &topology);
         let _ = self.topology.send(topology);
+    }
+
+    /// Publishes how many epochs old `topology` is; warns when that grows.
+    fn show_staleness(&mut self, topology: &Topology) {
+        let now = topology
+            .params
+            .epoch_clock()
+            .epoch_at(std::time::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_secs()));
+        let stale = now.0.saturating_sub(topology.epoch.0);
+        if stale > self.stale_epochs {
+            tracing::warn!(
+                "no topology newer than epoch {} (now {now}): running on it, keys not rotated",
+                topology.epoch
+            );
+        }
+        self.stale_epochs = stale;
+        self.metrics.topology_stale_epochs.set(to_i64(stale));
     }
 
     async fn rotate(&mut self, epoch: Epoch) {

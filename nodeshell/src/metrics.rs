@@ -94,6 +94,8 @@ pub struct NodeMetrics {
     pub topology_bad_signature: Counter,
     /// Nodes in the topology the node works on.
     pub topology_nodes: Gauge,
+    /// Epochs since the one of the topology the node works on (0 while it is current).
+    pub topology_stale_epochs: Gauge,
     link_dropped: Family<DropLabels, Counter>,
     unpinned_refused: Counter,
 }
@@ -138,6 +140,11 @@ impl NodeMetrics {
                 r,
                 "topology_nodes",
                 "Nodes in the topology the node works on",
+            ),
+            topology_stale_epochs: gauge(
+                r,
+                "topology_stale_epochs",
+                "Epochs since the one of the topology the node works on (no newer consensus)",
             ),
             link_dropped: drop_family(
                 r,

@@ -443,6 +443,7 @@ async fn serve<R: Role>(
             topology: topology_tx,
             period,
             rng: ChaCha20Rng::from_rng(&mut rng),
+            stale_epochs: 0,
         }
         .run(signal.clone()),
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use directory::DirectoryClient;
 use protocol::epoch::Epoch;
-use protocol::keys::{IdentityKeyPair, NodeId};
+use protocol::keys::IdentityKeyPair;
 use rand_chacha::ChaCha20Rng;
 use topology::{EpochKey, NodeDescriptor, Topology};
 
@@ -26,38 +26,52 @@ use crate::node::NodeKind;
 /// How often, and how many times, a node that has just registered asks for
 /// a topology that lists it before it starts on the one it has.
 const LISTED_POLL: Duration = Duration::from_millis(100);
-const LISTED_TRIES: usize = 50;
+const LISTED_TRIES: usize = 100;
 
 /// The directory client of `config`, with its topology cache in the data folder.
 pub fn directory_client(config: &NodeConfig) -> Result<Arc<DirectoryClient>> {
-    let key = NodeId::from_base58(&config.directory.public_key)
-        .map_err(|e| anyhow::anyhow!("directory.public_key: {e}"))?;
-    let client = DirectoryClient::new(
-        &config.directory.url,
-        key,
-        Some(config.node.data_dir.join("topology.json")),
-    )
-    .map_err(|e| anyhow::anyhow!("directory.url: {e}"))?;
+    let set = config.directory.authority_set()?;
+    let client =
+        DirectoryClient::with_authorities(set, Some(config.node.data_dir.join("topology.json")))
+            .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
     Ok(Arc::new(client))
 }
 
-/// The topology to bind with: fetched if the directory answers, else the cached one.
+/// The topology to bind with: fetched if an authority answers, else the
+/// cached one. Several authorities publish their first consensus only at
+/// the end of their first voting round, so a node started with them asks
+/// again for a while before it gives up.
 pub async fn current_topology(
     directory: &DirectoryClient,
     config: &NodeConfig,
 ) -> Result<Arc<Topology>> {
-    directory
-        .topology()
-        .await
-        .ok()
-        .or_else(|| directory.cached())
-        .with_context(|| {
-            format!(
-                "directory.url = {}: no topology from the directory and none cached",
-                config.directory.url
-            )
-        })
+    let tries = if directory.authorities().len() > 1 {
+        FIRST_TOPOLOGY_TRIES
+    } else {
+        1
+    };
+    for attempt in 0..tries {
+        if attempt > 0 {
+            tokio::time::sleep(FIRST_TOPOLOGY_POLL).await;
+        }
+        if let Some(topology) = directory
+            .topology()
+            .await
+            .ok()
+            .or_else(|| directory.cached())
+        {
+            return Ok(topology);
+        }
+    }
+    anyhow::bail!(
+        "directory.url = {}: no topology from the directory and none cached",
+        config.directory.first_url()
+    )
 }
+
+/// How often, and how many times, a node with no topology at all asks again.
+const FIRST_TOPOLOGY_POLL: Duration = Duration::from_millis(250);
+const FIRST_TOPOLOGY_TRIES: usize = 80;
 
 /// Where the node can be reached, as its descriptor announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //!
 //! One document per epoch (with a revision `serial` that grows when the
 //! directory republishes the same epoch because nodes joined or left), signed
-//! by the directory. Clients build routes from it; nodes read from it whom they
+//! by the directory authorities: valid with `k` of the `n` pinned signatures
+//! (see [`crate::authority`]), all over the same body bytes. Clients build routes from it; nodes read from it whom they
 //! forward to and which QUIC peers to accept (every listed id is a certificate
 //! pin). It also carries the [`NetworkParams`], so all parties apply the same
 //! delays and rates.
@@ -15,7 +16,8 @@ use protocol::{Epoch, IdentityKeyPair, NodeId};
 use serde::{Deserialize, Serialize};
 use x25519_dalek::PublicKey;
 
-use crate::envelope::{SignedEnvelope, TOPOLOGY_DOMAIN};
+use crate::authority::AuthoritySet;
+use crate::envelope::{TOPOLOGY_DOMAIN, check_body, sign_body};
 use crate::error::TopologyError;
 use crate::layers::MIX_LAYERS;
 use crate::params::NetworkParams;
@@ -69,6 +71,10 @@ pub struct Topology {
     pub layers: Vec<Vec<NodeEntry>>,
     /// The gateways.
     pub gateways: Vec<NodeEntry>,
+    /// The authorities that sign the next topology, when they agreed on it
+    /// (absent: the set the reader holds stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorities: Option<AuthoritySet>,
 }
 
 impl Topology {
@@ -147,41 +153,138 @@ impl Topology {
                 return malformed(format!("node {} has score {}", entry.id, entry.score));
             }
         }
+        if let Some(set) = &self.authorities {
+            set.check_shape()?;
+        }
         Ok(())
     }
 
-    /// Signs this document with the directory's key.
-    pub fn sign(&self, directory: &IdentityKeyPair) -> Result<SignedTopology, TopologyError> {
-        let body = serde_json::to_string(self).map_err(|e| TopologyError::Malformed {
+    /// The document as the JSON text every authority signs.
+    pub fn body(&self) -> Result<String, TopologyError> {
+        serde_json::to_string(self).map_err(|e| TopologyError::Malformed {
             what: "topology",
             reason: e.to_string(),
-        })?;
-        Ok(SignedTopology(SignedEnvelope::seal(
-            TOPOLOGY_DOMAIN,
-            body,
-            directory,
-        )))
+        })
+    }
+
+    /// Signs this document with one authority's key (the one-authority case,
+    /// or the first signature of a consensus).
+    pub fn sign(&self, authority: &IdentityKeyPair) -> Result<SignedTopology, TopologyError> {
+        let mut signed = SignedTopology::unsigned(self.body()?);
+        signed.add_signature(AuthoritySignature::sign(&signed.body, authority));
+        Ok(signed)
     }
 }
 
-/// A topology in its signed envelope, as served and cached.
+/// Most signatures a topology envelope may carry.
+pub const MAX_SIGNATURES: usize = 2 * crate::authority::MAX_AUTHORITIES;
+
+/// One authority's signature over a topology body.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoritySignature {
+    /// The signing authority's key.
+    #[serde(with = "crate::serde_keys::node_id")]
+    pub authority: NodeId,
+    /// Ed25519 over `mixnet/topology/v1\0 ‖ body`, in hex.
+    pub signature: String,
+}
+
+impl AuthoritySignature {
+    /// `authority`'s signature over `body`.
+    pub fn sign(body: &str, authority: &IdentityKeyPair) -> Self {
+        AuthoritySignature {
+            authority: authority.node_id(),
+            signature: sign_body(TOPOLOGY_DOMAIN, body, authority),
+        }
+    }
+
+    /// Checks this signature over `body`.
+    pub fn check(&self, body: &str) -> Result<(), TopologyError> {
+        check_body(
+            TOPOLOGY_DOMAIN,
+            body,
+            &self.authority,
+            &self.signature,
+            "topology",
+        )
+    }
+}
+
+/// A topology and its authorities' signatures, as served and cached:
+/// `{ "body": "<json>", "signatures": [{ "authority", "signature" }] }`.
+///
+/// The body is the same bytes at every authority and every reader; only the
+/// list of signatures may differ (one authority may hold more than another).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SignedTopology(pub SignedEnvelope);
+#[serde(deny_unknown_fields)]
+pub struct SignedTopology {
+    /// The topology, JSON text, exactly as signed.
+    pub body: String,
+    /// Signatures of authorities over `body`.
+    pub signatures: Vec<AuthoritySignature>,
+}
 
 impl SignedTopology {
-    /// Checks the directory's signature with its pinned key, then parses.
-    pub fn verify(&self, pinned_directory_key: &NodeId) -> Result<Topology, TopologyError> {
-        if self.0.body.len() > MAX_TOPOLOGY_BYTES {
+    /// A body with no signature yet.
+    pub fn unsigned(body: String) -> Self {
+        SignedTopology {
+            body,
+            signatures: Vec::new(),
+        }
+    }
+
+    /// Adds a signature, replacing an earlier one of the same authority;
+    /// the list stays sorted by authority, so equal sets serialise equally.
+    pub fn add_signature(&mut self, signature: AuthoritySignature) {
+        self.signatures
+            .retain(|s| s.authority != signature.authority);
+        self.signatures.push(signature);
+        self.signatures.sort();
+    }
+
+    /// The distinct authorities of `set` whose signature over the body holds.
+    pub fn valid_signers(&self, set: &AuthoritySet) -> Vec<NodeId> {
+        let mut signers: Vec<NodeId> = self
+            .signatures
+            .iter()
+            .take(MAX_SIGNATURES)
+            .filter(|s| set.contains(&s.authority) && s.check(&self.body).is_ok())
+            .map(|s| s.authority)
+            .collect();
+        signers.sort();
+        signers.dedup();
+        signers
+    }
+
+    /// Checks that `set.threshold` pinned authorities signed the body, then parses it.
+    pub fn verify(&self, set: &AuthoritySet) -> Result<Topology, TopologyError> {
+        if self.body.len() > MAX_TOPOLOGY_BYTES {
             return Err(TopologyError::Malformed {
                 what: "topology",
                 reason: format!("larger than {MAX_TOPOLOGY_BYTES} bytes"),
             });
         }
-        self.0
-            .check(TOPOLOGY_DOMAIN, pinned_directory_key, "topology")?;
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(TopologyError::Malformed {
+                what: "topology",
+                reason: format!("more than {MAX_SIGNATURES} signatures"),
+            });
+        }
+        let valid = self.valid_signers(set).len();
+        if valid < set.threshold {
+            // One wrong signature and nothing else is what a forger or a
+            // misconfigured pin looks like: report it as a bad signature.
+            if valid == 0 && !self.signatures.is_empty() && set.threshold == 1 {
+                return Err(TopologyError::BadSignature { what: "topology" });
+            }
+            return Err(TopologyError::TooFewSignatures {
+                valid,
+                needed: set.threshold,
+            });
+        }
         let topology: Topology =
-            serde_json::from_str(&self.0.body).map_err(|e| TopologyError::Malformed {
+            serde_json::from_str(&self.body).map_err(|e| TopologyError::Malformed {
                 what: "topology",
                 reason: e.to_string(),
             })?;
@@ -191,7 +294,7 @@ impl SignedTopology {
 
     /// The envelope as JSON text.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.0).unwrap_or_default()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Reads an envelope from JSON text (not yet verified).
@@ -235,6 +338,7 @@ pub(crate) mod tests {
             params: NetworkParams::default(),
             layers,
             gateways,
+            authorities: None,
         }
     }
 
@@ -261,9 +365,13 @@ pub(crate) mod tests {
     proptest::proptest! {
         #[test]
         fn hostile_bytes_never_panic_the_readers(body: String, signature: String, raw: String) {
-            let pinned = NodeId([9; 32]);
-            let envelope = SignedEnvelope { body: body.clone(), signature };
-            proptest::prop_assert!(SignedTopology(envelope.clone()).verify(&pinned).is_err());
+            let pinned = AuthoritySet::single(NodeId([9; 32]), "");
+            let envelope = crate::envelope::SignedEnvelope { body: body.clone(), signature: signature.clone() };
+            let topology = SignedTopology {
+                body: body.clone(),
+                signatures: vec![AuthoritySignature { authority: NodeId([9; 32]), signature }],
+            };
+            proptest::prop_assert!(topology.verify(&pinned).is_err());
             proptest::prop_assert!(crate::SignedDescriptor(envelope).verify().is_err());
             let _ = SignedTopology::from_json(&raw).map(|s| s.verify(&pinned));
             let _ = crate::SignedDescriptor::from_json(&raw).map(|s| s.verify());
@@ -276,20 +384,64 @@ pub(crate) mod tests {
         let t = sample(&mut rng, 2, 1);
         let dir = IdentityKeyPair::generate(&mut rng);
         let other = IdentityKeyPair::generate(&mut rng);
+        let pin = |k: &IdentityKeyPair| AuthoritySet::single(k.node_id(), "");
         let signed = t.sign(&dir).unwrap();
         let parsed = SignedTopology::from_json(&signed.to_json()).unwrap();
-        assert_eq!(parsed.verify(&dir.node_id()).unwrap(), t);
+        assert_eq!(parsed.verify(&pin(&dir)).unwrap(), t);
         let bad = Err(TopologyError::BadSignature { what: "topology" });
-        assert_eq!(parsed.verify(&other.node_id()), bad);
+        assert_eq!(parsed.verify(&pin(&other)), bad);
         let mut tampered = parsed;
-        tampered.0.body = tampered.0.body.replacen("127.0.0.1", "10.0.0.1", 1);
-        assert_eq!(tampered.verify(&dir.node_id()), bad);
+        tampered.body = tampered.body.replacen("127.0.0.1", "10.0.0.1", 1);
+        assert_eq!(tampered.verify(&pin(&dir)), bad);
         // Well signed but with two layers: refused for its shape.
         let mut short = t;
         short.layers.pop();
         assert!(matches!(
-            short.sign(&dir).unwrap().verify(&dir.node_id()),
+            short.sign(&dir).unwrap().verify(&pin(&dir)),
             Err(TopologyError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn k_of_n_distinct_pinned_signatures_are_needed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let t = sample(&mut rng, 1, 1);
+        let keys: Vec<IdentityKeyPair> = (0..3)
+            .map(|_| IdentityKeyPair::generate(&mut rng))
+            .collect();
+        let outsider = IdentityKeyPair::generate(&mut rng);
+        let set = AuthoritySet::new(
+            keys.iter()
+                .map(|k| crate::Authority {
+                    id: k.node_id(),
+                    url: String::new(),
+                })
+                .collect(),
+            None,
+        )
+        .unwrap();
+        let mut signed = t.sign(&keys[0]).unwrap();
+        let too_few = |valid| Err(TopologyError::TooFewSignatures { valid, needed: 2 });
+        assert_eq!(signed.verify(&set), too_few(1));
+        // The same signature twice, or an outsider's, does not count.
+        signed.signatures.push(signed.signatures[0].clone());
+        signed.add_signature(AuthoritySignature::sign(&signed.body, &outsider));
+        assert_eq!(signed.verify(&set), too_few(1));
+        // A signature over other bytes does not count either.
+        signed.add_signature(AuthoritySignature::sign("{}", &keys[1]));
+        assert_eq!(signed.verify(&set), too_few(1));
+        signed.add_signature(AuthoritySignature::sign(&signed.body, &keys[1]));
+        assert_eq!(signed.verify(&set).unwrap(), t);
+        signed.add_signature(AuthoritySignature::sign(&signed.body, &keys[2]));
+        assert_eq!(signed.valid_signers(&set).len(), 3);
+        // An outsider alone signing a document of its own is refused.
+        let own = t.sign(&outsider).unwrap();
+        assert_eq!(
+            own.verify(&set),
+            Err(TopologyError::TooFewSignatures {
+                valid: 0,
+                needed: 2
+            })
+        );
     }
 }

@@ -17,8 +17,10 @@ use crate::error::TopologyError;
 
 /// Domain tag of node descriptors.
 pub const DESCRIPTOR_DOMAIN: &[u8] = b"mixnet/descriptor/v1\0";
-/// Domain tag of topology documents.
+/// Domain tag of topology documents (the consensus of the authorities).
 pub const TOPOLOGY_DOMAIN: &[u8] = b"mixnet/topology/v1\0";
+/// Domain tag of authorities' votes.
+pub const VOTE_DOMAIN: &[u8] = b"mixnet/vote/v1\0";
 
 /// A signed body and its signature, as it travels and as it is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,11 +35,8 @@ pub struct SignedEnvelope {
 impl SignedEnvelope {
     /// Signs `body` for `domain` with `key`.
     pub fn seal(domain: &[u8], body: String, key: &IdentityKeyPair) -> Self {
-        let signature = key.sign(&signed_bytes(domain, &body));
-        SignedEnvelope {
-            body,
-            signature: hex::encode(signature),
-        }
+        let signature = sign_body(domain, &body, key);
+        SignedEnvelope { body, signature }
     }
 
     /// Checks that `signer` signed this body for `domain`.
@@ -47,18 +46,32 @@ impl SignedEnvelope {
         signer: &NodeId,
         what: &'static str,
     ) -> Result<(), TopologyError> {
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(self.signature.trim(), &mut signature).map_err(|e| {
-            TopologyError::Malformed {
-                what,
-                reason: format!("signature is not 64 bytes of hex: {e}"),
-            }
-        })?;
-        if signer.verify(&signed_bytes(domain, &self.body), &signature) {
-            Ok(())
-        } else {
-            Err(TopologyError::BadSignature { what })
-        }
+        check_body(domain, &self.body, signer, &self.signature, what)
+    }
+}
+
+/// Signs `domain ‖ body` with `key`; the signature in hex.
+pub fn sign_body(domain: &[u8], body: &str, key: &IdentityKeyPair) -> String {
+    hex::encode(key.sign(&signed_bytes(domain, body)))
+}
+
+/// Checks that `signature` (hex) is `signer`'s over `domain ‖ body`.
+pub fn check_body(
+    domain: &[u8],
+    body: &str,
+    signer: &NodeId,
+    signature: &str,
+    what: &'static str,
+) -> Result<(), TopologyError> {
+    let mut bytes = [0u8; 64];
+    hex::decode_to_slice(signature.trim(), &mut bytes).map_err(|e| TopologyError::Malformed {
+        what,
+        reason: format!("signature is not 64 bytes of hex: {e}"),
+    })?;
+    if signer.verify(&signed_bytes(domain, body), &bytes) {
+        Ok(())
+    } else {
+        Err(TopologyError::BadSignature { what })
     }
 }
 

@@ -37,6 +37,17 @@ pub enum TopologyError {
     /// A well-signed descriptor that the directory will not list.
     #[error("descriptor refused: {0}")]
     Refused(String),
+    /// Fewer valid signatures of pinned authorities than the threshold.
+    #[error("topology has {valid} valid authority signatures, {needed} needed")]
+    TooFewSignatures {
+        /// Valid signatures of distinct pinned authorities.
+        valid: usize,
+        /// The pinned threshold.
+        needed: usize,
+    },
+    /// A vote or signature from a key that is not one of the authorities.
+    #[error("{0} is not one of the directory authorities")]
+    NotAnAuthority(NodeId),
     /// Network parameters out of range.
     #[error("invalid network parameters: {0}")]
     InvalidParams(String),

@@ -80,3 +80,35 @@ pub(crate) mod secs {
         Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }
+
+/// Lists of [`protocol::NodeId`]s (e.g. mix layers) as lists of base58 text.
+pub(crate) mod node_id_layers {
+    use protocol::NodeId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
+
+    pub(crate) fn serialize<S: Serializer>(
+        layers: &[Vec<NodeId>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(layers.len()))?;
+        for layer in layers {
+            let text: Vec<String> = layer.iter().map(NodeId::to_base58).collect();
+            seq.serialize_element(&text)?;
+        }
+        seq.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Vec<NodeId>>, D::Error> {
+        Vec::<Vec<String>>::deserialize(d)?
+            .iter()
+            .map(|layer| {
+                layer
+                    .iter()
+                    .map(|text| NodeId::from_base58(text).map_err(D::Error::custom))
+                    .collect()
+            })
+            .collect()
+    }
+}

@@ -13,6 +13,7 @@ use protocol::{ClientAddress, NodeId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
+use topology::{Authority, AuthoritySet};
 
 /// The environment variable that holds the passphrase of the data folder.
 const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";
@@ -40,11 +41,18 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Base URL of the directory, e.g. http://127.0.0.1:8080.
-        #[arg(long)]
-        directory: String,
+        #[arg(long, required_unless_present = "authorities")]
+        directory: Option<String>,
         /// The directory's public key (base58), pinned.
+        #[arg(long, required_unless_present = "authorities")]
+        directory_key: Option<String>,
+        /// A directory authority to pin, as `URL,KEY` (repeat for each;
+        /// replaces --directory and --directory-key).
+        #[arg(long = "authority", id = "authorities", value_name = "URL,KEY")]
+        authorities: Vec<String>,
+        /// Signatures of the authorities a topology needs [default: a majority].
         #[arg(long)]
-        directory_key: String,
+        authority_threshold: Option<usize>,
         /// The gateway to keep the mailbox at (base58 id); random if absent.
         #[arg(long)]
         gateway: Option<String>,
@@ -169,8 +177,18 @@ async fn run(command: Command) -> Result<()> {
             dir,
             directory,
             directory_key,
+            authorities,
+            authority_threshold,
             gateway,
-        } => init(&dir, &directory, &directory_key, gateway.as_deref()).await,
+        } => {
+            let pin = Pin {
+                url: directory.unwrap_or_default(),
+                key: directory_key.unwrap_or_default(),
+                authorities,
+                threshold: authority_threshold,
+            };
+            init(&dir, &pin, gateway.as_deref()).await
+        }
         Command::Address { dir, plain } => {
             let unlocked = unlock(&DataFolder::new(&dir))?;
             let address = unlocked.address();
@@ -241,15 +259,58 @@ fn unlock(folder: &DataFolder) -> Result<UnlockedFolder> {
     Ok(folder.unlock(&mut rng, passphrase().as_ref())?)
 }
 
-async fn init(dir: &Path, url: &str, key: &str, gateway: Option<&str>) -> Result<()> {
-    let directory_key =
-        NodeId::from_base58(key).with_context(|| format!("--directory-key {key}: not a key"))?;
+/// The directory (or authorities) `init` pins.
+struct Pin {
+    url: String,
+    key: String,
+    authorities: Vec<String>,
+    threshold: Option<usize>,
+}
+
+impl Pin {
+    /// The one directory's key (if no authorities are listed) and the
+    /// listed authorities.
+    fn parse(&self) -> Result<(NodeId, Vec<Authority>)> {
+        if self.authorities.is_empty() {
+            let key = &self.key;
+            let id = NodeId::from_base58(key)
+                .with_context(|| format!("--directory-key {key}: not a key"))?;
+            return Ok((id, Vec::new()));
+        }
+        let listed = self
+            .authorities
+            .iter()
+            .map(|text| {
+                let (url, key) = text
+                    .split_once(',')
+                    .with_context(|| format!("--authority {text}: expected URL,KEY"))?;
+                let id = NodeId::from_base58(key.trim())
+                    .with_context(|| format!("--authority {text}: not a key"))?;
+                Ok(Authority {
+                    id,
+                    url: url.trim().trim_end_matches('/').to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        AuthoritySet::new(listed.clone(), self.threshold).context("--authority")?;
+        let first = listed.first().map(|a| a.id).unwrap_or(NodeId([0; 32]));
+        Ok((first, listed))
+    }
+}
+
+async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
+    let (directory_key, authorities) = pin.parse()?;
+    let url = authorities
+        .first()
+        .map_or(pin.url.clone(), |a| a.url.clone());
     let gateway = gateway
         .map(|id| NodeId::from_base58(id).with_context(|| format!("--gateway {id}: not an id")))
         .transpose()?;
     let options = CreateOptions {
-        directory_url: url.to_string(),
+        directory_url: pin.url.clone(),
         directory_key,
+        authorities,
+        authority_threshold: pin.threshold,
         gateway,
         passphrase: passphrase(),
     };

@@ -33,6 +33,11 @@ pub struct CreateOptions {
     pub directory_url: String,
     /// The directory's key, pinned in the new folder.
     pub directory_key: NodeId,
+    /// Several directory authorities to pin instead of the one directory
+    /// (`directory_url` and `directory_key` are then ignored).
+    pub authorities: Vec<topology::Authority>,
+    /// Signatures of `authorities` a topology needs (default: a majority).
+    pub authority_threshold: Option<usize>,
     /// The gateway to keep the mailbox at; one of the topology's at random if `None`.
     pub gateway: Option<NodeId>,
     /// Seals the folder with a passphrase instead of a key file.
@@ -59,11 +64,14 @@ impl Client {
             path: data_dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let directory = DirectoryClient::new(
-            &options.directory_url,
-            options.directory_key,
-            Some(folder.topology_path()),
-        )?;
+        let single = options.authorities.is_empty();
+        let set = if single {
+            topology::AuthoritySet::single(options.directory_key, &options.directory_url)
+        } else {
+            topology::AuthoritySet::new(options.authorities.clone(), options.authority_threshold)
+                .map_err(directory::DirectoryClientError::from)?
+        };
+        let directory = DirectoryClient::with_authorities(set, Some(folder.topology_path()))?;
         let topology = directory.topology().await?;
         let mut rng = ChaCha20Rng::from_seed(os_seed()?);
         let entry = match options.gateway {
@@ -85,8 +93,18 @@ impl Client {
         let keys = SphinxKeyPair::generate(&mut rng);
         Client::register(entry, &keys).await?;
         let settings = StoredSettings {
-            directory_url: options.directory_url.clone(),
-            directory_key: options.directory_key.to_base58(),
+            directory_url: if single {
+                options.directory_url.clone()
+            } else {
+                String::new()
+            },
+            directory_key: if single {
+                options.directory_key.to_base58()
+            } else {
+                String::new()
+            },
+            authorities: options.authorities.clone(),
+            authority_threshold: options.authority_threshold.filter(|_| !single),
             gateway: entry.id.to_base58(),
             state_sealing: if options.passphrase.is_some() {
                 StateSealing::Passphrase

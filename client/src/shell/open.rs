@@ -78,11 +78,10 @@ impl Client {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(os_seed()?);
         let unlocked = folder.unlock(&mut rng, options.passphrase.as_ref())?;
         let (settings, keys) = (&unlocked.settings, &unlocked.keys);
-        let directory_key = settings.directory_key(&folder)?;
+        let authorities = settings.authority_set(&folder)?;
         let gateway = settings.gateway(&folder)?;
-        let directory = Arc::new(DirectoryClient::new(
-            &settings.directory_url,
-            directory_key,
+        let directory = Arc::new(DirectoryClient::with_authorities(
+            authorities,
             Some(folder.topology_path()),
         )?);
         let topology = directory.topology().await?;

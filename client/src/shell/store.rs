@@ -109,6 +109,13 @@ pub struct StoredSettings {
     pub directory_url: String,
     /// The pinned directory key (base58).
     pub directory_key: String,
+    /// The directory authorities, when there are several (then they replace
+    /// `directory_url` and `directory_key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<topology::Authority>,
+    /// Signatures of `authorities` a topology needs (default: a majority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_threshold: Option<usize>,
     /// The id of this client's gateway (base58).
     pub gateway: String,
     /// What seals the session book: `key_file` (default) or `passphrase`.
@@ -124,6 +131,24 @@ impl StoredSettings {
             field: "directory_key",
             reason: e.to_string(),
         })
+    }
+
+    /// The pinned authority set: the one directory, or the listed authorities.
+    pub fn authority_set(
+        &self,
+        folder: &DataFolder,
+    ) -> Result<topology::AuthoritySet, DataFolderError> {
+        if self.authorities.is_empty() {
+            let key = self.directory_key(folder)?;
+            return Ok(topology::AuthoritySet::single(key, &self.directory_url));
+        }
+        topology::AuthoritySet::new(self.authorities.clone(), self.authority_threshold).map_err(
+            |e| DataFolderError::BadField {
+                path: folder.settings_path(),
+                field: "authorities",
+                reason: e.to_string(),
+            },
+        )
     }
 
     /// The gateway id.
@@ -292,7 +317,7 @@ impl DataFolder {
                 field: "(file)",
                 reason: e.message().to_string(),
             })?;
-        settings.directory_key(self)?;
+        settings.authority_set(self)?;
         settings.gateway(self)?;
         Ok(settings)
     }
@@ -515,6 +540,8 @@ mod tests {
         StoredSettings {
             directory_url: "http://127.0.0.1:1".into(),
             directory_key: NodeId([7; 32]).to_base58(),
+            authorities: Vec::new(),
+            authority_threshold: None,
             gateway: NodeId([9; 32]).to_base58(),
             state_sealing: sealing,
         }

@@ -140,6 +140,7 @@ impl TestMixnet {
             params: test_params(),
             layers,
             gateways: entries,
+            authorities: None,
         });
         let net = TestMixnet {
             topology,

@@ -9,7 +9,7 @@ use protocol::Epoch;
 use serde::Deserialize;
 use topology::descriptor::{NodeDescriptor, SignedDescriptor};
 use topology::document::{SignedTopology, Topology};
-use topology::envelope::{DESCRIPTOR_DOMAIN, SignedEnvelope, TOPOLOGY_DOMAIN};
+use topology::envelope::{DESCRIPTOR_DOMAIN, SignedEnvelope};
 
 use crate::fixtures;
 use crate::input::{Input, MAX_STEPS};
@@ -69,7 +69,7 @@ pub fn topology_document(data: &[u8]) {
         return;
     };
     let key = fixtures::identity(DIRECTORY_NODE);
-    let pinned = key.node_id();
+    let pinned = topology::AuthoritySet::single(key.node_id(), "");
     let signed = if mode == 0 {
         let Ok(signed) = SignedTopology::from_json(text) else {
             return;
@@ -78,13 +78,12 @@ pub fn topology_document(data: &[u8]) {
         assert_eq!(again.as_ref(), Ok(&signed), "envelope round trip");
         signed
     } else {
-        SignedTopology(SignedEnvelope::seal(
-            TOPOLOGY_DOMAIN,
-            text.to_string(),
-            &key,
-        ))
+        let mut signed = SignedTopology::unsigned(text.to_string());
+        signed.add_signature(topology::AuthoritySignature::sign(text, &key));
+        signed
     };
-    let other = fixtures::identity(DIRECTORY_NODE + 1).node_id();
+    let other =
+        topology::AuthoritySet::single(fixtures::identity(DIRECTORY_NODE + 1).node_id(), "");
     let Ok(topology) = signed.verify(&pinned) else {
         return;
     };

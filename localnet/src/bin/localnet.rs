@@ -7,7 +7,7 @@ use clap::Parser;
 use localnet::process::STOP_GRACE;
 use localnet::{LocalNet, NetworkSpec};
 
-/// Starts a directory, 3 × N mix nodes and gateways as real processes on loopback,
+/// Starts directory authorities, 3 × N mix nodes and gateways as real processes on loopback,
 /// with fresh keys in a temporary folder, and prints where everything is.
 /// Ctrl-C stops every process.
 #[derive(Parser)]
@@ -25,6 +25,13 @@ struct Cli {
     /// Key epoch length in seconds.
     #[arg(long, default_value_t = 600)]
     epoch_secs: u64,
+    /// Directory authorities: 1 publishes alone, more vote and sign each
+    /// topology with a majority.
+    #[arg(long, default_value_t = 3)]
+    authorities: usize,
+    /// Length of the authorities' voting round, seconds.
+    #[arg(long, default_value_t = 2)]
+    round_secs: u64,
     /// Do not build the node binaries first (use those beside this one).
     #[arg(long)]
     no_build: bool,
@@ -53,19 +60,21 @@ fn start(cli: &Cli) -> Result<LocalNet> {
         mean_delay_ms: cli.mean_delay_ms,
         epoch_secs: cli.epoch_secs,
         refresh_ms: 2_000,
+        authorities: cli.authorities.max(1),
+        round_secs: cli.round_secs,
         ..NetworkSpec::default()
     };
     eprintln!(
-        "starting a directory, {} mix nodes and {} gateways…",
+        "starting {} directory authorities, {} mix nodes and {} gateways…",
+        spec.authorities,
         spec.mix_per_layer * 3,
         spec.gateways
     );
     let net = LocalNet::start(spec)?;
     println!("folder     {}", net.root().display());
-    println!(
-        "directory  {}  (key {})",
-        net.directory_url, net.directory_key
-    );
+    for (i, (url, key)) in net.authorities().iter().enumerate() {
+        println!("authority{i} {url}  (key {key})");
+    }
     for (i, m) in net.mixnodes.iter().enumerate() {
         println!("mix{i}       {}  metrics {}", m.address, m.metrics_url);
     }

@@ -15,6 +15,7 @@ use protocol::{IdentityKeyPair, NodeId};
 use serde::Deserialize;
 use thiserror::Error;
 
+use topology::authority::{Authority, AuthoritySet};
 use topology::params::{EpochClock, NetworkParams, RateProfile};
 
 /// Name of the key file `directory init` writes.
@@ -63,6 +64,16 @@ pub struct DirectoryConfig {
         deserialize_with = "topology::serde_keys::node_id_list::deserialize"
     )]
     pub allowed_nodes: Vec<NodeId>,
+    /// The directory authorities of the network, this one included; empty
+    /// for a network with this one authority only.
+    #[serde(default)]
+    pub authorities: Vec<AuthorityConfig>,
+    /// Signatures a consensus needs; default: more than half of `authorities`.
+    #[serde(default)]
+    pub threshold: Option<usize>,
+    /// Length of a voting round, seconds (every authority must use the same).
+    #[serde(default = "default_round_secs")]
+    pub round_secs: u64,
     /// Network-wide parameters published in every topology.
     #[serde(default)]
     pub network: NetworkParams,
@@ -70,6 +81,26 @@ pub struct DirectoryConfig {
     /// `network.mean_delay_ms` (`quiet` or `fast`).
     #[serde(default)]
     pub rate_profile: Option<RateProfile>,
+}
+
+/// One `[[authorities]]` entry: a directory authority's key and URL.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityConfig {
+    /// Base URL of its HTTP API.
+    pub url: String,
+    /// Its Ed25519 public key, base58.
+    #[serde(deserialize_with = "deserialize_node_id")]
+    pub public_key: NodeId,
+}
+
+fn deserialize_node_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+    let text = String::deserialize(d)?;
+    NodeId::from_base58(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+}
+
+fn default_round_secs() -> u64 {
+    300
 }
 
 fn default_max_absent_epochs() -> u64 {
@@ -126,7 +157,37 @@ impl DirectoryConfig {
         if config.max_nodes == 0 {
             return Err("max_nodes must be at least 1".into());
         }
+        if config.round_secs == 0 {
+            return Err("round_secs must be at least 1".into());
+        }
+        if !config.authorities.is_empty() {
+            config
+                .authority_set()
+                .map_err(|e| format!("[[authorities]]: {e}"))?;
+        } else if config.threshold.is_some() {
+            return Err("threshold is set but there are no [[authorities]]".into());
+        }
         Ok(config)
+    }
+
+    /// The authority set of `[[authorities]]` and `threshold` (refused when
+    /// empty: a directory alone uses [`AuthoritySet::single`]).
+    pub fn authority_set(&self) -> Result<AuthoritySet, topology::TopologyError> {
+        AuthoritySet::new(
+            self.authorities
+                .iter()
+                .map(|a| Authority {
+                    id: a.public_key,
+                    url: a.url.trim_end_matches('/').to_string(),
+                })
+                .collect(),
+            self.threshold,
+        )
+    }
+
+    /// Whether this directory is one of several authorities that vote.
+    pub fn votes(&self) -> bool {
+        !self.authorities.is_empty()
     }
 
     /// The epoch clock every party derives from these settings.
@@ -163,11 +224,24 @@ max_absent_epochs = {}
 # Most nodes the directory keeps.
 max_nodes = {}
 # Node ids (base58) allowed to register; empty = anyone with a valid descriptor.
+# With several authorities, a node is listed only if a majority lets it in.
 allowed_nodes = []
 # A named set of client rates for the whole network, replacing lambda_p and
 # mean_delay_ms below: "quiet" (10/s, 50 ms) or "fast" (100/s, 20 ms, for
 # byte streams; see docs/streams.md). Absent: the values below.
 # rate_profile = "fast"
+# Length of a voting round, seconds; every authority must use the same value.
+# Each round agrees on one consensus (a revision of the current epoch, or the
+# next epoch's first one). Unused by a directory that is the only authority.
+round_secs = {}
+# The directory authorities of the network, this one included, each with its
+# [[authorities]] table (url, public_key). None: this directory is the only
+# authority (n = k = 1) and publishes alone.
+#   [[authorities]]
+#   url = "http://10.0.0.1:8080"
+#   public_key = "<base58>"
+# Signatures a consensus needs (default: more than half of the authorities).
+# threshold = 2
 
 # Network-wide parameters, published in every topology document.
 [network]
@@ -193,6 +267,7 @@ packet_size = {}
 "#,
             default_max_absent_epochs(),
             default_max_nodes(),
+            default_round_secs(),
             n.epoch_length.as_secs(),
             n.mean_delay.as_millis(),
             n.max_delay.as_millis(),
@@ -257,6 +332,7 @@ mod tests {
             "max_absent_epochs",
             "max_nodes",
             "allowed_nodes",
+            "round_secs",
             "epoch_length_secs",
             "mean_delay_ms",
             "max_delay_ms",

@@ -5,7 +5,16 @@
 //!   it names or the node is not on the allow list, 422 when well-signed but refused (stale, older, directory full).
 //! - `GET /v1/topology`: the signed topology of the current epoch.
 //! - `GET /v1/topology/{epoch}`: that epoch's, if published (or the next one).
-//! - `GET /metrics`: Prometheus metrics (refusals by reason, nodes, epoch).
+//! - `POST /v1/votes`: another authority's signed vote for the round under
+//!   way. 200 when recorded (or already held); 400 malformed, 403 bad
+//!   signature or not an authority, 409 for another round, late, or a second
+//!   vote of the same authority, 413 oversize, 422 other parameters.
+//! - `POST /v1/signatures`: another authority's signature over the round's
+//!   consensus. 200 when added (or held until this authority computed its
+//!   own), 400 malformed, 403 not an authority, 409 for another round or
+//!   over another body.
+//! - `GET /metrics`: Prometheus metrics (refusals by reason, nodes, epoch,
+//!   votes and signatures by outcome, consensus published or failed).
 //!
 //! Plain HTTP is enough: every document is signed, and readers verify it with
 //! the pinned directory key. Bodies are size-capped, and the database work
@@ -15,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +36,8 @@ use crate::state::{DirectoryState, RegisterError};
 use topology::descriptor::{MAX_DESCRIPTOR_BYTES, SignedDescriptor};
 use topology::error::TopologyError;
 use topology::params::EpochClock;
+use topology::vote::{MAX_VOTE_BYTES, RoundSignature, SignedVote};
+use topology::voting::{SignatureOutcome, SignatureRefusal, VoteOutcome, VoteRefusal, VotingRound};
 
 /// Source of the current wall-clock time (the real clock, or a test's).
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -37,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) clock: EpochClock,
     pub(crate) now: WallClock,
     pub(crate) metrics: DirectoryMetrics,
+    /// The voting round under way (several authorities only).
+    pub(crate) round: Mutex<Option<VotingRound>>,
 }
 
 impl Shared {
@@ -73,6 +86,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/topology", get(get_current))
         .route("/v1/topology/{epoch}", get(get_epoch))
         .route("/metrics", get(get_metrics))
+        .route("/v1/votes", post(post_vote))
+        .route("/v1/signatures", post(post_signature))
         .layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BYTES * 2))
         .with_state(shared)
 }
@@ -124,7 +139,9 @@ async fn post_descriptor(State(shared): State<Arc<Shared>>, body: Bytes) -> Resp
                 TopologyError::Malformed { .. } => StatusCode::BAD_REQUEST,
                 TopologyError::BadSignature { .. }
                 | TopologyError::WrongSigner { .. }
-                | TopologyError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                | TopologyError::NotAllowed(_)
+                | TopologyError::NotAnAuthority(_)
+                | TopologyError::TooFewSignatures { .. } => StatusCode::FORBIDDEN,
                 TopologyError::Refused(_) | TopologyError::InvalidParams(_) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
@@ -181,4 +198,112 @@ async fn get_metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.metrics.encode(),
     )
         .into_response()
+}
+
+/// Reads at most `limit` bytes of UTF-8 text; `Err` says why not.
+async fn read_text(body: Body, limit: usize) -> Result<String, (&'static str, StatusCode, String)> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        (
+            "oversize",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("larger than {limit} bytes"),
+        )
+    })?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        (
+            "malformed",
+            StatusCode::BAD_REQUEST,
+            format!("not UTF-8: {e}"),
+        )
+    })
+}
+
+async fn post_vote(State(shared): State<Arc<Shared>>, body: Body) -> Response {
+    let refuse = |reason: &'static str, status: StatusCode, message: String| {
+        DirectoryMetrics::count(&shared.metrics.votes_refused, reason);
+        tracing::debug!("vote refused: {message}");
+        text(status, format!("vote refused: {message}\n"))
+    };
+    // The envelope's JSON quoting may grow the body a little beyond the vote.
+    let text_body = match read_text(body, MAX_VOTE_BYTES + MAX_VOTE_BYTES / 4).await {
+        Ok(t) => t,
+        Err((reason, status, message)) => return refuse(reason, status, message),
+    };
+    let signed = match SignedVote::from_json(&text_body) {
+        Ok(s) => s,
+        Err(e) => return refuse("malformed", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Signature checks cost a few tens of microseconds per vote: fine under the lock.
+    let outcome = match shared.round.lock() {
+        Ok(mut round) => match round.as_mut() {
+            Some(round) => round.receive_vote(&signed),
+            None => VoteOutcome::Refused(VoteRefusal::Late),
+        },
+        Err(_) => return internal("voting round lock poisoned"),
+    };
+    match outcome {
+        VoteOutcome::Accepted(id) => {
+            shared.metrics.votes_accepted.inc();
+            tracing::debug!("vote of {id} recorded");
+            text(StatusCode::OK, "vote recorded\n".into())
+        }
+        VoteOutcome::Duplicate => text(StatusCode::OK, "vote already held\n".into()),
+        VoteOutcome::Refused(refusal) => {
+            let status = match refusal {
+                VoteRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                VoteRefusal::BadSignature | VoteRefusal::NotAnAuthority(_) => StatusCode::FORBIDDEN,
+                VoteRefusal::OtherRound(_) | VoteRefusal::Late | VoteRefusal::Conflicting(_) => {
+                    StatusCode::CONFLICT
+                }
+                VoteRefusal::Disagrees(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            if !matches!(refusal, VoteRefusal::OtherRound(_) | VoteRefusal::Late) {
+                tracing::warn!("vote refused: {refusal}");
+            }
+            refuse(refusal.label(), status, refusal.to_string())
+        }
+    }
+}
+
+async fn post_signature(State(shared): State<Arc<Shared>>, body: Body) -> Response {
+    let refuse = |reason: &'static str, status: StatusCode, message: String| {
+        DirectoryMetrics::count(&shared.metrics.signatures_refused, reason);
+        tracing::debug!("signature refused: {message}");
+        text(status, format!("signature refused: {message}\n"))
+    };
+    let text_body = match read_text(body, RoundSignature::MAX_BYTES).await {
+        Ok(t) => t,
+        Err((reason, status, message)) => return refuse(reason, status, message),
+    };
+    let signature = match RoundSignature::from_json(&text_body) {
+        Ok(s) => s,
+        Err(e) => return refuse("malformed", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let outcome = match shared.round.lock() {
+        Ok(mut round) => match round.as_mut() {
+            Some(round) => round.receive_signature(&signature),
+            None => SignatureOutcome::Refused(SignatureRefusal::OtherRound(signature.round)),
+        },
+        Err(_) => return internal("voting round lock poisoned"),
+    };
+    match outcome {
+        SignatureOutcome::Accepted { valid } => {
+            shared.metrics.signatures_accepted.inc();
+            text(StatusCode::OK, format!("signature added ({valid} valid)\n"))
+        }
+        SignatureOutcome::Held => text(StatusCode::OK, "signature held\n".into()),
+        SignatureOutcome::Duplicate => text(StatusCode::OK, "signature already held\n".into()),
+        SignatureOutcome::Refused(refusal) => {
+            let status = match refusal {
+                SignatureRefusal::NotAnAuthority(_) => StatusCode::FORBIDDEN,
+                SignatureRefusal::OtherRound(_)
+                | SignatureRefusal::Mismatch(_)
+                | SignatureRefusal::Early => StatusCode::CONFLICT,
+            };
+            if matches!(refusal, SignatureRefusal::Mismatch(_)) {
+                tracing::warn!("signature refused: {refusal}");
+            }
+            refuse(refusal.label(), status, refusal.to_string())
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod registry;
 pub mod server;
 pub mod state;
 pub mod store;
+mod voting;
 
 pub use client::{DirectoryClient, DirectoryClientError};
 pub use config::{ConfigError, DirectoryConfig};

@@ -32,6 +32,24 @@ pub struct DirectoryMetrics {
     pub nodes: Gauge,
     /// The current epoch.
     pub epoch: Gauge,
+    /// Votes of other authorities recorded.
+    pub votes_accepted: Counter,
+    /// Votes refused, by reason.
+    pub votes_refused: Family<RefusalLabels, Counter>,
+    /// Own votes or signatures that could not be delivered to a peer in time.
+    pub posts_failed: Family<RefusalLabels, Counter>,
+    /// Signatures of other authorities added to a consensus.
+    pub signatures_accepted: Counter,
+    /// Signatures refused, by reason.
+    pub signatures_refused: Family<RefusalLabels, Counter>,
+    /// Consensus documents published (complete with `k` signatures).
+    pub consensus_published: Counter,
+    /// Rounds that ended without a consensus, by reason.
+    pub consensus_failed: Family<RefusalLabels, Counter>,
+    /// Valid signatures on the latest published consensus.
+    pub consensus_signatures: Gauge,
+    /// Epoch of the latest published consensus.
+    pub consensus_epoch: Gauge,
 }
 
 impl DirectoryMetrics {
@@ -44,6 +62,15 @@ impl DirectoryMetrics {
             topologies_served: Counter::default(),
             nodes: Gauge::default(),
             epoch: Gauge::default(),
+            votes_accepted: Counter::default(),
+            votes_refused: Family::default(),
+            posts_failed: Family::default(),
+            signatures_accepted: Counter::default(),
+            signatures_refused: Family::default(),
+            consensus_published: Counter::default(),
+            consensus_failed: Family::default(),
+            consensus_signatures: Gauge::default(),
+            consensus_epoch: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -63,6 +90,51 @@ impl DirectoryMetrics {
         );
         registry.register("nodes", "Registered nodes", metrics.nodes.clone());
         registry.register("epoch", "Current epoch", metrics.epoch.clone());
+        registry.register(
+            "votes_accepted",
+            "Votes of other authorities recorded",
+            metrics.votes_accepted.clone(),
+        );
+        registry.register(
+            "votes_refused",
+            "Votes refused, by reason",
+            metrics.votes_refused.clone(),
+        );
+        registry.register(
+            "posts_failed",
+            "Own votes (kind=vote) or signatures (kind=signature) not delivered to a peer in time",
+            metrics.posts_failed.clone(),
+        );
+        registry.register(
+            "signatures_accepted",
+            "Signatures of other authorities added to a consensus",
+            metrics.signatures_accepted.clone(),
+        );
+        registry.register(
+            "signatures_refused",
+            "Consensus signatures refused, by reason",
+            metrics.signatures_refused.clone(),
+        );
+        registry.register(
+            "consensus_published",
+            "Consensus documents published with enough signatures",
+            metrics.consensus_published.clone(),
+        );
+        registry.register(
+            "consensus_failed",
+            "Voting rounds that ended without a consensus, by reason",
+            metrics.consensus_failed.clone(),
+        );
+        registry.register(
+            "consensus_signatures",
+            "Valid signatures on the latest published consensus",
+            metrics.consensus_signatures.clone(),
+        );
+        registry.register(
+            "consensus_epoch",
+            "Epoch of the latest published consensus",
+            metrics.consensus_epoch.clone(),
+        );
         DirectoryMetrics {
             registry,
             ..metrics
@@ -76,12 +148,19 @@ impl DirectoryMetrics {
             TopologyError::BadSignature { .. } | TopologyError::WrongSigner { .. } => {
                 "bad_signature"
             }
-            TopologyError::NotAllowed(_) => "not_allowed",
-            TopologyError::Refused(_) | TopologyError::InvalidParams(_) => "refused",
+            TopologyError::NotAllowed(_) | TopologyError::NotAnAuthority(_) => "not_allowed",
+            TopologyError::Refused(_)
+            | TopologyError::InvalidParams(_)
+            | TopologyError::TooFewSignatures { .. } => "refused",
         };
         self.descriptors_refused
             .get_or_create(&RefusalLabels { reason })
             .inc();
+    }
+
+    /// Counts `family` under `reason`.
+    pub fn count(family: &Family<RefusalLabels, Counter>, reason: &'static str) {
+        family.get_or_create(&RefusalLabels { reason }).inc();
     }
 
     /// The metrics in the Prometheus text format (version 0.0.4).

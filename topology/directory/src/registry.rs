@@ -23,6 +23,7 @@ use topology::document::{NodeEntry, Topology};
 use topology::error::TopologyError;
 use topology::layers::{MIX_LAYERS, assign_layers};
 use topology::params::NetworkParams;
+use topology::vote::VotedNode;
 
 /// A registered node: its signed descriptor and when it was last heard from.
 #[derive(Clone, Debug, PartialEq)]
@@ -172,10 +173,38 @@ impl Registry {
         self.nodes.is_empty()
     }
 
-    /// The topology of `epoch`, keeping nodes in their layers of `previous`.
+    /// The nodes this registry lists in `epoch`, sorted by id, as this
+    /// authority votes for them.
     ///
     /// A node's score is 1 if it registered in `epoch` (or later), and halves
     /// for each epoch it has been silent since.
+    pub fn entries(&self, epoch: Epoch) -> Vec<VotedNode> {
+        self.nodes
+            .values()
+            .filter_map(|r| {
+                let absent = epoch.0.saturating_sub(r.last_seen.0);
+                if absent > self.max_absent_epochs {
+                    return None;
+                }
+                let sphinx_key = r.descriptor.sphinx_key(epoch)?;
+                let exponent = i32::try_from(absent).unwrap_or(i32::MAX);
+                Some(VotedNode {
+                    role: r.descriptor.role,
+                    entry: NodeEntry {
+                        id: r.descriptor.id,
+                        address: r.descriptor.address,
+                        client_address: r.descriptor.client_address,
+                        sphinx_key,
+                        region: r.descriptor.region.clone(),
+                        score: 0.5f64.powi(exponent).max(f64::MIN_POSITIVE),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The topology of `epoch`, keeping nodes in their layers of `previous`
+    /// (what one authority publishes alone).
     pub fn build(
         &self,
         epoch: Epoch,
@@ -183,34 +212,16 @@ impl Registry {
         params: &NetworkParams,
         previous: Option<&Topology>,
     ) -> Topology {
+        let entries = self.entries(epoch);
         let listed = |role: Role| {
-            self.nodes.values().filter_map(move |r| {
-                let absent = epoch.0.saturating_sub(r.last_seen.0);
-                if r.descriptor.role != role || absent > self.max_absent_epochs {
-                    return None;
-                }
-                let sphinx_key = r.descriptor.sphinx_key(epoch)?;
-                let exponent = i32::try_from(absent).unwrap_or(i32::MAX);
-                Some(NodeEntry {
-                    id: r.descriptor.id,
-                    address: r.descriptor.address,
-                    client_address: r.descriptor.client_address,
-                    sphinx_key,
-                    region: r.descriptor.region.clone(),
-                    score: 0.5f64.powi(exponent).max(f64::MIN_POSITIVE),
-                })
-            })
+            entries
+                .iter()
+                .filter(move |n| n.role == role)
+                .map(|n| n.entry.clone())
         };
         let mixes: BTreeMap<NodeId, NodeEntry> = listed(Role::Mix).map(|e| (e.id, e)).collect();
         let ids: Vec<NodeId> = mixes.keys().copied().collect();
-        let before: Vec<Vec<NodeId>> = previous
-            .map(|t| {
-                t.layers
-                    .iter()
-                    .map(|l| l.iter().map(|e| e.id).collect())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let before: Vec<Vec<NodeId>> = previous.map(layer_ids).unwrap_or_default();
         let layers = assign_layers(&ids, &before, epoch)
             .into_iter()
             .map(|layer| {
@@ -227,8 +238,18 @@ impl Registry {
             params: params.clone(),
             layers,
             gateways: listed(Role::Gateway).collect(),
+            authorities: None,
         }
     }
+}
+
+/// The ids of a topology's mix layers.
+pub fn layer_ids(topology: &Topology) -> Vec<Vec<NodeId>> {
+    topology
+        .layers
+        .iter()
+        .map(|l| l.iter().map(|e| e.id).collect())
+        .collect()
 }
 
 #[cfg(test)]

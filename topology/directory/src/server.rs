@@ -14,6 +14,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::registry::Registry;
+use crate::voting::Voter;
+use topology::authority::AuthoritySet;
+use topology::voting::VotingSchedule;
 
 use crate::config::DirectoryConfig;
 use crate::http::{self, WallClock};
@@ -35,6 +38,9 @@ pub enum DirectoryError {
         /// What the OS said.
         reason: std::io::Error,
     },
+    /// The config names an impossible authority set.
+    #[error("{0}")]
+    Config(String),
     /// The server failed while running.
     #[error("directory server failed: {0}")]
     Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -69,9 +75,30 @@ impl DirectoryServer {
         let params = config.network.clone();
         let registry = Registry::new(config.max_nodes, config.max_absent_epochs)
             .with_allow_list(config.allowed_nodes.iter().copied());
+        let voting = config.votes();
+        let set = if voting {
+            let set = config
+                .authority_set()
+                .map_err(|e| DirectoryError::Config(format!("[[authorities]]: {e}")))?;
+            if !set.contains(&id) {
+                return Err(DirectoryError::Config(format!(
+                    "[[authorities]] does not list this directory's own key {id}"
+                )));
+            }
+            set
+        } else {
+            AuthoritySet::single(id, format!("http://{}", config.listen))
+        };
+        let voter = voting.then(|| Voter {
+            key: IdentityKeyPair::from_secret_bytes(&key.secret_bytes()),
+            set: set.clone(),
+            schedule: VotingSchedule::new(config.epoch_clock(), config.round_secs),
+            round_secs: config.round_secs,
+            params: config.network.clone(),
+        });
         let state = tokio::task::spawn_blocking(move || {
             let store = DirectoryStore::open(&db_path)?;
-            DirectoryState::load(store, key, params, registry)
+            DirectoryState::load(store, key, params, registry, set, voting)
         })
         .await
         .map_err(|e| DirectoryError::Serve(Box::new(e)))??;
@@ -100,15 +127,23 @@ impl DirectoryServer {
             clock: config.epoch_clock(),
             now,
             metrics,
+            round: Mutex::new(None),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let app = http::router(shared);
+        let app = http::router(shared.clone());
+        let (stop_voting, voting_stopped) = tokio::sync::watch::channel(false);
+        let voting_task = voter.map(|voter| tokio::spawn(voter.run(shared, voting_stopped)));
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
-                .await
+                .await;
+            let _ = stop_voting.send(true);
+            if let Some(task) = voting_task {
+                let _ = task.await;
+            }
+            served
         });
         Ok(DirectoryServer {
             local_addr,

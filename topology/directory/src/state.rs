@@ -9,18 +9,27 @@
 //! changed since the last check, so a stream of reads costs a lookup each.
 //! Every registration and every new revision is written to the store
 //! before it is acknowledged or served.
+//!
+//! That is the case of a directory that is the network's only authority.
+//! One of several authorities ([`DirectoryState::votes`]) never builds a
+//! topology alone: it serves only the consensus documents the voting rounds
+//! completed ([`DirectoryState::publish`]), and gives the rounds its view of
+//! the nodes ([`DirectoryState::vote_material`]).
 
 use std::collections::BTreeMap;
 
 use protocol::{Epoch, IdentityKeyPair};
 use thiserror::Error;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, layer_ids};
 use crate::store::{DirectoryStore, KEEP_EPOCHS, StoreError};
+use protocol::NodeId;
+use topology::authority::AuthoritySet;
 use topology::descriptor::SignedDescriptor;
 use topology::document::{SignedTopology, Topology};
 use topology::error::TopologyError;
 use topology::params::NetworkParams;
+use topology::vote::VotedNode;
 
 /// Why a registration failed.
 #[derive(Debug, Error)]
@@ -44,16 +53,26 @@ pub struct DirectoryState {
     generation: u64,
     /// The generation each current document was last checked against.
     checked: BTreeMap<Epoch, u64>,
+    /// The authorities whose signatures make a document valid.
+    set: AuthoritySet,
+    /// Whether documents come from voting rounds (several authorities).
+    voting: bool,
 }
 
 impl DirectoryState {
     /// Loads the state from `store` into `registry` (empty, configured),
     /// keeping only what still verifies.
+    ///
+    /// `set` is the authorities whose signatures make a document valid
+    /// ([`AuthoritySet::single`] of `key` for a directory alone); `voting`
+    /// says whether documents come from voting rounds.
     pub fn load(
         store: DirectoryStore,
         key: IdentityKeyPair,
         params: NetworkParams,
         mut registry: Registry,
+        set: AuthoritySet,
+        voting: bool,
     ) -> Result<Self, StoreError> {
         for (signed, last_seen) in store.registrations()? {
             if let Err(e) = registry.restore(signed, last_seen) {
@@ -62,7 +81,7 @@ impl DirectoryState {
         }
         let mut published = BTreeMap::new();
         for (epoch, signed) in store.topologies()? {
-            match signed.verify(&key.node_id()) {
+            match signed.verify(&set) {
                 Ok(topology) if topology.epoch == epoch => {
                     published.insert(epoch, (topology, signed));
                 }
@@ -78,7 +97,67 @@ impl DirectoryState {
             published,
             generation: 0,
             checked: BTreeMap::new(),
+            set,
+            voting,
         })
+    }
+
+    /// Whether this directory is one of several authorities that vote.
+    pub fn votes(&self) -> bool {
+        self.voting
+    }
+
+    /// What this authority votes for `epoch`: the nodes it would list, and
+    /// the mix layers of the latest document it holds.
+    pub fn vote_material(
+        &mut self,
+        epoch: Epoch,
+        now: Epoch,
+    ) -> (Vec<VotedNode>, Vec<Vec<NodeId>>) {
+        let gone = self.registry.forget_absent(now);
+        if !gone.is_empty()
+            && let Err(e) = self.store.remove_registrations(&gone)
+        {
+            tracing::warn!("{e}");
+        }
+        let previous = self
+            .published
+            .values()
+            .next_back()
+            .map(|(t, _)| layer_ids(t))
+            .unwrap_or_default();
+        (self.registry.entries(epoch), previous)
+    }
+
+    /// The latest document held: its epoch and revision.
+    pub fn latest(&self) -> Option<(Epoch, u64)> {
+        self.published
+            .values()
+            .next_back()
+            .map(|(t, _)| (t.epoch, t.serial))
+    }
+
+    /// Publishes a consensus that verifies under the authority set, unless a
+    /// later revision of its epoch is held; a document of the same revision
+    /// replaces the held one only with more signatures. Returns whether it
+    /// was published.
+    pub fn publish(&mut self, signed: SignedTopology) -> Result<bool, StoreError> {
+        let Ok(topology) = signed.verify(&self.set) else {
+            return Ok(false);
+        };
+        if let Some((held, held_signed)) = self.published.get(&topology.epoch) {
+            let more =
+                held_signed.valid_signers(&self.set).len() < signed.valid_signers(&self.set).len();
+            if held.serial > topology.serial || (held.serial == topology.serial && !more) {
+                return Ok(false);
+            }
+        }
+        self.store.put_topology(topology.epoch, &signed)?;
+        let epoch = topology.epoch;
+        self.published.insert(epoch, (topology, signed));
+        let horizon = Epoch(epoch.0.saturating_sub(KEEP_EPOCHS));
+        self.published.retain(|e, _| *e >= horizon);
+        Ok(true)
     }
 
     /// Number of registered nodes.
@@ -106,7 +185,7 @@ impl DirectoryState {
         if epoch > now.next() {
             return Ok(None);
         }
-        if epoch < now {
+        if epoch < now || self.voting {
             return Ok(self.published.get(&epoch).map(|(_, s)| s.clone()));
         }
         let gone = self.registry.forget_absent(now);

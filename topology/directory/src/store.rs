@@ -142,15 +142,15 @@ impl DirectoryStore {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (epoch, value) = row?;
-            let envelope: SignedEnvelope = serde_json::from_str(value.value())?;
-            out.push((Epoch(epoch.value()), SignedTopology(envelope)));
+            let signed: SignedTopology = serde_json::from_str(value.value())?;
+            out.push((Epoch(epoch.value()), signed));
         }
         Ok(out)
     }
 
     /// Records the topology of `epoch` and deletes those older than [`KEEP_EPOCHS`].
     pub fn put_topology(&self, epoch: Epoch, signed: &SignedTopology) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&signed.0)?;
+        let json = serde_json::to_string(signed)?;
         let tx = self.db.begin_write()?;
         {
             let mut table = tx.open_table(TOPOLOGIES)?;
@@ -183,6 +183,7 @@ mod tests {
             params: NetworkParams::default(),
             layers: vec![Vec::new(); MIX_LAYERS],
             gateways: Vec::new(),
+            authorities: None,
         };
         let signed = t.sign(&key).unwrap();
         {

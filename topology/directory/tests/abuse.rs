@@ -73,6 +73,9 @@ async fn ten_thousand_descriptors_fill_the_directory_to_its_bound_and_no_further
         max_absent_epochs: 2,
         max_nodes: MAX_NODES,
         allowed_nodes: Vec::new(),
+        authorities: Vec::new(),
+        threshold: None,
+        round_secs: 300,
         network: NetworkParams {
             genesis_unix_secs: GENESIS,
             epoch_length: Duration::from_secs(EPOCH_SECS),

@@ -54,6 +54,9 @@ fn config(dir: &Path) -> DirectoryConfig {
         max_absent_epochs: 2,
         max_nodes: 100,
         allowed_nodes: Vec::new(),
+        authorities: Vec::new(),
+        threshold: None,
+        round_secs: 300,
         network: NetworkParams {
             genesis_unix_secs: GENESIS,
             epoch_length: Duration::from_secs(EPOCH_SECS),
@@ -301,7 +304,7 @@ async fn tampered_topology_is_refused_and_counted() {
 
         // The same document with one address changed.
         let mut tampered = SignedTopology::from_json(&signed).unwrap();
-        tampered.0.body = tampered.0.body.replacen("127.0.0.1:400", "10.9.9.9:400", 1);
+        tampered.body = tampered.body.replacen("127.0.0.1:400", "10.9.9.9:400", 1);
         assert_ne!(tampered.to_json(), signed);
         let (url, liar) = serve_fixed(tampered.to_json()).await;
         let victim = DirectoryClient::new(&url, pinned, cache_in(dir.path())).unwrap();

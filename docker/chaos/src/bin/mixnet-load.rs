@@ -144,6 +144,8 @@ async fn init_client(dir: &Path, cli: &Cli, key: NodeId, gateway: NodeId) -> Res
         let options = CreateOptions {
             directory_url: cli.directory.clone(),
             directory_key: key,
+            authorities: Vec::new(),
+            authority_threshold: None,
             gateway: Some(gateway),
             passphrase: None,
         };

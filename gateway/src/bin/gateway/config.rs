@@ -243,6 +243,8 @@ mod tests {
                 metrics: ([127, 0, 0, 1], 9100).into(),
                 directory: "http://127.0.0.1:8080".into(),
                 directory_key: "KEY".into(),
+                authorities: Vec::new(),
+                authority_threshold: None,
             },
             clients: ([127, 0, 0, 1], 1790).into(),
         };
