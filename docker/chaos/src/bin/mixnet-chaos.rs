@@ -55,8 +55,10 @@ struct Cli {
     /// Milliseconds between two messages of one load client.
     #[arg(long, default_value_t = 500)]
     interval_ms: u64,
-    /// Longest accepted time, after a fault ends, before messages flow again.
-    #[arg(long, default_value_t = 30)]
+    /// Longest accepted time, after a fault ends, before messages flow again
+    /// (a QUIC connection that outlived a cut resumes at its next probe,
+    /// whose timeout doubled all through the cut: docs/operations.md).
+    #[arg(long, default_value_t = 60)]
     max_recovery_secs: u64,
     /// Most resident memory a node may use, MiB.
     #[arg(long, default_value_t = 256)]
