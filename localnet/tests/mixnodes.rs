@@ -49,7 +49,7 @@ async fn every_packet_arrives_in_the_order_of_its_scheduled_instant() {
     assert!(layers.iter().all(|l| l.len() == 2), "3 layers × 2");
     warm_up_links(&mut gw, &topology).await;
     let mut rng = ChaCha20Rng::seed_from_u64(7);
-    // 30 packets whose total delays are 80 ms apart, sent in a shuffled order
+    // 30 packets whose total delays are 150 ms apart, sent in a shuffled order
     // at the same time: they must come out in the order of their instants.
     let n = 30u8;
     let mut packets = Vec::new();
@@ -58,7 +58,7 @@ async fn every_packet_arrives_in_the_order_of_its_scheduled_instant() {
             .iter()
             .map(|l| l[rng.random_range(0..l.len())])
             .collect();
-        let delays = split(Duration::from_millis(200 + 80 * u64::from(i)), &mut rng);
+        let delays = split(Duration::from_millis(200 + 150 * u64::from(i)), &mut rng);
         packets.push((route[0].id, gw.packet(&route, &delays, i)));
     }
     packets.shuffle(&mut rng);
