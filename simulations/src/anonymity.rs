@@ -121,21 +121,97 @@ impl MixtureScratch {
 /// scratch, and the tests check one against the other).
 #[derive(Debug, Default)]
 pub struct PoolBelief {
+    sums: SenderSums,
+    members: usize,
+}
+
+/// Weighted sums of sender probabilities over the beliefs added and not yet
+/// removed, with the list of senders whose sum is not zero (so a mixture
+/// costs its own size, not the number of possible senders).
+#[derive(Debug, Default)]
+struct SenderSums {
     sum: Vec<f64>,
     count: Vec<u32>,
     active: Vec<u32>,
     position: Vec<u32>,
-    members: usize,
+}
+
+impl SenderSums {
+    fn new(senders: usize) -> Self {
+        SenderSums {
+            sum: vec![0.0; senders],
+            count: vec![0; senders],
+            active: Vec::new(),
+            position: vec![0; senders],
+        }
+    }
+
+    /// Adds `weight` × `dist`.
+    fn add(&mut self, dist: &SenderDist, weight: f64) {
+        for &(sender, p) in &dist.0 {
+            let i = sender as usize;
+            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
+                continue;
+            };
+            *sum += weight * p;
+            *count += 1;
+            if *count == 1 {
+                if let Some(pos) = self.position.get_mut(i) {
+                    *pos = self.active.len() as u32;
+                }
+                self.active.push(sender);
+            }
+        }
+    }
+
+    /// Removes `weight` × `dist`, added before.
+    fn remove(&mut self, dist: &SenderDist, weight: f64) {
+        for &(sender, p) in &dist.0 {
+            let i = sender as usize;
+            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
+                continue;
+            };
+            *count = count.saturating_sub(1);
+            *sum -= weight * p;
+            if *count == 0 {
+                // Exactly zero again, whatever rounding the additions left.
+                *sum = 0.0;
+                let pos = self.position.get(i).copied().unwrap_or(0) as usize;
+                self.active.swap_remove(pos);
+                if let Some(&moved) = self.active.get(pos)
+                    && let Some(q) = self.position.get_mut(moved as usize)
+                {
+                    *q = pos as u32;
+                }
+            }
+        }
+    }
+
+    /// Multiplies every sum by `factor`.
+    fn scale(&mut self, factor: f64) {
+        for &s in &self.active {
+            if let Some(v) = self.sum.get_mut(s as usize) {
+                *v *= factor;
+            }
+        }
+    }
+
+    /// Each sender with a non-zero sum, its sum mapped by `f`.
+    fn mixture(&self, f: impl Fn(f64) -> f64) -> Rc<SenderDist> {
+        let out = self
+            .active
+            .iter()
+            .map(|&s| (s, f(self.sum.get(s as usize).copied().unwrap_or(0.0))))
+            .collect();
+        Rc::new(SenderDist(out))
+    }
 }
 
 impl PoolBelief {
     /// An empty pool over `senders` possible senders.
     pub fn new(senders: usize) -> Self {
         PoolBelief {
-            sum: vec![0.0; senders],
-            count: vec![0; senders],
-            active: Vec::new(),
-            position: vec![0; senders],
+            sums: SenderSums::new(senders),
             members: 0,
         }
     }
@@ -148,58 +224,19 @@ impl PoolBelief {
     /// A packet with belief `dist` entered.
     pub fn enter(&mut self, dist: &SenderDist) {
         self.members += 1;
-        for &(sender, p) in &dist.0 {
-            let i = sender as usize;
-            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
-                continue;
-            };
-            *sum += p;
-            *count += 1;
-            if *count == 1 {
-                if let Some(pos) = self.position.get_mut(i) {
-                    *pos = self.active.len() as u32;
-                }
-                self.active.push(sender);
-            }
-        }
+        self.sums.add(dist, 1.0);
     }
 
     /// A packet that entered with belief `dist` left.
     pub fn leave(&mut self, dist: &SenderDist) {
         self.members = self.members.saturating_sub(1);
-        for &(sender, p) in &dist.0 {
-            let i = sender as usize;
-            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
-                continue;
-            };
-            *count = count.saturating_sub(1);
-            *sum -= p;
-            if *count == 0 {
-                // Exactly zero again, whatever rounding the additions left.
-                *sum = 0.0;
-                let pos = self.position.get(i).copied().unwrap_or(0) as usize;
-                self.active.swap_remove(pos);
-                if let Some(&moved) = self.active.get(pos)
-                    && let Some(p) = self.position.get_mut(moved as usize)
-                {
-                    *p = pos as u32;
-                }
-            }
-        }
+        self.sums.remove(dist, 1.0);
     }
 
     /// The equal-weight mixture of the members' beliefs.
     pub fn mixture(&self) -> Rc<SenderDist> {
         let weight = 1.0 / self.members.max(1) as f64;
-        let out = self
-            .active
-            .iter()
-            .map(|&s| {
-                let sum = self.sum.get(s as usize).copied().unwrap_or(0.0);
-                (s, sum.max(0.0) * weight)
-            })
-            .collect();
-        Rc::new(SenderDist(out))
+        self.sums.mixture(|sum| sum.max(0.0) * weight)
     }
 
     /// Forgets everything and frees the memory.
@@ -306,10 +343,7 @@ pub struct TimingPool {
     per_ns: f64,
     origin: Timestamp,
     horizon: Duration,
-    sum: Vec<f64>,
-    count: Vec<u32>,
-    active: Vec<u32>,
-    position: Vec<u32>,
+    sums: SenderSums,
     total: f64,
     window: VecDeque<(Timestamp, Rc<SenderDist>)>,
 }
@@ -327,9 +361,7 @@ impl TimingPool {
         TimingPool {
             per_ns: 1.0 / d,
             horizon: Duration::from_nanos((d * HORIZON_MEANS) as u64),
-            sum: vec![0.0; senders],
-            count: vec![0; senders],
-            position: vec![0; senders],
+            sums: SenderSums::new(senders),
             ..TimingPool::default()
         }
     }
@@ -352,30 +384,13 @@ impl TimingPool {
             self.total = 0.0;
         } else if self.exponent(now) > RESCALE_EXPONENT {
             let factor = (-self.exponent(now)).exp();
-            for &s in &self.active {
-                if let Some(v) = self.sum.get_mut(s as usize) {
-                    *v *= factor;
-                }
-            }
+            self.sums.scale(factor);
             self.total *= factor;
             self.origin = now;
         }
         let w = self.exponent(now).exp();
         self.total += w;
-        for &(sender, p) in dist.entries() {
-            let i = sender as usize;
-            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
-                continue;
-            };
-            *sum += w * p;
-            *count += 1;
-            if *count == 1 {
-                if let Some(pos) = self.position.get_mut(i) {
-                    *pos = self.active.len() as u32;
-                }
-                self.active.push(sender);
-            }
-        }
+        self.sums.add(&dist, w);
         self.window.push_back((now, dist));
     }
 
@@ -390,24 +405,7 @@ impl TimingPool {
             };
             let w = self.exponent(at).exp();
             self.total -= w;
-            for &(sender, p) in dist.entries() {
-                let i = sender as usize;
-                let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
-                    continue;
-                };
-                *count = count.saturating_sub(1);
-                *sum -= w * p;
-                if *count == 0 {
-                    *sum = 0.0;
-                    let pos = self.position.get(i).copied().unwrap_or(0) as usize;
-                    self.active.swap_remove(pos);
-                    if let Some(&moved) = self.active.get(pos)
-                        && let Some(q) = self.position.get_mut(moved as usize)
-                    {
-                        *q = pos as u32;
-                    }
-                }
-            }
+            self.sums.remove(&dist, w);
         }
         if self.window.is_empty() {
             self.total = 0.0;
@@ -419,15 +417,7 @@ impl TimingPool {
         self.expire(now);
         // Every weight relative to `now`: e^((t_j − now)/d) = stored / e^((now − origin)/d).
         let total = self.total.max(f64::MIN_POSITIVE);
-        let out = self
-            .active
-            .iter()
-            .map(|&s| {
-                let sum = self.sum.get(s as usize).copied().unwrap_or(0.0);
-                (s, (sum / total).max(0.0))
-            })
-            .collect();
-        Rc::new(SenderDist(out))
+        self.sums.mixture(|sum| (sum / total).max(0.0))
     }
 
     /// Forgets everything and frees the memory.
