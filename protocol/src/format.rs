@@ -22,9 +22,9 @@ pub use sphinx_packet::route::DestinationAddressBytes;
 use crate::SphinxKeyPair;
 use crate::error::ProtocolError;
 use crate::frame::{ForwardFrame, SealedContent};
-use x25519_dalek::PublicKey;
 use crate::packet::{OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
 use crate::surb::{Surb, SurbId, SurbRecovery, build_surb, open_forward_payload, use_surb};
+use x25519_dalek::PublicKey;
 
 /// What a SURB's creator keeps to read the packet that comes back through it.
 pub trait ReplyRecovery: Debug {

@@ -191,7 +191,11 @@ impl SenderSums {
 
     /// Each sender with a non-zero sum, its sum mapped by `f`.
     fn mixture(&self, f: impl Fn(f64) -> f64) -> Rc<SenderDist> {
-        let out = self.entries.iter().map(|&(s, sum, _)| (s, f(sum))).collect();
+        let out = self
+            .entries
+            .iter()
+            .map(|&(s, sum, _)| (s, f(sum)))
+            .collect();
         Rc::new(SenderDist(out))
     }
 }

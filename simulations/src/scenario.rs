@@ -557,8 +557,8 @@ impl Scenario {
     /// randomness, so the start changes no packet, only what tracking costs.
     pub fn tracking_from(&self) -> Duration {
         let layers = self.topology.layers as f64;
-        let path_ms = layers * self.traffic.mean_delay_ms
-            + (layers + 2.0) * self.link.latency.mean_ms();
+        let path_ms =
+            layers * self.traffic.mean_delay_ms + (layers + 2.0) * self.link.latency.mean_ms();
         let lead_secs = TRACKING_LEAD_PATHS * path_ms / 1000.0;
         Duration::try_from_secs_f64((self.warmup_secs - lead_secs).max(0.0))
             .unwrap_or(Duration::ZERO)

@@ -53,17 +53,17 @@ use protocol::ProtocolError;
 use protocol::epoch::Epoch;
 use protocol::format::{DestinationAddressBytes, PacketFormat, ReplyRecovery};
 use protocol::frame::{ForwardFrame, Frame, LifetimeBucket, SealedContent};
-use protocol::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
-use x25519_dalek::PublicKey;
 use protocol::keys::{NodeId, SphinxKeyPair, random_bytes};
 use protocol::packet::{
     FRAME_SIZE, MAX_HOPS, OutgoingPacket, PACKET_SIZE, RouteHop, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE,
     build_packet,
 };
+use protocol::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use protocol::surb::{SURB_SIZE, Surb, SurbId};
 use protocol::time::Timestamp;
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use x25519_dalek::PublicKey;
 
 use crate::error::SimError;
 

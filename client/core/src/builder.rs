@@ -125,8 +125,8 @@ impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
     ) -> Result<CoverPacket<F::Recovery>, ClientError> {
         let home = self.surb_home(rng, stats)?;
         let route = self.forward_route(rng, to, stats)?;
-        let frame = Frame::Forward(self.format.seal_frame(content, seal_to, home.surb.0, rng)?)
-            .encode()?;
+        let frame =
+            Frame::Forward(self.format.seal_frame(content, seal_to, home.surb.0, rng)?).encode()?;
         let packet = route.build(self.format, rng, &frame)?;
         let arrival = self.now.saturating_add(route.delay());
         Ok(CoverPacket {

@@ -257,9 +257,8 @@ impl<C: SimCodec> Engine<C> {
             ),
             intersection,
             tracking: false,
-            tracking_from: (targets > 0).then(|| {
-                Timestamp::ZERO.saturating_add(scenario.tracking_from())
-            }),
+            tracking_from: (targets > 0)
+                .then(|| Timestamp::ZERO.saturating_add(scenario.tracking_from())),
             targets_started: 0,
             targets_in_flight: 0,
             tally: Tally::new(nodes, targets),
@@ -662,7 +661,11 @@ mod tests {
             let online = engine.clients[0].online;
             if !was_online && !online {
                 // Offline the whole event: the core is not driven at all.
-                assert_eq!(sent_by(&engine, 0), sent_before, "sent while offline at {now:?}");
+                assert_eq!(
+                    sent_by(&engine, 0),
+                    sent_before,
+                    "sent while offline at {now:?}"
+                );
                 assert_eq!(
                     engine.clients[0].core.stats().deliveries,
                     delivered_before,
