@@ -623,7 +623,7 @@ mod tests {
         use crate::scenario::IntersectionSpec;
         let mut s = Scenario {
             seed: 3,
-            duration_secs: 200.0,
+            duration_secs: 400.0,
             warmup_secs: 0.0,
             drain_secs: 2.0,
             ..Scenario::default()
@@ -699,16 +699,18 @@ mod tests {
             }
             was_online = online;
         }
-        assert!(offline_periods >= 5, "{offline_periods}");
+        assert!(offline_periods >= 4, "{offline_periods}");
         assert!(waiting_on_return > 0, "no mail waited for her");
         assert!(engine.clients[0].core.stats().deliveries > 0);
-        // About 0.2 s × (λ_P + λ_L) = 0.6 packets after each return, not the
-        // 30 missed in a 10-second round.
+        // The ticks of the last `max_tick_lag` (1 s) and of the 0.2 s since:
+        // about 1.2 s × (λ_P + λ_L) = 3.6 packets after each return, not the
+        // 30 or more missed in a 10-second round.
         let mean_burst = resumed_bursts.iter().sum::<u64>() as f64 / resumed_bursts.len() as f64;
-        assert!(mean_burst < 3.0, "{resumed_bursts:?}");
-        // Online, she sends at λ_P + λ_L = 3 per second (her count is Poisson).
+        assert!(mean_burst < 8.0, "{resumed_bursts:?}");
+        // Online, she sends at λ_P + λ_L = 3 per second (her count is
+        // Poisson), plus those few after each return.
         let rate = online_sent as f64 / online_secs;
-        assert!((2.5..3.5).contains(&rate), "{rate} over {online_secs} s");
+        assert!((2.5..3.8).contains(&rate), "{rate} over {online_secs} s");
     }
 
     #[test]
