@@ -71,5 +71,7 @@ async fn main() -> Result<()> {
         bail!("usage: contacts ALICE_DIR BOB_DIR BOB_CARD");
     };
     let card: AddressCard = card.parse()?;
-    run(Path::new(alice), Path::new(bob), &card).await.map(|_| ())
+    run(Path::new(alice), Path::new(bob), &card)
+        .await
+        .map(|_| ())
 }

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use client_core::ClientError;
 use client_core::sessions::{
-    AddressCard, CardError, ContactError, ContactName, NamedContact, PeerIdentityKey,
-    SafetyNumber, SessionBook, ShortAddress, ShortAddressError,
+    AddressCard, CardError, ContactError, ContactName, NamedContact, PeerIdentityKey, SafetyNumber,
+    SessionBook, ShortAddress, ShortAddressError,
 };
 use protocol::{ClientAddress, ProtocolError};
 use thiserror::Error;
@@ -143,7 +143,11 @@ impl<'a> Contacts<'a> {
     }
 
     /// Names `to` `name` ([`add_named`]); returns its short address.
-    pub async fn add(&self, name: ContactName, to: PeerAddress) -> Result<ShortAddress, ClientError> {
+    pub async fn add(
+        &self,
+        name: ContactName,
+        to: PeerAddress,
+    ) -> Result<ShortAddress, ClientError> {
         self.client
             .with_book(true, move |book| {
                 add_named(book, name, &to).map_err(into_client)
@@ -161,14 +165,18 @@ impl<'a> Contacts<'a> {
     /// Forgets the name (sessions and the pinned identity stay).
     pub async fn remove(&self, name: ContactName) -> Result<ShortAddress, ClientError> {
         self.client
-            .with_book(true, move |book| book.remove_name(&name).map_err(into_client))
+            .with_book(true, move |book| {
+                book.remove_name(&name).map_err(into_client)
+            })
             .await
     }
 
     /// The safety number of a conversation with `name`, to compare out of band.
     pub async fn verify(&self, name: ContactName) -> Result<SafetyNumber, ClientError> {
         self.client
-            .with_book(false, move |book| verify_named(book, &name).map_err(into_client))
+            .with_book(false, move |book| {
+                verify_named(book, &name).map_err(into_client)
+            })
             .await
     }
 

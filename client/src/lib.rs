@@ -11,9 +11,9 @@ pub use client_core::ClientError;
 pub use client_core::sessions::{
     AddressCard, ContactName, NamedContact, PeerIdentityKey, SafetyNumber, ShortAddress,
 };
-pub use contacts::{Contacts, PeerAddress, PeerAddressError, Recipient};
 pub use client_core::{
     ClientConfig, ClientCore, ClientEvent, ReplyHandle, RouteSource, SendFailure,
 };
+pub use contacts::{Contacts, PeerAddress, PeerAddressError, Recipient};
 pub use error::{DataFolderError, OpenError, PolicyError};
 pub use shell::{Client, ClientOptions, Outgoing, ReceivedMessage, ReplyPath, SendStatus};

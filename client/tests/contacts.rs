@@ -59,7 +59,11 @@ fn ok(out: Output) -> String {
 }
 
 fn failed(out: Output) -> String {
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stderr).unwrap()
 }
 
@@ -130,7 +134,8 @@ fn names_short_addresses_json_and_safety_numbers_through_real_processes() {
     let alice_card = on_localnet::init(&net, &alice, 0);
     let bob_card = on_localnet::init(&net, &bob, 1);
     on_localnet::init(&net, &carol, 0);
-    let (alice_short, bob_short, carol_short) = (short_of(&alice), short_of(&bob), short_of(&carol));
+    let (alice_short, bob_short, carol_short) =
+        (short_of(&alice), short_of(&bob), short_of(&carol));
     // Short: 78 characters instead of a card's 2 300, with the gateway in it.
     assert!(alice_short.len() <= 80, "{alice_short}");
     assert!(alice_card.to_string().len() > 1800);
@@ -138,7 +143,10 @@ fn names_short_addresses_json_and_safety_numbers_through_real_processes() {
     assert_eq!(parsed.gateway, net.gateways[1].id);
 
     // Alice names Bob from his card; Bob names Alice from her short address.
-    let added = ok(cli(&alice, &["contacts", "add", "bob", &bob_card.to_string()]));
+    let added = ok(cli(
+        &alice,
+        &["contacts", "add", "bob", &bob_card.to_string()],
+    ));
     assert_eq!(added.trim(), format!("bob {bob_short}"));
     ok(cli(&bob, &["contacts", "add", "alice", &alice_short]));
     assert_eq!(
@@ -154,7 +162,10 @@ fn names_short_addresses_json_and_safety_numbers_through_real_processes() {
     if typo[10] == typo[11] {
         typo.swap(20, 22);
     }
-    let err = failed(cli(&bob, &["contacts", "add", "al", std::str::from_utf8(&typo).unwrap()]));
+    let err = failed(cli(
+        &bob,
+        &["contacts", "add", "al", std::str::from_utf8(&typo).unwrap()],
+    ));
     assert!(err.contains("checksum does not match"), "{err}");
     let err = failed(cli(&bob, &["contacts", "add", "al", &alice_short[..60]]));
     assert!(err.contains("characters are missing or extra"), "{err}");
@@ -227,7 +238,14 @@ fn names_short_addresses_json_and_safety_numbers_through_real_processes() {
 
     // A short address whose identity nobody told Carol about: a clear error.
     let out = Command::new(CLIENT)
-        .args(["send", "--dir", carol.to_str().unwrap(), "--to", &bob_short, "x"])
+        .args([
+            "send",
+            "--dir",
+            carol.to_str().unwrap(),
+            "--to",
+            &bob_short,
+            "x",
+        ])
         .output()
         .unwrap();
     let err = failed(out);
@@ -264,5 +282,8 @@ fn names_short_addresses_json_and_safety_numbers_through_real_processes() {
 
 /// The plain address of the client of `dir`.
 fn alice_of(dir: &Path) -> protocol::ClientAddress {
-    ok(cli(dir, &["address", "--plain"])).trim().parse().unwrap()
+    ok(cli(dir, &["address", "--plain"]))
+        .trim()
+        .parse()
+        .unwrap()
 }

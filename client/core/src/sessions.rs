@@ -47,21 +47,21 @@ use std::fmt;
 
 pub use card::{AddressCard, CardError, PeerIdentityKey};
 pub use content::{CLAIM_LEN, CONTENT_VERSION};
-pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
-pub use safety::SafetyNumber;
-pub use short::{
-    FINGERPRINT_LEN, IdentityFingerprint, SHORT_ADDRESS_LEN, ShortAddress, ShortAddressError,
-};
 use content::{Content, SenderClaim, claim_statement};
 use e2ee::{
     HandshakeRole, InitialInfo, LocalIdentity, MessageTag, PrekeyBundle, PrekeySecrets, Session,
     SessionError, UnixSeconds,
 };
+pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 use replay::ReplayRecord;
 use routes::TagRoutes;
+pub use safety::SafetyNumber;
 use serde::{Deserialize, Serialize};
+pub use short::{
+    FINGERPRINT_LEN, IdentityFingerprint, SHORT_ADDRESS_LEN, ShortAddress, ShortAddressError,
+};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -315,7 +315,11 @@ impl SessionBook {
             }
             return Err(ContactError::NameTaken(name.to_string()));
         }
-        if let Some((other, _)) = self.names.iter().find(|(_, s)| s.identity == short.identity) {
+        if let Some((other, _)) = self
+            .names
+            .iter()
+            .find(|(_, s)| s.identity == short.identity)
+        {
             return Err(ContactError::AlreadyNamed(other.to_string()));
         }
         self.names.insert(name, short);
@@ -328,7 +332,10 @@ impl SessionBook {
         name: ContactName,
         card: &AddressCard,
     ) -> Result<ShortAddress, ContactError> {
-        let short = ShortAddress::new(&PeerIdentityKey(card.bundle.identity()), card.address.gateway);
+        let short = ShortAddress::new(
+            &PeerIdentityKey(card.bundle.identity()),
+            card.address.gateway,
+        );
         self.name_contact(name, short)?;
         self.add_contact(card);
         Ok(short)

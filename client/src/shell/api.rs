@@ -15,8 +15,8 @@ use super::driver::{BookCall, BookFinish, Command, Driver};
 use super::journal::PartialJournal;
 use super::link::GatewayDialer;
 use super::store::{BookFile, Passphrase};
-use client_core::ClientError;
 use crate::contacts::{Contacts, Recipient};
+use client_core::ClientError;
 use client_core::sessions::{
     AddressCard, ContactName, PeerIdentityKey, SessionBook, SessionId, ShortAddress,
 };

@@ -36,8 +36,8 @@ use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
-use client_core::ClientError;
 use crate::contacts::Recipient;
+use client_core::ClientError;
 use client_core::sessions::{AddressCard, SessionBook, SessionBookError, ShortAddress};
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,

@@ -105,8 +105,6 @@ pub enum ContactError {
     )]
     NotMetYet(String),
     /// A plain address (`key@gateway`) whose identity is not known.
-    #[error(
-        "no identity is known for {0}: add the contact with its short address or address card"
-    )]
+    #[error("no identity is known for {0}: add the contact with its short address or address card")]
     UnknownIdentity(String),
 }

@@ -157,21 +157,23 @@ impl FromStr for ShortAddress {
     type Err = ShortAddressError;
 
     fn from_str(text: &str) -> Result<Self, ShortAddressError> {
-        let bytes = bs58::decode(text.trim())
-            .into_vec()
-            .map_err(|e| match e {
-                bs58::decode::Error::InvalidCharacter { character, index } => {
-                    ShortAddressError::NotBase58 {
-                        character,
-                        position: index + 1,
-                    }
-                }
-                bs58::decode::Error::NonAsciiCharacter { index } => ShortAddressError::NotBase58 {
-                    character: text.trim().get(index..).and_then(|s| s.chars().next()).unwrap_or('?'),
+        let bytes = bs58::decode(text.trim()).into_vec().map_err(|e| match e {
+            bs58::decode::Error::InvalidCharacter { character, index } => {
+                ShortAddressError::NotBase58 {
+                    character,
                     position: index + 1,
-                },
-                _ => ShortAddressError::Length { len: 0 },
-            })?;
+                }
+            }
+            bs58::decode::Error::NonAsciiCharacter { index } => ShortAddressError::NotBase58 {
+                character: text
+                    .trim()
+                    .get(index..)
+                    .and_then(|s| s.chars().next())
+                    .unwrap_or('?'),
+                position: index + 1,
+            },
+            _ => ShortAddressError::Length { len: 0 },
+        })?;
         let [version, rest @ ..] = bytes.as_slice() else {
             return Err(ShortAddressError::Length { len: 0 });
         };
@@ -269,7 +271,10 @@ mod tests {
             .unwrap();
         swapped.swap(i - 1, i);
         assert_eq!(
-            swapped.into_iter().collect::<String>().parse::<ShortAddress>(),
+            swapped
+                .into_iter()
+                .collect::<String>()
+                .parse::<ShortAddress>(),
             Err(ShortAddressError::Checksum)
         );
         let mut other = address([7; FINGERPRINT_LEN], [9; 32]).to_bytes();
@@ -280,10 +285,6 @@ mod tests {
             bs58::encode(other).into_string().parse::<ShortAddress>(),
             Err(ShortAddressError::UnknownVersion(2))
         );
-        assert!(
-            ShortAddressError::Checksum
-                .to_string()
-                .contains("mistyped")
-        );
+        assert!(ShortAddressError::Checksum.to_string().contains("mistyped"));
     }
 }

@@ -547,8 +547,13 @@ fn a_format_2_book_keeps_everything_and_gains_names() {
     let (mut upgraded, how) = SessionBook::restore(&old).unwrap();
     assert_eq!(how, Restored::UpgradedFromFormat2);
     assert_eq!(upgraded.session_count(), 1);
-    assert_eq!(upgraded.open(NOW, &first).unwrap_err().reason(), "duplicate");
-    let reply = upgraded.seal(&mut rng, &a, Some(&b), b"back", None).unwrap();
+    assert_eq!(
+        upgraded.open(NOW, &first).unwrap_err().reason(),
+        "duplicate"
+    );
+    let reply = upgraded
+        .seal(&mut rng, &a, Some(&b), b"back", None)
+        .unwrap();
     assert_eq!(alice.open(NOW, &reply).unwrap().content, b"back");
     assert!(SessionBook::from_bytes(&old).is_err());
 }

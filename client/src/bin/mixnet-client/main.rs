@@ -419,12 +419,7 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
     }
 }
 
-async fn send(
-    dir: &Path,
-    to: &Target,
-    bytes: Vec<u8>,
-    lifetime: Option<Duration>,
-) -> Result<()> {
+async fn send(dir: &Path, to: &Target, bytes: Vec<u8>, lifetime: Option<Duration>) -> Result<()> {
     let client = connect(dir).await?;
     let to = reach(&client, to).await?;
     let outgoing = match lifetime {

@@ -57,10 +57,7 @@ pub fn json_line(message: &ReceivedMessage, sender: &str) -> String {
         "short_address".into(),
         message.short_from().map(|a| a.to_string()).into(),
     );
-    object.insert(
-        "address".into(),
-        message.from.map(|a| a.to_string()).into(),
-    );
+    object.insert("address".into(), message.from.map(|a| a.to_string()).into());
     object.insert("identity".into(), message.peer.to_string().into());
     object.insert("time".into(), unix_seconds(message.received_at).into());
     object.insert("time_utc".into(), utc(message.received_at).into());
