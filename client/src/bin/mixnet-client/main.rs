@@ -190,7 +190,7 @@ enum ContactsAction {
 /// in one of its forms (a card adds a contact).
 enum Target {
     Name(ContactName),
-    Peer(PeerAddress),
+    Peer(Box<PeerAddress>),
 }
 
 fn passphrase() -> Option<Passphrase> {
@@ -290,12 +290,14 @@ fn parse_target(text: &str) -> Result<Target> {
     if let Ok(name) = text.parse::<ContactName>() {
         return Ok(Target::Name(name));
     }
-    text.parse().map(Target::Peer).with_context(|| {
-        format!(
-            "--to {text}: not a contact name, a short address, an address card \
+    text.parse()
+        .map(|p| Target::Peer(Box::new(p)))
+        .with_context(|| {
+            format!(
+                "--to {text}: not a contact name, a short address, an address card \
              (key@gateway/prekeys) or an address (key@gateway)"
-        )
-    })
+            )
+        })
 }
 
 /// Opens the secrets of the client in `folder` (with the passphrase of the
@@ -393,12 +395,14 @@ async fn connect(dir: &Path) -> Result<Client> {
 async fn reach(client: &Client, to: &Target) -> Result<Recipient> {
     Ok(match to {
         Target::Name(name) => Recipient::Short(client.contacts().get(name.clone()).await?),
-        Target::Peer(PeerAddress::Card(card)) => {
-            client.add_contact(card).await?;
-            Recipient::Address(card.address)
-        }
-        Target::Peer(PeerAddress::Address(address)) => Recipient::Address(*address),
-        Target::Peer(PeerAddress::Short(short)) => Recipient::Short(*short),
+        Target::Peer(peer) => match peer.as_ref() {
+            PeerAddress::Card(card) => {
+                client.add_contact(card).await?;
+                Recipient::Address(card.address)
+            }
+            PeerAddress::Address(address) => Recipient::Address(*address),
+            PeerAddress::Short(short) => Recipient::Short(*short),
+        },
     })
 }
 
