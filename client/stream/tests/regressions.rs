@@ -49,7 +49,11 @@ fn bytes_held_ahead_past_a_later_fin_are_dropped() {
     stream.handle_segment(now, &segment(FLAG_ACK, 11, vec![2; 20]));
     stream.handle_segment(now, &segment(FLAG_ACK | FLAG_FIN, 21, Vec::new()));
     stream.handle_segment(now, &segment(FLAG_ACK, 1, vec![1; 10]));
-    assert_eq!(stream.readable_len(), 20, "bytes 1 to 20, none past the FIN");
+    assert_eq!(
+        stream.readable_len(),
+        20,
+        "bytes 1 to 20, none past the FIN"
+    );
     let mut buf = [0u8; 64];
     assert_eq!(stream.read(&mut buf), 20);
     assert!(stream.at_eof());

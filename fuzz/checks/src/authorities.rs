@@ -49,7 +49,8 @@ pub fn voted_nodes() -> Vec<VotedNode> {
             entry: NodeEntry {
                 id: fixtures::identity(n).node_id(),
                 address: ([127, 0, 0, n], 1789).into(),
-                client_address: (n == fixtures::GATEWAY_NODE).then(|| ([127, 0, 0, n], 1790).into()),
+                client_address: (n == fixtures::GATEWAY_NODE)
+                    .then(|| ([127, 0, 0, n], 1790).into()),
                 sphinx_key: fixtures::sphinx_key(n).public(),
                 region: None,
                 score: 1.0,
@@ -216,7 +217,10 @@ pub fn authority_votes(data: &[u8]) {
                     Ok(mine) => {
                         assert_eq!(mine.round, round.round());
                         let (topology, signed) = round.consensus().expect("computed");
-                        assert!(mine.signed.check(&signed.body).is_ok(), "signs its consensus");
+                        assert!(
+                            mine.signed.check(&signed.body).is_ok(),
+                            "signs its consensus"
+                        );
                         assert!(votes * 2 > set.len(), "from a majority of votes");
                         let verified = signed.valid_signers(&set);
                         assert!(verified.contains(&key.node_id()));
@@ -228,9 +232,15 @@ pub fn authority_votes(data: &[u8]) {
             }
         }
         if let Some((_, signed)) = round.complete() {
-            assert!(signed.valid_signers(&set).len() >= set.threshold, "complete at k");
+            assert!(
+                signed.valid_signers(&set).len() >= set.threshold,
+                "complete at k"
+            );
         } else if let Some((_, signed)) = round.consensus() {
-            assert!(signed.valid_signers(&set).len() < set.threshold, "complete at k");
+            assert!(
+                signed.valid_signers(&set).len() < set.threshold,
+                "complete at k"
+            );
         }
     }
 }
@@ -248,7 +258,10 @@ fn receive_signature(
             assert!(set.contains(&signature.signed.authority));
             assert_eq!(signature.round, round.round());
             let (_, signed) = round.consensus().expect("accepted over a consensus");
-            assert!(signature.signed.check(&signed.body).is_ok(), "verifies over it");
+            assert!(
+                signature.signed.check(&signed.body).is_ok(),
+                "verifies over it"
+            );
             assert_eq!(valid, signed.valid_signers(set).len());
             let had = before.consensus.map_or(0, |s| s.signatures.len());
             assert_eq!(signed.signatures.len(), had + 1, "one more signature");

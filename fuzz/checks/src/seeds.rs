@@ -588,8 +588,8 @@ fn votes(seeds: &mut Seeds) {
     let (Some(third_key), Some(third)) = (keys.get(2), authorities::AUTHORITIES.get(2)) else {
         return;
     };
-    let mut round = topology::VotingRound::open(set, authorities::vote_of(*third), third_key)
-        .expect("opens");
+    let mut round =
+        topology::VotingRound::open(set, authorities::vote_of(*third), third_key).expect("opens");
     for vote in &signed {
         round.receive_vote(vote);
     }
@@ -635,7 +635,12 @@ fn stream_seeds(seeds: &mut Seeds) {
     use streams::op;
     let now = protocol::Timestamp::from_millis(1_000);
     let config = streams::stream_config();
-    let mut opener = Stream::open(streams::STREAM, streams::stream_target(), config.clone(), now);
+    let mut opener = Stream::open(
+        streams::STREAM,
+        streams::stream_target(),
+        config.clone(),
+        now,
+    );
     let syn = opener.poll_segment(now, 100).expect("a SYN");
     let mut acceptor = Stream::accept_syn(&syn, config.clone(), now).expect("accepted");
     acceptor.accept();
@@ -654,9 +659,7 @@ fn stream_seeds(seeds: &mut Seeds) {
     let mut v4 = syn.clone();
     v4.target = Some(Target::Ip(([192, 0, 2, 1], 443).into()));
     let mut v6 = syn.clone();
-    v6.target = Some(Target::Ip(
-        (std::net::Ipv6Addr::LOCALHOST, 8080).into(),
-    ));
+    v6.target = Some(Target::Ip((std::net::Ipv6Addr::LOCALHOST, 8080).into()));
     let messages = [
         ("syn", None, vec![syn.clone()]),
         ("syn-v4", None, vec![v4]),

@@ -142,7 +142,10 @@ impl Model {
     /// What holds after every step.
     fn check(&mut self) {
         let config = stream_config();
-        assert!(self.stream.readable_len() <= config.receive_window, "window");
+        assert!(
+            self.stream.readable_len() <= config.receive_window,
+            "window"
+        );
         let stats = self.stream.stats();
         let read = self.read_to.saturating_sub(1);
         assert_eq!(
@@ -156,7 +159,10 @@ impl Model {
         }
         assert!(events <= 64, "events are bounded: {events}");
         if !self.stream.state().is_terminal() {
-            assert!(self.stream.poll_timeout().is_some(), "a live stream has a timer");
+            assert!(
+                self.stream.poll_timeout().is_some(),
+                "a live stream has a timer"
+            );
         }
     }
 
@@ -284,8 +290,8 @@ pub fn stream_segments(data: &[u8]) {
             op::CLOSE => model.stream.close(),
             op::RESET => {
                 let was = model.stream.state();
-                let reason = ResetReason::from_code(input.u8() % 9)
-                    .unwrap_or(ResetReason::GeneralFailure);
+                let reason =
+                    ResetReason::from_code(input.u8() % 9).unwrap_or(ResetReason::GeneralFailure);
                 model.stream.reset(reason);
                 if !was.is_terminal() {
                     assert_eq!(model.stream.state(), StreamState::Reset(reason));
@@ -409,10 +415,17 @@ pub fn socks5_handshake(data: &[u8]) {
     let chunk = usize::from(input.u8()).max(1);
     let bytes = input.rest();
     let whole = socks5_over(bytes, bytes.len().max(1));
-    assert_eq!(socks5_over(bytes, chunk), whole, "the same whatever the cuts");
+    assert_eq!(
+        socks5_over(bytes, chunk),
+        whole,
+        "the same whatever the cuts"
+    );
     if let Parsed::Done((), used) = whole.greeting {
         for cut in 0..used {
-            assert_eq!(parse_greeting(bytes.get(..cut).unwrap_or(&[])), Parsed::Incomplete);
+            assert_eq!(
+                parse_greeting(bytes.get(..cut).unwrap_or(&[])),
+                Parsed::Incomplete
+            );
         }
     }
     let Some(request) = whole.request else {
@@ -436,12 +449,19 @@ pub fn socks5_handshake(data: &[u8]) {
                     "decided only when whole"
                 );
             }
-            let port = request_bytes
-                .get(used.saturating_sub(2)..used)
-                .map(|p| u16::from_be_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)]));
+            let port = request_bytes.get(used.saturating_sub(2)..used).map(|p| {
+                u16::from_be_bytes([
+                    p.first().copied().unwrap_or(0),
+                    p.get(1).copied().unwrap_or(0),
+                ])
+            });
             assert_eq!(Some(target.port()), port, "the port sent");
             if let Target::Domain(name, _) = &target {
-                assert_eq!(request_bytes.get(5..used - 2), Some(name.as_bytes()), "the name sent");
+                assert_eq!(
+                    request_bytes.get(5..used - 2),
+                    Some(name.as_bytes()),
+                    "the name sent"
+                );
             }
             let syn = Segment {
                 stream: STREAM,

@@ -165,8 +165,7 @@ async fn a_connection_flood_is_refused_per_source_and_counted_while_others_are_s
     let link = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
-    let before =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let before = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     let rss_before = rss_kib(gw.child.id());
     let peak = RssPeak::start(gw.child.id());
 
@@ -216,11 +215,13 @@ async fn a_connection_flood_is_refused_per_source_and_counted_while_others_are_s
         }));
     }
     // Meanwhile: the honest client's messages, and a new honest client.
-    let during =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let during = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     let alice = SphinxKeyPair::generate(&mut net.rng);
     let newcomer = QuicGatewayLink::connect(gw.clients, gw.id, &alice).await;
-    assert!(newcomer.is_ok(), "a new honest client gets in: {newcomer:?}");
+    assert!(
+        newcomer.is_ok(),
+        "a new honest client gets in: {newcomer:?}"
+    );
     for t in tasks {
         t.await.unwrap();
     }
@@ -243,7 +244,10 @@ async fn a_connection_flood_is_refused_per_source_and_counted_while_others_are_s
     );
     // The source's burst (60) and its rate (one a second) bound what it gets.
     let allowed = 60 + flood_secs.ceil() as u64 + 1;
-    assert!(admitted <= allowed, "{admitted} admitted, at most {allowed}");
+    assert!(
+        admitted <= allowed,
+        "{admitted} admitted, at most {allowed}"
+    );
     assert!(limited > 0, "the flood was refused");
     assert_eq!(other, 0, "no other refusal");
     // Every refusal is counted (a refusal whose answer the attacker did
@@ -253,7 +257,11 @@ async fn a_connection_flood_is_refused_per_source_and_counted_while_others_are_s
         counted >= limited && counted <= limited + unanswered,
         "{counted} counted, {limited} seen, {unanswered} unanswered"
     );
-    assert_eq!(during.len(), HONEST_MESSAGES, "every honest message delivered");
+    assert_eq!(
+        during.len(),
+        HONEST_MESSAGES,
+        "every honest message delivered"
+    );
     assert!(
         growth < RSS_GROWTH_BOUND_KIB,
         "the gateway grew by {growth} KiB"
@@ -279,8 +287,7 @@ async fn a_client_that_never_reads_keeps_its_window_and_quota_while_others_are_s
     let link = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
-    let before =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let before = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     let rss_before = rss_kib(gw.child.id());
     let peak = RssPeak::start(gw.child.id());
 
@@ -309,8 +316,7 @@ async fn a_client_that_never_reads_keeps_its_window_and_quota_while_others_are_s
             }
         }
     }
-    let during =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let during = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     let honest = 2 * HONEST_MESSAGES as u64;
     await_at_least(&gw, "gateway_mailbox_stored_total", honest + quota, WAIT).await;
     let mut refused = labelled(&gw, MAILBOX_FULL);
@@ -336,13 +342,25 @@ async fn a_client_that_never_reads_keeps_its_window_and_quota_while_others_are_s
         median(during.clone()),
     );
     assert_eq!(stored, honest + quota, "her quota and no more is stored");
-    assert_eq!(refused, sent - quota, "every message past it refused and counted");
-    assert_eq!(acks, honest + quota, "a refused message is not acknowledged");
+    assert_eq!(
+        refused,
+        sent - quota,
+        "every message past it refused and counted"
+    );
+    assert_eq!(
+        acks,
+        honest + quota,
+        "a refused message is not acknowledged"
+    );
     // The delivery window: at most 8 pushed to her and not acknowledged.
     assert!(delivered - honest <= 8, "{} pushed", delivered - honest);
     assert_eq!(gw.metric("gateway_mailbox_messages"), quota);
     assert_eq!(gw.metric("gateway_client_sessions_too_slow_total"), 0);
-    assert_eq!(during.len(), HONEST_MESSAGES, "every honest message delivered");
+    assert_eq!(
+        during.len(),
+        HONEST_MESSAGES,
+        "every honest message delivered"
+    );
     assert!(
         growth < RSS_GROWTH_BOUND_KIB,
         "the gateway grew by {growth} KiB"
@@ -361,8 +379,7 @@ async fn peers_sending_one_byte_a_second_are_closed_at_the_auth_timeout_and_coun
     let link = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
-    let before =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let before = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     let rss_before = rss_kib(gw.child.id());
     let peak = RssPeak::start(gw.child.id());
 
@@ -434,8 +451,7 @@ async fn peers_sending_one_byte_a_second_are_closed_at_the_auth_timeout_and_coun
     }
     // Meanwhile the honest client is served.
     await_at_least(&gw, "gateway_sessions", peers + 1, Duration::from_secs(10)).await;
-    let during =
-        serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
+    let during = serve_honest(&mut net, &gw, &topology, &bob, &link, HONEST_MESSAGES).await;
     for t in tasks {
         t.await.unwrap();
     }
@@ -463,11 +479,18 @@ async fn peers_sending_one_byte_a_second_are_closed_at_the_auth_timeout_and_coun
         assert!(*after < Duration::from_secs(20), "closed after {after:?}");
     }
     assert_eq!(closed.len() as u64, peers);
-    let counted =
-        await_at_least(&gw, "gateway_client_auth_timeouts_total", peers, WAIT).await;
+    let counted = await_at_least(&gw, "gateway_client_auth_timeouts_total", peers, WAIT).await;
     assert_eq!(counted, peers, "every one counted");
-    assert_eq!(gw.metric("gateway_client_authenticated_total"), 1, "only bob");
-    assert_eq!(during.len(), HONEST_MESSAGES, "every honest message delivered");
+    assert_eq!(
+        gw.metric("gateway_client_authenticated_total"),
+        1,
+        "only bob"
+    );
+    assert_eq!(
+        during.len(),
+        HONEST_MESSAGES,
+        "every honest message delivered"
+    );
     assert!(
         growth < RSS_GROWTH_BOUND_KIB,
         "the gateway grew by {growth} KiB"
