@@ -27,6 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use topology::Topology;
+use transport::Backoff;
 
 use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
@@ -102,7 +103,7 @@ pub(crate) struct Driver<C: GatewayDialer> {
     link: Option<C::Link>,
     connecting: Option<Connecting<C::Link>>,
     retry_at: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     commands: mpsc::Receiver<Command>,
     received: mpsc::Sender<ReceivedMessage>,
     /// A received message waiting for room in `received`.
@@ -171,11 +172,16 @@ impl<C: GatewayDialer> Driver<C> {
             clock.now(),
             &mut rng,
         );
+        let backoff_seed = rng.random();
         let mut driver = Driver {
             core,
             rng,
             clock,
-            backoff: parts.options.min_backoff,
+            backoff: Backoff::new(
+                parts.options.min_backoff,
+                parts.options.max_backoff,
+                backoff_seed,
+            ),
             options: parts.options,
             connector: Arc::new(parts.connector),
             link: None,
@@ -346,23 +352,23 @@ impl<C: GatewayDialer> Driver<C> {
             Ok(link) => {
                 tracing::info!("connected to the gateway");
                 self.link = Some(link);
-                self.backoff = self.options.min_backoff;
+                self.backoff.reset();
                 ShellStats::add(&self.stats.connects, 1);
                 self.connected.send_replace(true);
             }
             Err(e) => {
-                tracing::warn!("{e}; retrying in {:?}", self.backoff);
-                self.schedule_retry();
+                let wait = self.schedule_retry();
+                tracing::warn!("{e}; retrying in {wait:?}");
             }
         }
     }
 
-    /// The next attempt after the current backoff, less up to half of it at
-    /// random (so that clients cut off together do not return together).
-    fn schedule_retry(&mut self) {
-        let wait = self.backoff.mul_f64(1.0 - self.rng.random::<f64>() / 2.0);
+    /// Schedules the next attempt after the link's backoff (jittered, so
+    /// that clients cut off together do not return together); returns the wait.
+    fn schedule_retry(&mut self) -> Duration {
+        let wait = self.backoff.next_delay();
         self.retry_at = self.clock.to_instant(self.clock.now()) + wait;
-        self.backoff = (self.backoff * 2).min(self.options.max_backoff);
+        wait
     }
 
     fn lose_link(&mut self, why: String) {
