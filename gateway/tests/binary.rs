@@ -297,15 +297,9 @@ struct RawSession {
     answer: GatewayMessage,
 }
 
-/// Authenticates over a raw QUIC session with a proof made by `prover`
-/// while claiming `claimed`'s key, reading with a receive window of
-/// `window` bytes; returns the session after the gateway's answer.
-async fn raw_authenticate(
-    gateway: &GatewayProcess,
-    claimed: &SphinxKeyPair,
-    prover: &SphinxKeyPair,
-    window: u32,
-) -> RawSession {
+/// A quinn client endpoint bound to `bind` that pins `gateway`, reading
+/// with a receive window of `window` bytes.
+fn raw_endpoint(gateway: &GatewayProcess, bind: SocketAddr, window: u32) -> quinn::Endpoint {
     let throwaway = IdentityKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(99));
     let identity = transport::NodeIdentity::new(throwaway.signing_key()).unwrap();
     let pin = PeerId(gateway.id.0);
@@ -322,8 +316,21 @@ async fn raw_authenticate(
         .receive_window(window.into());
     let mut config = quinn::ClientConfig::new(crypto);
     config.transport_config(std::sync::Arc::new(transport));
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut endpoint = quinn::Endpoint::client(bind).unwrap();
     endpoint.set_default_client_config(config);
+    endpoint
+}
+
+/// Authenticates over a raw QUIC session with a proof made by `prover`
+/// while claiming `claimed`'s key, reading with a receive window of
+/// `window` bytes; returns the session after the gateway's answer.
+async fn raw_authenticate(
+    gateway: &GatewayProcess,
+    claimed: &SphinxKeyPair,
+    prover: &SphinxKeyPair,
+    window: u32,
+) -> RawSession {
+    let endpoint = raw_endpoint(gateway, "127.0.0.1:0".parse().unwrap(), window);
     let connection = endpoint
         .connect(gateway.clients, "mixnet-node")
         .unwrap()
@@ -704,3 +711,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
     gw.await_metric("gateway_mailbox_messages", 8).await;
     drop(slow);
 }
+
+/// Abuse of a real gateway process over QUIC: floods, a client that never
+/// reads, slow peers (docs/reliability.md).
+mod abuse;

@@ -124,6 +124,32 @@ pub struct StoredSettings {
 }
 
 impl StoredSettings {
+    /// Reads `client.toml` of `folder` from its text, and checks its keys,
+    /// its authority set and its gateway id.
+    pub fn parse(folder: &DataFolder, text: &str) -> Result<StoredSettings, DataFolderError> {
+        let settings: StoredSettings =
+            toml::from_str(text).map_err(|e| DataFolderError::BadField {
+                path: folder.settings_path(),
+                field: "(file)",
+                reason: e.message().to_string(),
+            })?;
+        settings.authority_set(folder)?;
+        settings.gateway(folder)?;
+        Ok(settings)
+    }
+
+    /// The text of `client.toml` for these settings.
+    pub fn to_toml(&self, folder: &DataFolder) -> Result<String, DataFolderError> {
+        let text = toml::to_string(self).map_err(|e| DataFolderError::BadField {
+            path: folder.settings_path(),
+            field: "(all)",
+            reason: e.to_string(),
+        })?;
+        Ok(format!(
+            "# mixnet-client settings (written by `mixnet-client init`)\n{text}"
+        ))
+    }
+
     /// The pinned directory key.
     pub fn directory_key(&self, folder: &DataFolder) -> Result<NodeId, DataFolderError> {
         NodeId::from_base58(&self.directory_key).map_err(|e| DataFolderError::BadField {
@@ -284,14 +310,8 @@ impl DataFolder {
                 store
             }
         };
-        let text = toml::to_string(settings).map_err(|e| DataFolderError::BadField {
-            path: self.settings_path(),
-            field: "(all)",
-            reason: e.to_string(),
-        })?;
-        let commented =
-            format!("# mixnet-client settings (written by `mixnet-client init`)\n{text}");
-        write_atomic(&self.settings_path(), commented.as_bytes(), 0o644)?;
+        let text = settings.to_toml(self)?;
+        write_atomic(&self.settings_path(), text.as_bytes(), 0o644)?;
         let book_file = BookFile {
             path: self.sessions_path(),
             store,
@@ -311,15 +331,7 @@ impl DataFolder {
     pub fn settings(&self) -> Result<StoredSettings, DataFolderError> {
         let path = self.settings_path();
         let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        let settings: StoredSettings =
-            toml::from_str(&text).map_err(|e| DataFolderError::BadField {
-                path: path.clone(),
-                field: "(file)",
-                reason: e.message().to_string(),
-            })?;
-        settings.authority_set(self)?;
-        settings.gateway(self)?;
-        Ok(settings)
+        StoredSettings::parse(self, &text)
     }
 
     /// Opens every secret of the folder: the Sphinx key and the session

@@ -597,12 +597,25 @@ impl Stream {
     }
 
     fn take_data(&mut self, now: Timestamp, start: u64, data: &[u8], fin: bool) -> SegmentOutcome {
-        let end = start.saturating_add(data.len() as u64);
+        let mut end = start.saturating_add(data.len() as u64);
         let mut new = false;
-        if fin && self.peer_fin.is_none() {
+        // A FIN before bytes already taken is not believed.
+        if fin && self.peer_fin.is_none() && end >= self.rcv_nxt {
             self.peer_fin = Some(end);
+            self.trim_ahead(end);
             new = true;
         }
+        // Nothing lies past the peer's FIN: bytes there are dropped, counted
+        // with those beyond the window.
+        if let Some(fin_at) = self.peer_fin
+            && end > fin_at
+        {
+            self.stats.beyond_window += 1;
+            end = fin_at.max(start);
+        }
+        let data = data
+            .get(..usize::try_from(end - start).unwrap_or(usize::MAX))
+            .unwrap_or(data);
         if end <= self.rcv_nxt {
             if !data.is_empty() || fin {
                 self.stats.duplicates += 1;
@@ -669,6 +682,23 @@ impl Stream {
         if part.len() > old {
             self.ahead_bytes = self.ahead_bytes - old + part.len();
             self.ahead.insert(from, part.to_vec());
+        }
+    }
+
+    /// Drops what is held ahead at or past `fin_at` (the peer's end).
+    fn trim_ahead(&mut self, fin_at: u64) {
+        let past: Vec<u64> = self.ahead.range(fin_at..).map(|(s, _)| *s).collect();
+        for s in past {
+            if let Some(chunk) = self.ahead.remove(&s) {
+                self.ahead_bytes -= chunk.len();
+            }
+        }
+        if let Some((&s, chunk)) = self.ahead.range_mut(..fin_at).next_back() {
+            let keep = usize::try_from(fin_at - s).unwrap_or(usize::MAX);
+            if chunk.len() > keep {
+                self.ahead_bytes -= chunk.len() - keep;
+                chunk.truncate(keep);
+            }
         }
     }
 

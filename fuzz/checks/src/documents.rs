@@ -1,9 +1,11 @@
-//! Text a node or the directory reads: signed descriptors and topologies,
-//! the directory's POST bodies, config files.
+//! Text a node, the directory or a client reads: signed descriptors and
+//! topologies, the directory's POST bodies, config and settings files.
 
 use std::path::Path;
 
+use client::shell::{DataFolder, StoredSettings};
 use directory::{DirectoryConfig, Registry};
+use gateway::config::GatewaySections;
 use nodeshell::config::RoleSections;
 use protocol::Epoch;
 use serde::Deserialize;
@@ -197,5 +199,67 @@ pub fn directory_config(data: &[u8]) {
     };
     if let Err(message) = DirectoryConfig::parse(text) {
         assert!(!message.contains('\n'), "one line: {message}");
+    }
+}
+
+/// The gateway's `config.toml`: `nodeshell::config::parse` with the
+/// gateway's own sections (`[clients]`, `[mailbox]`). Checked: a refusal is
+/// one line that names the file; an accepted file has the bounds the
+/// gateway relies on (sessions, queue, retention above zero) and gives
+/// limits it can run with.
+pub fn gateway_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match nodeshell::config::parse::<GatewaySections>(Path::new("gateway.toml"), text) {
+        Err(e) => {
+            let message = format!("{e:#}");
+            assert!(message.starts_with("gateway.toml"), "{message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        Ok(file) => {
+            let role = &file.role;
+            assert!(role.clients.max_sessions > 0);
+            assert!(role.clients.session_queue > 0);
+            assert!(role.mailbox.retention_secs > 0);
+            let limits = role.clients.source_limits();
+            for throttle in [limits.sessions, limits.registrations] {
+                assert!(throttle.rate.is_finite() && throttle.rate >= 0.0);
+                assert!(throttle.burst.is_finite() && throttle.burst >= 0.0);
+            }
+            let _ = role.clients.registration_expiry();
+            let _ = role.mailbox.mailbox_config();
+        }
+    }
+}
+
+/// The client's folder the settings check reads from (never touched: the
+/// text is given).
+pub fn client_folder() -> DataFolder {
+    DataFolder::new("/var/lib/mixnet-client")
+}
+
+/// The client's `client.toml`: `StoredSettings::parse`. Checked: a refusal
+/// names the file and is one line; accepted settings are written back as
+/// the client writes them, and read again to the same value.
+pub fn client_settings(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let folder = client_folder();
+    match StoredSettings::parse(&folder, text) {
+        Err(e) => {
+            let message = e.to_string();
+            let path = folder.settings_path();
+            assert!(message.starts_with(&*path.to_string_lossy()), "{message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        Ok(settings) => {
+            let written = settings.to_toml(&folder).expect("settings write");
+            let again = StoredSettings::parse(&folder, &written).expect("reads what it wrote");
+            assert_eq!(again, settings, "round trip");
+            assert!(settings.authority_set(&folder).is_ok());
+            assert!(settings.gateway(&folder).is_ok());
+        }
     }
 }

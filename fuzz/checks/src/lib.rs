@@ -2,6 +2,7 @@
 // A check's panics are its findings: asserting is what this crate is for.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod authorities;
 pub mod client;
 pub mod documents;
 pub mod fixtures;
@@ -9,6 +10,7 @@ pub mod input;
 pub mod nodes;
 pub mod reassembly;
 pub mod seeds;
+pub mod streams;
 pub mod wire;
 
 /// A fuzz target: its name (as `cargo fuzz list` shows it) and its check.
@@ -127,6 +129,36 @@ pub const TARGETS: &[Target] = &[
         name: "directory_config",
         check: documents::directory_config,
         decoder: "directory::config::DirectoryConfig::parse",
+    },
+    Target {
+        name: "gateway_config",
+        check: documents::gateway_config,
+        decoder: "nodeshell::config::parse with gateway::config::GatewaySections (a gateway's config.toml)",
+    },
+    Target {
+        name: "client_settings",
+        check: documents::client_settings,
+        decoder: "client::shell::StoredSettings::parse (a client's client.toml)",
+    },
+    Target {
+        name: "authority_votes",
+        check: authorities::authority_votes,
+        decoder: "topology::vote::SignedVote and RoundSignature from JSON (POST /v1/votes, /v1/signatures) into VotingRound",
+    },
+    Target {
+        name: "stream_message",
+        check: streams::stream_message,
+        decoder: "stream_core::StreamMessage::decode",
+    },
+    Target {
+        name: "stream_segments",
+        check: streams::stream_segments,
+        decoder: "stream_core::Stream::handle_segment (and the stream's timers, reads, writes, sends)",
+    },
+    Target {
+        name: "socks5_handshake",
+        check: streams::socks5_handshake,
+        decoder: "client::streams::socks5::parse_greeting and parse_request",
     },
 ];
 

@@ -23,7 +23,7 @@ use topology::params::NetworkParams;
 
 use crate::fixtures::{self, CLIENT_KEY, GATEWAY_NODE, MIXER_NODE};
 use crate::input::push_record;
-use crate::{client, documents};
+use crate::{authorities, client, documents, streams};
 
 /// One seed: its target, its file name, its bytes.
 pub struct Seed {
@@ -517,5 +517,233 @@ pub fn all() -> Vec<Seed> {
     gateways(&mut seeds, &mut rng, &payload);
     clients(&mut seeds, &mut rng);
     documents(&mut seeds);
+    configs(&mut seeds);
+    votes(&mut seeds);
+    stream_seeds(&mut seeds);
     seeds.0
+}
+
+/// The gateway's config as `gateway init` writes it, and the client's
+/// settings as `mixnet-client init` writes them (one directory, and
+/// several authorities with a passphrase).
+fn configs(seeds: &mut Seeds) {
+    let dir = Path::new("/var/lib/gateway");
+    let node = nodeshell::cli::InitArgs {
+        dir: dir.to_path_buf(),
+        listen: ([127, 0, 0, 1], 1789).into(),
+        metrics: ([127, 0, 0, 1], 9100).into(),
+        directory: "http://127.0.0.1:8080".into(),
+        directory_key: fixtures::identity(documents::DIRECTORY_NODE)
+            .node_id()
+            .to_base58(),
+        authorities: Vec::new(),
+        authority_threshold: None,
+    };
+    let args = gateway::config::GatewayInit::new(node, ([127, 0, 0, 1], 1790).into());
+    seeds.add(
+        "gateway_config",
+        "template",
+        gateway::config::template(&args, dir).into_bytes(),
+    );
+
+    let folder = documents::client_folder();
+    let single = ::client::shell::StoredSettings {
+        directory_url: "http://127.0.0.1:8080".into(),
+        directory_key: fixtures::identity(documents::DIRECTORY_NODE)
+            .node_id()
+            .to_base58(),
+        authorities: Vec::new(),
+        authority_threshold: None,
+        gateway: fixtures::gateway_id().to_base58(),
+        state_sealing: ::client::shell::StateSealing::KeyFile,
+    };
+    let several = ::client::shell::StoredSettings {
+        authorities: authorities::authority_set().authorities,
+        authority_threshold: Some(2),
+        state_sealing: ::client::shell::StateSealing::Passphrase,
+        ..single.clone()
+    };
+    for (name, settings) in [("single", single), ("authorities", several)] {
+        let text = settings.to_toml(&folder).expect("settings");
+        seeds.add("client_settings", name, text.into_bytes());
+    }
+}
+
+/// A round at the first fixture authority: the two others' votes (one as
+/// posted, one as a body signed in the check), the close, then their
+/// signatures (one made in the check over the consensus, one as posted).
+fn votes(seeds: &mut Seeds) {
+    use authorities::op;
+    let set = authorities::authority_set();
+    let keys: Vec<_> = authorities::AUTHORITIES
+        .iter()
+        .map(|n| fixtures::identity(*n))
+        .collect();
+    let signed: Vec<_> = authorities::AUTHORITIES
+        .iter()
+        .zip(&keys)
+        .map(|(n, key)| authorities::vote_of(*n).sign(key).expect("signs"))
+        .collect();
+    // The third authority's own round, to get its signature over the consensus.
+    let (Some(third_key), Some(third)) = (keys.get(2), authorities::AUTHORITIES.get(2)) else {
+        return;
+    };
+    let mut round =
+        topology::VotingRound::open(set, authorities::vote_of(*third), third_key).expect("opens");
+    for vote in &signed {
+        round.receive_vote(vote);
+    }
+    let third_signature = round.close(third_key).expect("a consensus");
+
+    let mut steps = Vec::new();
+    // Authority 6's vote as posted.
+    steps.extend_from_slice(&[op::VOTE_ENVELOPE, 0, 0]);
+    push_record(
+        &mut steps,
+        signed.get(1).expect("three votes").to_json().as_bytes(),
+    );
+    // Authority 7's vote body, signed in the check by 4 + 3.
+    steps.extend_from_slice(&[op::VOTE_BODY, 1, 3]);
+    let body = serde_json::to_string(&authorities::vote_of(*third)).expect("json");
+    push_record(&mut steps, body.as_bytes());
+    steps.push(op::CLOSE);
+    // Authority 6 signs the consensus in the check; 7's signature as posted.
+    steps.extend_from_slice(&[op::SIGN, 2, 0]);
+    push_record(&mut steps, &[]);
+    steps.push(op::SIGNATURE);
+    push_record(&mut steps, third_signature.to_json().as_bytes());
+    seeds.add("authority_votes", "round", steps);
+
+    // A vote for another round, then a signature before the close (held).
+    let mut steps = Vec::new();
+    let mut late = authorities::vote_of(6);
+    late.round.serial += 1;
+    steps.extend_from_slice(&[op::VOTE_BODY, 1, 2]);
+    push_record(
+        &mut steps,
+        serde_json::to_string(&late).expect("json").as_bytes(),
+    );
+    steps.push(op::SIGNATURE);
+    push_record(&mut steps, third_signature.to_json().as_bytes());
+    seeds.add("authority_votes", "early", steps);
+}
+
+/// Stream messages and segments as a real opener and acceptor make them,
+/// and SOCKS5 handshakes as clients send them.
+fn stream_seeds(seeds: &mut Seeds) {
+    use stream_core::{SegmentOutcome, Stream, StreamMessage, SurbReport, Target};
+    use streams::op;
+    let now = protocol::Timestamp::from_millis(1_000);
+    let config = streams::stream_config();
+    let mut opener = Stream::open(
+        streams::STREAM,
+        streams::stream_target(),
+        config.clone(),
+        now,
+    );
+    let syn = opener.poll_segment(now, 100).expect("a SYN");
+    let mut acceptor = Stream::accept_syn(&syn, config.clone(), now).expect("accepted");
+    acceptor.accept();
+    let syn_ack = acceptor.poll_segment(now, 100).expect("a SYN-ACK");
+    assert_eq!(
+        opener.handle_segment(now, &syn_ack),
+        SegmentOutcome::Accepted
+    );
+    opener.write(&[7; 150]).expect("writes");
+    let data = opener.poll_segment(now, 100).expect("data");
+    opener.close();
+    let rest = opener.poll_segment(now, 100).expect("the rest and the FIN");
+    let mut reset = Stream::open(streams::STREAM, streams::stream_target(), config, now);
+    reset.reset(stream_core::ResetReason::ConnectionRefused);
+    let rst = reset.poll_segment(now, 100).expect("a RST");
+    let mut v4 = syn.clone();
+    v4.target = Some(Target::Ip(([192, 0, 2, 1], 443).into()));
+    let mut v6 = syn.clone();
+    v6.target = Some(Target::Ip((std::net::Ipv6Addr::LOCALHOST, 8080).into()));
+    let messages = [
+        ("syn", None, vec![syn.clone()]),
+        ("syn-v4", None, vec![v4]),
+        ("syn-v6", None, vec![v6]),
+        (
+            "syn-ack",
+            Some(SurbReport {
+                received: 19,
+                left: 18,
+            }),
+            vec![syn_ack.clone()],
+        ),
+        ("data-fin", None, vec![data, rest]),
+        ("rst", None, vec![rst]),
+    ];
+    for (name, surbs, segments) in messages {
+        let bytes = StreamMessage { surbs, segments }.encode();
+        seeds.add("stream_message", name, bytes);
+    }
+
+    // The opener's side: its SYN goes, the SYN-ACK and data come, in order
+    // and not, it reads, writes, closes, the peer's FIN comes, time passes.
+    let model = |flags: u8, seq: u16, ack: u16, window: u16, len: u8| {
+        let mut out = vec![op::SEGMENT, flags, 0];
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&ack.to_be_bytes());
+        out.extend_from_slice(&window.to_be_bytes());
+        out.push(len);
+        out
+    };
+    use stream_core::frame::{FLAG_ACK, FLAG_FIN, FLAG_SYN};
+    let mut steps = vec![0, op::SEND, 100];
+    steps.extend(model(FLAG_SYN | FLAG_ACK, 0, 1, 3_000, 0));
+    steps.extend_from_slice(&[op::WRITE, 30, op::SEND, 100]);
+    steps.extend(model(FLAG_ACK, 61, 1, 3_000, 60));
+    steps.extend(model(FLAG_ACK, 1, 200, 3_000, 60));
+    steps.extend(model(FLAG_ACK, 1, 241, 3_000, 80));
+    steps.extend_from_slice(&[op::READ, 10, op::CLOSE, op::SEND, 100]);
+    steps.extend(model(FLAG_ACK | FLAG_FIN, 121, 242, 3_000, 0));
+    steps.extend_from_slice(&[op::WAIT, 20, op::SEND, 100, op::READ, 20]);
+    seeds.add("stream_segments", "opener", steps);
+
+    // The acceptor's side: it accepts, a raw message with data comes, it
+    // answers, the peer goes silent, retransmissions, then a reset.
+    let mut steps = vec![1, op::ACCEPT, op::SEND, 50, op::WRITE, 40, op::SEND, 90];
+    let mut first = syn_ack;
+    first.stream = streams::STREAM;
+    first.flags = FLAG_ACK;
+    first.seq = 1;
+    first.ack = 1;
+    first.data = vec![1; 20];
+    let raw = StreamMessage {
+        surbs: None,
+        segments: vec![first],
+    }
+    .encode();
+    steps.push(op::RAW);
+    push_record(&mut steps, &raw);
+    steps.extend_from_slice(&[op::READ, 4, op::WAIT, 60, op::SEND, 100, op::WAIT, 200]);
+    steps.extend_from_slice(&[op::SEND, 100, op::RESET, 5, op::SEND, 100]);
+    steps.extend(model(FLAG_ACK, 1, 1, 3_000, 10));
+    seeds.add("stream_segments", "acceptor", steps);
+
+    // SOCKS5: a name, an IPv4 and an IPv6 address with data after them,
+    // cut in chunks of 1, 3 and 64 bytes; a refused command.
+    let greeting = [5u8, 2, 2, 0];
+    let mut name = vec![5, 1, 0, 3, 11];
+    name.extend_from_slice(b"example.org");
+    name.extend_from_slice(&443u16.to_be_bytes());
+    let v4 = [5u8, 1, 0, 1, 192, 0, 2, 1, 0, 80];
+    let mut v6 = vec![5, 1, 0, 4];
+    v6.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v6.extend_from_slice(&8080u16.to_be_bytes());
+    let bind = [5u8, 2, 0, 1, 127, 0, 0, 1, 0, 80];
+    for (name, chunk, request) in [
+        ("name", 1u8, &name[..]),
+        ("ipv4", 3, &v4[..]),
+        ("ipv6", 64, &v6[..]),
+        ("bind", 5, &bind[..]),
+    ] {
+        let mut bytes = vec![chunk];
+        bytes.extend_from_slice(&greeting);
+        bytes.extend_from_slice(request);
+        bytes.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+        seeds.add("socks5_handshake", name, bytes);
+    }
 }

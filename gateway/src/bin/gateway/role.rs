@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use gateway::RedbStore;
+use gateway::config::GatewaySections;
 use gateway_core::{GatewayConfig, GatewayCore, Mailbox, ThrottleConfig};
 use mixnode_core::{Action, DropReason};
 use nodeshell::config::{NodeConfig, NodeFile};
@@ -28,7 +29,6 @@ use protocol::packet::Delivery;
 use tokio::sync::mpsc;
 
 use crate::clients::ClientListener;
-use crate::config::GatewaySections;
 use crate::core_loop::CoreLoop;
 use crate::metrics::GatewayMetrics;
 

@@ -56,6 +56,13 @@ pub struct GatewayInit {
     clients: SocketAddr,
 }
 
+impl GatewayInit {
+    /// The arguments of `gateway init` with these values.
+    pub fn new(node: InitArgs, clients: SocketAddr) -> Self {
+        GatewayInit { node, clients }
+    }
+}
+
 impl InitCommand for GatewayInit {
     fn common(&self) -> &InitArgs {
         &self.node
