@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use localnet::fleet;
-use localnet::probe::metric_in;
 use clap::Parser;
 use client::{AddressCard, Client};
 use localnet::baseline::{UnwrapBaseline, measure_unwrap};
+use localnet::fleet;
+use localnet::probe::metric_in;
 use localnet::{LocalNet, LocalNode, NetworkSpec, NodeRole};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -45,8 +45,9 @@ struct Cli {
     /// send the cover the network's rates ask for.
     #[arg(long, default_value_t = 4)]
     messengers: usize,
-    /// Milliseconds between two messages of one messenger.
-    #[arg(long, default_value_t = 1000)]
+    /// Milliseconds between two messages of one messenger (0: 1000 ÷
+    /// `--rate-scale`, so that real messages take a tenth of the λ_P slots).
+    #[arg(long, default_value_t = 0)]
     message_interval_ms: u64,
     /// λ_P and λ_L of the network, as a fraction of the defaults (10/s, 2/s).
     #[arg(long, default_value_t = 1.0)]
@@ -66,6 +67,11 @@ struct Cli {
     /// Clients created or connected at once while the load starts.
     #[arg(long, default_value_t = 16)]
     parallel_setup: usize,
+    /// Threads of this process's async runtime: the client library writes
+    /// its state (with a disk sync) on them, so more threads than cores
+    /// keep one client's sync from holding the others.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
     /// Appends the run's figures as one JSON line to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -77,7 +83,7 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cli.threads.max(1))
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -242,8 +248,7 @@ impl Watched {
             rss_mib: end.rss_kib as f64 / 1024.0,
             rss_max_mib: self.rss_max_kib.max(end.rss_kib) as f64 / 1024.0,
             clients: self.clients,
-            kib_per_client: (self.clients > 0)
-                .then(|| rss_growth as f64 / self.clients as f64),
+            kib_per_client: (self.clients > 0).then(|| rss_growth as f64 / self.clients as f64),
             queue_mean: self.queue_sum / (self.queue_samples.max(1) as f64),
             queue_max: self.queue_max,
         })
@@ -286,6 +291,7 @@ struct RunReport {
     lambda_p: f64,
     lambda_l: f64,
     secs: u64,
+    message_interval_ms: u64,
     unwrap_us_before: f64,
     unwrap_us_after: f64,
     unwrap_us: f64,
@@ -312,7 +318,11 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Creates and connects the clients, `parallel` at a time; client `i` at gateway `i mod G`.
-async fn start_clients(net: &LocalNet, root: &Path, cli: &Cli) -> Result<Vec<(Arc<Client>, AddressCard)>> {
+async fn start_clients(
+    net: &LocalNet,
+    root: &Path,
+    cli: &Cli,
+) -> Result<Vec<(Arc<Client>, AddressCard)>> {
     let gateways: Vec<_> = net.gateways.iter().map(|g| g.id).collect();
     if gateways.is_empty() {
         bail!("--gateways: at least 1");
@@ -350,6 +360,14 @@ async fn start_clients(net: &LocalNet, root: &Path, cli: &Cli) -> Result<Vec<(Ar
     Ok(started.into_values().collect())
 }
 
+/// The time between two messages of one messenger.
+fn message_interval(cli: &Cli) -> Duration {
+    match cli.message_interval_ms {
+        0 => Duration::from_secs_f64(1.0 / cli.rate_scale.max(1e-3)),
+        ms => Duration::from_millis(ms),
+    }
+}
+
 /// The messengers' loop: send one message every interval to the next
 /// messenger, report each message received with its latency.
 fn start_messengers(
@@ -373,7 +391,7 @@ fn start_messengers(
         };
         let client = client.clone();
         let to = card.address;
-        let interval = Duration::from_millis(cli.message_interval_ms.max(1));
+        let interval = message_interval(cli);
         let trips = trips.clone();
         let sent = sent.clone();
         tasks.spawn(async move {
@@ -434,9 +452,9 @@ async fn run(cli: Cli) -> Result<()> {
     for node in net.mixnodes.iter().chain(net.gateways.iter()) {
         let clients = match node.role {
             NodeRole::Mix => 0,
-            NodeRole::Gateway => {
-                (0..cli.clients).filter(|i| i % gateways == node.index).count()
-            }
+            NodeRole::Gateway => (0..cli.clients)
+                .filter(|i| i % gateways == node.index)
+                .count(),
         };
         watched.push(Watched::new(node, clients)?);
     }
@@ -513,6 +531,7 @@ async fn run(cli: Cli) -> Result<()> {
         lambda_p,
         lambda_l,
         secs: cli.secs,
+        message_interval_ms: u64::try_from(message_interval(&cli).as_millis()).unwrap_or(u64::MAX),
         unwrap_us_before: baseline_before.micros,
         unwrap_us_after: baseline_after.micros,
         unwrap_us: baseline_before.micros,
@@ -540,8 +559,8 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn print_table(r: &RunReport) {
     println!(
-        "{} clients (λ_P {:.2}/s, λ_L {:.2}/s each), {} messengers, {} s measured",
-        r.clients, r.lambda_p, r.lambda_l, r.messengers, r.secs
+        "{} clients (λ_P {:.2}/s, λ_L {:.2}/s each), {} messengers (a message every {} ms), {} s measured",
+        r.clients, r.lambda_p, r.lambda_l, r.messengers, r.message_interval_ms, r.secs
     );
     println!(
         "unwrap baseline (protocol::sphinx, thread CPU): {:.1} µs before the load, {:.1} µs after",
@@ -573,7 +592,10 @@ fn print_table(r: &RunReport) {
         );
     }
     println!();
-    let ms = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "—".into());
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:.0} ms"))
+            .unwrap_or_else(|| "—".into())
+    };
     println!(
         "real messages: {} sent, {} received in the window; latency p50 {}, p90 {}",
         r.messages_sent,
@@ -587,4 +609,3 @@ fn print_table(r: &RunReport) {
         r.load_rss_mib
     );
 }
-

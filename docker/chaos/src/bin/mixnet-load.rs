@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use chaos::{Event, Ledger};
-use localnet::fleet;
 use clap::Parser;
 use client::{AddressCard, Client};
 use directory::DirectoryClient;
+use localnet::fleet;
 use protocol::NodeId;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
