@@ -609,3 +609,34 @@ fn print_table(r: &RunReport) {
         r.load_rss_mib
     );
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_process_is_read_from_proc_with_its_cpu_and_memory() {
+        let me = std::process::id();
+        let before = proc_sample(me).unwrap();
+        // Busy for a few clock ticks of /proc (10 ms each).
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = proc_sample(me).unwrap();
+        assert!(after.cpu > before.cpu, "{before:?} {after:?}");
+        assert!(after.rss_kib > 0);
+        assert!(proc_sample(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&sorted, 0.5), Some(3.0));
+        assert_eq!(percentile(&sorted, 0.9), Some(5.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}
