@@ -353,7 +353,7 @@ async fn start_clients(
         };
         let (i, client, card) = done??;
         started.insert(i, (Arc::new(client), card));
-        if started.len() % 100 == 0 {
+        if started.len().is_multiple_of(100) {
             eprintln!("node-cost: {} clients connected", started.len());
         }
     }
