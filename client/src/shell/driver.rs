@@ -37,16 +37,23 @@ use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
+use crate::contacts::Recipient;
 use client_core::ClientError;
-use client_core::sessions::{AddressCard, SessionBook, SessionBookError};
+use client_core::sessions::{AddressCard, SessionBook, SessionBookError, ShortAddress};
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
 };
 
+/// Work on the session book in the driver: says whether it changed the
+/// book, and what to do once the book is saved (or not).
+pub(crate) type BookCall = Box<dyn FnOnce(&mut SessionBook) -> (bool, BookFinish) + Send>;
+/// Answers a [`BookCall`] with the outcome of saving the book.
+pub(crate) type BookFinish = Box<dyn FnOnce(Result<(), ClientError>) + Send>;
+
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
     Send {
-        to: ClientAddress,
+        to: Recipient,
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
@@ -66,6 +73,7 @@ pub(crate) enum Command {
         card: AddressCard,
         respond: oneshot::Sender<Result<(), ClientError>>,
     },
+    Book(BookCall),
 }
 
 /// Seconds since the Unix epoch, the time of end-to-end expiries.
@@ -76,6 +84,11 @@ fn unix_now() -> e2ee::UnixSeconds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
+}
+
+/// The wall-clock instant of `t`.
+fn unix_time(t: e2ee::UnixSeconds) -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(t.0)
 }
 
 /// The SURB id of a forward delivery.
@@ -280,6 +293,10 @@ impl<C: GatewayDialer> Driver<C> {
         self.book.card(self.core.address())
     }
 
+    pub(crate) fn short_address(&self) -> ShortAddress {
+        self.book.short_address(self.core.address().gateway)
+    }
+
     /// Seals the session book into the data folder. A failure is logged
     /// and counted, and returned: a caller about to send what the advanced
     /// book sealed must not send it (after a crash the book on disk would
@@ -467,6 +484,15 @@ impl<C: GatewayDialer> Driver<C> {
                 self.book.add_contact(&card);
                 let _ = respond.send(self.save_book().map_err(ClientError::from));
             }
+            Command::Book(call) => {
+                let (changed, finish) = call(&mut self.book);
+                let saved = if changed {
+                    self.save_book().map_err(ClientError::from)
+                } else {
+                    Ok(())
+                };
+                finish(saved);
+            }
         }
     }
 
@@ -476,12 +502,19 @@ impl<C: GatewayDialer> Driver<C> {
     fn send(
         &mut self,
         now: protocol::time::Timestamp,
-        to: &ClientAddress,
+        to: &Recipient,
         bytes: &[u8],
         surbs: usize,
         lifetime: Option<Duration>,
         claim_address: bool,
     ) -> Result<Outgoing, ClientError> {
+        let to = &match to {
+            Recipient::Address(address) => *address,
+            Recipient::Short(short) => self
+                .book
+                .resolve(short)
+                .ok_or_else(|| SessionBookError::UnknownShortAddress(short.to_string()))?,
+        };
         let own = self.core.address();
         let own = claim_address.then_some(&own);
         let expires_at =
@@ -529,7 +562,8 @@ impl<C: GatewayDialer> Driver<C> {
                     reply,
                     in_reply_to,
                 } => {
-                    let opened = self.book.open(unix_now(), &bytes);
+                    let received_at = unix_now();
+                    let opened = self.book.open(received_at, &bytes);
                     // Saved before the application sees it: a duplicate that
                     // comes after a restart is refused by the session. (A
                     // failure is counted; the message is still delivered, and
@@ -557,6 +591,9 @@ impl<C: GatewayDialer> Driver<C> {
                         in_reply_to,
                         peer: opened.peer,
                         from: opened.from,
+                        received_at: unix_time(received_at),
+                        expires_at: opened.expires_at.map(unix_time),
+                        contact: self.book.name_of(&opened.peer).cloned(),
                     };
                     if let Err(mpsc::error::TrySendError::Full(message)) =
                         self.received.try_send(message)
