@@ -115,16 +115,19 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
         .unwrap();
     let progress = String::from_utf8_lossy(&sent.stderr);
     assert!(sent.status.success(), "{progress}");
-    assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "ready");
+    // `ready`, then the message's id.
+    let stdout = String::from_utf8_lossy(&sent.stdout).to_string();
+    let (ready, id) = stdout.trim().split_once('\n').unwrap();
+    assert_eq!(ready, "ready");
+    assert_eq!(id.len(), 32, "{stdout}");
     // The first message of a session carries the hybrid handshake (1.2 KB)
     // beside three reply SURBs: two fragments.
     assert!(progress.contains("waiting for ack 0/2"), "{progress}");
     assert!(progress.contains("delivered"), "{progress}");
 
-    assert_eq!(
-        lines.recv_timeout(Duration::from_secs(20)).unwrap(),
-        "hello through the mixnet"
-    );
+    // `TIME SENDER: TEXT`; Bob does not know Alice: her short address.
+    let line = lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(line.ends_with(": hello through the mixnet"), "{line}");
     assert!(exit_within(&mut receiver, 10, "receive --count 1").success());
 
     // Carol only ran `init` (which registered her at her gateway): mail sent
@@ -154,10 +157,8 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
         carol_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
         "ready"
     );
-    assert_eq!(
-        carol_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
-        "written before you came"
-    );
+    let line = carol_lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(line.ends_with(": written before you came"), "{line}");
     assert!(exit_within(&mut carol_receives, 10, "carol's receive").success());
 
     // Two `chat`s: lines out, lines in.
@@ -189,15 +190,11 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
     let mut alice_in = alice_chat.0.stdin.take().unwrap();
     let mut bob_in = bob_chat.0.stdin.take().unwrap();
     writeln!(alice_in, "hi bob").unwrap();
-    assert_eq!(
-        bob_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
-        "hi bob"
-    );
+    let line = bob_lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(line.ends_with(": hi bob"), "{line}");
     writeln!(bob_in, "hi alice").unwrap();
-    assert_eq!(
-        alice_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
-        "hi alice"
-    );
+    let line = alice_lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(line.ends_with(": hi alice"), "{line}");
     // End of stdin: each exits once what it sent is delivered.
     drop((alice_in, bob_in));
     for child in [&mut alice_chat, &mut bob_chat] {

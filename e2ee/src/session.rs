@@ -212,6 +212,16 @@ impl Session {
     /// ([`SessionError::DuplicateMessage`]), tampered or foreign messages,
     /// and messages whose expiry is at or before `now`.
     pub fn decrypt(&mut self, now: UnixSeconds, message: &[u8]) -> Result<Vec<u8>, SessionError> {
+        self.decrypt_with_expiry(now, message)
+            .map(|(plaintext, _)| plaintext)
+    }
+
+    /// [`Session::decrypt`], also returning the expiry the sender set (`None`: none).
+    pub fn decrypt_with_expiry(
+        &mut self,
+        now: UnixSeconds,
+        message: &[u8],
+    ) -> Result<(Vec<u8>, Option<UnixSeconds>), SessionError> {
         let body = self.open(message)?;
         let (expiry, payload) = body
             .split_at_checked(EXPIRY_LEN)
@@ -225,7 +235,8 @@ impl Session {
                 now: now.0,
             });
         }
-        Ok(payload.to_vec())
+        let expiry = (expires_at != 0).then_some(UnixSeconds(expires_at));
+        Ok((payload.to_vec(), expiry))
     }
 
     /// Authenticates and decrypts `message`, advancing the ratchet on success.

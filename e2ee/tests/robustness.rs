@@ -110,7 +110,9 @@ proptest! {
     ) {
         let (mut rng, mut alice, mut bob) = established(seed);
         let message = alice.encrypt(&mut rng, &text, expires.map(UnixSeconds)).unwrap();
-        prop_assert_eq!(bob.decrypt(NOW, &message).unwrap(), text);
+        let (plaintext, expiry) = bob.decrypt_with_expiry(NOW, &message).unwrap();
+        prop_assert_eq!(plaintext, text);
+        prop_assert_eq!(expiry, expires.map(UnixSeconds));
     }
 
     #[test]

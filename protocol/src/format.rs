@@ -8,7 +8,9 @@
 //! [`PacketFormat`] names them, so that the cores take the format as a type
 //! parameter ([`SphinxFormat`] by default, the only one a real node speaks)
 //! and the simulator can run the very same cores over a cleartext stand-in
-//! that costs a copy per hop instead of two scalar multiplications.
+//! that costs a copy per hop instead of two scalar multiplications. The
+//! bodies sealed to a recipient's address key (one X25519 multiplication to
+//! seal, one to open) go through it too, for the same reason.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -17,9 +19,12 @@ use rand::CryptoRng;
 /// The final-hop destination of a packet (a client key, or a node's own id).
 pub use sphinx_packet::route::DestinationAddressBytes;
 
+use crate::SphinxKeyPair;
 use crate::error::ProtocolError;
+use crate::frame::{ForwardFrame, SealedContent};
 use crate::packet::{OutgoingPacket, RouteHop, SURB_ID_SIZE, build_packet};
 use crate::surb::{Surb, SurbId, SurbRecovery, build_surb, open_forward_payload, use_surb};
+use x25519_dalek::PublicKey;
 
 /// What a SURB's creator keeps to read the packet that comes back through it.
 pub trait ReplyRecovery: Debug {
@@ -74,6 +79,32 @@ pub trait PacketFormat {
 
     /// The frame of a forward packet, from the payload its final hop read.
     fn open_forward_payload(&self, payload: &[u8]) -> Result<Vec<u8>, ProtocolError>;
+
+    /// A forward frame: `content` sealed to `recipient` (only its key opens
+    /// it, [`crate::seal`]), with the SURB-ack its gateway sends back.
+    fn seal_frame(
+        &self,
+        content: &SealedContent,
+        recipient: &PublicKey,
+        surb_ack: Vec<u8>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<ForwardFrame, ProtocolError> {
+        ForwardFrame::seal(content, recipient, surb_ack, rng)
+    }
+
+    /// Opens a body sealed to `keys` (as its gateway delivered it).
+    fn open_frame(
+        &self,
+        keys: &SphinxKeyPair,
+        sealed: &[u8],
+    ) -> Result<SealedContent, ProtocolError> {
+        ForwardFrame::open(keys.secret(), sealed)
+    }
+
+    /// A fresh public key whose secret nobody keeps (drop cover is sealed to one).
+    fn throwaway_key(&self, rng: &mut (impl CryptoRng + ?Sized)) -> PublicKey {
+        SphinxKeyPair::generate(rng).public()
+    }
 }
 
 /// Sphinx, as every node of the network speaks it.

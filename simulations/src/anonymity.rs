@@ -18,10 +18,12 @@
 //! a client.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::rc::Rc;
 use std::time::Duration;
 
 use protocol::time::Timestamp;
+use rustc_hash::FxHashMap;
 
 pub use crate::closed_form::single_mix_entropy_bits;
 
@@ -126,40 +128,33 @@ pub struct PoolBelief {
 }
 
 /// Weighted sums of sender probabilities over the beliefs added and not yet
-/// removed, with the list of senders whose sum is not zero (so a mixture
-/// costs its own size, not the number of possible senders).
+/// removed, one entry per sender whose sum is not zero (so a mixture costs
+/// its own size, and memory grows with the senders present, not with every
+/// possible sender: a network of thousands of nodes keeps two of these per node).
 #[derive(Debug, Default)]
 struct SenderSums {
-    sum: Vec<f64>,
-    count: Vec<u32>,
-    active: Vec<u32>,
-    position: Vec<u32>,
+    /// Where each present sender's entry is.
+    index: FxHashMap<u32, u32>,
+    /// `(sender, weighted sum, beliefs counted)`, in order of first entry
+    /// (a removed entry's place goes to the last one).
+    entries: Vec<(u32, f64, u32)>,
 }
 
 impl SenderSums {
-    fn new(senders: usize) -> Self {
-        SenderSums {
-            sum: vec![0.0; senders],
-            count: vec![0; senders],
-            active: Vec::new(),
-            position: vec![0; senders],
-        }
-    }
-
     /// Adds `weight` × `dist`.
     fn add(&mut self, dist: &SenderDist, weight: f64) {
         for &(sender, p) in &dist.0 {
-            let i = sender as usize;
-            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
-                continue;
-            };
-            *sum += weight * p;
-            *count += 1;
-            if *count == 1 {
-                if let Some(pos) = self.position.get_mut(i) {
-                    *pos = self.active.len() as u32;
+            match self.index.entry(sender) {
+                Entry::Occupied(at) => {
+                    if let Some(e) = self.entries.get_mut(*at.get() as usize) {
+                        e.1 += weight * p;
+                        e.2 += 1;
+                    }
                 }
-                self.active.push(sender);
+                Entry::Vacant(at) => {
+                    at.insert(self.entries.len() as u32);
+                    self.entries.push((sender, weight * p, 1));
+                }
             }
         }
     }
@@ -167,21 +162,21 @@ impl SenderSums {
     /// Removes `weight` × `dist`, added before.
     fn remove(&mut self, dist: &SenderDist, weight: f64) {
         for &(sender, p) in &dist.0 {
-            let i = sender as usize;
-            let (Some(sum), Some(count)) = (self.sum.get_mut(i), self.count.get_mut(i)) else {
+            let Some(&pos) = self.index.get(&sender) else {
                 continue;
             };
-            *count = count.saturating_sub(1);
-            *sum -= weight * p;
-            if *count == 0 {
-                // Exactly zero again, whatever rounding the additions left.
-                *sum = 0.0;
-                let pos = self.position.get(i).copied().unwrap_or(0) as usize;
-                self.active.swap_remove(pos);
-                if let Some(&moved) = self.active.get(pos)
-                    && let Some(q) = self.position.get_mut(moved as usize)
-                {
-                    *q = pos as u32;
+            let pos = pos as usize;
+            let Some(e) = self.entries.get_mut(pos) else {
+                continue;
+            };
+            e.1 -= weight * p;
+            e.2 = e.2.saturating_sub(1);
+            if e.2 == 0 {
+                // Gone, whatever rounding the additions left.
+                self.index.remove(&sender);
+                self.entries.swap_remove(pos);
+                if let Some(&(moved, _, _)) = self.entries.get(pos) {
+                    self.index.insert(moved, pos as u32);
                 }
             }
         }
@@ -189,31 +184,26 @@ impl SenderSums {
 
     /// Multiplies every sum by `factor`.
     fn scale(&mut self, factor: f64) {
-        for &s in &self.active {
-            if let Some(v) = self.sum.get_mut(s as usize) {
-                *v *= factor;
-            }
+        for e in &mut self.entries {
+            e.1 *= factor;
         }
     }
 
     /// Each sender with a non-zero sum, its sum mapped by `f`.
     fn mixture(&self, f: impl Fn(f64) -> f64) -> Rc<SenderDist> {
         let out = self
-            .active
+            .entries
             .iter()
-            .map(|&s| (s, f(self.sum.get(s as usize).copied().unwrap_or(0.0))))
+            .map(|&(s, sum, _)| (s, f(sum)))
             .collect();
         Rc::new(SenderDist(out))
     }
 }
 
 impl PoolBelief {
-    /// An empty pool over `senders` possible senders.
-    pub fn new(senders: usize) -> Self {
-        PoolBelief {
-            sums: SenderSums::new(senders),
-            members: 0,
-        }
+    /// An empty pool.
+    pub fn new() -> Self {
+        PoolBelief::default()
     }
 
     /// Packets inside.
@@ -355,13 +345,12 @@ pub const HORIZON_MEANS: f64 = 16.0;
 const RESCALE_EXPONENT: f64 = 30.0;
 
 impl TimingPool {
-    /// An empty view of a mix with mean delay `mean_delay`, over `senders` senders.
-    pub fn new(senders: usize, mean_delay: Duration) -> Self {
+    /// An empty view of a mix with mean delay `mean_delay`.
+    pub fn new(mean_delay: Duration) -> Self {
         let d = mean_delay.as_nanos().max(1) as f64;
         TimingPool {
             per_ns: 1.0 / d,
             horizon: Duration::from_nanos((d * HORIZON_MEANS) as u64),
-            sums: SenderSums::new(senders),
             ..TimingPool::default()
         }
     }
@@ -453,7 +442,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
         let senders = 40;
         let mut scratch = MixtureScratch::new(senders);
-        let mut pool = PoolBelief::new(senders);
+        let mut pool = PoolBelief::new();
         let mut inside: Vec<Rc<SenderDist>> = Vec::new();
         let sorted = |d: &SenderDist| {
             let mut e = d.entries().to_vec();
@@ -513,7 +502,7 @@ mod tests {
     #[test]
     fn timing_pool_weighs_inputs_by_the_delay_density_at_their_age() {
         let d = Duration::from_millis(100);
-        let mut pool = TimingPool::new(4, d);
+        let mut pool = TimingPool::new(d);
         let at = |ms| Timestamp::from_millis(ms);
         pool.enter(at(1_000), SenderDist::point(0));
         pool.enter(at(1_100), SenderDist::point(1));

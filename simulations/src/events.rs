@@ -66,6 +66,14 @@ pub enum Event {
     },
     /// A gateway core's timer is due.
     GatewayWake(u32),
+    /// `client`'s device goes offline (its session ends, its core is no
+    /// longer driven) or comes back online (a new session, the core driven again).
+    Presence {
+        /// The client.
+        client: u32,
+        /// Whether it is online from now on.
+        online: bool,
+    },
 }
 
 /// An event in the queue.

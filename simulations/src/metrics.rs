@@ -4,10 +4,11 @@
 //! A figure a run does not have (an attack it did not run, a naming that
 //! never happened) is NaN, and is left out of means and intervals.
 
+use crate::closed_form::{single_mix_entropy_bits, timing_single_mix_entropy_bits};
 use crate::report::Report;
 
 /// Number of metrics in a row.
-pub const COUNT: usize = 23;
+pub const COUNT: usize = 25;
 
 /// Names of the metrics, in row order. A metric `m` with a companion
 /// `m_closed_form` is plotted with it on one chart.
@@ -19,12 +20,14 @@ pub const METRICS: [&str; COUNT] = [
     "cover_per_real",
     "overhead_per_real",
     "entropy_mean_bits",
+    "entropy_mean_bits_closed_form",
     "anonymity_set",
     "largest_mix_queue_mean",
     "packet_hops",
     "min_entropy_mean_bits",
     "true_sender_probability",
     "timing_entropy_mean_bits",
+    "timing_entropy_mean_bits_closed_form",
     "timing_min_entropy_mean_bits",
     "timing_true_sender_probability",
     "n1_guess_success",
@@ -51,6 +54,11 @@ pub fn metrics_of(r: &Report) -> [f64; COUNT] {
     let n1 = r.n_minus_one.as_ref();
     let n1f = |f: fn(&crate::report::NMinusOneReport) -> f64| n1.map_or(f64::NAN, f);
     let x = r.intersection.as_ref();
+    let rho = single_mix_load(r);
+    let closed = |f: fn(f64) -> f64| match rho {
+        Some(rho) if measured => f(rho),
+        _ => f64::NAN,
+    };
     [
         r.packet_latency_ms.mean,
         r.packet_latency_ms.p99,
@@ -59,12 +67,14 @@ pub fn metrics_of(r: &Report) -> [f64; COUNT] {
         r.bandwidth.cover_per_real,
         r.bandwidth.overhead_per_real,
         a.entropy_bits.mean,
+        closed(single_mix_entropy_bits),
         a.effective_anonymity_set,
         queue,
         r.packet_hops as f64,
         anon(a.min_entropy_bits.mean),
         anon(a.true_sender_probability),
         anon(a.timing.entropy_bits.mean),
+        closed(timing_single_mix_entropy_bits),
         anon(a.timing.min_entropy_bits.mean),
         anon(a.timing.true_sender_probability),
         n1f(|n| n.guess_success),
@@ -77,6 +87,18 @@ pub fn metrics_of(r: &Report) -> [f64; COUNT] {
             .map_or(f64::NAN, |r| r as f64),
         x.map_or(f64::NAN, |i| i.predicted_rounds),
     ]
+}
+
+/// ρ = λ·d, the clients' packets a mix holds on average, when the run is the
+/// one exponential mix the closed forms describe: one mix, clients' packets
+/// only (no loop cover of clients, mixes or gateways; the gateway's
+/// SURB-acks are not clients' packets and leave a target's posterior alone).
+fn single_mix_load(r: &Report) -> Option<f64> {
+    let s = &r.scenario;
+    let t = &s.traffic;
+    let one_mix = s.topology.layers == 1 && s.topology.nodes_per_layer == 1;
+    let no_cover = t.lambda_l <= 0.0 && t.lambda_m <= 0.0;
+    (one_mix && no_cover).then(|| t.clients as f64 * t.lambda_p * t.mean_delay_ms / 1000.0)
 }
 
 /// The index of `name` in [`METRICS`].

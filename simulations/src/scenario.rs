@@ -549,6 +549,21 @@ impl Scenario {
         ))
     }
 
+    /// When the observers start following beliefs: early enough before the
+    /// warm-up ends that every packet in a pool when the first target is
+    /// sent entered after it ([`TRACKING_LEAD_PATHS`] mean path times: a
+    /// packet's mean time from its client to its gateway, each mix delay and
+    /// each link), at time zero if the warm-up is shorter. Beliefs draw no
+    /// randomness, so the start changes no packet, only what tracking costs.
+    pub fn tracking_from(&self) -> Duration {
+        let layers = self.topology.layers as f64;
+        let path_ms =
+            layers * self.traffic.mean_delay_ms + (layers + 2.0) * self.link.latency.mean_ms();
+        let lead_secs = TRACKING_LEAD_PATHS * path_ms / 1000.0;
+        Duration::try_from_secs_f64((self.warmup_secs - lead_secs).max(0.0))
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// Mean per-hop mix delay.
     pub fn mean_delay(&self) -> Duration {
         Duration::from_secs_f64(self.traffic.mean_delay_ms / 1000.0)
@@ -570,6 +585,11 @@ impl Scenario {
         }
     }
 }
+
+/// How many mean path times before the warm-up ends the observers start
+/// following beliefs (see [`Scenario::tracking_from`]): a packet still in the
+/// network that long after it was sent is one in e^(−20) or rarer.
+pub const TRACKING_LEAD_PATHS: f64 = 20.0;
 
 /// The node number of `L<layer>.<n>` (layer from 1) or `G<n>`, if it exists.
 pub fn parse_node_name(name: &str, topo: &TopologySpec) -> Option<usize> {

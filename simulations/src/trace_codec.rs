@@ -52,16 +52,18 @@ use mixnode_core::{
 use protocol::ProtocolError;
 use protocol::epoch::Epoch;
 use protocol::format::{DestinationAddressBytes, PacketFormat, ReplyRecovery};
-use protocol::frame::Frame;
+use protocol::frame::{ForwardFrame, Frame, LifetimeBucket, SealedContent};
 use protocol::keys::{NodeId, SphinxKeyPair, random_bytes};
 use protocol::packet::{
     FRAME_SIZE, MAX_HOPS, OutgoingPacket, PACKET_SIZE, RouteHop, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE,
     build_packet,
 };
+use protocol::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use protocol::surb::{SURB_SIZE, Surb, SurbId};
 use protocol::time::Timestamp;
 use rand::{CryptoRng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use x25519_dalek::PublicKey;
 
 use crate::error::SimError;
 
@@ -440,6 +442,49 @@ impl PacketFormat for TraceCodec {
 
     fn open_forward_payload(&self, payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
         frame_of(payload)
+    }
+
+    /// The body in the clear, after the recipient's key where the real one
+    /// has its ephemeral key, and as many random bytes drawn as the real
+    /// seal draws (its ephemeral secret).
+    fn seal_frame(
+        &self,
+        content: &SealedContent,
+        recipient: &PublicKey,
+        surb_ack: Vec<u8>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<ForwardFrame, ProtocolError> {
+        let plaintext = content.encode()?;
+        let _ephemeral = random_bytes(rng);
+        let mut sealed = Box::new([0u8; SEALED_SIZE]);
+        write(sealed.as_mut_slice(), 0, recipient.as_bytes());
+        write(sealed.as_mut_slice(), 32, &plaintext);
+        Ok(ForwardFrame {
+            lifetime: LifetimeBucket::covering(content.lifetime()),
+            surb_ack,
+            sealed,
+        })
+    }
+
+    /// Opens only a body sealed to `keys`, as the real open does.
+    fn open_frame(
+        &self,
+        keys: &SphinxKeyPair,
+        sealed: &[u8],
+    ) -> Result<SealedContent, ProtocolError> {
+        let sealed = sealed.get(..SEALED_SIZE).unwrap_or(sealed);
+        if sealed.len() != SEALED_SIZE {
+            return Err(ProtocolError::BadFrame("sealed body truncated".into()));
+        }
+        if sealed.get(..32) != Some(keys.public().as_bytes().as_slice()) {
+            return Err(ProtocolError::BadKey("sealed to another key".into()));
+        }
+        SealedContent::decode(sealed.get(32..32 + SEALED_PLAINTEXT_SIZE).unwrap_or(&[]))
+    }
+
+    /// The random bytes a real key pair's secret takes, as the public key.
+    fn throwaway_key(&self, rng: &mut (impl CryptoRng + ?Sized)) -> PublicKey {
+        PublicKey::from(random_bytes(rng))
     }
 }
 

@@ -252,7 +252,8 @@ fn client_endpoint(
     .map_err(setup)?;
     let mut transport = quinn::TransportConfig::default();
     transport
-        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .keep_alive_interval(Some(CLIENT_KEEP_ALIVE))
+        .max_idle_timeout(Some(CLIENT_IDLE_TIMEOUT.try_into().map_err(setup)?))
         .max_concurrent_uni_streams(0u8.into());
     let mut config = quinn::ClientConfig::new(crypto);
     config.transport_config(Arc::new(transport));
@@ -330,8 +331,13 @@ async fn read_deliveries(
 
 /// Time a client has to finish its QUIC handshake at the gateway.
 pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A silent client connection is dropped by the gateway after this long.
-const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A silent client connection is dropped after this long, by either side.
+/// Short, so that a client cut off from its gateway notices within seconds and
+/// redials, instead of resuming only at its next QUIC probe, whose timeout
+/// doubles all through the cut (docs/operations.md).
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a client keeps its link alive when it has nothing else to send.
+const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Most bytes the gateway buffers unacknowledged towards one client.
 const CLIENT_SEND_WINDOW: u64 = 256 * 1024;
 

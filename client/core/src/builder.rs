@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use protocol::address::DROP_DESTINATION;
 use protocol::format::PacketFormat;
-use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::frame::{Frame, SealedContent};
 use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop};
 use protocol::surb::Surb;
 use protocol::time::Timestamp;
@@ -126,7 +126,7 @@ impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
         let home = self.surb_home(rng, stats)?;
         let route = self.forward_route(rng, to, stats)?;
         let frame =
-            Frame::Forward(ForwardFrame::seal(content, seal_to, home.surb.0, rng)?).encode()?;
+            Frame::Forward(self.format.seal_frame(content, seal_to, home.surb.0, rng)?).encode()?;
         let packet = route.build(self.format, rng, &frame)?;
         let arrival = self.now.saturating_add(route.delay());
         Ok(CoverPacket {

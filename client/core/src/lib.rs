@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use protocol::format::{PacketFormat, ReplyRecovery, SphinxFormat};
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::{FRAGMENT_CAPACITY, ForwardFrame, Frame, SealedContent};
+use protocol::frame::{FRAGMENT_CAPACITY, Frame, SealedContent};
 use protocol::packet::{DelaySampler, OutgoingPacket};
 use protocol::poisson::PoissonTicker;
 use protocol::surb::SurbId;
@@ -445,7 +445,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     // client and stored in its mailbox like mail.
     fn drop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
         let margin = self.config.ack_margin;
-        let throwaway: PublicKey = SphinxKeyPair::generate(rng).public();
+        let throwaway: PublicKey = self.format.throwaway_key(rng);
         let (builder, stats) = self.builder(now);
         let target = builder.drop_cover_target(rng)?;
         let cover = builder
@@ -526,7 +526,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) -> DeliveryOutcome {
         // The gateway hands over the sealed body of the forward frame (padded
         // to the one delivery size); only this client's key opens it.
-        match ForwardFrame::open(self.keys.secret(), payload) {
+        match self.format.open_frame(&self.keys, payload) {
             Ok(SealedContent::Data { fragment, .. }) => {
                 // The gateway acked it already (it holds the SURB-ack).
                 self.inbox.receive(

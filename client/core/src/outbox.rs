@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use protocol::format::{PacketFormat, ReplyRecovery};
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::frame::{Frame, SealedContent};
 use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
@@ -287,7 +287,9 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                         lifetime,
                         fragment: state.fragment.clone(),
                     };
-                    ForwardFrame::seal(&content, &PublicKey::from(to.client_key), surb_ack.0, rng)
+                    builder
+                        .format
+                        .seal_frame(&content, &PublicKey::from(to.client_key), surb_ack.0, rng)
                         .and_then(|frame| Frame::Forward(frame).encode())
                         .map_err(ClientError::from)
                         .and_then(|frame| route.build(builder.format, rng, &frame))

@@ -36,8 +36,11 @@
 
 mod card;
 mod content;
+mod names;
 mod replay;
 mod routes;
+mod safety;
+mod short;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -49,11 +52,16 @@ use e2ee::{
     HandshakeRole, InitialInfo, LocalIdentity, MessageTag, PrekeyBundle, PrekeySecrets, Session,
     SessionError, UnixSeconds,
 };
-use protocol::ClientAddress;
+pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
+use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 use replay::ReplayRecord;
 use routes::TagRoutes;
+pub use safety::SafetyNumber;
 use serde::{Deserialize, Serialize};
+pub use short::{
+    FINGERPRINT_LEN, IdentityFingerprint, SHORT_ADDRESS_LEN, ShortAddress, ShortAddressError,
+};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -70,7 +78,9 @@ pub const MAX_UNANSWERED: usize = 128;
 /// message but refuses more new ones by mistake.
 pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
-const BOOK_VERSION: u8 = 2;
+const BOOK_VERSION: u8 = 3;
+/// Version byte of a book written before named contacts.
+const BOOK_VERSION_2: u8 = 2;
 /// Version byte of a book written before format 2 of `e2ee`.
 const BOOK_VERSION_1: u8 = 1;
 /// What the key of the replay record is derived for (from the identity).
@@ -82,6 +92,15 @@ pub enum SessionBookError {
     /// No session with this address and no address card to start one.
     #[error("no session with {0}: add its address card first")]
     NoSession(String),
+    /// No card, session or bundle of the identity a short address names.
+    #[error(
+        "no bundle is known for {0}: nothing reached it yet; add its address card \
+         (`contacts add NAME CARD`)"
+    )]
+    UnknownShortAddress(String),
+    /// A named contact could not be added, found or removed.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
     /// No session has this handshake id (it was dropped).
     #[error("the session of this reply handle is gone")]
     UnknownSession,
@@ -112,6 +131,8 @@ impl SessionBookError {
     pub fn reason(&self) -> &'static str {
         match self {
             SessionBookError::NoSession(_) => "no_session",
+            SessionBookError::UnknownShortAddress(_) => "unknown_short_address",
+            SessionBookError::Contact(_) => "contact",
             SessionBookError::UnknownSession => "unknown_session",
             SessionBookError::NoMatchingSession => "no_matching_session",
             SessionBookError::ReplayedHandshake => "replayed_handshake",
@@ -138,6 +159,8 @@ pub struct Opened {
     pub from: Option<ClientAddress>,
     /// The application's bytes.
     pub content: Vec<u8>,
+    /// The expiry its sender set, authenticated by the session (`None`: none).
+    pub expires_at: Option<UnixSeconds>,
 }
 
 /// A session's handshake id.
@@ -153,6 +176,9 @@ pub enum Restored {
     /// prekeys were kept (the address card is unchanged); its sessions and
     /// contacts could not be, and are gone. Save the book again.
     UpgradedFromFormat1,
+    /// A book of format 2 (before named contacts): everything was kept.
+    /// Save the book again.
+    UpgradedFromFormat2,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -193,9 +219,22 @@ pub struct SessionBook {
     /// Every first message accepted, per signed prekey.
     replay: ReplayRecord,
     clock: u64,
+    /// Contacts by name: the short address of the identity each stands for.
+    names: BTreeMap<ContactName, ShortAddress>,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,
+}
+
+/// A book of format 2: the same fields, without names.
+#[derive(Deserialize)]
+struct BookFormat2 {
+    identity: LocalIdentity,
+    prekeys: PrekeySecrets,
+    sessions: BTreeMap<SessionId, Entry>,
+    contacts: HashMap<ClientAddress, Contact>,
+    replay: ReplayRecord,
+    clock: u64,
 }
 
 impl fmt::Debug for SessionBook {
@@ -224,8 +263,124 @@ impl SessionBook {
             contacts: HashMap::new(),
             replay: ReplayRecord::default(),
             clock: 0,
+            names: BTreeMap::new(),
             routes: TagRoutes::default(),
         }
+    }
+
+    /// This client's short address at `gateway`.
+    pub fn short_address(&self, gateway: NodeId) -> ShortAddress {
+        ShortAddress::new(&self.identity(), gateway)
+    }
+
+    /// The mailbox address pinned to the identity `short` names, at its
+    /// gateway (from a card, a session or a bundle); one with a bundle
+    /// first.
+    pub fn resolve(&self, short: &ShortAddress) -> Option<ClientAddress> {
+        self.contacts
+            .iter()
+            .filter(|(address, c)| address.gateway == short.gateway && short.names(&c.identity))
+            .max_by_key(|(address, c)| (c.bundle.is_some(), address.client_key))
+            .map(|(address, _)| *address)
+    }
+
+    /// The whole identity a short address names, when the book knows it.
+    pub fn identity_named(&self, short: &ShortAddress) -> Option<PeerIdentityKey> {
+        self.contacts
+            .values()
+            .map(|c| c.identity)
+            .chain(self.sessions.values().map(|e| e.peer))
+            .find(|identity| short.names(identity))
+    }
+
+    /// The short address of the identity pinned to `address`, if any.
+    pub fn short_of(&self, address: &ClientAddress) -> Option<ShortAddress> {
+        self.contacts
+            .get(address)
+            .map(|c| ShortAddress::new(&c.identity, address.gateway))
+    }
+
+    /// Names the identity of `short` `name`. The same name again for the
+    /// same identity changes nothing; a name taken by another identity, or
+    /// an identity named already, is refused.
+    pub fn name_contact(
+        &mut self,
+        name: ContactName,
+        short: ShortAddress,
+    ) -> Result<(), ContactError> {
+        if let Some(existing) = self.names.get(&name) {
+            if existing.identity == short.identity {
+                self.names.insert(name, short);
+                return Ok(());
+            }
+            return Err(ContactError::NameTaken(name.to_string()));
+        }
+        if let Some((other, _)) = self
+            .names
+            .iter()
+            .find(|(_, s)| s.identity == short.identity)
+        {
+            return Err(ContactError::AlreadyNamed(other.to_string()));
+        }
+        self.names.insert(name, short);
+        Ok(())
+    }
+
+    /// Adds `card` as a contact ([`SessionBook::add_contact`]) named `name`.
+    pub fn add_named_card(
+        &mut self,
+        name: ContactName,
+        card: &AddressCard,
+    ) -> Result<ShortAddress, ContactError> {
+        let short = ShortAddress::new(
+            &PeerIdentityKey(card.bundle.identity()),
+            card.address.gateway,
+        );
+        self.name_contact(name, short)?;
+        self.add_contact(card);
+        Ok(short)
+    }
+
+    /// Forgets the name `name` (the identity stays pinned to its address,
+    /// and its sessions stay). Returns the short address it stood for.
+    pub fn remove_name(&mut self, name: &ContactName) -> Result<ShortAddress, ContactError> {
+        self.names
+            .remove(name)
+            .ok_or_else(|| ContactError::UnknownName(name.to_string()))
+    }
+
+    /// The short address named `name`.
+    pub fn named(&self, name: &ContactName) -> Result<ShortAddress, ContactError> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| ContactError::UnknownName(name.to_string()))
+    }
+
+    /// Every named contact, by name.
+    pub fn named_contacts(&self) -> Vec<NamedContact> {
+        self.names
+            .iter()
+            .map(|(name, short)| NamedContact {
+                name: name.clone(),
+                short: *short,
+                reachable: self.resolve(short).is_some(),
+            })
+            .collect()
+    }
+
+    /// The name of the contact whose identity is `peer`.
+    pub fn name_of(&self, peer: &PeerIdentityKey) -> Option<&ContactName> {
+        let fingerprint = IdentityFingerprint::of(peer);
+        self.names
+            .iter()
+            .find(|(_, short)| short.identity == fingerprint)
+            .map(|(name, _)| name)
+    }
+
+    /// The safety number of a conversation with `peer`.
+    pub fn safety_number(&self, peer: &PeerIdentityKey) -> SafetyNumber {
+        SafetyNumber::between(&self.identity(), peer)
     }
 
     /// This client's address card for `address`.
@@ -434,7 +589,12 @@ impl SessionBook {
     /// tampered and foreign messages are refused and leave the book as it
     /// was (an expired message's key is spent).
     pub fn open(&mut self, now: UnixSeconds, message: &[u8]) -> Result<Opened, SessionBookError> {
-        let (id, plaintext, promoted) = match InitialInfo::parse(message)? {
+        let Decrypted {
+            id,
+            plaintext,
+            expires_at,
+            promoted,
+        } = match InitialInfo::parse(message)? {
             Some(info) => self.open_initial(now, &info, message)?,
             None => self.open_ratchet(now, message)?,
         };
@@ -480,6 +640,7 @@ impl SessionBook {
             peer,
             from,
             content,
+            expires_at,
         })
     }
 
@@ -508,11 +669,17 @@ impl SessionBook {
             return Err(SessionBookError::ReplayedHandshake);
         }
         let mut session = Session::accept(&self.identity, &self.prekeys, message)?;
-        let plaintext = Zeroizing::new(session.decrypt(now, message)?);
+        let (plaintext, expires_at) = session.decrypt_with_expiry(now, message)?;
+        let plaintext = Zeroizing::new(plaintext);
         content::decode(&plaintext)?;
         self.replay.insert(&key, info.spk_id, &id.0);
         self.insert(id, session, None)?;
-        Ok((id, plaintext, false))
+        Ok(Decrypted {
+            id,
+            plaintext,
+            expires_at,
+            promoted: false,
+        })
     }
 
     fn open_ratchet(
@@ -544,13 +711,19 @@ impl SessionBook {
             .get_mut(&id)
             .ok_or(SessionBookError::UnknownSession)?;
         let was_unanswered = entry.is_unanswered();
-        let result = entry.session.decrypt(now, message);
+        let result = entry.session.decrypt_with_expiry(now, message);
         let promoted = was_unanswered && !entry.is_unanswered();
         if matches!(result, Ok(_) | Err(SessionError::Expired { .. })) {
             self.routes.add(id, &mut entry.session)?;
             self.rebuild_routes_if_stale()?;
         }
-        Ok((id, Zeroizing::new(result?), promoted))
+        let (plaintext, expires_at) = result?;
+        Ok(Decrypted {
+            id,
+            plaintext: Zeroizing::new(plaintext),
+            expires_at,
+            promoted,
+        })
     }
 
     /// The key of the replay record, derived from the identity.
@@ -600,14 +773,41 @@ impl SessionBook {
                     Restored::UpgradedFromFormat1,
                 ))
             }
+            Some((&BOOK_VERSION_2, body)) => {
+                let (old, rest) = postcard::take_from_bytes::<BookFormat2>(body)
+                    .map_err(|_| SessionBookError::State("deserialize format 2"))?;
+                if !rest.is_empty() {
+                    return Err(SessionBookError::State("trailing bytes"));
+                }
+                let mut book = SessionBook {
+                    identity: old.identity,
+                    prekeys: old.prekeys,
+                    sessions: old.sessions,
+                    contacts: old.contacts,
+                    replay: old.replay,
+                    clock: old.clock,
+                    names: BTreeMap::new(),
+                    routes: TagRoutes::default(),
+                };
+                book.rebuild_routes()?;
+                Ok((book, Restored::UpgradedFromFormat2))
+            }
             _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
         }
     }
 }
 
-/// A message opened in a session: its id, the plaintext, and whether it
-/// moved the session from the unanswered pool to the established one.
-type Decrypted = (SessionId, Zeroizing<Vec<u8>>, bool);
+/// A message opened in a session.
+struct Decrypted {
+    /// The session it came on.
+    id: SessionId,
+    /// The session plaintext (`sessions/content.rs`).
+    plaintext: Zeroizing<Vec<u8>>,
+    /// The expiry its sender set.
+    expires_at: Option<UnixSeconds>,
+    /// Whether it moved the session from the unanswered pool to the established one.
+    promoted: bool,
+}
 
 /// The id of the responding half of a session with ourselves.
 fn loopback_id(id: SessionId) -> SessionId {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId, SphinxKeyPair};
@@ -11,12 +11,15 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use topology::Topology;
 
-use super::driver::{Command, Driver};
+use super::driver::{BookCall, BookFinish, Command, Driver};
 use super::journal::PartialJournal;
 use super::link::GatewayDialer;
 use super::store::{BookFile, Passphrase};
+use crate::contacts::{Contacts, Recipient};
 use client_core::ClientError;
-use client_core::sessions::{AddressCard, PeerIdentityKey, SessionBook, SessionId};
+use client_core::sessions::{
+    AddressCard, ContactName, PeerIdentityKey, SessionBook, SessionId, ShortAddress,
+};
 use client_core::{ClientConfig, ClientStats, ReplyHandle, SendFailure};
 
 /// Settings of the async shell around the core.
@@ -135,6 +138,31 @@ pub struct ReceivedMessage {
     pub peer: PeerIdentityKey,
     /// The sender's address, when it gave one (and it is not pinned to another identity).
     pub from: Option<ClientAddress>,
+    /// When this client opened it (wall clock, whole seconds).
+    pub received_at: SystemTime,
+    /// When its sender said it expires, authenticated by the session; the
+    /// client refuses it after that.
+    pub expires_at: Option<SystemTime>,
+    /// The name of the contact whose identity sent it ([`Client::contacts`]).
+    pub contact: Option<ContactName>,
+}
+
+impl ReceivedMessage {
+    /// The sender's short address: its identity at the gateway of the
+    /// address it gave (`None` when it gave none).
+    pub fn short_from(&self) -> Option<ShortAddress> {
+        self.from.map(|a| ShortAddress::new(&self.peer, a.gateway))
+    }
+
+    /// Who wrote, for people: the contact's name, else its short address,
+    /// else `anonymous`.
+    pub fn sender(&self) -> String {
+        match (&self.contact, self.short_from()) {
+            (Some(name), _) => name.to_string(),
+            (None, Some(short)) => short.to_string(),
+            (None, None) => "anonymous".to_string(),
+        }
+    }
 }
 
 /// How to answer a received message without its sender's address: its
@@ -242,6 +270,7 @@ pub struct ClientParts<C> {
 pub struct Client {
     address: ClientAddress,
     card: AddressCard,
+    short_address: ShortAddress,
     commands: mpsc::Sender<Command>,
     received: Mutex<mpsc::Receiver<ReceivedMessage>>,
     connected: watch::Receiver<bool>,
@@ -268,10 +297,12 @@ impl Client {
         );
         let address = driver.address();
         let card = driver.card();
+        let short_address = driver.short_address();
         let task = tokio::spawn(driver.run());
         Client {
             address,
             card,
+            short_address,
             commands: commands_tx,
             received: Mutex::new(received_rx),
             connected: connected_rx,
@@ -283,6 +314,36 @@ impl Client {
     /// This client's address, to give to whoever should write to it.
     pub fn address(&self) -> ClientAddress {
         self.address
+    }
+
+    /// This client's short address (identity fingerprint and gateway).
+    pub fn short_address(&self) -> ShortAddress {
+        self.short_address
+    }
+
+    /// This client's named contacts.
+    pub fn contacts(&self) -> Contacts<'_> {
+        Contacts::new(self)
+    }
+
+    /// Runs `f` on the session book in the client's task; saves the book
+    /// after it when `change` is set and `f` succeeded.
+    pub(crate) async fn with_book<T, F>(&self, change: bool, f: F) -> Result<T, ClientError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SessionBook) -> Result<T, ClientError> + Send + 'static,
+    {
+        let (respond, answer) = oneshot::channel();
+        let call: BookCall = Box::new(move |book| {
+            let result = f(book);
+            let changed = change && result.is_ok();
+            let finish: BookFinish = Box::new(move |saved| {
+                let _ = respond.send(saved.and(result));
+            });
+            (changed, finish)
+        });
+        self.call(Command::Book(call)).await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 
     /// This client's address card: its address and signed prekeys, what a
@@ -324,10 +385,15 @@ impl Client {
     }
 
     /// Sends `bytes` to `to` end-to-end encrypted, with
-    /// [`ClientOptions::reply_surbs`] reply SURBs. `to` must be a contact
-    /// ([`Client::add_contact`]) or have written to this client.
-    pub async fn send(&self, to: &ClientAddress, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, None, None, true).await
+    /// [`ClientOptions::reply_surbs`] reply SURBs. `to` (an address or a
+    /// short address) must be a contact ([`Client::add_contact`]) or have
+    /// written to this client.
+    pub async fn send(
+        &self,
+        to: impl Into<Recipient>,
+        bytes: Vec<u8>,
+    ) -> Result<Outgoing, ClientError> {
+        self.send_message(to.into(), bytes, None, None, true).await
     }
 
     /// Sends `bytes` to `to`, to be kept no longer than `lifetime`: the
@@ -335,22 +401,23 @@ impl Client {
     /// refuses it after it.
     pub async fn send_expiring(
         &self,
-        to: &ClientAddress,
+        to: impl Into<Recipient>,
         bytes: Vec<u8>,
         lifetime: Duration,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, None, Some(lifetime), true)
+        self.send_message(to.into(), bytes, None, Some(lifetime), true)
             .await
     }
 
     /// Sends `bytes` to `to` with `reply_surbs` reply SURBs (`None`: the default).
     pub async fn send_with_surbs(
         &self,
-        to: &ClientAddress,
+        to: impl Into<Recipient>,
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, reply_surbs, None, true).await
+        self.send_message(to.into(), bytes, reply_surbs, None, true)
+            .await
     }
 
     /// Sends `bytes` to `to` with `reply_surbs` reply SURBs and **without
@@ -360,17 +427,17 @@ impl Client {
     /// its own for traffic that must not be linked to other messages).
     pub async fn send_anonymous(
         &self,
-        to: &ClientAddress,
+        to: impl Into<Recipient>,
         bytes: Vec<u8>,
         reply_surbs: usize,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to, bytes, Some(reply_surbs), None, false)
+        self.send_message(to.into(), bytes, Some(reply_surbs), None, false)
             .await
     }
 
     async fn send_message(
         &self,
-        to: &ClientAddress,
+        to: Recipient,
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
@@ -378,7 +445,7 @@ impl Client {
     ) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Send {
-            to: *to,
+            to,
             bytes,
             reply_surbs,
             lifetime,

@@ -27,6 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use topology::Topology;
+use transport::Backoff;
 
 use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
@@ -36,16 +37,23 @@ use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
+use crate::contacts::Recipient;
 use client_core::ClientError;
-use client_core::sessions::{AddressCard, SessionBook, SessionBookError};
+use client_core::sessions::{AddressCard, SessionBook, SessionBookError, ShortAddress};
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
 };
 
+/// Work on the session book in the driver: says whether it changed the
+/// book, and what to do once the book is saved (or not).
+pub(crate) type BookCall = Box<dyn FnOnce(&mut SessionBook) -> (bool, BookFinish) + Send>;
+/// Answers a [`BookCall`] with the outcome of saving the book.
+pub(crate) type BookFinish = Box<dyn FnOnce(Result<(), ClientError>) + Send>;
+
 /// A call from a [`Client`](super::Client) handle.
 pub(crate) enum Command {
     Send {
-        to: ClientAddress,
+        to: Recipient,
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
@@ -65,6 +73,7 @@ pub(crate) enum Command {
         card: AddressCard,
         respond: oneshot::Sender<Result<(), ClientError>>,
     },
+    Book(BookCall),
 }
 
 /// Seconds since the Unix epoch, the time of end-to-end expiries.
@@ -75,6 +84,11 @@ fn unix_now() -> e2ee::UnixSeconds {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
+}
+
+/// The wall-clock instant of `t`.
+fn unix_time(t: e2ee::UnixSeconds) -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(t.0)
 }
 
 /// The SURB id of a forward delivery.
@@ -102,7 +116,7 @@ pub(crate) struct Driver<C: GatewayDialer> {
     link: Option<C::Link>,
     connecting: Option<Connecting<C::Link>>,
     retry_at: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     commands: mpsc::Receiver<Command>,
     received: mpsc::Sender<ReceivedMessage>,
     /// A received message waiting for room in `received`.
@@ -171,11 +185,16 @@ impl<C: GatewayDialer> Driver<C> {
             clock.now(),
             &mut rng,
         );
+        let backoff_seed = rng.random();
         let mut driver = Driver {
             core,
             rng,
             clock,
-            backoff: parts.options.min_backoff,
+            backoff: Backoff::new(
+                parts.options.min_backoff,
+                parts.options.max_backoff,
+                backoff_seed,
+            ),
             options: parts.options,
             connector: Arc::new(parts.connector),
             link: None,
@@ -274,6 +293,10 @@ impl<C: GatewayDialer> Driver<C> {
         self.book.card(self.core.address())
     }
 
+    pub(crate) fn short_address(&self) -> ShortAddress {
+        self.book.short_address(self.core.address().gateway)
+    }
+
     /// Seals the session book into the data folder. A failure is logged
     /// and counted, and returned: a caller about to send what the advanced
     /// book sealed must not send it (after a crash the book on disk would
@@ -346,23 +369,23 @@ impl<C: GatewayDialer> Driver<C> {
             Ok(link) => {
                 tracing::info!("connected to the gateway");
                 self.link = Some(link);
-                self.backoff = self.options.min_backoff;
+                self.backoff.reset();
                 ShellStats::add(&self.stats.connects, 1);
                 self.connected.send_replace(true);
             }
             Err(e) => {
-                tracing::warn!("{e}; retrying in {:?}", self.backoff);
-                self.schedule_retry();
+                let wait = self.schedule_retry();
+                tracing::warn!("{e}; retrying in {wait:?}");
             }
         }
     }
 
-    /// The next attempt after the current backoff, less up to half of it at
-    /// random (so that clients cut off together do not return together).
-    fn schedule_retry(&mut self) {
-        let wait = self.backoff.mul_f64(1.0 - self.rng.random::<f64>() / 2.0);
+    /// Schedules the next attempt after the link's backoff (jittered, so
+    /// that clients cut off together do not return together); returns the wait.
+    fn schedule_retry(&mut self) -> Duration {
+        let wait = self.backoff.next_delay();
         self.retry_at = self.clock.to_instant(self.clock.now()) + wait;
-        self.backoff = (self.backoff * 2).min(self.options.max_backoff);
+        wait
     }
 
     fn lose_link(&mut self, why: String) {
@@ -461,6 +484,15 @@ impl<C: GatewayDialer> Driver<C> {
                 self.book.add_contact(&card);
                 let _ = respond.send(self.save_book().map_err(ClientError::from));
             }
+            Command::Book(call) => {
+                let (changed, finish) = call(&mut self.book);
+                let saved = if changed {
+                    self.save_book().map_err(ClientError::from)
+                } else {
+                    Ok(())
+                };
+                finish(saved);
+            }
         }
     }
 
@@ -470,12 +502,19 @@ impl<C: GatewayDialer> Driver<C> {
     fn send(
         &mut self,
         now: protocol::time::Timestamp,
-        to: &ClientAddress,
+        to: &Recipient,
         bytes: &[u8],
         surbs: usize,
         lifetime: Option<Duration>,
         claim_address: bool,
     ) -> Result<Outgoing, ClientError> {
+        let to = &match to {
+            Recipient::Address(address) => *address,
+            Recipient::Short(short) => self
+                .book
+                .resolve(short)
+                .ok_or_else(|| SessionBookError::UnknownShortAddress(short.to_string()))?,
+        };
         let own = self.core.address();
         let own = claim_address.then_some(&own);
         let expires_at =
@@ -523,7 +562,8 @@ impl<C: GatewayDialer> Driver<C> {
                     reply,
                     in_reply_to,
                 } => {
-                    let opened = self.book.open(unix_now(), &bytes);
+                    let received_at = unix_now();
+                    let opened = self.book.open(received_at, &bytes);
                     // Saved before the application sees it: a duplicate that
                     // comes after a restart is refused by the session. (A
                     // failure is counted; the message is still delivered, and
@@ -551,6 +591,9 @@ impl<C: GatewayDialer> Driver<C> {
                         in_reply_to,
                         peer: opened.peer,
                         from: opened.from,
+                        received_at: unix_time(received_at),
+                        expires_at: opened.expires_at.map(unix_time),
+                        contact: self.book.name_of(&opened.peer).cloned(),
                     };
                     if let Err(mpsc::error::TrySendError::Full(message)) =
                         self.received.try_send(message)

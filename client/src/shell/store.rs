@@ -434,6 +434,13 @@ impl DataFolder {
                     );
                     book_file.save(rng, &book)?;
                 }
+                if restored == Restored::UpgradedFromFormat2 {
+                    tracing::info!(
+                        "{}: a session book of format 2 brought to format 3 (named contacts)",
+                        sessions_path.display()
+                    );
+                    book_file.save(rng, &book)?;
+                }
                 book
             }
             None => {

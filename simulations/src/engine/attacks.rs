@@ -289,12 +289,21 @@ impl Intersection {
         (now.as_nanos() / self.round.as_nanos().max(1) as u64) as usize
     }
 
-    /// Whether Alice is online at `now` (she is offline after the last whole round).
-    pub fn online(&self, now: Timestamp) -> bool {
-        self.online
-            .get(self.round_of(now))
-            .copied()
-            .unwrap_or(false)
+    /// When Alice's device goes offline or comes back, in order: `(instant,
+    /// online from then)`. She starts online; after the last whole round she
+    /// is offline.
+    pub fn presence_changes(&self) -> Vec<(Timestamp, bool)> {
+        let mut changes = Vec::new();
+        let mut online = true;
+        let states = self.online.iter().copied().chain(std::iter::once(false));
+        for (r, state) in states.enumerate() {
+            if state != online {
+                let at = Timestamp::ZERO.saturating_add(self.round.saturating_mul(r as u32));
+                changes.push((at, state));
+                online = state;
+            }
+        }
+        changes
     }
 
     /// Closes every round that ended by `now`.

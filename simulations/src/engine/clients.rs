@@ -36,6 +36,9 @@ impl<C: SimCodec> Engine<C> {
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
+        if !client.online {
+            return;
+        }
         let Some(at) = client.core.poll_timeout() else {
             return;
         };
@@ -64,21 +67,21 @@ impl<C: SimCodec> Engine<C> {
         client.messages.poll(now, &mut client.app_rng);
         let next = client.messages.next_tick();
         // Alice, under the intersection attack, writes only to her
-        // correspondents, and only while online.
+        // correspondents.
         if c == 0
             && let Some(a) = &self.intersection
         {
-            let online = a.online(now);
             let pick = client
                 .app_rng
                 .random_range(0..a.correspondents.len().max(1));
             to = a.correspondents.get(pick).copied().unwrap_or(to);
-            if !online {
-                if let Some(t) = next {
-                    self.schedule(t, Event::NewMessage(c as u32));
-                }
-                return;
+        }
+        // An offline device's application hands its core nothing.
+        if !client.online {
+            if let Some(t) = next {
+                self.schedule(t, Event::NewMessage(c as u32));
             }
+            return;
         }
         let Some(address) = self.addresses.get(to as usize) else {
             return;
@@ -118,7 +121,7 @@ impl<C: SimCodec> Engine<C> {
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
-        if client.wake_at != Some(now) {
+        if client.wake_at != Some(now) || !client.online {
             return; // superseded by an earlier wake
         }
         client.wake_at = None;
@@ -222,6 +225,11 @@ impl<C: SimCodec> Engine<C> {
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
+        if !client.online {
+            // Its session is gone: what was pushed and not acknowledged stays
+            // in the mailbox and is pushed again in the next session.
+            return;
+        }
         client.decoder.push(&bytes);
         let mut acks = Vec::new();
         loop {

@@ -23,11 +23,16 @@ use crate::sim_codec::SimCodec;
 use crate::tally::Kind;
 
 impl<C: SimCodec> Engine<C> {
-    /// Opens client `c`'s authenticated session with its gateway.
-    pub(super) fn connect(&mut self, c: usize) -> Result<(), SimError> {
-        let now = Timestamp::ZERO;
+    /// Opens client `c`'s authenticated session with its gateway at `now`
+    /// (the handshake takes no virtual time); returns what the gateway does
+    /// next (the pushes of mail stored while the client was away).
+    pub(super) fn connect(
+        &mut self,
+        now: Timestamp,
+        c: usize,
+    ) -> Result<Vec<GatewayAction>, SimError> {
         let Some(client) = self.clients.get_mut(c) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let Some(gw) = self.gateways.get_mut(client.gateway) else {
             return Err(SimError::Setup(format!("client {c} has no gateway")));
@@ -51,8 +56,8 @@ impl<C: SimCodec> Engine<C> {
             proof: prove(keys.secret(), &gateway, &ephemeral),
         }
         .encode();
-        let welcome = gw.core.handle_client_bytes(now, session, &answer);
-        let accepted = welcome.iter().any(|a| match a {
+        let mut next = gw.core.handle_client_bytes(now, session, &answer);
+        let welcome = next.iter().position(|a| match a {
             GatewayAction::Send { bytes, .. } => {
                 let mut answer = LinkDecoder::<GatewayMessage>::new();
                 answer.push(bytes);
@@ -60,11 +65,53 @@ impl<C: SimCodec> Engine<C> {
             }
             _ => false,
         });
-        if !accepted {
+        let Some(welcome) = welcome else {
             return Err(SimError::Setup(format!("gateway refused client {c}")));
-        }
+        };
+        next.remove(welcome);
         gw.sessions.insert(session, c as u32);
         client.session = session;
+        client.decoder = LinkDecoder::new();
+        Ok(next)
+    }
+
+    /// Client `c`'s device goes offline, as a phone loses its network: its
+    /// session ends (the gateway keeps its mail, and what was pushed but not
+    /// acknowledged), and its core is not driven until it is back, as the
+    /// client's driver takes no ticks without a session. Its application
+    /// hands it nothing meanwhile.
+    pub(super) fn go_offline(&mut self, c: usize) {
+        let Some(client) = self.clients.get_mut(c) else {
+            return;
+        };
+        if !client.online {
+            return;
+        }
+        client.online = false;
+        // A pending wake finds `wake_at` cleared and does nothing.
+        client.wake_at = None;
+        if let Some(gw) = self.gateways.get_mut(client.gateway) {
+            gw.core.close_session(client.session);
+            gw.sessions.remove(&client.session);
+        }
+    }
+
+    /// Client `c`'s device is back: a new session (the gateway pushes what it
+    /// stored meanwhile) and its core driven again at once. The core's
+    /// clocks, more than `max_tick_lag` late, restart instead of sending
+    /// every missed tick; deadlines that passed are handled first.
+    pub(super) fn come_online(&mut self, now: Timestamp, c: usize) -> Result<(), SimError> {
+        let Some(client) = self.clients.get_mut(c) else {
+            return Ok(());
+        };
+        if client.online {
+            return Ok(());
+        }
+        client.online = true;
+        let g = client.gateway;
+        let actions = self.connect(now, c)?;
+        self.gateway_actions(now, g, actions, None);
+        self.reschedule_client(now, c);
         Ok(())
     }
 

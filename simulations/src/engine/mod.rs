@@ -116,6 +116,9 @@ struct ClientSlot<F: PacketFormat> {
     decoder: LinkDecoder<GatewayMessage>,
     /// The instant of the one live `ClientWake` event, if any.
     wake_at: Option<Timestamp>,
+    /// Whether the device is online: it has a session with its gateway and
+    /// its core is driven.
+    online: bool,
 }
 
 /// One gateway's core and its sessions.
@@ -160,7 +163,10 @@ struct Engine<C: SimCodec> {
     n_minus_one: Option<attacks::NMinusOne>,
     /// The intersection adversary, if the scenario has one.
     intersection: Option<attacks::Intersection>,
+    /// Whether the observers follow beliefs now.
     tracking: bool,
+    /// When they start to (none once started, or if nothing is measured).
+    tracking_from: Option<Timestamp>,
     targets_started: usize,
     targets_in_flight: usize,
     tally: Tally,
@@ -219,6 +225,7 @@ impl<C: SimCodec> Engine<C> {
                 session: SessionId(u64::MAX),
                 decoder: LinkDecoder::new(),
                 wake_at: None,
+                online: true,
             });
         }
         let targets = scenario.adversary.target_messages;
@@ -241,33 +248,17 @@ impl<C: SimCodec> Engine<C> {
             message_bytes: vec![0; t.message_size],
             reply_bytes: vec![0; t.reply_size],
             next_cover_id: 0,
-            pools: (0..nodes)
-                .map(|_| {
-                    if targets > 0 {
-                        // Senders: clients, then every node (own loop cover,
-                        // and a gateway's SURB-acks).
-                        PoolBelief::new(t.clients + nodes)
-                    } else {
-                        PoolBelief::default()
-                    }
-                })
-                .collect(),
-            timing_pools: (0..nodes)
-                .map(|_| {
-                    if targets > 0 {
-                        TimingPool::new(t.clients + nodes, scenario.mean_delay())
-                    } else {
-                        TimingPool::default()
-                    }
-                })
-                .collect(),
+            pools: (0..nodes).map(|_| PoolBelief::default()).collect(),
+            timing_pools: (0..nodes).map(|_| TimingPool::default()).collect(),
             n_minus_one: attacks::NMinusOne::new(
                 scenario,
                 at_secs(scenario.warmup_secs),
                 at_secs(scenario.duration_secs),
             ),
             intersection,
-            tracking: targets > 0,
+            tracking: false,
+            tracking_from: (targets > 0)
+                .then(|| Timestamp::ZERO.saturating_add(scenario.tracking_from())),
             targets_started: 0,
             targets_in_flight: 0,
             tally: Tally::new(nodes, targets),
@@ -281,7 +272,8 @@ impl<C: SimCodec> Engine<C> {
             scenario: scenario.clone(),
         };
         for c in 0..engine.clients.len() {
-            engine.connect(c)?;
+            // Nothing is stored yet: the welcome carries no pushes.
+            engine.connect(Timestamp::ZERO, c)?;
         }
         engine.start();
         Ok(engine)
@@ -308,6 +300,16 @@ impl<C: SimCodec> Engine<C> {
         }
         for g in 0..self.gateways.len() {
             self.reschedule_gateway(Timestamp::ZERO, g);
+        }
+        // Alice, under the intersection attack, is offline in her offline
+        // rounds: her device, not only her application.
+        let changes = self
+            .intersection
+            .as_ref()
+            .map(attacks::Intersection::presence_changes)
+            .unwrap_or_default();
+        for (at, online) in changes {
+            self.schedule(at, Event::Presence { client: 0, online });
         }
         // Every node's own loop cover: mix nodes and gateways alike (a
         // gateway's rate is zero when the scenario turns its cover off).
@@ -344,6 +346,9 @@ impl<C: SimCodec> Engine<C> {
         };
         self.tally.events += 1;
         let now = next.at;
+        if self.tracking_from.is_some_and(|t| now >= t) {
+            self.start_tracking();
+        }
         match next.event {
             Event::ClientWake(c) => self.client_wake(now, c as usize),
             Event::NewMessage(c) => self.new_message(now, c as usize),
@@ -358,8 +363,30 @@ impl<C: SimCodec> Engine<C> {
                 self.session_to_client(now, client as usize, chunk)
             }
             Event::GatewayWake(g) => self.gateway_wake(now, g as usize),
+            Event::Presence { client, online } => {
+                if online {
+                    self.come_online(now, client as usize)?;
+                } else {
+                    self.go_offline(client as usize);
+                }
+            }
         }
         Ok(Some(now))
+    }
+
+    /// The observers start following beliefs, in every node's pools
+    /// (senders: clients, then every node, for its own loop cover and a
+    /// gateway's SURB-acks). Packets already in flight carry none and stay
+    /// out of the pools; they have left long before the first target is
+    /// sent (`Scenario::tracking_from`).
+    fn start_tracking(&mut self) {
+        self.tracking_from = None;
+        self.tracking = true;
+        let d = self.scenario.mean_delay();
+        self.pools.iter_mut().for_each(|p| *p = PoolBelief::new());
+        self.timing_pools
+            .iter_mut()
+            .for_each(|p| *p = TimingPool::new(d));
     }
 
     fn store(&mut self, packet: InFlight) -> u32 {
@@ -581,6 +608,109 @@ mod tests {
                 .sum::<f64>();
         }
         (gateway_mass, worst_total_error)
+    }
+
+    /// Everything client `c`'s core has sent so far.
+    fn sent_by(engine: &Engine<TraceCodec>, c: usize) -> u64 {
+        engine.clients.get(c).map_or(0, |slot| {
+            let s = slot.core.stats();
+            s.real_sent + s.drop_cover_sent + s.loop_cover_sent + s.reply_acks_sent
+        })
+    }
+
+    #[test]
+    fn an_offline_client_core_sends_nothing_and_resumes_with_its_mail() {
+        use crate::scenario::IntersectionSpec;
+        let mut s = Scenario {
+            seed: 3,
+            duration_secs: 400.0,
+            warmup_secs: 0.0,
+            drain_secs: 2.0,
+            ..Scenario::default()
+        };
+        s.topology.layers = 1;
+        s.topology.nodes_per_layer = 1;
+        s.topology.gateways = 1;
+        s.traffic.clients = 6;
+        // Others write to Alice too: mail waits for her while she is away.
+        s.traffic.message_rate = 0.5;
+        s.traffic.lambda_p = 2.0;
+        s.traffic.lambda_l = 1.0;
+        s.adversary.target_messages = 0;
+        s.attack.intersection = Some(IntersectionSpec {
+            correspondents: 1,
+            round_secs: 10.0,
+            online_probability: 0.5,
+            message_rate: Some(1.0),
+        });
+        let mut engine = Engine::new(&s, TraceCodec::new().unwrap()).unwrap();
+        let alice_key = engine.clients[0].core.address().client_key;
+        let (mut online_secs, mut online_sent) = (0.0, 0u64);
+        let (mut offline_periods, mut waiting_on_return) = (0, 0u64);
+        let (mut jumps_before, mut resumed_bursts) = (0u64, Vec::new());
+        let mut last = Timestamp::ZERO;
+        let mut was_online = true;
+        let mut sent_at_change = 0u64;
+        let mut back_at: Option<(Timestamp, u64)> = None;
+        loop {
+            let sent_before = sent_by(&engine, 0);
+            let delivered_before = engine.clients[0].core.stats().deliveries;
+            let Some(now) = engine.step().unwrap() else {
+                break;
+            };
+            let online = engine.clients[0].online;
+            if !was_online && !online {
+                // Offline the whole event: the core is not driven at all.
+                assert_eq!(
+                    sent_by(&engine, 0),
+                    sent_before,
+                    "sent while offline at {now:?}"
+                );
+                assert_eq!(
+                    engine.clients[0].core.stats().deliveries,
+                    delivered_before,
+                    "handed mail while offline at {now:?}"
+                );
+            }
+            if was_online && !online {
+                offline_periods += 1;
+                online_secs += now.saturating_duration_since(last).as_secs_f64();
+                online_sent += sent_by(&engine, 0) - sent_at_change;
+            }
+            if !was_online && online {
+                // What her gateway stored while she was away is pushed now.
+                waiting_on_return += engine.gateways[0]
+                    .core
+                    .mailbox()
+                    .client_usage(&alice_key)
+                    .messages;
+                jumps_before = engine.clients[0].core.stats().clock_jumps;
+                back_at = Some((now, sent_by(&engine, 0)));
+                sent_at_change = sent_by(&engine, 0);
+                last = now;
+            }
+            if let Some((at, sent)) = back_at
+                && now.saturating_duration_since(at) >= Duration::from_millis(200)
+            {
+                // Her clocks restarted instead of sending every missed tick.
+                resumed_bursts.push(sent_by(&engine, 0) - sent);
+                assert!(engine.clients[0].core.stats().clock_jumps > jumps_before);
+                back_at = None;
+            }
+            was_online = online;
+        }
+        assert!(offline_periods >= 4, "{offline_periods}");
+        assert!(waiting_on_return > 0, "no mail waited for her");
+        assert!(engine.clients[0].core.stats().deliveries > 0);
+        // The ticks of the last `max_tick_lag` (1 s) and of the 0.2 s since:
+        // about 1.2 s × (λ_P + λ_L) = 3.6 packets after each return, not the
+        // 30 or more missed in a 10-second round.
+        let mean_burst = resumed_bursts.iter().sum::<u64>() as f64 / resumed_bursts.len() as f64;
+        assert!(mean_burst < 8.0, "{resumed_bursts:?}");
+        // Online, she sends at λ_P + λ_L = 3 per second (her count is
+        // Poisson), plus those few after each return.
+        let rate = online_sent as f64 / online_secs;
+        assert!((2.5..3.8).contains(&rate), "{rate} over {online_secs} s");
     }
 
     #[test]

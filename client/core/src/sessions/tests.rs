@@ -521,3 +521,107 @@ fn a_recorded_first_message_is_refused_after_the_old_bound_of_real_handshakes() 
         SessionBookError::ReplayedHandshake
     );
 }
+
+#[test]
+fn a_format_2_book_keeps_everything_and_gains_names() {
+    let mut rng = ChaCha20Rng::seed_from_u64(28);
+    let mut alice = SessionBook::generate(&mut rng);
+    let mut bob = SessionBook::generate(&mut rng);
+    let (a, b) = (address(1), address(2));
+    alice.add_contact(&bob.card(b));
+    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    bob.open(NOW, &first).unwrap();
+    // Bob's book as format 2 wrote it: the same fields, without names.
+    let mut old = vec![BOOK_VERSION_2];
+    old.extend(
+        postcard::to_stdvec(&(
+            &bob.identity,
+            &bob.prekeys,
+            &bob.sessions,
+            &bob.contacts,
+            &bob.replay,
+            bob.clock,
+        ))
+        .unwrap(),
+    );
+    let (mut upgraded, how) = SessionBook::restore(&old).unwrap();
+    assert_eq!(how, Restored::UpgradedFromFormat2);
+    assert_eq!(upgraded.session_count(), 1);
+    assert_eq!(
+        upgraded.open(NOW, &first).unwrap_err().reason(),
+        "duplicate"
+    );
+    let reply = upgraded
+        .seal(&mut rng, &a, Some(&b), b"back", None)
+        .unwrap();
+    assert_eq!(alice.open(NOW, &reply).unwrap().content, b"back");
+    assert!(SessionBook::from_bytes(&old).is_err());
+}
+
+#[test]
+fn names_stand_for_identities_and_short_addresses_resolve_to_pinned_addresses() {
+    let mut rng = ChaCha20Rng::seed_from_u64(29);
+    let mut alice = SessionBook::generate(&mut rng);
+    let mut bob = SessionBook::generate(&mut rng);
+    let carol = SessionBook::generate(&mut rng);
+    let (a, b, c) = (address(1), address(2), address(3));
+    let bob_short = bob.short_address(b.gateway);
+    // Known only by its short address: named, but not reachable yet.
+    let name: ContactName = "bob".parse().unwrap();
+    alice.name_contact(name.clone(), bob_short).unwrap();
+    assert_eq!(alice.resolve(&bob_short), None);
+    assert!(!alice.named_contacts()[0].reachable);
+    // Its card pins the identity to its address: now it resolves.
+    alice.add_contact(&bob.card(b));
+    assert_eq!(alice.resolve(&bob_short), Some(b));
+    assert!(alice.named_contacts()[0].reachable);
+    assert_eq!(alice.name_of(&bob.identity()), Some(&name));
+    // Carol's card at Bob's gateway does not answer for Bob's short address.
+    let carol_at_b = ClientAddress {
+        client_key: [33; 32],
+        gateway: b.gateway,
+    };
+    alice.add_contact(&carol.card(carol_at_b));
+    assert_eq!(alice.resolve(&bob_short), Some(b));
+    assert_eq!(
+        alice.resolve(&carol.short_address(b.gateway)),
+        Some(carol_at_b)
+    );
+    // Another identity cannot take the name; the same identity cannot take two.
+    assert_eq!(
+        alice.name_contact(name.clone(), carol.short_address(c.gateway)),
+        Err(ContactError::NameTaken("bob".into()))
+    );
+    assert_eq!(
+        alice.name_contact("robert".parse().unwrap(), bob_short),
+        Err(ContactError::AlreadyNamed("bob".into()))
+    );
+    // Names survive serialization, and messages from Bob come under his name.
+    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let opened = bob.open(NOW, &first).unwrap();
+    let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
+    let reply = bob.seal(&mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let opened_by_alice = alice.open(NOW, &reply).unwrap();
+    assert_eq!(alice.name_of(&opened_by_alice.peer), Some(&name));
+    // Both sides compute the same safety number.
+    assert_eq!(
+        alice.safety_number(&opened_by_alice.peer),
+        bob.safety_number(&opened.peer)
+    );
+    assert_eq!(alice.remove_name(&name), Ok(bob_short));
+    assert_eq!(alice.name_of(&bob.identity()), None);
+    assert_eq!(
+        alice.remove_name(&name),
+        Err(ContactError::UnknownName("bob".into()))
+    );
+}
+
+#[test]
+fn contact_names_are_checked() {
+    for good in ["bob", "Alice_2", "a.b-c"] {
+        assert!(good.parse::<ContactName>().is_ok(), "{good}");
+    }
+    for bad in ["", "2bob", "bob smith", "bob@x", &"b".repeat(33), "bø"] {
+        assert!(bad.parse::<ContactName>().is_err(), "{bad}");
+    }
+}

@@ -1,5 +1,8 @@
 //! `mixnet-client`: send and receive messages through the mixnet.
 
+mod contacts;
+mod output;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
-use client::{AddressCard, Client, ClientOptions, OpenError, Outgoing, SendStatus};
-use protocol::{ClientAddress, NodeId};
+use client::{
+    AddressCard, Client, ClientOptions, ContactName, OpenError, Outgoing, PeerAddress, Recipient,
+    SendStatus,
+};
+use protocol::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::io::AsyncBufReadExt;
@@ -64,16 +70,29 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Prints only the routing address (key@gateway), without prekeys.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "short")]
         plain: bool,
+        /// Prints the short address (identity fingerprint and gateway).
+        #[arg(long)]
+        short: bool,
+    },
+    /// Names correspondents: `send --to NAME`, and messages from them shown
+    /// under their name. Edits the data folder: run it while no other
+    /// command runs on the same folder.
+    Contacts {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        action: ContactsAction,
     },
     /// Sends one message and waits until it is delivered.
     Send {
         /// The client's data folder.
         #[arg(long)]
         dir: PathBuf,
-        /// The recipient's address card, or the address of a peer already
-        /// in a session with this client.
+        /// A contact's name, an address card, or the short address or
+        /// address of a peer already known to this client.
         #[arg(long)]
         to: String,
         /// Seconds the message may live: its gateway deletes it after, its
@@ -83,7 +102,8 @@ enum Command {
         /// The message; read from stdin when absent.
         message: Option<String>,
     },
-    /// Prints each message received, one per line, until Ctrl-C.
+    /// Prints each message received, one per line (time, sender, text),
+    /// until Ctrl-C.
     Receive {
         /// The client's data folder.
         #[arg(long)]
@@ -91,13 +111,17 @@ enum Command {
         /// Stops after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// One JSON object per message (id, sender, address, identity, time,
+        /// text or base64 bytes, expires, in_reply_to, can_reply).
+        #[arg(long)]
+        json: bool,
     },
     /// Sends each line of stdin to a peer and prints each line received.
     Chat {
         /// The client's data folder.
         #[arg(long)]
         dir: PathBuf,
-        /// The peer's address card (or address, once in a session).
+        /// A contact's name, an address card, or a known short address or address.
         #[arg(long)]
         to: String,
     },
@@ -135,19 +159,38 @@ enum Command {
     },
 }
 
-/// A recipient given on the command line: a card (which adds a contact) or an address.
-enum Recipient {
-    Card(AddressCard),
-    Address(ClientAddress),
+/// What `contacts` does.
+#[derive(Subcommand)]
+enum ContactsAction {
+    /// Names ADDRESS (a short address, an address card, or the address of
+    /// a peer whose identity is known) NAME.
+    Add {
+        /// 1 to 32 letters, digits, `.`, `_`, `-`, starting with a letter.
+        name: String,
+        /// Short address, address card, or key@gateway.
+        address: String,
+    },
+    /// Lists the contacts: name, short address, and whether a message can
+    /// be sent to it now (`reachable`) or its card is still needed.
+    List,
+    /// Forgets a name (its sessions stay).
+    Remove {
+        /// The contact's name.
+        name: String,
+    },
+    /// Prints the safety number of the conversation with NAME: the same 60
+    /// digits on both sides when each holds the other's real identity.
+    Verify {
+        /// The contact's name.
+        name: String,
+    },
 }
 
-impl Recipient {
-    fn address(&self) -> ClientAddress {
-        match self {
-            Recipient::Card(card) => card.address,
-            Recipient::Address(address) => *address,
-        }
-    }
+/// A recipient given on the command line: a contact's name, or an address
+/// in one of its forms (a card adds a contact).
+enum Target {
+    Name(ContactName),
+    Peer(Box<PeerAddress>),
 }
 
 fn passphrase() -> Option<Passphrase> {
@@ -189,11 +232,13 @@ async fn run(command: Command) -> Result<()> {
             };
             init(&dir, &pin, gateway.as_deref()).await
         }
-        Command::Address { dir, plain } => {
+        Command::Address { dir, plain, short } => {
             let unlocked = unlock(&DataFolder::new(&dir))?;
             let address = unlocked.address();
             if plain {
                 println!("{address}");
+            } else if short {
+                println!("{}", unlocked.book.short_address(address.gateway));
             } else {
                 println!("{}", unlocked.book.card(address));
             }
@@ -205,7 +250,7 @@ async fn run(command: Command) -> Result<()> {
             lifetime,
             message,
         } => {
-            let to = parse_recipient(&to)?;
+            let to = parse_target(&to)?;
             let bytes = match message {
                 Some(text) => text.into_bytes(),
                 None => {
@@ -218,8 +263,9 @@ async fn run(command: Command) -> Result<()> {
             };
             send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
-        Command::Receive { dir, count } => receive(&dir, count).await,
-        Command::Chat { dir, to } => chat(&dir, &parse_recipient(&to)?).await,
+        Command::Receive { dir, count, json } => receive(&dir, count, json).await,
+        Command::Chat { dir, to } => chat(&dir, &parse_target(&to)?).await,
+        Command::Contacts { dir, action } => contacts::run(&dir, action),
         Command::Socks5 {
             dir,
             listen,
@@ -240,16 +286,18 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-fn parse_recipient(text: &str) -> Result<Recipient> {
-    if text.contains('/') {
-        return text
-            .parse()
-            .map(Recipient::Card)
-            .with_context(|| format!("--to: not an address card: {text}"));
+fn parse_target(text: &str) -> Result<Target> {
+    if let Ok(name) = text.parse::<ContactName>() {
+        return Ok(Target::Name(name));
     }
-    text.parse().map(Recipient::Address).with_context(|| {
-        format!("--to {text}: not an address card (key@gateway/prekeys) or a client address")
-    })
+    text.parse()
+        .map(|p| Target::Peer(Box::new(p)))
+        .with_context(|| {
+            format!(
+                "--to {text}: not a contact name, a short address, an address card \
+             (key@gateway/prekeys) or an address (key@gateway)"
+            )
+        })
 }
 
 /// Opens the secrets of the client in `folder` (with the passphrase of the
@@ -342,12 +390,20 @@ async fn connect(dir: &Path) -> Result<Client> {
     Ok(client)
 }
 
-/// Adds `to` as a contact when it is a card; returns its address.
-async fn reach(client: &Client, to: &Recipient) -> Result<ClientAddress> {
-    if let Recipient::Card(card) = to {
-        client.add_contact(card).await?;
-    }
-    Ok(to.address())
+/// Where messages to `to` go: a card is added as a contact, a name is
+/// looked up among the contacts.
+async fn reach(client: &Client, to: &Target) -> Result<Recipient> {
+    Ok(match to {
+        Target::Name(name) => Recipient::Short(client.contacts().get(name.clone()).await?),
+        Target::Peer(peer) => match peer.as_ref() {
+            PeerAddress::Card(card) => {
+                client.add_contact(card).await?;
+                Recipient::Address(card.address)
+            }
+            PeerAddress::Address(address) => Recipient::Address(*address),
+            PeerAddress::Short(short) => Recipient::Short(*short),
+        },
+    })
 }
 
 /// Shows progress on stderr until `outgoing` is delivered or failed.
@@ -367,38 +423,33 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
     }
 }
 
-async fn send(
-    dir: &Path,
-    to: &Recipient,
-    bytes: Vec<u8>,
-    lifetime: Option<Duration>,
-) -> Result<()> {
+async fn send(dir: &Path, to: &Target, bytes: Vec<u8>, lifetime: Option<Duration>) -> Result<()> {
     let client = connect(dir).await?;
     let to = reach(&client, to).await?;
     let outgoing = match lifetime {
-        Some(lifetime) => client.send_expiring(&to, bytes, lifetime).await?,
-        None => client.send(&to, bytes).await?,
+        Some(lifetime) => client.send_expiring(to, bytes, lifetime).await?,
+        None => client.send(to, bytes).await?,
     };
+    println!("{}", output::message_id(&outgoing.id()));
+    std::io::stdout().flush()?;
     let result = follow(outgoing).await;
     client.shutdown().await;
     result
 }
 
-/// One line of output for a message (line breaks inside it escaped).
-fn as_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .trim_end_matches('\n')
-        .replace('\n', "\\n")
-}
-
-async fn receive(dir: &Path, count: Option<u64>) -> Result<()> {
+async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
     let client = connect(dir).await?;
     let mut received = 0u64;
     while count.is_none_or(|n| received < n) {
         tokio::select! {
             message = client.recv() => {
                 let Some(message) = message else { bail!("the client stopped") };
-                println!("{}", as_line(&message.bytes));
+                let sender = message.sender();
+                if json {
+                    println!("{}", output::json_line(&message, &sender));
+                } else {
+                    println!("{}", output::human_line(&message, &sender));
+                }
                 std::io::stdout().flush()?;
                 received += 1;
             }
@@ -409,7 +460,7 @@ async fn receive(dir: &Path, count: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-async fn chat(dir: &Path, to: &Recipient) -> Result<()> {
+async fn chat(dir: &Path, to: &Target) -> Result<()> {
     let client = Arc::new(connect(dir).await?);
     let to = reach(&client, to).await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -419,7 +470,7 @@ async fn chat(dir: &Path, to: &Recipient) -> Result<()> {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line? {
                 Some(line) => {
-                    let outgoing = client.send(&to, line.into_bytes()).await?;
+                    let outgoing = client.send(to, line.into_bytes()).await?;
                     pending.spawn(async move {
                         if outgoing.delivered().await.is_err() {
                             eprintln!("a message was not delivered");
@@ -430,7 +481,7 @@ async fn chat(dir: &Path, to: &Recipient) -> Result<()> {
             },
             message = client.recv() => {
                 let Some(message) = message else { bail!("the client stopped") };
-                println!("{}", as_line(&message.bytes));
+                println!("{}", output::human_line(&message, &message.sender()));
                 std::io::stdout().flush()?;
             }
             Some(_) = pending.join_next(), if !pending.is_empty() => {}
