@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod baseline;
 pub mod build;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod network;
 pub mod probe;
 pub mod process;

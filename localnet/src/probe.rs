@@ -207,7 +207,12 @@ impl ProbeGateway {
 /// Reads a metric's value (sum over label sets matching `needle`) from a `/metrics` page.
 pub async fn metric(url: &str, needle: &str) -> f64 {
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    text.lines()
+    metric_in(&text, needle)
+}
+
+/// The sum of the samples of a `/metrics` page whose line starts with `needle`.
+pub fn metric_in(page: &str, needle: &str) -> f64 {
+    page.lines()
         .filter(|l| !l.starts_with('#') && l.starts_with(needle))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -17,13 +17,17 @@ use crate::identity::PeerId;
 use crate::stats::{Direction, LinkDropReason};
 use crate::tls;
 
-/// The queue of one link and the packet taken from it but not yet written.
+/// Most packets written to a stream in one call: whatever the queue holds
+/// when the link is ready, up to this many, goes out in one write.
+const WRITE_BATCH: usize = 64;
+
+/// The queue of one link and the packets taken from it but not yet written.
 /// Whatever it still holds when dropped (the link was removed, the endpoint
 /// closed, the task aborted) is counted as dropped (`Closed`), so every
 /// packet [`crate::Endpoint::send`] accepted is either sent or counted.
 pub(crate) struct LinkQueue {
     receiver: mpsc::Receiver<Bytes>,
-    in_hand: Option<Bytes>,
+    in_hand: Vec<Bytes>,
     stats: Arc<LinkStats>,
 }
 
@@ -31,29 +35,36 @@ impl LinkQueue {
     pub(crate) fn new(receiver: mpsc::Receiver<Bytes>, stats: Arc<LinkStats>) -> Self {
         Self {
             receiver,
-            in_hand: None,
+            in_hand: Vec::with_capacity(WRITE_BATCH),
             stats,
         }
     }
 
-    /// Takes the next packet into hand (the one already in hand first);
+    /// Takes packets into hand (those already in hand, or else every packet
+    /// queued, at least one and at most [`WRITE_BATCH`], in queue order);
     /// `None` once the endpoint dropped the sender and the queue is empty.
-    async fn take(&mut self) -> Option<Bytes> {
-        if self.in_hand.is_none() {
-            self.in_hand = Some(self.receiver.recv().await?);
+    async fn take(&mut self) -> Option<Vec<Bytes>> {
+        if self.in_hand.is_empty()
+            && self
+                .receiver
+                .recv_many(&mut self.in_hand, WRITE_BATCH)
+                .await
+                == 0
+        {
+            return None;
         }
-        self.in_hand.clone()
+        Some(self.in_hand.clone())
     }
 
-    /// The packet in hand is done with (written, or dropped and counted).
+    /// The packets in hand are done with (written, or dropped and counted).
     fn release(&mut self) {
-        self.in_hand = None;
+        self.in_hand.clear();
     }
 }
 
 impl Drop for LinkQueue {
     fn drop(&mut self) {
-        let left = usize::from(self.in_hand.is_some()) + self.receiver.len();
+        let left = self.in_hand.len() + self.receiver.len();
         for _ in 0..left {
             self.stats.count_drop(LinkDropReason::Closed);
         }
@@ -179,8 +190,10 @@ async fn dial(
     }
 }
 
-/// Writes the packet in hand and then every queued packet until the queue
-/// closes or the connection is lost.
+/// Writes the packets in hand and then every queued packet until the queue
+/// closes or the connection is lost; the packets queued by the time the
+/// stream can take more go out in one write (no copy, one lock of the
+/// connection for all of them).
 async fn pump(
     shared: &Shared,
     connection: &quinn::Connection,
@@ -191,10 +204,10 @@ async fn pump(
     let _open = stats.open_gauge(Direction::Outbound);
     let mut wrote = false;
     loop {
-        let packet = tokio::select! {
+        let mut packets = tokio::select! {
             biased;
-            packet = queue.take() => match packet {
-                Some(packet) => packet,
+            packets = queue.take() => match packets {
+                Some(packets) => packets,
                 None => {
                     finish(shared, &mut stream).await;
                     return LinkEnd::QueueClosed;
@@ -202,15 +215,21 @@ async fn pump(
             },
             _ = connection.closed() => break,
         };
-        let written = stream.write_all(&packet).await;
+        let count = packets.len();
+        let written = stream.write_all_chunks(&mut packets).await;
         queue.release();
         match written {
             Ok(()) => {
-                stats.count_sent();
+                for _ in 0..count {
+                    stats.count_sent();
+                }
                 wrote = true;
             }
             Err(_) => {
-                stats.count_drop(LinkDropReason::LinkFailed);
+                // Which of them reached the peer is not known: all count as lost.
+                for _ in 0..count {
+                    stats.count_drop(LinkDropReason::LinkFailed);
+                }
                 break;
             }
         }

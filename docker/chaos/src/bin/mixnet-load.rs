@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use chaos::{Event, Ledger};
 use clap::Parser;
-use client::shell::CreateOptions;
-use client::{AddressCard, Client, ClientOptions, OpenError};
+use client::{AddressCard, Client};
 use directory::DirectoryClient;
+use localnet::fleet;
 use protocol::NodeId;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -136,51 +136,13 @@ async fn gateways(directory: &DirectoryClient, want: usize) -> Result<Vec<(NodeI
     }
 }
 
-/// Creates the data folder of a client registered at `gateway` (retried
-/// while the gateway's client endpoint is not up yet); returns its card.
+/// Creates the data folder of a client registered at `gateway`; returns its card.
 async fn init_client(dir: &Path, cli: &Cli, key: NodeId, gateway: NodeId) -> Result<AddressCard> {
-    let started = now_ms();
-    loop {
-        let options = CreateOptions {
-            directory_url: cli.directory.clone(),
-            directory_key: key,
-            authorities: Vec::new(),
-            authority_threshold: None,
-            gateway: Some(gateway),
-            passphrase: None,
-        };
-        match Client::create(dir, options).await {
-            Ok(created) => return Ok(created.book.card(created.address())),
-            Err(e @ OpenError::Registration { .. }) if now_ms() - started < 60_000 => {
-                eprintln!("{e}; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot create", dir.display())),
-        }
-    }
-}
-
-fn options(cli: &Cli) -> ClientOptions {
-    let mut o = ClientOptions {
-        min_backoff: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(1),
-        topology_refresh: Duration::from_secs(5),
-        receive_queue: 1024,
-        ..ClientOptions::default()
-    };
-    o.core.max_retransmissions = cli.retransmissions;
-    o
+    Ok(fleet::create_client(dir, &cli.directory, key, gateway).await?)
 }
 
 async fn connect(dir: &Path, cli: &Cli) -> Result<Client> {
-    let client = Client::connect(dir, options(cli))
-        .await
-        .with_context(|| format!("{}: cannot start the client", dir.display()))?;
-    tokio::time::timeout(Duration::from_secs(60), client.wait_connected())
-        .await
-        .context("no gateway session within 60 s")?
-        .context("the client stopped before reaching its gateway")?;
-    Ok(client)
+    Ok(fleet::connect(dir, fleet::load_options(cli.retransmissions)).await?)
 }
 
 /// What the main task tells one client.

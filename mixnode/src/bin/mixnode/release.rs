@@ -23,6 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use protocol::keys::IdentityKeyPair;
+use protocol::time::Timestamp;
 use tokio::sync::mpsc;
 
 use crate::config::MixSections;
@@ -30,6 +31,9 @@ use crate::config::MixSections;
 /// Half of tokio's timer tick: how early the release task may wake, and
 /// release, so that release instants round to the nearest tick.
 const TIMER_SLACK: Duration = Duration::from_micros(500);
+
+/// Most opened packets taken from the workers in one turn of the task.
+const INTAKE_BATCH: usize = 256;
 
 /// The mix node's role.
 pub struct MixRole;
@@ -116,26 +120,39 @@ struct ReleaseTask {
 impl ReleaseTask {
     async fn run(mut self, mut opened: mpsc::Receiver<Opened<Transmit>>) {
         let mut shutdown = self.node.shutdown.clone();
+        // One timer for the task's whole life, moved only when the earliest
+        // release instant changes: a packet that arrives behind the earliest
+        // one (nearly all of them, once the queue holds a few) costs no
+        // timer registration.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Timestamp> = None;
+        let mut arrived = Vec::with_capacity(INTAKE_BATCH);
         loop {
             // After a rotation the retired epoch's tags leave the journal.
             if let Err(e) = self.journal.follow_epoch(self.node.mixer.current_epoch()) {
                 tracing::error!("replay journal: {e:#}");
             }
-            let clock = self.node.clock;
-            // tokio's timers tick in whole milliseconds and fire at the
-            // first tick at or after their deadline; waking half a tick
-            // early and releasing what is due within it rounds release
-            // instants to the nearest tick instead of always up.
-            let wake = self.queue.next_release().map(|t| {
-                let at = clock.to_tokio(t);
-                at.checked_sub(TIMER_SLACK).unwrap_or(at)
-            });
-            tokio::select! {
-                hop = opened.recv() => {
-                    let Some(hop) = hop else { break };
-                    self.hold(hop);
+            let next = self.queue.next_release();
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(self.wake_at(at));
                 }
-                _ = sleep_until(wake) => self.release_due(),
+                armed = next;
+            }
+            tokio::select! {
+                n = opened.recv_many(&mut arrived, INTAKE_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for hop in arrived.drain(..) {
+                        self.hold(hop);
+                    }
+                }
+                _ = &mut timer, if armed.is_some() => {
+                    self.release_due();
+                    armed = None;
+                }
                 _ = shutdown.requested() => break,
             }
             self.metrics.queue_depth.set(to_i64(self.queue.len()));
@@ -143,6 +160,15 @@ impl ReleaseTask {
         if let Err(e) = self.journal.flush() {
             tracing::error!("replay journal: {e:#}");
         }
+    }
+
+    /// When to wake for a release at `at`: tokio's timers tick in whole
+    /// milliseconds and fire at the first tick at or after their deadline;
+    /// waking half a tick early and releasing what is due within it rounds
+    /// release instants to the nearest tick instead of always up.
+    fn wake_at(&self, at: Timestamp) -> tokio::time::Instant {
+        let at = self.node.clock.to_tokio(at);
+        at.checked_sub(TIMER_SLACK).unwrap_or(at)
     }
 
     /// Journals the packet's tag and holds it until its instant.
@@ -168,13 +194,5 @@ impl ReleaseTask {
         while let Some(t) = self.queue.pop_due(now) {
             self.node.forward(&topology, t.next_hop, t.packet);
         }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

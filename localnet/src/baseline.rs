@@ -1,0 +1,97 @@
+//! The baseline a node's cost is measured against: one Sphinx unwrap.
+//!
+//! A packet at a mix node needs one unwrap and nothing else of substance;
+//! what a node spends beyond it per packet is overhead. The load tools
+//! print a node's CPU per packet beside [`measure_unwrap`], taken on the
+//! same machine in the same run: packets of the node's own Sphinx
+//! (`protocol::sphinx`, every node's default codec) over a two-hop route,
+//! unwrapped at their first hop on one thread, timed by that thread's CPU
+//! clock (time spent descheduled on a loaded machine is not counted, as it
+//! is not in a node's `/proc` CPU times either).
+
+use std::time::Duration;
+
+use protocol::frame::Frame;
+use protocol::keys::{IdentityKeyPair, SphinxKeyPair};
+use protocol::packet::{RouteHop, build_packet};
+use protocol::sphinx::unwrap_packet;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sphinx_packet::route::DestinationAddressBytes;
+
+use crate::error::LocalnetError;
+
+/// The cost of one unwrap on this machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UnwrapBaseline {
+    /// Unwraps timed.
+    pub unwraps: usize,
+    /// CPU time of one unwrap, in microseconds.
+    pub micros: f64,
+}
+
+/// The calling thread's CPU time.
+pub fn thread_cpu_time() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+/// Builds `packets` distinct packets and times `rounds` passes of unwrapping
+/// all of them on the calling thread; the best pass is the baseline (the
+/// least disturbed by other work on the machine).
+pub fn measure_unwrap(packets: usize, rounds: usize) -> Result<UnwrapBaseline, LocalnetError> {
+    let failed = |why: String| LocalnetError::Failed("unwrap baseline".into(), why);
+    let mut rng = ChaCha20Rng::seed_from_u64(0x5eed);
+    let first = SphinxKeyPair::generate(&mut rng);
+    let last = SphinxKeyPair::generate(&mut rng);
+    let route = [
+        RouteHop {
+            id: IdentityKeyPair::generate(&mut rng).node_id(),
+            sphinx_key: first.public(),
+        },
+        RouteHop {
+            id: IdentityKeyPair::generate(&mut rng).node_id(),
+            sphinx_key: last.public(),
+        },
+    ];
+    let frame = Frame::Ack.encode().map_err(|e| failed(e.to_string()))?;
+    let delays = [Duration::from_millis(50), Duration::ZERO];
+    let destination = DestinationAddressBytes::from_bytes([7; 32]);
+    let built: Vec<Vec<u8>> = (0..packets.max(1))
+        .map(|_| {
+            build_packet(&mut rng, &route, &delays, destination, [0; 16], &frame)
+                .map(|p| p.bytes)
+                .map_err(|e| failed(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds.max(1) {
+        let started = thread_cpu_time();
+        for packet in &built {
+            unwrap_packet(first.secret(), packet).map_err(|e| failed(e.to_string()))?;
+        }
+        let spent = thread_cpu_time().saturating_sub(started);
+        best = best.min(spent.as_secs_f64() * 1e6 / built.len() as f64);
+    }
+    Ok(UnwrapBaseline {
+        unwraps: built.len() * rounds.max(1),
+        micros: best,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_unwrap_takes_some_cpu_time() {
+        let b = measure_unwrap(8, 2).unwrap();
+        assert_eq!(b.unwraps, 16);
+        // Two scalar multiplications cannot be free, nor take a second.
+        assert!(b.micros > 1.0 && b.micros < 1e6, "{b:?}");
+    }
+}
