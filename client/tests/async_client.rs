@@ -459,7 +459,10 @@ async fn an_expired_topology_refuses_new_messages_and_cover_goes_on() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = alice.core_stats().await.unwrap();
     let cover = |s: &client_core::ClientStats| s.drop_cover_sent + s.loop_cover_sent;
-    assert!(cover(&after) > cover(&before) + 10, "{before:?} -> {after:?}");
+    assert!(
+        cover(&after) > cover(&before) + 10,
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(after.real_sent, 0);
     timeout(PATIENCE, alice.shutdown()).await.unwrap();
 }

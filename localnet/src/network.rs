@@ -428,7 +428,9 @@ impl LocalNet {
             .lines()
             .find_map(|l| l.strip_prefix("directory key: "))
             .and_then(|t| NodeId::from_base58(t.trim()).ok())
-            .ok_or_else(|| LocalnetError::Failed("directory key".into(), "no key printed".into()))?;
+            .ok_or_else(|| {
+                LocalnetError::Failed("directory key".into(), "no key printed".into())
+            })?;
         for j in 0..n {
             let path = self.authority_dir(j).join("directory.toml");
             let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;

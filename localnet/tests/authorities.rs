@@ -204,7 +204,11 @@ async fn three_authorities_agree_and_the_network_survives_losing_two() {
         loop {
             let mut expired = 0;
             for node in net.mixnodes.iter().chain(&net.gateways) {
-                let prefix = if node.client_address.is_some() { "gateway" } else { "mixnode" };
+                let prefix = if node.client_address.is_some() {
+                    "gateway"
+                } else {
+                    "mixnode"
+                };
                 let value = metric(&node.metrics_url, &format!("{prefix}_topology_expired ")).await;
                 expired += usize::from(value == 1.0);
             }
@@ -238,7 +242,10 @@ async fn three_authorities_agree_and_the_network_survives_losing_two() {
         .unwrap()
         .with_mirrors(vec![mirror]);
     let from_mirror = fresh.refresh().await.unwrap();
-    assert_eq!((from_mirror.epoch, from_mirror.serial), (still.epoch, still.serial));
+    assert_eq!(
+        (from_mirror.epoch, from_mirror.serial),
+        (still.epoch, still.serial)
+    );
 }
 
 /// The voting schedule of the network `topology` belongs to.
@@ -269,7 +276,10 @@ async fn an_authority_restarted_mid_round_fetches_the_votes_and_signs() {
                 .phase_ends
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default();
-            if t.phase == Phase::Vote && left < Duration::from_millis(2_000) && left > Duration::from_millis(1_500) {
+            if t.phase == Phase::Vote
+                && left < Duration::from_millis(2_000)
+                && left > Duration::from_millis(1_500)
+            {
                 return t.round;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -283,7 +293,10 @@ async fn an_authority_restarted_mid_round_fetches_the_votes_and_signs() {
         loop {
             if let Some(d) = served(&urls[0], round.epoch).await {
                 let t = d.verify(&set).unwrap();
-                assert!(t.serial <= round.serial, "round {round} ended without its third signature");
+                assert!(
+                    t.serial <= round.serial,
+                    "round {round} ended without its third signature"
+                );
                 if t.serial == round.serial && d.valid_signers(&set).len() == 3 {
                     return d;
                 }
@@ -293,8 +306,15 @@ async fn an_authority_restarted_mid_round_fetches_the_votes_and_signs() {
     })
     .await;
     assert_eq!(doc.valid_signers(&set).len(), 3);
-    let pulled = metric(&format!("{}/metrics", urls[2]), "directory_votes_pulled_total").await;
-    assert!(pulled >= 2.0, "the restarted authority fetched the others' votes ({pulled})");
+    let pulled = metric(
+        &format!("{}/metrics", urls[2]),
+        "directory_votes_pulled_total",
+    )
+    .await;
+    assert!(
+        pulled >= 2.0,
+        "the restarted authority fetched the others' votes ({pulled})"
+    );
 }
 
 /// A one-connection-at-a-time HTTP server answering every request with
@@ -313,7 +333,8 @@ async fn forging_mirror(body: std::sync::Arc<std::sync::Mutex<Option<String>>>) 
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
                     b.len()
                 ),
-                None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+                None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .into(),
             };
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
@@ -375,8 +396,9 @@ async fn a_replaced_authority_key_is_followed_and_the_retired_one_refused() {
                 .iter()
                 .chain(&net.gateways)
                 .filter(|n| {
-                    std::fs::read_to_string(n.dir.join("topology.authorities.json"))
-                        .is_ok_and(|t| t.contains(&new.to_base58()) && !t.contains(&retired.to_base58()))
+                    std::fs::read_to_string(n.dir.join("topology.authorities.json")).is_ok_and(
+                        |t| t.contains(&new.to_base58()) && !t.contains(&retired.to_base58()),
+                    )
                 })
                 .count();
             if following == net.mixnodes.len() + net.gateways.len() {
@@ -392,10 +414,9 @@ async fn a_replaced_authority_key_is_followed_and_the_retired_one_refused() {
 
     // A newer document signed by the retired key alone, or by the retired
     // key and one current authority, is refused and counted.
-    let retired_key = directory::config::read_key_file(
-        &net.authority_dir(2).join("directory.key.retired"),
-    )
-    .unwrap();
+    let retired_key =
+        directory::config::read_key_file(&net.authority_dir(2).join("directory.key.retired"))
+            .unwrap();
     let first_key =
         directory::config::read_key_file(&net.authority_dir(0).join("directory.key")).unwrap();
     let held = client.refresh().await.unwrap();

@@ -93,7 +93,6 @@ pub struct InitArgs {
     pub authority_threshold: Option<usize>,
 }
 
-
 impl InitArgs {
     /// What the common sections of the config will say, for the folder `data_dir`.
     pub fn template<'a>(&'a self, data_dir: &'a Path) -> Template<'a> {

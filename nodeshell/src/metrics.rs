@@ -258,10 +258,7 @@ impl MetricsEndpoint {
                                 signed.to_json(),
                             )
                                 .into_response(),
-                            None => (
-                                axum::http::StatusCode::NOT_FOUND,
-                                "no topology held yet\n",
-                            )
+                            None => (axum::http::StatusCode::NOT_FOUND, "no topology held yet\n")
                                 .into_response(),
                         }
                     }

@@ -463,12 +463,8 @@ async fn serve<R: Role>(
     };
     // A gateway mirrors the consensus for its clients (docs/topology.md).
     let mirror = (kind == NodeKind::Gateway).then(|| directory.clone());
-    let metrics_server = tokio::spawn(metrics_endpoint.serve(
-        Arc::new(registry),
-        observe,
-        mirror,
-        signal.clone(),
-    ));
+    let metrics_server =
+        tokio::spawn(metrics_endpoint.serve(Arc::new(registry), observe, mirror, signal.clone()));
 
     // Step 7.
     let listen = links.local_addr();

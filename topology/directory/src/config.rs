@@ -396,7 +396,11 @@ mod tests {
     #[test]
     fn a_voting_template_lists_the_authorities_and_parses() {
         let keys: Vec<String> = (1..=3u8)
-            .map(|b| IdentityKeyPair::from_secret_bytes(&[b; 32]).node_id().to_base58())
+            .map(|b| {
+                IdentityKeyPair::from_secret_bytes(&[b; 32])
+                    .node_id()
+                    .to_base58()
+            })
             .collect();
         let voting = Voting {
             authorities: keys

@@ -147,14 +147,7 @@ impl Voter {
         if let Ok(mut slot) = shared.round.lock() {
             *slot = Some(joined);
         }
-        let pulled = pull_votes(
-            shared.clone(),
-            http.clone(),
-            self.peer_urls(),
-            round,
-            until,
-        )
-        .await;
+        let pulled = pull_votes(shared.clone(), http.clone(), self.peer_urls(), round, until).await;
         if pulled > 0 {
             tracing::info!("joined {round} late with {pulled} votes fetched from the others");
         }

@@ -218,7 +218,10 @@ fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
         .map(|d| {
             let (ok, out, err) = run_directory(&["key", "--dir", d]);
             assert!(ok, "{err}");
-            out.trim().strip_prefix("directory key: ").unwrap().to_string()
+            out.trim()
+                .strip_prefix("directory key: ")
+                .unwrap()
+                .to_string()
         })
         .collect();
     // `key` again keeps the key.
@@ -227,14 +230,22 @@ fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
     let flags: Vec<String> = keys
         .iter()
         .enumerate()
-        .flat_map(|(i, k)| ["--authority".to_string(), format!("http://10.0.0.{i}:8080,{k}")])
+        .flat_map(|(i, k)| {
+            [
+                "--authority".to_string(),
+                format!("http://10.0.0.{i}:8080,{k}"),
+            ]
+        })
         .collect();
     let mut args = vec!["init", "--dir", &dirs[0], "--round-secs", "30"];
     args.extend(flags.iter().map(String::as_str));
     args.extend(["--authority-threshold", "3"]);
     let (ok, out, err) = run_directory(&args);
     assert!(ok, "{err}");
-    assert!(out.contains(&keys[0]), "init keeps the key made by `key`: {out}");
+    assert!(
+        out.contains(&keys[0]),
+        "init keeps the key made by `key`: {out}"
+    );
     let config = directory::config::DirectoryConfig::load(
         &std::path::Path::new(&dirs[0]).join("directory.toml"),
     )
@@ -247,13 +258,22 @@ fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
     let bad_key = format!("http://10.0.0.1:8080,{}x", keys[1]);
     let cases: [(Vec<&str>, &str); 4] = [
         (vec!["--authority", &bad_key], "not an authority key"),
-        (vec!["--authority", "10.0.0.1:8080,abc"], "not an authority URL"),
         (
-            [flags.iter().map(String::as_str).collect::<Vec<_>>(), vec!["--authority-threshold", "1"]]
-                .concat(),
+            vec!["--authority", "10.0.0.1:8080,abc"],
+            "not an authority URL",
+        ),
+        (
+            [
+                flags.iter().map(String::as_str).collect::<Vec<_>>(),
+                vec!["--authority-threshold", "1"],
+            ]
+            .concat(),
             "threshold 1 of 3",
         ),
-        (flags[2..].iter().map(String::as_str).collect(), "is not listed"),
+        (
+            flags[2..].iter().map(String::as_str).collect(),
+            "is not listed",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["init", "--dir", &dirs[1]];
@@ -261,6 +281,10 @@ fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
         let (ok, _, err) = run_directory(&args);
         assert!(!ok, "{args:?} accepted");
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!std::path::Path::new(&dirs[1]).join("directory.toml").exists());
+        assert!(
+            !std::path::Path::new(&dirs[1])
+                .join("directory.toml")
+                .exists()
+        );
     }
 }
