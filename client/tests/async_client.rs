@@ -438,3 +438,31 @@ async fn a_complete_message_no_session_opens_is_dropped_and_counted() {
     timeout(PATIENCE, sent.delivered()).await.unwrap().unwrap();
     assert_eq!(ShellStats::get(&bob.stats().undecryptable), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_topology_refuses_new_messages_and_cover_goes_on() {
+    let mut net = TestMixnet::start(9, 1);
+    // The test network's topology as if its epoch had started three epochs ago.
+    let mut expired = (*net.topology).clone();
+    let length = expired.params.epoch_length.as_secs();
+    expired.params.genesis_unix_secs -= 3 * length;
+    net.topology = std::sync::Arc::new(expired);
+    let alice = start_client(&mut net, 0, 90, options());
+    alice.add_contact(&alice.card()).await.unwrap();
+    let refused = alice.send(&alice.address(), b"late".to_vec()).await;
+    let Err(ClientError::TopologyExpired { epoch, .. }) = refused else {
+        panic!("sent on an expired topology: {refused:?}");
+    };
+    assert_eq!(epoch, 0);
+    // The Poisson ticks go on: drop and loop cover keep the rate.
+    let before = alice.core_stats().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = alice.core_stats().await.unwrap();
+    let cover = |s: &client_core::ClientStats| s.drop_cover_sent + s.loop_cover_sent;
+    assert!(
+        cover(&after) > cover(&before) + 10,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.real_sent, 0);
+    timeout(PATIENCE, alice.shutdown()).await.unwrap();
+}

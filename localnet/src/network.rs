@@ -359,6 +359,98 @@ impl LocalNet {
         }
     }
 
+    /// The folder of directory authority `i` (0 is the first): key, config, database, log.
+    pub fn authority_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(match i {
+            0 => "directory".to_string(),
+            i => format!("directory{i}"),
+        })
+    }
+
+    fn authority_process(&mut self, i: usize) -> Option<&mut NodeProcess> {
+        match i {
+            0 => Some(&mut self.directory),
+            i => self
+                .other_authorities
+                .get_mut(i - 1)
+                .map(|a| &mut a.process),
+        }
+    }
+
+    /// Starts directory authority `i` again (after a kill) with its key,
+    /// config and database; returns once it serves.
+    pub fn restart_authority(&mut self, i: usize) -> Result<(), LocalnetError> {
+        let dir = self.authority_dir(i);
+        let config = dir.join("directory.toml").display().to_string();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "directory".into());
+        let mut process = NodeProcess::spawn(
+            &name,
+            &binary("directory"),
+            &["run", "--config", &config],
+            &dir.join("directory.log"),
+        )?;
+        process.wait_for_line("directory", READY_TIMEOUT)?;
+        if let Some(slot) = self.authority_process(i) {
+            slot.kill();
+            *slot = process;
+        }
+        Ok(())
+    }
+
+    /// Replaces the key of directory authority `i` as its operators would:
+    /// the old key file is kept as `directory.key.retired`, a new key is
+    /// made, every authority's config names the new key instead of the old
+    /// one, and every authority restarts. Returns the new key.
+    pub fn replace_authority_key(&mut self, i: usize) -> Result<NodeId, LocalnetError> {
+        let n = self.authorities().len();
+        let old = self
+            .authorities()
+            .get(i)
+            .map(|(_, key)| *key)
+            .ok_or_else(|| LocalnetError::Failed("replace".into(), format!("no authority {i}")))?;
+        for j in 0..n {
+            if let Some(p) = self.authority_process(j) {
+                p.kill();
+            }
+        }
+        let dir = self.authority_dir(i);
+        let key_file = dir.join("directory.key");
+        std::fs::rename(&key_file, dir.join("directory.key.retired"))
+            .map_err(|e| io(&key_file, e))?;
+        let out = run_to_completion(
+            &binary("directory"),
+            &["key", "--dir", &dir.display().to_string()],
+        )?;
+        let new = out
+            .lines()
+            .find_map(|l| l.strip_prefix("directory key: "))
+            .and_then(|t| NodeId::from_base58(t.trim()).ok())
+            .ok_or_else(|| {
+                LocalnetError::Failed("directory key".into(), "no key printed".into())
+            })?;
+        for j in 0..n {
+            let path = self.authority_dir(j).join("directory.toml");
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            let text = text.replace(&old.to_base58(), &new.to_base58());
+            std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+        }
+        match i {
+            0 => self.directory_key = new,
+            i => {
+                if let Some(a) = self.other_authorities.get_mut(i - 1) {
+                    a.key = new;
+                }
+            }
+        }
+        for j in 0..n {
+            self.restart_authority(j)?;
+        }
+        Ok(new)
+    }
+
     /// Kills mix node `i` at once (SIGKILL).
     pub fn kill_mixnode(&mut self, i: usize) {
         if let Some(n) = self.mixnodes.get_mut(i) {

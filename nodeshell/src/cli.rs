@@ -86,21 +86,11 @@ pub struct InitArgs {
     pub directory_key: String,
     /// A directory authority, as `URL,KEY` (repeat for each; replaces
     /// `--directory` and `--directory-key`).
-    #[arg(long = "authority", value_name = "URL,KEY", value_parser = parse_authority)]
+    #[arg(long = "authority", value_name = "URL,KEY", value_parser = directory::config::parse_authority_flag)]
     pub authorities: Vec<(String, String)>,
     /// Signatures of the authorities a topology needs [default: a majority].
     #[arg(long)]
     pub authority_threshold: Option<usize>,
-}
-
-/// Reads `URL,KEY`.
-fn parse_authority(text: &str) -> Result<(String, String), String> {
-    let (url, key) = text
-        .split_once(',')
-        .ok_or_else(|| format!("`{text}`: expected URL,KEY"))?;
-    protocol::keys::NodeId::from_base58(key.trim())
-        .map_err(|e| format!("`{key}`: not an authority key: {e}"))?;
-    Ok((url.trim().to_string(), key.trim().to_string()))
 }
 
 impl InitArgs {

@@ -7,6 +7,12 @@
 //! epoch, the links are pinned to exactly the nodes of the topology, and the
 //! topology is published to the node's tasks. A directory that does not
 //! answer costs nothing: the node keeps working on the topology it has.
+//!
+//! Until that topology expires ([`Topology::valid_until`]): from then on the
+//! node still forwards the packets senders keyed for it (they were built on
+//! the same document), but says so once in the log (an error) and in its
+//! metrics (`topology_expired` 1), so that an operator sees that the
+//! authorities have published nothing for too long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +60,39 @@ pub fn show_topology(metrics: &NodeMetrics, topology: &Topology) {
         .set(to_i64(topology.all_peer_ids().len()));
 }
 
+/// Publishes whether `topology` has expired at `now` and returns it; logs
+/// an error when it has just expired (`was_expired` false), and a notice
+/// when a newer document ends that.
+pub fn show_expiry(
+    metrics: &NodeMetrics,
+    topology: &Topology,
+    now: std::time::SystemTime,
+    was_expired: bool,
+) -> bool {
+    let until = topology.valid_until();
+    let until_secs = until
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    metrics.topology_valid_until.set(to_i64(until_secs));
+    let expired = topology.is_expired(now);
+    metrics.topology_expired.set(i64::from(expired));
+    if expired && !was_expired {
+        tracing::error!(
+            "the topology of epoch {} revision {} expired at unix {until_secs} and no newer consensus came: still forwarding packets keyed for it",
+            topology.epoch,
+            topology.serial
+        );
+    } else if !expired && was_expired {
+        tracing::info!(
+            "a valid topology again: epoch {} revision {}",
+            topology.epoch,
+            topology.serial
+        );
+    }
+    expired
+}
+
 /// The epoch task.
 pub struct EpochFollower {
     /// Registers the node again at each new epoch; holds the directory client and the key files.
@@ -72,6 +111,8 @@ pub struct EpochFollower {
     pub rng: ChaCha20Rng,
     /// Epochs the topology was behind the clock at the last refresh.
     pub stale_epochs: u64,
+    /// Whether the topology had expired at the last refresh.
+    pub expired: bool,
 }
 
 impl EpochFollower {
@@ -112,12 +153,12 @@ impl EpochFollower {
         let _ = self.topology.send(topology);
     }
 
-    /// Publishes how many epochs old `topology` is; warns when that grows.
+    /// Publishes how many epochs old `topology` is and whether it expired;
+    /// warns when the first grows, logs an error when it expires.
     fn show_staleness(&mut self, topology: &Topology) {
-        let now = topology
-            .params
-            .epoch_clock()
-            .epoch_at(std::time::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_secs()));
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_secs());
+        self.expired = show_expiry(&self.metrics, topology, wall, self.expired);
+        let now = topology.params.epoch_clock().epoch_at(wall);
         let stale = now.0.saturating_sub(topology.epoch.0);
         if stale > self.stale_epochs {
             tracing::warn!(
@@ -144,6 +185,39 @@ impl EpochFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expired_topology_shows_in_the_metrics_until_a_newer_one_comes() {
+        use crate::node::NodeKind;
+        use prometheus_client::registry::Registry;
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::register(&mut registry, NodeKind::Mix);
+        let topology = Topology {
+            epoch: Epoch(3),
+            serial: 0,
+            params: NetworkParams {
+                genesis_unix_secs: 100,
+                epoch_length: Duration::from_secs(10),
+                ..NetworkParams::default()
+            },
+            layers: vec![Vec::new(); 3],
+            gateways: Vec::new(),
+            authorities: None,
+        };
+        let at = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        // Epoch 3 is [130, 140); the document is good until 150.
+        assert!(!show_expiry(&metrics, &topology, at(149), false));
+        assert_eq!(metrics.topology_expired.get(), 0);
+        assert_eq!(metrics.topology_valid_until.get(), 150);
+        assert!(show_expiry(&metrics, &topology, at(150), false));
+        assert_eq!(metrics.topology_expired.get(), 1);
+        let newer = Topology {
+            epoch: Epoch(5),
+            ..topology
+        };
+        assert!(!show_expiry(&metrics, &newer, at(150), true));
+        assert_eq!(metrics.topology_expired.get(), 0);
+    }
 
     #[test]
     fn the_refresh_period_notices_a_rotation_early_and_never_spins() {

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use directory::DirectoryClient;
 use mixnode_core::DropReason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -96,6 +97,10 @@ pub struct NodeMetrics {
     pub topology_nodes: Gauge,
     /// Epochs since the one of the topology the node works on (0 while it is current).
     pub topology_stale_epochs: Gauge,
+    /// 1 once the topology the node works on has expired (no newer consensus in time), else 0.
+    pub topology_expired: Gauge,
+    /// When the topology the node works on expires, unix seconds.
+    pub topology_valid_until: Gauge,
     link_dropped: Family<DropLabels, Counter>,
     unpinned_refused: Counter,
 }
@@ -145,6 +150,16 @@ impl NodeMetrics {
                 r,
                 "topology_stale_epochs",
                 "Epochs since the one of the topology the node works on (no newer consensus)",
+            ),
+            topology_expired: gauge(
+                r,
+                "topology_expired",
+                "1 once the topology the node works on has expired (no newer consensus in time)",
+            ),
+            topology_valid_until: gauge(
+                r,
+                "topology_valid_until_seconds",
+                "When the topology the node works on expires, unix seconds",
             ),
             link_dropped: drop_family(
                 r,
@@ -219,9 +234,38 @@ impl MetricsEndpoint {
 
     /// Serves `GET /metrics` until the stop is requested: `observe`, then
     /// the registry's text. A scrape in flight gets until the deadline.
-    pub async fn serve(self, registry: Arc<Registry>, observe: Observe, shutdown: ShutdownSignal) {
+    /// With a `mirror`, also `GET /v1/topology`: the signed topology the
+    /// node holds, byte for byte as the authorities signed it.
+    pub async fn serve(
+        self,
+        registry: Arc<Registry>,
+        observe: Observe,
+        mirror: Option<Arc<DirectoryClient>>,
+        shutdown: ShutdownSignal,
+    ) {
         let observe = Arc::new(observe);
-        let app = axum::Router::new().route(
+        let mut app = axum::Router::new();
+        if let Some(directory) = mirror {
+            app = app.route(
+                "/v1/topology",
+                axum::routing::get(move || {
+                    let held = directory.cached_signed();
+                    async move {
+                        use axum::response::IntoResponse;
+                        match held {
+                            Some(signed) => (
+                                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                                signed.to_json(),
+                            )
+                                .into_response(),
+                            None => (axum::http::StatusCode::NOT_FOUND, "no topology held yet\n")
+                                .into_response(),
+                        }
+                    }
+                }),
+            );
+        }
+        let app = app.route(
             "/metrics",
             axum::routing::get(move || {
                 let registry = registry.clone();

@@ -395,6 +395,7 @@ async fn serve<R: Role>(
     )?;
     metrics.epoch.set(to_i64(topology.epoch.0));
     show_topology(&metrics, &topology);
+    let directory = registration.directory().clone();
     let period = refresh_period(
         &topology.params,
         Duration::from_millis(config.directory.refresh_ms),
@@ -444,6 +445,7 @@ async fn serve<R: Role>(
             period,
             rng: ChaCha20Rng::from_rng(&mut rng),
             stale_epochs: 0,
+            expired: false,
         }
         .run(signal.clone()),
     );
@@ -459,8 +461,10 @@ async fn serve<R: Role>(
             }
         })
     };
+    // A gateway mirrors the consensus for its clients (docs/topology.md).
+    let mirror = (kind == NodeKind::Gateway).then(|| directory.clone());
     let metrics_server =
-        tokio::spawn(metrics_endpoint.serve(Arc::new(registry), observe, signal.clone()));
+        tokio::spawn(metrics_endpoint.serve(Arc::new(registry), observe, mirror, signal.clone()));
 
     // Step 7.
     let listen = links.local_addr();

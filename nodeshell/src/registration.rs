@@ -115,7 +115,7 @@ impl Registration {
     }
 
     /// The directory client.
-    pub fn directory(&self) -> &DirectoryClient {
+    pub fn directory(&self) -> &Arc<DirectoryClient> {
         &self.directory
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use protocol::packet::RouteHop;
 use protocol::{Epoch, IdentityKeyPair, NodeId};
@@ -21,6 +22,10 @@ use crate::envelope::{TOPOLOGY_DOMAIN, check_body, sign_body};
 use crate::error::TopologyError;
 use crate::layers::MIX_LAYERS;
 use crate::params::NetworkParams;
+
+/// Epochs a topology stays valid after its own epoch ends: the document of
+/// epoch `e` expires when epoch `e + 1 + VALID_EPOCHS_AFTER` starts.
+pub const VALID_EPOCHS_AFTER: u64 = 1;
 
 /// Largest signed topology accepted, in bytes of JSON.
 pub const MAX_TOPOLOGY_BYTES: usize = 8 * 1024 * 1024;
@@ -115,6 +120,22 @@ impl Topology {
             Some(next) => Some(next.as_slice()),
             None => Some(self.gateways.as_slice()),
         }
+    }
+
+    /// When this document expires: the start of epoch
+    /// `epoch + 1 + VALID_EPOCHS_AFTER`, from the signed `epoch` and
+    /// `params` alone, so every reader computes the same instant.
+    pub fn valid_until(&self) -> SystemTime {
+        let mut end = self.epoch;
+        for _ in 0..=VALID_EPOCHS_AFTER {
+            end = end.next();
+        }
+        self.params.epoch_clock().epoch_start(end)
+    }
+
+    /// Whether this document has expired at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        now >= self.valid_until()
     }
 
     /// Every listed node id, sorted: the pins a transport accepts.
@@ -376,6 +397,23 @@ pub(crate) mod tests {
             let _ = SignedTopology::from_json(&raw).map(|s| s.verify(&pinned));
             let _ = crate::SignedDescriptor::from_json(&raw).map(|s| s.verify());
         }
+    }
+
+    #[test]
+    fn a_topology_expires_one_epoch_after_its_own() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let mut t = sample(&mut rng, 1, 1);
+        t.params.genesis_unix_secs = 1_000;
+        t.params.epoch_length = Duration::from_secs(60);
+        // Epoch 4 runs from 1 240 to 1 300; the next one to 1 360.
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(t.valid_until(), at(1_360));
+        assert!(!t.is_expired(at(1_250)));
+        assert!(!t.is_expired(at(1_359)));
+        assert!(t.is_expired(at(1_360)));
+        t.epoch = Epoch(5);
+        assert_eq!(t.valid_until(), at(1_420));
     }
 
     #[test]

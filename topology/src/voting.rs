@@ -269,6 +269,23 @@ impl VotingRound {
         })
     }
 
+    /// Joins the round after its vote half ended here (the authority was
+    /// down, or restarted): `own` is kept only to check that the other
+    /// votes agree on parameters, and is not counted, since the others
+    /// closed without it. The consensus is then computed from the votes
+    /// fetched from the other authorities ([`VotingRound::receive_vote`]
+    /// before [`VotingRound::close`]), so that, holding the same votes as
+    /// they do, this authority signs the same body.
+    pub fn join_late(
+        set: AuthoritySet,
+        own: Vote,
+        key: &IdentityKeyPair,
+    ) -> Result<Self, TopologyError> {
+        let mut round = Self::open(set, own, key)?;
+        round.votes.clear();
+        Ok(round)
+    }
+
     /// The round.
     pub fn round(&self) -> RoundId {
         self.round
@@ -606,6 +623,56 @@ mod tests {
             SignatureOutcome::Accepted { valid: 2 }
         );
         assert!(round.complete().is_some());
+    }
+
+    #[test]
+    fn a_late_joiner_signs_the_consensus_of_the_votes_it_fetched() {
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        let (keys, set, nodes) = setup(&mut rng);
+        // Authorities 0 and 1 voted and closed without authority 2; only
+        // authority 0 saw node 0, so it is not listed.
+        let mut early = vec![
+            VotingRound::open(set.clone(), vote(&keys[0], &set, &nodes), &keys[0]).unwrap(),
+            VotingRound::open(set.clone(), vote(&keys[1], &set, &nodes[1..]), &keys[1]).unwrap(),
+        ];
+        let own: Vec<SignedVote> = early.iter().map(|r| r.own_vote().clone()).collect();
+        early[0].receive_vote(&own[1]);
+        early[1].receive_vote(&own[0]);
+        let sig0 = early[0].close(&keys[0]).unwrap();
+        early[1].close(&keys[1]).unwrap();
+        // Authority 2 comes back in the sign half; its own vote (it saw
+        // node 0 too) must not count, since the others closed without it.
+        let mut late =
+            VotingRound::join_late(set.clone(), vote(&keys[2], &set, &nodes), &keys[2]).unwrap();
+        assert_eq!(late.votes(), 0);
+        for v in early[0].signed_votes() {
+            assert!(matches!(late.receive_vote(v), VoteOutcome::Accepted(_)));
+        }
+        let sig2 = late.close(&keys[2]).unwrap();
+        assert_eq!(
+            early[0].receive_signature(&sig2),
+            SignatureOutcome::Accepted { valid: 2 }
+        );
+        assert_eq!(
+            late.receive_signature(&sig0),
+            SignatureOutcome::Accepted { valid: 2 }
+        );
+        assert_eq!(
+            late.complete().unwrap().1.body,
+            early[0].complete().unwrap().1.body
+        );
+        assert_eq!(late.complete().unwrap().0.all_peer_ids().len(), 3);
+        // Had it counted its own vote, node 0 would be in, and its body differ.
+        let mut counted =
+            VotingRound::open(set.clone(), vote(&keys[2], &set, &nodes), &keys[2]).unwrap();
+        for v in early[0].signed_votes() {
+            counted.receive_vote(v);
+        }
+        let other = counted.close(&keys[2]).unwrap();
+        assert!(matches!(
+            early[1].receive_signature(&other),
+            SignatureOutcome::Refused(SignatureRefusal::Mismatch(_))
+        ));
     }
 
     #[test]

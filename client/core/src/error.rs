@@ -49,6 +49,18 @@ pub enum ClientError {
          outdated or from another network)"
     )]
     NoRoute(String),
+    /// The topology the client holds has expired and no newer one came:
+    /// its keys and nodes may be gone, so no new message is sent on it.
+    #[error(
+        "the topology of epoch {epoch} expired at unix {expired_at_unix_secs} and no newer one \
+         could be fetched: not sending (are the directory authorities reachable?)"
+    )]
+    TopologyExpired {
+        /// Epoch of the expired topology.
+        epoch: u64,
+        /// When it expired, unix seconds.
+        expired_at_unix_secs: u64,
+    },
     /// The client task has stopped.
     #[error("the client has stopped")]
     Stopped,

@@ -39,6 +39,10 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// How often the topology is fetched again from the directory.
     pub topology_refresh: Duration,
+    /// Mirrors asked for the topology before the authorities, e.g. the
+    /// client's gateway's `http://<its metrics.listen>` (docs/topology.md);
+    /// what they serve is verified like the authorities' answers.
+    pub topology_mirrors: Vec<String>,
     /// Received messages waiting for [`Client::recv`]; when full, the client
     /// stops taking deliveries from its gateway (which keeps them).
     pub receive_queue: usize,
@@ -57,6 +61,7 @@ impl Default for ClientOptions {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             topology_refresh: Duration::from_secs(300),
+            topology_mirrors: Vec::new(),
             receive_queue: 64,
             command_queue: 64,
             passphrase: None,

@@ -451,6 +451,10 @@ impl<C: GatewayDialer> Driver<C> {
                 claim_address,
                 respond,
             } => {
+                if let Err(e) = self.check_topology_valid() {
+                    let _ = respond.send(Err(e));
+                    return;
+                }
                 let surbs = reply_surbs.unwrap_or(self.options.reply_surbs);
                 let result = self.send(now, &to, &bytes, surbs, lifetime, claim_address);
                 let _ = respond.send(result);
@@ -460,6 +464,10 @@ impl<C: GatewayDialer> Driver<C> {
                 bytes,
                 respond,
             } => {
+                if let Err(e) = self.check_topology_valid() {
+                    let _ = respond.send(Err(e));
+                    return;
+                }
                 let own = self.core.address();
                 let sealed =
                     self.book
@@ -494,6 +502,31 @@ impl<C: GatewayDialer> Driver<C> {
                 finish(saved);
             }
         }
+    }
+
+    /// Refuses a new message once the topology held has expired
+    /// ([`Topology::valid_until`]): cover traffic goes on as before, so the
+    /// refusal changes nothing an observer sees.
+    fn check_topology_valid(&self) -> Result<(), ClientError> {
+        let topology = self.core.routes().topology();
+        #[allow(clippy::disallowed_methods)] // expiry is a wall-clock instant
+        let now = SystemTime::now();
+        if !topology.is_expired(now) {
+            return Ok(());
+        }
+        let expired_at_unix_secs = topology
+            .valid_until()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        tracing::warn!(
+            "message refused: the topology of epoch {} expired at unix {expired_at_unix_secs}",
+            topology.epoch
+        );
+        Err(ClientError::TopologyExpired {
+            epoch: topology.epoch.0,
+            expired_at_unix_secs,
+        })
     }
 
     /// Seals `bytes` for `to` in its session, saves the advanced book, and

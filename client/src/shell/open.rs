@@ -80,10 +80,10 @@ impl Client {
         let (settings, keys) = (&unlocked.settings, &unlocked.keys);
         let authorities = settings.authority_set(&folder)?;
         let gateway = settings.gateway(&folder)?;
-        let directory = Arc::new(DirectoryClient::with_authorities(
-            authorities,
-            Some(folder.topology_path()),
-        )?);
+        let directory = Arc::new(
+            DirectoryClient::with_authorities(authorities, Some(folder.topology_path()))?
+                .with_mirrors(options.topology_mirrors.clone()),
+        );
         let topology = directory.topology().await?;
         let entry = topology
             .gateways

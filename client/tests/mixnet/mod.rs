@@ -60,7 +60,15 @@ fn mixer(rng: &mut ChaCha20Rng, role: MixerRole) -> (Mixer, NodeEntry) {
 
 /// Network parameters small enough for fast tests.
 pub fn test_params() -> NetworkParams {
+    // Epoch 0 starts now, so the test topology is valid (not expired) for
+    // the two epochs of `Topology::valid_until`.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     NetworkParams {
+        genesis_unix_secs: now,
         mean_delay: Duration::from_millis(20),
         lambda_p: 50.0,
         lambda_l: 2.0,

@@ -17,6 +17,10 @@
 //! held is refused and counted as a conflict (it would take `k` authorities
 //! signing two documents): the first one stays.
 //!
+//! Mirrors ([`DirectoryClient::with_mirrors`], e.g. a gateway's
+//! `GET /v1/topology`) are asked before the authorities; their answers are
+//! verified the same way, so a mirror can withhold or delay but not forge.
+//!
 //! When an accepted document names another authority set (a key added,
 //! replaced or retired by a consensus the old set signed), the client holds
 //! that set from then on, and keeps it next to its cache across restarts.
@@ -83,10 +87,10 @@ pub enum DirectoryClientError {
     },
 }
 
-/// What the client holds: the last good topology and the bytes it came in.
+/// What the client holds: the last good topology and the envelope it came in.
 struct Held {
     topology: Arc<Topology>,
-    body: String,
+    signed: SignedTopology,
 }
 
 /// Fetches, verifies and caches topologies; registers descriptors.
@@ -95,6 +99,8 @@ pub struct DirectoryClient {
     authorities: Mutex<AuthoritySet>,
     /// Which authority to ask first next time (they take turns).
     next: AtomicUsize,
+    /// Mirrors (e.g. the client's gateway) asked before the authorities.
+    mirrors: Vec<String>,
     cache_path: Option<PathBuf>,
     current: Mutex<Option<Held>>,
     bad_signature: AtomicU64,
@@ -137,12 +143,33 @@ impl DirectoryClient {
             http,
             authorities: Mutex::new(authorities),
             next: AtomicUsize::new(0),
+            mirrors: Vec::new(),
             cache_path,
             current: Mutex::new(current),
             bad_signature: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             set_changes: AtomicU64::new(0),
         })
+    }
+
+    /// Asks these mirrors (base URLs serving `GET /v1/topology`, such as a
+    /// gateway's) for the current topology before the authorities. A mirror
+    /// cannot forge: what it serves is verified like an authority's answer.
+    pub fn with_mirrors(mut self, mirrors: Vec<String>) -> Self {
+        self.mirrors = mirrors
+            .into_iter()
+            .map(|m| m.trim_end_matches('/').to_string())
+            .collect();
+        self
+    }
+
+    /// The envelope of the last good topology, exactly as verified (what a
+    /// mirror serves).
+    pub fn cached_signed(&self) -> Option<SignedTopology> {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|h| h.signed.clone()))
     }
 
     /// The authority set held now (the pinned one, or the one followed since).
@@ -207,7 +234,8 @@ impl DirectoryClient {
     /// serves a good one; on success it becomes the cached one.
     pub async fn refresh(&self) -> Result<Arc<Topology>, DirectoryClientError> {
         let mut last = DirectoryClientError::NoTopology;
-        for url in self.urls() {
+        let sources = self.mirrors.iter().cloned().chain(self.urls());
+        for url in sources {
             match self.refresh_from(&url).await {
                 Ok(topology) => return Ok(topology),
                 Err(e) => {
@@ -233,7 +261,7 @@ impl DirectoryClient {
                 });
             }
             if (t.epoch, t.serial) == (h.epoch, h.serial) {
-                if held.body != signed.body {
+                if held.signed.body != signed.body {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         "{url} serves a different topology of epoch {} revision {} than the one held; keeping the first",
@@ -255,7 +283,7 @@ impl DirectoryClient {
         if let Ok(mut current) = self.current.lock() {
             *current = Some(Held {
                 topology: topology.clone(),
-                body: signed.body.clone(),
+                signed,
             });
         }
         Ok(topology)
@@ -449,7 +477,7 @@ fn load_cache(path: &Path, pinned: &AuthoritySet) -> Option<Held> {
     match signed.and_then(|s| s.verify(pinned).map(|t| (t, s))) {
         Ok((topology, signed)) => Some(Held {
             topology: Arc::new(topology),
-            body: signed.body,
+            signed,
         }),
         Err(e) => {
             tracing::warn!("{}: cached topology ignored: {e}", path.display());

@@ -204,10 +204,32 @@ impl DirectoryConfig {
         Self::template(SocketAddr::from(([127, 0, 0, 1], 8080)), &network)
     }
 
-    /// A commented config listening on `listen` and publishing `network`.
+    /// A commented config listening on `listen` and publishing `network`,
+    /// as the network's only authority.
     pub fn template(listen: SocketAddr, network: &NetworkParams) -> String {
+        Self::template_voting(listen, network, &Voting::default())
+    }
+
+    /// A commented config listening on `listen`, publishing `network`, and
+    /// voting with the authorities of `voting` (none: the only authority).
+    pub fn template_voting(listen: SocketAddr, network: &NetworkParams, voting: &Voting) -> String {
         let n = network;
         let genesis_unix_secs = n.genesis_unix_secs;
+        let threshold = match voting.threshold {
+            Some(k) => format!("threshold = {k}"),
+            None => "# threshold = 2".to_string(),
+        };
+        let authorities: String = if voting.authorities.is_empty() {
+            "#   [[authorities]]\n#   url = \"http://10.0.0.1:8080\"\n#   public_key = \"<base58>\"\n"
+                .to_string()
+        } else {
+            voting
+                .authorities
+                .iter()
+                .map(|(url, key)| format!("[[authorities]]\nurl = {url:?}\npublic_key = {key:?}\n"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         format!(
             r#"# Directory of the mixnet: collects signed node descriptors and publishes
 # one signed topology per epoch over HTTP.
@@ -234,14 +256,12 @@ allowed_nodes = []
 # Each round agrees on one consensus (a revision of the current epoch, or the
 # next epoch's first one). Unused by a directory that is the only authority.
 round_secs = {}
+# Signatures a consensus needs (default: more than half of the authorities).
+{threshold}
 # The directory authorities of the network, this one included, each with its
 # [[authorities]] table (url, public_key). None: this directory is the only
 # authority (n = k = 1) and publishes alone.
-#   [[authorities]]
-#   url = "http://10.0.0.1:8080"
-#   public_key = "<base58>"
-# Signatures a consensus needs (default: more than half of the authorities).
-# threshold = 2
+{authorities}
 
 # Network-wide parameters, published in every topology document.
 [network]
@@ -267,7 +287,7 @@ packet_size = {}
 "#,
             default_max_absent_epochs(),
             default_max_nodes(),
-            default_round_secs(),
+            voting.round_secs.unwrap_or_else(default_round_secs),
             n.epoch_length.as_secs(),
             n.mean_delay.as_millis(),
             n.max_delay.as_millis(),
@@ -278,6 +298,33 @@ packet_size = {}
             n.packet_size,
         )
     }
+}
+
+/// The voting part of a config `directory init` writes.
+#[derive(Clone, Debug, Default)]
+pub struct Voting {
+    /// Every authority of the network as (URL, base58 key), this one included.
+    pub authorities: Vec<(String, String)>,
+    /// Signatures a consensus needs (default: a majority).
+    pub threshold: Option<usize>,
+    /// Length of a voting round, seconds (default 300).
+    pub round_secs: Option<u64>,
+}
+
+/// Reads an `--authority URL,KEY` flag (the directory's and the nodes'):
+/// an http(s) URL and a base58 authority key.
+pub fn parse_authority_flag(text: &str) -> Result<(String, String), String> {
+    let (url, key) = text
+        .split_once(',')
+        .ok_or_else(|| format!("`{text}`: expected URL,KEY"))?;
+    let (url, key) = (url.trim(), key.trim());
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 256 {
+        return Err(format!(
+            "`{url}`: not an authority URL (http:// or https://, at most 256 bytes)"
+        ));
+    }
+    NodeId::from_base58(key).map_err(|e| format!("`{key}`: not an authority key: {e}"))?;
+    Ok((url.to_string(), key.to_string()))
 }
 
 /// Writes a new key file (mode 0600); refuses to overwrite one.
@@ -343,6 +390,48 @@ mod tests {
             "packet_size",
         ] {
             assert!(text.contains(&format!("\n{key} = ")), "{key} missing");
+        }
+    }
+
+    #[test]
+    fn a_voting_template_lists_the_authorities_and_parses() {
+        let keys: Vec<String> = (1..=3u8)
+            .map(|b| {
+                IdentityKeyPair::from_secret_bytes(&[b; 32])
+                    .node_id()
+                    .to_base58()
+            })
+            .collect();
+        let voting = Voting {
+            authorities: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("http://10.0.0.{i}:8080"), k.clone()))
+                .collect(),
+            threshold: Some(3),
+            round_secs: Some(60),
+        };
+        let network = NetworkParams {
+            genesis_unix_secs: 5,
+            ..NetworkParams::default()
+        };
+        let text = DirectoryConfig::template_voting(
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            &network,
+            &voting,
+        );
+        let c = DirectoryConfig::parse(&text).unwrap();
+        assert_eq!(c.round_secs, 60);
+        let set = c.authority_set().unwrap();
+        assert_eq!((set.len(), set.threshold), (3, 3));
+        assert_eq!(c.network, network);
+        assert!(parse_authority_flag(&format!("http://x:1,{}", keys[0])).is_ok());
+        for bad in [
+            format!("htp://x:1,{}", keys[0]),
+            "http://x:1,notakey".to_string(),
+            keys[0].clone(),
+        ] {
+            assert!(parse_authority_flag(&bad).is_err(), "{bad}");
         }
     }
 

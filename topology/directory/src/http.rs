@@ -9,6 +9,9 @@
 //!   way. 200 when recorded (or already held); 400 malformed, 403 bad
 //!   signature or not an authority, 409 for another round, late, or a second
 //!   vote of the same authority, 413 oversize, 422 other parameters.
+//! - `GET /v1/votes`: the votes this authority holds for the round under
+//!   way (its own included), as a JSON array of vote envelopes, so that an
+//!   authority that missed them (it restarted) fetches them.
 //! - `POST /v1/signatures`: another authority's signature over the round's
 //!   consensus. 200 when added (or held until this authority computed its
 //!   own), 400 malformed, 403 not an authority, 409 for another round or
@@ -86,7 +89,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/topology", get(get_current))
         .route("/v1/topology/{epoch}", get(get_epoch))
         .route("/metrics", get(get_metrics))
-        .route("/v1/votes", post(post_vote))
+        .route("/v1/votes", post(post_vote).get(get_votes))
         .route("/v1/signatures", post(post_signature))
         .layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BYTES * 2))
         .with_state(shared)
@@ -263,6 +266,22 @@ async fn post_vote(State(shared): State<Arc<Shared>>, body: Body) -> Response {
             refuse(refusal.label(), status, refusal.to_string())
         }
     }
+}
+
+async fn get_votes(State(shared): State<Arc<Shared>>) -> Response {
+    let votes: Vec<SignedVote> = match shared.round.lock() {
+        Ok(round) => round
+            .as_ref()
+            .map(|r| r.signed_votes().cloned().collect())
+            .unwrap_or_default(),
+        Err(_) => return internal("voting round lock poisoned"),
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&votes).unwrap_or_else(|_| "[]".into()),
+    )
+        .into_response()
 }
 
 async fn post_signature(State(shared): State<Arc<Shared>>, body: Body) -> Response {

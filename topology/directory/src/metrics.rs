@@ -34,6 +34,8 @@ pub struct DirectoryMetrics {
     pub epoch: Gauge,
     /// Votes of other authorities recorded.
     pub votes_accepted: Counter,
+    /// Votes of other authorities fetched from a peer and recorded.
+    pub votes_pulled: Counter,
     /// Votes refused, by reason.
     pub votes_refused: Family<RefusalLabels, Counter>,
     /// Own votes or signatures that could not be delivered to a peer in time.
@@ -63,6 +65,7 @@ impl DirectoryMetrics {
             nodes: Gauge::default(),
             epoch: Gauge::default(),
             votes_accepted: Counter::default(),
+            votes_pulled: Counter::default(),
             votes_refused: Family::default(),
             posts_failed: Family::default(),
             signatures_accepted: Counter::default(),
@@ -96,13 +99,18 @@ impl DirectoryMetrics {
             metrics.votes_accepted.clone(),
         );
         registry.register(
+            "votes_pulled",
+            "Votes of other authorities fetched from a peer (GET /v1/votes) and recorded",
+            metrics.votes_pulled.clone(),
+        );
+        registry.register(
             "votes_refused",
             "Votes refused, by reason",
             metrics.votes_refused.clone(),
         );
         registry.register(
             "posts_failed",
-            "Own votes (kind=vote) or signatures (kind=signature) not delivered to a peer in time",
+            "Exchanges with a peer that failed in time: own vote (reason=vote) or signature (reason=signature) not delivered, held votes not fetched (reason=pull)",
             metrics.posts_failed.clone(),
         );
         registry.register(

@@ -10,14 +10,14 @@
 //! are the round's; this file only moves bytes and waits.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use protocol::IdentityKeyPair;
 use tokio::sync::watch;
 use topology::authority::AuthoritySet;
 use topology::params::NetworkParams;
-use topology::vote::{RoundId, Vote};
-use topology::voting::{Phase, VotingRound, VotingSchedule};
+use topology::vote::{MAX_VOTE_BYTES, RoundId, SignedVote, Vote};
+use topology::voting::{Phase, VoteOutcome, VoteRefusal, VotingRound, VotingSchedule};
 
 use crate::client::REQUEST_TIMEOUT;
 use crate::http::Shared;
@@ -64,6 +64,15 @@ impl Voter {
                 opened = Some(round);
                 self.open(&shared, &http, round, time.phase_ends).await;
             }
+            if opened != Some(round) && time.phase == Phase::Sign {
+                // Back in the sign half (a restart): join the round with the
+                // votes the others hold, or sit it out if they hold none.
+                opened = Some(round);
+                if self.join_late(&shared, &http, round, time.phase_ends).await {
+                    closed = Some(round);
+                    self.close(&shared, &http, round, time.phase_ends);
+                }
+            }
             if time.phase == Phase::Sign && opened == Some(round) && closed != Some(round) {
                 closed = Some(round);
                 self.close(&shared, &http, round, time.phase_ends);
@@ -81,38 +90,17 @@ impl Voter {
         }
     }
 
-    /// Opens `round` with this authority's vote and posts it to the others.
+    /// Opens `round` with this authority's vote, posts it to the others,
+    /// and fetches theirs (those it missed while it was down).
     async fn open(
         &self,
         shared: &Arc<Shared>,
         http: &reqwest::Client,
         round: RoundId,
-        until: std::time::SystemTime,
+        until: SystemTime,
     ) {
-        let now_epoch = shared.clock.epoch_at((shared.now)());
-        let state_shared = shared.clone();
-        let material = tokio::task::spawn_blocking(move || {
-            state_shared
-                .state
-                .lock()
-                .map(|mut s| s.vote_material(round.epoch, now_epoch))
-                .ok()
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some((nodes, previous_layers)) = material else {
-            tracing::error!("directory state unavailable: no vote for {round}");
+        let Some(vote) = self.vote(shared, round).await else {
             return;
-        };
-        let vote = Vote {
-            authority: self.key.node_id(),
-            round,
-            round_secs: self.round_secs,
-            params: self.params.clone(),
-            authorities: self.set.clone(),
-            previous_layers,
-            nodes,
         };
         let voted = vote.nodes.len();
         let opened = match VotingRound::open(self.set.clone(), vote, &self.key) {
@@ -128,6 +116,82 @@ impl Voter {
         }
         tracing::debug!("voting for {round} with {voted} nodes");
         self.post_to_peers(shared, http, "/v1/votes", body, "vote", until);
+        tokio::spawn(pull_votes(
+            shared.clone(),
+            http.clone(),
+            self.peer_urls(),
+            round,
+            until,
+        ));
+    }
+
+    /// Joins `round` after its vote half: fetches the votes the others
+    /// hold; returns whether there were any (then the round can be closed).
+    async fn join_late(
+        &self,
+        shared: &Arc<Shared>,
+        http: &reqwest::Client,
+        round: RoundId,
+        until: SystemTime,
+    ) -> bool {
+        let Some(vote) = self.vote(shared, round).await else {
+            return false;
+        };
+        let joined = match VotingRound::join_late(self.set.clone(), vote, &self.key) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot join {round}: {e}");
+                return false;
+            }
+        };
+        if let Ok(mut slot) = shared.round.lock() {
+            *slot = Some(joined);
+        }
+        let pulled = pull_votes(shared.clone(), http.clone(), self.peer_urls(), round, until).await;
+        if pulled > 0 {
+            tracing::info!("joined {round} late with {pulled} votes fetched from the others");
+        }
+        pulled > 0
+    }
+
+    /// The other authorities' base URLs.
+    fn peer_urls(&self) -> Vec<String> {
+        let me = self.key.node_id();
+        self.set
+            .authorities
+            .iter()
+            .filter(|a| a.id != me)
+            .map(|a| a.url.trim_end_matches('/').to_string())
+            .collect()
+    }
+
+    /// This authority's vote for `round`, from its state.
+    async fn vote(&self, shared: &Arc<Shared>, round: RoundId) -> Option<Vote> {
+        let now_epoch = shared.clock.epoch_at((shared.now)());
+        let state_shared = shared.clone();
+        let material = tokio::task::spawn_blocking(move || {
+            state_shared
+                .state
+                .lock()
+                .map(|mut s| s.vote_material(round.epoch, now_epoch))
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((nodes, previous_layers)) = material else {
+            tracing::error!("directory state unavailable: no vote for {round}");
+            return None;
+        };
+        Some(Vote {
+            authority: self.key.node_id(),
+            round,
+            round_secs: self.round_secs,
+            params: self.params.clone(),
+            authorities: self.set.clone(),
+            previous_layers,
+            nodes,
+        })
     }
 
     /// Ends the vote half: computes, signs and posts the consensus signature.
@@ -136,7 +200,7 @@ impl Voter {
         shared: &Arc<Shared>,
         http: &reqwest::Client,
         round: RoundId,
-        until: std::time::SystemTime,
+        until: SystemTime,
     ) {
         let closed = match shared.round.lock() {
             Ok(mut slot) => slot
@@ -231,7 +295,7 @@ impl Voter {
         path: &'static str,
         body: String,
         what: &'static str,
-        until: std::time::SystemTime,
+        until: SystemTime,
     ) {
         let me = self.key.node_id();
         for peer in self.set.authorities.iter().filter(|a| a.id != me) {
@@ -264,4 +328,94 @@ impl Voter {
             });
         }
     }
+}
+
+/// Fetches the votes each peer holds (`GET /v1/votes`) and records those of
+/// `round` in the shared round; returns how many were new. A peer that does
+/// not answer before `until` is counted in `posts_failed{reason="pull"}`.
+async fn pull_votes(
+    shared: Arc<Shared>,
+    http: reqwest::Client,
+    peers: Vec<String>,
+    round: RoundId,
+    until: SystemTime,
+) -> usize {
+    let left = until
+        .duration_since((shared.now)())
+        .unwrap_or_default()
+        .min(REQUEST_TIMEOUT);
+    if left.is_zero() {
+        return 0;
+    }
+    let limit = (peers.len() + 1) * (MAX_VOTE_BYTES + MAX_VOTE_BYTES / 4) + 1024;
+    let mut fetches = tokio::task::JoinSet::new();
+    for url in peers {
+        let http = http.clone();
+        fetches.spawn(async move {
+            let fetched = fetch_votes(&http, &url, left, limit).await;
+            (url, fetched)
+        });
+    }
+    let mut new = 0;
+    while let Some(joined) = fetches.join_next().await {
+        let Ok((url, fetched)) = joined else { continue };
+        let votes = match fetched {
+            Ok(votes) => votes,
+            Err(e) => {
+                DirectoryMetrics::count(&shared.metrics.posts_failed, "pull");
+                tracing::debug!("{url}/v1/votes: {e}");
+                continue;
+            }
+        };
+        for vote in votes {
+            let outcome = match shared.round.lock() {
+                Ok(mut slot) => match slot.as_mut().filter(|r| r.round() == round) {
+                    Some(r) => r.receive_vote(&vote),
+                    None => return new,
+                },
+                Err(_) => return new,
+            };
+            match outcome {
+                VoteOutcome::Accepted(id) => {
+                    new += 1;
+                    shared.metrics.votes_pulled.inc();
+                    tracing::debug!("vote of {id} fetched from {url}");
+                }
+                VoteOutcome::Duplicate => {}
+                // A peer already in the next round: nothing wrong.
+                VoteOutcome::Refused(VoteRefusal::OtherRound(_)) => {}
+                VoteOutcome::Refused(refusal) => {
+                    DirectoryMetrics::count(&shared.metrics.votes_refused, refusal.label());
+                    tracing::warn!("vote fetched from {url} refused: {refusal}");
+                }
+            }
+        }
+    }
+    new
+}
+
+/// One peer's held votes, read up to `limit` bytes within `timeout`.
+async fn fetch_votes(
+    http: &reqwest::Client,
+    base_url: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Vec<SignedVote>, String> {
+    let mut response = http
+        .get(format!("{base_url}/v1/votes"))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("more than {limit} bytes of votes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not a list of votes: {e}"))
 }

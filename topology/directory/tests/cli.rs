@@ -196,3 +196,95 @@ fn start_up_errors_are_one_line_naming_the_file_and_field() {
     let e = run(&dir.path().join("missing.toml"));
     assert!(e.contains("missing.toml"), "{e}");
 }
+
+/// Runs `directory` with `args`; (success, stdout, stderr).
+fn run_directory(args: &[&str]) -> (bool, String, String) {
+    let out = directory().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<String> = (0..3)
+        .map(|i| root.path().join(format!("a{i}")).display().to_string())
+        .collect();
+    let keys: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let (ok, out, err) = run_directory(&["key", "--dir", d]);
+            assert!(ok, "{err}");
+            out.trim()
+                .strip_prefix("directory key: ")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // `key` again keeps the key.
+    let (_, again, _) = run_directory(&["key", "--dir", &dirs[0]]);
+    assert!(again.contains(&keys[0]));
+    let flags: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| {
+            [
+                "--authority".to_string(),
+                format!("http://10.0.0.{i}:8080,{k}"),
+            ]
+        })
+        .collect();
+    let mut args = vec!["init", "--dir", &dirs[0], "--round-secs", "30"];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend(["--authority-threshold", "3"]);
+    let (ok, out, err) = run_directory(&args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&keys[0]),
+        "init keeps the key made by `key`: {out}"
+    );
+    let config = directory::config::DirectoryConfig::load(
+        &std::path::Path::new(&dirs[0]).join("directory.toml"),
+    )
+    .unwrap();
+    let set = config.authority_set().unwrap();
+    assert_eq!((set.len(), set.threshold, config.round_secs), (3, 3, 30));
+
+    // A typo in a key, a URL without its scheme, a threshold of half the
+    // set, and a set without this directory: each a clear error, no config.
+    let bad_key = format!("http://10.0.0.1:8080,{}x", keys[1]);
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["--authority", &bad_key], "not an authority key"),
+        (
+            vec!["--authority", "10.0.0.1:8080,abc"],
+            "not an authority URL",
+        ),
+        (
+            [
+                flags.iter().map(String::as_str).collect::<Vec<_>>(),
+                vec!["--authority-threshold", "1"],
+            ]
+            .concat(),
+            "threshold 1 of 3",
+        ),
+        (
+            flags[2..].iter().map(String::as_str).collect(),
+            "is not listed",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["init", "--dir", &dirs[1]];
+        args.extend(extra);
+        let (ok, _, err) = run_directory(&args);
+        assert!(!ok, "{args:?} accepted");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(
+            !std::path::Path::new(&dirs[1])
+                .join("directory.toml")
+                .exists()
+        );
+    }
+}

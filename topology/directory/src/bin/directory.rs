@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use directory::DirectoryServer;
-use directory::config::{CONFIG_FILE, DirectoryConfig, KEY_FILE, read_key_file, write_key_file};
+use directory::config::{
+    CONFIG_FILE, DirectoryConfig, KEY_FILE, Voting, parse_authority_flag, read_key_file,
+    write_key_file,
+};
 use protocol::IdentityKeyPair;
 use rand::SeedableRng;
 use rand::rngs::{StdRng, SysRng};
@@ -38,6 +41,24 @@ enum Command {
         /// Start of epoch 0, unix seconds [default: now].
         #[arg(long)]
         genesis_unix_secs: Option<u64>,
+        /// A directory authority of the network, as `URL,KEY` (repeat for
+        /// each, this one included, as the nodes' `--authority`); none: this
+        /// directory is the only authority. Make the key first with `directory key`.
+        #[arg(long = "authority", value_name = "URL,KEY", value_parser = parse_authority_flag)]
+        authorities: Vec<(String, String)>,
+        /// Signatures of the authorities a consensus needs [default: a majority].
+        #[arg(long)]
+        authority_threshold: Option<usize>,
+        /// Length of a voting round, seconds, the same at every authority [default: 300].
+        #[arg(long)]
+        round_secs: Option<u64>,
+    },
+    /// Writes a new key (mode 0600) into a folder, or keeps the one there,
+    /// and prints its public half: what the other authorities list.
+    Key {
+        /// The folder to write `directory.key` into.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Serves the directory described by a config file.
     Run {
@@ -73,7 +94,24 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             epoch_length_secs,
             genesis_unix_secs,
-        } => init(&dir, listen, epoch_length_secs, genesis_unix_secs),
+            authorities,
+            authority_threshold,
+            round_secs,
+        } => init(
+            &dir,
+            listen,
+            epoch_length_secs,
+            genesis_unix_secs,
+            Voting {
+                authorities,
+                threshold: authority_threshold,
+                round_secs,
+            },
+        ),
+        Command::Key { dir } => {
+            println!("directory key: {}", key_in(&dir)?.node_id());
+            Ok(())
+        }
         Command::Id { config } => {
             let config = DirectoryConfig::load(&config)?;
             println!("{}", read_key_file(&config.key_file)?.node_id());
@@ -97,6 +135,7 @@ fn init(
     listen: SocketAddr,
     epoch_length_secs: u64,
     genesis: Option<u64>,
+    voting: Voting,
 ) -> Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -108,6 +147,12 @@ fn init(
         ..NetworkParams::default()
     };
     network.validate().context("--epoch-length-secs")?;
+    if voting.round_secs == Some(0) {
+        bail!("--round-secs must be at least 1");
+    }
+    if voting.authorities.is_empty() && voting.threshold.is_some() {
+        bail!("--authority-threshold is set but no --authority is listed");
+    }
     let config_path = dir.join(CONFIG_FILE);
     if config_path.exists() {
         bail!(
@@ -115,16 +160,42 @@ fn init(
             config_path.display()
         );
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let mut rng = StdRng::try_from_rng(&mut SysRng).context("cannot seed the random generator")?;
-    let key = IdentityKeyPair::generate(&mut rng);
-    write_key_file(&dir.join(KEY_FILE), &key)?;
-    std::fs::write(&config_path, DirectoryConfig::template(listen, &network))
+    let key = key_in(dir)?;
+    let text = DirectoryConfig::template_voting(listen, &network, &voting);
+    // The written file must be one `run` accepts: check the set now.
+    let parsed = DirectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{e}"));
+    let parsed = parsed.context("--authority / --authority-threshold")?;
+    if parsed.votes() {
+        let set = parsed
+            .authority_set()
+            .context("--authority / --authority-threshold")?;
+        if !set.contains(&key.node_id()) {
+            bail!(
+                "--authority: this directory's key {} is not listed; list every authority, this one included (`directory key --dir {}` prints it)",
+                key.node_id(),
+                dir.display()
+            );
+        }
+    }
+    std::fs::write(&config_path, text)
         .with_context(|| format!("{}: cannot write config", config_path.display()))?;
     println!("directory key: {}", key.node_id());
     println!("config: {}", config_path.display());
     Ok(())
+}
+
+/// The key in `dir`: the one there, or a new one (mode 0600).
+fn key_in(dir: &Path) -> Result<IdentityKeyPair> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        return Ok(read_key_file(&path)?);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let mut rng = StdRng::try_from_rng(&mut SysRng).context("cannot seed the random generator")?;
+    let key = IdentityKeyPair::generate(&mut rng);
+    write_key_file(&path, &key)?;
+    Ok(key)
 }
 
 async fn serve(config: DirectoryConfig, key: IdentityKeyPair) -> Result<()> {
