@@ -354,7 +354,11 @@ async fn a_client_that_never_reads_keeps_its_window_and_quota_while_others_are_s
     );
     // The delivery window: at most that many pushed to her and not acknowledged.
     let window = gateway_core::GatewayConfig::default().delivery_window as u64;
-    assert!(delivered - honest <= window, "{} pushed", delivered - honest);
+    assert!(
+        delivered - honest <= window,
+        "{} pushed",
+        delivered - honest
+    );
     assert_eq!(gw.metric("gateway_mailbox_messages"), quota);
     assert_eq!(gw.metric("gateway_client_sessions_too_slow_total"), 0);
     assert_eq!(
