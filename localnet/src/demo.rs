@@ -77,7 +77,13 @@ fn exchange(
         ));
     }
     let line = receiver.wait_for_line("", Duration::from_secs(60))?;
-    Ok((line, start.elapsed()))
+    // `receive` prints "TIME SENDER: TEXT"; the demo shows the text.
+    let text = line
+        .split_once(' ')
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map_or(line.as_str(), |(_, text)| text)
+        .to_string();
+    Ok((text, start.elapsed()))
 }
 
 /// Runs the demo: Alice on the first gateway, Bob on the second.

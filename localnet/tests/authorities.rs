@@ -13,6 +13,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    // The real processes run on the real clock; the test reads it too.
+    clippy::disallowed_methods,
     clippy::panic
 )]
 

@@ -24,7 +24,8 @@ fn shipped_scenarios_and_sweeps_parse() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("sweep_") {
             let sweep = Sweep::from_file(&path).unwrap();
-            assert!(sweep.len() >= 9, "{name}");
+            // The smallest shipped grid is the intersection sweep's 3 × 2.
+            assert!(sweep.len() >= 6, "{name}: {} points", sweep.len());
         } else {
             Scenario::from_file(&path).unwrap();
         }

@@ -631,7 +631,7 @@ mod tests {
         let (keys, set, nodes) = setup(&mut rng);
         // Authorities 0 and 1 voted and closed without authority 2; only
         // authority 0 saw node 0, so it is not listed.
-        let mut early = vec![
+        let mut early = [
             VotingRound::open(set.clone(), vote(&keys[0], &set, &nodes), &keys[0]).unwrap(),
             VotingRound::open(set.clone(), vote(&keys[1], &set, &nodes[1..]), &keys[1]).unwrap(),
         ];

@@ -139,7 +139,7 @@ pub fn authority_votes(data: &[u8]) {
                 let Ok(text) = std::str::from_utf8(input.record()) else {
                     continue;
                 };
-                let signed = if body % 2 == 0 {
+                let signed = if body.is_multiple_of(2) {
                     let Ok(signed) = SignedVote::from_json(text) else {
                         continue;
                     };

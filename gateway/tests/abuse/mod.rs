@@ -462,7 +462,7 @@ async fn peers_sending_one_byte_a_second_are_closed_at_the_auth_timeout_and_coun
     }
     let rss_peak = peak.finish();
     let growth = rss_peak.saturating_sub(rss_before);
-    let closed = closed_after.lock().unwrap();
+    let closed = std::mem::take(&mut *closed_after.lock().unwrap());
     let longest = closed.iter().map(|(d, _)| *d).max().unwrap_or_default();
     let shortest = closed.iter().map(|(d, _)| *d).min().unwrap_or_default();
     eprintln!(

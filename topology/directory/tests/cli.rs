@@ -270,8 +270,13 @@ fn init_writes_the_authorities_section_from_flags_and_names_a_typo() {
             .concat(),
             "threshold 1 of 3",
         ),
+        // Every authority but this one (the second, whose folder is used).
         (
-            flags[2..].iter().map(String::as_str).collect(),
+            flags[..2]
+                .iter()
+                .chain(&flags[4..])
+                .map(String::as_str)
+                .collect(),
             "is not listed",
         ),
     ];

@@ -250,7 +250,7 @@ async fn run(command: Command) -> Result<()> {
             lifetime,
             message,
         } => {
-            let to = parse_target(&to)?;
+            let to = parse_target(&dir, &to)?;
             let bytes = match message {
                 Some(text) => text.into_bytes(),
                 None => {
@@ -264,7 +264,7 @@ async fn run(command: Command) -> Result<()> {
             send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
         Command::Receive { dir, count, json } => receive(&dir, count, json).await,
-        Command::Chat { dir, to } => chat(&dir, &parse_target(&to)?).await,
+        Command::Chat { dir, to } => chat(&dir, &parse_target(&dir, &to)?).await,
         Command::Contacts { dir, action } => contacts::run(&dir, action),
         Command::Socks5 {
             dir,
@@ -286,16 +286,23 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-fn parse_target(text: &str) -> Result<Target> {
+/// What `--to` names: a contact of the folder `dir` (looked up in its book
+/// before anything connects), else a short address, card or address.
+fn parse_target(dir: &Path, text: &str) -> Result<Target> {
+    let mut what = "not a contact name".to_string();
     if let Ok(name) = text.parse::<ContactName>() {
-        return Ok(Target::Name(name));
+        let unlocked = unlock(&DataFolder::new(dir))?;
+        if unlocked.book.named(&name).is_ok() {
+            return Ok(Target::Name(name));
+        }
+        what = format!("no contact named {text}, and not");
     }
     text.parse()
         .map(|p| Target::Peer(Box::new(p)))
         .with_context(|| {
             format!(
-                "--to {text}: not a contact name, a short address, an address card \
-             (key@gateway/prekeys) or an address (key@gateway)"
+                "--to {text}: {what} a short address, an address card \
+                 (key@gateway/prekeys) or an address (key@gateway)"
             )
         })
 }
