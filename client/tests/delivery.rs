@@ -386,3 +386,47 @@ fn a_lost_reply_fragment_without_a_spare_surb_fails() {
     assert!(received_bytes(&net, A, reply).is_empty());
     assert_eq!(net.clients[B].occupancy().unacked_fragments, 0);
 }
+
+#[test]
+fn an_unacknowledged_reply_arrives_and_costs_its_receiver_no_ack() {
+    let (mut net, mut handle) = message_with_handle(23, 8);
+    let acks_before = net.clients[A].stats().reply_acks_sent;
+    let answer = payload(23, 3 * FRAGMENT_CAPACITY);
+    let now = net.now;
+    let reply = net.clients[B]
+        .reply_unacknowledged(now, &mut handle, &answer, &mut net.rng)
+        .unwrap();
+    assert_eq!(handle.surbs_left(), 0, "the handle's SURBs went to the reply");
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        !received_bytes(n, A, reply).is_empty()
+    }));
+    assert_eq!(received_bytes(&net, A, reply), vec![answer]);
+    let sent = |n: &TestNetwork| n.count(B, |e| matches!(e, ClientEvent::Sent { id } if *id == reply));
+    assert_eq!(sent(&net), 1, "the replier learns only that it left");
+    assert_eq!(delivered(&net, B, reply), 0);
+    // Run on: no ack ever comes back, and A sent none for these fragments.
+    net.run_until(Duration::from_secs(10), |_| false);
+    assert_eq!(net.clients[A].stats().reply_acks_sent, acks_before);
+    assert_eq!(delivered(&net, B, reply), 0);
+    assert_eq!(net.clients[B].occupancy().unacked_fragments, 0);
+    assert_eq!(net.clients[B].stats().retransmissions, 0);
+}
+
+#[test]
+fn a_lost_unacknowledged_reply_fragment_is_not_sent_again() {
+    let (mut net, mut handle) = message_with_handle(24, 3);
+    let lost = lose_first_reply_fragment(&mut net);
+    let now = net.now;
+    let reply = net.clients[B]
+        .reply_unacknowledged(now, &mut handle, b"answer", &mut net.rng)
+        .unwrap();
+    net.run_until(Duration::from_secs(30), |_| false);
+    assert_eq!(lost.get(), 1);
+    assert!(received_bytes(&net, A, reply).is_empty());
+    assert_eq!(net.clients[B].stats().retransmissions, 0);
+    assert_eq!(
+        net.count(B, |e| matches!(e, ClientEvent::Sent { id } if *id == reply)),
+        1
+    );
+    assert_eq!(net.clients[B].occupancy().outgoing_messages, 0);
+}

@@ -90,6 +90,7 @@ struct Setup {
     _http: KillOnDrop,
     http_port: u16,
     exit: KillOnDrop,
+    exit_metrics: u16,
     socks: KillOnDrop,
     socks_port: u16,
     files: tempfile::TempDir,
@@ -131,10 +132,12 @@ fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
         ),
     )
     .unwrap();
+    let exit_metrics = free_port().unwrap();
     let mut exit = KillOnDrop(
         Command::new(CLIENT)
             .args(["exit", "--dir", exit_dir.to_str().unwrap()])
             .args(["--policy", policy.to_str().unwrap()])
+            .args(["--metrics", &format!("127.0.0.1:{exit_metrics}")])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -173,10 +176,45 @@ fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
         _http: http,
         http_port,
         exit,
+        exit_metrics,
         socks,
         socks_port,
         files: served,
         _root: root,
+    }
+}
+
+/// The `/metrics` page on `port`.
+fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Idle connections the entry is offered at once (its cap is 256).
+const IDLE_CONNECTIONS: u64 = 1_000;
+
+/// Resident memory of process `pid` in KiB (`VmRSS`).
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Raises this process's soft limit of open files to `want` (within the
+/// hard limit), for the idle connections.
+fn raise_open_files(want: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).unwrap();
     }
 }
 
@@ -279,6 +317,18 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
     assert!(started.elapsed() < Duration::from_secs(10), "{err}");
     eprintln!("refused in {:.1} s: {err}", started.elapsed().as_secs_f64());
 
+    // The exit's metrics: totals only, the refusal under its reason.
+    let metrics = scrape(s.exit_metrics);
+    for line in [
+        "exit_stream_requests_total 3",
+        "exit_streams_connected_total 2",
+        "exit_streams_refused_total{reason=\"policy\"} 1",
+        "exit_streams_refused_total{reason=\"full\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
+    }
+    assert!(metrics.contains("exit_bytes_total "), "{metrics}");
+
     // Malformed SOCKS5: the right reply.
     assert_eq!(socks_exchange(s.socks_port, &[4, 1, 0]), vec![5, 0xFF]);
     assert_eq!(socks_exchange(s.socks_port, &[5, 1, 2]), vec![5, 0xFF]);
@@ -291,13 +341,26 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
     t.write_all(&[5, 1]).unwrap();
     drop(t);
 
-    // Idle connections: at most 256 are kept (each until its handshake
-    // times out), the rest are closed at once and counted.
-    let idle: Vec<TcpStream> = (0..300)
+    // 1 000 idle connections: at most 256 are kept (each until its
+    // handshake times out), the rest are closed at once and counted, and
+    // the entry's memory stays bounded.
+    raise_open_files(2_000);
+    let rss_before = resident_kib(s.socks.0.id());
+    let idle: Vec<TcpStream> = (0..IDLE_CONNECTIONS)
         .map(|_| TcpStream::connect(("127.0.0.1", s.socks_port)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_held = resident_kib(s.socks.0.id());
     drop(idle);
+    let grown = rss_held.saturating_sub(rss_before);
+    eprintln!(
+        "{IDLE_CONNECTIONS} idle SOCKS5 connections: the entry's memory {} KiB -> {} KiB (+{grown} KiB)",
+        rss_before, rss_held
+    );
+    assert!(
+        grown < 32 * 1024,
+        "{IDLE_CONNECTIONS} idle connections grew the entry by {grown} KiB"
+    );
 
     // The exit killed mid-download: curl errors within the stated time.
     let mut s = s;
@@ -343,7 +406,7 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(over >= 300 - 256, "{stderr}");
+    assert!(over >= IDLE_CONNECTIONS - 256, "{stderr}");
 }
 
 /// The benchmark of docs/streams.md: a 1 MiB download alone through a

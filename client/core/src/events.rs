@@ -85,6 +85,13 @@ pub enum ClientEvent {
         /// The message.
         id: MessageId,
     },
+    /// Every fragment of a reply sent without acknowledgements
+    /// ([`crate::ClientCore::reply_unacknowledged`]) left: nothing more
+    /// will be known of it.
+    Sent {
+        /// The message.
+        id: MessageId,
+    },
     /// A fragment of a message we sent was not acknowledged after the last
     /// retransmission (or a reply ran out of SURBs to retransmit through, or
     /// its expiry passed before it could be sent).

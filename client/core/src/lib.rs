@@ -321,9 +321,34 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     /// is emptied; on error it is left as it was.
     pub fn reply(
         &mut self,
+        now: Timestamp,
+        handle: &mut ReplyHandle,
+        bytes: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        self.queue_reply(now, handle, bytes, true, rng)
+    }
+
+    /// [`ClientCore::reply`] without acknowledgements, for a caller that
+    /// recovers losses itself (a byte stream): each fragment goes once
+    /// through one SURB, carries no SURB-ack (so the other client spends no
+    /// send tick on it), and the message ends with [`ClientEvent::Sent`].
+    pub fn reply_unacknowledged(
+        &mut self,
+        now: Timestamp,
+        handle: &mut ReplyHandle,
+        bytes: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        self.queue_reply(now, handle, bytes, false, rng)
+    }
+
+    fn queue_reply(
+        &mut self,
         _now: Timestamp,
         handle: &mut ReplyHandle,
         bytes: &[u8],
+        acked: bool,
         rng: &mut impl CryptoRng,
     ) -> Result<MessageId, ClientError> {
         let envelope = Envelope {
@@ -345,7 +370,8 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &encoded)?;
         let surbs = std::mem::take(&mut handle.surbs).into();
-        self.outbox.push(id, Target::Surbs(surbs), fragments, None);
+        self.outbox
+            .push(id, Target::Surbs { surbs, acked }, fragments, None);
         Ok(id)
     }
 

@@ -44,8 +44,9 @@ use crate::error::ClientError;
 pub(crate) enum Target {
     /// To a client address, over fresh forward routes.
     Address(ClientAddress),
-    /// Back through SURBs someone gave us: one per transmission.
-    Surbs(VecDeque<Surb>),
+    /// Back through SURBs someone gave us: one per transmission; `acked`:
+    /// whether each fragment carries a SURB-ack and waits for it.
+    Surbs { surbs: VecDeque<Surb>, acked: bool },
 }
 
 #[derive(Debug)]
@@ -261,6 +262,42 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             self.expire(fid.message, stats, events);
             return Attempt::Skip;
         }
+        if let Target::Surbs {
+            surbs,
+            acked: false,
+        } = &mut message.target
+        {
+            // Sent once, acknowledged by nobody: done as soon as it leaves.
+            let packet = surbs.pop_front().map(|surb| {
+                Frame::Reply {
+                    surb_ack: None,
+                    lifetime: None,
+                    fragment: state.fragment.clone(),
+                }
+                .encode()
+                .and_then(|frame| builder.format.use_surb(&surb, &frame))
+            });
+            state.sends += 1;
+            state.acked = true;
+            message.acked += 1;
+            self.unacked = self.unacked.saturating_sub(1);
+            if message.acked == message.fragments.len() {
+                self.messages.remove(&fid.message);
+                events.push(ClientEvent::Sent { id: fid.message }, stats);
+            }
+            return match packet {
+                Some(Ok(packet)) => Attempt::Sent(Transmission {
+                    packet,
+                    kind: TransmissionKind::ReplyFragment { id: fid, copy: 1 },
+                }),
+                // No SURB left or one that does not parse: this fragment is
+                // lost, as if dropped on the way; the caller recovers it.
+                _ => {
+                    stats.unsendable += 1;
+                    Attempt::Skip
+                }
+            };
+        }
         let Ok(home) = builder.surb_home(rng, stats) else {
             return Attempt::Blocked;
         };
@@ -296,7 +333,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                         .map(|packet| (packet, route.delay().saturating_add(back)))
                 }
             },
-            Target::Surbs(surbs) => {
+            Target::Surbs { surbs, .. } => {
                 let Some(surb) = surbs.pop_front() else {
                     // Nothing left to send through: the reply cannot be retransmitted.
                     self.fail(fid.message, SendFailure::OutOfSurbs, stats, events);

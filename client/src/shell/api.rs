@@ -81,6 +81,9 @@ pub enum SendStatus {
     },
     /// Every fragment was acknowledged.
     Delivered,
+    /// Every fragment of a reply sent without acknowledgements left
+    /// ([`Client::reply_unacknowledged`]); nothing more will be known.
+    Sent,
     /// The message was given up, for the reason given.
     Failed(SendFailure),
 }
@@ -113,11 +116,12 @@ impl Outgoing {
         Some(*self.status.borrow_and_update())
     }
 
-    /// Waits until the message is delivered (`Ok`) or failed.
+    /// Waits until the message is delivered (`Ok`) or failed; a reply sent
+    /// without acknowledgements is `Ok` once it left.
     pub async fn delivered(mut self) -> Result<(), ClientError> {
         loop {
             match *self.status.borrow_and_update() {
-                SendStatus::Delivered => return Ok(()),
+                SendStatus::Delivered | SendStatus::Sent => return Ok(()),
                 SendStatus::Failed(reason) => return Err(ClientError::NotDelivered(reason)),
                 SendStatus::Progress { .. } => {}
             }
@@ -463,10 +467,31 @@ impl Client {
 
     /// Answers a received message through its reply path.
     pub async fn reply(&self, handle: ReplyPath, bytes: Vec<u8>) -> Result<Outgoing, ClientError> {
+        self.queue_reply(handle, bytes, true).await
+    }
+
+    /// Answers through the reply path without acknowledgements, for a
+    /// caller that recovers losses itself (the exit of a byte stream): each
+    /// fragment goes once, and the other client spends no send tick on acks.
+    pub async fn reply_unacknowledged(
+        &self,
+        handle: ReplyPath,
+        bytes: Vec<u8>,
+    ) -> Result<Outgoing, ClientError> {
+        self.queue_reply(handle, bytes, false).await
+    }
+
+    async fn queue_reply(
+        &self,
+        handle: ReplyPath,
+        bytes: Vec<u8>,
+        acked: bool,
+    ) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Reply {
             handle,
             bytes,
+            acked,
             respond,
         })
         .await?;

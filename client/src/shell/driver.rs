@@ -64,6 +64,8 @@ pub(crate) enum Command {
     Reply {
         handle: ReplyPath,
         bytes: Vec<u8>,
+        /// Whether each fragment carries a SURB-ack and waits for it.
+        acked: bool,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     CoreStats {
@@ -462,6 +464,7 @@ impl<C: GatewayDialer> Driver<C> {
             Command::Reply {
                 mut handle,
                 bytes,
+                acked,
                 respond,
             } => {
                 if let Err(e) = self.check_topology_valid() {
@@ -478,9 +481,18 @@ impl<C: GatewayDialer> Driver<C> {
                     .and_then(|sealed| saved.map(|()| sealed))
                     .map_err(ClientError::from)
                     .and_then(|sealed| {
-                        self.core
-                            .reply(now, &mut handle.handle, &sealed, &mut self.rng)
-                            .map(|id| (id, sealed.len()))
+                        let id = if acked {
+                            self.core
+                                .reply(now, &mut handle.handle, &sealed, &mut self.rng)
+                        } else {
+                            self.core.reply_unacknowledged(
+                                now,
+                                &mut handle.handle,
+                                &sealed,
+                                &mut self.rng,
+                            )
+                        };
+                        id.map(|id| (id, sealed.len()))
                     })
                     .map(|(id, len)| self.track(id, Envelope::reply_len(len)));
                 let _ = respond.send(result);
@@ -643,6 +655,11 @@ impl<C: GatewayDialer> Driver<C> {
                 ClientEvent::Delivered { id } => {
                     if let Some(status) = self.outgoing.remove(&id) {
                         status.send_replace(SendStatus::Delivered);
+                    }
+                }
+                ClientEvent::Sent { id } => {
+                    if let Some(status) = self.outgoing.remove(&id) {
+                        status.send_replace(SendStatus::Sent);
                     }
                 }
                 ClientEvent::SendFailed { id, reason } => {

@@ -35,6 +35,8 @@ pub struct ExitStats {
     pub cap_reached: AtomicU64,
     /// Bytes carried, both directions.
     pub bytes: AtomicU64,
+    /// Streams connected and not yet over.
+    pub open: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -84,8 +86,10 @@ async fn serve_stream(incoming: IncomingStream, policy: &ExitPolicy, stats: &Exi
         }
     };
     add(&stats.connected, 1);
+    add(&stats.open, 1);
     let mix = incoming.accept();
     pump(tcp, mix, policy, stats).await;
+    stats.open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Resolves (at the exit, never at the opener) and connects to the first

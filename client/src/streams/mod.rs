@@ -47,6 +47,11 @@ pub struct StreamOptions {
     pub reply_fragments: usize,
     /// Exit: how long written bytes may wait for more to fill a reply.
     pub coalesce: Duration,
+    /// Exit: how long the ids of ended streams are remembered, so that a
+    /// late copy of a SYN does not open the connection again.
+    pub remember_ended: Duration,
+    /// Exit: ended stream ids remembered at most (the oldest go first).
+    pub max_remembered_ended: usize,
 }
 
 impl Default for StreamOptions {
@@ -66,6 +71,8 @@ impl Default for StreamOptions {
             message_fragments: 4,
             reply_fragments: 4,
             coalesce: Duration::from_millis(20),
+            remember_ended: Duration::from_secs(600),
+            max_remembered_ended: 65_536,
         }
     }
 }
@@ -89,6 +96,8 @@ pub struct StreamShellStats {
     pub segments_received: AtomicU64,
     /// Segments of no known stream (dropped).
     pub unknown_stream: AtomicU64,
+    /// Exit: segments (a late SYN among them) of a stream that ended (dropped).
+    pub ended_stream: AtomicU64,
     /// Exit: times a stream had something to send and no SURB.
     pub waits_for_surbs: AtomicU64,
     /// Exit: reply SURBs dropped beyond `max_surbs_per_stream`.

@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use stream_core::frame::{FLAG_ACK, FLAG_RST, FLAG_SYN, MESSAGE_HEADER_LEN, SEGMENT_HEADER_LEN};
 use stream_core::{
-    ResetReason, Segment, Stream, StreamEvent, StreamId, StreamMessage, StreamState, SurbReport,
+    EndedStreams, ResetReason, Segment, Stream, StreamEvent, StreamId, StreamMessage, StreamState, SurbReport,
     Target,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -400,6 +400,8 @@ struct Mux {
     side: Side,
     options: StreamOptions,
     slots: HashMap<StreamId, Shared>,
+    /// Streams forgotten lately: a late SYN of one must not reopen it.
+    ended: EndedStreams,
     wake: Arc<Notify>,
     stats: Arc<StreamShellStats>,
     origin: Instant,
@@ -417,6 +419,7 @@ impl Mux {
         Mux {
             client,
             side,
+            ended: EndedStreams::new(options.remember_ended, options.max_remembered_ended),
             options,
             slots: HashMap::new(),
             wake: Arc::new(Notify::new()),
@@ -522,6 +525,12 @@ impl Mux {
         for segment in &decoded.segments {
             let (slot, fresh) = match self.slots.get(&segment.stream) {
                 Some(slot) => (slot.clone(), false),
+                None if self.ended.contains(now, &segment.stream) => {
+                    // A late copy (a repeated SYN, a last ack) of a stream
+                    // that is over: neither reopened nor answered.
+                    add(&self.stats.ended_stream);
+                    continue;
+                }
                 None => match self.new_stream(segment, now, &message.peer) {
                     Some(slot) => (slot, true),
                     None => {
@@ -580,7 +589,11 @@ impl Mux {
             }
             .encode();
             add(&self.stats.messages_sent);
-            if let Err(e) = self.client.reply(path.split_off(1), bytes).await {
+            if let Err(e) = self
+                .client
+                .reply_unacknowledged(path.split_off(1), bytes)
+                .await
+            {
                 tracing::debug!(error = %e, "reset of an unknown stream not queued");
                 add(&self.stats.send_errors);
             }
@@ -666,6 +679,8 @@ impl Mux {
             if over && unused && !s.stream.wants_to_send(self.now()) {
                 drop(s);
                 self.slots.remove(&id);
+                let now = self.now();
+                self.ended.insert(now, id);
             }
         }
     }
@@ -803,7 +818,9 @@ impl Mux {
             (message.encode(), path)
         };
         add(&self.stats.messages_sent);
-        if let Err(e) = self.client.reply(path, bytes).await {
+        // The stream recovers its own losses: the opener spends no send
+        // tick acknowledging each fragment.
+        if let Err(e) = self.client.reply_unacknowledged(path, bytes).await {
             tracing::debug!(error = %e, "stream reply not queued");
             add(&self.stats.send_errors);
         }

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod ended;
 pub mod frame;
 pub mod stream;
 
+pub use ended::EndedStreams;
 pub use frame::{
     ResetReason, Segment, StreamFrameError, StreamId, StreamMessage, SurbReport, Target,
 };

@@ -309,6 +309,7 @@ impl<C: SimCodec> Engine<C> {
                     }
                 }
                 ClientEvent::Progress { .. }
+                | ClientEvent::Sent { .. }
                 | ClientEvent::ReceiveTimedOut { .. }
                 | ClientEvent::LoopsMissing { .. } => {}
             }

@@ -1,5 +1,6 @@
 //! `mixnet-client`: send and receive messages through the mixnet.
 
+mod exit_metrics;
 mod contacts;
 mod output;
 
@@ -156,6 +157,9 @@ enum Command {
         /// Prints the example policy, which names every key, and exits.
         #[arg(long)]
         print_example_policy: bool,
+        /// Serves Prometheus metrics (totals only) on this address, at `/metrics`.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
     },
 }
 
@@ -279,8 +283,13 @@ async fn run(command: Command) -> Result<()> {
             print!("{}", client::streams::policy::EXAMPLE_POLICY);
             Ok(())
         }
-        Command::Exit { dir, policy, .. } => match policy {
-            Some(policy) => exit(&dir, &policy).await,
+        Command::Exit {
+            dir,
+            policy,
+            metrics,
+            ..
+        } => match policy {
+            Some(policy) => exit(&dir, &policy, metrics).await,
             None => bail!("--policy is missing"),
         },
     }
@@ -421,6 +430,10 @@ async fn follow(mut outgoing: Outgoing) -> Result<()> {
                 eprintln!("delivered");
                 return Ok(());
             }
+            SendStatus::Sent => {
+                eprintln!("sent (no acknowledgement asked for)");
+                return Ok(());
+            }
             SendStatus::Failed(reason) => bail!("not delivered: {reason}"),
             SendStatus::Progress { acked, total } => eprintln!("waiting for ack {acked}/{total}"),
         }
@@ -554,9 +567,13 @@ fn print_counters(what: &str, lines: &[(&str, u64)]) {
 }
 
 /// Runs an exit under the policy at `policy` until Ctrl-C.
-async fn exit(dir: &Path, policy: &Path) -> Result<()> {
+async fn exit(dir: &Path, policy: &Path, metrics: Option<std::net::SocketAddr>) -> Result<()> {
     use client::streams::{ExitPolicy, ExitStats, StreamListener, StreamOptions};
     let policy = Arc::new(ExitPolicy::load(policy)?);
+    let endpoint = match metrics {
+        Some(listen) => Some(nodeshell::metrics::MetricsEndpoint::bind(listen).await?),
+        None => None,
+    };
     let client = Arc::new(
         Client::connect(
             dir,
@@ -580,6 +597,13 @@ async fn exit(dir: &Path, policy: &Path) -> Result<()> {
     };
     let listener = StreamListener::start(client.clone(), options);
     let stats = Arc::new(ExitStats::default());
+    let (_stop, signal) = nodeshell::shutdown::Shutdown::new();
+    if let Some(endpoint) = endpoint {
+        let address = endpoint.local_addr()?;
+        let (registry, observe) = exit_metrics::exit_registry(stats.clone(), listener.stats());
+        tokio::spawn(endpoint.serve(Arc::new(registry), observe, None, signal));
+        eprintln!("metrics on http://{address}/metrics");
+    }
     println!("ready");
     std::io::stdout().flush()?;
     tokio::select! {
