@@ -396,12 +396,17 @@ fn an_unacknowledged_reply_arrives_and_costs_its_receiver_no_ack() {
     let reply = net.clients[B]
         .reply_unacknowledged(now, &mut handle, &answer, &mut net.rng)
         .unwrap();
-    assert_eq!(handle.surbs_left(), 0, "the handle's SURBs went to the reply");
+    assert_eq!(
+        handle.surbs_left(),
+        0,
+        "the handle's SURBs went to the reply"
+    );
     assert!(net.run_until(Duration::from_secs(30), |n| {
         !received_bytes(n, A, reply).is_empty()
     }));
     assert_eq!(received_bytes(&net, A, reply), vec![answer]);
-    let sent = |n: &TestNetwork| n.count(B, |e| matches!(e, ClientEvent::Sent { id } if *id == reply));
+    let sent =
+        |n: &TestNetwork| n.count(B, |e| matches!(e, ClientEvent::Sent { id } if *id == reply));
     assert_eq!(sent(&net), 1, "the replier learns only that it left");
     assert_eq!(delivered(&net, B, reply), 0);
     // Run on: no ack ever comes back, and A sent none for these fragments.

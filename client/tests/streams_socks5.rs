@@ -325,7 +325,10 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
         "exit_streams_refused_total{reason=\"policy\"} 1",
         "exit_streams_refused_total{reason=\"full\"} 0",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
     }
     assert!(metrics.contains("exit_bytes_total "), "{metrics}");
 

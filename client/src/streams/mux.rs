@@ -23,8 +23,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use stream_core::frame::{FLAG_ACK, FLAG_RST, FLAG_SYN, MESSAGE_HEADER_LEN, SEGMENT_HEADER_LEN};
 use stream_core::{
-    EndedStreams, ResetReason, Segment, Stream, StreamEvent, StreamId, StreamMessage, StreamState, SurbReport,
-    Target,
+    EndedStreams, ResetReason, Segment, Stream, StreamEvent, StreamId, StreamMessage, StreamState,
+    SurbReport, Target,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc, oneshot};

@@ -124,6 +124,9 @@ mod tests {
         ended.insert(at(3), id(8));
         ended.insert(at(4), id(9));
         ended.insert(at(5), id(10));
-        assert!(!ended.contains(at(6), &id(7)), "pushed out by three newer ids");
+        assert!(
+            !ended.contains(at(6), &id(7)),
+            "pushed out by three newer ids"
+        );
     }
 }

@@ -843,8 +843,15 @@ impl Stream {
         if self.state.is_terminal() {
             return None;
         }
-        if let Some(seq) = self.due.pop_first() {
-            return Some(self.retransmit(now, seq));
+        // A retransmission keeps its first size: one that does not fit in
+        // `max_data` stays due for a message with room (new data may go
+        // first, cut to fit).
+        if let Some(&seq) = self.due.first() {
+            let len = self.flights.get(&seq).map_or(0, |f| f.len);
+            if self.segment_at(seq, len).data.len() <= max_data {
+                self.due.remove(&seq);
+                return Some(self.retransmit(now, seq));
+            }
         }
         if let Some(seg) = self.new_segment(now, max_data) {
             return Some(seg);

@@ -451,3 +451,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_retransmission_waits_for_a_message_with_room_for_it() {
+    let t0 = Timestamp::from_millis(1_000);
+    let mut opener = Stream::open(StreamId([7; 16]), target(), config(), t0);
+    let syn = opener.poll_segment(t0, 100).unwrap();
+    let mut acceptor = Stream::accept_syn(&syn, config(), t0).unwrap();
+    acceptor.accept();
+    let syn_ack = acceptor.poll_segment(t0, 100).unwrap();
+    opener.handle_segment(t0, &syn_ack);
+    assert_eq!(opener.state(), StreamState::Open);
+    assert_eq!(opener.write(&data(9, 100)).unwrap(), 100);
+    let first = opener.poll_segment(t0, 100).unwrap();
+    assert_eq!(first.data.len(), 100);
+    // Lost. After the timeout it is due, but a message with room for 10
+    // bytes gets neither it nor a cut copy of it.
+    let later = t0.saturating_add(Duration::from_secs(3));
+    if let Some(seg) = opener.poll_segment(later, 10) {
+        assert!(
+            seg.data.len() <= 10,
+            "{} bytes in room for 10",
+            seg.data.len()
+        );
+        assert_ne!(seg.seq, first.seq, "the retransmission was cut");
+    }
+    assert_eq!(opener.stats().retransmissions, 0);
+    // With room, the same bytes go again.
+    let again = opener.poll_segment(later, 100).unwrap();
+    assert_eq!((again.seq, &again.data), (first.seq, &first.data));
+    assert_eq!(opener.stats().retransmissions, 1);
+}

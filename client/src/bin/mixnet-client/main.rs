@@ -1,7 +1,7 @@
 //! `mixnet-client`: send and receive messages through the mixnet.
 
-mod exit_metrics;
 mod contacts;
+mod exit_metrics;
 mod output;
 
 use std::io::{Read, Write};
