@@ -118,7 +118,8 @@ pub fn compute_consensus(
         }
     }
     let ids: Vec<NodeId> = mixes.keys().copied().collect();
-    let layers = assign_layers(&ids, &previous, round.epoch)
+    let region_of = |id: &NodeId| mixes.get(id).and_then(|e| e.region.as_deref());
+    let layers = assign_layers(&ids, &previous, round.epoch, region_of)
         .into_iter()
         .map(|layer| {
             layer

@@ -4,8 +4,11 @@
 //! assignment (the last topology published, if any):
 //!
 //! 1. Every node of the set that was in layer `i` before stays in layer `i`.
-//! 2. New nodes, in order of their rank `SHA-256(tag ‖ id ‖ e)`, each go to
-//!    the layer that is then smallest (the lowest index on a tie).
+//! 2. New nodes, region by region (in the order of their labels, nodes
+//!    without a label first) and within a region in order of their rank
+//!    `SHA-256(tag ‖ id ‖ e)`, each go to one of the layers that are then
+//!    smallest: the one with the fewest nodes of its region, the lowest
+//!    index on a tie.
 //! 3. While the largest layer has two nodes more than the smallest, the node
 //!    of highest rank in the largest layer moves to the smallest.
 //!
@@ -14,7 +17,9 @@
 //! layer as long as it stays, so its links and the clients' view change little
 //! from one epoch to the next. A node joining moves nobody; a node leaving
 //! moves at most one other. The rank mixes in the epoch so that which node
-//! moves is not predictable from its id alone.
+//! moves is not predictable from its id alone. Spreading each region over
+//! the layers lets a client that keeps its routes inside some regions (data
+//! residency, docs/client.md) find a mix of those regions in every layer.
 
 use std::collections::BTreeSet;
 
@@ -33,13 +38,15 @@ pub fn layer_rank(id: &NodeId, epoch: Epoch) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Places `nodes` in [`MIX_LAYERS`] layers, keeping each node of `previous` in its layer.
+/// Places `nodes` in [`MIX_LAYERS`] layers, keeping each node of `previous`
+/// in its layer and spreading each region (`region_of`) over the layers.
 ///
 /// Each returned layer is sorted by id. Duplicates in `nodes` count once.
-pub fn assign_layers(
+pub fn assign_layers<'r>(
     nodes: &[NodeId],
     previous: &[Vec<NodeId>],
     epoch: Epoch,
+    region_of: impl Fn(&NodeId) -> Option<&'r str>,
 ) -> [Vec<NodeId>; MIX_LAYERS] {
     let live: BTreeSet<NodeId> = nodes.iter().copied().collect();
     let mut placed = BTreeSet::new();
@@ -52,9 +59,21 @@ pub fn assign_layers(
         }
     }
     let mut newcomers: Vec<NodeId> = live.difference(&placed).copied().collect();
-    newcomers.sort_by_key(|id| layer_rank(id, epoch));
+    newcomers.sort_by_cached_key(|id| (region_of(id), layer_rank(id, epoch)));
     for id in newcomers {
-        if let Some(layer) = smallest(&mut layers) {
+        let region = region_of(&id);
+        let smallest = layers.iter().map(Vec::len).min().unwrap_or(0);
+        let same_region = |layer: &Vec<NodeId>| {
+            layer
+                .iter()
+                .filter(|other| region_of(other) == region)
+                .count()
+        };
+        if let Some(layer) = layers
+            .iter_mut()
+            .filter(|layer| layer.len() == smallest)
+            .min_by_key(|layer| same_region(layer))
+        {
             layer.push(id);
         }
     }
@@ -63,16 +82,6 @@ pub fn assign_layers(
         layer.sort();
     }
     layers
-}
-
-fn smallest(layers: &mut [Vec<NodeId>; MIX_LAYERS]) -> Option<&mut Vec<NodeId>> {
-    let mut best: Option<&mut Vec<NodeId>> = None;
-    for layer in layers.iter_mut() {
-        if best.as_ref().is_none_or(|b| layer.len() < b.len()) {
-            best = Some(layer);
-        }
-    }
-    best
 }
 
 fn rebalance(layers: &mut [Vec<NodeId>; MIX_LAYERS], epoch: Epoch) {
@@ -136,12 +145,35 @@ mod tests {
             .count()
     }
 
+    fn no_region(_: &NodeId) -> Option<&'static str> {
+        None
+    }
+
+    #[test]
+    fn each_region_is_spread_over_the_layers() {
+        for (salt, epoch) in [(1u8, 3u64), (2, 9), (3, 1), (4, 77)] {
+            let nodes = ids(9, salt);
+            // Three regions of three nodes, and their ranks in any order.
+            let region = |id: &NodeId| {
+                let i = nodes.iter().position(|n| n == id).unwrap_or(0);
+                Some(["eu", "us", "ch"][i % 3])
+            };
+            let layers = assign_layers(&nodes, &[], Epoch(epoch), region);
+            assert_eq!(sizes(&layers), [3, 3, 3]);
+            for layer in &layers {
+                let mut labels: Vec<_> = layer.iter().filter_map(region).collect();
+                labels.sort_unstable();
+                assert_eq!(labels, ["ch", "eu", "us"], "salt {salt}, epoch {epoch}");
+            }
+        }
+    }
+
     #[test]
     fn six_nodes_make_three_layers_of_two() {
-        let layers = assign_layers(&ids(6, 1), &[], Epoch(3));
+        let layers = assign_layers(&ids(6, 1), &[], Epoch(3), no_region);
         assert_eq!(sizes(&layers), [2, 2, 2]);
         assert_eq!(
-            assign_layers(&ids(6, 1), &[], Epoch(3)),
+            assign_layers(&ids(6, 1), &[], Epoch(3), no_region),
             layers,
             "deterministic"
         );
@@ -151,7 +183,7 @@ mod tests {
         #[test]
         fn balanced_complete_and_deterministic(n in 0usize..60, salt: u8, epoch: u64) {
             let nodes = ids(n, salt);
-            let layers = assign_layers(&nodes, &[], Epoch(epoch));
+            let layers = assign_layers(&nodes, &[], Epoch(epoch), no_region);
             let s = sizes(&layers);
             prop_assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
             let mut all: Vec<NodeId> = layers.iter().flatten().copied().collect();
@@ -159,27 +191,50 @@ mod tests {
             let mut want = nodes.clone();
             want.sort();
             prop_assert_eq!(all, want);
-            prop_assert_eq!(assign_layers(&nodes, &[], Epoch(epoch)), layers);
+            prop_assert_eq!(assign_layers(&nodes, &[], Epoch(epoch), no_region), layers);
+        }
+
+        #[test]
+        fn every_region_of_three_or_more_reaches_every_layer(
+            counts in proptest::collection::vec(3usize..7, 1..5), salt: u8, epoch: u64,
+        ) {
+            const LABELS: [&str; 4] = ["a", "b", "c", "d"];
+            let nodes = ids(counts.iter().sum(), salt);
+            let mut label_of = Vec::new();
+            for (r, &count) in counts.iter().enumerate() {
+                label_of.extend(std::iter::repeat_n(LABELS[r], count));
+            }
+            let region = |id: &NodeId| {
+                nodes.iter().position(|n| n == id).map(|i| label_of[i])
+            };
+            let layers = assign_layers(&nodes, &[], Epoch(epoch), region);
+            let s = sizes(&layers);
+            prop_assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
+            for layer in &layers {
+                for label in &LABELS[..counts.len()] {
+                    prop_assert!(layer.iter().any(|id| region(id) == Some(*label)));
+                }
+            }
         }
 
         #[test]
         fn stable_when_nodes_stay_join_or_leave(n in 1usize..40, salt: u8, epoch: u64, leave in 0usize..40) {
             let nodes = ids(n, salt);
-            let before = assign_layers(&nodes, &[], Epoch(epoch));
+            let before = assign_layers(&nodes, &[], Epoch(epoch), no_region);
             let next = Epoch(epoch.wrapping_add(1));
             // Same set, next epoch: nobody moves.
-            prop_assert_eq!(&assign_layers(&nodes, &before, next), &before);
+            prop_assert_eq!(&assign_layers(&nodes, &before, next, no_region), &before);
             // One node joins: nobody moves, layers stay balanced.
             let mut joined = nodes.clone();
             joined.push(NodeId([salt.wrapping_add(1); 32]));
-            let after_join = assign_layers(&joined, &before, next);
+            let after_join = assign_layers(&joined, &before, next, no_region);
             prop_assert_eq!(moved(&before, &after_join), 0);
             let s = sizes(&after_join);
             prop_assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
             // One node leaves: at most one other node moves.
             let mut left = nodes.clone();
             left.remove(leave % n);
-            let after_leave = assign_layers(&left, &before, next);
+            let after_leave = assign_layers(&left, &before, next, no_region);
             prop_assert!(moved(&before, &after_leave) <= 1);
             let s = sizes(&after_leave);
             prop_assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);

@@ -222,7 +222,8 @@ impl Registry {
         let mixes: BTreeMap<NodeId, NodeEntry> = listed(Role::Mix).map(|e| (e.id, e)).collect();
         let ids: Vec<NodeId> = mixes.keys().copied().collect();
         let before: Vec<Vec<NodeId>> = previous.map(layer_ids).unwrap_or_default();
-        let layers = assign_layers(&ids, &before, epoch)
+        let region_of = |id: &NodeId| mixes.get(id).and_then(|e| e.region.as_deref());
+        let layers = assign_layers(&ids, &before, epoch, region_of)
             .into_iter()
             .map(|layer| {
                 layer
