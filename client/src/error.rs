@@ -50,6 +50,20 @@ pub enum OpenError {
     /// The topology has no gateway that accepts clients.
     #[error("the topology has no gateway that accepts clients")]
     NoGateway,
+    /// No gateway that accepts clients is in the region asked for.
+    #[error(
+        "the topology has no gateway for clients in region \"{region}\" (regions with one: {known})"
+    )]
+    NoGatewayInRegion {
+        /// The region asked for.
+        region: String,
+        /// The regions that have one, comma-separated.
+        known: String,
+    },
+    /// The client's own gateway or the mix layers are outside its allowed
+    /// regions (data residency).
+    #[error(transparent)]
+    Residency(#[from] crate::shell::routes::ResidencyError),
     /// The new client could not register at its gateway.
     #[error(
         "cannot register at gateway {gateway} ({address}): {source}; is it running and \

@@ -43,6 +43,8 @@ fn sealed_folder(dir: &std::path::Path, passphrase: Option<&Passphrase>) -> Data
         } else {
             StateSealing::KeyFile
         },
+        route_regions: Vec::new(),
+        mailbox_region: None,
     };
     folder.init(&mut rng, &settings, &keys, passphrase).unwrap();
     folder

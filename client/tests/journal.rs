@@ -79,6 +79,8 @@ fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
             authority_threshold: None,
             gateway: net.gateways[BOB].id.to_base58(),
             state_sealing: StateSealing::KeyFile,
+            route_regions: Vec::new(),
+            mailbox_region: None,
         };
         folder.init(&mut rng, &settings, &keys, None)
     }

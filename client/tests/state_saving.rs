@@ -49,6 +49,8 @@ fn start(net: &mut TestMixnet, gateway: usize, seed: u64, dir: Option<&Path>) ->
                 authority_threshold: None,
                 gateway: net.gateways[gateway].id.to_base58(),
                 state_sealing: StateSealing::KeyFile,
+                route_regions: Vec::new(),
+                mailbox_region: None,
             };
             let folder = DataFolder::new(dir)
                 .init(&mut rng, &settings, &keys, None)

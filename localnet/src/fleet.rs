@@ -65,6 +65,8 @@ pub async fn create_client(
             authority_threshold: None,
             gateway: Some(gateway),
             passphrase: None,
+            region: None,
+            route_regions: Vec::new(),
         };
         match Client::create(dir, options).await {
             Ok(created) => return Ok(created.book.card(created.address())),

@@ -44,6 +44,11 @@ pub struct NetworkSpec {
     pub authorities: usize,
     /// Length of the authorities' voting round, seconds.
     pub round_secs: u64,
+    /// Region labels of the mix nodes: mix `i` gets `mix_regions[i % len]`
+    /// (none when empty). The directory spreads each region over the layers.
+    pub mix_regions: Vec<String>,
+    /// Region labels of the gateways, the same way.
+    pub gateway_regions: Vec<String>,
 }
 
 impl Default for NetworkSpec {
@@ -60,6 +65,8 @@ impl Default for NetworkSpec {
             input_queue: 65_536,
             authorities: 1,
             round_secs: 1,
+            mix_regions: Vec::new(),
+            gateway_regions: Vec::new(),
         }
     }
 }
@@ -305,6 +312,14 @@ impl LocalNet {
                 "source_registrations_per_hour = 120",
                 "source_registrations_per_hour = 100000",
             );
+        let labels = match role {
+            NodeRole::Mix => &self.spec.mix_regions,
+            NodeRole::Gateway => &self.spec.gateway_regions,
+        };
+        let text = match labels.get(i.checked_rem(labels.len()).unwrap_or(0)) {
+            Some(region) => text.replace("# region = \"eu\"", &format!("region = \"{region}\"")),
+            None => text,
+        };
         std::fs::write(&config_path, text).map_err(|e| io(&config_path, e))?;
         let process = run_node(role, i, &dir)?;
         Ok(LocalNode {

@@ -43,6 +43,10 @@ pub enum ClientError {
         /// SURBs the handle holds.
         available: usize,
     },
+    /// Sending would take a route outside the client's allowed regions
+    /// (data residency): nothing was queued.
+    #[error("{0}")]
+    OutsideRegions(String),
     /// The route source has no route (no topology yet, or no such gateway).
     #[error(
         "no route to gateway {0}: it is not in the current topology (the address may be \

@@ -50,6 +50,9 @@ pub struct ClientOptions {
     pub command_queue: usize,
     /// Unlocks a session book sealed with a passphrase ([`Client::open`]).
     pub passphrase: Option<Passphrase>,
+    /// Regions every route of this client must stay inside (data
+    /// residency, docs/client.md); `None`: the folder's `route_regions`.
+    pub route_regions: Option<Vec<String>>,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +68,7 @@ impl Default for ClientOptions {
             receive_queue: 64,
             command_queue: 64,
             passphrase: None,
+            route_regions: None,
         }
     }
 }

@@ -42,6 +42,11 @@ pub struct CreateOptions {
     pub gateway: Option<NodeId>,
     /// Seals the folder with a passphrase instead of a key file.
     pub passphrase: Option<Passphrase>,
+    /// The region the gateway must be in (its label in the topology).
+    pub region: Option<String>,
+    /// Regions every route of the client must stay inside (data residency);
+    /// empty: any. Kept in the folder's settings.
+    pub route_regions: Vec<String>,
 }
 
 impl Client {
@@ -74,22 +79,16 @@ impl Client {
         let directory = DirectoryClient::with_authorities(set, Some(folder.topology_path()))?;
         let topology = directory.topology().await?;
         let mut rng = ChaCha20Rng::from_seed(os_seed()?);
-        let entry = match options.gateway {
-            Some(id) => topology
-                .gateways
-                .iter()
-                .find(|g| g.id == id)
-                .ok_or_else(|| OpenError::UnknownGateway(id.to_base58()))?,
-            None => {
-                let usable: Vec<&NodeEntry> = topology
-                    .gateways
-                    .iter()
-                    .filter(|g| g.client_address.is_some())
-                    .collect();
-                let pick = rng.random_range(0..usable.len().max(1));
-                usable.get(pick).copied().ok_or(OpenError::NoGateway)?
-            }
-        };
+        let entry = pick_gateway(&topology, &options, &mut rng)?;
+        if !options.route_regions.is_empty() {
+            // The mailbox and every layer inside the regions, or no client.
+            crate::shell::routes::check_entry(entry, &options.route_regions)?;
+            super::routes::TopologyRoutes::new(
+                topology.clone(),
+                Some(options.route_regions.clone().into()),
+            )
+            .check_route_to(&entry.id)?;
+        }
         let keys = SphinxKeyPair::generate(&mut rng);
         Client::register(entry, &keys).await?;
         let settings = StoredSettings {
@@ -111,6 +110,8 @@ impl Client {
             } else {
                 StateSealing::KeyFile
             },
+            route_regions: options.route_regions.clone(),
+            mailbox_region: entry.region.clone(),
         };
         Ok(folder.init(&mut rng, &settings, &keys, options.passphrase.as_ref())?)
     }
@@ -132,5 +133,68 @@ impl Client {
             })?;
         link.close().await;
         Ok(())
+    }
+}
+
+/// The gateway of a new client: the one named, else one at random among
+/// those that accept clients in the region asked for (or, without one, in
+/// the allowed regions when there are some).
+fn pick_gateway<'t>(
+    topology: &'t topology::Topology,
+    options: &CreateOptions,
+    rng: &mut ChaCha20Rng,
+) -> Result<&'t NodeEntry, OpenError> {
+    let in_region = |g: &NodeEntry| match (&options.region, &options.route_regions) {
+        (Some(region), _) => g.region.as_ref() == Some(region),
+        (None, allowed) if !allowed.is_empty() => {
+            g.region.as_ref().is_some_and(|r| allowed.contains(r))
+        }
+        (None, _) => true,
+    };
+    if let Some(id) = options.gateway {
+        let entry = topology
+            .gateways
+            .iter()
+            .find(|g| g.id == id)
+            .ok_or_else(|| OpenError::UnknownGateway(id.to_base58()))?;
+        if let Some(region) = options.region.as_ref().filter(|_| !in_region(entry)) {
+            return Err(OpenError::NoGatewayInRegion {
+                region: region.clone(),
+                known: format!(
+                    "gateway {} is in {}",
+                    id.to_base58(),
+                    entry.region.as_deref().unwrap_or("no region")
+                ),
+            });
+        }
+        return Ok(entry);
+    }
+    let usable: Vec<&NodeEntry> = topology
+        .gateways
+        .iter()
+        .filter(|g| g.client_address.is_some())
+        .collect();
+    if usable.is_empty() {
+        return Err(OpenError::NoGateway);
+    }
+    let inside: Vec<&NodeEntry> = usable.iter().copied().filter(|g| in_region(g)).collect();
+    let pick = rng.random_range(0..inside.len().max(1));
+    match (inside.get(pick), &options.region) {
+        (Some(entry), _) => Ok(*entry),
+        (None, region) => {
+            let mut known: Vec<&str> = usable.iter().filter_map(|g| g.region.as_deref()).collect();
+            known.sort_unstable();
+            known.dedup();
+            Err(OpenError::NoGatewayInRegion {
+                region: region
+                    .clone()
+                    .unwrap_or_else(|| options.route_regions.join(", ")),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            })
+        }
     }
 }

@@ -159,6 +159,11 @@ async fn room(received: &mpsc::Sender<ReceivedMessage>) {
     }
 }
 
+/// The allowed regions of `options`, shared by every route table.
+fn regions_of(options: &ClientOptions) -> Option<Arc<[String]>> {
+    options.route_regions.as_ref().map(|r| r.clone().into())
+}
+
 /// Sleeps until `at`, or forever.
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
@@ -183,7 +188,7 @@ impl<C: GatewayDialer> Driver<C> {
             config,
             parts.keys,
             parts.gateway,
-            TopologyRoutes::new(topology),
+            TopologyRoutes::new(topology, regions_of(&parts.options)),
             clock.now(),
             &mut rng,
         );
@@ -348,7 +353,8 @@ impl<C: GatewayDialer> Driver<C> {
                     self.topology_open = changed.is_ok();
                     if changed.is_ok() {
                         let topology = self.topology.borrow_and_update().clone();
-                        *self.core.routes_mut() = TopologyRoutes::new(topology);
+                        *self.core.routes_mut() =
+                            TopologyRoutes::new(topology, regions_of(&self.options));
                         ShellStats::add(&self.stats.topology_updates, 1);
                     }
                 }
@@ -471,6 +477,10 @@ impl<C: GatewayDialer> Driver<C> {
                     let _ = respond.send(Err(e));
                     return;
                 }
+                if let Err(e) = self.core.routes().check_reply() {
+                    let _ = respond.send(Err(ClientError::OutsideRegions(e.to_string())));
+                    return;
+                }
                 let own = self.core.address();
                 let sealed =
                     self.book
@@ -560,6 +570,10 @@ impl<C: GatewayDialer> Driver<C> {
                 .resolve(short)
                 .ok_or_else(|| SessionBookError::UnknownShortAddress(short.to_string()))?,
         };
+        self.core
+            .routes()
+            .check_route_to(&to.gateway)
+            .map_err(|e| ClientError::OutsideRegions(e.to_string()))?;
         let own = self.core.address();
         let own = claim_address.then_some(&own);
         let expires_at =

@@ -24,5 +24,5 @@ pub use create::CreateOptions;
 pub use journal::{JournalLimits, PartialJournal};
 pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, QuicDialer};
 pub use open::{os_seed, refresh_topology};
-pub use routes::TopologyRoutes;
+pub use routes::{ResidencyError, TopologyRoutes};
 pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder};

@@ -15,6 +15,7 @@ use super::api::{Client, ClientOptions, ClientParts};
 use super::journal::{PARTIAL_DIR, PartialJournal};
 use super::link::GatewayDialer;
 use super::link::QuicDialer;
+use super::routes::TopologyRoutes;
 use super::store::DataFolder;
 use crate::error::{DataFolderError, OpenError};
 
@@ -90,6 +91,17 @@ impl Client {
             .iter()
             .find(|g| g.id == gateway)
             .ok_or_else(|| OpenError::UnknownGateway(gateway.to_base58()))?;
+        let mut options = options;
+        if options.route_regions.is_none() && !settings.route_regions.is_empty() {
+            options.route_regions = Some(settings.route_regions.clone());
+        }
+        if let Some(regions) = &options.route_regions {
+            // Refused at once rather than sending nothing: the client's own
+            // gateway and every layer must have a node inside the regions.
+            TopologyRoutes::new(topology.clone(), Some(regions.clone().into()))
+                .check_route_to(&gateway)?;
+            crate::shell::routes::check_entry(entry, regions)?;
+        }
         let connector = connect(entry, keys)?;
         let journal = PartialJournal::open(data_dir.join(PARTIAL_DIR))?;
         let (publish, watch) = watch::channel(topology);

@@ -121,6 +121,13 @@ pub struct StoredSettings {
     /// What seals the session book: `key_file` (default) or `passphrase`.
     #[serde(default)]
     pub state_sealing: StateSealing,
+    /// Regions every route must stay inside (data residency); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_regions: Vec<String>,
+    /// The region label of the gateway when the folder was made (shown to
+    /// the user; routes follow the topology's labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_region: Option<String>,
 }
 
 impl StoredSettings {
@@ -563,6 +570,8 @@ mod tests {
             authority_threshold: None,
             gateway: NodeId([9; 32]).to_base58(),
             state_sealing: sealing,
+            route_regions: Vec::new(),
+            mailbox_region: None,
         }
     }
 

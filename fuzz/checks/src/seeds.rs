@@ -556,11 +556,15 @@ fn configs(seeds: &mut Seeds) {
         authority_threshold: None,
         gateway: fixtures::gateway_id().to_base58(),
         state_sealing: ::client::shell::StateSealing::KeyFile,
+        route_regions: Vec::new(),
+        mailbox_region: None,
     };
     let several = ::client::shell::StoredSettings {
         authorities: authorities::authority_set().authorities,
         authority_threshold: Some(2),
         state_sealing: ::client::shell::StateSealing::Passphrase,
+        route_regions: Vec::new(),
+        mailbox_region: None,
         ..single.clone()
     };
     for (name, settings) in [("single", single), ("authorities", several)] {

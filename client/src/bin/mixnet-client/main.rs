@@ -63,6 +63,13 @@ enum Command {
         /// The gateway to keep the mailbox at (base58 id); random if absent.
         #[arg(long)]
         gateway: Option<String>,
+        /// Keeps the mailbox at a gateway of this region (its label in the topology).
+        #[arg(long)]
+        region: Option<String>,
+        /// Keeps every route inside these regions, comma-separated (data
+        /// residency: packets cross only nodes labelled with one of them).
+        #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+        regions: Vec<String>,
     },
     /// Prints the client's address card (address and prekeys): give it to
     /// whoever should write to this client.
@@ -227,6 +234,8 @@ async fn run(command: Command) -> Result<()> {
             authorities,
             authority_threshold,
             gateway,
+            region,
+            regions,
         } => {
             let pin = Pin {
                 url: directory.unwrap_or_default(),
@@ -234,7 +243,8 @@ async fn run(command: Command) -> Result<()> {
                 authorities,
                 threshold: authority_threshold,
             };
-            init(&dir, &pin, gateway.as_deref()).await
+            let residency = Residency { region, regions };
+            init(&dir, &pin, gateway.as_deref(), residency).await
         }
         Command::Address { dir, plain, short } => {
             let unlocked = unlock(&DataFolder::new(&dir))?;
@@ -362,7 +372,13 @@ impl Pin {
     }
 }
 
-async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
+/// Where a new client keeps its mailbox and its routes (`init --region --regions`).
+struct Residency {
+    region: Option<String>,
+    regions: Vec<String>,
+}
+
+async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: Residency) -> Result<()> {
     let (directory_key, authorities) = pin.parse()?;
     let url = authorities
         .first()
@@ -377,6 +393,8 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
         authority_threshold: pin.threshold,
         gateway,
         passphrase: passphrase(),
+        region: residency.region,
+        route_regions: residency.regions.clone(),
     };
     let created = Client::create(dir, options).await.map_err(|e| match e {
         OpenError::Directory(e) => {
@@ -385,6 +403,19 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>) -> Result<()> {
         e => anyhow!(e),
     })?;
     println!("{}", created.book.card(created.address()));
+    eprintln!(
+        "mailbox at gateway {}{}",
+        created.address().gateway.to_base58(),
+        created
+            .settings
+            .mailbox_region
+            .as_ref()
+            .map(|r| format!(", region {r}"))
+            .unwrap_or_default()
+    );
+    if !residency.regions.is_empty() {
+        eprintln!("routes kept inside: {}", residency.regions.join(", "));
+    }
     Ok(())
 }
 
