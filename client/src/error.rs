@@ -50,6 +50,12 @@ pub enum OpenError {
     /// The topology has no gateway that accepts clients.
     #[error("the topology has no gateway that accepts clients")]
     NoGateway,
+    /// Two factors were asked for without a passphrase.
+    #[error(
+        "two factors need a passphrase as well as the device key file: give one \
+         (MIXNET_CLIENT_PASSPHRASE)"
+    )]
+    TwoFactorWithoutPassphrase,
     /// No gateway that accepts clients is in the region asked for.
     #[error(
         "the topology has no gateway for clients in region \"{region}\" (regions with one: {known})"

@@ -186,3 +186,22 @@ fn init_with_an_unreachable_directory_writes_no_key() {
         "{err}"
     );
 }
+
+#[test]
+fn init_with_two_factors_and_no_passphrase_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "init",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--directory",
+        "http://127.0.0.1:9",
+        "--directory-key",
+        &NodeId([1; 32]).to_base58(),
+        "--two-factor",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("two factors need a passphrase"), "{err}");
+    assert!(!DataFolder::new(dir.path()).key_path().exists());
+}

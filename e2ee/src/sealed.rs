@@ -7,7 +7,7 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::secret::Secret32;
-use crate::suite::{CipherSuite, LABEL_SEALED};
+use crate::suite::{CipherSuite, LABEL_SEALED, LABEL_SEALED_TWO_FACTOR};
 use crate::wire::Reader;
 use crate::{Session, SessionError};
 
@@ -19,6 +19,8 @@ pub const SEALED_VERSION: u8 = 1;
 const SOURCE_RAW: u8 = 0;
 /// Key source byte: Argon2id over a passphrase.
 const SOURCE_ARGON2ID: u8 = 1;
+/// Key source byte: Argon2id over a passphrase, joined with a device key.
+const SOURCE_TWO_FACTOR: u8 = 2;
 /// Length of the Argon2id salt.
 const SALT_LEN: usize = 16;
 /// Length of the XChaCha20-Poly1305 nonce.
@@ -85,18 +87,54 @@ impl StateStore {
 
     /// Re-derives the passphrase store that sealed `sealed` (reads its parameters and salt).
     pub fn unlock_with_passphrase(passphrase: &[u8], sealed: &[u8]) -> Result<Self, SessionError> {
-        let mut reader = Reader::new(sealed);
-        read_magic(&mut reader)?;
-        if reader.u8("key source")? != SOURCE_ARGON2ID {
-            return Err(SessionError::SealedStateRejected);
-        }
-        let params = PassphraseParams {
-            memory_kib: reader.u32("memory cost")?,
-            iterations: reader.u32("iterations")?,
-            parallelism: reader.u32("parallelism")?,
-        };
-        let salt = reader.array::<SALT_LEN>("salt")?;
+        let (params, salt) = read_passphrase_source(sealed, SOURCE_ARGON2ID)?;
         Self::passphrase_store(passphrase, params, salt)
+    }
+
+    /// A new store that needs two factors: a passphrase (through Argon2id,
+    /// with a fresh random salt) and a 32-byte device key (a file kept on the
+    /// device). Neither alone derives the key: a stolen device without the
+    /// passphrase, or a stolen backup without the device key, opens nothing.
+    pub fn create_two_factor(
+        rng: &mut impl CryptoRng,
+        device_key: &[u8; 32],
+        passphrase: &[u8],
+        params: PassphraseParams,
+    ) -> Result<Self, SessionError> {
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        Self::two_factor_store(device_key, passphrase, params, salt)
+    }
+
+    /// Re-derives the two-factor store that sealed `sealed`.
+    pub fn unlock_two_factor(
+        device_key: &[u8; 32],
+        passphrase: &[u8],
+        sealed: &[u8],
+    ) -> Result<Self, SessionError> {
+        let (params, salt) = read_passphrase_source(sealed, SOURCE_TWO_FACTOR)?;
+        Self::two_factor_store(device_key, passphrase, params, salt)
+    }
+
+    fn two_factor_store(
+        device_key: &[u8; 32],
+        passphrase: &[u8],
+        params: PassphraseParams,
+        salt: [u8; SALT_LEN],
+    ) -> Result<Self, SessionError> {
+        let derived = argon2id(passphrase, params, salt)?;
+        // HKDF-SHA256(salt = device key, ikm = the passphrase's key).
+        let mut key = Zeroizing::new([0u8; 32]);
+        CipherSuite::DEFAULT.hkdf(
+            device_key,
+            derived.as_slice(),
+            LABEL_SEALED_TWO_FACTOR,
+            key.as_mut_slice(),
+        )?;
+        Ok(Self {
+            key: Secret32::new(*key),
+            source: passphrase_source(SOURCE_TWO_FACTOR, params, salt),
+        })
     }
 
     fn passphrase_store(
@@ -104,34 +142,10 @@ impl StateStore {
         params: PassphraseParams,
         salt: [u8; SALT_LEN],
     ) -> Result<Self, SessionError> {
-        if params.memory_kib > MAX_MEMORY_KIB
-            || params.iterations > MAX_ITERATIONS
-            || params.parallelism > MAX_PARALLELISM
-        {
-            return Err(SessionError::PassphraseKdf(
-                "parameters above the allowed bounds",
-            ));
-        }
-        let argon_params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            Some(32),
-        )
-        .map_err(|_| SessionError::PassphraseKdf("invalid parameters"))?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
-        let mut derived = Zeroizing::new([0u8; 32]);
-        argon
-            .hash_password_into(passphrase, &salt, derived.as_mut_slice())
-            .map_err(|_| SessionError::PassphraseKdf("derivation failed"))?;
-        let mut source = vec![SOURCE_ARGON2ID];
-        source.extend_from_slice(&params.memory_kib.to_be_bytes());
-        source.extend_from_slice(&params.iterations.to_be_bytes());
-        source.extend_from_slice(&params.parallelism.to_be_bytes());
-        source.extend_from_slice(&salt);
+        let derived = argon2id(passphrase, params, salt)?;
         Ok(Self {
             key: seal_key(&derived)?,
-            source,
+            source: passphrase_source(SOURCE_ARGON2ID, params, salt),
         })
     }
 
@@ -227,6 +241,65 @@ fn read_magic(reader: &mut Reader<'_>) -> Result<(), SessionError> {
         return Err(SessionError::SealedStateRejected);
     }
     Ok(())
+}
+
+/// Argon2id of `passphrase` under `params` (bounded) and `salt`.
+fn argon2id(
+    passphrase: &[u8],
+    params: PassphraseParams,
+    salt: [u8; SALT_LEN],
+) -> Result<Zeroizing<[u8; 32]>, SessionError> {
+    if params.memory_kib > MAX_MEMORY_KIB
+        || params.iterations > MAX_ITERATIONS
+        || params.parallelism > MAX_PARALLELISM
+    {
+        return Err(SessionError::PassphraseKdf(
+            "parameters above the allowed bounds",
+        ));
+    }
+    let argon_params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|_| SessionError::PassphraseKdf("invalid parameters"))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
+    let mut derived = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase, &salt, derived.as_mut_slice())
+        .map_err(|_| SessionError::PassphraseKdf("derivation failed"))?;
+    Ok(derived)
+}
+
+/// The key-source bytes of a passphrase-derived key: `source`, the
+/// Argon2id parameters and the salt.
+fn passphrase_source(source: u8, params: PassphraseParams, salt: [u8; SALT_LEN]) -> Vec<u8> {
+    let mut out = vec![source];
+    out.extend_from_slice(&params.memory_kib.to_be_bytes());
+    out.extend_from_slice(&params.iterations.to_be_bytes());
+    out.extend_from_slice(&params.parallelism.to_be_bytes());
+    out.extend_from_slice(&salt);
+    out
+}
+
+/// The Argon2id parameters and salt of sealed bytes whose key source is `source`.
+fn read_passphrase_source(
+    sealed: &[u8],
+    source: u8,
+) -> Result<(PassphraseParams, [u8; SALT_LEN]), SessionError> {
+    let mut reader = Reader::new(sealed);
+    read_magic(&mut reader)?;
+    if reader.u8("key source")? != source {
+        return Err(SessionError::SealedStateRejected);
+    }
+    let params = PassphraseParams {
+        memory_kib: reader.u32("memory cost")?,
+        iterations: reader.u32("iterations")?,
+        parallelism: reader.u32("parallelism")?,
+    };
+    let salt = reader.array::<SALT_LEN>("salt")?;
+    Ok((params, salt))
 }
 
 /// The sealing key: HKDF-SHA256(ikm = state key, info = LABEL_SEALED).

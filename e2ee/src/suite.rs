@@ -53,6 +53,7 @@ pub(crate) const LABEL_STATEMENT: &[u8] = b"mixnet-e2ee/v2 session statement";
 pub(crate) const LABEL_LOCAL_SECRET: &[u8] = b"mixnet-e2ee/v2 local secret";
 /// KDF label of the key that seals session state at rest.
 pub(crate) const LABEL_SEALED: &[u8] = b"mixnet-e2ee/v1 sealed-state";
+pub(crate) const LABEL_SEALED_TWO_FACTOR: &[u8] = b"mixnet-e2ee/v1 sealed-state two-factor";
 
 /// HMAC input that derives a message key from a chain key.
 const CHAIN_MESSAGE_BYTE: u8 = 0x01;

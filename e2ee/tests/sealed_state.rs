@@ -99,3 +99,45 @@ fn sealing_twice_gives_different_bytes() {
         store.seal(&mut rng, &bob).unwrap()
     );
 }
+
+#[test]
+fn two_factors_open_together_and_neither_alone() {
+    let (mut rng, mut alice, bob) = established(52);
+    let device = [9u8; 32];
+    let store =
+        StateStore::create_two_factor(&mut rng, &device, b"correct horse", TEST_PARAMS).unwrap();
+    let sealed = store.seal(&mut rng, &bob).unwrap();
+
+    let unlocked = StateStore::unlock_two_factor(&device, b"correct horse", &sealed).unwrap();
+    let mut restored = unlocked.open(&sealed).unwrap();
+    let message = alice.encrypt(&mut rng, b"both factors", None).unwrap();
+    assert_eq!(restored.decrypt(NOW, &message).unwrap(), b"both factors");
+
+    // The device key without the passphrase (a stolen laptop).
+    let wrong_phrase = StateStore::unlock_two_factor(&device, b"battery staple", &sealed).unwrap();
+    assert_eq!(
+        wrong_phrase.open(&sealed).map(|_| ()),
+        Err(SessionError::SealedStateRejected)
+    );
+    // The passphrase without the device key (a stolen backup).
+    let wrong_device =
+        StateStore::unlock_two_factor(&[8u8; 32], b"correct horse", &sealed).unwrap();
+    assert_eq!(
+        wrong_device.open(&sealed).map(|_| ()),
+        Err(SessionError::SealedStateRejected)
+    );
+    // The passphrase alone, as if the folder were sealed with it only.
+    assert!(StateStore::unlock_with_passphrase(b"correct horse", &sealed).is_err());
+    // The device key alone, as a raw key.
+    assert!(
+        StateStore::from_raw_key(device)
+            .unwrap()
+            .open(&sealed)
+            .is_err()
+    );
+    // Passphrase-only state is not taken for two-factor state.
+    let single =
+        StateStore::create_with_passphrase(&mut rng, b"correct horse", TEST_PARAMS).unwrap();
+    let sealed_single = single.seal(&mut rng, &bob).unwrap();
+    assert!(StateStore::unlock_two_factor(&device, b"correct horse", &sealed_single).is_err());
+}

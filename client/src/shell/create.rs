@@ -42,6 +42,9 @@ pub struct CreateOptions {
     pub gateway: Option<NodeId>,
     /// Seals the folder with a passphrase instead of a key file.
     pub passphrase: Option<Passphrase>,
+    /// Needs both factors to open the folder: the device key file
+    /// `state.key` and `passphrase` (which must then be given).
+    pub two_factor: bool,
     /// The region the gateway must be in (its label in the topology).
     pub region: Option<String>,
     /// Regions every route of the client must stay inside (data residency);
@@ -58,6 +61,9 @@ impl Client {
         data_dir: &Path,
         options: CreateOptions,
     ) -> Result<UnlockedFolder, OpenError> {
+        if options.two_factor && options.passphrase.is_none() {
+            return Err(OpenError::TwoFactorWithoutPassphrase);
+        }
         let folder = DataFolder::new(data_dir);
         if folder.key_path().exists() || folder.sessions_path().exists() {
             return Err(DataFolderError::Exists {
@@ -105,10 +111,10 @@ impl Client {
             authorities: options.authorities.clone(),
             authority_threshold: options.authority_threshold.filter(|_| !single),
             gateway: entry.id.to_base58(),
-            state_sealing: if options.passphrase.is_some() {
-                StateSealing::Passphrase
-            } else {
-                StateSealing::KeyFile
+            state_sealing: match (options.passphrase.is_some(), options.two_factor) {
+                (true, true) => StateSealing::KeyFileAndPassphrase,
+                (true, false) => StateSealing::Passphrase,
+                (false, _) => StateSealing::KeyFile,
             },
             route_regions: options.route_regions.clone(),
             mailbox_region: entry.region.clone(),

@@ -50,6 +50,11 @@ pub enum StateSealing {
     /// A key derived with Argon2id from a passphrase the user gives at each
     /// start; it seals the session book and the Sphinx key.
     Passphrase,
+    /// Two factors: a random device key in `state.key` (mode 0600) joined
+    /// with the passphrase's Argon2id key; both are needed to open the book
+    /// and the Sphinx key, so a stolen device without the passphrase, or a
+    /// stolen backup without `state.key`, opens nothing.
+    KeyFileAndPassphrase,
 }
 
 /// A passphrase that unlocks the data folder; wiped on drop, never printed.
@@ -316,6 +321,21 @@ impl DataFolder {
                 self.write_sealed_key(rng, &store, keys)?;
                 store
             }
+            StateSealing::KeyFileAndPassphrase => {
+                let phrase = self.required(passphrase)?;
+                let mut device = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(device.as_mut_slice());
+                write_atomic(&self.state_key_path(), device.as_slice(), 0o600)?;
+                let store = StateStore::create_two_factor(
+                    rng,
+                    &device,
+                    phrase.0.as_bytes(),
+                    PassphraseParams::default(),
+                )
+                .map_err(|e| self.sealed_error(&self.sessions_path(), e.to_string()))?;
+                self.write_sealed_key(rng, &store, keys)?;
+                store
+            }
         };
         let text = settings.to_toml(self)?;
         write_atomic(&self.settings_path(), text.as_bytes(), 0o644)?;
@@ -429,6 +449,42 @@ impl DataFolder {
                     keys
                 };
                 (store, keys)
+            }
+            StateSealing::KeyFileAndPassphrase => {
+                let phrase = self.required(passphrase)?.0.as_bytes();
+                let state_key_path = self.state_key_path();
+                let device = match read_optional(&state_key_path)? {
+                    Some(bytes) => Zeroizing::new(bytes),
+                    None => {
+                        return Err(DataFolderError::BadField {
+                            path: state_key_path,
+                            field: "(key)",
+                            reason: "missing: this folder opens only with both this device \
+                                     key file and the passphrase"
+                                .into(),
+                        });
+                    }
+                };
+                let device = <[u8; 32]>::try_from(device.as_slice())
+                    .map(Zeroizing::new)
+                    .map_err(|_| DataFolderError::BadField {
+                        path: state_key_path.clone(),
+                        field: "(key)",
+                        reason: format!("{} bytes, expected 32", device.len()),
+                    })?;
+                let sealed = sealed_book.as_deref().unwrap_or(&key_bytes);
+                let store = StateStore::unlock_two_factor(&device, phrase, sealed)
+                    .map_err(|e| self.sealed_error(&sessions_path, e.to_string()))?;
+                let secret = store.open_bytes(&key_bytes).map_err(|e| {
+                    self.sealed_error(
+                        &key_path,
+                        format!(
+                            "{e} (a wrong passphrase or device key file, or a damaged file: \
+                             both factors are needed)"
+                        ),
+                    )
+                })?;
+                (store, self.clear_key(&secret)?)
             }
         };
         let book_file = BookFile {
@@ -607,6 +663,75 @@ mod tests {
             folder.init(&mut rng, &settings, &keys, None),
             Err(DataFolderError::Exists { .. })
         ));
+    }
+
+    #[test]
+    fn two_factors_open_the_folder_together_and_neither_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path().join("laptop"));
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let keys = SphinxKeyPair::generate(&mut rng);
+        let right = Passphrase::new("correct horse".into());
+        let sealing = settings(StateSealing::KeyFileAndPassphrase);
+        let created = folder
+            .init(&mut rng, &sealing, &keys, Some(&right))
+            .unwrap();
+        // Nothing secret in clear: the Sphinx key and the book are sealed.
+        let key_file = fs::read(folder.key_path()).unwrap();
+        assert!(key_file.starts_with(&SEALED_MAGIC));
+        assert!(
+            !key_file
+                .windows(32)
+                .any(|w| w == keys.secret_bytes().as_slice())
+        );
+        #[cfg(unix)]
+        assert_eq!(mode(&folder.state_key_path()), 0o600);
+
+        // Both factors: the folder opens.
+        let opened = folder.unlock(&mut rng, Some(&right)).unwrap();
+        assert_eq!(opened.address(), created.address());
+        assert_eq!(opened.book.identity(), created.book.identity());
+
+        // The device without the passphrase (a stolen laptop).
+        let wrong = Passphrase::new("battery staple".into());
+        let err = folder
+            .unlock(&mut rng, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both factors"), "{err}");
+        assert!(folder.unlock(&mut rng, None).is_err());
+
+        // A backup without the device key file, with the right passphrase.
+        let backup = DataFolder::new(dir.path().join("backup"));
+        fs::create_dir_all(dir.path().join("backup")).unwrap();
+        for name in [SETTINGS_FILE, KEY_FILE, SESSIONS_FILE] {
+            fs::copy(
+                dir.path().join("laptop").join(name),
+                dir.path().join("backup").join(name),
+            )
+            .unwrap();
+        }
+        let err = backup
+            .unlock(&mut rng, Some(&right))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.key") && err.contains("missing"),
+            "{err}"
+        );
+        // ... or with another device's key file in its place.
+        fs::write(backup.state_key_path(), [5u8; 32]).unwrap();
+        let err = backup
+            .unlock(&mut rng, Some(&right))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both factors"), "{err}");
+        // Restoring the device key file opens it again.
+        fs::copy(folder.state_key_path(), backup.state_key_path()).unwrap();
+        assert_eq!(
+            backup.unlock(&mut rng, Some(&right)).unwrap().address(),
+            created.address()
+        );
     }
 
     #[test]

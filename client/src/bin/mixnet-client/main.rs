@@ -63,6 +63,10 @@ enum Command {
         /// The gateway to keep the mailbox at (base58 id); random if absent.
         #[arg(long)]
         gateway: Option<String>,
+        /// Seals the folder so that it opens only with both its device key
+        /// file (`state.key`) and the passphrase (MIXNET_CLIENT_PASSPHRASE).
+        #[arg(long)]
+        two_factor: bool,
         /// Keeps the mailbox at a gateway of this region (its label in the topology).
         #[arg(long)]
         region: Option<String>,
@@ -236,6 +240,7 @@ async fn run(command: Command) -> Result<()> {
             gateway,
             region,
             regions,
+            two_factor,
         } => {
             let pin = Pin {
                 url: directory.unwrap_or_default(),
@@ -243,7 +248,11 @@ async fn run(command: Command) -> Result<()> {
                 authorities,
                 threshold: authority_threshold,
             };
-            let residency = Residency { region, regions };
+            let residency = NewFolder {
+                region,
+                regions,
+                two_factor,
+            };
             init(&dir, &pin, gateway.as_deref(), residency).await
         }
         Command::Address { dir, plain, short } => {
@@ -372,13 +381,14 @@ impl Pin {
     }
 }
 
-/// Where a new client keeps its mailbox and its routes (`init --region --regions`).
-struct Residency {
+/// What `init` makes beyond the pins: where the mailbox and the routes are (`--region`, `--regions`), and whether the folder needs two factors (`--two-factor`).
+struct NewFolder {
     region: Option<String>,
     regions: Vec<String>,
+    two_factor: bool,
 }
 
-async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: Residency) -> Result<()> {
+async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder) -> Result<()> {
     let (directory_key, authorities) = pin.parse()?;
     let url = authorities
         .first()
@@ -393,6 +403,7 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: Residency
         authority_threshold: pin.threshold,
         gateway,
         passphrase: passphrase(),
+        two_factor: residency.two_factor,
         region: residency.region,
         route_regions: residency.regions.clone(),
     };
