@@ -43,6 +43,34 @@ impl SenderDist {
         &self.0
     }
 
+    /// `dist` after evidence that multiplies the probability of every sender
+    /// `marked` holds for by `weight` (of every other sender by 1),
+    /// renormalised; `dist` itself when the evidence changes nothing or
+    /// would leave no sender.
+    pub fn reweighted(
+        dist: &Rc<SenderDist>,
+        marked: impl Fn(u32) -> bool,
+        weight: f64,
+    ) -> Rc<SenderDist> {
+        if weight == 1.0 || !dist.0.iter().any(|(s, _)| marked(*s)) {
+            return dist.clone();
+        }
+        let scaled = |s: u32, p: f64| if marked(s) { p * weight } else { p };
+        let total: f64 = dist.0.iter().map(|&(s, p)| scaled(s, p)).sum();
+        if !(total.is_finite() && total > 0.0) {
+            return dist.clone();
+        }
+        let out = dist
+            .0
+            .iter()
+            .filter_map(|&(s, p)| {
+                let q = scaled(s, p);
+                (q > 0.0).then_some((s, q / total))
+            })
+            .collect();
+        Rc::new(SenderDist(out))
+    }
+
     /// Entropy in bits over senders below `clients`, renormalised; 0 if none.
     pub fn client_entropy_bits(&self, clients: u32) -> f64 {
         let total: f64 = self

@@ -11,6 +11,7 @@ pub mod network;
 pub mod output;
 pub mod plot;
 pub mod report;
+pub mod residency;
 pub mod routes;
 pub mod scenario;
 pub mod sim_codec;

@@ -8,7 +8,7 @@ use crate::closed_form::{single_mix_entropy_bits, timing_single_mix_entropy_bits
 use crate::report::Report;
 
 /// Number of metrics in a row.
-pub const COUNT: usize = 25;
+pub const COUNT: usize = 27;
 
 /// Names of the metrics, in row order. A metric `m` with a companion
 /// `m_closed_form` is plotted with it on one chart.
@@ -38,9 +38,13 @@ pub const METRICS: [&str; COUNT] = [
     "n1_notice_after_secs_closed_form",
     "intersection_rounds",
     "intersection_rounds_estimate",
+    "unconstrained_entropy_mean_bits",
+    "unconstrained_timing_entropy_mean_bits",
 ];
 
-/// The metrics of one run, in [`METRICS`] order.
+/// The metrics of one run, in [`METRICS`] order. Under a region constraint
+/// the anonymity metrics are the constrained clients' targets', and the
+/// `unconstrained_` ones the other clients'.
 pub fn metrics_of(r: &Report) -> [f64; COUNT] {
     let queue = r
         .nodes
@@ -54,6 +58,11 @@ pub fn metrics_of(r: &Report) -> [f64; COUNT] {
     let n1 = r.n_minus_one.as_ref();
     let n1f = |f: fn(&crate::report::NMinusOneReport) -> f64| n1.map_or(f64::NAN, f);
     let x = r.intersection.as_ref();
+    let unconstrained = r
+        .regions
+        .as_ref()
+        .and_then(|g| g.unconstrained.as_ref())
+        .filter(|u| u.targets_measured > 0);
     let rho = single_mix_load(r);
     let closed = |f: fn(f64) -> f64| match rho {
         Some(rho) if measured => f(rho),
@@ -86,6 +95,8 @@ pub fn metrics_of(r: &Report) -> [f64; COUNT] {
         x.and_then(|i| i.rounds_to_name)
             .map_or(f64::NAN, |r| r as f64),
         x.map_or(f64::NAN, |i| i.predicted_rounds),
+        unconstrained.map_or(f64::NAN, |u| u.entropy_bits.mean),
+        unconstrained.map_or(f64::NAN, |u| u.timing.entropy_bits.mean),
     ]
 }
 

@@ -290,6 +290,36 @@ pub struct IntersectionReport {
     pub named: Vec<bool>,
 }
 
+/// One node under a region constraint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegionNode {
+    /// `L<layer>.<n>` or `G<n>`.
+    pub name: String,
+    /// Its region label.
+    pub region: String,
+    /// Whether its region is one the constrained clients allow.
+    pub allowed: bool,
+    /// Packets whose route a constrained client drew (its fragments and
+    /// cover) that reached this node.
+    pub constrained_packets: u64,
+}
+
+/// What a region constraint did, beside the constrained clients' anonymity
+/// (which is the report's `anonymity` when clients are constrained).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegionReport {
+    /// Clients constrained to the allowed regions.
+    pub constrained_clients: usize,
+    /// Constrained clients' packets that reached a node outside the allowed
+    /// regions (0 unless routing is broken).
+    pub constrained_packets_outside: u64,
+    /// Sender anonymity of the other clients' targets (none if every client
+    /// is constrained).
+    pub unconstrained: Option<Anonymity>,
+    /// Every node, its region and the constrained clients' packets it saw.
+    pub nodes: Vec<RegionNode>,
+}
+
 /// Everything a run measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -325,6 +355,10 @@ pub struct Report {
     pub n_minus_one: Option<NMinusOneReport>,
     /// The intersection attack, if the scenario has one.
     pub intersection: Option<IntersectionReport>,
+    /// The region constraint, if some clients are constrained (left out of
+    /// report.json otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<RegionReport>,
     /// Packets lost, by reason: mixers' drops, gateway cores' drops and
     /// `link_loss`. Not here: the gateways' `drop_cover` discards, which are
     /// the clients' drop cover (addressed to the drop address, acknowledged)
@@ -446,6 +480,26 @@ impl Report {
             clients = s.traffic.clients,
             drops = self.drops,
         );
+        if let Some(g) = &self.regions {
+            out += &format!(
+                "region constraint   {k} of {clients} clients constrained, their targets above; {o} of their packets reached a node outside the allowed regions\n",
+                k = g.constrained_clients,
+                clients = s.traffic.clients,
+                o = g.constrained_packets_outside,
+            );
+            if let Some(u) = &g.unconstrained {
+                out += &format!(
+                    "unconstrained       {tm}/{tr} targets  H mean {hm:.3} bits  set 2^H = {set:.2}; H_min {hmin:.3} bits, P(true sender) {pt:.3}; timing H {th:.3} bits\n",
+                    tm = u.targets_measured,
+                    tr = u.targets_requested,
+                    hm = u.entropy_bits.mean,
+                    set = u.effective_anonymity_set,
+                    hmin = u.min_entropy_bits.mean,
+                    pt = u.true_sender_probability,
+                    th = u.timing.entropy_bits.mean,
+                );
+            }
+        }
         if let Some(n) = &self.n_minus_one {
             out += &format!(
                 "(n-1) attack on {node}  {t} targets: named {g:.3} (closed form {pg:.3}), P(true output) {p:.3} ({pp:.3}); \

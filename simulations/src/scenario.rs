@@ -54,6 +54,10 @@ pub struct Scenario {
     pub adversary: AdversarySpec,
     /// Active and long-term attacks (none by default).
     pub attack: AttackSpec,
+    /// Data residency: nodes' region labels and clients constrained to some
+    /// regions (none by default; left out of the report when unset).
+    #[serde(skip_serializing_if = "RegionSpec::is_unset")]
+    pub regions: RegionSpec,
 }
 
 impl Default for Scenario {
@@ -70,6 +74,7 @@ impl Default for Scenario {
             link: LinkSpec::default(),
             adversary: AdversarySpec::default(),
             attack: AttackSpec::default(),
+            regions: RegionSpec::default(),
         }
     }
 }
@@ -343,6 +348,38 @@ impl Default for IntersectionSpec {
     }
 }
 
+/// Data residency: region labels on the nodes, and which clients may route
+/// only through some regions (docs/simulations.md, "Data residency").
+///
+/// Labels repeat by position: in every layer, mix j is labelled
+/// `mixes[j % mixes.len()]`, and gateway g `gateways[g % gateways.len()]`,
+/// so each layer holds its share of every region, as the directory spreads
+/// them. Clients 0 to k − 1, k = round(`constrained_fraction` × clients)
+/// (at least one when the fraction is above 0), are constrained: each is
+/// placed on an allowed gateway (the i-th on the (i mod a)-th of the a
+/// allowed ones), writes only to clients on allowed gateways, and draws
+/// every mix, and every drop-cover gateway, among the allowed nodes. The
+/// other clients keep gateway (i mod gateways) and route as without regions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Region labels of the mix nodes, by position in a layer (default none).
+    pub mixes: Vec<String>,
+    /// Region labels of the gateways, by gateway number (default none).
+    pub gateways: Vec<String>,
+    /// Share of clients constrained to `allowed`, in [0, 1] (default 0).
+    pub constrained_fraction: f64,
+    /// Regions a constrained client's packets may cross (default none).
+    pub allowed: Vec<String>,
+}
+
+impl RegionSpec {
+    /// Whether the scenario says nothing about regions (the default).
+    pub fn is_unset(&self) -> bool {
+        *self == RegionSpec::default()
+    }
+}
+
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn from_file(path: &Path) -> Result<Scenario, SimError> {
@@ -531,6 +568,7 @@ impl Scenario {
                 "more than there are gateways",
             ));
         }
+        crate::residency::Residency::new(self)?;
         Ok(())
     }
 

@@ -140,16 +140,21 @@ pub struct Tally {
     pub events: u64,
     /// Packets handed to a mixer.
     pub packet_hops: u64,
+    /// Per node, packets of constrained clients that reached it (empty
+    /// without a region constraint).
+    pub constrained_visits: Vec<u64>,
 }
 
 impl Tally {
-    /// Counters for `nodes` nodes and `targets` target packets.
-    pub fn new(nodes: usize, targets: usize) -> Self {
+    /// Counters for `nodes` nodes, `targets` target packets and
+    /// `visited` nodes whose constrained clients' packets are counted.
+    pub fn new(nodes: usize, targets: usize, visited: usize) -> Self {
         Tally {
             queues: vec![QueueGauge::default(); nodes],
             cover_sent: vec![0; nodes],
             target_posteriors: vec![None; targets],
             target_senders: vec![0; targets],
+            constrained_visits: vec![0; visited],
             ..Tally::default()
         }
     }
@@ -262,10 +267,15 @@ impl Tally {
             .collect()
     }
 
-    /// Anonymity figures of the targets, and every measured target's figures.
-    pub fn anonymity(&self, clients: usize) -> (Anonymity, Vec<[Posterior; 2]>) {
-        let measured: Vec<[Posterior; 2]> =
-            self.target_posteriors.iter().flatten().copied().collect();
+    /// Anonymity figures of the targets with ordinals in `targets`, and
+    /// every measured one's figures.
+    pub fn anonymity(
+        &self,
+        targets: std::ops::Range<usize>,
+        clients: usize,
+    ) -> (Anonymity, Vec<[Posterior; 2]>) {
+        let group = self.target_posteriors.get(targets).unwrap_or(&[]);
+        let measured: Vec<[Posterior; 2]> = group.iter().flatten().copied().collect();
         let figures = |i: usize| {
             let pick = |f: fn(&Posterior) -> f64| -> Vec<f64> {
                 measured.iter().filter_map(|p| p.get(i)).map(f).collect()
@@ -286,7 +296,7 @@ impl Tally {
         };
         let pool = figures(0);
         let anonymity = Anonymity {
-            targets_requested: self.target_posteriors.len(),
+            targets_requested: group.len(),
             targets_measured: pool.entropy_bits.count,
             effective_anonymity_set: if pool.entropy_bits.count > 0 {
                 pool.entropy_bits.mean.exp2()

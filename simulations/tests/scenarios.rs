@@ -20,12 +20,16 @@ fn shipped_scenarios_and_sweeps_parse() {
         .collect();
     names.sort();
     assert!(names.len() >= 6, "{names:?}");
+    assert!(
+        names.iter().any(|p| p.ends_with("sweep_regions.toml")),
+        "{names:?}"
+    );
     for path in names {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("sweep_") {
             let sweep = Sweep::from_file(&path).unwrap();
-            // The smallest shipped grid is the intersection sweep's 3 × 2.
-            assert!(sweep.len() >= 6, "{name}: {} points", sweep.len());
+            // The smallest shipped grid is the rate profiles' 2 × 2.
+            assert!(sweep.len() >= 4, "{name}: {} points", sweep.len());
         } else {
             Scenario::from_file(&path).unwrap();
         }
@@ -39,4 +43,19 @@ fn small_example_runs_and_delivers_everything() {
     assert_eq!(out.report.delivery.message_ratio, 1.0);
     assert_eq!(out.report.anonymity.targets_measured, 200);
     assert!(out.report.summary().contains("sender anonymity"));
+}
+
+#[test]
+fn the_regions_sweep_constrains_a_share_of_clients_at_every_point_but_the_first() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sweep_regions.toml");
+    let sweep = Sweep::from_file(&path).unwrap();
+    let fractions: Vec<f64> = (0..sweep.len())
+        .map(|i| sweep.point(i).unwrap().0.regions.constrained_fraction)
+        .collect();
+    assert_eq!(fractions, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]);
+    for i in 0..sweep.len() {
+        let (s, _) = sweep.point(i).unwrap();
+        let residency = simulations::residency::Residency::new(&s).unwrap();
+        assert_eq!(residency.is_some(), i > 0);
+    }
 }

@@ -57,11 +57,23 @@ impl<C: SimCodec> Engine<C> {
         }
         let clients = self.clients.len() as u32;
         let surbs = self.scenario.traffic.reply_surbs;
+        let constrained = self.residency.as_ref().is_some_and(|r| r.is_constrained(c));
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
-        let mut to = client.app_rng.random_range(0..clients);
-        if to == c as u32 && clients > 1 {
+        let mut to = if constrained {
+            // Only clients whose gateway is in the allowed regions.
+            let allowed = &self.allowed_recipients;
+            let n = allowed.len().max(1);
+            let mut i = client.app_rng.random_range(0..n);
+            if allowed.get(i) == Some(&(c as u32)) && n > 1 {
+                i = (i + 1) % n;
+            }
+            allowed.get(i).copied().unwrap_or(c as u32)
+        } else {
+            client.app_rng.random_range(0..clients)
+        };
+        if !constrained && to == c as u32 && clients > 1 {
             to = (to + 1) % clients;
         }
         client.messages.poll(now, &mut client.app_rng);
@@ -173,15 +185,26 @@ impl<C: SimCodec> Engine<C> {
             && self.messages.get(msg as usize).is_some_and(|m| m.measured)
         {
             self.tally.delivery.packets_sent += 1;
-            if self.tracking && self.targets_started < self.scenario.adversary.target_messages {
-                target = Some(self.targets_started as u32);
-                if let Some(s) = self.tally.target_senders.get_mut(self.targets_started) {
+            let wanted = self.scenario.adversary.target_messages;
+            let group = self.target_group(c);
+            if self.tracking
+                && let Some(started) = self.targets_started.get_mut(group)
+                && *started < wanted
+            {
+                // Each group's targets have ordinals of their own.
+                let ordinal = group * wanted + *started;
+                target = Some(ordinal as u32);
+                if let Some(s) = self.tally.target_senders.get_mut(ordinal) {
                     *s = c as u32;
                 }
-                self.targets_started += 1;
+                *started += 1;
                 self.targets_in_flight += 1;
             }
         }
+        // Its own route source drew the routes of its fragments and cover;
+        // a reply (or a reply's ack) travels a route its SURB's maker drew.
+        let origin =
+            matches!(kind, Kind::Fragment { .. } | Kind::Loop | Kind::Drop).then_some(c as u32);
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
@@ -196,6 +219,7 @@ impl<C: SimCodec> Engine<C> {
             target,
             dist: self.tracking.then(|| Beliefs::point(c as u32)),
             fresh: true,
+            origin,
         };
         self.tally.cross(kind, 1);
         let slot = self.store(packet);

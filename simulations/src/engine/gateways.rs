@@ -167,6 +167,12 @@ impl<C: SimCodec> Engine<C> {
         else {
             return;
         };
+        let origin = self
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .and_then(|p| p.origin);
+        self.visited(self.net.gateway_node(g), origin);
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
         };
@@ -247,6 +253,7 @@ impl<C: SimCodec> Engine<C> {
                                 .tracking
                                 .then(|| Beliefs::point((self.clients.len() + node) as u32)),
                             fresh: false,
+                            origin: None,
                         },
                     };
                     packet.next = next as u32;

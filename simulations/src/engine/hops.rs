@@ -13,7 +13,7 @@ use protocol::time::Timestamp;
 
 use super::attacks::Admission;
 use super::{Engine, InFlight};
-use crate::anonymity::Beliefs;
+use crate::anonymity::{Beliefs, SenderDist};
 use crate::events::Event;
 use crate::sim_codec::SimCodec;
 use crate::tally::Kind;
@@ -77,6 +77,7 @@ impl<C: SimCodec> Engine<C> {
                 .tracking
                 .then(|| Beliefs::point((self.clients.len() + n) as u32)),
             fresh: false,
+            origin: None,
         };
         if let Some(a) = &mut self.n_minus_one
             && a.node == n
@@ -106,6 +107,12 @@ impl<C: SimCodec> Engine<C> {
                 return;
             }
         }
+        let origin = self
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .and_then(|p| p.origin);
+        self.visited(node, origin);
         let Some(mixer) = self.net.mixers.get(node) else {
             return;
         };
@@ -169,6 +176,17 @@ impl<C: SimCodec> Engine<C> {
         }
     }
 
+    /// A packet whose route `origin` drew reached `node`: counted per node
+    /// when `origin` is a constrained client.
+    pub(super) fn visited(&mut self, node: usize, origin: Option<u32>) {
+        if let (Some(r), Some(c)) = (&self.residency, origin)
+            && r.is_constrained(c as usize)
+            && let Some(v) = self.tally.constrained_visits.get_mut(node)
+        {
+            *v += 1;
+        }
+    }
+
     /// A packet reached its final hop: the figures of a real fragment copy.
     pub(super) fn delivered(&mut self, now: Timestamp, packet: &InFlight) {
         let Kind::Fragment { msg, .. } = packet.kind else {
@@ -216,7 +234,16 @@ impl<C: SimCodec> Engine<C> {
                 timing: timing.mixture(now),
             });
             pool.leave(&own.pool);
-            packet.dist = Some(mixed.unwrap_or(own));
+            let mut dist = mixed.unwrap_or(own);
+            if let Some(r) = &self.residency {
+                // Where it goes next tells whether a constrained client can
+                // have sent it, and how likely one did.
+                let weight = r.constrained_weight(packet.next as usize);
+                let constrained = |s: u32| r.is_constrained(s as usize);
+                dist.pool = SenderDist::reweighted(&dist.pool, constrained, weight);
+                dist.timing = SenderDist::reweighted(&dist.timing, constrained, weight);
+            }
+            packet.dist = Some(dist);
         }
         if let Some(a) = &mut self.n_minus_one
             && a.node == node

@@ -50,7 +50,8 @@ use crate::anonymity::{Beliefs, PoolBelief, TimingPool};
 use crate::error::SimError;
 use crate::events::{Event, Scheduled, rng_stream};
 use crate::network::Network;
-use crate::report::{Delivery, Distribution, Report, RunOutput};
+use crate::report::{Delivery, Distribution, RegionNode, RegionReport, Report, RunOutput};
+use crate::residency::Residency;
 use crate::routes::SimRoutes;
 use crate::scenario::{CodecKind, Scenario};
 use crate::sim_codec::{CoverClock, SimCodec};
@@ -91,6 +92,9 @@ struct InFlight {
     dist: Option<Beliefs>,
     /// Whether it is a client's packet that has not yet reached a mix.
     fresh: bool,
+    /// The client whose own route source drew its route (its fragments and
+    /// cover; not replies, which travel routes their SURB's maker drew).
+    origin: Option<u32>,
 }
 
 /// A message (or a reply) an application handed to its client core.
@@ -163,11 +167,17 @@ struct Engine<C: SimCodec> {
     n_minus_one: Option<attacks::NMinusOne>,
     /// The intersection adversary, if the scenario has one.
     intersection: Option<attacks::Intersection>,
+    /// Region labels and the constrained clients, if some are.
+    residency: Option<Residency>,
+    /// The clients on allowed gateways: a constrained client's correspondents.
+    allowed_recipients: Vec<u32>,
     /// Whether the observers follow beliefs now.
     tracking: bool,
     /// When they start to (none once started, or if nothing is measured).
     tracking_from: Option<Timestamp>,
-    targets_started: usize,
+    /// Per target group (the constrained clients' targets, then, with a
+    /// constraint, the other clients'), targets started so far.
+    targets_started: Vec<usize>,
     targets_in_flight: usize,
     tally: Tally,
     warmup: Timestamp,
@@ -193,11 +203,19 @@ impl<C: SimCodec> Engine<C> {
         let config = scenario.client_config();
         let mut attack_rng = rng_stream(seed, stream::ATTACK);
         let intersection = attacks::Intersection::new(scenario, &mut attack_rng);
+        let residency = Residency::new(scenario)?;
         let mut clients = Vec::with_capacity(t.clients);
         let mut addresses = Vec::with_capacity(t.clients);
         for i in 0..t.clients {
             let keys = SphinxKeyPair::generate(&mut setup);
-            let gateway = i % net.gateways;
+            let (gateway, routes) = match &residency {
+                Some(r) if r.is_constrained(i) => (
+                    r.gateway_of(i),
+                    SimRoutes::constrained(net.routes.clone(), r.allowed_nodes()),
+                ),
+                Some(r) => (r.gateway_of(i), SimRoutes::new(net.routes.clone())),
+                None => (i % net.gateways, SimRoutes::new(net.routes.clone())),
+            };
             let mut core_rng = rng_stream(seed, stream::CLIENT_CORE + i as u64);
             let mut app_rng = rng_stream(seed, stream::CLIENT_APP + i as u64);
             let core = ClientCore::with_format(
@@ -205,7 +223,7 @@ impl<C: SimCodec> Engine<C> {
                 config,
                 keys,
                 net.gateway_id(gateway),
-                SimRoutes::new(net.routes.clone()),
+                routes,
                 Timestamp::ZERO,
                 &mut core_rng,
             );
@@ -229,6 +247,17 @@ impl<C: SimCodec> Engine<C> {
             });
         }
         let targets = scenario.adversary.target_messages;
+        let groups = if residency.is_some() { 2 } else { 1 };
+        let allowed_recipients = match &residency {
+            Some(r) => clients
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| r.is_allowed(net.gateway_node(c.gateway)))
+                .map(|(i, _)| i as u32)
+                .collect(),
+            None => Vec::new(),
+        };
+        let constrained_visits = if residency.is_some() { nodes } else { 0 };
         let mut engine = Engine {
             node_rngs: (0..nodes)
                 .map(|n| rng_stream(seed, stream::NODE_LINKS + n as u64))
@@ -256,12 +285,14 @@ impl<C: SimCodec> Engine<C> {
                 at_secs(scenario.duration_secs),
             ),
             intersection,
+            residency,
+            allowed_recipients,
             tracking: false,
             tracking_from: (targets > 0)
                 .then(|| Timestamp::ZERO.saturating_add(scenario.tracking_from())),
-            targets_started: 0,
+            targets_started: vec![0; groups],
             targets_in_flight: 0,
-            tally: Tally::new(nodes, targets),
+            tally: Tally::new(nodes, targets * groups, constrained_visits),
             warmup: at_secs(scenario.warmup_secs),
             traffic_end: at_secs(scenario.duration_secs),
             end: at_secs(scenario.duration_secs + scenario.drain_secs),
@@ -410,9 +441,7 @@ impl<C: SimCodec> Engine<C> {
         self.free.push(slot);
         if packet.target.is_some() {
             self.targets_in_flight = self.targets_in_flight.saturating_sub(1);
-            if self.targets_in_flight == 0
-                && self.targets_started >= self.scenario.adversary.target_messages
-            {
+            if self.targets_in_flight == 0 && self.all_targets_started() {
                 // Every target has left: stop paying for anonymity tracking.
                 self.tracking = false;
                 self.pools.iter_mut().for_each(PoolBelief::release_memory);
@@ -422,6 +451,28 @@ impl<C: SimCodec> Engine<C> {
             }
         }
         Some(packet)
+    }
+
+    /// Whether every target group that has clients has started all its targets.
+    fn all_targets_started(&self) -> bool {
+        let wanted = self.scenario.adversary.target_messages;
+        let constrained = self
+            .residency
+            .as_ref()
+            .map_or(0, Residency::constrained_clients);
+        self.targets_started.iter().enumerate().all(|(g, started)| {
+            // The second group (unconstrained clients) may have no client.
+            *started >= wanted || (g == 1 && constrained >= self.clients.len())
+        })
+    }
+
+    /// The target group of client `c`: 0, or 1 for an unconstrained client
+    /// when some clients are constrained.
+    fn target_group(&self, c: usize) -> usize {
+        match &self.residency {
+            Some(r) if !r.is_constrained(c) => 1,
+            _ => 0,
+        }
     }
 
     /// Keeps link bytes until their event; returns their chunk number.
@@ -487,7 +538,13 @@ impl<C: SimCodec> Engine<C> {
             }
         }
         let bandwidth = self.tally.bandwidth();
-        let (anonymity, target_posteriors) = self.tally.anonymity(self.clients.len());
+        let targets = self.scenario.adversary.target_messages;
+        let clients = self.clients.len();
+        let (anonymity, target_posteriors) = self.tally.anonymity(0..targets, clients);
+        let regions = self
+            .residency
+            .as_ref()
+            .map(|r| region_report(r, &self.net, &self.tally, targets, clients));
         let target_entropies_bits = target_posteriors
             .iter()
             .map(|p| p[0].entropy_bits)
@@ -524,6 +581,7 @@ impl<C: SimCodec> Engine<C> {
             anonymity,
             n_minus_one,
             intersection,
+            regions,
             drops,
         };
         RunOutput {
@@ -532,6 +590,38 @@ impl<C: SimCodec> Engine<C> {
             target_entropies_bits,
             target_posteriors,
         }
+    }
+}
+
+/// What the region constraint did: the constrained clients' packets at every
+/// node, and the unconstrained clients' targets' figures.
+fn region_report<C: SimCodec>(
+    r: &Residency,
+    net: &Network<C>,
+    tally: &Tally,
+    targets: usize,
+    clients: usize,
+) -> RegionReport {
+    let nodes: Vec<RegionNode> = (0..net.mixers.len())
+        .map(|n| RegionNode {
+            name: net.name(n),
+            region: r.label(n).to_string(),
+            allowed: r.is_allowed(n),
+            constrained_packets: tally.constrained_visits.get(n).copied().unwrap_or(0),
+        })
+        .collect();
+    let constrained_packets_outside = nodes
+        .iter()
+        .filter(|n| !n.allowed)
+        .map(|n| n.constrained_packets)
+        .sum();
+    let unconstrained = (r.constrained_clients() < clients)
+        .then(|| tally.anonymity(targets..2 * targets, clients).0);
+    RegionReport {
+        constrained_clients: r.constrained_clients(),
+        constrained_packets_outside,
+        unconstrained,
+        nodes,
     }
 }
 
