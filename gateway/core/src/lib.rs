@@ -8,7 +8,7 @@ pub mod stats;
 pub mod throttle;
 
 pub use crate::core::{
-    FinalHop, FinalHopReport, GatewayAction, GatewayConfig, GatewayCore, SessionId,
+    FinalHop, FinalHopReport, GatewayAction, GatewayConfig, GatewayCore, SessionId, invite_digest,
 };
 pub use error::MailboxError;
 pub use mailbox::{

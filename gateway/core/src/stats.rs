@@ -96,6 +96,9 @@ pub struct GatewayStats {
     registrations_expired: AtomicU64,
     sessions_source_limited: AtomicU64,
     registrations_source_limited: AtomicU64,
+    enrolled: AtomicU64,
+    enrollments_refused: AtomicU64,
+    revoked: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -144,6 +147,12 @@ pub struct GatewayStatsSnapshot {
     pub sessions_source_limited: u64,
     /// Registrations refused because their source address made too many.
     pub registrations_source_limited: u64,
+    /// Clients registered with an invite (closed admission).
+    pub enrolled: u64,
+    /// Sessions refused for want of an unused invite, or for a revoked key.
+    pub enrollments_refused: u64,
+    /// Clients revoked.
+    pub revoked: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -215,6 +224,15 @@ impl GatewayStats {
     pub(crate) fn registrations_expired(&self, n: u64) {
         self.registrations_expired.fetch_add(n, Ordering::Relaxed);
     }
+    pub(crate) fn enrolled(&self) {
+        bump(&self.enrolled);
+    }
+    pub(crate) fn enrollment_refused(&self) {
+        bump(&self.enrollments_refused);
+    }
+    pub(crate) fn revoked(&self) {
+        bump(&self.revoked);
+    }
     pub(crate) fn source_limited(&self, request: SourceRequest) {
         bump(match request {
             SourceRequest::Session => &self.sessions_source_limited,
@@ -257,6 +275,9 @@ impl GatewayStats {
             registrations_expired: load(&self.registrations_expired),
             sessions_source_limited: load(&self.sessions_source_limited),
             registrations_source_limited: load(&self.registrations_source_limited),
+            enrolled: load(&self.enrolled),
+            enrollments_refused: load(&self.enrollments_refused),
+            revoked: load(&self.revoked),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

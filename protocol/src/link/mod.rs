@@ -141,7 +141,17 @@ pub enum ClientMessage {
         /// The id from [`GatewayMessage::Deliver`].
         mailbox_id: u64,
     },
+    /// A one-time invite to a gateway in closed admission, sent before
+    /// [`ClientMessage::Authenticate`] by a client the gateway does not
+    /// serve yet (read by the gateway alone, over the encrypted link).
+    Enroll {
+        /// The invite code the gateway's operator handed out.
+        invite: [u8; INVITE_LEN],
+    },
 }
+
+/// Bytes of an invite code.
+pub const INVITE_LEN: usize = 16;
 
 const KIND_CHALLENGE: u8 = 0x01;
 const KIND_WELCOME: u8 = 0x02;
@@ -150,6 +160,7 @@ const KIND_CLOSE: u8 = 0x04;
 const KIND_AUTHENTICATE: u8 = 0x81;
 const KIND_SEND_PACKET: u8 = 0x82;
 const KIND_ACK_DELIVERY: u8 = 0x83;
+const KIND_ENROLL: u8 = 0x84;
 
 /// A message kind that can be encoded to and decoded from a link.
 pub trait LinkMessage: Sized {
@@ -293,6 +304,9 @@ impl LinkMessage for ClientMessage {
             ClientMessage::AckDelivery { mailbox_id } => {
                 write_message(out, KIND_ACK_DELIVERY, &[&mailbox_id.to_be_bytes()]);
             }
+            ClientMessage::Enroll { invite } => {
+                write_message(out, KIND_ENROLL, &[invite]);
+            }
         }
     }
 
@@ -329,6 +343,9 @@ impl LinkMessage for ClientMessage {
             }
             KIND_ACK_DELIVERY => Ok(ClientMessage::AckDelivery {
                 mailbox_id: u64::from_be_bytes(array(kind, fields)?),
+            }),
+            KIND_ENROLL => Ok(ClientMessage::Enroll {
+                invite: array(kind, fields)?,
             }),
             other => Err(LinkDecodeError::UnknownKind(other)),
         }

@@ -120,6 +120,8 @@ struct Session {
     decoder: LinkDecoder<ClientMessage>,
     state: SessionState,
     source: SourcePrefix,
+    /// The invite the client gave before authenticating, if any.
+    invite: Option<[u8; protocol::link::INVITE_LEN]>,
 }
 
 /// The sans-IO gateway: client sessions, throttling, final-hop delivery,
@@ -143,6 +145,8 @@ pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
     next_sweep: Timestamp,
     /// Acks read in the current call to `handle_client_bytes`, deleted together.
     acked: Vec<(ClientKey, MailboxId)>,
+    /// Closed admission: who may still enroll, and who may not come back.
+    admission: Admission,
     stats: Arc<GatewayStats>,
 }
 
@@ -192,6 +196,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             next_session: 0,
             next_sweep: Timestamp::ZERO,
             acked: Vec::new(),
+            admission: Admission::default(),
             stats,
         })
     }
@@ -235,6 +240,37 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             self.stats.set_registered(self.clients.len() as u64);
         }
         Ok(())
+    }
+
+    /// Closed admission: the digests ([`invite_digest`]) of the invites not
+    /// used yet, replacing those held.
+    pub fn set_invites(&mut self, digests: impl IntoIterator<Item = [u8; 32]>) {
+        self.admission.invites = digests.into_iter().collect();
+    }
+
+    /// The digests of invites used since the last call, for the shell to
+    /// record as used (durably) so that none serves twice.
+    pub fn take_redeemed_invites(&mut self) -> Vec<[u8; 32]> {
+        std::mem::take(&mut self.admission.redeemed)
+    }
+
+    /// Revokes `client`: its registration and mailbox are deleted, its
+    /// session is closed, and it is refused from now on (even with an
+    /// invite). Returns whether it was registered.
+    pub fn revoke(&mut self, client: &ClientKey, actions: &mut Vec<GatewayAction>) -> bool {
+        let newly = self.admission.revoked.insert(*client);
+        if let Some(session) = self.online.get(client).copied() {
+            self.end_session(session, CloseReason::NotRegistered, actions);
+        }
+        let registered = self.clients.remove(client).is_some();
+        if registered {
+            let _ = self.mailbox.unregister(client);
+            self.stats.set_registered(self.clients.len() as u64);
+        }
+        if newly {
+            self.stats.revoked();
+        }
+        registered
     }
 
     /// Forgets the clients not seen for longer than the registration expiry
@@ -321,6 +357,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     deadline: now.saturating_add(self.config.auth_timeout),
                 },
                 source,
+                invite: None,
             },
         );
         self.update_session_gauges();
@@ -446,6 +483,11 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 in_flight.remove(&id);
                 self.acked.push((*client, id));
             }
+            (SessionState::AwaitingAuth { .. }, ClientMessage::Enroll { invite })
+                if s.invite.is_none() =>
+            {
+                s.invite = Some(invite);
+            }
             (SessionState::AwaitingAuth { .. }, message) => {
                 if matches!(message, ClientMessage::SendPacket { .. }) {
                     self.stats.dropped(GatewayDropReason::Unauthenticated);
@@ -453,7 +495,10 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 self.stats.malformed();
                 self.end_session(session, CloseReason::Malformed, actions);
             }
-            (SessionState::Authenticated { .. }, ClientMessage::Authenticate { .. }) => {
+            (
+                SessionState::Authenticated { .. },
+                ClientMessage::Authenticate { .. } | ClientMessage::Enroll { .. },
+            ) => {
                 self.stats.malformed();
                 self.end_session(session, CloseReason::Malformed, actions);
             }
@@ -467,14 +512,29 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         client: ClientKey,
         actions: &mut Vec<GatewayAction>,
     ) {
+        if self.admission.revoked.contains(&client) {
+            self.stats.enrollment_refused();
+            self.end_session(session, CloseReason::NotRegistered, actions);
+            return;
+        }
+        let invite = self.sessions.get(&session).and_then(|s| s.invite);
         if self.clients.contains_key(&client) {
             // Seen today; a failed write only delays the registration's expiry.
             let _ = self.register_client(now, &client);
         } else {
+            let mut enrolled = None;
             if !self.config.open_registration {
-                self.stats.auth_refused();
-                self.end_session(session, CloseReason::NotRegistered, actions);
-                return;
+                // Closed admission: an unused invite, or no registration.
+                match invite.map(|code| invite_digest(&code)) {
+                    Some(digest) if self.admission.invites.contains(&digest) => {
+                        enrolled = Some(digest);
+                    }
+                    _ => {
+                        self.stats.enrollment_refused();
+                        self.end_session(session, CloseReason::NotRegistered, actions);
+                        return;
+                    }
+                }
             }
             if self.clients.len() >= self.config.max_clients {
                 self.stats.session_refused();
@@ -493,6 +553,12 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 self.stats.session_refused();
                 self.end_session(session, CloseReason::GatewayFull, actions);
                 return;
+            }
+            if let Some(digest) = enrolled {
+                // Used once: the shell persists it before anything else.
+                self.admission.invites.remove(&digest);
+                self.admission.redeemed.push(digest);
+                self.stats.enrolled();
             }
         }
         if let Some(old) = self.online.insert(client, session)
@@ -646,4 +712,23 @@ fn closing(session: SessionId, reason: CloseReason) -> Vec<GatewayAction> {
         },
         GatewayAction::Close { session, reason },
     ]
+}
+
+/// Closed admission's state: invites not used yet (by digest), invites used
+/// since the shell last asked, and revoked clients.
+#[derive(Debug, Default)]
+struct Admission {
+    invites: HashSet<[u8; 32]>,
+    redeemed: Vec<[u8; 32]>,
+    revoked: HashSet<ClientKey>,
+}
+
+/// The digest under which an invite code is kept: SHA-256 with a label, so
+/// that the gateway's list of invites does not hold usable codes.
+pub fn invite_digest(code: &[u8; protocol::link::INVITE_LEN]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"mixnet-gateway/v1 invite\0");
+    hash.update(code);
+    hash.finalize().into()
 }
