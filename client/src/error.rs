@@ -50,6 +50,26 @@ pub enum OpenError {
     /// The topology has no gateway that accepts clients.
     #[error("the topology has no gateway that accepts clients")]
     NoGateway,
+    /// A gateway in closed admission refused to register the new client.
+    #[error(
+        "gateway {gateway} serves only clients its operator enrolled: {}",
+        if *invited {
+            "this invite was not issued, was used already, or the key is revoked"
+        } else {
+            "ask the operator for an invite and give it with --invite CODE"
+        }
+    )]
+    NotEnrolled {
+        /// The gateway.
+        gateway: String,
+        /// Whether an invite was given.
+        invited: bool,
+    },
+    /// The invite code does not parse.
+    #[error(
+        "invite {0:?} is not an invite code (the base58 text `gateway invite` printed, 16 bytes)"
+    )]
+    BadInvite(String),
     /// Two factors were asked for without a passphrase.
     #[error(
         "two factors need a passphrase as well as the device key file: give one \

@@ -99,6 +99,21 @@ pub struct ClientsSection {
     /// New client keys one source address may register per hour, sustained.
     #[serde(default = "default_source_registrations_per_hour")]
     pub source_registrations_per_hour: u32,
+    /// Who may register: anyone (`open`), or only clients with an invite (`closed`).
+    #[serde(default)]
+    pub admission: Admission,
+}
+
+/// Who a gateway registers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Any client that authenticates (public gateways).
+    #[default]
+    Open,
+    /// Only clients with a one-time invite from `gateway invite`; `gateway
+    /// revoke` removes one (docs/gateway.md, "Closed admission").
+    Closed,
 }
 
 fn default_registration_expiry_days() -> u64 {
@@ -218,6 +233,9 @@ source_sessions_burst = 60
 source_sessions_per_minute = 60
 source_registrations_burst = 100
 source_registrations_per_hour = 120
+# Who may register: "open" (anyone), or "closed" (only clients given a
+# one-time invite by `gateway invite`; `gateway revoke` removes one).
+admission = "open"
 
 {directory_and_metrics}
 [mailbox]

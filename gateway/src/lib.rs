@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod enrollment;
 pub mod redb_store;
 
 pub use redb_store::RedbStore;

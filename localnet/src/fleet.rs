@@ -65,6 +65,7 @@ pub async fn create_client(
             authority_threshold: None,
             gateway: Some(gateway),
             passphrase: None,
+            invite: None,
             two_factor: false,
             region: None,
             route_regions: Vec::new(),

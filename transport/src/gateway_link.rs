@@ -121,6 +121,17 @@ impl QuicGatewayLink {
         gateway_id: NodeId,
         client_keys: &SphinxKeyPair,
     ) -> Result<QuicGatewayLink, GatewayLinkError> {
+        Self::connect_enrolling(client_address_of_gateway, gateway_id, client_keys, None).await
+    }
+
+    /// [`QuicGatewayLink::connect`], first giving `invite` (a gateway in
+    /// closed admission registers a new client only with an unused one).
+    pub async fn connect_enrolling(
+        client_address_of_gateway: SocketAddr,
+        gateway_id: NodeId,
+        client_keys: &SphinxKeyPair,
+        invite: Option<[u8; protocol::link::INVITE_LEN]>,
+    ) -> Result<QuicGatewayLink, GatewayLinkError> {
         let endpoint = client_endpoint(client_address_of_gateway, gateway_id)?;
         let connecting = endpoint
             .connect(client_address_of_gateway, SERVER_NAME)
@@ -137,13 +148,16 @@ impl QuicGatewayLink {
         if gateway != gateway_id {
             return Err(GatewayLinkError::WrongGateway);
         }
+        let mut hello = match invite {
+            Some(invite) => ClientMessage::Enroll { invite }.encode(),
+            None => Vec::new(),
+        };
         let authenticate = ClientMessage::Authenticate {
             client_key: client_keys.public().to_bytes(),
             proof: prove(client_keys.secret(), &gateway, &ephemeral),
         };
-        send.write_all(&authenticate.encode())
-            .await
-            .map_err(connection_error)?;
+        hello.extend(authenticate.encode());
+        send.write_all(&hello).await.map_err(connection_error)?;
         match within(next_message(&mut recv, &mut decoder)).await?? {
             GatewayMessage::Welcome => {}
             other => return Err(unexpected(other)),

@@ -42,6 +42,9 @@ pub struct CreateOptions {
     pub gateway: Option<NodeId>,
     /// Seals the folder with a passphrase instead of a key file.
     pub passphrase: Option<Passphrase>,
+    /// A one-time invite of the gateway's operator (base58), for a gateway
+    /// in closed admission.
+    pub invite: Option<String>,
     /// Needs both factors to open the folder: the device key file
     /// `state.key` and `passphrase` (which must then be given).
     pub two_factor: bool,
@@ -95,8 +98,9 @@ impl Client {
             )
             .check_route_to(&entry.id)?;
         }
+        let invite = options.invite.as_deref().map(parse_invite).transpose()?;
         let keys = SphinxKeyPair::generate(&mut rng);
-        Client::register(entry, &keys).await?;
+        Client::register_with_invite(entry, &keys, invite).await?;
         let settings = StoredSettings {
             directory_url: if single {
                 options.directory_url.clone()
@@ -127,15 +131,33 @@ impl Client {
     /// on the gateway keeps mail for the client, until the registration
     /// expires unused.
     pub async fn register(gateway: &NodeEntry, keys: &SphinxKeyPair) -> Result<(), OpenError> {
+        Client::register_with_invite(gateway, keys, None).await
+    }
+
+    /// [`Client::register`] at a gateway in closed admission, giving the
+    /// one-time `invite` its operator handed out.
+    pub async fn register_with_invite(
+        gateway: &NodeEntry,
+        keys: &SphinxKeyPair,
+        invite: Option<[u8; protocol::link::INVITE_LEN]>,
+    ) -> Result<(), OpenError> {
         let address = gateway
             .client_address
             .ok_or_else(|| OpenError::NoClientAddress(gateway.id.to_base58()))?;
-        let link = QuicGatewayLink::connect(address, gateway.id, keys)
+        let link = QuicGatewayLink::connect_enrolling(address, gateway.id, keys, invite)
             .await
-            .map_err(|source| OpenError::Registration {
-                gateway: gateway.id.to_base58(),
-                address,
-                source,
+            .map_err(|source| match source {
+                transport::gateway_link::GatewayLinkError::Refused(
+                    protocol::link::CloseReason::NotRegistered,
+                ) => OpenError::NotEnrolled {
+                    gateway: gateway.id.to_base58(),
+                    invited: invite.is_some(),
+                },
+                source => OpenError::Registration {
+                    gateway: gateway.id.to_base58(),
+                    address,
+                    source,
+                },
             })?;
         link.close().await;
         Ok(())
@@ -203,4 +225,13 @@ fn pick_gateway<'t>(
             })
         }
     }
+}
+
+/// An invite code as `gateway invite` prints it (base58 of 16 bytes).
+fn parse_invite(text: &str) -> Result<[u8; protocol::link::INVITE_LEN], OpenError> {
+    bs58::decode(text.trim())
+        .into_vec()
+        .ok()
+        .and_then(|bytes| <[u8; protocol::link::INVITE_LEN]>::try_from(bytes).ok())
+        .ok_or_else(|| OpenError::BadInvite(text.to_string()))
 }

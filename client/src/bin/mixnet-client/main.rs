@@ -63,6 +63,10 @@ enum Command {
         /// The gateway to keep the mailbox at (base58 id); random if absent.
         #[arg(long)]
         gateway: Option<String>,
+        /// A one-time invite from the gateway's operator, for a gateway
+        /// that serves only enrolled clients.
+        #[arg(long)]
+        invite: Option<String>,
         /// Seals the folder so that it opens only with both its device key
         /// file (`state.key`) and the passphrase (MIXNET_CLIENT_PASSPHRASE).
         #[arg(long)]
@@ -241,6 +245,7 @@ async fn run(command: Command) -> Result<()> {
             region,
             regions,
             two_factor,
+            invite,
         } => {
             let pin = Pin {
                 url: directory.unwrap_or_default(),
@@ -252,6 +257,7 @@ async fn run(command: Command) -> Result<()> {
                 region,
                 regions,
                 two_factor,
+                invite,
             };
             init(&dir, &pin, gateway.as_deref(), residency).await
         }
@@ -386,6 +392,7 @@ struct NewFolder {
     region: Option<String>,
     regions: Vec<String>,
     two_factor: bool,
+    invite: Option<String>,
 }
 
 async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder) -> Result<()> {
@@ -404,6 +411,7 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder
         gateway,
         passphrase: passphrase(),
         two_factor: residency.two_factor,
+        invite: residency.invite,
         region: residency.region,
         route_regions: residency.regions.clone(),
     };

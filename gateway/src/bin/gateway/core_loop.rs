@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gateway::RedbStore;
+use gateway::enrollment::EnrollmentFiles;
 use gateway_core::{GatewayAction, GatewayCore, SessionId};
 use nodeshell::journal::ReplayJournal;
 use nodeshell::{Node, Opened};
@@ -80,7 +81,12 @@ pub struct CoreLoop {
     pub metrics: Arc<GatewayMetrics>,
     /// Randomness for challenges.
     pub rng: ChaCha20Rng,
+    /// Closed admission's files (invites, used invites, revocations); `None`: open.
+    pub enrollment: Option<EnrollmentFiles>,
 }
+
+/// How often closed admission's files are looked at for changes.
+const ENROLLMENT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl CoreLoop {
     /// Runs until the stop is requested or a channel closes; then closes every session.
@@ -100,8 +106,12 @@ impl CoreLoop {
             if self.node.topology.has_changed().unwrap_or(false) {
                 self.set_layer1();
             }
+            let mut enrollment_actions = self.follow_enrollment();
             let clock = self.node.clock;
-            let wake = clock.to_tokio(self.core.next_timeout());
+            let mut wake = clock.to_tokio(self.core.next_timeout());
+            if self.enrollment.is_some() {
+                wake = wake.min(tokio::time::Instant::now() + ENROLLMENT_CHECK);
+            }
             let actions = tokio::select! {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
@@ -124,12 +134,47 @@ impl CoreLoop {
                 _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
                 _ = shutdown.requested() => break,
             };
-            self.dispatch(actions, &mut writers);
+            self.record_enrollments();
+            enrollment_actions.extend(actions);
+            self.dispatch(enrollment_actions, &mut writers);
         }
         let actions = self.core.shutdown();
         self.dispatch(actions, &mut writers);
         if let Err(e) = self.journal.flush() {
             tracing::error!("replay journal: {e:#}");
+        }
+    }
+
+    /// Closed admission: takes in new invites and revocations when the
+    /// files changed (a revoked client's session is closed at once).
+    fn follow_enrollment(&mut self) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        let Some(files) = self.enrollment.as_mut() else {
+            return actions;
+        };
+        match files.reload_if_changed() {
+            Ok(Some(admission)) => {
+                self.core.set_invites(admission.unused);
+                for client in admission.revoked {
+                    if self.core.revoke(&client, &mut actions) {
+                        tracing::info!("a client was revoked; its mailbox is deleted");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("closed admission: {e}"),
+        }
+        actions
+    }
+
+    /// Records the invites used since the last call, so none serves twice
+    /// even across a restart.
+    fn record_enrollments(&mut self) {
+        let used = self.core.take_redeemed_invites();
+        if let Some(files) = &self.enrollment
+            && let Err(e) = files.record_used(&used)
+        {
+            tracing::error!("closed admission: {e}");
         }
     }
 

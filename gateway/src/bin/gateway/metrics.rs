@@ -31,6 +31,9 @@ struct CoreCounters {
     registrations_expired: Counter,
     sessions_source_limited: Counter,
     registrations_source_limited: Counter,
+    enrolled: Counter,
+    enrollments_refused: Counter,
+    revoked: Counter,
     dropped: Family<DropLabels, Counter>,
 }
 
@@ -128,6 +131,17 @@ impl GatewayMetrics {
                 "client_registrations_source_limited",
                 "Client registrations refused because their source address made too many",
             ),
+            enrolled: counter(
+                r,
+                "client_enrollments",
+                "Clients registered with a one-time invite (closed admission)",
+            ),
+            enrollments_refused: counter(
+                r,
+                "client_enrollments_refused",
+                "Sessions of unregistered clients refused for want of an unused invite, or of revoked clients",
+            ),
+            revoked: counter(r, "clients_revoked", "Clients revoked by the operator"),
             dropped: drop_family(
                 r,
                 "messages_dropped",
@@ -175,6 +189,9 @@ impl GatewayMetrics {
             &c.registrations_source_limited,
             s.registrations_source_limited,
         );
+        catch_up(&c.enrolled, s.enrolled);
+        catch_up(&c.enrollments_refused, s.enrollments_refused);
+        catch_up(&c.revoked, s.revoked);
         for reason in GatewayDropReason::ALL {
             let f = c.dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),

@@ -44,6 +44,8 @@ pub struct GatewayRole {
     config: GatewaySections,
     mailbox: Mailbox<RedbStore>,
     listener: Option<ClientListener>,
+    /// The data folder (closed admission's files are there).
+    data_dir: std::path::PathBuf,
 }
 
 impl Role for GatewayRole {
@@ -61,6 +63,7 @@ impl Role for GatewayRole {
             config: file.role.clone(),
             mailbox,
             listener: None,
+            data_dir: file.node.node.data_dir.clone(),
         })
     }
 
@@ -109,6 +112,7 @@ impl Role for GatewayRole {
                 max_sessions: clients.max_sessions,
                 registration_expiry: clients.registration_expiry(),
                 source_limits: clients.source_limits(),
+                open_registration: clients.admission == gateway::config::Admission::Open,
                 ..GatewayConfig::default()
             },
             self.mailbox,
@@ -124,6 +128,8 @@ impl Role for GatewayRole {
             node: node.clone(),
             metrics: metrics.clone(),
             rng: input.rng,
+            enrollment: (clients.admission == gateway::config::Admission::Closed)
+                .then(|| gateway::enrollment::EnrollmentFiles::new(&self.data_dir)),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
