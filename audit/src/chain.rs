@@ -134,6 +134,19 @@ impl Verified {
     pub fn last_line_hash_hex(&self) -> String {
         hex::encode(self.last_line_hash)
     }
+
+    /// One line for an operator: `N records, chain intact (kind n, …);
+    /// last line sha256 …`.
+    pub fn summary(&self) -> String {
+        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!(
+            "{} record{}, chain intact ({}); last line sha256 {}",
+            self.records,
+            if self.records == 1 { "" } else { "s" },
+            kinds.join(", "),
+            self.last_line_hash_hex()
+        )
+    }
 }
 
 /// The members of a line verification reads (the event's own fields are
@@ -339,6 +352,10 @@ mod tests {
         assert_eq!(v.kinds.get("key_rotated"), Some(&5));
         let last = text.lines().last().unwrap();
         assert_eq!(v.last_line_hash, line_hash(last.as_bytes()));
+        assert!(
+            v.summary()
+                .starts_with("5 records, chain intact (key_rotated 5); last line sha256 ")
+        );
         assert_eq!(verify(&b""[..]).unwrap(), Verified::default());
     }
 
