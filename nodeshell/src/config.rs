@@ -512,7 +512,7 @@ mod tests {
     fn template(dir: &Path) -> String {
         let t = Template::example(dir);
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             t.node("the journal"),
             t.directory_and_metrics(),
             t.audit(),
