@@ -113,9 +113,12 @@ impl AuditLog {
                 reason,
             }
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io("cannot create its folder"))?;
-        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io("cannot create its folder"))?;
+        let existed = path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -123,6 +126,12 @@ impl AuditLog {
             .mode(0o640)
             .open(path)
             .map_err(io("cannot open"))?;
+        if !existed {
+            // A new file's name is durable once its folder is synced.
+            std::fs::File::open(parent)
+                .and_then(|folder| folder.sync_all())
+                .map_err(io("cannot sync its folder"))?;
+        }
         let verified = match chain::verify(BufReader::new(&file)) {
             Ok(v) => v,
             Err(VerifyError::Read { reason }) => return Err(io("cannot read")(reason)),
@@ -248,7 +257,8 @@ mod tests {
         assert!(text.lines().nth(2).unwrap().starts_with("{\"seq\":2,"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o640);
+        // 0640, or less under a stricter umask: never readable by others.
+        assert_eq!(mode & 0o137, 0, "{mode:o}");
     }
 
     #[test]
