@@ -245,6 +245,7 @@ pub fn run<R: Role>(file: NodeFile<R::Sections>) -> Result<()> {
     result
 }
 
+/// Opens the role and runs the node on its own runtime until it stops.
 fn start_and_serve<R: Role>(
     file: NodeFile<R::Sections>,
     keys: KeyStore,
