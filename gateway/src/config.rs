@@ -238,6 +238,7 @@ source_registrations_per_hour = 120
 admission = "open"
 
 {directory_and_metrics}
+{audit}
 [mailbox]
 # How long a message the client has not acknowledged is kept (seconds; 7 days).
 retention_secs = 604800
@@ -250,6 +251,7 @@ max_total_bytes = 1073741824
         node = common.node("the mailbox (mailbox.redb), the replay journal and the topology cache"),
         clients = args.clients,
         directory_and_metrics = common.directory_and_metrics(),
+        audit = common.audit(),
         processing = common.processing(GatewaySections::PROCESSING),
     )
 }

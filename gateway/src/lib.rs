@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod client_audit;
 pub mod config;
 pub mod enrollment;
 pub mod redb_store;

@@ -69,6 +69,7 @@ impl Net {
             listen: "127.0.0.1:0".parse().unwrap(),
             key_file: dir.path().join("directory.key"),
             db_path: dir.path().join("directory.redb"),
+            audit_log: dir.path().join("audit.jsonl"),
             max_absent_epochs: 2,
             max_nodes: 100,
             allowed_nodes: Vec::new(),

@@ -1,7 +1,9 @@
-//! What every node binary's command line is: `init` and `run`.
+//! What every node binary's command line is: `init`, `run` and `audit verify`.
 //!
 //! `init --dir D` creates the folder, an identity key (mode 0600) and a
-//! commented config that names every key; `run --config F` runs the node.
+//! commented config that names every key; `run --config F` runs the node;
+//! `audit verify FILE` checks an audit log's chain. `--log-format json`
+//! (before or after the command) writes the operational log as JSON lines.
 //! An error ends the process with one line naming the binary, and status 1.
 //! A node binary's `main` is one call to [`main`].
 
@@ -9,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use audit::logging::LogFormat;
 use clap::{Args, FromArgMatches, Subcommand};
 use protocol::keys::IdentityKeyPair;
 use rand::SeedableRng;
@@ -24,6 +27,29 @@ pub enum NodeCommand<I: Args> {
     Init(I),
     /// Run the node.
     Run(RunArgs),
+    /// Check an audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `audit` subcommands (the same in every binary).
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain: prints the number of records, or
+    /// names the first bad line and exits with status 1.
+    Verify {
+        /// The log, e.g. `<data_dir>/audit.jsonl`.
+        file: PathBuf,
+    },
+}
+
+/// The options every command of a node binary takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The operational log on stderr: `text`, or `json` (one object per
+    /// line, for a SIEM).
+    #[arg(long, global = true, default_value_t = LogFormat::Text, value_name = "text|json")]
+    pub log_format: LogFormat,
 }
 
 /// The arguments of a node's `init`: those every node takes, and the role's.
@@ -47,21 +73,25 @@ pub fn main<R: Role, I: InitCommand>(
     about: &'static str,
     config_text: impl FnOnce(&I, &Path) -> String,
 ) {
-    let command = NodeCommand::<I>::augment_subcommands(clap::Command::new(binary))
+    let command = NodeCommand::<I>::augment_subcommands(clap::Command::new(binary));
+    // After the options, whose doc comment would otherwise be the about.
+    let matches = GlobalArgs::augment_args(command)
         .about(about)
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(true)
-        .arg_required_else_help(true);
-    let command =
-        NodeCommand::<I>::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+        .arg_required_else_help(true)
+        .get_matches();
+    let global = GlobalArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = NodeCommand::<I>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match command {
         NodeCommand::Init(args) => {
             init(&args.common().dir, |data_dir| config_text(&args, data_dir))
         }
         NodeCommand::Run(args) => crate::config::load(&args.config).and_then(|file| {
-            init_logging();
+            audit::logging::init(global.log_format, "info");
             crate::node::run::<R>(file)
         }),
+        NodeCommand::Audit(AuditCommand::Verify { file }) => crate::auditing::verify_command(&file),
     };
     exit_on_error(binary, result);
 }
@@ -133,23 +163,13 @@ fn init(dir: &Path, config_text: impl FnOnce(&Path) -> String) -> Result<()> {
         .context("cannot seed the random generator")?;
     let identity = IdentityKeyPair::generate(&mut rng);
     KeyStore::new(dir).create_identity(&identity)?;
+    crate::auditing::identity_created(dir, &identity)?;
     let data_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     std::fs::write(&config_path, config_text(&data_dir))
         .with_context(|| format!("{}: cannot write config", config_path.display()))?;
     println!("identity {}", identity.node_id());
     println!("config   {}", config_path.display());
     Ok(())
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Ends the process on an error: `binary: error: cause…` on one line, status 1.

@@ -68,6 +68,12 @@ pub fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock the audit log stamps its records with.
+#[allow(clippy::disallowed_methods)] // the shell owns the real clock
+pub fn audit_clock() -> audit::AuditClock {
+    std::sync::Arc::new(std::time::SystemTime::now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

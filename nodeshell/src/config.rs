@@ -9,6 +9,9 @@
 //! know; a section neither knows is refused by name. Every error is one line
 //! naming the file, the field and its line.
 //!
+//! An optional `[audit]` section names the audit log (default: `audit.jsonl`
+//! in `data_dir`).
+//!
 //! Only what is particular to one node lives in its file; network-wide
 //! parameters (epoch length, delays, rates, packet size) come from the signed
 //! topology.
@@ -17,14 +20,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use audit::AuditEvent;
 use mixnode_core::SphinxCodecKind;
 use protocol::keys::NodeId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use topology::{Authority, AuthoritySet};
 
-/// The sections every node's file has.
-const COMMON_SECTIONS: [&str; 3] = ["node", "directory", "metrics"];
+/// The sections every node's file has (`audit` may be left out).
+const COMMON_SECTIONS: [&str; 4] = ["node", "directory", "metrics", "audit"];
 
 /// `[node]`: this node's addresses and folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +127,16 @@ pub struct MetricsSection {
     pub listen: SocketAddr,
 }
 
+/// `[audit]`: the audit log of administrative events (docs/operations.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The log's file; relative paths are taken from `node.data_dir`.
+    /// Default: `audit.jsonl` in `node.data_dir`.
+    #[serde(default)]
+    pub log: Option<PathBuf>,
+}
+
 /// `[mixing]` (mix node) or `[processing]` (gateway): packet processing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -160,12 +174,24 @@ pub struct NodeConfig {
     pub metrics: MetricsSection,
     /// `[mixing]` or `[processing]`
     pub processing: ProcessingSection,
+    /// `[audit]`
+    pub audit: AuditSection,
 }
 
 impl NodeConfig {
     /// The node-side address announced to the network: `public_address`, or the one bound.
     pub fn public_address(&self, bound: SocketAddr) -> SocketAddr {
         self.node.public_address.unwrap_or(bound)
+    }
+
+    /// The audit log's file: `audit.log` (relative paths from `data_dir`),
+    /// or `audit.jsonl` in `data_dir`.
+    pub fn audit_log(&self) -> PathBuf {
+        let data_dir = &self.node.data_dir;
+        match &self.audit.log {
+            Some(log) => data_dir.join(log),
+            None => data_dir.join(audit::DEFAULT_FILE_NAME),
+        }
     }
 
     /// Checks what parsing alone cannot; errors name `path` and the field.
@@ -211,6 +237,9 @@ pub struct NodeFile<S> {
     pub node: NodeConfig,
     /// The role's own sections.
     pub role: S,
+    /// The audit event of this file being read: its path and the SHA-256
+    /// of its bytes.
+    pub loaded: AuditEvent,
 }
 
 /// The common sections as they stand in a file (the processing section
@@ -220,6 +249,8 @@ struct CommonSections {
     node: NodeSection,
     directory: DirectorySection,
     metrics: MetricsSection,
+    #[serde(default)]
+    audit: AuditSection,
     #[serde(default)]
     mixing: Option<ProcessingSection>,
     #[serde(default)]
@@ -267,10 +298,15 @@ pub fn parse<S: RoleSections>(path: &Path, text: &str) -> Result<NodeFile<S>> {
         directory: common.directory,
         metrics: common.metrics,
         processing: processing.unwrap_or_default(),
+        audit: common.audit,
     };
     node.check(path)?;
     role.check(path)?;
-    Ok(NodeFile { node, role })
+    Ok(NodeFile {
+        node,
+        role,
+        loaded: AuditEvent::config_loaded(path, text.as_bytes()),
+    })
 }
 
 /// A parser message on one line: its location and text, without the
@@ -388,6 +424,20 @@ listen = "{metrics}"
         )
     }
 
+    /// The commented `[audit]` section.
+    pub fn audit(&self) -> String {
+        format!(
+            r#"[audit]
+# The audit log: administrative events only (start, stop, this file's
+# SHA-256, key rotations, a gateway's client enrolments), hash-chained;
+# never traffic. Check it with `<binary> audit verify FILE`.
+# Default: {default} in `data_dir`; relative paths are taken from `data_dir`.
+# log = "/var/log/mixnet/audit.jsonl"
+"#,
+            default = audit::DEFAULT_FILE_NAME,
+        )
+    }
+
     /// The commented packet-processing section, under the name `section`.
     pub fn processing(&self, section: &str) -> String {
         let d = ProcessingSection::default();
@@ -425,6 +475,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "input_queue",
     "link_queue",
     "sphinx_codec",
+    "log",
 ];
 
 #[cfg(test)]
@@ -461,9 +512,10 @@ mod tests {
     fn template(dir: &Path) -> String {
         let t = Template::example(dir);
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             t.node("the journal"),
             t.directory_and_metrics(),
+            t.audit(),
             t.processing("processing")
         )
     }
@@ -521,6 +573,21 @@ mod tests {
         assert_eq!(c.metrics.listen.port(), 9100);
         assert_eq!(c.public_address(c.node.listen), c.node.listen);
         assert_eq!(file.role, Extra::default());
+        assert_eq!(c.audit_log(), dir.join("audit.jsonl"));
+        let AuditEvent::ConfigLoaded { path, sha256 } = &file.loaded else {
+            panic!("{:?}", file.loaded);
+        };
+        assert_eq!(path, "node.toml");
+        assert_eq!(*sha256, audit::sha256_hex(text.as_bytes()));
+        let elsewhere = text.replace("# log = ", "log = ");
+        let file = parse::<Extra>(Path::new("node.toml"), &elsewhere).unwrap();
+        assert_eq!(
+            file.node.audit_log(),
+            Path::new("/var/log/mixnet/audit.jsonl")
+        );
+        let relative = text.replace("# log = \"/var/log/mixnet/", "log = \"logs/");
+        let file = parse::<Extra>(Path::new("node.toml"), &relative).unwrap();
+        assert_eq!(file.node.audit_log(), dir.join("logs/audit.jsonl"));
         for key in TEMPLATE_KEYS {
             assert!(text.contains(&format!("{key} =")), "template names `{key}`");
         }

@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use crate::node::NodeMixer;
 use anyhow::Result;
+use audit::{AuditEvent, KeyFingerprint, KeyKind, SharedAuditLog};
 use protocol::epoch::Epoch;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::watch;
 use topology::{NetworkParams, Topology};
 
+use crate::auditing;
 use crate::keystore::KeyStore;
 use crate::links::Links;
 use crate::metrics::{NodeMetrics, catch_up, to_i64};
@@ -31,18 +33,21 @@ use crate::registration::Registration;
 use crate::shutdown::ShutdownSignal;
 
 /// Installs the keys of `epoch` and the next, makes `epoch` current and
-/// deletes the key files older than the previous epoch.
+/// deletes the key files older than the previous epoch; returns the
+/// fingerprint of the key made current.
 pub fn install_keys(
     mixer: &NodeMixer,
     keys: &KeyStore,
     epoch: Epoch,
     rng: &mut ChaCha20Rng,
-) -> Result<()> {
-    for e in [epoch, epoch.next()] {
-        mixer.install_key(e, keys.sphinx_key(e, rng)?);
-    }
+) -> Result<KeyFingerprint> {
+    let current = keys.sphinx_key(epoch, rng)?;
+    let fingerprint = KeyFingerprint::of_public_key(current.public().as_bytes());
+    mixer.install_key(epoch, current);
+    mixer.install_key(epoch.next(), keys.sphinx_key(epoch.next(), rng)?);
     mixer.rotate(epoch);
-    keys.retire_before(epoch.previous().unwrap_or(epoch))
+    keys.retire_before(epoch.previous().unwrap_or(epoch))?;
+    Ok(fingerprint)
 }
 
 /// How often to fetch the topology: as configured, but at least every
@@ -113,6 +118,8 @@ pub struct EpochFollower {
     pub stale_epochs: u64,
     /// Whether the topology had expired at the last refresh.
     pub expired: bool,
+    /// Where each rotation is recorded.
+    pub audit: SharedAuditLog,
 }
 
 impl EpochFollower {
@@ -171,8 +178,16 @@ impl EpochFollower {
     }
 
     async fn rotate(&mut self, epoch: Epoch) {
-        if let Err(e) = install_keys(&self.mixer, self.registration.keys(), epoch, &mut self.rng) {
-            tracing::error!("key rotation: {e:#}");
+        match install_keys(&self.mixer, self.registration.keys(), epoch, &mut self.rng) {
+            Ok(fingerprint) => auditing::record(
+                &self.audit,
+                &AuditEvent::KeyRotated {
+                    key: KeyKind::Sphinx,
+                    epoch: epoch.0,
+                    fingerprint,
+                },
+            ),
+            Err(e) => tracing::error!("key rotation: {e:#}"),
         }
         self.metrics.epoch.set(to_i64(epoch.0));
         if let Err(e) = self.registration.register(epoch, &mut self.rng).await {

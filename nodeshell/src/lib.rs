@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auditing;
 pub mod cli;
 pub mod clock;
 pub mod config;

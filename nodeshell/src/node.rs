@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use audit::{AuditEvent, SharedAuditLog};
 use mixnode_core::{
     Action, ConfiguredSphinxCodec, DropReason, Mixer, MixerConfig, MixerRole, SphinxCodecKind,
 };
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use topology::Topology;
 
+use crate::auditing;
 use crate::clock::Clock;
 use crate::config::{NodeConfig, NodeFile, RoleSections};
 use crate::cover::LoopCover;
@@ -150,6 +152,8 @@ pub struct Node {
     pub metrics: Arc<NodeMetrics>,
     /// The stop request.
     pub shutdown: ShutdownSignal,
+    /// The node's audit log (administrative events only, never traffic).
+    pub audit: SharedAuditLog,
 }
 
 impl Node {
@@ -228,18 +232,34 @@ pub trait Role: Sized {
 }
 
 /// Starts a node of role `R` from its config file and key files, and runs
-/// it until SIGTERM or Ctrl-C.
+/// it until SIGTERM or Ctrl-C. The audit log records its start and config
+/// first (or the node does not start), and its stop when it ends in order.
 pub fn run<R: Role>(file: NodeFile<R::Sections>) -> Result<()> {
+    let audit = auditing::open(&file.node)?;
+    let keys = KeyStore::new(&file.node.node.data_dir);
+    let identity = keys.identity()?;
+    audit.record(&auditing::started(R::KIND.metrics_prefix(), &identity))?;
+    audit.record(&file.loaded)?;
+    let result = start_and_serve::<R>(file, keys, identity, audit.clone());
+    auditing::record(&audit, &AuditEvent::Stop);
+    result
+}
+
+/// Opens the role and runs the node on its own runtime until it stops.
+fn start_and_serve<R: Role>(
+    file: NodeFile<R::Sections>,
+    keys: KeyStore,
+    identity: IdentityKeyPair,
+    audit: SharedAuditLog,
+) -> Result<()> {
     let role = R::open(&file)?;
     let config = file.node;
-    let keys = KeyStore::new(&config.node.data_dir);
-    let identity = keys.identity()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config, keys, identity, role));
+    let result = runtime.block_on(serve(config, keys, identity, role, audit));
     // What is left (a task cut at the deadline) does not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
@@ -368,6 +388,7 @@ async fn serve<R: Role>(
     keys: KeyStore,
     identity: IdentityKeyPair,
     mut role: R,
+    audit: SharedAuditLog,
 ) -> Result<()> {
     let kind = R::KIND;
     let clock = kind.clock();
@@ -414,6 +435,7 @@ async fn serve<R: Role>(
         topology: topology_rx.clone(),
         metrics: metrics.clone(),
         shutdown: signal.clone(),
+        audit: audit.clone(),
     };
     let input = RoleInput {
         opened,
@@ -446,6 +468,7 @@ async fn serve<R: Role>(
             rng: ChaCha20Rng::from_rng(&mut rng),
             stale_epochs: 0,
             expired: false,
+            audit,
         }
         .run(signal.clone()),
     );

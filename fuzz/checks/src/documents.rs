@@ -192,6 +192,27 @@ pub fn node_config(data: &[u8]) {
     }
 }
 
+/// `audit::verify` (what `<binary> audit verify` and every start read):
+/// never panics; a log it accepts has one record per line and ends with a
+/// newline; a refusal names a line of the input, in one line of text.
+pub fn audit_log(data: &[u8]) {
+    let lines = data.iter().filter(|b| **b == b'\n').count();
+    let lines = u64::try_from(lines).unwrap_or(u64::MAX);
+    match audit::verify(data) {
+        Ok(verified) => {
+            assert_eq!(verified.records, lines);
+            assert!(data.last().is_none_or(|b| *b == b'\n'));
+            assert_eq!(verified.kinds.values().sum::<u64>(), lines);
+        }
+        Err(audit::VerifyError::Broken(broken)) => {
+            assert!(broken.line >= 1 && broken.line <= lines.saturating_add(1));
+            let message = broken.to_string();
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        Err(audit::VerifyError::Read { reason }) => panic!("reading memory failed: {reason}"),
+    }
+}
+
 /// `DirectoryConfig::parse`: never panics, and a refusal is one line.
 pub fn directory_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -126,6 +126,11 @@ pub const TARGETS: &[Target] = &[
         decoder: "nodeshell::config::parse (a node's config.toml)",
     },
     Target {
+        name: "audit_log",
+        check: documents::audit_log,
+        decoder: "audit::verify (an audit log, as `<binary> audit verify` and every start read it)",
+    },
+    Target {
         name: "directory_config",
         check: documents::directory_config,
         decoder: "directory::config::DirectoryConfig::parse",

@@ -486,6 +486,40 @@ fn documents(seeds: &mut Seeds) {
         "example",
         DirectoryConfig::example(1_700_000_000).into_bytes(),
     );
+    seeds.add("audit_log", "run", audit_log());
+}
+
+/// A node's audit log of one run: key created, start, config, a rotation, stop.
+fn audit_log() -> Vec<u8> {
+    let fingerprint = audit::KeyFingerprint::of_public_key(&[7; 32]);
+    let events = [
+        audit::AuditEvent::KeyCreated {
+            key: audit::KeyKind::Identity,
+            fingerprint: fingerprint.clone(),
+        },
+        audit::AuditEvent::Start {
+            binary: "mixnode".into(),
+            version: "0.1.0".into(),
+            identity: fingerprint.clone(),
+        },
+        audit::AuditEvent::config_loaded(Path::new("/var/lib/mixnode/config.toml"), b"[node]"),
+        audit::AuditEvent::KeyRotated {
+            key: audit::KeyKind::Sphinx,
+            epoch: 1,
+            fingerprint,
+        },
+        audit::AuditEvent::Stop,
+    ];
+    let mut log = Vec::new();
+    let mut prev = audit::chain::GENESIS_PREV;
+    for (seq, event) in (0u64..).zip(&events) {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq);
+        let line = audit::chain::encode(seq, at, event, &prev).expect("encode");
+        prev = audit::chain::line_hash(line.as_bytes());
+        log.extend_from_slice(line.as_bytes());
+        log.push(b'\n');
+    }
+    log
 }
 
 /// What the fixture gateway's exit mixer hands its core for a real packet

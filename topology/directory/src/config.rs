@@ -52,6 +52,9 @@ pub struct DirectoryConfig {
     pub key_file: PathBuf,
     /// The redb database of descriptors and published topologies.
     pub db_path: PathBuf,
+    /// The audit log of administrative events (docs/operations.md).
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
     /// Epochs a node may stay silent and still be listed.
     #[serde(default = "default_max_absent_epochs")]
     pub max_absent_epochs: u64,
@@ -99,6 +102,10 @@ fn deserialize_node_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NodeId,
     NodeId::from_base58(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
 }
 
+fn default_audit_log() -> PathBuf {
+    PathBuf::from(audit::DEFAULT_FILE_NAME)
+}
+
 fn default_round_secs() -> u64 {
     300
 }
@@ -116,10 +123,17 @@ impl DirectoryConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
-        let mut config = Self::parse(&text).map_err(|reason| ConfigError::new(path, reason))?;
+        Self::from_file_text(path, &text)
+    }
+
+    /// Parses and checks `text`, read from `path`; relative paths inside
+    /// are taken from its folder.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::parse(text).map_err(|reason| ConfigError::new(path, reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.key_file = base.join(&config.key_file);
         config.db_path = base.join(&config.db_path);
+        config.audit_log = base.join(&config.audit_log);
         Ok(config)
     }
 
@@ -241,6 +255,10 @@ listen = "{listen}"
 key_file = "{KEY_FILE}"
 # Embedded database (redb) of descriptors and published topologies.
 db_path = "directory.redb"
+# The audit log: administrative events only (start, stop, this file's SHA-256,
+# votes published, documents signed), hash-chained; never traffic. Check it
+# with `directory audit verify FILE`.
+audit_log = "{audit_log}"
 # A node that has not registered for more than this many epochs drops out.
 max_absent_epochs = {}
 # Most nodes the directory keeps.
@@ -296,6 +314,7 @@ packet_size = {}
             n.lambda_d,
             n.lambda_m,
             n.packet_size,
+            audit_log = audit::DEFAULT_FILE_NAME,
         )
     }
 }
@@ -375,6 +394,7 @@ mod tests {
             "listen",
             "key_file",
             "db_path",
+            "audit_log",
             "genesis_unix_secs",
             "max_absent_epochs",
             "max_nodes",
@@ -470,6 +490,24 @@ mod tests {
         let missing = dir.path().join("none.toml");
         let e = DirectoryConfig::load(&missing).unwrap_err().to_string();
         assert!(e.starts_with(&missing.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn the_audit_log_is_beside_the_config_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        let text = DirectoryConfig::example(1);
+        let c = DirectoryConfig::from_file_text(&path, &text).unwrap();
+        assert_eq!(c.audit_log, dir.path().join("audit.jsonl"));
+        let without = text.replace("audit_log = \"audit.jsonl\"\n", "");
+        let c = DirectoryConfig::from_file_text(&path, &without).unwrap();
+        assert_eq!(c.audit_log, dir.path().join("audit.jsonl"));
+        let elsewhere = text.replace(
+            "audit_log = \"audit.jsonl\"",
+            "audit_log = \"/var/log/a.jsonl\"",
+        );
+        let c = DirectoryConfig::from_file_text(&path, &elsewhere).unwrap();
+        assert_eq!(c.audit_log, Path::new("/var/log/a.jsonl"));
     }
 
     #[test]

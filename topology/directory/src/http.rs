@@ -26,6 +26,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use audit::SharedAuditLog;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: DirectoryMetrics,
     /// The voting round under way (several authorities only).
     pub(crate) round: Mutex<Option<VotingRound>>,
+    /// Where votes published and consensus signatures are recorded.
+    pub(crate) audit: Option<SharedAuditLog>,
 }
 
 impl Shared {

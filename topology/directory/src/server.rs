@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use audit::{AuditEvent, SharedAuditLog};
 use protocol::{IdentityKeyPair, NodeId};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -46,6 +47,14 @@ pub enum DirectoryError {
     Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Records `event` in the directory's audit log while it runs: a failure is
+/// logged as an error, and the directory goes on.
+pub(crate) fn record(audit: &SharedAuditLog, event: &AuditEvent) {
+    if let Err(e) = audit.record(event) {
+        tracing::error!("audit log: cannot record `{}`: {e}", event.kind());
+    }
+}
+
 /// A running directory.
 pub struct DirectoryServer {
     local_addr: SocketAddr,
@@ -64,11 +73,31 @@ impl DirectoryServer {
         Self::start_with_clock(config, key, Arc::new(SystemTime::now)).await
     }
 
+    /// Starts the directory of `config` on the system clock, recording the
+    /// votes it publishes and the documents it signs in `audit`.
+    #[allow(clippy::disallowed_methods)] // the service's shell owns the real clock
+    pub async fn start_audited(
+        config: &DirectoryConfig,
+        key: IdentityKeyPair,
+        audit: SharedAuditLog,
+    ) -> Result<Self, DirectoryError> {
+        Self::launch(config, key, Arc::new(SystemTime::now), Some(audit)).await
+    }
+
     /// Starts the directory with the wall clock `now` (tests move it by hand).
     pub async fn start_with_clock(
         config: &DirectoryConfig,
         key: IdentityKeyPair,
         now: WallClock,
+    ) -> Result<Self, DirectoryError> {
+        Self::launch(config, key, now, None).await
+    }
+
+    async fn launch(
+        config: &DirectoryConfig,
+        key: IdentityKeyPair,
+        now: WallClock,
+        audit: Option<SharedAuditLog>,
     ) -> Result<Self, DirectoryError> {
         let id = key.node_id();
         let db_path = config.db_path.clone();
@@ -96,9 +125,11 @@ impl DirectoryServer {
             round_secs: config.round_secs,
             params: config.network.clone(),
         });
+        let state_audit = audit.clone();
         let state = tokio::task::spawn_blocking(move || {
             let store = DirectoryStore::open(&db_path)?;
             DirectoryState::load(store, key, params, registry, set, voting)
+                .map(|state| state.with_audit(state_audit))
         })
         .await
         .map_err(|e| DirectoryError::Serve(Box::new(e)))??;
@@ -128,6 +159,7 @@ impl DirectoryServer {
             now,
             metrics,
             round: Mutex::new(None),
+            audit,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = http::router(shared.clone());

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 
+use audit::{AuditEvent, SharedAuditLog};
 use protocol::{Epoch, IdentityKeyPair};
 use thiserror::Error;
 
@@ -57,6 +58,8 @@ pub struct DirectoryState {
     set: AuthoritySet,
     /// Whether documents come from voting rounds (several authorities).
     voting: bool,
+    /// Where each document this directory signs alone is recorded.
+    audit: Option<SharedAuditLog>,
 }
 
 impl DirectoryState {
@@ -99,7 +102,14 @@ impl DirectoryState {
             checked: BTreeMap::new(),
             set,
             voting,
+            audit: None,
         })
+    }
+
+    /// Records each document this directory signs alone in `audit`.
+    pub fn with_audit(mut self, audit: Option<SharedAuditLog>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Whether this directory is one of several authorities that vote.
@@ -224,6 +234,15 @@ impl DirectoryState {
             .sign(&self.key)
             .map_err(|e| StoreError::from_message(format!("cannot sign topology: {e}")))?;
         self.store.put_topology(epoch, &signed)?;
+        if let Some(audit) = &self.audit {
+            crate::server::record(
+                audit,
+                &AuditEvent::ConsensusSigned {
+                    epoch: epoch.0,
+                    revision: candidate.serial,
+                },
+            );
+        }
         tracing::info!(
             "published topology of epoch {epoch} revision {}: {} mixes, {} gateways",
             candidate.serial,

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use audit::AuditEvent;
 use protocol::IdentityKeyPair;
 use tokio::sync::watch;
 use topology::authority::AuthoritySet;
@@ -114,6 +115,15 @@ impl Voter {
         if let Ok(mut slot) = shared.round.lock() {
             *slot = Some(opened);
         }
+        if let Some(audit) = &shared.audit {
+            crate::server::record(
+                audit,
+                &AuditEvent::VotePublished {
+                    epoch: round.epoch.0,
+                    revision: round.serial,
+                },
+            );
+        }
         tracing::debug!("voting for {round} with {voted} nodes");
         self.post_to_peers(shared, http, "/v1/votes", body, "vote", until);
         tokio::spawn(pull_votes(
@@ -212,6 +222,15 @@ impl Voter {
         match closed {
             Some((votes, Ok(signature))) => {
                 tracing::debug!("consensus for {round} computed from {votes} votes");
+                if let Some(audit) = &shared.audit {
+                    crate::server::record(
+                        audit,
+                        &AuditEvent::ConsensusSigned {
+                            epoch: round.epoch.0,
+                            revision: round.serial,
+                        },
+                    );
+                }
                 self.post_to_peers(
                     shared,
                     http,

@@ -70,6 +70,7 @@ async fn ten_thousand_descriptors_fill_the_directory_to_its_bound_and_no_further
         listen: "127.0.0.1:0".parse().unwrap(),
         key_file: dir.path().join("directory.key"),
         db_path: dir.path().join("directory.redb"),
+        audit_log: dir.path().join("audit.jsonl"),
         max_absent_epochs: 2,
         max_nodes: MAX_NODES,
         allowed_nodes: Vec::new(),

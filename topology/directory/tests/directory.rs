@@ -51,6 +51,7 @@ fn config(dir: &Path) -> DirectoryConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         key_file: dir.join("directory.key"),
         db_path: dir.join("directory.redb"),
+        audit_log: dir.join("audit.jsonl"),
         max_absent_epochs: 2,
         max_nodes: 100,
         allowed_nodes: Vec::new(),

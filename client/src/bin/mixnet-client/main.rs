@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use audit::logging::LogFormat;
 use clap::{Parser, Subcommand};
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
 use client::{
@@ -34,6 +35,10 @@ const PASSPHRASE_VAR: &str = "MIXNET_CLIENT_PASSPHRASE";
 #[derive(Parser)]
 #[command(name = "mixnet-client", version)]
 struct Cli {
+    /// The operational log on stderr: `text`, or `json` (one object per
+    /// line, for a SIEM).
+    #[arg(long, global = true, default_value_t = LogFormat::Text, value_name = "text|json")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -217,14 +222,8 @@ fn passphrase() -> Option<Passphrase> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let cli = Cli::parse();
+    audit::logging::init(cli.log_format, "warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

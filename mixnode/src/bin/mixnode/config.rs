@@ -25,9 +25,11 @@ pub fn template(common: &Template) -> String {
 
 {}
 {}
+{}
 {}",
         common.node("the replay journal and the topology cache"),
         common.directory_and_metrics(),
+        common.audit(),
         common.processing(MixSections::PROCESSING),
     )
 }

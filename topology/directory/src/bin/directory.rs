@@ -1,10 +1,13 @@
-//! The `directory` binary: `init` writes a key and a config, `run` serves.
+//! The `directory` binary: `init` writes a key and a config, `run` serves,
+//! `audit verify` checks an audit log.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use audit::logging::LogFormat;
+use audit::{AuditEvent, AuditLog, KeyFingerprint, KeyKind, SharedAuditLog};
 use clap::{Parser, Subcommand};
 use directory::DirectoryServer;
 use directory::config::{
@@ -21,6 +24,10 @@ use topology::NetworkParams;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// The operational log on stderr: `text`, or `json` (one object per
+    /// line, for a SIEM).
+    #[arg(long, global = true, default_value_t = LogFormat::Text, value_name = "text|json")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,16 +79,25 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Checks an audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks an audit log's hash chain: prints the number of records, or
+    /// names the first bad line and exits with status 1.
+    Verify {
+        /// The log, e.g. `audit.jsonl` beside `directory.toml`.
+        file: PathBuf,
+    },
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    audit::logging::init(cli.log_format, "info");
+    if let Err(e) = run(cli) {
         eprintln!("directory: {e:#}");
         std::process::exit(1);
     }
@@ -118,15 +134,45 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run { config: path } => {
-            let config = DirectoryConfig::load(&path)?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            let config = DirectoryConfig::from_file_text(&path, &text)?;
             let key = read_key_file(&config.key_file)?;
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime
-                .block_on(serve(config, key))
-                .with_context(|| path.display().to_string())
+            let audit = open_audit_log(&config.audit_log)?;
+            audit.record(&AuditEvent::Start {
+                binary: "directory".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                identity: KeyFingerprint::of_public_key(key.node_id().as_bytes()),
+            })?;
+            audit.record(&AuditEvent::config_loaded(&path, text.as_bytes()))?;
+            let served = tokio::runtime::Runtime::new()
+                .context("cannot start the async runtime")
+                .and_then(|runtime| runtime.block_on(serve(config, key, audit.clone())))
+                .with_context(|| path.display().to_string());
+            if let Err(e) = audit.record(&AuditEvent::Stop) {
+                tracing::error!("audit log: cannot record `stop`: {e}");
+            }
+            served
+        }
+        Command::Audit(AuditCommand::Verify { file }) => {
+            let verified = audit::verify_file(&file)?;
+            println!("{}: {}", file.display(), verified.summary());
+            Ok(())
         }
     }
+}
+
+/// The audit log at `path`, to append to; refuses one that does not verify.
+fn open_audit_log(path: &Path) -> Result<SharedAuditLog> {
+    let log = AuditLog::open(path, audit_clock()).context(
+        "the audit log does not continue; keep it as evidence, move it aside, and start again to begin a new one",
+    )?;
+    Ok(SharedAuditLog::new(log))
+}
+
+#[allow(clippy::disallowed_methods)] // the binary owns the real clock
+fn audit_clock() -> audit::AuditClock {
+    std::sync::Arc::new(SystemTime::now)
 }
 
 #[allow(clippy::disallowed_methods)] // `init` stamps the genesis time from the real clock
@@ -195,11 +241,18 @@ fn key_in(dir: &Path) -> Result<IdentityKeyPair> {
     let mut rng = StdRng::try_from_rng(&mut SysRng).context("cannot seed the random generator")?;
     let key = IdentityKeyPair::generate(&mut rng);
     write_key_file(&path, &key)?;
+    // Recorded in the log `init` points the config at.
+    AuditLog::open(&dir.join(audit::DEFAULT_FILE_NAME), audit_clock())?.record(
+        &AuditEvent::KeyCreated {
+            key: KeyKind::Identity,
+            fingerprint: KeyFingerprint::of_public_key(key.node_id().as_bytes()),
+        },
+    )?;
     Ok(key)
 }
 
-async fn serve(config: DirectoryConfig, key: IdentityKeyPair) -> Result<()> {
-    let mut server = DirectoryServer::start(&config, key).await?;
+async fn serve(config: DirectoryConfig, key: IdentityKeyPair, audit: SharedAuditLog) -> Result<()> {
+    let mut server = DirectoryServer::start_audited(&config, key, audit).await?;
     println!("directory {} listening on {}", server.id(), server.url());
     tokio::select! {
         result = server.wait() => result.context("directory stopped"),
