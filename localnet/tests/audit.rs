@@ -116,3 +116,36 @@ fn every_log_of_a_run_verifies_and_an_edit_is_named() {
         "{message}"
     );
 }
+
+#[test]
+fn voting_authorities_record_their_votes_and_signatures() {
+    let mut net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 1,
+        epoch_secs: 12,
+        round_secs: 1,
+        authorities: 3,
+        lambda_m: 0.0,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    // A few rounds.
+    std::thread::sleep(Duration::from_secs(3));
+    let logs: Vec<_> = (0..3)
+        .map(|i| net.authority_dir(i).join("audit.jsonl"))
+        .collect();
+    net.stop();
+    for log in &logs {
+        let out = verify("directory", log);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events = events(log);
+        assert_eq!(events[..3], ["key_created", "start", "config_loaded"]);
+        for wanted in ["vote_published", "consensus_signed", "stop"] {
+            assert!(events.iter().any(|e| e == wanted), "{wanted}: {events:?}");
+        }
+    }
+}
