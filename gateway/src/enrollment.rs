@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use gateway_core::invite_digest;
@@ -177,17 +177,6 @@ fn digest(line: &str) -> Option<[u8; 32]> {
 fn parse_key(text: &str) -> Option<ClientKey> {
     let key = text.trim().split('@').next()?;
     bs58::decode(key).into_vec().ok()?.try_into().ok()
-}
-
-/// The data folder of a gateway config file (its `node.data_dir`).
-pub fn data_dir_of(config: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(config).ok()?;
-    let value: toml::Value = toml::from_str(&text).ok()?;
-    value
-        .get("node")?
-        .get("data_dir")?
-        .as_str()
-        .map(PathBuf::from)
 }
 
 #[cfg(test)]

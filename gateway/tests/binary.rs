@@ -716,3 +716,117 @@ async fn a_client_that_stops_reading_is_dropped_and_others_are_served() {
 /// Abuse of a real gateway process over QUIC: floods, a client that never
 /// reads, slow peers (docs/reliability.md).
 mod abuse;
+
+/// `gateway <args…>` run to completion: its status, stdout and stderr.
+fn gateway_command(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn invite_code(text: &str) -> [u8; 16] {
+    bs58::decode(text.trim())
+        .into_vec()
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_gateway_serves_enrolled_clients_only_and_revocation_takes_effect() {
+    let mut net = Net::start(11).await;
+    let config = net.init_gateway();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("admission = \"open\"", "admission = \"closed\"");
+    std::fs::write(&config, text).unwrap();
+    let config_arg = config.to_str().unwrap();
+    // Two invites before the gateway runs.
+    let (ok, codes, _) = gateway_command(&["invite", "--config", config_arg, "--count", "2"]);
+    assert!(ok);
+    let codes: Vec<[u8; 16]> = codes.lines().map(invite_code).collect();
+    assert_eq!(codes.len(), 2);
+    let gw = GatewayProcess::start(&config);
+    let (alice, bob, carol) = (
+        SphinxKeyPair::generate(&mut net.rng),
+        SphinxKeyPair::generate(&mut net.rng),
+        SphinxKeyPair::generate(&mut net.rng),
+    );
+    let not_registered = |r: Result<QuicGatewayLink, GatewayLinkError>| {
+        matches!(
+            r,
+            Err(GatewayLinkError::Refused(CloseReason::NotRegistered))
+        )
+    };
+
+    // No invite: refused. An issued one: served; then without one too.
+    assert!(not_registered(
+        QuicGatewayLink::connect(gw.clients, gw.id, &alice).await
+    ));
+    let link = QuicGatewayLink::connect_enrolling(gw.clients, gw.id, &alice, Some(codes[0]))
+        .await
+        .unwrap();
+    link.close().await;
+    let link = QuicGatewayLink::connect(gw.clients, gw.id, &alice)
+        .await
+        .unwrap();
+    link.close().await;
+    // The same invite again, for another key: refused.
+    assert!(not_registered(
+        QuicGatewayLink::connect_enrolling(gw.clients, gw.id, &bob, Some(codes[0])).await
+    ));
+    // An invite issued while the gateway runs is taken up.
+    let (ok, code, _) = gateway_command(&["invite", "--config", config_arg]);
+    assert!(ok);
+    let late = invite_code(&code);
+    let mut served = None;
+    for _ in 0..50 {
+        let r = QuicGatewayLink::connect_enrolling(gw.clients, gw.id, &carol, Some(late)).await;
+        if let Ok(link) = r {
+            served = Some(link);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    served.expect("a new invite serves").close().await;
+
+    // Revoked: refused from then on, invite or not.
+    let key = bs58::encode(alice.public().to_bytes()).into_string();
+    let (ok, _, said) = gateway_command(&["revoke", "--config", config_arg, &key]);
+    assert!(ok, "{said}");
+    let mut refused = false;
+    for _ in 0..50 {
+        if not_registered(QuicGatewayLink::connect(gw.clients, gw.id, &alice).await) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "a revoked client is refused");
+    assert!(not_registered(
+        QuicGatewayLink::connect_enrolling(gw.clients, gw.id, &alice, Some(codes[1])).await
+    ));
+    let metrics = gw.metrics();
+    for line in [
+        "gateway_client_enrollments_total 2",
+        "gateway_clients_revoked_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    let refusals = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_client_enrollments_refused_total "))
+        .unwrap();
+    assert!(refusals.parse::<u64>().unwrap() >= 4, "{refusals}");
+    // A typo in the key is refused with the reason.
+    let (ok, _, said) = gateway_command(&["revoke", "--config", config_arg, "nonsense"]);
+    assert!(!ok && said.contains("not a client key"), "{said}");
+    gw.signal(Signal::SIGTERM);
+    assert!(gw.wait());
+}

@@ -20,9 +20,10 @@ use crate::config::Template;
 use crate::keystore::KeyStore;
 use crate::node::Role;
 
-/// The commands of a node binary, `init` taking the arguments `I`.
+/// The commands of a node binary, `init` taking the arguments `I`, and the
+/// role's own commands `E`.
 #[derive(Debug, Subcommand)]
-pub enum NodeCommand<I: Args> {
+pub enum NodeCommand<I: Args, E: Subcommand> {
     /// Create an identity key and a commented config in a folder.
     Init(I),
     /// Run the node.
@@ -30,7 +31,14 @@ pub enum NodeCommand<I: Args> {
     /// Check an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The role's own commands.
+    #[command(flatten)]
+    Role(E),
 }
+
+/// No commands beyond those every node has.
+#[derive(Debug, Subcommand)]
+pub enum NoCommands {}
 
 /// `audit` subcommands (the same in every binary).
 #[derive(Debug, Subcommand)]
@@ -73,7 +81,17 @@ pub fn main<R: Role, I: InitCommand>(
     about: &'static str,
     config_text: impl FnOnce(&I, &Path) -> String,
 ) {
-    let command = NodeCommand::<I>::augment_subcommands(clap::Command::new(binary));
+    main_with::<R, I, NoCommands>(binary, about, config_text, |never| match never {});
+}
+
+/// [`main`] with the role's own commands `E`, which `role_command` runs.
+pub fn main_with<R: Role, I: InitCommand, E: Subcommand>(
+    binary: &'static str,
+    about: &'static str,
+    config_text: impl FnOnce(&I, &Path) -> String,
+    role_command: impl FnOnce(E) -> Result<()>,
+) {
+    let command = NodeCommand::<I, E>::augment_subcommands(clap::Command::new(binary));
     // After the options, whose doc comment would otherwise be the about.
     let matches = GlobalArgs::augment_args(command)
         .about(about)
@@ -82,7 +100,7 @@ pub fn main<R: Role, I: InitCommand>(
         .arg_required_else_help(true)
         .get_matches();
     let global = GlobalArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let command = NodeCommand::<I>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = NodeCommand::<I, E>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match command {
         NodeCommand::Init(args) => {
             init(&args.common().dir, |data_dir| config_text(&args, data_dir))
@@ -92,6 +110,7 @@ pub fn main<R: Role, I: InitCommand>(
             crate::node::run::<R>(file)
         }),
         NodeCommand::Audit(AuditCommand::Verify { file }) => crate::auditing::verify_command(&file),
+        NodeCommand::Role(command) => role_command(command),
     };
     exit_on_error(binary, result);
 }

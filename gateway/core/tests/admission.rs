@@ -87,7 +87,10 @@ fn a_closed_gateway_serves_only_enrolled_clients_and_each_invite_once() {
         attempt(&mut core, &mut rng, &alice, Some(first)),
         GatewayMessage::Welcome
     );
-    assert_eq!(core.take_redeemed_invites(), vec![invite_digest(&first)]);
+    assert_eq!(
+        core.take_redeemed_invites(),
+        vec![(invite_digest(&first), alice.public().to_bytes())]
+    );
     assert_eq!(
         attempt(&mut core, &mut rng, &alice, None),
         GatewayMessage::Welcome,
@@ -100,7 +103,10 @@ fn a_closed_gateway_serves_only_enrolled_clients_and_each_invite_once() {
         GatewayMessage::Welcome
     );
     assert_eq!(core.registered_count(), 2);
-    assert!(core.take_redeemed_invites() == vec![invite_digest(&second)]);
+    assert_eq!(
+        core.take_redeemed_invites(),
+        vec![(invite_digest(&second), bob.public().to_bytes())]
+    );
     let stats = core.stats().snapshot();
     assert_eq!((stats.enrolled, stats.enrollments_refused), (2, 3));
 

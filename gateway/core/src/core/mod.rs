@@ -248,9 +248,10 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         self.admission.invites = digests.into_iter().collect();
     }
 
-    /// The digests of invites used since the last call, for the shell to
-    /// record as used (durably) so that none serves twice.
-    pub fn take_redeemed_invites(&mut self) -> Vec<[u8; 32]> {
+    /// The invites used since the last call (digest, and the client key
+    /// that used it), for the shell to record as used (durably) so that
+    /// none serves twice.
+    pub fn take_redeemed_invites(&mut self) -> Vec<([u8; 32], ClientKey)> {
         std::mem::take(&mut self.admission.redeemed)
     }
 
@@ -557,7 +558,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             if let Some(digest) = enrolled {
                 // Used once: the shell persists it before anything else.
                 self.admission.invites.remove(&digest);
-                self.admission.redeemed.push(digest);
+                self.admission.redeemed.push((digest, client));
                 self.stats.enrolled();
             }
         }
@@ -719,7 +720,7 @@ fn closing(session: SessionId, reason: CloseReason) -> Vec<GatewayAction> {
 #[derive(Debug, Default)]
 struct Admission {
     invites: HashSet<[u8; 32]>,
-    redeemed: Vec<[u8; 32]>,
+    redeemed: Vec<([u8; 32], ClientKey)>,
     revoked: HashSet<ClientKey>,
 }
 

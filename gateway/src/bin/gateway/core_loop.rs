@@ -158,6 +158,12 @@ impl CoreLoop {
                 for client in admission.revoked {
                     if self.core.revoke(&client, &mut actions) {
                         tracing::info!("a client was revoked; its mailbox is deleted");
+                        let fingerprint = gateway::client_audit::client_fingerprint(&client);
+                        if let Err(e) =
+                            gateway::client_audit::client_revoked(&self.node.audit, &fingerprint)
+                        {
+                            tracing::error!("audit log: {e}");
+                        }
                     }
                 }
             }
@@ -170,11 +176,21 @@ impl CoreLoop {
     /// Records the invites used since the last call, so none serves twice
     /// even across a restart.
     fn record_enrollments(&mut self) {
-        let used = self.core.take_redeemed_invites();
+        let redeemed = self.core.take_redeemed_invites();
+        if redeemed.is_empty() {
+            return;
+        }
+        let digests: Vec<[u8; 32]> = redeemed.iter().map(|(digest, _)| *digest).collect();
         if let Some(files) = &self.enrollment
-            && let Err(e) = files.record_used(&used)
+            && let Err(e) = files.record_used(&digests)
         {
             tracing::error!("closed admission: {e}");
+        }
+        for (_, client) in &redeemed {
+            let fingerprint = gateway::client_audit::client_fingerprint(client);
+            if let Err(e) = gateway::client_audit::client_enrolled(&self.node.audit, &fingerprint) {
+                tracing::error!("audit log: {e}");
+            }
         }
     }
 
