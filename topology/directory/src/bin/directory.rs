@@ -252,24 +252,25 @@ fn key_in(dir: &Path) -> Result<IdentityKeyPair> {
 }
 
 async fn serve(config: DirectoryConfig, key: IdentityKeyPair, audit: SharedAuditLog) -> Result<()> {
+    // Listening for SIGTERM before the server says it is up: a stop sent
+    // right after that line is a clean stop, not the default death.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut server = DirectoryServer::start_audited(&config, key, audit).await?;
     println!("directory {} listening on {}", server.id(), server.url());
     tokio::select! {
         result = server.wait() => result.context("directory stopped"),
-        () = shutdown_signal() => {
+        () = shutdown_signal(term) => {
             tracing::info!("shutting down");
             server.stop().await.context("directory shutdown")
         }
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+/// Ctrl-C, or SIGTERM on `term` (registered by the caller).
+async fn shutdown_signal(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
