@@ -14,7 +14,6 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::{AddressCard, ClientError, ClientOptions};
@@ -23,36 +22,14 @@ use localnet::{LocalNet, NetworkSpec};
 
 mod on_localnet;
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
 const MESSAGES: usize = 200;
 
-/// `mixnet-client init` with `extra` flags until the directory lists every
-/// gateway; the card and what `init` said on stderr.
+/// `mixnet-client init` with `extra` flags, again while no gateway of the
+/// region is listed yet (the gateways register one after the other).
 fn init(net: &LocalNet, dir: &Path, extra: &[&str]) -> Result<(AddressCard, String), String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(CLIENT)
-            .args(["init", "--dir", dir.to_str().unwrap()])
-            .args(["--directory", &net.directory_url])
-            .args(["--directory-key", &net.directory_key.to_base58()])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() {
-            let card = String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            return Ok((card, stderr));
-        }
-        // The gateways register one after the other at start.
-        if Instant::now() > deadline || !stderr.contains("no gateway for clients in region") {
-            return Err(stderr);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    on_localnet::init_with(net, dir, extra, |stderr| {
+        stderr.contains("no gateway for clients in region")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +57,10 @@ async fn routes_kept_in_eu_never_touch_a_node_in_us() {
     // A client in "us" (never connected: its own cover would cross "us").
     let (carol_card, _) = init(&net, &root.path().join("carol"), &["--region", "us"]).unwrap();
     // A region without a gateway, and a mailbox outside the allowed regions.
-    let err = init(&net, &root.path().join("x"), &["--region", "mars"]).unwrap_err();
+    let err = on_localnet::init_with(&net, &root.path().join("x"), &["--region", "mars"], |_| {
+        false
+    })
+    .unwrap_err();
     assert!(
         err.contains("region \"mars\" (regions with one: eu, us)"),
         "{err}"

@@ -15,27 +15,43 @@ const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
 
 /// `mixnet-client init` until the directory lists the gateway; returns the address card.
 pub fn init(net: &LocalNet, dir: &Path, gateway: usize) -> AddressCard {
+    let gateway = net.gateways[gateway].id.to_base58();
+    init_with(net, dir, &["--gateway", &gateway], |_| true)
+        .unwrap_or_else(|stderr| panic!("init: {stderr}"))
+        .0
+}
+
+/// `mixnet-client init` with the directory's pins and `extra` flags, tried
+/// again for up to 20 s while its error `retry` says so (the nodes register
+/// one after the other at start): the card and what `init` said on stderr,
+/// or its last stderr.
+pub fn init_with(
+    net: &LocalNet,
+    dir: &Path,
+    extra: &[&str],
+    retry: impl Fn(&str) -> bool,
+) -> Result<(AddressCard, String), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new(CLIENT)
             .args(["init", "--dir", dir.to_str().unwrap()])
             .args(["--directory", &net.directory_url])
             .args(["--directory-key", &net.directory_key.to_base58()])
-            .args(["--gateway", &net.gateways[gateway].id.to_base58()])
+            .args(extra)
             .output()
             .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if out.status.success() {
-            return String::from_utf8(out.stdout)
+            let card = String::from_utf8(out.stdout)
                 .unwrap()
                 .trim()
                 .parse()
                 .unwrap();
+            return Ok((card, stderr));
         }
-        assert!(
-            Instant::now() < deadline,
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if Instant::now() > deadline || !retry(&stderr) {
+            return Err(stderr);
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
