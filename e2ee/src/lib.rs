@@ -13,7 +13,7 @@ mod suite;
 mod wire;
 
 pub use bundle::{
-    BUNDLE_LEN, BUNDLE_VERSION, LocalIdentity, PQ_PUBLIC_KEY_LEN, PeerIdentity, PrekeyBundle,
+    BUNDLE_LEN, BUNDLE_V1_LEN, BUNDLE_VERSION, BUNDLE_VERSION_1, LocalIdentity, PQ_PUBLIC_KEY_LEN, PeerIdentity, PrekeyBundle,
     PrekeySecrets,
 };
 pub use error::SessionError;
