@@ -99,7 +99,14 @@ fn main() {
     let one = per_item(rounds, || {
         for _ in 0..rounds {
             let m = peers[0]
-                .seal(NOW, &mut rng, &bob_address, Some(&address(1)), &content, None)
+                .seal(
+                    NOW,
+                    &mut rng,
+                    &bob_address,
+                    Some(&address(1)),
+                    &content,
+                    None,
+                )
                 .unwrap();
             black_box(bob.open(NOW, &m).unwrap());
         }
@@ -112,7 +119,9 @@ fn main() {
         .map(|i| {
             let p = i % SESSIONS;
             peers[p]
-                .seal(NOW, &mut rng,
+                .seal(
+                    NOW,
+                    &mut rng,
                     &bob_address,
                     Some(&address(p + 1)),
                     &content,

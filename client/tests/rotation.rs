@@ -132,7 +132,10 @@ async fn sessions_outlive_rotations_and_an_expired_card_is_refused() {
         stderr.contains("expired at") && stderr.contains(&format!("(unix {expires})")),
         "{stderr}"
     );
-    assert!(stderr.contains("ask its owner for their current card"), "{stderr}");
+    assert!(
+        stderr.contains("ask its owner for their current card"),
+        "{stderr}"
+    );
 
     // With the current card, it reaches Bob.
     let out = Command::new(CLIENT)

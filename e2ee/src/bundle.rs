@@ -465,7 +465,9 @@ mod tests {
         );
         // A zero expiry is not an encoding of "none".
         let (identity, prekeys, _) = sample();
-        let zero = identity.bundle_until(&prekeys, Some(UnixSeconds(0))).encode();
+        let zero = identity
+            .bundle_until(&prekeys, Some(UnixSeconds(0)))
+            .encode();
         assert_eq!(
             PrekeyBundle::decode(&zero),
             Err(SessionError::Malformed("bundle expiry"))

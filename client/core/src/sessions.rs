@@ -911,12 +911,12 @@ impl SessionBook {
         if self.replay.contains(&key, info.spk_id, &id.0) {
             return Err(SessionBookError::ReplayedHandshake);
         }
-        let prekeys = self
-            .prekeys
-            .find(info.spk_id, info.pq_id)
-            .ok_or(SessionBookError::UnknownPrekey {
-                spk_id: info.spk_id,
-            })?;
+        let prekeys =
+            self.prekeys
+                .find(info.spk_id, info.pq_id)
+                .ok_or(SessionBookError::UnknownPrekey {
+                    spk_id: info.spk_id,
+                })?;
         let mut session = Session::accept(&self.identity, prekeys, message)?;
         let (plaintext, expires_at) = session.decrypt_with_expiry(now, message)?;
         let plaintext = Zeroizing::new(plaintext);

@@ -240,15 +240,12 @@ impl<C: GatewayDialer> Driver<C> {
     /// the next start.
     fn rotate_prekeys(&mut self) {
         let now = unix_now();
-        let rotation = self
-            .book
-            .rotate_if_due(now, &self.schedule, &mut self.rng);
+        let rotation = self.book.rotate_if_due(now, &self.schedule, &mut self.rng);
         self.prekeys_due = self.book.next_prekey_change(&self.schedule);
         if let Some((old, new)) = rotation.rotated {
             tracing::info!("prekeys rotated: signed prekey {old} retired, {new} current");
             ShellStats::add(&self.stats.prekey_rotations, 1);
-            self.card
-                .send_replace(self.book.card(self.core.address()));
+            self.card.send_replace(self.book.card(self.core.address()));
         }
         if !rotation.erased.is_empty() {
             tracing::info!(
@@ -284,7 +281,9 @@ impl<C: GatewayDialer> Driver<C> {
                 .and_then(|()| self.core.send(at, &to, &message, 0, &mut self.rng));
             match routed {
                 Ok(_) => ShellStats::add(&self.stats.bundles_sent, 1),
-                Err(e) => tracing::warn!("the new prekey bundle was not sent to a correspondent: {e}"),
+                Err(e) => {
+                    tracing::warn!("the new prekey bundle was not sent to a correspondent: {e}")
+                }
             }
         }
     }

@@ -625,11 +625,7 @@ impl DataFolder {
 
 /// A new session book made now, its prekeys on the schedule of `settings`.
 fn new_book(rng: &mut impl CryptoRng, settings: &StoredSettings) -> SessionBook {
-    SessionBook::generate_at(
-        rng,
-        super::clock::unix_now(),
-        &settings.rotation_schedule(),
-    )
+    SessionBook::generate_at(rng, super::clock::unix_now(), &settings.rotation_schedule())
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, with

@@ -182,7 +182,9 @@ pub fn conversation() -> &'static Conversation {
             .expect("seal");
         bob.open(NOW, &reply).expect("open");
         let next = bob
-            .seal(NOW, &mut rng,
+            .seal(
+                NOW,
+                &mut rng,
                 &a,
                 Some(&b),
                 b"how are you?",

@@ -60,11 +60,7 @@ pub(super) fn encode_bundle(claim: Option<&SenderClaim>, bundle: &[u8]) -> Zeroi
     encode_flagged(claim, bundle, true)
 }
 
-fn encode_flagged(
-    claim: Option<&SenderClaim>,
-    content: &[u8],
-    bundle: bool,
-) -> Zeroizing<Vec<u8>> {
+fn encode_flagged(claim: Option<&SenderClaim>, content: &[u8], bundle: bool) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(2 + CLAIM_LEN + content.len()));
     out.push(CONTENT_VERSION);
     let flags = claim.map_or(0, |_| FLAG_SENDER) | if bundle { FLAG_BUNDLE } else { 0 };

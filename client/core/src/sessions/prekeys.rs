@@ -195,9 +195,9 @@ impl PrekeyRing {
         let old_spk = self.current.spk_id();
         let next_id = |id: u32| id.checked_add(1).unwrap_or(1);
         let fresh = PrekeySecrets::generate(rng, next_id(old_spk), next_id(self.current.pq_id()));
-        let erase_at = self.expires_at.unwrap_or(UnixSeconds(
-            now.0.saturating_add(schedule.grace_secs()),
-        ));
+        let erase_at = self
+            .expires_at
+            .unwrap_or(UnixSeconds(now.0.saturating_add(schedule.grace_secs())));
         let old = std::mem::replace(&mut self.current, fresh);
         if erase_at > now {
             self.retired.push(Retired {

@@ -150,15 +150,23 @@ fn correspondents_get_the_new_bundle_in_their_session_and_messages_keep_flowing(
     let mut bob = SessionBook::generate_at(&mut rng, at(0), &SCHEDULE);
     let mut carol = SessionBook::generate(&mut rng);
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(at(1), &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(at(1), &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     bob.open(at(1), &first).unwrap();
-    let reply = bob.seal(at(1), &mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let reply = bob
+        .seal(at(1), &mut rng, &a, Some(&b), b"hello", None)
+        .unwrap();
     alice.open(at(1), &reply).unwrap();
-    let answer = alice.seal(at(1), &mut rng, &b, Some(&a), b"answer", None).unwrap();
+    let answer = alice
+        .seal(at(1), &mut rng, &b, Some(&a), b"answer", None)
+        .unwrap();
     bob.open(at(1), &answer).unwrap();
     // Carol wrote once and was never answered: not established.
     carol.add_contact(&bob.card(b));
-    let unanswered = carol.seal(at(2), &mut rng, &b, Some(&c), b"?", None).unwrap();
+    let unanswered = carol
+        .seal(at(2), &mut rng, &b, Some(&c), b"?", None)
+        .unwrap();
     bob.open(at(2), &unanswered).unwrap();
 
     let rotation = bob.rotate_if_due(at(10), &SCHEDULE, &mut rng);
@@ -188,9 +196,13 @@ fn correspondents_get_the_new_bundle_in_their_session_and_messages_keep_flowing(
     bob.rotate_if_due(at(40), &SCHEDULE, &mut rng);
     assert_eq!(bob.retired_prekeys(), 0);
     for n in 0..3u8 {
-        let there = alice.seal(at(41), &mut rng, &b, Some(&a), &[n], None).unwrap();
+        let there = alice
+            .seal(at(41), &mut rng, &b, Some(&a), &[n], None)
+            .unwrap();
         assert_eq!(bob.open(at(41), &there).unwrap().content, [n]);
-        let back = bob.seal(at(41), &mut rng, &a, Some(&b), &[n, n], None).unwrap();
+        let back = bob
+            .seal(at(41), &mut rng, &a, Some(&b), &[n, n], None)
+            .unwrap();
         assert_eq!(alice.open(at(41), &back).unwrap().content, [n, n]);
     }
 }
@@ -203,14 +215,19 @@ fn a_book_without_a_schedule_retires_its_prekeys_at_the_first_check() {
     let legacy = bob.card(b);
     let mut alice = SessionBook::generate(&mut rng);
     alice.add_contact(&legacy);
-    let first = alice.seal(at(0), &mut rng, &b, None, b"v1 card", None).unwrap();
+    let first = alice
+        .seal(at(0), &mut rng, &b, None, b"v1 card", None)
+        .unwrap();
     let rotation = bob.rotate_if_due(at(0), &SCHEDULE, &mut rng);
     assert_eq!(rotation.rotated, Some((1, 2)));
     assert_eq!(bob.card(b).expires_at(), Some(at(15)));
     // Kept one grace, then erased.
     assert_eq!(bob.next_prekey_change(&SCHEDULE), at(5));
     assert_eq!(bob.open(at(4), &first).unwrap().content, b"v1 card");
-    assert_eq!(bob.rotate_if_due(at(5), &SCHEDULE, &mut rng).erased, vec![1]);
+    assert_eq!(
+        bob.rotate_if_due(at(5), &SCHEDULE, &mut rng).erased,
+        vec![1]
+    );
 }
 
 #[test]
@@ -220,7 +237,9 @@ fn a_format_3_book_keeps_everything_and_its_prekeys_retire_at_the_first_check() 
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(at(0), &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(at(0), &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     bob.open(at(0), &first).unwrap();
     let mut old = vec![BOOK_VERSION_3];
     old.extend(
@@ -238,7 +257,10 @@ fn a_format_3_book_keeps_everything_and_its_prekeys_retire_at_the_first_check() 
     let (mut upgraded, how) = SessionBook::restore(&old).unwrap();
     assert_eq!(how, Restored::UpgradedFromFormat3);
     assert_eq!(upgraded.card(b), bob.card(b));
-    assert_eq!(upgraded.open(at(0), &first).unwrap_err().reason(), "duplicate");
+    assert_eq!(
+        upgraded.open(at(0), &first).unwrap_err().reason(),
+        "duplicate"
+    );
     assert!(upgraded.rotate_if_due(at(1), &SCHEDULE, &mut rng).changed());
     assert!(SessionBook::from_bytes(&old).is_err());
 }

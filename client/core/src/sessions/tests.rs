@@ -48,7 +48,9 @@ fn a_conversation_learns_the_sender_and_survives_serialization() {
         Err(SessionBookError::NoSession(_))
     ));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(NOW, &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let opened = bob.open(NOW, &first).unwrap();
     assert_eq!(opened.content, b"hi");
     assert_eq!(opened.from, Some(a));
@@ -58,13 +60,17 @@ fn a_conversation_learns_the_sender_and_survives_serialization() {
     let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
     assert_eq!(bob.open(NOW, &first).unwrap_err().reason(), "duplicate");
     // Bob writes to Alice's address, learned from the session.
-    let back = bob.seal(NOW, &mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let back = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"hello", None)
+        .unwrap();
     let opened = alice.open(NOW, &back).unwrap();
     assert_eq!(
         (opened.content.as_slice(), opened.from),
         (&b"hello"[..], Some(b))
     );
-    let again = alice.seal(NOW, &mut rng, &b, Some(&a), b"again", None).unwrap();
+    let again = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"again", None)
+        .unwrap();
     assert!(InitialInfo::parse(&again).unwrap().is_none());
     assert_eq!(bob.open(NOW, &again).unwrap().content, b"again");
     assert_eq!((alice.session_count(), bob.session_count()), (1, 1));
@@ -79,7 +85,9 @@ fn expired_foreign_and_malformed_messages_are_refused() {
     let b = address(2);
     alice.add_contact(&bob.card(b));
     let expiring = alice
-        .seal(NOW, &mut rng,
+        .seal(
+            NOW,
+            &mut rng,
             &b,
             None,
             b"soon gone",
@@ -125,7 +133,9 @@ fn a_note_to_self_opens_and_can_be_answered() {
         .seal_in(&mut rng, opened.session, None, b"answer", None)
         .unwrap();
     assert_eq!(me.open(NOW, &answer).unwrap().content, b"answer");
-    let second = me.seal(NOW, &mut rng, &a, Some(&a), b"second", None).unwrap();
+    let second = me
+        .seal(NOW, &mut rng, &a, Some(&a), b"second", None)
+        .unwrap();
     assert_eq!(me.open(NOW, &second).unwrap().content, b"second");
 }
 
@@ -143,7 +153,9 @@ fn a_claimed_address_pinned_to_another_identity_is_not_believed() {
         .seal(NOW, &mut rng, &b, Some(&a), b"I am alice", None)
         .unwrap();
     assert_eq!(bob.open(NOW, &forged).unwrap().from, None);
-    let real = alice.seal(NOW, &mut rng, &b, Some(&a), b"me", None).unwrap();
+    let real = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"me", None)
+        .unwrap();
     assert_eq!(bob.open(NOW, &real).unwrap().from, Some(a));
 }
 
@@ -158,7 +170,9 @@ fn established_pair(rng: &mut ChaCha20Rng) -> (SessionBook, SessionBook) {
     bob.open(NOW, &first).unwrap();
     let reply = bob.seal(NOW, rng, &a, Some(&b), b"hello", None).unwrap();
     alice.open(NOW, &reply).unwrap();
-    let answer = alice.seal(NOW, rng, &b, Some(&a), b"answered", None).unwrap();
+    let answer = alice
+        .seal(NOW, rng, &b, Some(&a), b"answered", None)
+        .unwrap();
     bob.open(NOW, &answer).unwrap();
     assert_eq!(bob.unanswered_count(), 0);
     (alice, bob)
@@ -270,7 +284,9 @@ fn a_recorded_first_message_is_refused_however_many_handshakes_follow() {
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let recorded = alice.seal(NOW, &mut rng, &b, Some(&a), b"once", None).unwrap();
+    let recorded = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"once", None)
+        .unwrap();
     bob.open(NOW, &recorded).unwrap();
     assert_eq!(
         bob.open(NOW, &recorded).unwrap_err().reason(),
@@ -339,7 +355,9 @@ fn the_pinned_identity_covers_the_signing_key() {
     assert_eq!(opened.from, None);
     // Bob's messages to Alice's address still go to Alice's identity.
     alice.add_contact(&bob.card(b));
-    let to_alice = bob.seal(NOW, &mut rng, &a, Some(&b), b"to alice", None).unwrap();
+    let to_alice = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"to alice", None)
+        .unwrap();
     assert_eq!(alice.open(NOW, &to_alice).unwrap().peer, bob.identity());
 }
 
@@ -353,7 +371,9 @@ fn a_claim_without_a_valid_signature_of_the_identity_is_not_believed() {
     alice.add_contact(&bob.card(b));
     mallory.add_contact(&bob.card(b));
     // Alice's genuine claim, as Bob receives it.
-    let first = alice.seal(NOW, &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let genuine = {
         let id = *alice.sessions.keys().next().unwrap();
         alice.sessions[&id].claim.unwrap()
@@ -396,7 +416,9 @@ fn the_claim_is_sent_until_the_session_is_confirmed() {
     assert_eq!(opened.from, Some(a), "known from the earlier claim");
     // A new address is claimed again once.
     let moved = address(9);
-    let claimed = alice.seal(NOW, &mut rng, &b, Some(&moved), b"x", None).unwrap();
+    let claimed = alice
+        .seal(NOW, &mut rng, &b, Some(&moved), b"x", None)
+        .unwrap();
     assert_eq!(len(&claimed), e2ee::RATCHET_OVERHEAD + 2 + CLAIM_LEN + 1);
     assert_eq!(bob.open(NOW, &claimed).unwrap().from, Some(moved));
 }
@@ -437,7 +459,9 @@ mod hostile {
             .seal_in(&mut rng, opened.session, None, b"reply", None)
             .unwrap();
         alice.open(NOW, &reply).unwrap();
-        let ratchet = alice.seal(NOW, &mut rng, &b, None, b"second", None).unwrap();
+        let ratchet = alice
+            .seal(NOW, &mut rng, &b, None, b"second", None)
+            .unwrap();
         let next = alice.seal(NOW, &mut rng, &b, None, b"third", None).unwrap();
         (alice, bob, ratchet, next)
     }
@@ -511,7 +535,9 @@ fn a_recorded_first_message_is_refused_after_the_old_bound_of_real_handshakes() 
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let recorded = alice.seal(NOW, &mut rng, &b, Some(&a), b"once", None).unwrap();
+    let recorded = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"once", None)
+        .unwrap();
     bob.open(NOW, &recorded).unwrap();
     junk_handshakes(&mut rng, &mut bob, 256 + 4096 + 1);
     assert_eq!(bob.handshakes_recorded(), 256 + 4096 + 2);
@@ -528,7 +554,9 @@ fn a_format_2_book_keeps_everything_and_gains_names() {
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(NOW, &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     bob.open(NOW, &first).unwrap();
     // Bob's book as format 2 wrote it: the same fields, without names.
     let mut old = vec![BOOK_VERSION_2];
@@ -596,10 +624,14 @@ fn names_stand_for_identities_and_short_addresses_resolve_to_pinned_addresses() 
         Err(ContactError::AlreadyNamed("bob".into()))
     );
     // Names survive serialization, and messages from Bob come under his name.
-    let first = alice.seal(NOW, &mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let opened = bob.open(NOW, &first).unwrap();
     let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
-    let reply = bob.seal(NOW, &mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let reply = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"hello", None)
+        .unwrap();
     let opened_by_alice = alice.open(NOW, &reply).unwrap();
     assert_eq!(alice.name_of(&opened_by_alice.peer), Some(&name));
     // Both sides compute the same safety number.

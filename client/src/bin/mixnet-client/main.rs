@@ -14,11 +14,11 @@ use audit::logging::LogFormat;
 use clap::{Parser, Subcommand};
 use client::shell::clock::unix_now;
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
-use client_core::sessions::{RotationSchedule, utc};
 use client::{
     AddressCard, Client, ClientOptions, ContactName, OpenError, Outgoing, PeerAddress, Recipient,
     SendStatus,
 };
+use client_core::sessions::{RotationSchedule, utc};
 use protocol::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
