@@ -393,7 +393,7 @@ fn clients(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
     seeds.add("address_card", "card", card.to_string().into_bytes());
     // Version 2: with a signed expiry.
     let rotating = SessionBook::generate_at(
-        rng,
+        &mut crate::fixtures::rng(12),
         client::NOW,
         &client_core::sessions::RotationSchedule::DEFAULT,
     );
