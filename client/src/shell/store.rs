@@ -860,6 +860,34 @@ mod tests {
     }
 
     #[test]
+    fn the_rotation_schedule_is_read_from_the_settings_and_made_cards_carry_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let keys = SphinxKeyPair::generate(&mut rng);
+        let mut settings = settings(StateSealing::KeyFile);
+        assert_eq!(settings.rotation_schedule(), RotationSchedule::DEFAULT);
+        settings.prekey_rotation_secs = Some(30);
+        settings.prekey_grace_secs = Some(10);
+        let created = folder.init(&mut rng, &settings, &keys, None).unwrap();
+        let text = fs::read_to_string(folder.settings_path()).unwrap();
+        assert!(text.contains("prekey_rotation_secs = 30"), "{text}");
+        let opened = folder.unlock(&mut rng, None).unwrap();
+        let schedule = opened.settings.rotation_schedule();
+        assert_eq!(
+            (schedule.period.as_secs(), schedule.grace.as_secs()),
+            (30, 10)
+        );
+        let now = super::super::clock::unix_now().0;
+        let expires = created.book.card(created.address()).expires_at().unwrap().0;
+        assert!(
+            (now + 39..=now + 40).contains(&expires),
+            "{expires} vs {now}"
+        );
+        assert_eq!(opened.book.card_expires_at().unwrap().0, expires);
+    }
+
+    #[test]
     fn bad_gateway_field_names_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let folder = DataFolder::new(dir.path());
