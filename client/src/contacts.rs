@@ -54,6 +54,9 @@ impl From<&ShortAddress> for Recipient {
 }
 
 /// An address in one of its three text forms.
+// A card is the large form (its bundle's keys and expiry); a `PeerAddress`
+// is parsed once from text and handed on, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAddress {
     /// `key@gateway/bundle`: the address and the signed prekeys.
