@@ -286,7 +286,7 @@ pub struct SessionBook {
     /// Contacts by name: the short address of the identity each stands for.
     names: BTreeMap<ContactName, ShortAddress>,
     /// Correspondents still to be sent the current bundle (after a rotation).
-    announce: Vec<ClientAddress>,
+    announce: Vec<rotation::Announcement>,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,

@@ -234,7 +234,8 @@ impl<C: GatewayDialer> Driver<C> {
 
     /// Rotates the prekeys when due and erases retired ones past their
     /// grace ([`SessionBook::rotate_if_due`]), then seals the new bundle for
-    /// the correspondents still due it, saves the book, and only then sends
+    /// the correspondents whose announcement is due (each at a random moment
+    /// within half the grace), saves the book, and only then sends
     /// those messages (each an ordinary message: the same packets as any
     /// other). Without a saved book nothing is sent: it is tried again at
     /// the next start.
@@ -253,11 +254,12 @@ impl<C: GatewayDialer> Driver<C> {
                 rotation.erased
             );
         }
-        if !rotation.changed() && self.book.pending_announcements() == 0 {
+        if !rotation.changed() && self.book.announcements_due(now) == 0 {
             return;
         }
         let own = self.core.address();
-        let sealed = self.book.announcements(&mut self.rng, Some(&own));
+        let sealed = self.book.announcements(now, &mut self.rng, Some(&own));
+        self.prekeys_due = self.book.next_prekey_change(&self.schedule);
         if self.save_book().is_err() {
             return;
         }

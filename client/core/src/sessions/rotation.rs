@@ -5,15 +5,26 @@
 use e2ee::{PrekeyBundle, UnixSeconds};
 use protocol::ClientAddress;
 use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
 
 use super::{PeerIdentityKey, Rotation, RotationSchedule, SessionBook, SessionBookError};
+
+/// A correspondent due the current bundle, and when to send it.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Announcement {
+    to: ClientAddress,
+    /// A random moment within half the grace after the rotation, so that the
+    /// correspondents' gateways do not all see a message at the same time.
+    at: UnixSeconds,
+}
 
 impl SessionBook {
     /// Erases the retired prekeys whose card expired (and their replay
     /// record), then, when the current prekeys are due, retires them and
     /// makes new ones; the correspondents of established sessions are then
-    /// due the new bundle ([`SessionBook::announcements`]). Save the book
-    /// when the outcome [`Rotation::changed`].
+    /// due the new bundle ([`SessionBook::announcements`]), each at a random
+    /// moment within half the grace. Save the book when the outcome
+    /// [`Rotation::changed`].
     pub fn rotate_if_due(
         &mut self,
         now: UnixSeconds,
@@ -25,15 +36,32 @@ impl SessionBook {
             self.replay.retain_prekeys(&self.prekeys.held_spk_ids());
         }
         if rotation.rotated.is_some() {
-            self.announce = self.established_correspondents();
+            let spread = schedule.grace.as_secs() / 2;
+            self.announce = self
+                .established_correspondents()
+                .into_iter()
+                .map(|to| Announcement {
+                    to,
+                    at: UnixSeconds(
+                        now.0
+                            .saturating_add(rng.next_u64() % spread.saturating_add(1)),
+                    ),
+                })
+                .collect();
         }
         rotation
     }
 
-    /// When [`SessionBook::rotate_if_due`] next has something to do: the
-    /// current prekeys retire, or retired ones are erased.
+    /// When the book next has something to do: the current prekeys retire
+    /// or retired ones are erased ([`SessionBook::rotate_if_due`]), or an
+    /// announcement is due ([`SessionBook::announcements`]).
     pub fn next_prekey_change(&self, schedule: &RotationSchedule) -> UnixSeconds {
-        self.prekeys.next_change_at(schedule)
+        self.announce
+            .iter()
+            .map(|a| a.at)
+            .chain(std::iter::once(self.prekeys.next_change_at(schedule)))
+            .min()
+            .unwrap_or(UnixSeconds(0))
     }
 
     /// Retired prekeys held in their grace period.
@@ -61,18 +89,25 @@ impl SessionBook {
         self.contacts.get(address).map(|c| c.identity)
     }
 
-    /// Seals the current bundle for every correspondent due it since the
-    /// last rotation, each in its most recently used session, and forgets
-    /// them: send each message to its address (save the book first). `own`
-    /// is claimed inside, as in [`SessionBook::seal`].
+    /// Seals the current bundle for every correspondent whose announcement
+    /// is due at `now` since the last rotation, each in its most recently
+    /// used session, and forgets them: send each message to its address
+    /// (save the book first). `own` is claimed inside, as in
+    /// [`SessionBook::seal`].
     pub fn announcements(
         &mut self,
+        now: UnixSeconds,
         rng: &mut impl CryptoRng,
         own: Option<&ClientAddress>,
     ) -> Result<Vec<(ClientAddress, Vec<u8>)>, SessionBookError> {
         let bundle = self.prekeys.bundle(&self.identity).encode();
+        let (due, later): (Vec<Announcement>, Vec<Announcement>) =
+            std::mem::take(&mut self.announce)
+                .into_iter()
+                .partition(|a| a.at <= now);
+        self.announce = later;
         let mut out = Vec::new();
-        for to in std::mem::take(&mut self.announce) {
+        for Announcement { to, .. } in due {
             if let Some(id) = self.session_with(&to) {
                 out.push((to, self.seal_flagged(rng, id, own, &bundle, None, true)?));
             }
@@ -83,6 +118,11 @@ impl SessionBook {
     /// Correspondents still due the current bundle.
     pub fn pending_announcements(&self) -> usize {
         self.announce.len()
+    }
+
+    /// Correspondents whose announcement is due at `now`.
+    pub fn announcements_due(&self, now: UnixSeconds) -> usize {
+        self.announce.iter().filter(|a| a.at <= now).count()
     }
 
     /// Keeps `bytes`, a bundle `peer` sent in a session, as the bundle of

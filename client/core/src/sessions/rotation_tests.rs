@@ -172,7 +172,10 @@ fn correspondents_get_the_new_bundle_in_their_session_and_messages_keep_flowing(
     let rotation = bob.rotate_if_due(at(10), &SCHEDULE, &mut rng);
     assert_eq!(rotation.rotated, Some((1, 2)));
     assert_eq!(bob.pending_announcements(), 1);
-    let sent = bob.announcements(&mut rng, Some(&b)).unwrap();
+    // Sent at a random moment within half the grace (2 s here).
+    assert!(bob.next_prekey_change(&SCHEDULE) <= at(12));
+    assert_eq!(bob.announcements_due(at(12)), 1);
+    let sent = bob.announcements(at(12), &mut rng, Some(&b)).unwrap();
     assert_eq!(bob.pending_announcements(), 0);
     assert_eq!(sent.len(), 1);
     let (to, message) = &sent[0];
@@ -187,7 +190,7 @@ fn correspondents_get_the_new_bundle_in_their_session_and_messages_keep_flowing(
     // The same bundle again, or an older one, changes nothing.
     let old = bob.card(b).bundle.clone();
     bob.rotate_if_due(at(20), &SCHEDULE, &mut rng);
-    bob.announcements(&mut rng, Some(&b)).unwrap();
+    bob.announcements(at(22), &mut rng, Some(&b)).unwrap();
     assert!(!alice.keep_peer_bundle(&b, bob.identity(), &carol.card(c).bundle.encode()));
     alice.contacts.get_mut(&b).unwrap().bundle = Some(bob.card(b).bundle.encode());
     assert!(!alice.keep_peer_bundle(&b, bob.identity(), &old.encode()));
