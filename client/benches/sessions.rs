@@ -67,13 +67,13 @@ fn busy_book(rng: &mut ChaCha20Rng, n: usize) -> (SessionBook, Vec<SessionBook>)
         let mut peer = SessionBook::generate(rng);
         peer.add_contact(&bob.card(bob_address));
         let first = peer
-            .seal(rng, &bob_address, Some(&address(i)), b"hi", None)
+            .seal(NOW, rng, &bob_address, Some(&address(i)), b"hi", None)
             .unwrap();
         let opened = bob.open(NOW, &first).unwrap();
         let back = bob.seal_in(rng, opened.session, None, b"ok", None).unwrap();
         peer.open(NOW, &back).unwrap();
         let answer = peer
-            .seal(rng, &bob_address, Some(&address(i)), b"answer", None)
+            .seal(NOW, rng, &bob_address, Some(&address(i)), b"answer", None)
             .unwrap();
         bob.open(NOW, &answer).unwrap();
         peers.push(peer);
@@ -99,7 +99,14 @@ fn main() {
     let one = per_item(rounds, || {
         for _ in 0..rounds {
             let m = peers[0]
-                .seal(&mut rng, &bob_address, Some(&address(1)), &content, None)
+                .seal(
+                    NOW,
+                    &mut rng,
+                    &bob_address,
+                    Some(&address(1)),
+                    &content,
+                    None,
+                )
                 .unwrap();
             black_box(bob.open(NOW, &m).unwrap());
         }
@@ -113,6 +120,7 @@ fn main() {
             let p = i % SESSIONS;
             peers[p]
                 .seal(
+                    NOW,
                     &mut rng,
                     &bob_address,
                     Some(&address(p + 1)),
@@ -133,7 +141,7 @@ fn main() {
     let mut other = SessionBook::generate(&mut rng);
     stranger.add_contact(&other.card(address(9999)));
     let first = stranger
-        .seal(&mut rng, &address(9999), None, b"x", None)
+        .seal(NOW, &mut rng, &address(9999), None, b"x", None)
         .unwrap();
     let opened = other.open(NOW, &first).unwrap();
     let foreign = other
@@ -181,7 +189,7 @@ fn main() {
         save,
     );
     let sealed = peers[0]
-        .seal(&mut rng, &bob_address, None, &content, None)
+        .seal(NOW, &mut rng, &bob_address, None, &content, None)
         .unwrap();
     println!(
         "bytes added to a {SIZE} B message in an established session: {}; \

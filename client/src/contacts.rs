@@ -11,8 +11,9 @@ use std::str::FromStr;
 use client_core::ClientError;
 use client_core::sessions::{
     AddressCard, CardError, ContactError, ContactName, NamedContact, PeerIdentityKey, SafetyNumber,
-    SessionBook, ShortAddress, ShortAddressError,
+    SessionBook, SessionBookError, ShortAddress, ShortAddressError,
 };
+use e2ee::UnixSeconds;
 use protocol::{ClientAddress, ProtocolError};
 use thiserror::Error;
 
@@ -53,6 +54,9 @@ impl From<&ShortAddress> for Recipient {
 }
 
 /// An address in one of its three text forms.
+// A card is the large form (its bundle's keys and expiry); a `PeerAddress`
+// is parsed once from text and handed on, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAddress {
     /// `key@gateway/bundle`: the address and the signed prekeys.
@@ -98,16 +102,21 @@ impl FromStr for PeerAddress {
     }
 }
 
-/// Names `to` `name` in `book`: a card is added as a contact too; a plain
-/// address must have its identity pinned already (by a card or a session).
-/// Returns the short address the name stands for.
+/// Names `to` `name` in `book`: a card is added as a contact too, unless
+/// it expired at `now`; a plain address must have its identity pinned
+/// already (by a card or a session). Returns the short address the name
+/// stands for.
 pub fn add_named(
     book: &mut SessionBook,
     name: ContactName,
     to: &PeerAddress,
-) -> Result<ShortAddress, ContactError> {
+    now: UnixSeconds,
+) -> Result<ShortAddress, SessionBookError> {
     match to {
-        PeerAddress::Card(card) => book.add_named_card(name, card),
+        PeerAddress::Card(card) => {
+            card.check_not_expired(now)?;
+            Ok(book.add_named_card(name, card)?)
+        }
         PeerAddress::Address(address) => {
             let short = book
                 .short_of(address)
@@ -148,9 +157,10 @@ impl<'a> Contacts<'a> {
         name: ContactName,
         to: PeerAddress,
     ) -> Result<ShortAddress, ClientError> {
+        let now = crate::shell::clock::unix_now();
         self.client
             .with_book(true, move |book| {
-                add_named(book, name, &to).map_err(into_client)
+                add_named(book, name, &to, now).map_err(ClientError::from)
             })
             .await
     }

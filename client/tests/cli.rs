@@ -45,6 +45,8 @@ fn sealed_folder(dir: &std::path::Path, passphrase: Option<&Passphrase>) -> Data
         },
         route_regions: Vec::new(),
         mailbox_region: None,
+        prekey_rotation_secs: None,
+        prekey_grace_secs: None,
     };
     folder.init(&mut rng, &settings, &keys, passphrase).unwrap();
     folder

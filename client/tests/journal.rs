@@ -81,6 +81,8 @@ fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
             state_sealing: StateSealing::KeyFile,
             route_regions: Vec::new(),
             mailbox_region: None,
+            prekey_rotation_secs: None,
+            prekey_grace_secs: None,
         };
         folder.init(&mut rng, &settings, &keys, None)
     }

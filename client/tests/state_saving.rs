@@ -51,6 +51,8 @@ fn start(net: &mut TestMixnet, gateway: usize, seed: u64, dir: Option<&Path>) ->
                 state_sealing: StateSealing::KeyFile,
                 route_regions: Vec::new(),
                 mailbox_region: None,
+                prekey_rotation_secs: None,
+                prekey_grace_secs: None,
             };
             let folder = DataFolder::new(dir)
                 .init(&mut rng, &settings, &keys, None)

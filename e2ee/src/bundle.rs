@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::SessionError;
 use crate::secret::{Secret32, Secret64};
+use crate::session::UnixSeconds;
 use crate::suite::{CipherSuite, LABEL_BUNDLE, LABEL_LOCAL_SECRET};
 use crate::wire::Reader;
 
@@ -18,12 +19,17 @@ pub(crate) type PqDecapsulationKey = ml_kem::DecapsulationKey<MlKem768>;
 /// The ML-KEM-768 encapsulation key type.
 pub(crate) type PqEncapsulationKey = ml_kem::EncapsulationKey<MlKem768>;
 
-/// Format version of an encoded [`PrekeyBundle`].
-pub const BUNDLE_VERSION: u8 = 1;
+/// Format version of an encoded [`PrekeyBundle`] with a signed expiry.
+pub const BUNDLE_VERSION: u8 = 2;
+/// Format version of a bundle without an expiry (still read, and written
+/// for a bundle made without one).
+pub const BUNDLE_VERSION_1: u8 = 1;
 /// Length of an encoded ML-KEM-768 encapsulation key.
 pub const PQ_PUBLIC_KEY_LEN: usize = 1184;
-/// Length of an encoded suite-1 [`PrekeyBundle`].
-pub const BUNDLE_LEN: usize = 2 + 32 + 32 + 4 + 32 + 4 + PQ_PUBLIC_KEY_LEN + 64;
+/// Length of an encoded suite-1 [`PrekeyBundle`] of version 2 (with its expiry).
+pub const BUNDLE_LEN: usize = BUNDLE_V1_LEN + 8;
+/// Length of an encoded suite-1 [`PrekeyBundle`] of version 1 (no expiry).
+pub const BUNDLE_V1_LEN: usize = 2 + 32 + 32 + 4 + 32 + 4 + PQ_PUBLIC_KEY_LEN + 64;
 
 /// A client's long-term keys for end-to-end sessions: an X25519 identity key
 /// (separate from its Sphinx key) and an Ed25519 key that signs its prekeys.
@@ -50,28 +56,33 @@ impl LocalIdentity {
         }
     }
 
-    /// Signs the public halves of `prekeys` into a bundle others can use to reach us.
+    /// Signs the public halves of `prekeys` into a bundle others can use to
+    /// reach us, without an expiry (a version-1 bundle).
     pub fn bundle(&self, prekeys: &PrekeySecrets) -> PrekeyBundle {
-        let identity = self.public();
-        let mut body = Vec::with_capacity(BUNDLE_LEN);
-        body.push(BUNDLE_VERSION);
-        body.push(CipherSuite::DEFAULT.id());
-        body.extend_from_slice(&identity.dh);
-        body.extend_from_slice(&identity.signing);
-        body.extend_from_slice(&prekeys.spk_id.to_be_bytes());
-        body.extend_from_slice(&prekeys.spk_public());
-        body.extend_from_slice(&prekeys.pq_id.to_be_bytes());
-        body.extend_from_slice(&prekeys.pq_public_bytes());
-        let signature = self.signing_key().sign(&signed_message(&body));
-        PrekeyBundle {
+        self.bundle_until(prekeys, None)
+    }
+
+    /// Signs the public halves of `prekeys` and `expires_at`, the last
+    /// moment a first message made from the bundle can still be opened (the
+    /// owner erases the prekeys then); `None` makes a version-1 bundle.
+    pub fn bundle_until(
+        &self,
+        prekeys: &PrekeySecrets,
+        expires_at: Option<UnixSeconds>,
+    ) -> PrekeyBundle {
+        let mut bundle = PrekeyBundle {
             suite: CipherSuite::DEFAULT,
-            identity,
+            identity: self.public(),
             spk_id: prekeys.spk_id,
             spk: prekeys.spk_public(),
             pq_id: prekeys.pq_id,
             pq_public: prekeys.pq_public_bytes(),
-            signature: signature.to_bytes(),
-        }
+            expires_at,
+            signature: [0u8; 64],
+        };
+        let body = bundle.body();
+        bundle.signature = self.signing_key().sign(&signed_message(&body)).to_bytes();
+        bundle
     }
 
     /// A 32-byte secret for the caller's own use (e.g. keying a local
@@ -240,6 +251,8 @@ pub struct PrekeyBundle {
     spk: [u8; 32],
     pq_id: u32,
     pq_public: Vec<u8>,
+    /// Signed (version 2); `None` for a version-1 bundle.
+    expires_at: Option<UnixSeconds>,
     signature: [u8; 64],
 }
 
@@ -272,10 +285,39 @@ impl PrekeyBundle {
         &self.pq_public
     }
 
-    /// Encodes the bundle (see docs/e2ee.md for the layout).
-    pub fn encode(&self) -> Vec<u8> {
+    /// The last moment (unix seconds) a first message made from this bundle
+    /// can be opened by its owner, signed with the prekeys; `None` for a
+    /// version-1 bundle, which does not say.
+    pub fn expires_at(&self) -> Option<UnixSeconds> {
+        self.expires_at
+    }
+
+    /// Whether the bundle's expiry is at or before `now` (a version-1
+    /// bundle never is).
+    pub fn is_expired(&self, now: UnixSeconds) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Refuses the bundle once it expired ([`SessionError::BundleExpired`]):
+    /// its owner has erased the prekeys, a first message made from it would
+    /// not open.
+    pub fn check_not_expired(&self, now: UnixSeconds) -> Result<(), SessionError> {
+        match self.expires_at {
+            Some(expires_at) if expires_at <= now => Err(SessionError::BundleExpired {
+                expires_at: expires_at.0,
+                now: now.0,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The signed part: everything but the signature.
+    fn body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(BUNDLE_LEN);
-        out.push(BUNDLE_VERSION);
+        out.push(match self.expires_at {
+            Some(_) => BUNDLE_VERSION,
+            None => BUNDLE_VERSION_1,
+        });
         out.push(self.suite.id());
         out.extend_from_slice(&self.identity.dh);
         out.extend_from_slice(&self.identity.signing);
@@ -283,15 +325,27 @@ impl PrekeyBundle {
         out.extend_from_slice(&self.spk);
         out.extend_from_slice(&self.pq_id.to_be_bytes());
         out.extend_from_slice(&self.pq_public);
+        if let Some(expires_at) = self.expires_at {
+            out.extend_from_slice(&expires_at.0.to_be_bytes());
+        }
+        out
+    }
+
+    /// Encodes the bundle (see docs/e2ee.md for the layout): version 2 with
+    /// an expiry, version 1 without.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.body();
         out.extend_from_slice(&self.signature);
         out
     }
 
-    /// Decodes a bundle and verifies its signature and keys.
+    /// Decodes a bundle of version 2 or 1 and verifies its signature (which
+    /// covers the expiry) and keys. An expired bundle decodes: check it
+    /// with [`PrekeyBundle::check_not_expired`].
     pub fn decode(bytes: &[u8]) -> Result<Self, SessionError> {
         let mut reader = Reader::new(bytes);
         let version = reader.u8("bundle version")?;
-        if version != BUNDLE_VERSION {
+        if version != BUNDLE_VERSION && version != BUNDLE_VERSION_1 {
             return Err(SessionError::UnsupportedBundleVersion(version));
         }
         let suite = CipherSuite::from_id(reader.u8("bundle suite")?)?;
@@ -303,6 +357,15 @@ impl PrekeyBundle {
         let spk = reader.array::<32>("bundle signed prekey")?;
         let pq_id = reader.u32("bundle pq prekey id")?;
         let pq_public = reader.take(PQ_PUBLIC_KEY_LEN, "bundle pq prekey")?.to_vec();
+        let expires_at = if version == BUNDLE_VERSION {
+            let at = u64::from_be_bytes(reader.array::<8>("bundle expiry")?);
+            if at == 0 {
+                return Err(SessionError::Malformed("bundle expiry"));
+            }
+            Some(UnixSeconds(at))
+        } else {
+            None
+        };
         let body_len = bytes.len().saturating_sub(reader.remaining());
         let signature = reader.array::<64>("bundle signature")?;
         reader.finish("trailing bytes after bundle")?;
@@ -324,6 +387,7 @@ impl PrekeyBundle {
             spk,
             pq_id,
             pq_public,
+            expires_at,
             signature,
         })
     }
@@ -351,11 +415,72 @@ mod tests {
         (identity, prekeys, bundle)
     }
 
+    const EXPIRY: UnixSeconds = UnixSeconds(1_800_000_000);
+
+    fn sample_expiring() -> PrekeyBundle {
+        let (identity, prekeys, _) = sample();
+        identity.bundle_until(&prekeys, Some(EXPIRY))
+    }
+
+    #[test]
+    fn an_expiring_bundle_round_trips_and_says_when_it_expires() {
+        let bundle = sample_expiring();
+        let bytes = bundle.encode();
+        assert_eq!((bytes.len(), bytes[0]), (BUNDLE_LEN, BUNDLE_VERSION));
+        let decoded = PrekeyBundle::decode(&bytes).unwrap();
+        assert_eq!(decoded, bundle);
+        assert_eq!(decoded.expires_at(), Some(EXPIRY));
+        assert!(!decoded.is_expired(UnixSeconds(EXPIRY.0 - 1)));
+        assert_eq!(decoded.check_not_expired(UnixSeconds(EXPIRY.0 - 1)), Ok(()));
+        assert!(decoded.is_expired(EXPIRY));
+        assert_eq!(
+            decoded.check_not_expired(UnixSeconds(EXPIRY.0 + 5)),
+            Err(SessionError::BundleExpired {
+                expires_at: EXPIRY.0,
+                now: EXPIRY.0 + 5
+            })
+        );
+    }
+
+    #[test]
+    fn the_expiry_is_signed_so_changing_it_is_refused() {
+        let bytes = sample_expiring().encode();
+        let expiry_at = BUNDLE_V1_LEN - 64;
+        for index in expiry_at..expiry_at + 8 {
+            let mut later = bytes.clone();
+            later[index] ^= 0x01;
+            assert_eq!(
+                PrekeyBundle::decode(&later),
+                Err(SessionError::BadBundleSignature),
+                "expiry byte {index}"
+            );
+        }
+        // Nor can the expiry be cut off to pass as a version-1 bundle.
+        let mut v1 = bytes.clone();
+        v1.drain(expiry_at..expiry_at + 8);
+        v1[0] = BUNDLE_VERSION_1;
+        assert_eq!(
+            PrekeyBundle::decode(&v1),
+            Err(SessionError::BadBundleSignature)
+        );
+        // A zero expiry is not an encoding of "none".
+        let (identity, prekeys, _) = sample();
+        let zero = identity
+            .bundle_until(&prekeys, Some(UnixSeconds(0)))
+            .encode();
+        assert_eq!(
+            PrekeyBundle::decode(&zero),
+            Err(SessionError::Malformed("bundle expiry"))
+        );
+    }
+
     #[test]
     fn bundle_round_trips() {
         let (identity, _, bundle) = sample();
         let bytes = bundle.encode();
-        assert_eq!(bytes.len(), BUNDLE_LEN);
+        assert_eq!(bytes.len(), BUNDLE_V1_LEN);
+        assert_eq!(bundle.expires_at(), None);
+        assert!(!bundle.is_expired(UnixSeconds(u64::MAX)));
         let decoded = PrekeyBundle::decode(&bytes).unwrap();
         assert_eq!(decoded, bundle);
         assert_eq!(decoded.identity(), identity.public());
@@ -365,14 +490,15 @@ mod tests {
     #[test]
     fn every_flipped_byte_is_refused() {
         let (_, _, bundle) = sample();
-        let bytes = bundle.encode();
-        for index in (0..bytes.len()).step_by(7) {
-            let mut tampered = bytes.clone();
-            tampered[index] ^= 0x20;
-            assert!(
-                PrekeyBundle::decode(&tampered).is_err(),
-                "byte {index} flip accepted"
-            );
+        for bytes in [bundle.encode(), sample_expiring().encode()] {
+            for index in (0..bytes.len()).step_by(7) {
+                let mut tampered = bytes.clone();
+                tampered[index] ^= 0x20;
+                assert!(
+                    PrekeyBundle::decode(&tampered).is_err(),
+                    "byte {index} flip accepted"
+                );
+            }
         }
     }
 
@@ -381,11 +507,15 @@ mod tests {
         let (_, _, bundle) = sample();
         let bytes = bundle.encode();
         let mut v = bytes.clone();
-        v[0] = 2;
+        v[0] = 3;
         assert_eq!(
             PrekeyBundle::decode(&v),
-            Err(SessionError::UnsupportedBundleVersion(2))
+            Err(SessionError::UnsupportedBundleVersion(3))
         );
+        // A version-1 body read as version 2 lacks room for its expiry.
+        let mut v2 = bytes.clone();
+        v2[0] = BUNDLE_VERSION;
+        assert!(PrekeyBundle::decode(&v2).is_err());
         let mut s = bytes.clone();
         s[1] = 9;
         assert_eq!(PrekeyBundle::decode(&s), Err(SessionError::UnknownSuite(9)));

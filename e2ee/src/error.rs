@@ -42,6 +42,18 @@ pub enum SessionError {
     /// A prekey bundle with a format version this build does not read.
     #[error("unsupported prekey bundle version {0}")]
     UnsupportedBundleVersion(u8),
+    /// The prekey bundle's signed expiry has passed: its owner has erased
+    /// the prekeys, so a session started from it would never be read.
+    #[error(
+        "the prekey bundle expired at unix {expires_at} (now {now}): its owner no longer \
+         holds these prekeys; a new address card is needed"
+    )]
+    BundleExpired {
+        /// The bundle's signed expiry, unix seconds.
+        expires_at: u64,
+        /// The time the bundle was checked at, unix seconds.
+        now: u64,
+    },
     /// The prekey bundle's Ed25519 signature does not verify.
     #[error("prekey bundle signature does not verify")]
     BadBundleSignature,

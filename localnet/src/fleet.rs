@@ -69,6 +69,7 @@ pub async fn create_client(
             two_factor: false,
             region: None,
             route_regions: Vec::new(),
+            prekey_rotation: None,
         };
         match Client::create(dir, options).await {
             Ok(created) => return Ok(created.book.card(created.address())),

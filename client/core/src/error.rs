@@ -4,7 +4,7 @@ use protocol::ProtocolError;
 use thiserror::Error;
 
 use crate::events::SendFailure;
-use crate::sessions::SessionBookError;
+use crate::sessions::{SessionBookError, utc};
 
 /// Why the client refused to send a message or a reply.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -74,6 +74,19 @@ pub enum ClientError {
     /// No end-to-end session with this address, and no address card to start one.
     #[error("no session with {0}: add its address card first")]
     NoSession(String),
+    /// The address card of the recipient expired: its owner has erased the
+    /// prekeys in it, so no new session can start from it.
+    #[error(
+        "the address card of {address} expired at {} (unix {expired_at_unix_secs}): ask its \
+         owner for their current card (`mixnet-client address` prints it) and give that instead",
+        utc(e2ee::UnixSeconds(*expired_at_unix_secs))
+    )]
+    CardExpired {
+        /// The card's address.
+        address: String,
+        /// When it expired, unix seconds.
+        expired_at_unix_secs: u64,
+    },
     /// The end-to-end session layer refused to seal the message.
     #[error("end-to-end session: {0}")]
     Session(#[source] SessionBookError),
@@ -86,6 +99,13 @@ impl From<SessionBookError> for ClientError {
     fn from(e: SessionBookError) -> Self {
         match e {
             SessionBookError::NoSession(to) => ClientError::NoSession(to),
+            SessionBookError::CardExpired {
+                address,
+                expired_at,
+            } => ClientError::CardExpired {
+                address,
+                expired_at_unix_secs: expired_at.0,
+            },
             other => ClientError::Session(other),
         }
     }

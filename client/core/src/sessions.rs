@@ -25,6 +25,14 @@
 //! (`sessions/replay.rs`), so a recorded one is refused however many
 //! handshakes came in between.
 //!
+//! Prekeys rotate (`sessions/prekeys.rs`): the shell asks
+//! [`SessionBook::rotate_if_due`] with the time now; retired prekeys stay
+//! until their card expires, so first messages made from an older card
+//! still open, and are then erased with their replay record. Each
+//! correspondent of an established session is then sent the new bundle
+//! inside its session ([`SessionBook::announcements`]), an ordinary message
+//! whose content its book keeps instead of delivering.
+//!
 //! On the wire (inside the client envelope) each message is an `e2ee`
 //! message; the plaintext inside it (`sessions/content.rs`) may carry the
 //! sender's address claim, signed by its identity within the session, and a
@@ -37,7 +45,9 @@
 mod card;
 mod content;
 mod names;
+mod prekeys;
 mod replay;
+mod rotation;
 mod routes;
 mod safety;
 mod short;
@@ -53,9 +63,12 @@ use e2ee::{
     SessionError, UnixSeconds,
 };
 pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
+use prekeys::PrekeyRing;
+pub use prekeys::{Rotation, RotationSchedule};
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
 use replay::ReplayRecord;
+pub use rotation::utc;
 use routes::TagRoutes;
 pub use safety::SafetyNumber;
 use serde::{Deserialize, Serialize};
@@ -78,7 +91,9 @@ pub const MAX_UNANSWERED: usize = 128;
 /// message but refuses more new ones by mistake.
 pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
-const BOOK_VERSION: u8 = 3;
+const BOOK_VERSION: u8 = 4;
+/// Version byte of a book written before prekey rotation.
+const BOOK_VERSION_3: u8 = 3;
 /// Version byte of a book written before named contacts.
 const BOOK_VERSION_2: u8 = 2;
 /// Version byte of a book written before format 2 of `e2ee`.
@@ -92,6 +107,31 @@ pub enum SessionBookError {
     /// No session with this address and no address card to start one.
     #[error("no session with {0}: add its address card first")]
     NoSession(String),
+    /// The address card (prekey bundle) of `address` has expired: its owner
+    /// erased the prekeys in it, a session started from it would never be read.
+    #[error(
+        "the address card of {address} expired at {} (unix {}): its owner no longer \
+         opens first messages made from it; ask them for their current card \
+         (`mixnet-client address` prints it)",
+        utc(*expired_at),
+        expired_at.0
+    )]
+    CardExpired {
+        /// The card's address.
+        address: String,
+        /// When it expired.
+        expired_at: UnixSeconds,
+    },
+    /// A first message names prekeys this book does not hold: erased after
+    /// their grace period (the sender used an expired card), or never ours.
+    #[error(
+        "a first message made with signed prekey {spk_id}, which this client erased or never \
+         held: its sender used an expired or foreign card and needs the current one"
+    )]
+    UnknownPrekey {
+        /// The signed prekey id the message names.
+        spk_id: u32,
+    },
     /// No card, session or bundle of the identity a short address names.
     #[error(
         "no bundle is known for {0}: nothing reached it yet; add its address card \
@@ -131,6 +171,8 @@ impl SessionBookError {
     pub fn reason(&self) -> &'static str {
         match self {
             SessionBookError::NoSession(_) => "no_session",
+            SessionBookError::CardExpired { .. } => "card_expired",
+            SessionBookError::UnknownPrekey { .. } => "unknown_prekey",
             SessionBookError::UnknownShortAddress(_) => "unknown_short_address",
             SessionBookError::Contact(_) => "contact",
             SessionBookError::UnknownSession => "unknown_session",
@@ -161,6 +203,23 @@ pub struct Opened {
     pub content: Vec<u8>,
     /// The expiry its sender set, authenticated by the session (`None`: none).
     pub expires_at: Option<UnixSeconds>,
+    /// What it was: the application's message, or the sender's new prekey
+    /// bundle (not for the application; `content` is empty).
+    pub kind: OpenedKind,
+}
+
+/// What an opened message carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenedKind {
+    /// Content for the application.
+    Message,
+    /// The sender's new prekey bundle after a rotation of its prekeys.
+    PeerBundle {
+        /// Whether it replaced the bundle kept for the sender's address (it
+        /// is ignored when it does not parse, is signed by another identity,
+        /// expires before the one kept, or the address is not pinned to the sender).
+        kept: bool,
+    },
 }
 
 /// A session's handshake id.
@@ -179,6 +238,10 @@ pub enum Restored {
     /// A book of format 2 (before named contacts): everything was kept.
     /// Save the book again.
     UpgradedFromFormat2,
+    /// A book of format 3 (before prekey rotation): everything was kept;
+    /// its prekeys have no expiry and retire at the first
+    /// [`SessionBook::rotate_if_due`]. Save the book again.
+    UpgradedFromFormat3,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,17 +276,32 @@ struct Contact {
 #[derive(Serialize, Deserialize)]
 pub struct SessionBook {
     identity: LocalIdentity,
-    prekeys: PrekeySecrets,
+    /// The current prekeys and the retired ones still in their grace.
+    prekeys: PrekeyRing,
     sessions: BTreeMap<SessionId, Entry>,
     contacts: HashMap<ClientAddress, Contact>,
-    /// Every first message accepted, per signed prekey.
+    /// Every first message accepted, per signed prekey held.
     replay: ReplayRecord,
     clock: u64,
     /// Contacts by name: the short address of the identity each stands for.
     names: BTreeMap<ContactName, ShortAddress>,
+    /// Correspondents still to be sent the current bundle (after a rotation).
+    announce: Vec<rotation::Announcement>,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,
+}
+
+/// A book of format 3: one set of prekeys, no announcements.
+#[derive(Deserialize)]
+struct BookFormat3 {
+    identity: LocalIdentity,
+    prekeys: PrekeySecrets,
+    sessions: BTreeMap<SessionId, Entry>,
+    contacts: HashMap<ClientAddress, Contact>,
+    replay: ReplayRecord,
+    clock: u64,
+    names: BTreeMap<ContactName, ShortAddress>,
 }
 
 /// A book of format 2: the same fields, without names.
@@ -247,15 +325,28 @@ impl fmt::Debug for SessionBook {
 }
 
 impl SessionBook {
-    /// A new book with fresh identity keys and prekeys.
+    /// A new book with fresh identity keys and prekeys that have no expiry
+    /// (their card is of bundle version 1): they retire at the first
+    /// [`SessionBook::rotate_if_due`]. A client uses [`SessionBook::generate_at`].
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let identity = LocalIdentity::generate(rng);
         Self::with_keys(
-            LocalIdentity::generate(rng),
-            PrekeySecrets::generate(rng, 1, 1),
+            identity,
+            PrekeyRing::unscheduled(PrekeySecrets::generate(rng, 1, 1)),
         )
     }
 
-    fn with_keys(identity: LocalIdentity, prekeys: PrekeySecrets) -> Self {
+    /// A new book made at `now`, whose prekeys (and card) follow `schedule`.
+    pub fn generate_at(
+        rng: &mut impl CryptoRng,
+        now: UnixSeconds,
+        schedule: &RotationSchedule,
+    ) -> Self {
+        let identity = LocalIdentity::generate(rng);
+        Self::with_keys(identity, PrekeyRing::generate(rng, now, schedule))
+    }
+
+    fn with_keys(identity: LocalIdentity, prekeys: PrekeyRing) -> Self {
         SessionBook {
             identity,
             prekeys,
@@ -264,8 +355,19 @@ impl SessionBook {
             replay: ReplayRecord::default(),
             clock: 0,
             names: BTreeMap::new(),
+            announce: Vec::new(),
             routes: TagRoutes::default(),
         }
+    }
+
+    /// The most recently used session with `to` and its pinned identity.
+    fn session_with(&self, to: &ClientAddress) -> Option<SessionId> {
+        let pinned = self.pinned(to);
+        self.sessions
+            .iter()
+            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .max_by_key(|(_, e)| e.used)
+            .map(|(id, _)| *id)
     }
 
     /// This client's short address at `gateway`.
@@ -383,12 +485,18 @@ impl SessionBook {
         SafetyNumber::between(&self.identity(), peer)
     }
 
-    /// This client's address card for `address`.
+    /// This client's address card for `address`, with the current prekeys.
     pub fn card(&self, address: ClientAddress) -> AddressCard {
         AddressCard {
             address,
-            bundle: self.identity.bundle(&self.prekeys),
+            bundle: self.prekeys.bundle(&self.identity),
         }
+    }
+
+    /// When the current card expires (`None`: prekeys made without a
+    /// schedule, whose card does not say).
+    pub fn card_expires_at(&self) -> Option<UnixSeconds> {
+        self.prekeys.expires_at()
     }
 
     /// This client's long-term identity (both keys).
@@ -409,7 +517,7 @@ impl SessionBook {
     /// First messages recorded under the current signed prekey (see
     /// [`REPLAY_CAPACITY`]).
     pub fn handshakes_recorded(&self) -> u64 {
-        self.replay.count(self.prekeys.spk_id())
+        self.replay.count(self.prekeys.current().spk_id())
     }
 
     /// Entries of the routing table: the tags the sessions expect, and
@@ -433,26 +541,21 @@ impl SessionBook {
 
     /// Encrypts `content` for `to`: in the most recently used session with
     /// that address and its pinned identity, or in a new one started from
-    /// its address card. `own` is this client's address, claimed inside
-    /// (signed) so the peer can answer.
+    /// its address card, refused once the card expired at `now`
+    /// ([`SessionBookError::CardExpired`]). `own` is this client's address,
+    /// claimed inside (signed) so the peer can answer.
     pub fn seal(
         &mut self,
+        now: UnixSeconds,
         rng: &mut impl CryptoRng,
         to: &ClientAddress,
         own: Option<&ClientAddress>,
         content: &[u8],
         expires_at: Option<UnixSeconds>,
     ) -> Result<Vec<u8>, SessionBookError> {
-        let pinned = self.contacts.get(to).map(|c| c.identity);
-        let existing = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
-            .max_by_key(|(_, e)| e.used)
-            .map(|(id, _)| *id);
-        let id = match existing {
+        let id = match self.session_with(to) {
             Some(id) => id,
-            None => self.initiate(rng, to, own == Some(to))?,
+            None => self.initiate(now, rng, to, own == Some(to))?,
         };
         self.seal_in(rng, id, own, content, expires_at)
     }
@@ -468,6 +571,20 @@ impl SessionBook {
         own: Option<&ClientAddress>,
         content: &[u8],
         expires_at: Option<UnixSeconds>,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        self.seal_flagged(rng, id, own, content, expires_at, false)
+    }
+
+    /// [`SessionBook::seal_in`] of the application's `content`, or (`bundle`)
+    /// of our encoded prekey bundle.
+    fn seal_flagged(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        id: SessionId,
+        own: Option<&ClientAddress>,
+        content: &[u8],
+        expires_at: Option<UnixSeconds>,
+        bundle: bool,
     ) -> Result<Vec<u8>, SessionBookError> {
         self.clock += 1;
         let clock = self.clock;
@@ -496,24 +613,31 @@ impl SessionBook {
             }
             None => None,
         };
-        let plaintext = content::encode(claim.as_ref(), content);
+        let plaintext = if bundle {
+            content::encode_bundle(claim.as_ref(), content)
+        } else {
+            content::encode(claim.as_ref(), content)
+        };
         let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
         entry.used = clock;
         Ok(sealed)
     }
 
-    /// Starts a session with `to` from its card (or, for a note to self, our own bundle).
+    /// Starts a session with `to` from its card (or, for a note to self, our
+    /// own bundle), unless the card expired at `now`.
     fn initiate(
         &mut self,
+        now: UnixSeconds,
         rng: &mut impl CryptoRng,
         to: &ClientAddress,
         to_self: bool,
     ) -> Result<SessionId, SessionBookError> {
         let bundle = match self.contacts.get(to).and_then(|c| c.bundle.as_deref()) {
             Some(bundle) => PrekeyBundle::decode(bundle)?,
-            None if to_self => self.identity.bundle(&self.prekeys),
+            None if to_self => self.prekeys.bundle(&self.identity),
             None => return Err(SessionBookError::NoSession(to.to_string())),
         };
+        card::check_bundle(to, &bundle, now)?;
         let session = Session::initiate(rng, &self.identity, &bundle)?;
         let id = SessionId(session.handshake_id());
         self.insert(id, session, Some(*to))?;
@@ -598,7 +722,11 @@ impl SessionBook {
             Some(info) => self.open_initial(now, &info, message)?,
             None => self.open_ratchet(now, message)?,
         };
-        let Content { claim, content } = content::decode(&plaintext)?;
+        let Content {
+            claim,
+            content,
+            bundle,
+        } = content::decode(&plaintext)?;
         self.clock += 1;
         let clock = self.clock;
         let entry = self
@@ -635,12 +763,19 @@ impl SessionBook {
             // The session moved from the unanswered to the established pool.
             self.evict();
         }
+        let (kind, content) = if bundle {
+            let kept = from.is_some_and(|address| self.keep_peer_bundle(&address, peer, &content));
+            (OpenedKind::PeerBundle { kept }, Vec::new())
+        } else {
+            (OpenedKind::Message, content)
+        };
         Ok(Opened {
             session: id,
             peer,
             from,
             content,
             expires_at,
+            kind,
         })
     }
 
@@ -668,7 +803,13 @@ impl SessionBook {
         if self.replay.contains(&key, info.spk_id, &id.0) {
             return Err(SessionBookError::ReplayedHandshake);
         }
-        let mut session = Session::accept(&self.identity, &self.prekeys, message)?;
+        let prekeys =
+            self.prekeys
+                .find(info.spk_id, info.pq_id)
+                .ok_or(SessionBookError::UnknownPrekey {
+                    spk_id: info.spk_id,
+                })?;
+        let mut session = Session::accept(&self.identity, prekeys, message)?;
         let (plaintext, expires_at) = session.decrypt_with_expiry(now, message)?;
         let plaintext = Zeroizing::new(plaintext);
         content::decode(&plaintext)?;
@@ -769,7 +910,7 @@ impl SessionBook {
                     postcard::take_from_bytes::<(LocalIdentity, PrekeySecrets)>(body)
                         .map_err(|_| SessionBookError::State("deserialize format 1"))?;
                 Ok((
-                    Self::with_keys(identity, prekeys),
+                    Self::with_keys(identity, PrekeyRing::unscheduled(prekeys)),
                     Restored::UpgradedFromFormat1,
                 ))
             }
@@ -781,16 +922,37 @@ impl SessionBook {
                 }
                 let mut book = SessionBook {
                     identity: old.identity,
-                    prekeys: old.prekeys,
+                    prekeys: PrekeyRing::unscheduled(old.prekeys),
                     sessions: old.sessions,
                     contacts: old.contacts,
                     replay: old.replay,
                     clock: old.clock,
                     names: BTreeMap::new(),
+                    announce: Vec::new(),
                     routes: TagRoutes::default(),
                 };
                 book.rebuild_routes()?;
                 Ok((book, Restored::UpgradedFromFormat2))
+            }
+            Some((&BOOK_VERSION_3, body)) => {
+                let (old, rest) = postcard::take_from_bytes::<BookFormat3>(body)
+                    .map_err(|_| SessionBookError::State("deserialize format 3"))?;
+                if !rest.is_empty() {
+                    return Err(SessionBookError::State("trailing bytes"));
+                }
+                let mut book = SessionBook {
+                    identity: old.identity,
+                    prekeys: PrekeyRing::unscheduled(old.prekeys),
+                    sessions: old.sessions,
+                    contacts: old.contacts,
+                    replay: old.replay,
+                    clock: old.clock,
+                    names: old.names,
+                    announce: Vec::new(),
+                    routes: TagRoutes::default(),
+                };
+                book.rebuild_routes()?;
+                Ok((book, Restored::UpgradedFromFormat3))
             }
             _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
         }
@@ -818,5 +980,7 @@ fn loopback_id(id: SessionId) -> SessionId {
     SessionId(bytes)
 }
 
+#[cfg(test)]
+mod rotation_tests;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,8 @@ use super::store::{BookFile, Passphrase};
 use crate::contacts::{Contacts, Recipient};
 use client_core::ClientError;
 use client_core::sessions::{
-    AddressCard, ContactName, PeerIdentityKey, SessionBook, SessionId, ShortAddress,
+    AddressCard, ContactName, PeerIdentityKey, RotationSchedule, SessionBook, SessionId,
+    ShortAddress,
 };
 use client_core::{ClientConfig, ClientStats, ReplyHandle, SendFailure};
 
@@ -53,6 +54,10 @@ pub struct ClientOptions {
     /// Regions every route of this client must stay inside (data
     /// residency, docs/client.md); `None`: the folder's `route_regions`.
     pub route_regions: Option<Vec<String>>,
+    /// When the prekeys (and so the address card) rotate, and how long the
+    /// retired ones are kept; `None`: the folder's `prekey_rotation_secs`
+    /// and `prekey_grace_secs`, else 7 days each (docs/client.md).
+    pub prekey_rotation: Option<RotationSchedule>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +74,7 @@ impl Default for ClientOptions {
             command_queue: 64,
             passphrase: None,
             route_regions: None,
+            prekey_rotation: None,
         }
     }
 }
@@ -238,6 +244,13 @@ pub struct ShellStats {
     pub journal_full: AtomicU64,
     /// Appends to the reassembly journal that failed.
     pub journal_write_failures: AtomicU64,
+    /// Prekey rotations done by this client.
+    pub prekey_rotations: AtomicU64,
+    /// New prekey bundles sent to correspondents inside their sessions.
+    pub bundles_sent: AtomicU64,
+    /// Correspondents' new prekey bundles received inside sessions (not
+    /// delivered to the application).
+    pub bundles_received: AtomicU64,
     /// Times loops to this client's own mailbox stopped coming back: its
     /// gateway may be dropping its mail (see `ClientEvent::LoopsMissing`).
     pub gateway_alarms: AtomicU64,
@@ -282,7 +295,7 @@ pub struct ClientParts<C> {
 /// the last handle stops the task.
 pub struct Client {
     address: ClientAddress,
-    card: AddressCard,
+    card: watch::Receiver<AddressCard>,
     short_address: ShortAddress,
     commands: mpsc::Sender<Command>,
     received: Mutex<mpsc::Receiver<ReceivedMessage>>,
@@ -309,7 +322,7 @@ impl Client {
             stats.clone(),
         );
         let address = driver.address();
-        let card = driver.card();
+        let card = driver.card_watch();
         let short_address = driver.short_address();
         let task = tokio::spawn(driver.run());
         Client {
@@ -359,10 +372,12 @@ impl Client {
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 
-    /// This client's address card: its address and signed prekeys, what a
-    /// correspondent needs to start an end-to-end session with it.
+    /// This client's current address card: its address and signed
+    /// prekeys, what a correspondent needs to start an end-to-end session
+    /// with it. It changes when the prekeys rotate; the card says when it
+    /// expires ([`AddressCard::expires_at`]).
     pub fn card(&self) -> AddressCard {
-        self.card.clone()
+        self.card.borrow().clone()
     }
 
     /// Adds a correspondent: messages to its address start a session with

@@ -53,6 +53,9 @@ pub struct CreateOptions {
     /// Regions every route of the client must stay inside (data residency);
     /// empty: any. Kept in the folder's settings.
     pub route_regions: Vec<String>,
+    /// When the prekeys rotate and how long retired ones are kept; `None`:
+    /// 7 days each. Kept in the folder's settings.
+    pub prekey_rotation: Option<client_core::sessions::RotationSchedule>,
 }
 
 impl Client {
@@ -122,6 +125,8 @@ impl Client {
             },
             route_regions: options.route_regions.clone(),
             mailbox_region: entry.region.clone(),
+            prekey_rotation_secs: options.prekey_rotation.map(|s| s.period.as_secs()),
+            prekey_grace_secs: options.prekey_rotation.map(|s| s.grace.as_secs()),
         };
         Ok(folder.init(&mut rng, &settings, &keys, options.passphrase.as_ref())?)
     }

@@ -10,6 +10,11 @@
 //! next start; when the application does not read its messages, the task
 //! stops taking deliveries, so they wait in the gateway's mailbox, not in
 //! memory here.
+//!
+//! It also wakes when the session book's prekeys are due to rotate (or
+//! retired ones to be erased): it rotates them, saves the book, publishes
+//! the new card, and sends the new bundle to each correspondent of an
+//! established session as an ordinary message of that session.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,14 +37,16 @@ use transport::Backoff;
 use super::api::{
     ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
 };
-use super::clock::Clock;
+use super::clock::{Clock, unix_now};
 use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
 use crate::contacts::Recipient;
 use client_core::ClientError;
-use client_core::sessions::{AddressCard, SessionBook, SessionBookError, ShortAddress};
+use client_core::sessions::{
+    AddressCard, OpenedKind, RotationSchedule, SessionBook, SessionBookError, ShortAddress,
+};
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
 };
@@ -76,16 +83,6 @@ pub(crate) enum Command {
         respond: oneshot::Sender<Result<(), ClientError>>,
     },
     Book(BookCall),
-}
-
-/// Seconds since the Unix epoch, the time of end-to-end expiries.
-#[allow(clippy::disallowed_methods)] // the async shell owns the real clock
-fn unix_now() -> e2ee::UnixSeconds {
-    e2ee::UnixSeconds(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
 }
 
 /// The wall-clock instant of `t`.
@@ -132,6 +129,12 @@ pub(crate) struct Driver<C: GatewayDialer> {
     book: SessionBook,
     book_file: Option<BookFile>,
     journal: Option<PartialJournal>,
+    /// When the prekeys rotate and how long retired ones are kept.
+    schedule: RotationSchedule,
+    /// The current address card, for [`Client::card`](super::Client::card).
+    card: watch::Sender<AddressCard>,
+    /// When the book's prekeys next need [`Driver::rotate_prekeys`].
+    prekeys_due: e2ee::UnixSeconds,
 }
 
 /// Waits for the next delivery of `link`, or forever when there is none.
@@ -193,6 +196,8 @@ impl<C: GatewayDialer> Driver<C> {
             &mut rng,
         );
         let backoff_seed = rng.random();
+        let schedule = parts.options.prekey_rotation.unwrap_or_default();
+        let (card, _) = watch::channel(parts.sessions.card(core.address()));
         let mut driver = Driver {
             core,
             rng,
@@ -218,9 +223,76 @@ impl<C: GatewayDialer> Driver<C> {
             book: parts.sessions,
             book_file: parts.book_file,
             journal: parts.journal,
+            schedule,
+            card,
+            prekeys_due: e2ee::UnixSeconds(0),
         };
         driver.replay_journal();
+        driver.rotate_prekeys();
         driver
+    }
+
+    /// Rotates the prekeys when due and erases retired ones past their
+    /// grace ([`SessionBook::rotate_if_due`]), then seals the new bundle for
+    /// the correspondents whose announcement is due (each at a random moment
+    /// within half the grace), saves the book, and only then sends
+    /// those messages (each an ordinary message: the same packets as any
+    /// other). Without a saved book nothing is sent: it is tried again at
+    /// the next start.
+    fn rotate_prekeys(&mut self) {
+        let now = unix_now();
+        let rotation = self.book.rotate_if_due(now, &self.schedule, &mut self.rng);
+        self.prekeys_due = self.book.next_prekey_change(&self.schedule);
+        if let Some((old, new)) = rotation.rotated {
+            tracing::info!("prekeys rotated: signed prekey {old} retired, {new} current");
+            ShellStats::add(&self.stats.prekey_rotations, 1);
+            self.card.send_replace(self.book.card(self.core.address()));
+        }
+        if !rotation.erased.is_empty() {
+            tracing::info!(
+                "retired prekeys erased at the end of their grace: {:?}",
+                rotation.erased
+            );
+        }
+        if !rotation.changed() && self.book.announcements_due(now) == 0 {
+            return;
+        }
+        let own = self.core.address();
+        let sealed = self.book.announcements(now, &mut self.rng, Some(&own));
+        self.prekeys_due = self.book.next_prekey_change(&self.schedule);
+        if self.save_book().is_err() {
+            return;
+        }
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::warn!("the new prekey bundle could not be sealed: {e}");
+                return;
+            }
+        };
+        let at = self.clock.now();
+        for (to, message) in sealed {
+            let routed = self
+                .check_topology_valid()
+                .and_then(|()| {
+                    self.core
+                        .routes()
+                        .check_route_to(&to.gateway)
+                        .map_err(|e| ClientError::OutsideRegions(e.to_string()))
+                })
+                .and_then(|()| self.core.send(at, &to, &message, 0, &mut self.rng));
+            match routed {
+                Ok(_) => ShellStats::add(&self.stats.bundles_sent, 1),
+                Err(e) => {
+                    tracing::warn!("the new prekey bundle was not sent to a correspondent: {e}")
+                }
+            }
+        }
+    }
+
+    /// A watch of the current address card.
+    pub(crate) fn card_watch(&self) -> watch::Receiver<AddressCard> {
+        self.card.subscribe()
     }
 
     /// Replays the reassembly journal into the core (before the first
@@ -296,10 +368,6 @@ impl<C: GatewayDialer> Driver<C> {
         self.core.address()
     }
 
-    pub(crate) fn card(&self) -> AddressCard {
-        self.book.card(self.core.address())
-    }
-
     pub(crate) fn short_address(&self) -> ShortAddress {
         self.book.short_address(self.core.address().gateway)
     }
@@ -322,6 +390,10 @@ impl<C: GatewayDialer> Driver<C> {
     /// Runs until every [`Client`](super::Client) handle is gone.
     pub(crate) async fn run(mut self) {
         loop {
+            if unix_now() >= self.prekeys_due {
+                self.rotate_prekeys();
+            }
+            let prekeys_wake = self.clock.instant_of_unix(self.prekeys_due);
             self.transmit().await;
             self.pass_events();
             if self.link.is_none() && self.connecting.is_none() && self.due(self.retry_at) {
@@ -362,6 +434,7 @@ impl<C: GatewayDialer> Driver<C> {
                     // `pass_events` sends the held message at the top of the loop.
                 }
                 () = sleep_until_opt(wake) => {}
+                () = sleep_until(prekeys_wake) => {}
             }
         }
         self.connected.send_replace(false);
@@ -511,6 +584,11 @@ impl<C: GatewayDialer> Driver<C> {
                 let _ = respond.send(self.core.stats().clone());
             }
             Command::AddContact { card, respond } => {
+                if let Err(e) = card.check_not_expired(unix_now()) {
+                    tracing::warn!("{e}");
+                    let _ = respond.send(Err(e.into()));
+                    return;
+                }
                 self.book.add_contact(&card);
                 let _ = respond.send(self.save_book().map_err(ClientError::from));
             }
@@ -576,9 +654,12 @@ impl<C: GatewayDialer> Driver<C> {
             .map_err(|e| ClientError::OutsideRegions(e.to_string()))?;
         let own = self.core.address();
         let own = claim_address.then_some(&own);
+        let wall = unix_now();
         let expires_at =
-            lifetime.map(|l| e2ee::UnixSeconds(unix_now().0.saturating_add(l.as_secs().max(1))));
-        let sealed = self.book.seal(&mut self.rng, to, own, bytes, expires_at);
+            lifetime.map(|l| e2ee::UnixSeconds(wall.0.saturating_add(l.as_secs().max(1))));
+        let sealed = self
+            .book
+            .seal(wall, &mut self.rng, to, own, bytes, expires_at);
         // The session advanced (a message key was used, or a session was
         // started) even if sealing or the core refuses: save it either way,
         // and before the core can build a packet of it.
@@ -640,6 +721,13 @@ impl<C: GatewayDialer> Driver<C> {
                             continue;
                         }
                     };
+                    if let OpenedKind::PeerBundle { kept } = opened.kind {
+                        // A correspondent's new prekey bundle: kept for a
+                        // later session, not delivered.
+                        tracing::debug!("a correspondent's new prekey bundle (kept: {kept})");
+                        ShellStats::add(&self.stats.bundles_received, 1);
+                        continue;
+                    }
                     let message = ReceivedMessage {
                         id,
                         bytes: opened.content,

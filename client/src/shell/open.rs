@@ -92,6 +92,9 @@ impl Client {
             .find(|g| g.id == gateway)
             .ok_or_else(|| OpenError::UnknownGateway(gateway.to_base58()))?;
         let mut options = options;
+        if options.prekey_rotation.is_none() {
+            options.prekey_rotation = Some(settings.rotation_schedule());
+        }
         if options.route_regions.is_none() && !settings.route_regions.is_empty() {
             options.route_regions = Some(settings.route_regions.clone());
         }

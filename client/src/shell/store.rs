@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::DataFolderError;
-use client_core::sessions::{Restored, SessionBook};
+use client_core::sessions::{Restored, RotationSchedule, SessionBook};
 
 const SETTINGS_FILE: &str = "client.toml";
 const KEY_FILE: &str = "sphinx.key";
@@ -133,6 +133,14 @@ pub struct StoredSettings {
     /// the user; routes follow the topology's labels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_region: Option<String>,
+    /// Seconds the prekeys (and so the address card) are current before
+    /// they rotate; absent: 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prekey_rotation_secs: Option<u64>,
+    /// Seconds retired prekeys are kept after a rotation, so that first
+    /// messages made from the previous card still open; absent: 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prekey_grace_secs: Option<u64>,
 }
 
 impl StoredSettings {
@@ -187,6 +195,19 @@ impl StoredSettings {
                 reason: e.to_string(),
             },
         )
+    }
+
+    /// The prekey rotation schedule of these settings (7 days each by default).
+    pub fn rotation_schedule(&self) -> RotationSchedule {
+        let default = RotationSchedule::DEFAULT;
+        RotationSchedule {
+            period: self
+                .prekey_rotation_secs
+                .map_or(default.period, std::time::Duration::from_secs),
+            grace: self
+                .prekey_grace_secs
+                .map_or(default.grace, std::time::Duration::from_secs),
+        }
     }
 
     /// The gateway id.
@@ -343,7 +364,7 @@ impl DataFolder {
             path: self.sessions_path(),
             store,
         };
-        let book = SessionBook::generate(rng);
+        let book = new_book(rng, settings);
         book_file.save(rng, &book)?;
         Ok(UnlockedFolder {
             settings: settings.clone(),
@@ -509,6 +530,14 @@ impl DataFolder {
                     );
                     book_file.save(rng, &book)?;
                 }
+                if restored == Restored::UpgradedFromFormat3 {
+                    tracing::info!(
+                        "{}: a session book of format 3 brought to format 4 (prekey rotation); \
+                         its prekeys retire at the next start",
+                        sessions_path.display()
+                    );
+                    book_file.save(rng, &book)?;
+                }
                 if restored == Restored::UpgradedFromFormat2 {
                     tracing::info!(
                         "{}: a session book of format 2 brought to format 3 (named contacts)",
@@ -519,7 +548,7 @@ impl DataFolder {
                 book
             }
             None => {
-                let book = SessionBook::generate(rng);
+                let book = new_book(rng, &settings);
                 book_file.save(rng, &book)?;
                 book
             }
@@ -594,6 +623,11 @@ impl DataFolder {
     }
 }
 
+/// A new session book made now, its prekeys on the schedule of `settings`.
+fn new_book(rng: &mut impl CryptoRng, settings: &StoredSettings) -> SessionBook {
+    SessionBook::generate_at(rng, super::clock::unix_now(), &settings.rotation_schedule())
+}
+
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, with
 /// permissions `mode` from creation on.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DataFolderError> {
@@ -628,6 +662,8 @@ mod tests {
             state_sealing: sealing,
             route_regions: Vec::new(),
             mailbox_region: None,
+            prekey_rotation_secs: None,
+            prekey_grace_secs: None,
         }
     }
 
@@ -821,6 +857,34 @@ mod tests {
         );
         let again = folder.unlock(&mut rng, Some(&phrase)).unwrap();
         assert_eq!(again.keys.public(), keys.public());
+    }
+
+    #[test]
+    fn the_rotation_schedule_is_read_from_the_settings_and_made_cards_carry_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let keys = SphinxKeyPair::generate(&mut rng);
+        let mut settings = settings(StateSealing::KeyFile);
+        assert_eq!(settings.rotation_schedule(), RotationSchedule::DEFAULT);
+        settings.prekey_rotation_secs = Some(30);
+        settings.prekey_grace_secs = Some(10);
+        let created = folder.init(&mut rng, &settings, &keys, None).unwrap();
+        let text = fs::read_to_string(folder.settings_path()).unwrap();
+        assert!(text.contains("prekey_rotation_secs = 30"), "{text}");
+        let opened = folder.unlock(&mut rng, None).unwrap();
+        let schedule = opened.settings.rotation_schedule();
+        assert_eq!(
+            (schedule.period.as_secs(), schedule.grace.as_secs()),
+            (30, 10)
+        );
+        let now = super::super::clock::unix_now().0;
+        let expires = created.book.card(created.address()).expires_at().unwrap().0;
+        assert!(
+            (now + 39..=now + 40).contains(&expires),
+            "{expires} vs {now}"
+        );
+        assert_eq!(opened.book.card_expires_at().unwrap().0, expires);
     }
 
     #[test]

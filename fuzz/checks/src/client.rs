@@ -174,15 +174,16 @@ pub fn conversation() -> &'static Conversation {
         let (a, b) = (alice_address(), bob_address());
         bob.add_contact(&alice.card(a));
         let first = bob
-            .seal(&mut rng, &a, Some(&b), b"hello Alice", None)
+            .seal(NOW, &mut rng, &a, Some(&b), b"hello Alice", None)
             .expect("seal");
         alice.open(NOW, &first).expect("open");
         let reply = alice
-            .seal(&mut rng, &b, Some(&a), b"hello Bob", None)
+            .seal(NOW, &mut rng, &b, Some(&a), b"hello Bob", None)
             .expect("seal");
         bob.open(NOW, &reply).expect("open");
         let next = bob
             .seal(
+                NOW,
                 &mut rng,
                 &a,
                 Some(&b),

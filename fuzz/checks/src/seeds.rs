@@ -391,6 +391,15 @@ fn clients(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
     let book = SessionBook::generate(rng);
     let card = book.card(client::alice_address());
     seeds.add("address_card", "card", card.to_string().into_bytes());
+    // Version 2: with a signed expiry.
+    let rotating = SessionBook::generate_at(
+        &mut crate::fixtures::rng(12),
+        client::NOW,
+        &client_core::sessions::RotationSchedule::DEFAULT,
+    );
+    let expiring = rotating.card(client::alice_address());
+    seeds.add("prekey_bundle", "bundle-v2", expiring.bundle.encode());
+    seeds.add("address_card", "card-v2", expiring.to_string().into_bytes());
     seeds.add(
         "address_card",
         "address",
@@ -592,6 +601,8 @@ fn configs(seeds: &mut Seeds) {
         state_sealing: ::client::shell::StateSealing::KeyFile,
         route_regions: Vec::new(),
         mailbox_region: None,
+        prekey_rotation_secs: None,
+        prekey_grace_secs: None,
     };
     let several = ::client::shell::StoredSettings {
         authorities: authorities::authority_set().authorities,

@@ -3,10 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use e2ee::{PeerIdentity, PrekeyBundle};
+use e2ee::{PeerIdentity, PrekeyBundle, UnixSeconds};
 use protocol::ClientAddress;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::SessionBookError;
 
 /// A client's address together with its prekey bundle: what a correspondent
 /// needs to start a session. Text form: `<address>/<base58 bundle>`.
@@ -26,6 +28,36 @@ impl fmt::Display for AddressCard {
             self.address,
             bs58::encode(self.bundle.encode()).into_string()
         )
+    }
+}
+
+impl AddressCard {
+    /// When the card expires, signed in its bundle (`None`: a card of
+    /// bundle version 1, which does not say).
+    pub fn expires_at(&self) -> Option<UnixSeconds> {
+        self.bundle.expires_at()
+    }
+
+    /// Refuses the card once it expired at `now`
+    /// ([`SessionBookError::CardExpired`]): its owner no longer opens first
+    /// messages made from it.
+    pub fn check_not_expired(&self, now: UnixSeconds) -> Result<(), SessionBookError> {
+        check_bundle(&self.address, &self.bundle, now)
+    }
+}
+
+/// Refuses `bundle`, the card of `address`, once it expired at `now`.
+pub(super) fn check_bundle(
+    address: &ClientAddress,
+    bundle: &PrekeyBundle,
+    now: UnixSeconds,
+) -> Result<(), SessionBookError> {
+    match bundle.expires_at() {
+        Some(expired_at) if bundle.is_expired(now) => Err(SessionBookError::CardExpired {
+            address: address.to_string(),
+            expired_at,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -5,6 +5,11 @@
 //! version (1) = 2 || flags (1) || [address (64) || signature (64)  if flags & 1] || content
 //! ```
 //!
+//! With flag 2 the content is not the application's: it is the sender's new
+//! prekey bundle, sent in every established session when its prekeys
+//! rotate, which the recipient's book keeps for the sender's address and
+//! does not deliver.
+//!
 //! The signature is the sender identity's Ed25519 signature of
 //! `"mixnet-client/v2 sender address" || address`, bound to the session by
 //! [`e2ee::Session::sign_statement`] (handshake id, both identities).
@@ -19,6 +24,8 @@ use e2ee::SIGNATURE_LEN;
 pub const CONTENT_VERSION: u8 = 2;
 /// Flag: the sender's signed address claim follows.
 const FLAG_SENDER: u8 = 1;
+/// Flag: the content is the sender's new prekey bundle (a control message).
+const FLAG_BUNDLE: u8 = 2;
 /// Length of a client address (Sphinx key and gateway id).
 const ADDRESS_LEN: usize = 64;
 /// Bytes a message carrying a sender claim adds: the address and its signature.
@@ -45,9 +52,19 @@ pub(super) fn claim_statement(address: &ClientAddress) -> Vec<u8> {
 
 /// The plaintext of a session message.
 pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<Vec<u8>> {
+    encode_flagged(claim, content, false)
+}
+
+/// The plaintext of a message that carries our new prekey bundle.
+pub(super) fn encode_bundle(claim: Option<&SenderClaim>, bundle: &[u8]) -> Zeroizing<Vec<u8>> {
+    encode_flagged(claim, bundle, true)
+}
+
+fn encode_flagged(claim: Option<&SenderClaim>, content: &[u8], bundle: bool) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(2 + CLAIM_LEN + content.len()));
     out.push(CONTENT_VERSION);
-    out.push(claim.map_or(0, |_| FLAG_SENDER));
+    let flags = claim.map_or(0, |_| FLAG_SENDER) | if bundle { FLAG_BUNDLE } else { 0 };
+    out.push(flags);
     if let Some(claim) = claim {
         out.extend_from_slice(&claim.address.client_key);
         out.extend_from_slice(&claim.address.gateway.0);
@@ -61,13 +78,15 @@ pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<V
 pub(super) struct Content {
     pub(super) claim: Option<SenderClaim>,
     pub(super) content: Vec<u8>,
+    /// The content is the sender's new prekey bundle, not the application's.
+    pub(super) bundle: bool,
 }
 
 pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
     let [version, flags, rest @ ..] = plaintext else {
         return Err(SessionBookError::BadContent);
     };
-    if *version != CONTENT_VERSION || flags & !FLAG_SENDER != 0 {
+    if *version != CONTENT_VERSION || flags & !(FLAG_SENDER | FLAG_BUNDLE) != 0 {
         return Err(SessionBookError::BadContent);
     }
     let mut rest = rest;
@@ -94,6 +113,7 @@ pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
     Ok(Content {
         claim,
         content: rest.to_vec(),
+        bundle: flags & FLAG_BUNDLE != 0,
     })
 }
 

@@ -131,7 +131,6 @@ impl ReplayRecord {
 
     /// Forgets the record of every prekey not in `kept` (their first
     /// messages cannot be opened any more).
-    #[allow(dead_code)] // used once prekeys rotate
     pub(crate) fn retain_prekeys(&mut self, kept: &[u32]) {
         self.filters.retain(|id, _| kept.contains(id));
     }

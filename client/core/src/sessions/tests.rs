@@ -44,11 +44,13 @@ fn a_conversation_learns_the_sender_and_survives_serialization() {
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     assert!(matches!(
-        alice.seal(&mut rng, &b, Some(&a), b"hi", None),
+        alice.seal(NOW, &mut rng, &b, Some(&a), b"hi", None),
         Err(SessionBookError::NoSession(_))
     ));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let opened = bob.open(NOW, &first).unwrap();
     assert_eq!(opened.content, b"hi");
     assert_eq!(opened.from, Some(a));
@@ -58,13 +60,17 @@ fn a_conversation_learns_the_sender_and_survives_serialization() {
     let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
     assert_eq!(bob.open(NOW, &first).unwrap_err().reason(), "duplicate");
     // Bob writes to Alice's address, learned from the session.
-    let back = bob.seal(&mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let back = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"hello", None)
+        .unwrap();
     let opened = alice.open(NOW, &back).unwrap();
     assert_eq!(
         (opened.content.as_slice(), opened.from),
         (&b"hello"[..], Some(b))
     );
-    let again = alice.seal(&mut rng, &b, Some(&a), b"again", None).unwrap();
+    let again = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"again", None)
+        .unwrap();
     assert!(InitialInfo::parse(&again).unwrap().is_none());
     assert_eq!(bob.open(NOW, &again).unwrap().content, b"again");
     assert_eq!((alice.session_count(), bob.session_count()), (1, 1));
@@ -80,6 +86,7 @@ fn expired_foreign_and_malformed_messages_are_refused() {
     alice.add_contact(&bob.card(b));
     let expiring = alice
         .seal(
+            NOW,
             &mut rng,
             &b,
             None,
@@ -93,7 +100,7 @@ fn expired_foreign_and_malformed_messages_are_refused() {
             .reason(),
         "expired"
     );
-    let fine = alice.seal(&mut rng, &b, None, b"x", None).unwrap();
+    let fine = alice.seal(NOW, &mut rng, &b, None, b"x", None).unwrap();
     let opened = bob.open(NOW, &fine).unwrap();
     assert_eq!(opened.from, None);
     // Eve holds no session: neither initial nor ratchet messages open.
@@ -116,7 +123,7 @@ fn a_note_to_self_opens_and_can_be_answered() {
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let mut me = SessionBook::generate(&mut rng);
     let a = address(1);
-    let note = me.seal(&mut rng, &a, Some(&a), b"note", None).unwrap();
+    let note = me.seal(NOW, &mut rng, &a, Some(&a), b"note", None).unwrap();
     let opened = me.open(NOW, &note).unwrap();
     assert_eq!(
         (opened.content.as_slice(), opened.from),
@@ -126,7 +133,9 @@ fn a_note_to_self_opens_and_can_be_answered() {
         .seal_in(&mut rng, opened.session, None, b"answer", None)
         .unwrap();
     assert_eq!(me.open(NOW, &answer).unwrap().content, b"answer");
-    let second = me.seal(&mut rng, &a, Some(&a), b"second", None).unwrap();
+    let second = me
+        .seal(NOW, &mut rng, &a, Some(&a), b"second", None)
+        .unwrap();
     assert_eq!(me.open(NOW, &second).unwrap().content, b"second");
 }
 
@@ -141,10 +150,12 @@ fn a_claimed_address_pinned_to_another_identity_is_not_believed() {
     mallory.add_contact(&bob.card(b));
     alice.add_contact(&bob.card(b));
     let forged = mallory
-        .seal(&mut rng, &b, Some(&a), b"I am alice", None)
+        .seal(NOW, &mut rng, &b, Some(&a), b"I am alice", None)
         .unwrap();
     assert_eq!(bob.open(NOW, &forged).unwrap().from, None);
-    let real = alice.seal(&mut rng, &b, Some(&a), b"me", None).unwrap();
+    let real = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"me", None)
+        .unwrap();
     assert_eq!(bob.open(NOW, &real).unwrap().from, Some(a));
 }
 
@@ -155,11 +166,13 @@ fn established_pair(rng: &mut ChaCha20Rng) -> (SessionBook, SessionBook) {
     let mut bob = SessionBook::generate(rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice.seal(NOW, rng, &b, Some(&a), b"hi", None).unwrap();
     bob.open(NOW, &first).unwrap();
-    let reply = bob.seal(rng, &a, Some(&b), b"hello", None).unwrap();
+    let reply = bob.seal(NOW, rng, &a, Some(&b), b"hello", None).unwrap();
     alice.open(NOW, &reply).unwrap();
-    let answer = alice.seal(rng, &b, Some(&a), b"answered", None).unwrap();
+    let answer = alice
+        .seal(NOW, rng, &b, Some(&a), b"answered", None)
+        .unwrap();
     bob.open(NOW, &answer).unwrap();
     assert_eq!(bob.unanswered_count(), 0);
     (alice, bob)
@@ -173,7 +186,7 @@ fn junk_handshakes(rng: &mut ChaCha20Rng, bob: &mut SessionBook, n: usize) -> Ve
     junk.add_contact(&bob.card(b));
     (0..n)
         .map(|_| {
-            let id = junk.initiate(rng, &b, false).unwrap();
+            let id = junk.initiate(NOW, rng, &b, false).unwrap();
             let first = junk.seal_in(rng, id, None, b"junk", None).unwrap();
             // The junk sender keeps no state for it.
             junk.sessions.remove(&id);
@@ -190,7 +203,7 @@ fn the_routing_material_of_a_one_way_conversation_links_nothing() {
     let b = address(2);
     // Fifty messages one way: one sending chain.
     let mut messages: Vec<Vec<u8>> = (0..50)
-        .map(|_| alice.seal(&mut rng, &b, None, b"same", None).unwrap())
+        .map(|_| alice.seal(NOW, &mut rng, &b, None, b"same", None).unwrap())
         .collect();
     for offset in 2..=e2ee::RATCHET_HEADER_LEN - 8 {
         let windows: std::collections::HashSet<&[u8]> =
@@ -221,14 +234,14 @@ fn unanswered_sessions_never_evict_established_ones() {
     assert_eq!(bob.session_count(), MAX_UNANSWERED + 1);
     // Alice's session is still there, and Bob still writes in it.
     let m = alice
-        .seal(&mut rng, &b, Some(&a), b"still here", None)
+        .seal(NOW, &mut rng, &b, Some(&a), b"still here", None)
         .unwrap();
     let opened = bob.open(NOW, &m).unwrap();
     assert_eq!(
         (opened.content.as_slice(), opened.from),
         (&b"still here"[..], Some(a))
     );
-    let back = bob.seal(&mut rng, &a, Some(&b), b"yes", None).unwrap();
+    let back = bob.seal(NOW, &mut rng, &a, Some(&b), b"yes", None).unwrap();
     assert_eq!(alice.open(NOW, &back).unwrap().content, b"yes");
     assert_eq!(
         (
@@ -255,7 +268,7 @@ fn established_sessions_are_evicted_by_least_recent_use_among_themselves() {
         // Our own sessions are established from the start.
         peer.add_contact(&bob.card(a));
         bob.add_contact(&peer.card(a));
-        let id = bob.initiate(&mut rng, &a, false).unwrap();
+        let id = bob.initiate(NOW, &mut rng, &a, false).unwrap();
         peers.push(id);
     }
     assert_eq!(bob.session_count(), MAX_SESSIONS);
@@ -271,7 +284,9 @@ fn a_recorded_first_message_is_refused_however_many_handshakes_follow() {
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let recorded = alice.seal(&mut rng, &b, Some(&a), b"once", None).unwrap();
+    let recorded = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"once", None)
+        .unwrap();
     bob.open(NOW, &recorded).unwrap();
     assert_eq!(
         bob.open(NOW, &recorded).unwrap_err().reason(),
@@ -305,7 +320,7 @@ fn a_recorded_first_message_is_refused_however_many_handshakes_follow() {
     // A new first message is still accepted.
     let mut carol = SessionBook::generate(&mut rng);
     carol.add_contact(&bob.card(b));
-    let first = carol.seal(&mut rng, &b, None, b"new", None).unwrap();
+    let first = carol.seal(NOW, &mut rng, &b, None, b"new", None).unwrap();
     assert_eq!(bob.open(NOW, &first).unwrap().content, b"new");
 }
 
@@ -333,14 +348,16 @@ fn the_pinned_identity_covers_the_signing_key() {
     assert_eq!(hybrid.identity().0.dh, alice.identity().0.dh);
     hybrid.add_contact(&bob.card(b));
     let m = hybrid
-        .seal(&mut rng, &b, Some(&a), b"it's me", None)
+        .seal(NOW, &mut rng, &b, Some(&a), b"it's me", None)
         .unwrap();
     let opened = bob.open(NOW, &m).unwrap();
     assert_ne!(opened.peer, alice.identity());
     assert_eq!(opened.from, None);
     // Bob's messages to Alice's address still go to Alice's identity.
     alice.add_contact(&bob.card(b));
-    let to_alice = bob.seal(&mut rng, &a, Some(&b), b"to alice", None).unwrap();
+    let to_alice = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"to alice", None)
+        .unwrap();
     assert_eq!(alice.open(NOW, &to_alice).unwrap().peer, bob.identity());
 }
 
@@ -354,7 +371,9 @@ fn a_claim_without_a_valid_signature_of_the_identity_is_not_believed() {
     alice.add_contact(&bob.card(b));
     mallory.add_contact(&bob.card(b));
     // Alice's genuine claim, as Bob receives it.
-    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let genuine = {
         let id = *alice.sessions.keys().next().unwrap();
         alice.sessions[&id].claim.unwrap()
@@ -369,7 +388,7 @@ fn a_claim_without_a_valid_signature_of_the_identity_is_not_believed() {
         genuine,
     ];
     for claim in forged {
-        let id = mallory.initiate(&mut rng, &b, false).unwrap();
+        let id = mallory.initiate(NOW, &mut rng, &b, false).unwrap();
         let entry = mallory.sessions.get_mut(&id).unwrap();
         let plaintext = content::encode(Some(&claim), b"I am alice");
         let message = entry.session.encrypt(&mut rng, &plaintext, None).unwrap();
@@ -378,7 +397,7 @@ fn a_claim_without_a_valid_signature_of_the_identity_is_not_believed() {
         assert!(!bob.contacts.contains_key(&a), "address pinned to mallory");
     }
     // Mallory's own address, signed by Mallory: believed (first use).
-    let own = mallory.seal(&mut rng, &b, Some(&m), b"me", None);
+    let own = mallory.seal(NOW, &mut rng, &b, Some(&m), b"me", None);
     assert_eq!(bob.open(NOW, &own.unwrap()).unwrap().from, Some(m));
     // Alice's claim verifies and pins her address.
     assert_eq!(bob.open(NOW, &first).unwrap().from, Some(a));
@@ -391,13 +410,15 @@ fn the_claim_is_sent_until_the_session_is_confirmed() {
     let (mut alice, mut bob) = established_pair(&mut rng);
     let (a, b) = (address(1), address(2));
     let len = |m: &[u8]| m.len();
-    let confirmed = alice.seal(&mut rng, &b, Some(&a), b"x", None).unwrap();
+    let confirmed = alice.seal(NOW, &mut rng, &b, Some(&a), b"x", None).unwrap();
     assert_eq!(len(&confirmed), e2ee::RATCHET_OVERHEAD + 2 + 1);
     let opened = bob.open(NOW, &confirmed).unwrap();
     assert_eq!(opened.from, Some(a), "known from the earlier claim");
     // A new address is claimed again once.
     let moved = address(9);
-    let claimed = alice.seal(&mut rng, &b, Some(&moved), b"x", None).unwrap();
+    let claimed = alice
+        .seal(NOW, &mut rng, &b, Some(&moved), b"x", None)
+        .unwrap();
     assert_eq!(len(&claimed), e2ee::RATCHET_OVERHEAD + 2 + CLAIM_LEN + 1);
     assert_eq!(bob.open(NOW, &claimed).unwrap().from, Some(moved));
 }
@@ -407,7 +428,7 @@ fn a_format_1_book_keeps_its_identity_and_prekeys() {
     let mut rng = ChaCha20Rng::seed_from_u64(27);
     let book = SessionBook::generate(&mut rng);
     let mut old = vec![BOOK_VERSION_1];
-    old.extend(postcard::to_stdvec(&(&book.identity, &book.prekeys)).unwrap());
+    old.extend(postcard::to_stdvec(&(&book.identity, book.prekeys.current())).unwrap());
     old.extend_from_slice(&[0xAB; 100]);
     let (upgraded, how) = SessionBook::restore(&old).unwrap();
     assert_eq!(how, Restored::UpgradedFromFormat1);
@@ -432,14 +453,16 @@ mod hostile {
         let mut bob = SessionBook::generate(&mut rng);
         let b = address(2);
         alice.add_contact(&bob.card(b));
-        let initial = alice.seal(&mut rng, &b, None, b"first", None).unwrap();
+        let initial = alice.seal(NOW, &mut rng, &b, None, b"first", None).unwrap();
         let opened = bob.open(NOW, &initial).unwrap();
         let reply = bob
             .seal_in(&mut rng, opened.session, None, b"reply", None)
             .unwrap();
         alice.open(NOW, &reply).unwrap();
-        let ratchet = alice.seal(&mut rng, &b, None, b"second", None).unwrap();
-        let next = alice.seal(&mut rng, &b, None, b"third", None).unwrap();
+        let ratchet = alice
+            .seal(NOW, &mut rng, &b, None, b"second", None)
+            .unwrap();
+        let next = alice.seal(NOW, &mut rng, &b, None, b"third", None).unwrap();
         (alice, bob, ratchet, next)
     }
 
@@ -480,7 +503,7 @@ fn the_routing_table_stays_bounded_over_a_long_conversation() {
     let bound = 2 * 2 * e2ee::TAG_WINDOW as usize + 4096;
     let mut first = Vec::new();
     for i in 0..6000 {
-        let m = alice.seal(&mut rng, &b, None, b"x", None).unwrap();
+        let m = alice.seal(NOW, &mut rng, &b, None, b"x", None).unwrap();
         bob.open(NOW, &m).unwrap();
         if i == 0 {
             first = m.clone();
@@ -512,7 +535,9 @@ fn a_recorded_first_message_is_refused_after_the_old_bound_of_real_handshakes() 
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let recorded = alice.seal(&mut rng, &b, Some(&a), b"once", None).unwrap();
+    let recorded = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"once", None)
+        .unwrap();
     bob.open(NOW, &recorded).unwrap();
     junk_handshakes(&mut rng, &mut bob, 256 + 4096 + 1);
     assert_eq!(bob.handshakes_recorded(), 256 + 4096 + 2);
@@ -529,14 +554,16 @@ fn a_format_2_book_keeps_everything_and_gains_names() {
     let mut bob = SessionBook::generate(&mut rng);
     let (a, b) = (address(1), address(2));
     alice.add_contact(&bob.card(b));
-    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     bob.open(NOW, &first).unwrap();
     // Bob's book as format 2 wrote it: the same fields, without names.
     let mut old = vec![BOOK_VERSION_2];
     old.extend(
         postcard::to_stdvec(&(
             &bob.identity,
-            &bob.prekeys,
+            bob.prekeys.current(),
             &bob.sessions,
             &bob.contacts,
             &bob.replay,
@@ -552,7 +579,7 @@ fn a_format_2_book_keeps_everything_and_gains_names() {
         "duplicate"
     );
     let reply = upgraded
-        .seal(&mut rng, &a, Some(&b), b"back", None)
+        .seal(NOW, &mut rng, &a, Some(&b), b"back", None)
         .unwrap();
     assert_eq!(alice.open(NOW, &reply).unwrap().content, b"back");
     assert!(SessionBook::from_bytes(&old).is_err());
@@ -597,10 +624,14 @@ fn names_stand_for_identities_and_short_addresses_resolve_to_pinned_addresses() 
         Err(ContactError::AlreadyNamed("bob".into()))
     );
     // Names survive serialization, and messages from Bob come under his name.
-    let first = alice.seal(&mut rng, &b, Some(&a), b"hi", None).unwrap();
+    let first = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"hi", None)
+        .unwrap();
     let opened = bob.open(NOW, &first).unwrap();
     let mut alice = SessionBook::from_bytes(&alice.to_bytes().unwrap()).unwrap();
-    let reply = bob.seal(&mut rng, &a, Some(&b), b"hello", None).unwrap();
+    let reply = bob
+        .seal(NOW, &mut rng, &a, Some(&b), b"hello", None)
+        .unwrap();
     let opened_by_alice = alice.open(NOW, &reply).unwrap();
     assert_eq!(alice.name_of(&opened_by_alice.peer), Some(&name));
     // Both sides compute the same safety number.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use client::contacts::{add_named, verify_named};
+use client::shell::clock::unix_now;
 use client::shell::{DataFolder, os_seed};
 use client::{ContactName, PeerAddress};
 use rand::SeedableRng;
@@ -28,7 +29,7 @@ pub fn run(dir: &Path, action: ContactsAction) -> Result<()> {
             let to: PeerAddress = address
                 .parse()
                 .with_context(|| format!("contacts add {text}: {address}"))?;
-            let short = add_named(&mut unlocked.book, name(&text)?, &to)?;
+            let short = add_named(&mut unlocked.book, name(&text)?, &to, unix_now())?;
             println!("{text} {short}");
             true
         }

@@ -12,11 +12,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use audit::logging::LogFormat;
 use clap::{Parser, Subcommand};
+use client::shell::clock::unix_now;
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
 use client::{
     AddressCard, Client, ClientOptions, ContactName, OpenError, Outgoing, PeerAddress, Recipient,
     SendStatus,
 };
+use client_core::sessions::{RotationSchedule, utc};
 use protocol::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -83,9 +85,20 @@ enum Command {
         /// residency: packets cross only nodes labelled with one of them).
         #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
         regions: Vec<String>,
+        /// How long the prekeys (and so the address card) are current
+        /// before they rotate: seconds, or a number with s, m, h or d
+        /// [default: 7d].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        prekey_rotation: Option<Duration>,
+        /// How long retired prekeys are kept after a rotation, so that first
+        /// messages made from the previous card still open [default: 7d].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        prekey_grace: Option<Duration>,
     },
-    /// Prints the client's address card (address and prekeys): give it to
-    /// whoever should write to this client.
+    /// Prints the client's current address card (address and prekeys) on
+    /// stdout, and when it expires on stderr: give it to whoever should
+    /// write to this client. Rotates the prekeys first when they are due
+    /// (edits the data folder: run it while no other command runs on it).
     Address {
         /// The client's data folder.
         #[arg(long)]
@@ -245,6 +258,8 @@ async fn run(command: Command) -> Result<()> {
             regions,
             two_factor,
             invite,
+            prekey_rotation,
+            prekey_grace,
         } => {
             let pin = Pin {
                 url: directory.unwrap_or_default(),
@@ -252,23 +267,33 @@ async fn run(command: Command) -> Result<()> {
                 authorities,
                 threshold: authority_threshold,
             };
+            let default = RotationSchedule::DEFAULT;
             let residency = NewFolder {
                 region,
                 regions,
                 two_factor,
                 invite,
+                rotation: (prekey_rotation.is_some() || prekey_grace.is_some()).then(|| {
+                    RotationSchedule {
+                        period: prekey_rotation.unwrap_or(default.period),
+                        grace: prekey_grace.unwrap_or(default.grace),
+                    }
+                }),
             };
             init(&dir, &pin, gateway.as_deref(), residency).await
         }
         Command::Address { dir, plain, short } => {
-            let unlocked = unlock(&DataFolder::new(&dir))?;
+            let mut unlocked = unlock(&DataFolder::new(&dir))?;
             let address = unlocked.address();
             if plain {
                 println!("{address}");
             } else if short {
                 println!("{}", unlocked.book.short_address(address.gateway));
             } else {
-                println!("{}", unlocked.book.card(address));
+                rotate_if_due(&mut unlocked)?;
+                let card = unlocked.book.card(address);
+                println!("{card}");
+                print_expiry(&card);
             }
             Ok(())
         }
@@ -347,6 +372,58 @@ fn unlock(folder: &DataFolder) -> Result<UnlockedFolder> {
     Ok(folder.unlock(&mut rng, passphrase().as_ref())?)
 }
 
+/// Rotates the prekeys of the unlocked folder when due, and saves it (the
+/// client sends the new bundle to its correspondents when it next runs).
+fn rotate_if_due(unlocked: &mut UnlockedFolder) -> Result<()> {
+    let mut rng = ChaCha20Rng::from_seed(os_seed()?);
+    let schedule = unlocked.settings.rotation_schedule();
+    let rotation = unlocked.book.rotate_if_due(unix_now(), &schedule, &mut rng);
+    if rotation.changed() {
+        unlocked
+            .book_file
+            .save(&mut rng, &unlocked.book)
+            .context("cannot save the rotated prekeys")?;
+    }
+    Ok(())
+}
+
+/// Says on stderr when `card` expires.
+fn print_expiry(card: &AddressCard) {
+    match card.expires_at() {
+        Some(at) => eprintln!(
+            "card expires {} (unix {}): hand out the one `mixnet-client address` prints then",
+            utc(at),
+            at.0
+        ),
+        None => eprintln!("card has no expiry (made before prekey rotation)"),
+    }
+}
+
+/// A duration on the command line: seconds, or a number followed by `s`,
+/// `m`, `h` or `d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => (text.strip_suffix(c).unwrap_or(text), c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("{text}: the unit is one of s, m, h, d")),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text}: not a duration (e.g. 7d, 12h, 90s)"))?;
+    number
+        .checked_mul(scale)
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text}: must be above zero and below 584 billion years"))
+}
+
 /// The directory (or authorities) `init` pins.
 struct Pin {
     url: String,
@@ -392,6 +469,8 @@ struct NewFolder {
     regions: Vec<String>,
     two_factor: bool,
     invite: Option<String>,
+    /// `--prekey-rotation` and `--prekey-grace`, when given.
+    rotation: Option<RotationSchedule>,
 }
 
 async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder) -> Result<()> {
@@ -413,6 +492,7 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder
         invite: residency.invite,
         region: residency.region,
         route_regions: residency.regions.clone(),
+        prekey_rotation: residency.rotation,
     };
     let created = Client::create(dir, options).await.map_err(|e| match e {
         OpenError::Directory(e) => {
@@ -420,7 +500,9 @@ async fn init(dir: &Path, pin: &Pin, gateway: Option<&str>, residency: NewFolder
         }
         e => anyhow!(e),
     })?;
-    println!("{}", created.book.card(created.address()));
+    let card = created.book.card(created.address());
+    println!("{card}");
+    print_expiry(&card);
     eprintln!(
         "mailbox at gateway {}{}",
         created.address().gateway.to_base58(),
@@ -634,7 +716,9 @@ async fn exit(dir: &Path, policy: &Path, metrics: Option<std::net::SocketAddr>) 
         .await
         .with_context(|| format!("{}: cannot start the client", dir.display()))?,
     );
-    println!("{}", client.card());
+    let card = client.card();
+    println!("{card}");
+    print_expiry(&card);
     client
         .wait_connected()
         .await
@@ -673,4 +757,23 @@ async fn exit(dir: &Path, policy: &Path, metrics: Option<std::net::SocketAddr>) 
         ],
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        let secs = |text| parse_duration(text).map(|d| d.as_secs());
+        assert_eq!(secs("90"), Ok(90));
+        assert_eq!(secs("3s"), Ok(3));
+        assert_eq!(secs("15m"), Ok(900));
+        assert_eq!(secs("12h"), Ok(43_200));
+        assert_eq!(secs("7d"), Ok(604_800));
+        for bad in ["0", "0d", "", "d", "7w", "-1s", "1.5h", "7dd"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
 }
