@@ -37,6 +37,7 @@
 mod card;
 mod content;
 mod names;
+pub mod recalls;
 mod replay;
 mod routes;
 mod safety;
@@ -53,8 +54,10 @@ use e2ee::{
     SessionError, UnixSeconds,
 };
 pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
+use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+pub use recalls::{NoticeVerdict, RecallBook, RecallError, RecallTicket};
 use replay::ReplayRecord;
 use routes::TagRoutes;
 pub use safety::SafetyNumber;
@@ -78,7 +81,9 @@ pub const MAX_UNANSWERED: usize = 128;
 /// message but refuses more new ones by mistake.
 pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
-const BOOK_VERSION: u8 = 3;
+const BOOK_VERSION: u8 = 4;
+/// Version byte of a book written before recall records.
+const BOOK_VERSION_3: u8 = 3;
 /// Version byte of a book written before named contacts.
 const BOOK_VERSION_2: u8 = 2;
 /// Version byte of a book written before format 2 of `e2ee`.
@@ -161,6 +166,9 @@ pub struct Opened {
     pub content: Vec<u8>,
     /// The expiry its sender set, authenticated by the session (`None`: none).
     pub expires_at: Option<UnixSeconds>,
+    /// For a recall notice: the message its sender recalls (`content` is
+    /// then empty; judge it with [`RecallBook::judge_notice`]).
+    pub recalls: Option<MessageId>,
 }
 
 /// A session's handshake id.
@@ -179,6 +187,9 @@ pub enum Restored {
     /// A book of format 2 (before named contacts): everything was kept.
     /// Save the book again.
     UpgradedFromFormat2,
+    /// A book of format 3 (before recall records): everything was kept;
+    /// messages sent before cannot be recalled. Save the book again.
+    UpgradedFromFormat3,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -221,9 +232,23 @@ pub struct SessionBook {
     clock: u64,
     /// Contacts by name: the short address of the identity each stands for.
     names: BTreeMap<ContactName, ShortAddress>,
+    /// Messages sent that may be recalled, and the senders of messages received.
+    recalls: RecallBook,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,
+}
+
+/// A book of format 3: the same fields, without recall records.
+#[derive(Deserialize)]
+struct BookFormat3 {
+    identity: LocalIdentity,
+    prekeys: PrekeySecrets,
+    sessions: BTreeMap<SessionId, Entry>,
+    contacts: HashMap<ClientAddress, Contact>,
+    replay: ReplayRecord,
+    clock: u64,
+    names: BTreeMap<ContactName, ShortAddress>,
 }
 
 /// A book of format 2: the same fields, without names.
@@ -264,6 +289,7 @@ impl SessionBook {
             replay: ReplayRecord::default(),
             clock: 0,
             names: BTreeMap::new(),
+            recalls: RecallBook::default(),
             routes: TagRoutes::default(),
         }
     }
@@ -469,6 +495,51 @@ impl SessionBook {
         content: &[u8],
         expires_at: Option<UnixSeconds>,
     ) -> Result<Vec<u8>, SessionBookError> {
+        self.seal_with(rng, id, own, expires_at, |claim| {
+            content::encode(claim, content)
+        })
+    }
+
+    /// Seals a recall notice for message `recalled`, which this client sent
+    /// to `to`: in the most recently used session with `to` and its pinned
+    /// identity (the identity the recipient saw the message come from).
+    pub fn seal_recall_notice(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        recalled: &MessageId,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        let pinned = self.contacts.get(to).map(|c| c.identity);
+        let id = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .max_by_key(|(_, e)| e.used)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| SessionBookError::NoSession(to.to_string()))?;
+        self.seal_with(rng, id, None, None, |claim| {
+            content::encode_recall(claim, recalled)
+        })
+    }
+
+    /// What this client remembers to recall messages and to judge recalls.
+    pub fn recalls(&self) -> &RecallBook {
+        &self.recalls
+    }
+
+    /// The same, to change (save the book after).
+    pub fn recalls_mut(&mut self) -> &mut RecallBook {
+        &mut self.recalls
+    }
+
+    fn seal_with(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        id: SessionId,
+        own: Option<&ClientAddress>,
+        expires_at: Option<UnixSeconds>,
+        plaintext: impl FnOnce(Option<&SenderClaim>) -> Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>, SessionBookError> {
         self.clock += 1;
         let clock = self.clock;
         let entry = self
@@ -496,7 +567,7 @@ impl SessionBook {
             }
             None => None,
         };
-        let plaintext = content::encode(claim.as_ref(), content);
+        let plaintext = plaintext(claim.as_ref());
         let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
         entry.used = clock;
         Ok(sealed)
@@ -598,7 +669,11 @@ impl SessionBook {
             Some(info) => self.open_initial(now, &info, message)?,
             None => self.open_ratchet(now, message)?,
         };
-        let Content { claim, content } = content::decode(&plaintext)?;
+        let Content {
+            claim,
+            content,
+            recalls,
+        } = content::decode(&plaintext)?;
         self.clock += 1;
         let clock = self.clock;
         let entry = self
@@ -641,6 +716,7 @@ impl SessionBook {
             from,
             content,
             expires_at,
+            recalls,
         })
     }
 
@@ -787,10 +863,31 @@ impl SessionBook {
                     replay: old.replay,
                     clock: old.clock,
                     names: BTreeMap::new(),
+                    recalls: RecallBook::default(),
                     routes: TagRoutes::default(),
                 };
                 book.rebuild_routes()?;
                 Ok((book, Restored::UpgradedFromFormat2))
+            }
+            Some((&BOOK_VERSION_3, body)) => {
+                let (old, rest) = postcard::take_from_bytes::<BookFormat3>(body)
+                    .map_err(|_| SessionBookError::State("deserialize format 3"))?;
+                if !rest.is_empty() {
+                    return Err(SessionBookError::State("trailing bytes"));
+                }
+                let mut book = SessionBook {
+                    identity: old.identity,
+                    prekeys: old.prekeys,
+                    sessions: old.sessions,
+                    contacts: old.contacts,
+                    replay: old.replay,
+                    clock: old.clock,
+                    names: old.names,
+                    recalls: RecallBook::default(),
+                    routes: TagRoutes::default(),
+                };
+                book.rebuild_routes()?;
+                Ok((book, Restored::UpgradedFromFormat3))
             }
             _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
         }

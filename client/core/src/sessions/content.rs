@@ -5,10 +5,14 @@
 //! version (1) = 2 || flags (1) || [address (64) || signature (64)  if flags & 1] || content
 //! ```
 //!
+//! Flag bit 1 marks a recall notice: its content is exactly the 16-byte id
+//! of the message its sender recalls (docs/e2ee.md, "Recall").
+//!
 //! The signature is the sender identity's Ed25519 signature of
 //! `"mixnet-client/v2 sender address" || address`, bound to the session by
 //! [`e2ee::Session::sign_statement`] (handshake id, both identities).
 
+use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId};
 use zeroize::Zeroizing;
 
@@ -19,6 +23,8 @@ use e2ee::SIGNATURE_LEN;
 pub const CONTENT_VERSION: u8 = 2;
 /// Flag: the sender's signed address claim follows.
 const FLAG_SENDER: u8 = 1;
+/// Flag: a recall notice; the content is the recalled message's id.
+const FLAG_RECALL: u8 = 2;
 /// Length of a client address (Sphinx key and gateway id).
 const ADDRESS_LEN: usize = 64;
 /// Bytes a message carrying a sender claim adds: the address and its signature.
@@ -45,9 +51,18 @@ pub(super) fn claim_statement(address: &ClientAddress) -> Vec<u8> {
 
 /// The plaintext of a session message.
 pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<Vec<u8>> {
+    encode_flagged(claim, 0, content)
+}
+
+/// The plaintext of a recall notice for message `id`.
+pub(super) fn encode_recall(claim: Option<&SenderClaim>, id: &MessageId) -> Zeroizing<Vec<u8>> {
+    encode_flagged(claim, FLAG_RECALL, &id.0)
+}
+
+fn encode_flagged(claim: Option<&SenderClaim>, flags: u8, content: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(2 + CLAIM_LEN + content.len()));
     out.push(CONTENT_VERSION);
-    out.push(claim.map_or(0, |_| FLAG_SENDER));
+    out.push(claim.map_or(0, |_| FLAG_SENDER) | flags);
     if let Some(claim) = claim {
         out.extend_from_slice(&claim.address.client_key);
         out.extend_from_slice(&claim.address.gateway.0);
@@ -61,13 +76,15 @@ pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<V
 pub(super) struct Content {
     pub(super) claim: Option<SenderClaim>,
     pub(super) content: Vec<u8>,
+    /// For a recall notice: the message it recalls (`content` is then empty).
+    pub(super) recalls: Option<MessageId>,
 }
 
 pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
     let [version, flags, rest @ ..] = plaintext else {
         return Err(SessionBookError::BadContent);
     };
-    if *version != CONTENT_VERSION || flags & !FLAG_SENDER != 0 {
+    if *version != CONTENT_VERSION || flags & !(FLAG_SENDER | FLAG_RECALL) != 0 {
         return Err(SessionBookError::BadContent);
     }
     let mut rest = rest;
@@ -91,9 +108,18 @@ pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
         });
         rest = tail;
     }
+    if flags & FLAG_RECALL != 0 {
+        let id = <[u8; 16]>::try_from(rest).map_err(|_| SessionBookError::BadContent)?;
+        return Ok(Content {
+            claim,
+            content: Vec::new(),
+            recalls: Some(MessageId(id)),
+        });
+    }
     Ok(Content {
         claim,
         content: rest.to_vec(),
+        recalls: None,
     })
 }
 
