@@ -51,10 +51,15 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// The last line of `stdout` (after `ready`).
+fn last_line(stdout: &str) -> String {
+    stdout.trim().lines().last().unwrap_or("").to_string()
+}
+
 /// `send`: the id it printed, once the message is delivered.
 fn send(alice: &Path, to: &str, text: &str) -> String {
     let out = run(alice, &["send", "--to", to, text], Duration::from_secs(60));
-    ok(&out, "send").trim().to_string()
+    last_line(&ok(&out, "send"))
 }
 
 /// `recall --id ID`, until the recall is delivered.
@@ -69,8 +74,8 @@ fn receive_one(bob: &Path) -> serde_json::Value {
         &["receive", "--count", "1", "--json"],
         Duration::from_secs(60),
     );
-    let line = ok(&out, "receive");
-    serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("not JSON: {line:?}"))
+    let line = last_line(&ok(&out, "receive"));
+    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
