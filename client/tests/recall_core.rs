@@ -40,7 +40,10 @@ fn a_recallable_message_carries_its_tags_and_a_recall_reveals_its_secret() {
         .send(now, &to_b, b"not recallable", 0, &mut net.rng)
         .unwrap();
     let done = |net: &TestNetwork, id| {
-        net.count(A, |e| matches!(e, ClientEvent::Delivered { id: d } if *d == id)) == 1
+        net.count(
+            A,
+            |e| matches!(e, ClientEvent::Delivered { id: d } if *d == id),
+        ) == 1
     };
     assert!(net.run_until(Duration::from_secs(30), |n| done(n, id) && done(n, plain)));
 

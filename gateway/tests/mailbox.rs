@@ -391,7 +391,11 @@ fn check_recall<S: MailboxStore>(store: S) -> Mailbox<S> {
         .unwrap();
     assert_eq!((deletion.deleted, deletion.tags_matched), (2, 1));
     assert_eq!(m.client_usage(&ALICE).messages, 3);
-    assert_eq!(m.client_usage(&BOB).messages, 1, "Bob's tag-1 message stays");
+    assert_eq!(
+        m.client_usage(&BOB).messages,
+        1,
+        "Bob's tag-1 message stays"
+    );
     // Acknowledged: its tag goes with it; a recall then finds nothing.
     assert!(m.delete(&ALICE, ids[2]).unwrap());
     let deletion = m.recall(&ALICE, &[RecallTag([2; 32])]).unwrap();

@@ -100,10 +100,7 @@ mod tests {
         assert_ne!(a.tag(0), a.tag(1));
         assert_ne!(a.tag(0), b.tag(0));
         assert_eq!(a.tags(5).len(), 5);
-        assert_eq!(
-            a.tags(u16::MAX).len(),
-            usize::from(MAX_RECALL_FRAGMENTS)
-        );
+        assert_eq!(a.tags(u16::MAX).len(), usize::from(MAX_RECALL_FRAGMENTS));
     }
 
     #[test]

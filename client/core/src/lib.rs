@@ -462,14 +462,13 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &encoded)?;
         let surbs = std::mem::take(&mut handle.surbs).into();
-        self.outbox
-            .push(
-                id,
-                Target::Surbs { surbs, acked },
-                fragments,
-                None,
-                RecallRole::None,
-            );
+        self.outbox.push(
+            id,
+            Target::Surbs { surbs, acked },
+            fragments,
+            None,
+            RecallRole::None,
+        );
         Ok(id)
     }
 

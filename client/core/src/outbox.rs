@@ -662,4 +662,3 @@ mod tests {
         assert_eq!(recall.sealed, forward().sealed);
     }
 }
-

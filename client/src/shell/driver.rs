@@ -643,15 +643,11 @@ impl<C: GatewayDialer> Driver<C> {
             .routes()
             .check_route_to(&ticket.to.gateway)
             .map_err(|e| ClientError::OutsideRegions(e.to_string()))?;
-        let notice = self
-            .book
-            .seal_recall_notice(&mut self.rng, &ticket.to, id);
+        let notice = self.book.seal_recall_notice(&mut self.rng, &ticket.to, id);
         let saved = self.save_book();
         let notice = notice?;
         saved?;
-        let recall = self
-            .core
-            .recall(now, &ticket, &notice, &mut self.rng)?;
+        let recall = self.core.recall(now, &ticket, &notice, &mut self.rng)?;
         self.recalls.insert(recall, *id);
         Ok(self.track(recall, Envelope::message_len(0, notice.len())))
     }

@@ -294,8 +294,7 @@ impl TestNetwork {
                 Ok(Frame::Recall(recall)) => {
                     // As a gateway that found nothing to delete: the notice
                     // is stored and handed over, the recall acked.
-                    let Some((client, _)) = self.client_of_key.get(&d.destination).cloned()
-                    else {
+                    let Some((client, _)) = self.client_of_key.get(&d.destination).cloned() else {
                         self.undeliverable += 1;
                         return;
                     };

@@ -467,24 +467,28 @@ mod tests {
                 proptest::collection::vec(any::<u8>(), SURB_ACK_SIZE..=SURB_ACK_SIZE),
                 any::<u8>()
             )
-                .prop_map(|(bucket, tag, surb_ack, fill)| Frame::Forward(ForwardFrame {
-                    lifetime: LifetimeBucket::from_byte(bucket).unwrap(),
-                    recall_tag: RecallTag(tag),
-                    surb_ack,
-                    sealed: Box::new([fill; SEALED_SIZE]),
-                })),
+                .prop_map(|(bucket, tag, surb_ack, fill)| Frame::Forward(
+                    ForwardFrame {
+                        lifetime: LifetimeBucket::from_byte(bucket).unwrap(),
+                        recall_tag: RecallTag(tag),
+                        surb_ack,
+                        sealed: Box::new([fill; SEALED_SIZE]),
+                    }
+                )),
             (
                 any::<[u8; 32]>(),
                 any::<u16>(),
                 proptest::collection::vec(any::<u8>(), SURB_ACK_SIZE..=SURB_ACK_SIZE),
                 any::<u8>()
             )
-                .prop_map(|(secret, fragments, surb_ack, fill)| Frame::Recall(RecallFrame {
-                    secret: RecallSecret(secret),
-                    fragments,
-                    surb_ack,
-                    sealed: Box::new([fill; SEALED_SIZE]),
-                })),
+                .prop_map(|(secret, fragments, surb_ack, fill)| Frame::Recall(
+                    RecallFrame {
+                        secret: RecallSecret(secret),
+                        fragments,
+                        surb_ack,
+                        sealed: Box::new([fill; SEALED_SIZE]),
+                    }
+                )),
             (ack, lifetime, arb_fragment()).prop_map(|(surb_ack, lifetime, fragment)| {
                 Frame::Reply {
                     surb_ack,

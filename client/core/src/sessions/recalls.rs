@@ -256,11 +256,13 @@ mod tests {
         let t = book.ticket(UnixSeconds(150), &MessageId([1; 16])).unwrap();
         assert_eq!((t.fragments, t.secret), (2, RecallSecret([1; 32])));
         assert_eq!(
-            book.ticket(UnixSeconds(200), &MessageId([1; 16])).unwrap_err(),
+            book.ticket(UnixSeconds(200), &MessageId([1; 16]))
+                .unwrap_err(),
             RecallError::Expired
         );
         assert_eq!(
-            book.ticket(UnixSeconds(150), &MessageId([9; 16])).unwrap_err(),
+            book.ticket(UnixSeconds(150), &MessageId([9; 16]))
+                .unwrap_err(),
             RecallError::Unknown
         );
         // Without an expiry: the recall window.

@@ -673,7 +673,9 @@ fn a_recall_notice_opens_as_one_and_is_judged_by_its_sender() {
         .note_received(NOW, &id, opened.peer, opened.expires_at);
 
     // Mallory, in her own session with Bob, names Alice's message: refused.
-    mallory.seal(&mut rng, &b, Some(&m), b"hello", None).unwrap();
+    mallory
+        .seal(&mut rng, &b, Some(&m), b"hello", None)
+        .unwrap();
     let forged = mallory.seal_recall_notice(&mut rng, &b, &id).unwrap();
     let opened = bob.open(NOW, &forged).unwrap();
     assert_eq!(opened.recalls, Some(id));

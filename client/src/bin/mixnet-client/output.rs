@@ -19,7 +19,9 @@ pub fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
         .ok()
         .and_then(|b| <[u8; 16]>::try_from(b).ok())
         .ok_or_else(|| {
-            anyhow::anyhow!("{text:?} is not a message id (32 hexadecimal digits, as `send` printed)")
+            anyhow::anyhow!(
+                "{text:?} is not a message id (32 hexadecimal digits, as `send` printed)"
+            )
         })?;
     Ok(MessageId(bytes))
 }

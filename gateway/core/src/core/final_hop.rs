@@ -209,10 +209,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// or why (counted) it is dropped. The frame is decoded here, once; the
     /// gateway reads the SURB-ack and the lifetime bucket, and stores the
     /// sealed body as it came, padded to the one delivery size.
-    fn classify(
-        &mut self,
-        delivery: Delivery,
-    ) -> Result<Classified, GatewayDropReason> {
+    fn classify(&mut self, delivery: Delivery) -> Result<Classified, GatewayDropReason> {
         let drop = |reason| {
             self.stats.dropped(reason);
             Err(reason)
@@ -247,7 +244,9 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             .and_then(|f| Frame::decode(&f))
         {
             Ok(Frame::Forward(frame)) => frame,
-            Ok(Frame::Recall(recall)) if !is_drop => return self.recall(delivery.surb_id, client, recall),
+            Ok(Frame::Recall(recall)) if !is_drop => {
+                return self.recall(delivery.surb_id, client, recall);
+            }
             _ => return drop(GatewayDropReason::BadPayload),
         };
         if is_drop {

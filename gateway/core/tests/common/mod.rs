@@ -267,7 +267,10 @@ impl MailboxStore for CountingStore {
         c: &[u8; 32],
         t: &[protocol::recall::RecallTag],
     ) -> Result<
-        Vec<(protocol::recall::RecallTag, gateway_core::mailbox::RemovedMessage)>,
+        Vec<(
+            protocol::recall::RecallTag,
+            gateway_core::mailbox::RemovedMessage,
+        )>,
         gateway_core::MailboxError,
     > {
         self.commits.set(self.commits.get() + 1);
