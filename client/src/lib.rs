@@ -16,4 +16,6 @@ pub use client_core::{
 };
 pub use contacts::{Contacts, PeerAddress, PeerAddressError, Recipient};
 pub use error::{DataFolderError, OpenError, PolicyError};
-pub use shell::{Client, ClientOptions, Outgoing, ReceivedMessage, ReplyPath, SendStatus};
+pub use shell::{
+    Client, ClientOptions, Outgoing, RecalledMessage, ReceivedMessage, ReplyPath, SendStatus,
+};

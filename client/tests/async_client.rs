@@ -466,3 +466,65 @@ async fn an_expired_topology_refuses_new_messages_and_cover_goes_on() {
     assert_eq!(after.real_sent, 0);
     timeout(PATIENCE, alice.shutdown()).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recall_after_delivery_reaches_the_application_and_a_notice_for_an_unknown_message_is_counted()
+ {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut net = TestMixnet::start(3, 2);
+    let alice = start_client(&mut net, 0, 30, options());
+    let bob = start_client(&mut net, 1, 31, options());
+    for c in [&alice, &bob] {
+        timeout(PATIENCE, c.wait_connected())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    introduce(&alice, &bob).await;
+
+    // Delivered, then recalled: Bob's application hears of it, from Alice.
+    let sent = alice.send(&bob.address(), b"oops".to_vec()).await.unwrap();
+    let id = sent.id();
+    timeout(PATIENCE, sent.delivered()).await.unwrap().unwrap();
+    let got = timeout(PATIENCE, bob.recv()).await.unwrap().unwrap();
+    assert_eq!(got.id, id);
+    let recall = alice.recall(id).await.unwrap();
+    timeout(PATIENCE, recall.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    let recalled = timeout(PATIENCE, bob.recalled()).await.unwrap().unwrap();
+    assert_eq!((recalled.id, recalled.peer), (id, got.peer));
+    assert_eq!(bob.stats().recalls_received.load(Relaxed), 1);
+    // Its record is gone once the recall was delivered.
+    assert!(matches!(
+        alice.recall(id).await,
+        Err(ClientError::Recall(
+            client_core::sessions::RecallError::Unknown
+        ))
+    ));
+
+    // A message Bob never completed (its last fragments held back): the
+    // notice names an id Bob does not know, and is refused and counted.
+    net.hold_fragments(1, 1);
+    let big: Vec<u8> = vec![3; 3000];
+    let partial = alice.send(&bob.address(), big).await.unwrap();
+    let partial_id = partial.id();
+    timeout(PATIENCE, partial.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    let recall = alice.recall(partial_id).await.unwrap();
+    timeout(PATIENCE, recall.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(PATIENCE, async {
+        while bob.stats().recall_notices_refused.load(Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the notice is refused and counted");
+    assert_eq!(bob.stats().recalls_received.load(Relaxed), 1);
+}

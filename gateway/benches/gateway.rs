@@ -70,6 +70,7 @@ fn mailbox(c: &mut Criterion) {
                         surb_id: SurbId([1; SURB_ID_SIZE]),
                         payload: vec![0xAB; SPHINX_PAYLOAD_SIZE],
                         lifetime: None,
+                        recall_tag: None,
                     })
                     .collect();
                 let results = redb.put_batch(Timestamp::from_nanos(batches), batch);

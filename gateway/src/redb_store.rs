@@ -12,6 +12,14 @@
 //! | `expiry` | (expiry ns, mailbox id) | client key |
 //! | `clients` | client key | () |
 //! | `meta` | `"next_id"` | first unused mailbox id |
+//! | `message_tags` | (client key, mailbox id) | recall tag |
+//! | `recall_tags` | (client key, recall tag, mailbox id) | () |
+//!
+//! The two tag tables came with recall: a database written before them
+//! opens (they are created empty), and its messages have no tag, so no
+//! recall deletes them. `recall_tags` is the index a recall looks its
+//! client's tags up in; `message_tags` lets every other deletion (ack,
+//! expiry, unregistration) remove a message's index entry.
 //!
 //! Expiry instants are nanoseconds on the gateway's clock, which must
 //! therefore be wall-clock based (see docs/gateway.md) for retention to
@@ -20,6 +28,7 @@
 use std::path::Path;
 
 use protocol::packet::SURB_ID_SIZE;
+use protocol::recall::RecallTag;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -36,6 +45,12 @@ const CLIENTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("clients");
 /// The day (since the Unix epoch) each client was last seen.
 const CLIENT_SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("client_seen");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Each tagged message's recall tag.
+const MESSAGE_TAGS: TableDefinition<([u8; 32], u64), [u8; 32]> =
+    TableDefinition::new("message_tags");
+/// The recall index: (client, tag, id) of every tagged message.
+const RECALL_TAGS: TableDefinition<([u8; 32], [u8; 32], u64), ()> =
+    TableDefinition::new("recall_tags");
 const NEXT_ID: &str = "next_id";
 const RECORD_HEADER: usize = 8 + SURB_ID_SIZE;
 
@@ -71,6 +86,7 @@ fn decode_record(client: ClientKey, id: u64, bytes: &[u8]) -> Result<StoredMessa
         expires_at: Timestamp::from_nanos(u64::from_be_bytes(*expiry)),
         surb_id: SurbId(*surb_id),
         payload: payload.to_vec(),
+        recall_tag: None,
     })
 }
 
@@ -90,10 +106,44 @@ impl RedbStore {
             txn.open_table(CLIENT_SEEN)
                 .map_err(MailboxError::database)?;
             txn.open_table(META).map_err(MailboxError::database)?;
+            txn.open_table(MESSAGE_TAGS)
+                .map_err(MailboxError::database)?;
+            txn.open_table(RECALL_TAGS)
+                .map_err(MailboxError::database)?;
         }
         txn.commit().map_err(MailboxError::database)?;
         Ok(RedbStore { db })
     }
+}
+
+/// Removes the recall index entries of message `id` of `client`, if it had a tag.
+fn untag(txn: &redb::WriteTransaction, client: ClientKey, id: u64) -> Result<(), MailboxError> {
+    let mut message_tags = txn
+        .open_table(MESSAGE_TAGS)
+        .map_err(MailboxError::database)?;
+    let tag = message_tags
+        .remove((client, id))
+        .map_err(MailboxError::database)?
+        .map(|t| t.value());
+    if let Some(tag) = tag {
+        txn.open_table(RECALL_TAGS)
+            .map_err(MailboxError::database)?
+            .remove((client, tag, id))
+            .map_err(MailboxError::database)?;
+    }
+    Ok(())
+}
+
+/// The recall tag of message `id` of `client`, if it has one.
+fn tag_of(
+    table: &impl ReadableTable<([u8; 32], u64), [u8; 32]>,
+    client: ClientKey,
+    id: u64,
+) -> Result<Option<RecallTag>, MailboxError> {
+    Ok(table
+        .get((client, id))
+        .map_err(MailboxError::database)?
+        .map(|t| RecallTag(t.value())))
 }
 
 impl MailboxStore for RedbStore {
@@ -109,6 +159,12 @@ impl MailboxStore for RedbStore {
         {
             let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
             let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+            let mut message_tags = txn
+                .open_table(MESSAGE_TAGS)
+                .map_err(MailboxError::database)?;
+            let mut recall_tags = txn
+                .open_table(RECALL_TAGS)
+                .map_err(MailboxError::database)?;
             for m in batch {
                 messages
                     .insert((m.client, m.id.0), encode_record(m).as_slice())
@@ -116,6 +172,14 @@ impl MailboxStore for RedbStore {
                 expiry
                     .insert((m.expires_at.as_nanos(), m.id.0), m.client)
                     .map_err(MailboxError::database)?;
+                if let Some(tag) = m.recall_tag {
+                    message_tags
+                        .insert((m.client, m.id.0), tag.0)
+                        .map_err(MailboxError::database)?;
+                    recall_tags
+                        .insert((m.client, tag.0, m.id.0), ())
+                        .map_err(MailboxError::database)?;
+                }
             }
             let mut meta = txn.open_table(META).map_err(MailboxError::database)?;
             let next = meta
@@ -144,6 +208,9 @@ impl MailboxStore for RedbStore {
         };
         let txn = self.db.begin_read().map_err(MailboxError::database)?;
         let messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+        let message_tags = txn
+            .open_table(MESSAGE_TAGS)
+            .map_err(MailboxError::database)?;
         let mut out = Vec::new();
         for entry in messages
             .range((*client, start)..=(*client, u64::MAX))
@@ -154,7 +221,9 @@ impl MailboxStore for RedbStore {
             }
             let (key, value) = entry.map_err(MailboxError::database)?;
             let (client, id) = key.value();
-            out.push(decode_record(client, id, value.value())?);
+            let mut record = decode_record(client, id, value.value())?;
+            record.recall_tag = tag_of(&message_tags, client, id)?;
+            out.push(record);
         }
         Ok(out)
     }
@@ -187,11 +256,68 @@ impl MailboxStore for RedbStore {
                 expiry
                     .remove((record.expires_at.as_nanos(), id.0))
                     .map_err(MailboxError::database)?;
+                untag(&txn, *client, id.0)?;
                 removed.push(RemovedMessage {
                     client: *client,
                     id: *id,
                     bytes: record.payload.len() as u64,
                 });
+            }
+        }
+        if removed.is_empty() {
+            txn.abort().map_err(MailboxError::database)?;
+        } else {
+            txn.commit().map_err(MailboxError::database)?;
+        }
+        Ok(removed)
+    }
+
+    fn delete_tagged(
+        &mut self,
+        client: &ClientKey,
+        tags: &[RecallTag],
+    ) -> Result<Vec<(RecallTag, RemovedMessage)>, MailboxError> {
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
+        let mut removed = Vec::new();
+        {
+            let mut found = Vec::new();
+            {
+                let recall_tags = txn
+                    .open_table(RECALL_TAGS)
+                    .map_err(MailboxError::database)?;
+                for tag in tags {
+                    for entry in recall_tags
+                        .range((*client, tag.0, 0)..=(*client, tag.0, u64::MAX))
+                        .map_err(MailboxError::database)?
+                    {
+                        let (key, _) = entry.map_err(MailboxError::database)?;
+                        let (_, _, id) = key.value();
+                        found.push((*tag, id));
+                    }
+                }
+            }
+            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+            for (tag, id) in found {
+                untag(&txn, *client, id)?;
+                let Some(record) = messages
+                    .remove((*client, id))
+                    .map_err(MailboxError::database)?
+                else {
+                    continue;
+                };
+                let record = decode_record(*client, id, record.value())?;
+                expiry
+                    .remove((record.expires_at.as_nanos(), id))
+                    .map_err(MailboxError::database)?;
+                removed.push((
+                    tag,
+                    RemovedMessage {
+                        client: *client,
+                        id: MailboxId(id),
+                        bytes: record.payload.len() as u64,
+                    },
+                ));
             }
         }
         if removed.is_empty() {
@@ -229,6 +355,7 @@ impl MailboxStore for RedbStore {
                     .remove((client, id))
                     .map_err(MailboxError::database)?
                 {
+                    untag(&txn, client, id)?;
                     removed.push(RemovedMessage {
                         client,
                         id: MailboxId(id),
@@ -349,6 +476,7 @@ impl MailboxStore for RedbStore {
                 expiry
                     .remove((record.expires_at.as_nanos(), record.id.0))
                     .map_err(MailboxError::database)?;
+                untag(&txn, *client, record.id.0)?;
                 removed.push(RemovedMessage {
                     client: *client,
                     id: record.id,

@@ -23,6 +23,7 @@ use gateway_core::{
 use protocol::keys::{NodeId, SphinxKeyPair};
 use protocol::packet::Delivery;
 use protocol::packet::SURB_ID_SIZE;
+use protocol::recall::RecallTag;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use rand::SeedableRng;
@@ -330,6 +331,7 @@ fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
             surb_id: SURB,
             payload: vec![n; 4],
             lifetime: None,
+            recall_tag: None,
         })
         .collect();
     {
@@ -350,4 +352,122 @@ fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
         .map(|s| s.payload)
         .collect();
     assert_eq!(payloads, vec![vec![0; 4], vec![1; 4], vec![2; 4]]);
+}
+
+fn tagged(client: [u8; 32], tag: u8, payload: &[u8]) -> NewMessage {
+    NewMessage {
+        client,
+        surb_id: SurbId([0; SURB_ID_SIZE]),
+        payload: payload.to_vec(),
+        lifetime: None,
+        recall_tag: Some(RecallTag([tag; 32])),
+    }
+}
+
+/// Recall on any store: only the client's messages under the given tags
+/// go (every copy), the counts follow, and an acknowledged or expired
+/// message leaves no tag behind.
+fn check_recall<S: MailboxStore>(store: S) -> Mailbox<S> {
+    let mut m = Mailbox::open(store, config(100)).unwrap();
+    let ids = m.put_batch(
+        secs(0),
+        vec![
+            tagged(ALICE, 1, b"a-1"),
+            tagged(ALICE, 1, b"a-1 again"),
+            tagged(ALICE, 2, b"a-2"),
+            tagged(ALICE, 3, b"a-3"),
+            tagged(BOB, 1, b"b-1"),
+        ],
+    );
+    let ids: Vec<MailboxId> = ids.into_iter().map(|r| r.unwrap()).collect();
+    m.put(secs(0), &ALICE, SURB, b"untagged".to_vec(), None)
+        .unwrap();
+    let listed = m.list(&ALICE, None, 10).unwrap();
+    assert_eq!(listed[0].recall_tag, Some(RecallTag([1; 32])));
+    assert_eq!(listed[4].recall_tag, None);
+
+    let deletion = m
+        .recall(&ALICE, &[RecallTag([1; 32]), RecallTag([9; 32])])
+        .unwrap();
+    assert_eq!((deletion.deleted, deletion.tags_matched), (2, 1));
+    assert_eq!(m.client_usage(&ALICE).messages, 3);
+    assert_eq!(
+        m.client_usage(&BOB).messages,
+        1,
+        "Bob's tag-1 message stays"
+    );
+    // Acknowledged: its tag goes with it; a recall then finds nothing.
+    assert!(m.delete(&ALICE, ids[2]).unwrap());
+    let deletion = m.recall(&ALICE, &[RecallTag([2; 32])]).unwrap();
+    assert_eq!(deletion.deleted, 0);
+    // Expired: the same.
+    m.expire(secs(1_000)).unwrap();
+    assert_eq!(m.recall(&BOB, &[RecallTag([1; 32])]).unwrap().deleted, 0);
+    assert_eq!(m.usage().messages, 0);
+    m
+}
+
+#[test]
+fn memory_store_recall() {
+    check_recall(MemoryStore::new());
+}
+
+#[test]
+fn redb_store_recall_and_its_index_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mail.redb");
+    check_recall(RedbStore::open(&path).unwrap());
+    {
+        let mut m = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+        m.put_batch(secs(0), vec![tagged(ALICE, 7, b"kept")]);
+    }
+    let mut m = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+    assert_eq!(
+        m.list(&ALICE, None, 10).unwrap()[0].recall_tag,
+        Some(RecallTag([7; 32]))
+    );
+    assert_eq!(m.recall(&ALICE, &[RecallTag([7; 32])]).unwrap().deleted, 1);
+    assert_eq!(m.usage().messages, 0);
+}
+
+/// A database written before recall tags (no tag tables): it opens, its
+/// messages are listed untagged, and no recall deletes them.
+#[test]
+fn a_database_from_before_recall_tags_opens_and_nothing_in_it_is_recallable() {
+    use redb::{Database, TableDefinition};
+    const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("messages");
+    const EXPIRY: TableDefinition<(u64, u64), [u8; 32]> = TableDefinition::new("expiry");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let expires = secs(100).as_nanos();
+            let mut record = expires.to_be_bytes().to_vec();
+            record.extend_from_slice(&[0; SURB_ID_SIZE]);
+            record.extend_from_slice(b"old mail");
+            txn.open_table(MESSAGES)
+                .unwrap()
+                .insert((ALICE, 0), record.as_slice())
+                .unwrap();
+            txn.open_table(EXPIRY)
+                .unwrap()
+                .insert((expires, 0), ALICE)
+                .unwrap();
+            txn.open_table(META).unwrap().insert("next_id", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut m = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+    let listed = m.list(&ALICE, None, 10).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].payload, b"old mail");
+    assert_eq!(listed[0].recall_tag, None);
+    assert_eq!(m.recall(&ALICE, &[RecallTag([0; 32])]).unwrap().deleted, 0);
+    // New mail in the old file is recallable.
+    m.put_batch(secs(1), vec![tagged(ALICE, 5, b"new")]);
+    assert_eq!(m.recall(&ALICE, &[RecallTag([5; 32])]).unwrap().deleted, 1);
+    assert_eq!(m.usage().messages, 1);
 }

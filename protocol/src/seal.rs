@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use crate::error::ProtocolError;
 
 /// Bytes of a sealed body.
-pub const SEALED_SIZE: usize = 1_647;
+pub const SEALED_SIZE: usize = 1_614;
 /// Bytes of the ephemeral public key and the tag around the plaintext.
 pub const SEAL_OVERHEAD: usize = 32 + 16;
 /// Bytes of plaintext a sealed body carries (always this many: the caller pads).

@@ -58,6 +58,7 @@ use protocol::packet::{
     FRAME_SIZE, MAX_HOPS, OutgoingPacket, PACKET_SIZE, RouteHop, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE,
     build_packet,
 };
+use protocol::recall::RecallTag;
 use protocol::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use protocol::surb::{SURB_SIZE, Surb, SurbId};
 use protocol::time::Timestamp;
@@ -446,7 +447,7 @@ impl PacketFormat for TraceCodec {
 
     /// The body in the clear, after the recipient's key where the real one
     /// has its ephemeral key, and as many random bytes drawn as the real
-    /// seal draws (its ephemeral secret).
+    /// seal draws (its ephemeral secret, then its random recall tag).
     fn seal_frame(
         &self,
         content: &SealedContent,
@@ -461,6 +462,7 @@ impl PacketFormat for TraceCodec {
         write(sealed.as_mut_slice(), 32, &plaintext);
         Ok(ForwardFrame {
             lifetime: LifetimeBucket::covering(content.lifetime()),
+            recall_tag: RecallTag(random_bytes(rng)),
             surb_ack,
             sealed,
         })

@@ -93,6 +93,9 @@ pub enum ClientError {
     /// Building a packet, a SURB or a frame failed.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The message cannot be recalled.
+    #[error("cannot recall: {0}")]
+    Recall(#[from] crate::sessions::RecallError),
 }
 
 impl From<SessionBookError> for ClientError {

@@ -41,7 +41,9 @@ use builder::PacketBuilder;
 use cover::CoverBook;
 use events::EventQueue;
 use inbox::{Inbox, ReplySurbStore};
-use outbox::{Outbox, Target};
+use outbox::{Outbox, RecallRole, Target};
+use protocol::recall::{MAX_RECALL_FRAGMENTS, RecallSecret};
+use sessions::RecallTicket;
 
 /// A Poisson clock with its own random stream.
 struct Ticker {
@@ -276,6 +278,80 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         expires_at: Option<Timestamp>,
         rng: &mut impl CryptoRng,
     ) -> Result<MessageId, ClientError> {
+        self.queue_message(now, to, bytes, reply_surbs, expires_at, false, rng)
+            .map(|(id, _)| id)
+    }
+
+    /// [`ClientCore::send_expiring`] for a message its sender may recall:
+    /// a fresh recall secret's tags go in its frames, and the ticket to
+    /// recall it comes back (`None` when it has more fragments than a
+    /// recall may name, [`MAX_RECALL_FRAGMENTS`]: it is sent unrecallable).
+    /// Keep the ticket (secret!) until the message expires.
+    pub fn send_recallable(
+        &mut self,
+        now: Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        reply_surbs: usize,
+        expires_at: Option<Timestamp>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(MessageId, Option<RecallTicket>), ClientError> {
+        self.queue_message(now, to, bytes, reply_surbs, expires_at, true, rng)
+    }
+
+    /// Recalls the message `ticket` names: queues a one-fragment message to
+    /// its recipient whose copies travel in recall frames (the secret and
+    /// the fragment count for the recipient's gateway, `notice`, sealed, for
+    /// the recipient). It is acknowledged like any message, whatever the
+    /// gateway found; [`ClientEvent::Delivered`] names the returned id.
+    pub fn recall(
+        &mut self,
+        _now: Timestamp,
+        ticket: &RecallTicket,
+        notice: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<MessageId, ClientError> {
+        let envelope = Envelope {
+            kind: EnvelopeKind::Message,
+            reply_surbs: Vec::new(),
+            content: notice.to_vec(),
+        }
+        .encode();
+        let fragments = Self::fragments_for(envelope.len());
+        if fragments != 1 {
+            return Err(ClientError::MessageTooLarge {
+                len: envelope.len(),
+                fragments,
+                max: 1,
+            });
+        }
+        self.check_room(envelope.len(), fragments)?;
+        if self.routes.route_to(rng, ticket.to.gateway).is_none() {
+            return Err(ClientError::NoRoute(ticket.to.gateway.to_base58()));
+        }
+        let id = MessageId::random(rng);
+        let fragments = fragment_message(id, &envelope)?;
+        let role = RecallRole::Reveals {
+            secret: ticket.secret.clone(),
+            fragments: ticket.fragments,
+        };
+        self.outbox
+            .push(id, Target::Address(ticket.to), fragments, None, role);
+        self.stats.recalls_sent += 1;
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_message(
+        &mut self,
+        now: Timestamp,
+        to: &ClientAddress,
+        bytes: &[u8],
+        reply_surbs: usize,
+        expires_at: Option<Timestamp>,
+        recallable: bool,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(MessageId, Option<RecallTicket>), ClientError> {
         if reply_surbs > self.config.max_reply_surbs_per_message {
             return Err(ClientError::TooManyReplySurbs {
                 asked: reply_surbs,
@@ -311,9 +387,25 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         };
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &envelope.encode())?;
+        let count = u16::try_from(fragments.len())
+            .ok()
+            .filter(|n| *n <= MAX_RECALL_FRAGMENTS);
+        let ticket = match count {
+            Some(count) if recallable => Some(RecallTicket {
+                id,
+                to: *to,
+                secret: RecallSecret::random(rng),
+                fragments: count,
+            }),
+            _ => None,
+        };
+        let role = match &ticket {
+            Some(ticket) => RecallRole::Tagged(ticket.secret.clone()),
+            None => RecallRole::None,
+        };
         self.outbox
-            .push(id, Target::Address(*to), fragments, expires_at);
-        Ok(id)
+            .push(id, Target::Address(*to), fragments, expires_at, role);
+        Ok((id, ticket))
     }
 
     /// Answers a received message through the SURBs of its `handle`: one SURB
@@ -370,8 +462,13 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         let id = MessageId::random(rng);
         let fragments = fragment_message(id, &encoded)?;
         let surbs = std::mem::take(&mut handle.surbs).into();
-        self.outbox
-            .push(id, Target::Surbs { surbs, acked }, fragments, None);
+        self.outbox.push(
+            id,
+            Target::Surbs { surbs, acked },
+            fragments,
+            None,
+            RecallRole::None,
+        );
         Ok(id)
     }
 

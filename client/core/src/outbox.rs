@@ -15,6 +15,12 @@
 //! seconds it may keep the fragment after its arrival, and a message whose
 //! expiry has passed when its next copy is due fails unsent.
 //!
+//! A message sent to an address may be recallable: each copy of its
+//! fragment `i` then carries the recall tag `t_i` of its secret (every other
+//! forward frame a random one). A recall is a one-fragment message whose
+//! copies go in recall frames that reveal the secret and the fragment count
+//! ([`RecallRole`]).
+//!
 //! Each ack entry also remembers the mix nodes of its copy's two routes, so
 //! that the ack, or its deadline passing, tells the client's
 //! [`NodeHealth`] which nodes worked or may have failed.
@@ -23,7 +29,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use protocol::format::{PacketFormat, ReplyRecovery};
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::{Frame, SealedContent};
+use protocol::frame::{Frame, RecallFrame, SealedContent};
+use protocol::recall::RecallSecret;
 use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
 use protocol::{ClientAddress, NodeId};
@@ -65,9 +72,27 @@ struct OutgoingFragment {
     pending: Option<SurbId>,
 }
 
+/// What a message has to do with recall.
+#[derive(Debug)]
+pub(crate) enum RecallRole {
+    /// Nothing: its frames carry random recall tags.
+    None,
+    /// Recallable: each copy of fragment `i` carries this secret's tag `t_i`.
+    Tagged(RecallSecret),
+    /// A recall: its one fragment goes in recall frames revealing the
+    /// secret and the recalled message's fragment count.
+    Reveals {
+        /// The recalled message's secret.
+        secret: RecallSecret,
+        /// The recalled message's fragment count.
+        fragments: u16,
+    },
+}
+
 #[derive(Debug)]
 struct OutgoingMessage {
     target: Target,
+    recall: RecallRole,
     fragments: Vec<OutgoingFragment>,
     acked: usize,
     /// After this instant no copy is sent, and no gateway keeps one.
@@ -150,6 +175,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
         target: Target,
         fragments: Vec<Fragment>,
         expires_at: Option<Timestamp>,
+        recall: RecallRole,
     ) {
         self.unacked += fragments.len();
         self.queue.extend(fragments.iter().map(|f| f.id));
@@ -170,6 +196,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
             id,
             OutgoingMessage {
                 target,
+                recall,
                 fragments,
                 acked: 0,
                 expires_at,
@@ -327,7 +354,7 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
                     builder
                         .format
                         .seal_frame(&content, &PublicKey::from(to.client_key), surb_ack.0, rng)
-                        .and_then(|frame| Frame::Forward(frame).encode())
+                        .and_then(|frame| recall_frame(&message.recall, fid.index, frame).encode())
                         .map_err(ClientError::from)
                         .and_then(|frame| route.build(builder.format, rng, &frame))
                         .map(|packet| (packet, route.delay().saturating_add(back)))
@@ -567,4 +594,71 @@ fn lifetime_at(now: Timestamp, route: &ForwardRoute, expires_at: Timestamp) -> O
     let arrival = now.saturating_add(route.delay());
     let secs = expires_at.saturating_duration_since(arrival).as_secs();
     (secs > 0).then(|| u32::try_from(secs).unwrap_or(u32::MAX))
+}
+
+/// The frame a copy of fragment `index` of a message in `role` travels in.
+fn recall_frame(role: &RecallRole, index: u16, mut frame: protocol::frame::ForwardFrame) -> Frame {
+    match role {
+        RecallRole::None => Frame::Forward(frame),
+        RecallRole::Tagged(secret) => {
+            frame.recall_tag = secret.tag(index);
+            Frame::Forward(frame)
+        }
+        RecallRole::Reveals { secret, fragments } => Frame::Recall(RecallFrame {
+            secret: secret.clone(),
+            fragments: *fragments,
+            surb_ack: frame.surb_ack,
+            sealed: frame.sealed,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use protocol::frame::{ForwardFrame, LifetimeBucket, SURB_ACK_SIZE};
+    use protocol::recall::RecallTag;
+    use protocol::seal::SEALED_SIZE;
+
+    fn forward() -> ForwardFrame {
+        ForwardFrame {
+            lifetime: LifetimeBucket::Unset,
+            recall_tag: RecallTag([1; 32]),
+            surb_ack: vec![2; SURB_ACK_SIZE],
+            sealed: Box::new([3; SEALED_SIZE]),
+        }
+    }
+
+    #[test]
+    fn each_role_makes_its_frame() {
+        let secret = RecallSecret([9; 32]);
+        // No recall: the frame keeps the random tag it was sealed with.
+        assert_eq!(
+            recall_frame(&RecallRole::None, 4, forward()),
+            Frame::Forward(forward())
+        );
+        // Recallable: fragment i carries t_i.
+        for index in [0, 1, 7] {
+            let Frame::Forward(frame) =
+                recall_frame(&RecallRole::Tagged(secret.clone()), index, forward())
+            else {
+                panic!("a forward frame");
+            };
+            assert_eq!(frame.recall_tag, secret.tag(index));
+            assert_eq!(frame.sealed, forward().sealed);
+        }
+        // A recall: the secret and the count, the SURB-ack and the sealed notice.
+        let role = RecallRole::Reveals {
+            secret: secret.clone(),
+            fragments: 5,
+        };
+        let Frame::Recall(recall) = recall_frame(&role, 0, forward()) else {
+            panic!("a recall frame");
+        };
+        assert_eq!((recall.secret, recall.fragments), (secret, 5));
+        assert_eq!(recall.surb_ack, forward().surb_ack);
+        assert_eq!(recall.sealed, forward().sealed);
+    }
 }

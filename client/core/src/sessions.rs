@@ -46,6 +46,7 @@ mod card;
 mod content;
 mod names;
 mod prekeys;
+pub mod recalls;
 mod replay;
 mod rotation;
 mod routes;
@@ -65,8 +66,10 @@ use e2ee::{
 pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
 use prekeys::PrekeyRing;
 pub use prekeys::{Rotation, RotationSchedule};
+use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId};
 use rand::CryptoRng;
+pub use recalls::{NoticeVerdict, RecallBook, RecallError, RecallTicket};
 use replay::ReplayRecord;
 pub use rotation::utc;
 use routes::TagRoutes;
@@ -92,7 +95,7 @@ pub const MAX_UNANSWERED: usize = 128;
 pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
 const BOOK_VERSION: u8 = 4;
-/// Version byte of a book written before prekey rotation.
+/// Version byte of a book written before prekey rotation and recall records.
 const BOOK_VERSION_3: u8 = 3;
 /// Version byte of a book written before named contacts.
 const BOOK_VERSION_2: u8 = 2;
@@ -203,8 +206,8 @@ pub struct Opened {
     pub content: Vec<u8>,
     /// The expiry its sender set, authenticated by the session (`None`: none).
     pub expires_at: Option<UnixSeconds>,
-    /// What it was: the application's message, or the sender's new prekey
-    /// bundle (not for the application; `content` is empty).
+    /// What it was: the application's message, or one of the control
+    /// messages not for the application (`content` is then empty).
     pub kind: OpenedKind,
 }
 
@@ -219,6 +222,12 @@ pub enum OpenedKind {
         /// is ignored when it does not parse, is signed by another identity,
         /// expires before the one kept, or the address is not pinned to the sender).
         kept: bool,
+    },
+    /// A recall notice: the message its sender recalls (judge it with
+    /// [`RecallBook::judge_notice`]).
+    RecallNotice {
+        /// The message recalled.
+        recalled: MessageId,
     },
 }
 
@@ -238,9 +247,10 @@ pub enum Restored {
     /// A book of format 2 (before named contacts): everything was kept.
     /// Save the book again.
     UpgradedFromFormat2,
-    /// A book of format 3 (before prekey rotation): everything was kept;
-    /// its prekeys have no expiry and retire at the first
-    /// [`SessionBook::rotate_if_due`]. Save the book again.
+    /// A book of format 3 (before prekey rotation and recall records):
+    /// everything was kept; its prekeys have no expiry and retire at the
+    /// first [`SessionBook::rotate_if_due`], and messages sent before cannot
+    /// be recalled. Save the book again.
     UpgradedFromFormat3,
 }
 
@@ -287,12 +297,14 @@ pub struct SessionBook {
     names: BTreeMap<ContactName, ShortAddress>,
     /// Correspondents still to be sent the current bundle (after a rotation).
     announce: Vec<rotation::Announcement>,
+    /// Messages sent that may be recalled, and the senders of messages received.
+    recalls: RecallBook,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,
 }
 
-/// A book of format 3: one set of prekeys, no announcements.
+/// A book of format 3: one set of prekeys, no announcements, no recall records.
 #[derive(Deserialize)]
 struct BookFormat3 {
     identity: LocalIdentity,
@@ -356,6 +368,7 @@ impl SessionBook {
             clock: 0,
             names: BTreeMap::new(),
             announce: Vec::new(),
+            recalls: RecallBook::default(),
             routes: TagRoutes::default(),
         }
     }
@@ -572,19 +585,50 @@ impl SessionBook {
         content: &[u8],
         expires_at: Option<UnixSeconds>,
     ) -> Result<Vec<u8>, SessionBookError> {
-        self.seal_flagged(rng, id, own, content, expires_at, false)
+        self.seal_with(rng, id, own, expires_at, |claim| {
+            content::encode(claim, content)
+        })
     }
 
-    /// [`SessionBook::seal_in`] of the application's `content`, or (`bundle`)
-    /// of our encoded prekey bundle.
-    fn seal_flagged(
+    /// Seals a recall notice for message `recalled`, which this client sent
+    /// to `to`: in the most recently used session with `to` and its pinned
+    /// identity (the identity the recipient saw the message come from).
+    pub fn seal_recall_notice(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        recalled: &MessageId,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        let pinned = self.contacts.get(to).map(|c| c.identity);
+        let id = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .max_by_key(|(_, e)| e.used)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| SessionBookError::NoSession(to.to_string()))?;
+        self.seal_with(rng, id, None, None, |claim| {
+            content::encode_recall(claim, recalled)
+        })
+    }
+
+    /// What this client remembers to recall messages and to judge recalls.
+    pub fn recalls(&self) -> &RecallBook {
+        &self.recalls
+    }
+
+    /// The same, to change (save the book after).
+    pub fn recalls_mut(&mut self) -> &mut RecallBook {
+        &mut self.recalls
+    }
+
+    fn seal_with(
         &mut self,
         rng: &mut impl CryptoRng,
         id: SessionId,
         own: Option<&ClientAddress>,
-        content: &[u8],
         expires_at: Option<UnixSeconds>,
-        bundle: bool,
+        plaintext: impl FnOnce(Option<&SenderClaim>) -> Zeroizing<Vec<u8>>,
     ) -> Result<Vec<u8>, SessionBookError> {
         self.clock += 1;
         let clock = self.clock;
@@ -613,11 +657,7 @@ impl SessionBook {
             }
             None => None,
         };
-        let plaintext = if bundle {
-            content::encode_bundle(claim.as_ref(), content)
-        } else {
-            content::encode(claim.as_ref(), content)
-        };
+        let plaintext = plaintext(claim.as_ref());
         let sealed = entry.session.encrypt(rng, &plaintext, expires_at)?;
         entry.used = clock;
         Ok(sealed)
@@ -726,6 +766,7 @@ impl SessionBook {
             claim,
             content,
             bundle,
+            recalls,
         } = content::decode(&plaintext)?;
         self.clock += 1;
         let clock = self.clock;
@@ -763,7 +804,9 @@ impl SessionBook {
             // The session moved from the unanswered to the established pool.
             self.evict();
         }
-        let (kind, content) = if bundle {
+        let (kind, content) = if let Some(recalled) = recalls {
+            (OpenedKind::RecallNotice { recalled }, Vec::new())
+        } else if bundle {
             let kept = from.is_some_and(|address| self.keep_peer_bundle(&address, peer, &content));
             (OpenedKind::PeerBundle { kept }, Vec::new())
         } else {
@@ -929,6 +972,7 @@ impl SessionBook {
                     clock: old.clock,
                     names: BTreeMap::new(),
                     announce: Vec::new(),
+                    recalls: RecallBook::default(),
                     routes: TagRoutes::default(),
                 };
                 book.rebuild_routes()?;
@@ -949,6 +993,7 @@ impl SessionBook {
                     clock: old.clock,
                     names: old.names,
                     announce: Vec::new(),
+                    recalls: RecallBook::default(),
                     routes: TagRoutes::default(),
                 };
                 book.rebuild_routes()?;

@@ -74,6 +74,8 @@ pub struct ClientStats {
     pub retransmissions: u64,
     /// Acks for reply fragments sent back by this client.
     pub reply_acks_sent: u64,
+    /// Recalls queued ([`ClientCore::recall`](crate::ClientCore::recall)).
+    pub recalls_sent: u64,
     /// Deliveries handed to the core.
     pub deliveries: u64,
     /// Loop cover packets that came back.

@@ -1,4 +1,5 @@
-//! What the application holds: [`Client`], [`Outgoing`], [`ReceivedMessage`].
+//! What the application holds: [`Client`], [`Outgoing`], [`ReceivedMessage`],
+//! [`RecalledMessage`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,6 +185,22 @@ impl ReceivedMessage {
     }
 }
 
+/// A message received earlier that its sender recalled, in the same
+/// end-to-end identity it came from. The client keeps no received
+/// messages: this is the application's cue to delete its copy (what was
+/// read was read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecalledMessage {
+    /// The id of the recalled message (as in [`ReceivedMessage::id`]).
+    pub id: MessageId,
+    /// The identity that sent it and recalled it.
+    pub peer: PeerIdentityKey,
+    /// When this client read the recall (wall clock, whole seconds).
+    pub recalled_at: SystemTime,
+    /// The name of the contact whose identity recalled it.
+    pub contact: Option<ContactName>,
+}
+
 /// How to answer a received message without its sender's address: its
 /// reply SURBs and the end-to-end session it came on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,6 +271,13 @@ pub struct ShellStats {
     /// Times loops to this client's own mailbox stopped coming back: its
     /// gateway may be dropping its mail (see `ClientEvent::LoopsMissing`).
     pub gateway_alarms: AtomicU64,
+    /// Recalls believed: a message received earlier recalled by its sender.
+    pub recalls_received: AtomicU64,
+    /// Recall notices refused: from another identity than the message's
+    /// sender, or for a message this client does not know.
+    pub recall_notices_refused: AtomicU64,
+    /// [`RecalledMessage`]s dropped because the application did not read them.
+    pub recalled_events_dropped: AtomicU64,
 }
 
 impl ShellStats {
@@ -299,6 +323,7 @@ pub struct Client {
     short_address: ShortAddress,
     commands: mpsc::Sender<Command>,
     received: Mutex<mpsc::Receiver<ReceivedMessage>>,
+    recalled: Mutex<mpsc::Receiver<RecalledMessage>>,
     connected: watch::Receiver<bool>,
     stats: Arc<ShellStats>,
     task: tokio::task::JoinHandle<()>,
@@ -310,6 +335,7 @@ impl Client {
     pub fn start<C: GatewayDialer>(parts: ClientParts<C>) -> Client {
         let (commands_tx, commands_rx) = mpsc::channel(parts.options.command_queue.max(1));
         let (received_tx, received_rx) = mpsc::channel(parts.options.receive_queue.max(1));
+        let (recalled_tx, recalled_rx) = mpsc::channel(parts.options.receive_queue.max(1));
         let (connected_tx, connected_rx) = watch::channel(false);
         let stats = Arc::new(ShellStats::default());
         let rng = ChaCha20Rng::from_seed(parts.seed);
@@ -318,6 +344,7 @@ impl Client {
             rng,
             commands_rx,
             received_tx,
+            recalled_tx,
             connected_tx,
             stats.clone(),
         );
@@ -331,6 +358,7 @@ impl Client {
             short_address,
             commands: commands_tx,
             received: Mutex::new(received_rx),
+            recalled: Mutex::new(recalled_rx),
             connected: connected_rx,
             stats,
             task,
@@ -527,6 +555,27 @@ impl Client {
     /// The next received message; `None` once the client stopped.
     pub async fn recv(&self) -> Option<ReceivedMessage> {
         self.received.lock().await.recv().await
+    }
+
+    /// The next message its sender recalled after this client received it;
+    /// `None` once the client stopped. (Unread, at most
+    /// [`ClientOptions::receive_queue`] wait; more are dropped and counted.)
+    pub async fn recalled(&self) -> Option<RecalledMessage> {
+        self.recalled.lock().await.recv().await
+    }
+
+    /// Recalls message `id`, which this client sent (with [`Client::send`],
+    /// [`Client::send_expiring`] or [`Client::send_with_surbs`]) and whose
+    /// lifetime (7 days when it has none) is not over: if it still waits in
+    /// the recipient's mailbox, the recipient's gateway deletes it; if it
+    /// was delivered, the recipient's client is told and reports it as a
+    /// [`RecalledMessage`]. The returned [`Outgoing`] follows the recall
+    /// itself. An unknown or expired id is refused
+    /// ([`ClientError::Recall`]).
+    pub async fn recall(&self, id: MessageId) -> Result<Outgoing, ClientError> {
+        let (respond, answer) = oneshot::channel();
+        self.call(Command::Recall { id, respond }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 
     /// Stops the client task and waits for it.

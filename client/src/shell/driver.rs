@@ -35,7 +35,8 @@ use topology::Topology;
 use transport::Backoff;
 
 use super::api::{
-    ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus, ShellStats,
+    ClientOptions, ClientParts, Outgoing, RecalledMessage, ReceivedMessage, ReplyPath, SendStatus,
+    ShellStats,
 };
 use super::clock::{Clock, unix_now};
 use super::journal::{Appended, JournalLimits, PartialJournal};
@@ -45,7 +46,8 @@ use super::store::BookFile;
 use crate::contacts::Recipient;
 use client_core::ClientError;
 use client_core::sessions::{
-    AddressCard, OpenedKind, RotationSchedule, SessionBook, SessionBookError, ShortAddress,
+    AddressCard, NoticeVerdict, OpenedKind, RotationSchedule, SessionBook, SessionBookError,
+    ShortAddress,
 };
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
@@ -73,6 +75,10 @@ pub(crate) enum Command {
         bytes: Vec<u8>,
         /// Whether each fragment carries a SURB-ack and waits for it.
         acked: bool,
+        respond: oneshot::Sender<Result<Outgoing, ClientError>>,
+    },
+    Recall {
+        id: MessageId,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
     CoreStats {
@@ -120,7 +126,11 @@ pub(crate) struct Driver<C: GatewayDialer> {
     received: mpsc::Sender<ReceivedMessage>,
     /// A received message waiting for room in `received`.
     held: Option<ReceivedMessage>,
+    recalled: mpsc::Sender<RecalledMessage>,
     outgoing: HashMap<MessageId, watch::Sender<SendStatus>>,
+    /// Recalls on their way: the recall message's id → the recalled message's.
+    /// The recalled message's record goes once its recall is delivered.
+    recalls: HashMap<MessageId, MessageId>,
     topology: watch::Receiver<Arc<Topology>>,
     /// Whether topology updates can still come.
     topology_open: bool,
@@ -181,6 +191,7 @@ impl<C: GatewayDialer> Driver<C> {
         mut rng: ChaCha20Rng,
         commands: mpsc::Receiver<Command>,
         received: mpsc::Sender<ReceivedMessage>,
+        recalled: mpsc::Sender<RecalledMessage>,
         connected: watch::Sender<bool>,
         stats: Arc<ShellStats>,
     ) -> Self {
@@ -215,7 +226,9 @@ impl<C: GatewayDialer> Driver<C> {
             commands,
             received,
             held: None,
+            recalled,
             outgoing: HashMap::new(),
+            recalls: HashMap::new(),
             topology: parts.topology,
             topology_open: true,
             connected,
@@ -580,6 +593,14 @@ impl<C: GatewayDialer> Driver<C> {
                     .map(|(id, len)| self.track(id, Envelope::reply_len(len)));
                 let _ = respond.send(result);
             }
+            Command::Recall { id, respond } => {
+                if let Err(e) = self.check_topology_valid() {
+                    let _ = respond.send(Err(e));
+                    return;
+                }
+                let result = self.recall(now, &id);
+                let _ = respond.send(result);
+            }
             Command::CoreStats { respond } => {
                 let _ = respond.send(self.core.stats().clone());
             }
@@ -667,10 +688,76 @@ impl<C: GatewayDialer> Driver<C> {
         let sealed = sealed?;
         saved?;
         let expiry = lifetime.map(|l| now.saturating_add(l));
-        let id = self
-            .core
-            .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
-        Ok(self.track(id, Envelope::message_len(surbs, sealed.len())))
+        let envelope_len = Envelope::message_len(surbs, sealed.len());
+        if !claim_address {
+            // Anonymous messages (a stream's segments, among others) are
+            // not recallable: no record, and one save of the book each.
+            let id = self
+                .core
+                .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
+            return Ok(self.track(id, envelope_len));
+        }
+        let (id, ticket) =
+            self.core
+                .send_recallable(now, to, &sealed, surbs, expiry, &mut self.rng)?;
+        if let Some(ticket) = ticket {
+            // Remembered (sealed in the book) so that `recall` works from
+            // another process; a failure to save costs the recall only.
+            self.book
+                .recalls_mut()
+                .note_sent(unix_now(), &ticket, expires_at);
+            let _ = self.save_book();
+        }
+        Ok(self.track(id, envelope_len))
+    }
+
+    /// Recalls message `id`: seals a recall notice in the session with its
+    /// recipient, saves the book, then queues the recall in the core.
+    fn recall(
+        &mut self,
+        now: protocol::time::Timestamp,
+        id: &MessageId,
+    ) -> Result<Outgoing, ClientError> {
+        let ticket = self.book.recalls().ticket(unix_now(), id)?;
+        self.core
+            .routes()
+            .check_route_to(&ticket.to.gateway)
+            .map_err(|e| ClientError::OutsideRegions(e.to_string()))?;
+        let notice = self.book.seal_recall_notice(&mut self.rng, &ticket.to, id);
+        let saved = self.save_book();
+        let notice = notice?;
+        saved?;
+        let recall = self.core.recall(now, &ticket, &notice, &mut self.rng)?;
+        self.recalls.insert(recall, *id);
+        Ok(self.track(recall, Envelope::message_len(0, notice.len())))
+    }
+
+    /// A recall notice for message `recalled` opened from `peer`: believed
+    /// only from the identity that sent the message (then the application
+    /// hears of it), refused and counted otherwise.
+    fn take_recall_notice(
+        &mut self,
+        recalled: MessageId,
+        peer: client_core::sessions::PeerIdentityKey,
+    ) {
+        let now = unix_now();
+        let verdict = self.book.recalls_mut().judge_notice(now, &recalled, &peer);
+        let _ = self.save_book();
+        if verdict != NoticeVerdict::Recalled {
+            tracing::debug!("recall notice refused: {}", verdict.as_str());
+            ShellStats::add(&self.stats.recall_notices_refused, 1);
+            return;
+        }
+        ShellStats::add(&self.stats.recalls_received, 1);
+        let event = RecalledMessage {
+            id: recalled,
+            peer,
+            recalled_at: unix_time(now),
+            contact: self.book.name_of(&peer).cloned(),
+        };
+        if self.recalled.try_send(event).is_err() {
+            ShellStats::add(&self.stats.recalled_events_dropped, 1);
+        }
     }
 
     /// Watches message `id`, whose envelope is `envelope_len` bytes.
@@ -704,6 +791,17 @@ impl<C: GatewayDialer> Driver<C> {
                 } => {
                     let received_at = unix_now();
                     let opened = self.book.open(received_at, &bytes);
+                    // Its sender is remembered, so that only it may recall it.
+                    if let Ok(opened) = &opened
+                        && opened.kind == OpenedKind::Message
+                    {
+                        self.book.recalls_mut().note_received(
+                            received_at,
+                            &id,
+                            opened.peer,
+                            opened.expires_at,
+                        );
+                    }
                     // Saved before the application sees it: a duplicate that
                     // comes after a restart is refused by the session. (A
                     // failure is counted; the message is still delivered, and
@@ -721,12 +819,19 @@ impl<C: GatewayDialer> Driver<C> {
                             continue;
                         }
                     };
-                    if let OpenedKind::PeerBundle { kept } = opened.kind {
-                        // A correspondent's new prekey bundle: kept for a
-                        // later session, not delivered.
-                        tracing::debug!("a correspondent's new prekey bundle (kept: {kept})");
-                        ShellStats::add(&self.stats.bundles_received, 1);
-                        continue;
+                    match opened.kind {
+                        OpenedKind::Message => {}
+                        OpenedKind::PeerBundle { kept } => {
+                            // A correspondent's new prekey bundle: kept for a
+                            // later session, not delivered.
+                            tracing::debug!("a correspondent's new prekey bundle (kept: {kept})");
+                            ShellStats::add(&self.stats.bundles_received, 1);
+                            continue;
+                        }
+                        OpenedKind::RecallNotice { recalled } => {
+                            self.take_recall_notice(recalled, opened.peer);
+                            continue;
+                        }
                     }
                     let message = ReceivedMessage {
                         id,
@@ -755,6 +860,12 @@ impl<C: GatewayDialer> Driver<C> {
                     }
                 }
                 ClientEvent::Delivered { id } => {
+                    // A recall delivered: its message's record goes (saved
+                    // before the caller hears of the delivery).
+                    if let Some(recalled) = self.recalls.remove(&id) {
+                        self.book.recalls_mut().forget_sent(&recalled);
+                        let _ = self.save_book();
+                    }
                     if let Some(status) = self.outgoing.remove(&id) {
                         status.send_replace(SendStatus::Delivered);
                     }
@@ -765,6 +876,7 @@ impl<C: GatewayDialer> Driver<C> {
                     }
                 }
                 ClientEvent::SendFailed { id, reason } => {
+                    self.recalls.remove(&id);
                     if let Some(status) = self.outgoing.remove(&id) {
                         status.send_replace(SendStatus::Failed(reason));
                     }

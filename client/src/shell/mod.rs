@@ -17,8 +17,8 @@ pub mod routes;
 pub mod store;
 
 pub use api::{
-    Client, ClientOptions, ClientParts, Outgoing, ReceivedMessage, ReplyPath, SendStatus,
-    ShellStats,
+    Client, ClientOptions, ClientParts, Outgoing, RecalledMessage, ReceivedMessage, ReplyPath,
+    SendStatus, ShellStats,
 };
 pub use create::CreateOptions;
 pub use journal::{JournalLimits, PartialJournal};

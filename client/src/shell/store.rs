@@ -545,6 +545,13 @@ impl DataFolder {
                     );
                     book_file.save(rng, &book)?;
                 }
+                if restored == Restored::UpgradedFromFormat3 {
+                    tracing::info!(
+                        "{}: a session book of format 3 brought to format 4 (recall records)",
+                        sessions_path.display()
+                    );
+                    book_file.save(rng, &book)?;
+                }
                 book
             }
             None => {

@@ -253,13 +253,21 @@ impl Router {
     /// What the exit gateway `gateway` does with a final-hop packet.
     async fn deliver(&self, gateway: NodeId, d: Delivery) {
         let forward = if d.surb_id.is_forward() {
-            let Ok(Frame::Forward(frame)) =
-                open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f))
-            else {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            Some(frame)
+            match open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f)) {
+                Ok(Frame::Forward(frame)) => Some(frame),
+                // A recall, as a gateway that found nothing left to delete:
+                // its notice is held and acked like a message.
+                Ok(Frame::Recall(recall)) => Some(ForwardFrame {
+                    lifetime: protocol::frame::LifetimeBucket::Unset,
+                    recall_tag: protocol::recall::RecallTag([0; 32]),
+                    surb_ack: recall.surb_ack,
+                    sealed: recall.sealed,
+                }),
+                _ => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
         } else {
             None
         };

@@ -100,6 +100,10 @@ pub struct TestNetwork {
     /// Data fragments that reached their recipient's gateway: (arrival
     /// instant, fragment, the frame's lifetime), losses included.
     pub data_at_gateway: Vec<(Timestamp, FragmentId, Option<u32>)>,
+    /// The recall tag of each data fragment copy that reached a gateway.
+    pub tags_at_gateway: Vec<(FragmentId, protocol::recall::RecallTag)>,
+    /// Every recall frame that reached a gateway (acked, its notice handed over).
+    pub recalls_at_gateway: Vec<protocol::frame::RecallFrame>,
     /// Hash over every client send (who, when, where) and every event, in order.
     pub trace: DefaultHasher,
     mixers: HashMap<NodeId, Mixer>,
@@ -190,6 +194,8 @@ impl TestNetwork {
             undeliverable: 0,
             refused: 0,
             data_at_gateway: Vec::new(),
+            tags_at_gateway: Vec::new(),
+            recalls_at_gateway: Vec::new(),
             trace: DefaultHasher::new(),
             mixers,
             client_of_key,
@@ -285,6 +291,20 @@ impl TestNetwork {
         let forward = if d.surb_id.is_forward() {
             match open_forward_payload(&d.payload).and_then(|f| Frame::decode(&f)) {
                 Ok(Frame::Forward(frame)) => Some(frame),
+                Ok(Frame::Recall(recall)) => {
+                    // As a gateway that found nothing to delete: the notice
+                    // is stored and handed over, the recall acked.
+                    let Some((client, _)) = self.client_of_key.get(&d.destination).cloned() else {
+                        self.undeliverable += 1;
+                        return;
+                    };
+                    self.send_ack(recall.surb_ack.clone());
+                    let handed = recall.delivery_payload();
+                    self.recalls_at_gateway.push(recall);
+                    self.clients[client].handle_delivery(self.now, d.surb_id, &handed);
+                    self.drain_events(client);
+                    return;
+                }
                 _ => {
                     self.refused += 1;
                     return;
@@ -321,6 +341,7 @@ impl TestNetwork {
             ForwardFrame::open(key.secret(), frame.sealed.as_slice())
         {
             self.data_at_gateway.push((self.now, fragment.id, lifetime));
+            self.tags_at_gateway.push((fragment.id, frame.recall_tag));
             let seen = self.seen_at_gateway.entry(fragment.id).or_insert(0);
             let before = *seen;
             *seen += 1;

@@ -189,9 +189,10 @@ pub fn gateway_session(data: &[u8]) {
 
 /// Final-hop packets as the exit mixer hands them to the gateway: records
 /// of `destination choice, SURB choice, payload`. Checked: one outcome per
-/// delivery; the mailbox grows by exactly the deliveries stored, and only
-/// for the registered client; every ack sent is for a stored (or drop cover)
-/// delivery; whatever is refused is counted.
+/// delivery; the mailbox grows by exactly the deliveries stored less what
+/// recalls deleted, and only for the registered client; every ack sent is
+/// for a stored (or drop cover, or recall) delivery; whatever is refused is
+/// counted.
 pub fn gateway_final_hop(data: &[u8]) {
     let mut input = Input::new(data);
     let mut core = gateway(0);
@@ -229,6 +230,7 @@ pub fn gateway_final_hop(data: &[u8]) {
         let report = core.handle_deliveries(now, deliveries.clone());
         assert_eq!(report.outcomes.len(), deliveries.len());
         let mut stored = 0u64;
+        let mut recalled = 0u64;
         let mut acked = 0usize;
         let mut refused = 0u64;
         for (delivery, outcome) in deliveries.iter().zip(&report.outcomes) {
@@ -243,6 +245,16 @@ pub fn gateway_final_hop(data: &[u8]) {
                     acked += usize::from(*a);
                     refused += 1;
                 }
+                FinalHop::Recalled {
+                    deleted,
+                    notice_stored,
+                    acked: a,
+                } => {
+                    assert_eq!(delivery.destination, client, "only a registered client");
+                    stored += u64::from(*notice_stored);
+                    recalled += deleted;
+                    acked += usize::from(*a);
+                }
                 FinalHop::Dropped(reason) => {
                     if delivery.destination == [7; 32] {
                         assert_eq!(*reason, GatewayDropReason::UnknownClient);
@@ -253,9 +265,9 @@ pub fn gateway_final_hop(data: &[u8]) {
         }
         let after = core.mailbox().usage();
         assert_eq!(
-            after.messages,
+            after.messages + recalled,
             before.messages + stored,
-            "one message per store"
+            "one message per store, less what recalls deleted"
         );
         let forwards = report
             .actions

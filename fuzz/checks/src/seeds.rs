@@ -12,10 +12,12 @@ use directory::{DirectoryConfig, Registry};
 use mixnode_core::{Action, MixerRole};
 use protocol::Epoch;
 use protocol::fragment::{Fragment, FragmentId, MessageId, fragment_message};
-use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::frame::{ForwardFrame, Frame, RecallFrame, SealedContent};
 use protocol::link::auth::prove;
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkMessage};
+use protocol::packet::SPHINX_PAYLOAD_SIZE;
 use protocol::packet::{RouteHop, SURB_ID_SIZE, build_packet};
+use protocol::recall::RecallSecret;
 use protocol::surb::{Surb, SurbId, build_surb};
 use rand_chacha::ChaCha20Rng;
 use topology::descriptor::{EpochKey, NodeDescriptor, Role, SignedDescriptor};
@@ -144,6 +146,11 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
     };
     seeds.add("frame", "reply-bare", bare.encode().expect("frame"));
     seeds.add("frame", "ack", Frame::Ack.encode().expect("frame"));
+    seeds.add(
+        "frame",
+        "recall",
+        recall_frame(rng, &RecallSecret([3; 32]), 2),
+    );
     seeds.add(
         "frame",
         "node-loop",
@@ -353,6 +360,49 @@ fn gateways(seeds: &mut Seeds, rng: &mut ChaCha20Rng, payload: &[u8]) {
         push_record(&mut steps, payload);
     }
     seeds.add("gateway_final_hop", "mail-cover-reply", steps);
+
+    // A tagged fragment for the client, its recall, and a recall of no fragment.
+    let secret = RecallSecret([5; 32]);
+    let mut tagged = ForwardFrame::seal(
+        &data(message_fragments(rng, 10).remove(0), None),
+        &client.public(),
+        surb(rng).0,
+        rng,
+    )
+    .expect("seal");
+    tagged.recall_tag = secret.tag(0);
+    let tagged = Frame::Forward(tagged).encode().expect("frame");
+    let mut steps = vec![2];
+    for frame in [
+        tagged,
+        recall_frame(rng, &secret, 1),
+        recall_frame(rng, &secret, 0),
+    ] {
+        steps.extend_from_slice(&[0, 0]);
+        let payload = protocol::sphinx::encode_payload(&frame, SPHINX_PAYLOAD_SIZE)
+            .expect("a frame fits a payload");
+        push_record(&mut steps, &payload);
+    }
+    seeds.add("gateway_final_hop", "mail-then-recall", steps);
+}
+
+/// A recall frame for the fixture client, of `fragments` under `secret`.
+fn recall_frame(rng: &mut ChaCha20Rng, secret: &RecallSecret, fragments: u16) -> Vec<u8> {
+    let notice = ForwardFrame::seal(
+        &SealedContent::DropCover,
+        &fixtures::sphinx_key(CLIENT_KEY).public(),
+        surb(rng).0,
+        rng,
+    )
+    .expect("seal");
+    Frame::Recall(RecallFrame {
+        secret: secret.clone(),
+        fragments,
+        surb_ack: notice.surb_ack,
+        sealed: notice.sealed,
+    })
+    .encode()
+    .expect("frame")
 }
 
 fn clients(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {

@@ -12,8 +12,8 @@ pub use crate::core::{
 };
 pub use error::MailboxError;
 pub use mailbox::{
-    Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, RegistrationDay,
-    StoredMessage,
+    Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, RecallDeletion,
+    RegistrationDay, StoredMessage,
 };
 pub use source::{SourceLimiter, SourceLimits, SourcePrefix, SourceRequest};
 pub use stats::{GatewayDropReason, GatewayStats, GatewayStatsSnapshot};

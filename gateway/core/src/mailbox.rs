@@ -12,11 +12,17 @@
 //! simulator; [`RedbStore`](crate::redb_store::RedbStore) is the durable one.
 //!
 //! Nothing about a message's sender is stored: a record is the recipient's
-//! key, an id, an expiry instant, the SURB id and the payload.
+//! key, an id, an expiry instant, the SURB id, the payload and, for a
+//! forward packet, its recall tag (a hash only the sender can name it by,
+//! [`protocol::recall`]).
+//!
+//! A recall ([`Mailbox::recall`]) deletes the bodies of one client stored
+//! under any of the tags it gives, in one transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use protocol::recall::RecallTag;
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 
@@ -42,6 +48,9 @@ pub struct StoredMessage {
     pub surb_id: SurbId,
     /// The frame (forward packets) or the sealed payload (SURB replies).
     pub payload: Vec<u8>,
+    /// What a recall may delete it by (`None`: nothing may; SURB replies,
+    /// recall notices, and messages stored before tags existed).
+    pub recall_tag: Option<RecallTag>,
 }
 
 /// How much a mailbox (or a part of it) holds.
@@ -63,6 +72,15 @@ impl MailboxUsage {
         self.messages = self.messages.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(bytes);
     }
+}
+
+/// What a recall deleted from one mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RecallDeletion {
+    /// Messages deleted (copies of one fragment each count).
+    pub deleted: u64,
+    /// Distinct tags that matched at least one message.
+    pub tags_matched: u64,
 }
 
 /// A removed message: whose, which, and how many payload bytes.
@@ -112,6 +130,14 @@ pub trait MailboxStore {
         }
         Ok(removed)
     }
+    /// Deletes every message of `client` stored under one of `tags` (one
+    /// transaction in a durable store); messages of other clients are
+    /// never touched.
+    fn delete_tagged(
+        &mut self,
+        client: &ClientKey,
+        tags: &[RecallTag],
+    ) -> Result<Vec<(RecallTag, RemovedMessage)>, MailboxError>;
     /// Deletes up to `limit` messages that expire at or before `now`, earliest first.
     fn expire(&mut self, now: Timestamp, limit: usize)
     -> Result<Vec<RemovedMessage>, MailboxError>;
@@ -198,6 +224,8 @@ pub struct NewMessage {
     pub payload: Vec<u8>,
     /// A lifetime the sender asked for, if any (capped by the retention).
     pub lifetime: Option<Duration>,
+    /// What a recall may delete it by (`None`: nothing may).
+    pub recall_tag: Option<RecallTag>,
 }
 
 /// The gateway's mailboxes: ids, retention, quotas and counts over a [`MailboxStore`].
@@ -250,6 +278,7 @@ impl<S: MailboxStore> Mailbox<S> {
             surb_id,
             payload,
             lifetime,
+            recall_tag: None,
         };
         self.put_batch(now, vec![message])
             .pop()
@@ -293,6 +322,7 @@ impl<S: MailboxStore> Mailbox<S> {
                 expires_at: now.saturating_add(keep),
                 surb_id: m.surb_id,
                 payload: m.payload,
+                recall_tag: m.recall_tag,
             });
         }
         if accepted.is_empty() {
@@ -353,6 +383,30 @@ impl<S: MailboxStore> Mailbox<S> {
             self.forget(r);
         }
         Ok(removed.len())
+    }
+
+    /// A recall for `client`: deletes its messages stored under one of
+    /// `tags` (one commit). Messages of other clients are never touched,
+    /// whatever their tags.
+    pub fn recall(
+        &mut self,
+        client: &ClientKey,
+        tags: &[RecallTag],
+    ) -> Result<RecallDeletion, MailboxError> {
+        if tags.is_empty() || self.client_usage(client).messages == 0 {
+            return Ok(RecallDeletion::default());
+        }
+        let removed = self.store.delete_tagged(client, tags)?;
+        let mut matched: Vec<RecallTag> = removed.iter().map(|(tag, _)| *tag).collect();
+        matched.sort_unstable();
+        matched.dedup();
+        for (_, r) in &removed {
+            self.forget(r);
+        }
+        Ok(RecallDeletion {
+            deleted: removed.len() as u64,
+            tags_matched: matched.len() as u64,
+        })
     }
 
     /// Removes every message whose retention ran out by `now` (at most one
@@ -416,6 +470,7 @@ struct MemoryRecord {
     expires_at: Timestamp,
     surb_id: SurbId,
     payload: Vec<u8>,
+    recall_tag: Option<RecallTag>,
 }
 
 /// A [`MailboxStore`] in memory: for tests and the simulator. Not durable.
@@ -423,6 +478,8 @@ struct MemoryRecord {
 pub struct MemoryStore {
     messages: BTreeMap<(ClientKey, u64), MemoryRecord>,
     expiry: BTreeMap<(Timestamp, u64), ClientKey>,
+    /// (client, tag, id) of every tagged message.
+    tags: BTreeSet<(ClientKey, RecallTag, u64)>,
     clients: BTreeMap<ClientKey, RegistrationDay>,
     next_id: u64,
 }
@@ -442,8 +499,12 @@ impl MailboxStore for MemoryStore {
                 expires_at: m.expires_at,
                 surb_id: m.surb_id,
                 payload: m.payload.clone(),
+                recall_tag: m.recall_tag,
             },
         );
+        if let Some(tag) = m.recall_tag {
+            self.tags.insert((m.client, tag, m.id.0));
+        }
         self.expiry.insert((m.expires_at, m.id.0), m.client);
         self.next_id = self.next_id.max(m.id.0.saturating_add(1));
         Ok(())
@@ -472,6 +533,7 @@ impl MailboxStore for MemoryStore {
                 expires_at: r.expires_at,
                 surb_id: r.surb_id,
                 payload: r.payload.clone(),
+                recall_tag: r.recall_tag,
             })
             .collect())
     }
@@ -483,6 +545,9 @@ impl MailboxStore for MemoryStore {
     ) -> Result<Option<RemovedMessage>, MailboxError> {
         Ok(self.messages.remove(&(*client, id.0)).map(|r| {
             self.expiry.remove(&(r.expires_at, id.0));
+            if let Some(tag) = r.recall_tag {
+                self.tags.remove(&(*client, tag, id.0));
+            }
             RemovedMessage {
                 client: *client,
                 id,
@@ -507,11 +572,36 @@ impl MailboxStore for MemoryStore {
             if let Some(client) = self.expiry.remove(&key)
                 && let Some(r) = self.messages.remove(&(client, key.1))
             {
+                if let Some(tag) = r.recall_tag {
+                    self.tags.remove(&(client, tag, key.1));
+                }
                 removed.push(RemovedMessage {
                     client,
                     id: MailboxId(key.1),
                     bytes: r.payload.len() as u64,
                 });
+            }
+        }
+        Ok(removed)
+    }
+
+    fn delete_tagged(
+        &mut self,
+        client: &ClientKey,
+        tags: &[RecallTag],
+    ) -> Result<Vec<(RecallTag, RemovedMessage)>, MailboxError> {
+        let mut ids = Vec::new();
+        for tag in tags {
+            ids.extend(
+                self.tags
+                    .range((*client, *tag, 0)..=(*client, *tag, u64::MAX))
+                    .map(|(_, tag, id)| (*tag, *id)),
+            );
+        }
+        let mut removed = Vec::with_capacity(ids.len());
+        for (tag, id) in ids {
+            if let Some(r) = self.delete(client, MailboxId(id))? {
+                removed.push((tag, r));
             }
         }
         Ok(removed)

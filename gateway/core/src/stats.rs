@@ -29,11 +29,14 @@ pub enum GatewayDropReason {
     Unauthenticated,
     /// A client asked to forward a packet to a node that is not in mix layer 1.
     NotLayer1,
+    /// A recall naming no fragment, or more than
+    /// [`MAX_RECALL_FRAGMENTS`](protocol::recall::MAX_RECALL_FRAGMENTS).
+    BadRecall,
 }
 
 impl GatewayDropReason {
     /// Every reason, in label order.
-    pub const ALL: [GatewayDropReason; 9] = [
+    pub const ALL: [GatewayDropReason; 10] = [
         GatewayDropReason::UnknownClient,
         GatewayDropReason::DropCover,
         GatewayDropReason::BadPayload,
@@ -43,6 +46,7 @@ impl GatewayDropReason {
         GatewayDropReason::Throttled,
         GatewayDropReason::Unauthenticated,
         GatewayDropReason::NotLayer1,
+        GatewayDropReason::BadRecall,
     ];
 
     /// The metric label.
@@ -57,6 +61,7 @@ impl GatewayDropReason {
             GatewayDropReason::Throttled => "throttled",
             GatewayDropReason::Unauthenticated => "unauthenticated",
             GatewayDropReason::NotLayer1 => "not_layer1",
+            GatewayDropReason::BadRecall => "bad_recall",
         }
     }
 
@@ -99,6 +104,10 @@ pub struct GatewayStats {
     enrolled: AtomicU64,
     enrollments_refused: AtomicU64,
     revoked: AtomicU64,
+    recalls: AtomicU64,
+    recalls_unmatched: AtomicU64,
+    recalled: AtomicU64,
+    recall_notices_withheld: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -153,6 +162,16 @@ pub struct GatewayStatsSnapshot {
     pub enrollments_refused: u64,
     /// Clients revoked.
     pub revoked: u64,
+    /// Recalls handled (well-formed, for a client served here).
+    pub recalls: u64,
+    /// Recalls whose secret matched no stored message (a wrong secret, or
+    /// everything was delivered already).
+    pub recalls_unmatched: u64,
+    /// Messages deleted by recalls.
+    pub recalled: u64,
+    /// Recall notices not stored because the recall deleted every fragment
+    /// (the recipient never hears of the message).
+    pub recall_notices_withheld: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -233,6 +252,16 @@ impl GatewayStats {
     pub(crate) fn revoked(&self) {
         bump(&self.revoked);
     }
+    pub(crate) fn recall(&self, deleted: u64, notice_withheld: bool) {
+        bump(&self.recalls);
+        if deleted == 0 {
+            bump(&self.recalls_unmatched);
+        }
+        self.recalled.fetch_add(deleted, Ordering::Relaxed);
+        if notice_withheld {
+            bump(&self.recall_notices_withheld);
+        }
+    }
     pub(crate) fn source_limited(&self, request: SourceRequest) {
         bump(match request {
             SourceRequest::Session => &self.sessions_source_limited,
@@ -278,6 +307,10 @@ impl GatewayStats {
             enrolled: load(&self.enrolled),
             enrollments_refused: load(&self.enrollments_refused),
             revoked: load(&self.revoked),
+            recalls: load(&self.recalls),
+            recalls_unmatched: load(&self.recalls_unmatched),
+            recalled: load(&self.recalled),
+            recall_notices_withheld: load(&self.recall_notices_withheld),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

@@ -224,6 +224,13 @@ impl MailboxStore for BrokenStore {
     ) -> Result<Option<RemovedMessage>, MailboxError> {
         self.0.delete(c, id)
     }
+    fn delete_tagged(
+        &mut self,
+        c: &ClientKey,
+        t: &[protocol::recall::RecallTag],
+    ) -> Result<Vec<(protocol::recall::RecallTag, RemovedMessage)>, MailboxError> {
+        self.0.delete_tagged(c, t)
+    }
     fn expire(&mut self, n: Timestamp, l: usize) -> Result<Vec<RemovedMessage>, MailboxError> {
         self.0.expire(n, l)
     }

@@ -182,6 +182,7 @@ fn every_kind_of_packet_has_the_same_length() {
     let frames = [
         Frame::Forward(ForwardFrame {
             lifetime: LifetimeBucket::Unset,
+            recall_tag: protocol::recall::RecallTag([8; 32]),
             surb_ack: surb_ack.0.clone(),
             sealed: Box::new([9; SEALED_SIZE]),
         }),

@@ -16,12 +16,20 @@
 //!
 //! Bodies:
 //! - **forward** (every packet a client sends to a client address: data,
-//!   loop cover, drop cover): `lifetime bucket (1) | SURB-ack (396) | sealed
-//!   body (`[`SEALED_SIZE`]`)`. This is all the recipient's gateway reads: the
-//!   SURB-ack it sends back once the body is stored, a coarse
-//!   [`LifetimeBucket`], and a body sealed to the recipient
+//!   loop cover, drop cover): `lifetime bucket (1) | recall tag (32) |
+//!   SURB-ack (396) | sealed body (`[`SEALED_SIZE`]`)`. This is all the
+//!   recipient's gateway reads: the SURB-ack it sends back once the body is
+//!   stored, a coarse [`LifetimeBucket`], the [`RecallTag`] a recall may
+//!   later name the body by (random bytes in cover and in messages sent
+//!   without recall, [`crate::recall`]), and a body sealed to the recipient
 //!   ([`SealedContent`], [`crate::seal`]) that is the same size whatever it
 //!   holds. Every forward frame is exactly this long.
+//! - **recall** (a sender recalls a message it sent, [`RecallFrame`]):
+//!   `recall secret (32) | fragment count (2) | SURB-ack (396) | sealed body
+//!   (`[`SEALED_SIZE`]`)`, as long as a forward body. The gateway reads the
+//!   secret and the count, deletes the bodies whose tags they give, and
+//!   stores the sealed body (the recall notice, for the recipient) unless it
+//!   deleted every fragment.
 //! - **ack** (inside a SURB): empty. The SURB it came through tells its
 //!   creator what it acknowledges; the gateway that sends it cannot know
 //!   (it never sees inside a sealed body).
@@ -46,19 +54,22 @@ use crate::error::ProtocolError;
 use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment};
 use crate::link::DELIVERY_PAYLOAD_SIZE;
 use crate::packet::FRAME_SIZE;
+use crate::recall::{RECALL_SECRET_SIZE, RECALL_TAG_SIZE, RecallSecret, RecallTag};
 use crate::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
 use crate::surb::SURB_SIZE;
 
 /// Version byte of the frame format.
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 /// Bytes before the body: version, kind, body length.
 pub const FRAME_HEADER_SIZE: usize = 4;
 /// Bytes a SURB-ack takes inside a frame.
 pub const SURB_ACK_SIZE: usize = SURB_SIZE;
 /// Bytes a lifetime takes inside a frame.
 pub const LIFETIME_SIZE: usize = 4;
-/// Bytes of a forward frame's body: lifetime bucket, SURB-ack, sealed body.
-pub const FORWARD_BODY_SIZE: usize = 1 + SURB_ACK_SIZE + SEALED_SIZE;
+/// Bytes of a forward frame's body: lifetime bucket, recall tag, SURB-ack, sealed body.
+pub const FORWARD_BODY_SIZE: usize = 1 + RECALL_TAG_SIZE + SURB_ACK_SIZE + SEALED_SIZE;
+/// Bytes of a recall frame's body: recall secret, fragment count, SURB-ack, sealed body.
+pub const RECALL_BODY_SIZE: usize = RECALL_SECRET_SIZE + 2 + SURB_ACK_SIZE + SEALED_SIZE;
 /// Bytes of message data one fragment carries.
 pub const FRAGMENT_CAPACITY: usize = {
     let sealed = SEALED_PLAINTEXT_SIZE - sealed::CONTENT_HEADER_SIZE - FRAGMENT_HEADER_SIZE;
@@ -68,6 +79,7 @@ pub const FRAGMENT_CAPACITY: usize = {
 };
 
 const _: () = assert!(FRAME_HEADER_SIZE + FORWARD_BODY_SIZE <= FRAME_SIZE);
+const _: () = assert!(FRAME_HEADER_SIZE + RECALL_BODY_SIZE <= FRAME_SIZE);
 
 /// Flag bit: the frame carries a SURB-ack.
 const FLAG_SURB_ACK: u8 = 1;
@@ -86,6 +98,8 @@ pub enum FrameKind {
     NodeLoop = 3,
     /// A fragment of a reply sent through a SURB.
     Reply = 5,
+    /// A sender's recall of a message it sent: secret, count, SURB-ack, sealed notice.
+    Recall = 6,
 }
 
 impl FrameKind {
@@ -95,6 +109,7 @@ impl FrameKind {
             2 => FrameKind::Ack,
             3 => FrameKind::NodeLoop,
             5 => FrameKind::Reply,
+            6 => FrameKind::Recall,
             _ => return None,
         })
     }
@@ -105,14 +120,46 @@ impl FrameKind {
 pub struct ForwardFrame {
     /// How long the gateway may keep the body, rounded up to a coarse bucket.
     pub lifetime: LifetimeBucket,
+    /// What a recall may name the body by (random bytes if nothing may).
+    pub recall_tag: RecallTag,
     /// The serialized SURB the gateway sends back once the body is stored.
     pub surb_ack: Vec<u8>,
     /// The body, sealed to the recipient's address key.
     pub sealed: Box<[u8; SEALED_SIZE]>,
 }
 
+/// A sender's recall, as the recipient's gateway reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecallFrame {
+    /// The recalled message's recall secret.
+    pub secret: RecallSecret,
+    /// How many fragments the message has (the gateway checks the cap,
+    /// [`crate::recall::MAX_RECALL_FRAGMENTS`]).
+    pub fragments: u16,
+    /// The serialized SURB the gateway sends back once the recall is done.
+    pub surb_ack: Vec<u8>,
+    /// The recall notice, sealed to the recipient like a forward body.
+    pub sealed: Box<[u8; SEALED_SIZE]>,
+}
+
+impl RecallFrame {
+    /// What the gateway stores and delivers of the notice (as
+    /// [`ForwardFrame::delivery_payload`]).
+    pub fn delivery_payload(&self) -> Vec<u8> {
+        padded_delivery(self.sealed.as_slice())
+    }
+}
+
+fn padded_delivery(sealed: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(DELIVERY_PAYLOAD_SIZE);
+    payload.extend_from_slice(sealed);
+    payload.resize(DELIVERY_PAYLOAD_SIZE, 0);
+    payload
+}
+
 impl ForwardFrame {
-    /// Seals `content` to `recipient`, with the SURB-ack to send back.
+    /// Seals `content` to `recipient`, with the SURB-ack to send back and a
+    /// random recall tag (set [`ForwardFrame::recall_tag`] to make it recallable).
     pub fn seal(
         content: &SealedContent,
         recipient: &PublicKey,
@@ -120,20 +167,19 @@ impl ForwardFrame {
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<Self, ProtocolError> {
         let plaintext = content.encode()?;
+        let sealed = crate::seal::seal(recipient, &plaintext, rng)?;
         Ok(ForwardFrame {
             lifetime: LifetimeBucket::covering(content.lifetime()),
+            recall_tag: RecallTag::random(rng),
             surb_ack,
-            sealed: crate::seal::seal(recipient, &plaintext, rng)?,
+            sealed,
         })
     }
 
     /// What the gateway stores and delivers for this frame: the sealed body,
     /// zero-padded to the one delivery size of the client link.
     pub fn delivery_payload(&self) -> Vec<u8> {
-        let mut payload = Vec::with_capacity(DELIVERY_PAYLOAD_SIZE);
-        payload.extend_from_slice(self.sealed.as_slice());
-        payload.resize(DELIVERY_PAYLOAD_SIZE, 0);
-        payload
+        padded_delivery(self.sealed.as_slice())
     }
 
     /// Opens a sealed body (as stored and delivered by the gateway, padding
@@ -163,6 +209,8 @@ pub enum Frame {
         /// The fragment.
         fragment: Fragment,
     },
+    /// A sender's recall of a message it sent.
+    Recall(RecallFrame),
 }
 
 impl Frame {
@@ -173,6 +221,7 @@ impl Frame {
             Frame::Ack => FrameKind::Ack,
             Frame::NodeLoop => FrameKind::NodeLoop,
             Frame::Reply { .. } => FrameKind::Reply,
+            Frame::Recall(_) => FrameKind::Recall,
         }
     }
 
@@ -183,8 +232,16 @@ impl Frame {
             Frame::Forward(forward) => {
                 check_surb_ack(&forward.surb_ack)?;
                 body.push(forward.lifetime as u8);
+                body.extend_from_slice(&forward.recall_tag.0);
                 body.extend_from_slice(&forward.surb_ack);
                 body.extend_from_slice(forward.sealed.as_slice());
+            }
+            Frame::Recall(recall) => {
+                check_surb_ack(&recall.surb_ack)?;
+                body.extend_from_slice(&recall.secret.0);
+                body.extend_from_slice(&recall.fragments.to_be_bytes());
+                body.extend_from_slice(&recall.surb_ack);
+                body.extend_from_slice(recall.sealed.as_slice());
             }
             Frame::Reply {
                 surb_ack,
@@ -252,6 +309,7 @@ impl Frame {
         match kind {
             FrameKind::Forward => decode_forward(body),
             FrameKind::Reply => decode_reply(body),
+            FrameKind::Recall => decode_recall(body),
             FrameKind::Ack if body.is_empty() => Ok(Frame::Ack),
             FrameKind::NodeLoop if body.is_empty() => Ok(Frame::NodeLoop),
             FrameKind::Ack | FrameKind::NodeLoop => Err(ProtocolError::BadFrame(
@@ -284,14 +342,47 @@ fn decode_forward(body: &[u8]) -> Result<Frame, ProtocolError> {
         .ok_or_else(|| ProtocolError::BadFrame("empty body".into()))?;
     let lifetime = LifetimeBucket::from_byte(bucket)
         .ok_or_else(|| ProtocolError::BadFrame(format!("unknown lifetime bucket {bucket}")))?;
+    let (tag, rest) = rest
+        .split_first_chunk::<RECALL_TAG_SIZE>()
+        .ok_or_else(|| ProtocolError::BadFrame("truncated recall tag".into()))?;
+    let (surb_ack, sealed) = split_ack_and_sealed(rest)?;
+    Ok(Frame::Forward(ForwardFrame {
+        lifetime,
+        recall_tag: RecallTag(*tag),
+        surb_ack,
+        sealed,
+    }))
+}
+
+type AckAndSealed = (Vec<u8>, Box<[u8; SEALED_SIZE]>);
+
+fn split_ack_and_sealed(rest: &[u8]) -> Result<AckAndSealed, ProtocolError> {
     let (surb_ack, sealed) = rest.split_at(SURB_ACK_SIZE.min(rest.len()));
     let sealed: [u8; SEALED_SIZE] = sealed
         .try_into()
         .map_err(|_| ProtocolError::BadFrame("truncated sealed body".into()))?;
-    Ok(Frame::Forward(ForwardFrame {
-        lifetime,
-        surb_ack: surb_ack.to_vec(),
-        sealed: Box::new(sealed),
+    Ok((surb_ack.to_vec(), Box::new(sealed)))
+}
+
+fn decode_recall(body: &[u8]) -> Result<Frame, ProtocolError> {
+    if body.len() != RECALL_BODY_SIZE {
+        return Err(ProtocolError::BadFrame(format!(
+            "a recall body is {RECALL_BODY_SIZE} bytes, got {}",
+            body.len()
+        )));
+    }
+    let (secret, rest) = body
+        .split_first_chunk::<RECALL_SECRET_SIZE>()
+        .ok_or_else(|| ProtocolError::BadFrame("truncated recall secret".into()))?;
+    let (count, rest) = rest
+        .split_first_chunk::<2>()
+        .ok_or_else(|| ProtocolError::BadFrame("truncated fragment count".into()))?;
+    let (surb_ack, sealed) = split_ack_and_sealed(rest)?;
+    Ok(Frame::Recall(RecallFrame {
+        secret: RecallSecret(*secret),
+        fragments: u16::from_be_bytes(*count),
+        surb_ack,
+        sealed,
     }))
 }
 
@@ -372,14 +463,32 @@ mod tests {
         prop_oneof![
             (
                 0u8..=5,
+                any::<[u8; 32]>(),
                 proptest::collection::vec(any::<u8>(), SURB_ACK_SIZE..=SURB_ACK_SIZE),
                 any::<u8>()
             )
-                .prop_map(|(bucket, surb_ack, fill)| Frame::Forward(ForwardFrame {
-                    lifetime: LifetimeBucket::from_byte(bucket).unwrap(),
-                    surb_ack,
-                    sealed: Box::new([fill; SEALED_SIZE]),
-                })),
+                .prop_map(|(bucket, tag, surb_ack, fill)| Frame::Forward(
+                    ForwardFrame {
+                        lifetime: LifetimeBucket::from_byte(bucket).unwrap(),
+                        recall_tag: RecallTag(tag),
+                        surb_ack,
+                        sealed: Box::new([fill; SEALED_SIZE]),
+                    }
+                )),
+            (
+                any::<[u8; 32]>(),
+                any::<u16>(),
+                proptest::collection::vec(any::<u8>(), SURB_ACK_SIZE..=SURB_ACK_SIZE),
+                any::<u8>()
+            )
+                .prop_map(|(secret, fragments, surb_ack, fill)| Frame::Recall(
+                    RecallFrame {
+                        secret: RecallSecret(secret),
+                        fragments,
+                        surb_ack,
+                        sealed: Box::new([fill; SEALED_SIZE]),
+                    }
+                )),
             (ack, lifetime, arb_fragment()).prop_map(|(surb_ack, lifetime, fragment)| {
                 Frame::Reply {
                     surb_ack,
@@ -509,6 +618,7 @@ mod tests {
         // A forward body one byte short, or with an unknown bucket.
         let forward = Frame::Forward(ForwardFrame {
             lifetime: LifetimeBucket::Day,
+            recall_tag: RecallTag([0; 32]),
             surb_ack: vec![0; SURB_ACK_SIZE],
             sealed: Box::new([0; SEALED_SIZE]),
         })
@@ -534,7 +644,7 @@ mod tests {
 
     #[test]
     fn a_full_fragment_fits_a_sealed_body_and_a_reply() {
-        assert_eq!(FRAGMENT_CAPACITY, 1571);
+        assert_eq!(FRAGMENT_CAPACITY, 1538);
         assert!(
             SealedContent::Data {
                 lifetime: Some(60),
@@ -583,6 +693,54 @@ mod tests {
         assert!(SealedContent::decode(&bytes).is_ok());
         bytes[2..6].copy_from_slice(&[0xff; 4]);
         assert!(SealedContent::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_recall_frame_is_as_long_as_a_forward_frame_and_refuses_a_short_body() {
+        // The recall body fills the frame; a forward body leaves one byte.
+        assert_eq!(FRAME_HEADER_SIZE + RECALL_BODY_SIZE, FRAME_SIZE);
+        assert_eq!(FORWARD_BODY_SIZE + 1, RECALL_BODY_SIZE);
+        let recall = Frame::Recall(RecallFrame {
+            secret: RecallSecret([4; 32]),
+            fragments: 3,
+            surb_ack: vec![5; SURB_ACK_SIZE],
+            sealed: Box::new([6; SEALED_SIZE]),
+        });
+        let bytes = recall.encode().unwrap();
+        assert_eq!(bytes.len(), FRAME_SIZE);
+        assert_eq!(bytes[1], FrameKind::Recall as u8);
+        assert_eq!(Frame::decode(&bytes).unwrap(), recall);
+        let mut short = bytes.clone();
+        short[3] -= 1;
+        assert!(Frame::decode(&short).is_err());
+        let mut bad_ack = Frame::Recall(RecallFrame {
+            secret: RecallSecret([4; 32]),
+            fragments: 3,
+            surb_ack: vec![5; 3],
+            sealed: Box::new([6; SEALED_SIZE]),
+        });
+        assert!(bad_ack.encode().is_err());
+        if let Frame::Recall(r) = &mut bad_ack {
+            r.surb_ack = vec![5; SURB_ACK_SIZE];
+        }
+        assert!(bad_ack.encode().is_ok());
+    }
+
+    #[test]
+    fn sealing_draws_a_fresh_random_tag_each_time() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let recipient = crate::keys::SphinxKeyPair::generate(&mut rng);
+        let seal = |rng: &mut ChaCha20Rng| {
+            ForwardFrame::seal(
+                &SealedContent::DropCover,
+                &recipient.public(),
+                vec![0; SURB_ACK_SIZE],
+                rng,
+            )
+            .unwrap()
+            .recall_tag
+        };
+        assert_ne!(seal(&mut rng), seal(&mut rng));
     }
 
     #[test]

@@ -5,15 +5,17 @@
 //! version (1) = 2 || flags (1) || [address (64) || signature (64)  if flags & 1] || content
 //! ```
 //!
-//! With flag 2 the content is not the application's: it is the sender's new
-//! prekey bundle, sent in every established session when its prekeys
-//! rotate, which the recipient's book keeps for the sender's address and
-//! does not deliver.
+//! Flag 2: the content is not the application's but the sender's new prekey
+//! bundle, sent in every established session when its prekeys rotate, which
+//! the recipient's book keeps for the sender's address and does not deliver.
+//! Flag 4: a recall notice; its content is exactly the 16-byte id of the
+//! message its sender recalls (docs/e2ee.md, "Recall"). At most one of the two.
 //!
 //! The signature is the sender identity's Ed25519 signature of
 //! `"mixnet-client/v2 sender address" || address`, bound to the session by
 //! [`e2ee::Session::sign_statement`] (handshake id, both identities).
 
+use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId};
 use zeroize::Zeroizing;
 
@@ -26,6 +28,8 @@ pub const CONTENT_VERSION: u8 = 2;
 const FLAG_SENDER: u8 = 1;
 /// Flag: the content is the sender's new prekey bundle (a control message).
 const FLAG_BUNDLE: u8 = 2;
+/// Flag: a recall notice; the content is the recalled message's id.
+const FLAG_RECALL: u8 = 4;
 /// Length of a client address (Sphinx key and gateway id).
 const ADDRESS_LEN: usize = 64;
 /// Bytes a message carrying a sender claim adds: the address and its signature.
@@ -52,19 +56,23 @@ pub(super) fn claim_statement(address: &ClientAddress) -> Vec<u8> {
 
 /// The plaintext of a session message.
 pub(super) fn encode(claim: Option<&SenderClaim>, content: &[u8]) -> Zeroizing<Vec<u8>> {
-    encode_flagged(claim, content, false)
+    encode_flagged(claim, 0, content)
 }
 
 /// The plaintext of a message that carries our new prekey bundle.
 pub(super) fn encode_bundle(claim: Option<&SenderClaim>, bundle: &[u8]) -> Zeroizing<Vec<u8>> {
-    encode_flagged(claim, bundle, true)
+    encode_flagged(claim, FLAG_BUNDLE, bundle)
 }
 
-fn encode_flagged(claim: Option<&SenderClaim>, content: &[u8], bundle: bool) -> Zeroizing<Vec<u8>> {
+/// The plaintext of a recall notice for message `id`.
+pub(super) fn encode_recall(claim: Option<&SenderClaim>, id: &MessageId) -> Zeroizing<Vec<u8>> {
+    encode_flagged(claim, FLAG_RECALL, &id.0)
+}
+
+fn encode_flagged(claim: Option<&SenderClaim>, flags: u8, content: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(2 + CLAIM_LEN + content.len()));
     out.push(CONTENT_VERSION);
-    let flags = claim.map_or(0, |_| FLAG_SENDER) | if bundle { FLAG_BUNDLE } else { 0 };
-    out.push(flags);
+    out.push(claim.map_or(0, |_| FLAG_SENDER) | flags);
     if let Some(claim) = claim {
         out.extend_from_slice(&claim.address.client_key);
         out.extend_from_slice(&claim.address.gateway.0);
@@ -80,13 +88,18 @@ pub(super) struct Content {
     pub(super) content: Vec<u8>,
     /// The content is the sender's new prekey bundle, not the application's.
     pub(super) bundle: bool,
+    /// For a recall notice: the message it recalls (`content` is then empty).
+    pub(super) recalls: Option<MessageId>,
 }
 
 pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
     let [version, flags, rest @ ..] = plaintext else {
         return Err(SessionBookError::BadContent);
     };
-    if *version != CONTENT_VERSION || flags & !(FLAG_SENDER | FLAG_BUNDLE) != 0 {
+    if *version != CONTENT_VERSION
+        || flags & !(FLAG_SENDER | FLAG_BUNDLE | FLAG_RECALL) != 0
+        || flags & (FLAG_BUNDLE | FLAG_RECALL) == FLAG_BUNDLE | FLAG_RECALL
+    {
         return Err(SessionBookError::BadContent);
     }
     let mut rest = rest;
@@ -110,10 +123,20 @@ pub(super) fn decode(plaintext: &[u8]) -> Result<Content, SessionBookError> {
         });
         rest = tail;
     }
+    if flags & FLAG_RECALL != 0 {
+        let id = <[u8; 16]>::try_from(rest).map_err(|_| SessionBookError::BadContent)?;
+        return Ok(Content {
+            claim,
+            content: Vec::new(),
+            bundle: false,
+            recalls: Some(MessageId(id)),
+        });
+    }
     Ok(Content {
         claim,
         content: rest.to_vec(),
         bundle: flags & FLAG_BUNDLE != 0,
+        recalls: None,
     })
 }
 

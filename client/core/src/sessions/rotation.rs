@@ -7,7 +7,7 @@ use protocol::ClientAddress;
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 
-use super::{PeerIdentityKey, Rotation, RotationSchedule, SessionBook, SessionBookError};
+use super::{PeerIdentityKey, Rotation, RotationSchedule, SessionBook, SessionBookError, content};
 
 /// A correspondent due the current bundle, and when to send it.
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -109,7 +109,12 @@ impl SessionBook {
         let mut out = Vec::new();
         for Announcement { to, .. } in due {
             if let Some(id) = self.session_with(&to) {
-                out.push((to, self.seal_flagged(rng, id, own, &bundle, None, true)?));
+                out.push((
+                    to,
+                    self.seal_with(rng, id, own, None, |claim| {
+                        content::encode_bundle(claim, &bundle)
+                    })?,
+                ));
             }
         }
         Ok(out)

@@ -259,6 +259,7 @@ fn a_format_3_book_keeps_everything_and_its_prekeys_retire_at_the_first_check() 
     );
     let (mut upgraded, how) = SessionBook::restore(&old).unwrap();
     assert_eq!(how, Restored::UpgradedFromFormat3);
+    assert_eq!(upgraded.recalls().sent_len(), 0);
     assert_eq!(upgraded.card(b), bob.card(b));
     assert_eq!(
         upgraded.open(at(0), &first).unwrap_err().reason(),

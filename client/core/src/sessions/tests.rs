@@ -656,3 +656,50 @@ fn contact_names_are_checked() {
         assert!(bad.parse::<ContactName>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_recall_notice_opens_as_one_and_is_judged_by_its_sender() {
+    use protocol::fragment::MessageId;
+    let mut rng = ChaCha20Rng::seed_from_u64(30);
+    let mut alice = SessionBook::generate(&mut rng);
+    let mut bob = SessionBook::generate(&mut rng);
+    let mut mallory = SessionBook::generate(&mut rng);
+    let (a, b, m) = (address(1), address(2), address(3));
+    alice.add_contact(&bob.card(b));
+    mallory.add_contact(&bob.card(b));
+    let id = MessageId([4; 16]);
+    let message = alice
+        .seal(NOW, &mut rng, &b, Some(&a), b"oops", None)
+        .unwrap();
+    let opened = bob.open(NOW, &message).unwrap();
+    assert_eq!(opened.kind, OpenedKind::Message);
+    bob.recalls_mut()
+        .note_received(NOW, &id, opened.peer, opened.expires_at);
+
+    // Mallory, in her own session with Bob, names Alice's message: refused.
+    mallory
+        .seal(NOW, &mut rng, &b, Some(&m), b"hello", None)
+        .unwrap();
+    let forged = mallory.seal_recall_notice(&mut rng, &b, &id).unwrap();
+    let opened = bob.open(NOW, &forged).unwrap();
+    assert_eq!(opened.kind, OpenedKind::RecallNotice { recalled: id });
+    assert!(opened.content.is_empty());
+    assert_eq!(
+        bob.recalls_mut().judge_notice(NOW, &id, &opened.peer),
+        NoticeVerdict::FromAnotherPeer
+    );
+
+    // Alice's notice, in the session that carried the message: believed.
+    let notice = alice.seal_recall_notice(&mut rng, &b, &id).unwrap();
+    let opened = bob.open(NOW, &notice).unwrap();
+    assert_eq!(opened.kind, OpenedKind::RecallNotice { recalled: id });
+    assert_eq!(
+        bob.recalls_mut().judge_notice(NOW, &id, &opened.peer),
+        NoticeVerdict::Recalled
+    );
+    // Without a session with the recipient there is nothing to seal in.
+    assert!(matches!(
+        SessionBook::generate(&mut rng).seal_recall_notice(&mut rng, &b, &id),
+        Err(SessionBookError::NoSession(_))
+    ));
+}

@@ -136,8 +136,20 @@ enum Command {
         /// The message; read from stdin when absent.
         message: Option<String>,
     },
+    /// Recalls a message this client sent (`send` printed its id): its
+    /// recipient's gateway deletes it if it still waits there; if it was
+    /// delivered, the recipient's client reports it recalled. Waits until
+    /// the recall is delivered.
+    Recall {
+        /// The client's data folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The message's id (32 hexadecimal digits, as `send` printed it).
+        #[arg(long)]
+        id: String,
+    },
     /// Prints each message received, one per line (time, sender, text),
-    /// until Ctrl-C.
+    /// and each recall of one (`TIME SENDER recalled ID`), until Ctrl-C.
     Receive {
         /// The client's data folder.
         #[arg(long)]
@@ -316,6 +328,7 @@ async fn run(command: Command) -> Result<()> {
             };
             send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
+        Command::Recall { dir, id } => recall(&dir, &id).await,
         Command::Receive { dir, count, json } => receive(&dir, count, json).await,
         Command::Chat { dir, to } => chat(&dir, &parse_target(&dir, &to)?).await,
         Command::Contacts { dir, action } => contacts::run(&dir, action),
@@ -588,6 +601,16 @@ async fn send(dir: &Path, to: &Target, bytes: Vec<u8>, lifetime: Option<Duration
     result
 }
 
+async fn recall(dir: &Path, id: &str) -> Result<()> {
+    let id = output::parse_message_id(id)?;
+    let client = connect(dir).await?;
+    let outgoing = client.recall(id).await?;
+    eprintln!("recall sent");
+    let result = follow(outgoing).await;
+    client.shutdown().await;
+    result
+}
+
 async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
     let client = connect(dir).await?;
     let mut received = 0u64;
@@ -600,6 +623,16 @@ async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
                     println!("{}", output::json_line(&message, &sender));
                 } else {
                     println!("{}", output::human_line(&message, &sender));
+                }
+                std::io::stdout().flush()?;
+                received += 1;
+            }
+            recalled = client.recalled() => {
+                let Some(recalled) = recalled else { bail!("the client stopped") };
+                if json {
+                    println!("{}", output::recalled_json_line(&recalled));
+                } else {
+                    println!("{}", output::recalled_line(&recalled));
                 }
                 std::io::stdout().flush()?;
                 received += 1;

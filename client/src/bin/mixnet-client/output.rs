@@ -5,12 +5,57 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use client::ReceivedMessage;
+use client::{RecalledMessage, ReceivedMessage};
 use protocol::fragment::MessageId;
 
 /// A message's id as printed: 32 hexadecimal digits.
 pub fn message_id(id: &MessageId) -> String {
     hex::encode(id.0)
+}
+
+/// Reads a message id as `send` prints it.
+pub fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{text:?} is not a message id (32 hexadecimal digits, as `send` printed)"
+            )
+        })?;
+    Ok(MessageId(bytes))
+}
+
+/// Who recalled, for people: the contact's name, else the identity.
+fn recaller(recalled: &RecalledMessage) -> String {
+    match &recalled.contact {
+        Some(name) => name.to_string(),
+        None => recalled.peer.to_string(),
+    }
+}
+
+/// One line for people: `TIME SENDER recalled ID`.
+pub fn recalled_line(recalled: &RecalledMessage) -> String {
+    format!(
+        "{} {} recalled {}",
+        utc(recalled.recalled_at),
+        recaller(recalled),
+        message_id(&recalled.id)
+    )
+}
+
+/// One JSON object on one line: `{"recalled": ID, ...}`.
+pub fn recalled_json_line(recalled: &RecalledMessage) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("recalled".into(), message_id(&recalled.id).into());
+    object.insert("sender".into(), recaller(recalled).into());
+    object.insert(
+        "contact".into(),
+        recalled.contact.as_ref().map(|n| n.to_string()).into(),
+    );
+    object.insert("identity".into(), recalled.peer.to_string().into());
+    object.insert("time".into(), unix_seconds(recalled.recalled_at).into());
+    serde_json::Value::Object(object).to_string()
 }
 
 /// Seconds since the Unix epoch.

@@ -5,13 +5,21 @@
 //! the mailbox in one transaction (one disk sync), and only once that commit
 //! has returned are the batch's SURB-acks built. The shell hands over whatever
 //! deliveries the exit mixer produced since the last call.
+//!
+//! A recall frame is handled in the same pass: the bodies of the client's
+//! mailbox whose recall tags its secret gives are deleted at once (one
+//! commit); its sealed notice is then stored like any message, unless every
+//! fragment was found and deleted (the recipient never hears of a message it
+//! never saw). Its SURB-ack goes back in both cases, so the sender cannot
+//! tell which happened.
 
 use protocol::address::DROP_DESTINATION;
 use protocol::format::PacketFormat;
-use protocol::frame::Frame;
+use protocol::frame::{Frame, RecallFrame};
 use protocol::link::DELIVERY_PAYLOAD_SIZE;
 use protocol::packet::Delivery;
-use protocol::surb::Surb;
+use protocol::recall::MAX_RECALL_FRAGMENTS;
+use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
 
 use super::{GatewayAction, GatewayCore};
@@ -33,6 +41,26 @@ pub enum FinalHop {
     },
     /// Not stored, for this reason (also counted).
     Dropped(GatewayDropReason),
+    /// A recall: `deleted` messages of the client's mailbox went; its notice
+    /// was stored unless every fragment was found.
+    Recalled {
+        /// Messages deleted.
+        deleted: u64,
+        /// Whether the recall notice was stored for the client.
+        notice_stored: bool,
+        /// Whether a SURB-ack went back to the sender.
+        acked: bool,
+    },
+}
+
+/// What [`GatewayCore::classify`] makes of one delivery.
+struct Classified {
+    /// What to store, if anything.
+    message: Option<NewMessage>,
+    /// The SURB-ack to send once stored (or at once when nothing is).
+    ack: Option<PendingAck>,
+    /// For a recall: how many messages it deleted.
+    recalled: Option<u64>,
 }
 
 /// What the final hop did with a batch of deliveries: one outcome per
@@ -74,15 +102,30 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let mut actions = Vec::new();
         for delivery in deliveries {
             match self.classify(delivery) {
-                Ok((Some(message), ack)) => {
-                    slots.push(outcomes.len());
+                Ok(Classified {
+                    message: Some(message),
+                    ack,
+                    recalled,
+                }) => {
+                    slots.push((outcomes.len(), recalled));
                     outcomes.push(FinalHop::Stored { acked: false });
                     to_store.push(message);
                     acks.push(ack);
                 }
-                Ok((None, ack)) => {
+                Ok(Classified {
+                    message: None,
+                    ack,
+                    recalled,
+                }) => {
                     let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
-                    outcomes.push(FinalHop::Discarded { acked });
+                    outcomes.push(match recalled {
+                        Some(deleted) => FinalHop::Recalled {
+                            deleted,
+                            notice_stored: false,
+                            acked,
+                        },
+                        None => FinalHop::Discarded { acked },
+                    });
                 }
                 Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
             }
@@ -101,7 +144,8 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let results = self.mailbox.put_batch(now, to_store);
 
         let mut to_push: Vec<ClientKey> = Vec::new();
-        for (((result, ack), client), slot) in results.into_iter().zip(acks).zip(clients).zip(slots)
+        for (((result, ack), client), (slot, recalled)) in
+            results.into_iter().zip(acks).zip(clients).zip(slots)
         {
             let outcome = match result {
                 Ok(_) => {
@@ -110,7 +154,14 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                         to_push.push(client);
                     }
                     let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
-                    FinalHop::Stored { acked }
+                    match recalled {
+                        Some(deleted) => FinalHop::Recalled {
+                            deleted,
+                            notice_stored: true,
+                            acked,
+                        },
+                        None => FinalHop::Stored { acked },
+                    }
                 }
                 Err(PutError::Full) => {
                     self.stats.dropped(GatewayDropReason::MailboxFull);
@@ -158,10 +209,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// or why (counted) it is dropped. The frame is decoded here, once; the
     /// gateway reads the SURB-ack and the lifetime bucket, and stores the
     /// sealed body as it came, padded to the one delivery size.
-    fn classify(
-        &self,
-        delivery: Delivery,
-    ) -> Result<(Option<NewMessage>, Option<PendingAck>), GatewayDropReason> {
+    fn classify(&mut self, delivery: Delivery) -> Result<Classified, GatewayDropReason> {
         let drop = |reason| {
             self.stats.dropped(reason);
             Err(reason)
@@ -182,38 +230,92 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 surb_id: delivery.surb_id,
                 payload: delivery.payload,
                 lifetime: None,
+                recall_tag: None,
             };
-            return Ok((Some(message), None));
+            return Ok(Classified {
+                message: Some(message),
+                ack: None,
+                recalled: None,
+            });
         }
-        let Ok(Frame::Forward(frame)) = self
+        let frame = match self
             .format
             .open_forward_payload(&delivery.payload)
             .and_then(|f| Frame::decode(&f))
-        else {
-            return drop(GatewayDropReason::BadPayload);
+        {
+            Ok(Frame::Forward(frame)) => frame,
+            Ok(Frame::Recall(recall)) if !is_drop => {
+                return self.recall(delivery.surb_id, client, recall);
+            }
+            _ => return drop(GatewayDropReason::BadPayload),
         };
         if is_drop {
             // Drop cover: acknowledged like mail (so its sender's gateway
             // sees one packet back for every packet out), then discarded.
             self.stats.dropped(GatewayDropReason::DropCover);
-            return Ok((
-                None,
-                Some(PendingAck {
+            return Ok(Classified {
+                message: None,
+                ack: Some(PendingAck {
                     surb: frame.surb_ack,
                 }),
-            ));
+                recalled: None,
+            });
         }
         let message = NewMessage {
             client,
             surb_id: delivery.surb_id,
             payload: frame.delivery_payload(),
             lifetime: frame.lifetime.duration(),
+            recall_tag: Some(frame.recall_tag),
         };
-        Ok((
-            Some(message),
-            Some(PendingAck {
+        Ok(Classified {
+            message: Some(message),
+            ack: Some(PendingAck {
                 surb: frame.surb_ack,
             }),
-        ))
+            recalled: None,
+        })
+    }
+
+    /// A recall for `client`: deletes the bodies its secret names (at once,
+    /// one commit), then says whether to store its notice: not when every
+    /// one of its `fragments` tags matched a stored body.
+    fn recall(
+        &mut self,
+        surb_id: SurbId,
+        client: ClientKey,
+        recall: RecallFrame,
+    ) -> Result<Classified, GatewayDropReason> {
+        if recall.fragments == 0 || recall.fragments > MAX_RECALL_FRAGMENTS {
+            self.stats.dropped(GatewayDropReason::BadRecall);
+            return Err(GatewayDropReason::BadRecall);
+        }
+        let tags = recall.secret.tags(recall.fragments);
+        let deletion = match self.mailbox.recall(&client, &tags) {
+            Ok(deletion) => deletion,
+            Err(_) => {
+                self.stats.dropped(GatewayDropReason::StoreFailed);
+                return Err(GatewayDropReason::StoreFailed);
+            }
+        };
+        if deletion.deleted > 0 {
+            self.update_gauges();
+        }
+        let withheld = deletion.tags_matched >= u64::from(recall.fragments);
+        self.stats.recall(deletion.deleted, withheld);
+        let message = (!withheld).then(|| NewMessage {
+            client,
+            surb_id,
+            payload: recall.delivery_payload(),
+            lifetime: None,
+            recall_tag: None,
+        });
+        Ok(Classified {
+            message,
+            ack: Some(PendingAck {
+                surb: recall.surb_ack,
+            }),
+            recalled: Some(deletion.deleted),
+        })
     }
 }

@@ -262,6 +262,20 @@ impl MailboxStore for CountingStore {
         self.commits.set(self.commits.get() + 1);
         self.inner.delete_batch(m)
     }
+    fn delete_tagged(
+        &mut self,
+        c: &[u8; 32],
+        t: &[protocol::recall::RecallTag],
+    ) -> Result<
+        Vec<(
+            protocol::recall::RecallTag,
+            gateway_core::mailbox::RemovedMessage,
+        )>,
+        gateway_core::MailboxError,
+    > {
+        self.commits.set(self.commits.get() + 1);
+        self.inner.delete_tagged(c, t)
+    }
     fn expire(
         &mut self,
         n: Timestamp,

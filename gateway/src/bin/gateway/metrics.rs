@@ -34,6 +34,10 @@ struct CoreCounters {
     enrolled: Counter,
     enrollments_refused: Counter,
     revoked: Counter,
+    recalls: Counter,
+    recalls_unmatched: Counter,
+    recalled: Counter,
+    recall_notices_withheld: Counter,
     dropped: Family<DropLabels, Counter>,
 }
 
@@ -142,6 +146,22 @@ impl GatewayMetrics {
                 "Sessions of unregistered clients refused for want of an unused invite, or of revoked clients",
             ),
             revoked: counter(r, "clients_revoked", "Clients revoked by the operator"),
+            recalls: counter(
+                r,
+                "recalls",
+                "Recalls handled for clients of this gateway (well-formed)",
+            ),
+            recalls_unmatched: counter(
+                r,
+                "recalls_unmatched",
+                "Recalls whose secret matched no stored message (a wrong secret, or all delivered)",
+            ),
+            recalled: counter(r, "recalled_messages", "Stored messages deleted by recalls"),
+            recall_notices_withheld: counter(
+                r,
+                "recall_notices_withheld",
+                "Recall notices not stored because the recall deleted every fragment",
+            ),
             dropped: drop_family(
                 r,
                 "messages_dropped",
@@ -192,6 +212,10 @@ impl GatewayMetrics {
         catch_up(&c.enrolled, s.enrolled);
         catch_up(&c.enrollments_refused, s.enrollments_refused);
         catch_up(&c.revoked, s.revoked);
+        catch_up(&c.recalls, s.recalls);
+        catch_up(&c.recalls_unmatched, s.recalls_unmatched);
+        catch_up(&c.recalled, s.recalled);
+        catch_up(&c.recall_notices_withheld, s.recall_notices_withheld);
         for reason in GatewayDropReason::ALL {
             let f = c.dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
