@@ -505,7 +505,7 @@ async fn a_recall_after_delivery_reaches_the_application_and_a_notice_for_an_unk
     ));
 
     // A message Bob never completed (its last fragments held back): the
-    // notice names an id Bob does not know, and is refused and counted.
+    // notice names an id Bob does not know, and is dropped and counted.
     net.hold_fragments(1, 1);
     let big: Vec<u8> = vec![3; 3000];
     let partial = alice.send(&bob.address(), big).await.unwrap();
@@ -520,11 +520,11 @@ async fn a_recall_after_delivery_reaches_the_application_and_a_notice_for_an_unk
         .unwrap()
         .unwrap();
     timeout(PATIENCE, async {
-        while bob.stats().recall_notices_refused.load(Relaxed) == 0 {
+        while bob.stats().recall_notices_unknown.load(Relaxed) == 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await
-    .expect("the notice is refused and counted");
+    .expect("the notice is dropped and counted");
     assert_eq!(bob.stats().recalls_received.load(Relaxed), 1);
 }

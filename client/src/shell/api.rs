@@ -273,9 +273,11 @@ pub struct ShellStats {
     pub gateway_alarms: AtomicU64,
     /// Recalls believed: a message received earlier recalled by its sender.
     pub recalls_received: AtomicU64,
-    /// Recall notices refused: from another identity than the message's
-    /// sender, or for a message this client does not know.
+    /// Recall notices refused: from another identity than the message's sender.
     pub recall_notices_refused: AtomicU64,
+    /// Recall notices for a message this client does not know (never
+    /// received: its gateway deleted it; or forgotten, or recalled already).
+    pub recall_notices_unknown: AtomicU64,
     /// [`RecalledMessage`]s dropped because the application did not read them.
     pub recalled_events_dropped: AtomicU64,
 }

@@ -743,10 +743,18 @@ impl<C: GatewayDialer> Driver<C> {
         let now = unix_now();
         let verdict = self.book.recalls_mut().judge_notice(now, &recalled, &peer);
         let _ = self.save_book();
-        if verdict != NoticeVerdict::Recalled {
-            tracing::debug!("recall notice refused: {}", verdict.as_str());
-            ShellStats::add(&self.stats.recall_notices_refused, 1);
-            return;
+        match verdict {
+            NoticeVerdict::Recalled => {}
+            NoticeVerdict::FromAnotherPeer => {
+                tracing::debug!("recall notice refused: {}", verdict.as_str());
+                ShellStats::add(&self.stats.recall_notices_refused, 1);
+                return;
+            }
+            NoticeVerdict::UnknownMessage => {
+                tracing::debug!("recall notice dropped: {}", verdict.as_str());
+                ShellStats::add(&self.stats.recall_notices_unknown, 1);
+                return;
+            }
         }
         ShellStats::add(&self.stats.recalls_received, 1);
         let event = RecalledMessage {

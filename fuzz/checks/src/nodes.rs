@@ -245,13 +245,10 @@ pub fn gateway_final_hop(data: &[u8]) {
                     acked += usize::from(*a);
                     refused += 1;
                 }
-                FinalHop::Recalled {
-                    deleted,
-                    notice_stored,
-                    acked: a,
-                } => {
+                FinalHop::Recalled { deleted, acked: a } => {
                     assert_eq!(delivery.destination, client, "only a registered client");
-                    stored += u64::from(*notice_stored);
+                    // The notice is stored whatever the recall found.
+                    stored += 1;
                     recalled += deleted;
                     acked += usize::from(*a);
                 }

@@ -107,7 +107,6 @@ pub struct GatewayStats {
     recalls: AtomicU64,
     recalls_unmatched: AtomicU64,
     recalled: AtomicU64,
-    recall_notices_withheld: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
 }
 
@@ -169,9 +168,6 @@ pub struct GatewayStatsSnapshot {
     pub recalls_unmatched: u64,
     /// Messages deleted by recalls.
     pub recalled: u64,
-    /// Recall notices not stored because the recall deleted every fragment
-    /// (the recipient never hears of the message).
-    pub recall_notices_withheld: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
 }
@@ -252,15 +248,12 @@ impl GatewayStats {
     pub(crate) fn revoked(&self) {
         bump(&self.revoked);
     }
-    pub(crate) fn recall(&self, deleted: u64, notice_withheld: bool) {
+    pub(crate) fn recall(&self, deleted: u64) {
         bump(&self.recalls);
         if deleted == 0 {
             bump(&self.recalls_unmatched);
         }
         self.recalled.fetch_add(deleted, Ordering::Relaxed);
-        if notice_withheld {
-            bump(&self.recall_notices_withheld);
-        }
     }
     pub(crate) fn source_limited(&self, request: SourceRequest) {
         bump(match request {
@@ -310,7 +303,6 @@ impl GatewayStats {
             recalls: load(&self.recalls),
             recalls_unmatched: load(&self.recalls_unmatched),
             recalled: load(&self.recalled),
-            recall_notices_withheld: load(&self.recall_notices_withheld),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
         }
     }

@@ -41,13 +41,11 @@ pub enum FinalHop {
     },
     /// Not stored, for this reason (also counted).
     Dropped(GatewayDropReason),
-    /// A recall: `deleted` messages of the client's mailbox went; its notice
-    /// was stored unless every fragment was found.
+    /// A recall: `deleted` messages of the client's mailbox went, and its
+    /// notice was stored for the client.
     Recalled {
         /// Messages deleted.
         deleted: u64,
-        /// Whether the recall notice was stored for the client.
-        notice_stored: bool,
         /// Whether a SURB-ack went back to the sender.
         acked: bool,
     },
@@ -113,19 +111,10 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     acks.push(ack);
                 }
                 Ok(Classified {
-                    message: None,
-                    ack,
-                    recalled,
+                    message: None, ack, ..
                 }) => {
                     let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
-                    outcomes.push(match recalled {
-                        Some(deleted) => FinalHop::Recalled {
-                            deleted,
-                            notice_stored: false,
-                            acked,
-                        },
-                        None => FinalHop::Discarded { acked },
-                    });
+                    outcomes.push(FinalHop::Discarded { acked });
                 }
                 Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
             }
@@ -155,11 +144,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     }
                     let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
                     match recalled {
-                        Some(deleted) => FinalHop::Recalled {
-                            deleted,
-                            notice_stored: true,
-                            acked,
-                        },
+                        Some(deleted) => FinalHop::Recalled { deleted, acked },
                         None => FinalHop::Stored { acked },
                     }
                 }
@@ -278,8 +263,9 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     }
 
     /// A recall for `client`: deletes the bodies its secret names (at once,
-    /// one commit), then says whether to store its notice: not when every
-    /// one of its `fragments` tags matched a stored body.
+    /// one commit); its notice is stored whatever was found, since another
+    /// copy of a fragment found here may have reached the client already
+    /// (a retransmission whose ack was late), and the client judges it.
     fn recall(
         &mut self,
         surb_id: SurbId,
@@ -301,9 +287,8 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         if deletion.deleted > 0 {
             self.update_gauges();
         }
-        let withheld = deletion.tags_matched >= u64::from(recall.fragments);
-        self.stats.recall(deletion.deleted, withheld);
-        let message = (!withheld).then(|| NewMessage {
+        self.stats.recall(deletion.deleted);
+        let message = Some(NewMessage {
             client,
             surb_id,
             payload: recall.delivery_payload(),

@@ -37,7 +37,6 @@ struct CoreCounters {
     recalls: Counter,
     recalls_unmatched: Counter,
     recalled: Counter,
-    recall_notices_withheld: Counter,
     dropped: Family<DropLabels, Counter>,
 }
 
@@ -157,11 +156,6 @@ impl GatewayMetrics {
                 "Recalls whose secret matched no stored message (a wrong secret, or all delivered)",
             ),
             recalled: counter(r, "recalled_messages", "Stored messages deleted by recalls"),
-            recall_notices_withheld: counter(
-                r,
-                "recall_notices_withheld",
-                "Recall notices not stored because the recall deleted every fragment",
-            ),
             dropped: drop_family(
                 r,
                 "messages_dropped",
@@ -215,7 +209,6 @@ impl GatewayMetrics {
         catch_up(&c.recalls, s.recalls);
         catch_up(&c.recalls_unmatched, s.recalls_unmatched);
         catch_up(&c.recalled, s.recalled);
-        catch_up(&c.recall_notices_withheld, s.recall_notices_withheld);
         for reason in GatewayDropReason::ALL {
             let f = c.dropped.get_or_create(&DropLabels {
                 reason: reason.as_str(),
