@@ -8,10 +8,10 @@
 //!
 //! A recall frame is handled in the same pass: the bodies of the client's
 //! mailbox whose recall tags its secret gives are deleted at once (one
-//! commit); its sealed notice is then stored like any message, unless every
-//! fragment was found and deleted (the recipient never hears of a message it
-//! never saw). Its SURB-ack goes back in both cases, so the sender cannot
-//! tell which happened.
+//! commit); its sealed notice is then stored like any message, whatever was
+//! found (a body found may be a retransmitted copy of one the client has
+//! already taken, so finding every fragment does not prove the message
+//! unseen), and its SURB-ack goes back.
 
 use protocol::address::DROP_DESTINATION;
 use protocol::format::PacketFormat;
