@@ -219,7 +219,11 @@ fn a_recall_deletes_only_matching_tags_of_its_own_client() {
         report.outcomes[..],
         [FinalHop::Recalled { deleted: 1, .. }]
     ));
-    assert_eq!(w.stored(&bob), 2, "Bob's other message stays, and the notice");
+    assert_eq!(
+        w.stored(&bob),
+        2,
+        "Bob's other message stays, and the notice"
+    );
     assert_eq!(w.stored(&carol), 1, "Carol's mailbox is untouched");
 }
 
