@@ -958,49 +958,56 @@ impl SessionBook {
                 ))
             }
             Some((&BOOK_VERSION_2, body)) => {
-                let (old, rest) = postcard::take_from_bytes::<BookFormat2>(body)
-                    .map_err(|_| SessionBookError::State("deserialize format 2"))?;
-                if !rest.is_empty() {
-                    return Err(SessionBookError::State("trailing bytes"));
-                }
-                let mut book = SessionBook {
+                let old = Self::take_whole::<BookFormat2>(body, "deserialize format 2")?;
+                let book = Self::upgraded(BookFormat3 {
                     identity: old.identity,
-                    prekeys: PrekeyRing::unscheduled(old.prekeys),
+                    prekeys: old.prekeys,
                     sessions: old.sessions,
                     contacts: old.contacts,
                     replay: old.replay,
                     clock: old.clock,
                     names: BTreeMap::new(),
-                    announce: Vec::new(),
-                    recalls: RecallBook::default(),
-                    routes: TagRoutes::default(),
-                };
-                book.rebuild_routes()?;
+                })?;
                 Ok((book, Restored::UpgradedFromFormat2))
             }
             Some((&BOOK_VERSION_3, body)) => {
-                let (old, rest) = postcard::take_from_bytes::<BookFormat3>(body)
-                    .map_err(|_| SessionBookError::State("deserialize format 3"))?;
-                if !rest.is_empty() {
-                    return Err(SessionBookError::State("trailing bytes"));
-                }
-                let mut book = SessionBook {
-                    identity: old.identity,
-                    prekeys: PrekeyRing::unscheduled(old.prekeys),
-                    sessions: old.sessions,
-                    contacts: old.contacts,
-                    replay: old.replay,
-                    clock: old.clock,
-                    names: old.names,
-                    announce: Vec::new(),
-                    recalls: RecallBook::default(),
-                    routes: TagRoutes::default(),
-                };
-                book.rebuild_routes()?;
-                Ok((book, Restored::UpgradedFromFormat3))
+                let old = Self::take_whole::<BookFormat3>(body, "deserialize format 3")?;
+                Ok((Self::upgraded(old)?, Restored::UpgradedFromFormat3))
             }
             _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
         }
+    }
+
+    /// Reads `T` from all of `body` (trailing bytes are an error).
+    fn take_whole<'a, T: Deserialize<'a>>(
+        body: &'a [u8],
+        what: &'static str,
+    ) -> Result<T, SessionBookError> {
+        let (old, rest) =
+            postcard::take_from_bytes::<T>(body).map_err(|_| SessionBookError::State(what))?;
+        if !rest.is_empty() {
+            return Err(SessionBookError::State("trailing bytes"));
+        }
+        Ok(old)
+    }
+
+    /// A book of the current format from one of format 3 (or older, filled
+    /// in): its prekeys unscheduled, no announcements, no recall records.
+    fn upgraded(old: BookFormat3) -> Result<Self, SessionBookError> {
+        let mut book = SessionBook {
+            identity: old.identity,
+            prekeys: PrekeyRing::unscheduled(old.prekeys),
+            sessions: old.sessions,
+            contacts: old.contacts,
+            replay: old.replay,
+            clock: old.clock,
+            names: old.names,
+            announce: Vec::new(),
+            recalls: RecallBook::default(),
+            routes: TagRoutes::default(),
+        };
+        book.rebuild_routes()?;
+        Ok(book)
     }
 }
 
