@@ -3,6 +3,7 @@
 mod bundle;
 mod error;
 mod handshake;
+mod labelled;
 mod ratchet;
 mod sealed;
 #[cfg(test)]
