@@ -63,14 +63,23 @@ pub enum SessionError {
     /// An initial message carries the same key share twice, or one of an unknown type.
     #[error("initial message has an unexpected key share (type {0})")]
     UnexpectedKeyShare(u8),
-    /// The initial message names prekeys (by id) that the recipient does not hold.
-    #[error("initial message names signed prekey {spk_id} / PQ prekey {pq_id}, which are not ours")]
+    /// The initial message names prekeys (by id) that the recipient does not
+    /// hold: its signed prekey, its PQ prekey, or its one-time prekey (one
+    /// already used and deleted, or not the one given).
+    #[error(
+        "initial message names signed prekey {spk_id} / PQ prekey {pq_id} (or a one-time \
+         prekey) that are not ours"
+    )]
     UnknownPrekey {
         /// The signed X25519 prekey id named by the message.
         spk_id: u32,
         /// The ML-KEM prekey id named by the message.
         pq_id: u32,
     },
+    /// A one-time prekey secret was given for an initial message that uses
+    /// none (kind 0x03): the caller picked it by mistake.
+    #[error("initial message uses no one-time prekey, yet one-time prekey {0} was given")]
+    UnexpectedOneTimePrekey(u32),
     /// An initial message arrived at a session it does not belong to
     /// (another handshake, or the session is the initiator's).
     #[error("initial message does not belong to this session")]

@@ -1,6 +1,8 @@
 //! The hybrid (PQXDH-style) first message: three X25519 agreements plus an
 //! ML-KEM-768 encapsulation, all fed into one HKDF-SHA256 root key, with
 //! both parties' whole identities (X25519 and Ed25519 keys) in the transcript.
+//! With a one-time prekey, a fourth X25519 agreement and a second ML-KEM-768
+//! encapsulation join them (message kind 0x05).
 
 use ml_kem::{Decapsulate, Encapsulate, TryKeyInit};
 use rand::CryptoRng;
@@ -9,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::SessionError;
 use crate::bundle::{LocalIdentity, PeerIdentity, PqEncapsulationKey, PrekeyBundle, PrekeySecrets};
+use crate::one_time::{OneTimePrekeySecrets, SignedOneTimePrekey};
 use crate::secret::Secret32;
 use crate::suite::{
     CipherSuite, HeaderKey, LABEL_HANDSHAKE, LABEL_HANDSHAKE_ID, LABEL_TRANSCRIPT, split_secrets,
@@ -23,10 +26,14 @@ pub(crate) const KIND_RATCHET_V1: u8 = 2;
 pub(crate) const KIND_INITIAL: u8 = 3;
 /// Message kind byte of a ratchet message.
 pub(crate) const KIND_RATCHET: u8 = 4;
+/// Message kind byte of an initial message that also uses a one-time prekey.
+pub(crate) const KIND_INITIAL_ONE_TIME: u8 = 5;
 /// Key-share type: X25519 ephemeral public key.
 const SHARE_X25519: u8 = 1;
-/// Key-share type: ML-KEM-768 ciphertext.
+/// Key-share type: ML-KEM-768 ciphertext to the signed PQ prekey.
 const SHARE_ML_KEM_768: u8 = 2;
+/// Key-share type: ML-KEM-768 ciphertext to the one-time PQ prekey (kind 0x05 only).
+const SHARE_ML_KEM_768_ONE_TIME: u8 = 3;
 /// At most this many key shares are read from an initial message.
 const MAX_SHARES: u8 = 4;
 /// Length of an ML-KEM-768 ciphertext.
@@ -34,6 +41,14 @@ pub const PQ_CIPHERTEXT_LEN: usize = 1088;
 /// Length of the handshake prefix of a suite-1 initial message.
 pub const INITIAL_PREFIX_LEN: usize =
     2 + PeerIdentity::LEN + 4 + 4 + 1 + (3 + 32) + (3 + PQ_CIPHERTEXT_LEN);
+/// Length of the handshake prefix of a suite-1 initial message that uses a
+/// one-time prekey (kind 0x05): the one-time id and a second ML-KEM share more.
+pub const INITIAL_ONE_TIME_PREFIX_LEN: usize = INITIAL_PREFIX_LEN + 4 + (3 + PQ_CIPHERTEXT_LEN);
+
+/// Whether `kind` is one of the initial-message kinds (0x03, 0x05).
+pub(crate) fn is_initial_kind(kind: u8) -> bool {
+    kind == KIND_INITIAL || kind == KIND_INITIAL_ONE_TIME
+}
 
 /// Refuses the kinds of format 1 with their own error, and any other unknown kind.
 pub(crate) fn unknown_kind(kind: u8) -> SessionError {
@@ -52,20 +67,49 @@ pub(crate) struct InitialPrefix {
     pub(crate) pq_id: u32,
     pub(crate) ephemeral: [u8; 32],
     pub(crate) kem_ciphertext: Vec<u8>,
+    /// The one-time prekey used, if any (kind 0x05).
+    pub(crate) one_time: Option<OneTimeShare>,
+}
+
+/// The one-time part of a kind-0x05 prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OneTimeShare {
+    /// Id of the one-time prekey (its X25519 and ML-KEM-768 keys).
+    pub(crate) id: u32,
+    /// `CT2`: the ML-KEM-768 ciphertext to the one-time PQ prekey.
+    pub(crate) kem_ciphertext: Vec<u8>,
 }
 
 impl InitialPrefix {
     /// Encodes the prefix; the inner ratchet message follows it on the wire.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(INITIAL_PREFIX_LEN);
+        let mut out = Vec::with_capacity(INITIAL_ONE_TIME_PREFIX_LEN);
         out.push(self.suite.id());
-        out.push(KIND_INITIAL);
+        out.push(match self.one_time {
+            Some(_) => KIND_INITIAL_ONE_TIME,
+            None => KIND_INITIAL,
+        });
         out.extend_from_slice(&self.sender.to_bytes());
         out.extend_from_slice(&self.spk_id.to_be_bytes());
         out.extend_from_slice(&self.pq_id.to_be_bytes());
-        out.push(2);
-        push_share(&mut out, SHARE_X25519, &self.ephemeral);
-        push_share(&mut out, SHARE_ML_KEM_768, &self.kem_ciphertext);
+        match &self.one_time {
+            Some(one_time) => {
+                out.extend_from_slice(&one_time.id.to_be_bytes());
+                out.push(3);
+                push_share(&mut out, SHARE_X25519, &self.ephemeral);
+                push_share(&mut out, SHARE_ML_KEM_768, &self.kem_ciphertext);
+                push_share(
+                    &mut out,
+                    SHARE_ML_KEM_768_ONE_TIME,
+                    &one_time.kem_ciphertext,
+                );
+            }
+            None => {
+                out.push(2);
+                push_share(&mut out, SHARE_X25519, &self.ephemeral);
+                push_share(&mut out, SHARE_ML_KEM_768, &self.kem_ciphertext);
+            }
+        }
         out
     }
 
@@ -74,21 +118,28 @@ impl InitialPrefix {
         let mut reader = Reader::new(bytes);
         let suite = CipherSuite::from_id(reader.u8("suite")?)?;
         let kind = reader.u8("message kind")?;
-        if kind != KIND_INITIAL {
+        if !is_initial_kind(kind) {
             return Err(unknown_kind(kind));
         }
+        let with_one_time = kind == KIND_INITIAL_ONE_TIME;
         let sender = PeerIdentity {
             dh: reader.array::<32>("sender identity key")?,
             signing: reader.array::<32>("sender signing key")?,
         };
         let spk_id = reader.u32("signed prekey id")?;
         let pq_id = reader.u32("pq prekey id")?;
+        let one_time_id = if with_one_time {
+            Some(reader.u32("one-time prekey id")?)
+        } else {
+            None
+        };
         let count = reader.u8("key share count")?;
         if count > MAX_SHARES {
             return Err(SessionError::Malformed("too many key shares"));
         }
         let mut ephemeral: Option<[u8; 32]> = None;
         let mut kem_ciphertext: Option<Vec<u8>> = None;
+        let mut one_time_ciphertext: Option<Vec<u8>> = None;
         for _ in 0..count {
             let kind = reader.u8("key share type")?;
             let len = usize::from(reader.u16("key share length")?);
@@ -105,11 +156,25 @@ impl InitialPrefix {
                     }
                     kem_ciphertext = Some(body.to_vec());
                 }
+                SHARE_ML_KEM_768_ONE_TIME if with_one_time && one_time_ciphertext.is_none() => {
+                    if body.len() != PQ_CIPHERTEXT_LEN {
+                        return Err(SessionError::Malformed("one-time ml-kem share length"));
+                    }
+                    one_time_ciphertext = Some(body.to_vec());
+                }
                 other => return Err(SessionError::UnexpectedKeyShare(other)),
             }
         }
         let ephemeral = ephemeral.ok_or(SessionError::MissingKeyShare("X25519"))?;
         let kem_ciphertext = kem_ciphertext.ok_or(SessionError::MissingKeyShare("ML-KEM-768"))?;
+        let one_time = match one_time_id {
+            Some(id) => Some(OneTimeShare {
+                id,
+                kem_ciphertext: one_time_ciphertext
+                    .ok_or(SessionError::MissingKeyShare("one-time ML-KEM-768"))?,
+            }),
+            None => None,
+        };
         let len = bytes.len().saturating_sub(reader.remaining());
         let prefix = Self {
             suite,
@@ -118,6 +183,7 @@ impl InitialPrefix {
             pq_id,
             ephemeral,
             kem_ciphertext,
+            one_time,
         };
         Ok((prefix, len))
     }
@@ -151,14 +217,35 @@ pub(crate) fn handshake_id(suite: CipherSuite, prefix: &[u8]) -> [u8; 32] {
     suite.hash(&[LABEL_HANDSHAKE_ID, prefix])
 }
 
-/// Initiator side: agrees on SK with the owner of `bundle`.
+/// The one-time part of a handshake, on either side: the one-time prekey's
+/// public keys and the two secrets `DH4` and `SS2` (both wiped on drop).
+/// Its id and `CT2` are read from the prefix.
+struct OneTimeAgreement {
+    opk: [u8; 32],
+    pq_public: Vec<u8>,
+    dh4: SharedSecret,
+    kem_secret: Zeroizing<[u8; 32]>,
+}
+
+/// Initiator side: agrees on SK with the owner of `bundle`, also using
+/// `one_time` (checked to be signed by the bundle's identity) if given.
 pub(crate) fn initiate(
     rng: &mut impl CryptoRng,
     identity: &LocalIdentity,
     bundle: &PrekeyBundle,
+    one_time: Option<&SignedOneTimePrekey>,
 ) -> Result<HandshakeKeys, SessionError> {
     let suite = bundle.suite();
     let peer = bundle.identity();
+    if let Some(one_time) = one_time {
+        if one_time.suite() != suite {
+            return Err(SessionError::SuiteMismatch {
+                session: suite.id(),
+                message: one_time.suite().id(),
+            });
+        }
+        one_time.verify(&peer)?;
+    }
     let ephemeral = StaticSecret::from(*Secret32::random(rng).expose());
     let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
     let spk = PublicKey::from(bundle.spk());
@@ -169,6 +256,27 @@ pub(crate) fn initiate(
         .map_err(|_| SessionError::Malformed("pq prekey"))?;
     let (kem_ciphertext, kem_secret) = encapsulation_key.encapsulate_with_rng(rng);
     let kem_secret = Zeroizing::new(<[u8; 32]>::from(kem_secret));
+    let mut one_time_share = None;
+    let agreement = match one_time {
+        Some(one_time) => {
+            let opk = one_time.x25519();
+            let dh4 = contributory(ephemeral.diffie_hellman(&PublicKey::from(opk)))?;
+            let key = PqEncapsulationKey::new_from_slice(one_time.pq_public())
+                .map_err(|_| SessionError::Malformed("one-time pq prekey"))?;
+            let (ciphertext, kem_secret) = key.encapsulate_with_rng(rng);
+            one_time_share = Some(OneTimeShare {
+                id: one_time.id(),
+                kem_ciphertext: ciphertext.to_vec(),
+            });
+            Some(OneTimeAgreement {
+                opk,
+                pq_public: one_time.pq_public().to_vec(),
+                dh4,
+                kem_secret: Zeroizing::new(<[u8; 32]>::from(kem_secret)),
+            })
+        }
+        None => None,
+    };
 
     let prefix = InitialPrefix {
         suite,
@@ -177,6 +285,7 @@ pub(crate) fn initiate(
         pq_id: bundle.pq_id(),
         ephemeral: ephemeral_public,
         kem_ciphertext: kem_ciphertext.to_vec(),
+        one_time: one_time_share,
     };
     let secrets = derive_root(
         &prefix,
@@ -185,25 +294,37 @@ pub(crate) fn initiate(
         bundle.pq_public(),
         [&dh1, &dh2, &dh3],
         &kem_secret,
+        agreement.as_ref(),
     )?;
     let encoded = prefix.encode();
     Ok(finish(secrets, &prefix, encoded, peer))
 }
 
 /// Responder side: recomputes SK from an initial prefix (decoded, and as
-/// received in `encoded`) with our secrets.
+/// received in `encoded`) with our secrets, and the one-time secret the
+/// prefix names, if it names one.
 pub(crate) fn respond(
     identity: &LocalIdentity,
     prekeys: &PrekeySecrets,
+    one_time: Option<&OneTimePrekeySecrets>,
     prefix: &InitialPrefix,
     encoded: &[u8],
 ) -> Result<HandshakeKeys, SessionError> {
+    let unknown = SessionError::UnknownPrekey {
+        spk_id: prefix.spk_id,
+        pq_id: prefix.pq_id,
+    };
     if prefix.spk_id != prekeys.spk_id() || prefix.pq_id != prekeys.pq_id() {
-        return Err(SessionError::UnknownPrekey {
-            spk_id: prefix.spk_id,
-            pq_id: prefix.pq_id,
-        });
+        return Err(unknown);
     }
+    let one_time = match (&prefix.one_time, one_time) {
+        (None, None) => None,
+        (Some(named), Some(secrets)) if named.id == secrets.id() => Some((named, secrets)),
+        (Some(_), _) => return Err(unknown),
+        (None, Some(secrets)) => {
+            return Err(SessionError::UnexpectedOneTimePrekey(secrets.id()));
+        }
+    };
     if !prefix.sender.signing_key_is_valid() {
         return Err(SessionError::Malformed("sender signing key"));
     }
@@ -219,6 +340,22 @@ pub(crate) fn respond(
         .decapsulate_slice(&prefix.kem_ciphertext)
         .map_err(|_| SessionError::Malformed("ml-kem share length"))?;
     let kem_secret = Zeroizing::new(<[u8; 32]>::from(kem_secret));
+    let agreement = match one_time {
+        Some((named, secrets)) => {
+            let dh4 = contributory(secrets.x25519_secret().diffie_hellman(&ephemeral))?;
+            let kem_secret = secrets
+                .pq_decapsulation_key()
+                .decapsulate_slice(&named.kem_ciphertext)
+                .map_err(|_| SessionError::Malformed("one-time ml-kem share length"))?;
+            Some(OneTimeAgreement {
+                opk: secrets.x25519_public(),
+                pq_public: secrets.pq_public_bytes(),
+                dh4,
+                kem_secret: Zeroizing::new(<[u8; 32]>::from(kem_secret)),
+            })
+        }
+        None => None,
+    };
     let secrets = derive_root(
         prefix,
         &us,
@@ -226,6 +363,7 @@ pub(crate) fn respond(
         &prekeys.pq_public_bytes(),
         [&dh1, &dh2, &dh3],
         &kem_secret,
+        agreement.as_ref(),
     )?;
     Ok(finish(secrets, prefix, encoded.to_vec(), us))
 }
@@ -258,10 +396,12 @@ fn finish(
     }
 }
 
-/// `SK || HKa || NHKb = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 || SS_kem,
-/// info = LABEL_HANDSHAKE || transcript hash, L = 160)`, each header key being
-/// a seal key and a tag key. The transcript holds both identities whole
-/// (X25519 and Ed25519 keys).
+/// `SK || HKa || NHKb = HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 || SS_kem
+/// [|| DH4 || SS2], info = LABEL_HANDSHAKE || transcript hash, L = 160)`, each
+/// header key being a seal key and a tag key. The transcript holds both
+/// identities whole (X25519 and Ed25519 keys) and, with a one-time prekey,
+/// its id, its two public keys and `CT2` at the end.
+#[allow(clippy::too_many_arguments)]
 fn derive_root(
     prefix: &InitialPrefix,
     responder: &PeerIdentity,
@@ -269,26 +409,51 @@ fn derive_root(
     responder_pq_public: &[u8],
     dh: [&SharedSecret; 3],
     kem_secret: &[u8; 32],
+    one_time: Option<&OneTimeAgreement>,
 ) -> Result<[Secret32; 5], SessionError> {
     let suite = prefix.suite;
-    let transcript = suite.hash(&[
+    let one_time = match (&prefix.one_time, one_time) {
+        (Some(share), Some(agreement)) => Some((share, agreement)),
+        (None, None) => None,
+        _ => return Err(SessionError::Malformed("one-time share")),
+    };
+    let suite_id = [suite.id()];
+    let sender = prefix.sender.to_bytes();
+    let responder = responder.to_bytes();
+    let spk_id = prefix.spk_id.to_be_bytes();
+    let pq_id = prefix.pq_id.to_be_bytes();
+    let one_time_id = one_time.map(|(share, _)| share.id.to_be_bytes());
+    let mut parts: Vec<&[u8]> = vec![
         LABEL_TRANSCRIPT,
-        &[suite.id()],
-        &prefix.sender.to_bytes(),
-        &responder.to_bytes(),
-        &prefix.spk_id.to_be_bytes(),
+        &suite_id,
+        &sender,
+        &responder,
+        &spk_id,
         responder_spk,
-        &prefix.pq_id.to_be_bytes(),
+        &pq_id,
         responder_pq_public,
         &prefix.ephemeral,
         &prefix.kem_ciphertext,
-    ]);
-    let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 5));
+    ];
+    if let (Some((share, agreement)), Some(id)) = (one_time, one_time_id.as_ref()) {
+        parts.extend_from_slice(&[
+            id,
+            &agreement.opk,
+            &agreement.pq_public,
+            &share.kem_ciphertext,
+        ]);
+    }
+    let transcript = suite.hash(&parts);
+    let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 7));
     ikm.extend_from_slice(&[0xFF; 32]);
     for secret in dh {
         ikm.extend_from_slice(secret.as_bytes());
     }
     ikm.extend_from_slice(kem_secret);
+    if let Some((_, agreement)) = one_time {
+        ikm.extend_from_slice(agreement.dh4.as_bytes());
+        ikm.extend_from_slice(agreement.kem_secret.as_slice());
+    }
     let mut info = Vec::with_capacity(LABEL_HANDSHAKE.len() + 32);
     info.extend_from_slice(LABEL_HANDSHAKE);
     info.extend_from_slice(&transcript);
@@ -330,12 +495,12 @@ mod tests {
     #[test]
     fn both_sides_derive_the_same_root_and_handshake_id() {
         let (mut rng, alice, bob, prekeys, bundle) = setup();
-        let sent = initiate(&mut rng, &alice, &bundle).unwrap();
+        let sent = initiate(&mut rng, &alice, &bundle, None).unwrap();
         assert_eq!(sent.prefix.len(), INITIAL_PREFIX_LEN);
         let (prefix, len) = InitialPrefix::decode(&sent.prefix).unwrap();
         assert_eq!(len, INITIAL_PREFIX_LEN);
         assert_eq!(prefix.encode(), sent.prefix);
-        let received = respond(&bob, &prekeys, &prefix, &sent.prefix).unwrap();
+        let received = respond(&bob, &prekeys, None, &prefix, &sent.prefix).unwrap();
         assert_eq!(sent.root.expose(), received.root.expose());
         assert_eq!(sent.handshake_id, received.handshake_id);
         assert_eq!(sent.identities, received.identities);
@@ -358,10 +523,10 @@ mod tests {
     #[test]
     fn every_share_changes_the_root() {
         let (mut rng, alice, bob, prekeys, bundle) = setup();
-        let sent = initiate(&mut rng, &alice, &bundle).unwrap();
+        let sent = initiate(&mut rng, &alice, &bundle, None).unwrap();
         let (prefix, _) = InitialPrefix::decode(&sent.prefix).unwrap();
         let root_with = |prefix: &InitialPrefix| {
-            respond(&bob, &prekeys, prefix, &prefix.encode()).map(|keys| *keys.root.expose())
+            respond(&bob, &prekeys, None, prefix, &prefix.encode()).map(|keys| *keys.root.expose())
         };
         assert_eq!(root_with(&prefix).unwrap(), *sent.root.expose());
         let mut ephemeral = prefix.clone();
@@ -382,11 +547,11 @@ mod tests {
     #[test]
     fn low_order_ephemeral_is_refused() {
         let (mut rng, alice, bob, prekeys, bundle) = setup();
-        let sent = initiate(&mut rng, &alice, &bundle).unwrap();
+        let sent = initiate(&mut rng, &alice, &bundle, None).unwrap();
         let (mut prefix, _) = InitialPrefix::decode(&sent.prefix).unwrap();
         prefix.ephemeral = [0u8; 32];
         assert_eq!(
-            respond(&bob, &prekeys, &prefix, &prefix.encode()).map(|_| ()),
+            respond(&bob, &prekeys, None, &prefix, &prefix.encode()).map(|_| ()),
             Err(SessionError::NonContributoryKey)
         );
     }

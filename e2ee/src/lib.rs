@@ -4,6 +4,7 @@ mod bundle;
 mod error;
 mod handshake;
 mod labelled;
+mod one_time;
 mod ratchet;
 mod sealed;
 #[cfg(test)]
@@ -18,7 +19,10 @@ pub use bundle::{
     PeerIdentity, PrekeyBundle, PrekeySecrets,
 };
 pub use error::SessionError;
-pub use handshake::{INITIAL_PREFIX_LEN, PQ_CIPHERTEXT_LEN};
+pub use handshake::{INITIAL_ONE_TIME_PREFIX_LEN, INITIAL_PREFIX_LEN, PQ_CIPHERTEXT_LEN};
+pub use one_time::{
+    ONE_TIME_PREKEY_LEN, ONE_TIME_PREKEY_VERSION, OneTimePrekeySecrets, SignedOneTimePrekey,
+};
 pub use ratchet::{
     MAX_PAST_CHAINS, MAX_SKIP_PER_CHAIN, MAX_SKIPPED_TOTAL, RATCHET_HEADER_LEN, TAG_WINDOW,
 };

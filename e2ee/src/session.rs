@@ -6,7 +6,8 @@ use zeroize::Zeroizing;
 
 use crate::SessionError;
 use crate::bundle::{LocalIdentity, PeerIdentity, PrekeyBundle, PrekeySecrets};
-use crate::handshake::{self, InitialPrefix, KIND_INITIAL, KIND_RATCHET, unknown_kind};
+use crate::handshake::{self, InitialPrefix, KIND_RATCHET, is_initial_kind, unknown_kind};
+use crate::one_time::{OneTimePrekeySecrets, SignedOneTimePrekey};
 use crate::ratchet::{Ratchet, WireHeader};
 use crate::suite::{CipherSuite, LABEL_STATEMENT, MESSAGE_NONCE_LEN, MESSAGE_TAG_LEN, TAG_LEN};
 
@@ -45,6 +46,9 @@ pub struct InitialInfo {
     pub spk_id: u32,
     /// Id of our ML-KEM prekey that the message uses.
     pub pq_id: u32,
+    /// Id of our one-time prekey that the message uses (kind 0x05); `None`
+    /// for a message that uses none (kind 0x03).
+    pub one_time_id: Option<u32>,
     /// Names the handshake: equal to [`Session::handshake_id`] of the session it starts.
     pub handshake_id: [u8; 32],
 }
@@ -53,7 +57,7 @@ impl InitialInfo {
     /// Reads the handshake fields of `message`; `Ok(None)` for a ratchet message.
     pub fn parse(message: &[u8]) -> Result<Option<Self>, SessionError> {
         match message.get(1) {
-            Some(&KIND_INITIAL) => {}
+            Some(&kind) if is_initial_kind(kind) => {}
             Some(&KIND_RATCHET) => {
                 CipherSuite::from_id(message.first().copied().unwrap_or_default())?;
                 return Ok(None);
@@ -75,6 +79,7 @@ impl InitialInfo {
             sender: prefix.sender,
             spk_id: prefix.spk_id,
             pq_id: prefix.pq_id,
+            one_time_id: prefix.one_time.as_ref().map(|one_time| one_time.id),
             handshake_id: handshake::handshake_id(prefix.suite, encoded),
         }))
     }
@@ -122,7 +127,22 @@ impl Session {
         identity: &LocalIdentity,
         bundle: &PrekeyBundle,
     ) -> Result<Self, SessionError> {
-        let keys = handshake::initiate(rng, identity, bundle)?;
+        Self::initiate_with(rng, identity, bundle, None)
+    }
+
+    /// As `initiate`, with the peer's one-time prekey if one was handed out (verifies it is signed by the bundle's identity first).
+    ///
+    /// With one, the first messages are of kind 0x05 and their root key
+    /// also depends on the one-time keys, which the peer deletes after the
+    /// first message that used them: give each one-time prekey to one
+    /// session only (a second session on it is refused by the peer).
+    pub fn initiate_with(
+        rng: &mut impl CryptoRng,
+        identity: &LocalIdentity,
+        bundle: &PrekeyBundle,
+        one_time: Option<&SignedOneTimePrekey>,
+    ) -> Result<Self, SessionError> {
+        let keys = handshake::initiate(rng, identity, bundle, one_time)?;
         let suite = bundle.suite();
         let ratchet = Ratchet::initiator(
             rng,
@@ -154,11 +174,28 @@ impl Session {
         prekeys: &PrekeySecrets,
         message: &[u8],
     ) -> Result<Self, SessionError> {
+        Self::accept_with(identity, prekeys, None, message)
+    }
+
+    /// As `accept`, with the one-time secret the message's `InitialInfo::one_time_id` names (None when it names none; a message naming one but given None fails with UnknownPrekey, and one naming none given Some fails too).
+    ///
+    /// A message naming a one-time prekey given another one (another id)
+    /// is `UnknownPrekey`; given other keys under the same id, it does not
+    /// authenticate (`DecryptionFailed`). One naming none given `Some` is
+    /// `UnexpectedOneTimePrekey`. Delete the one-time secret once this
+    /// succeeds: a replay of the message is then `UnknownPrekey`, and no
+    /// later theft of our keys opens the message.
+    pub fn accept_with(
+        identity: &LocalIdentity,
+        prekeys: &PrekeySecrets,
+        one_time: Option<&OneTimePrekeySecrets>,
+        message: &[u8],
+    ) -> Result<Self, SessionError> {
         let (prefix, len) = InitialPrefix::decode(message)?;
         let encoded = message
             .get(..len)
             .ok_or(SessionError::Malformed("initial prefix"))?;
-        let keys = handshake::respond(identity, prekeys, &prefix, encoded)?;
+        let keys = handshake::respond(identity, prekeys, one_time, &prefix, encoded)?;
         let session = Self {
             suite: prefix.suite,
             role: HandshakeRole::Responder,
@@ -252,7 +289,7 @@ impl Session {
             });
         }
         let (prefix, inner) = match message.get(1) {
-            Some(&KIND_INITIAL) => {
+            Some(&kind) if is_initial_kind(kind) => {
                 if self.role == HandshakeRole::Initiator {
                     return Err(SessionError::HandshakeMismatch);
                 }
@@ -453,8 +490,9 @@ impl Session {
     /// (see `Ratchet::attacker_keys`) opens `message`.
     #[cfg(test)]
     pub(crate) fn attacker_opens(&self, message: &[u8], depth: u32) -> bool {
-        let (prefix, inner) = if message.get(1) == Some(&KIND_INITIAL) {
-            message.split_at(crate::INITIAL_PREFIX_LEN)
+        let (prefix, inner) = if message.get(1).is_some_and(|&kind| is_initial_kind(kind)) {
+            let (_, len) = InitialPrefix::decode(message).unwrap();
+            message.split_at(len)
         } else {
             (&[][..], message)
         };

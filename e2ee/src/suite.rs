@@ -47,6 +47,8 @@ pub(crate) const LABEL_TRANSCRIPT: &[u8] = b"mixnet-e2ee/v2 transcript";
 pub(crate) const LABEL_HANDSHAKE_ID: &[u8] = b"mixnet-e2ee/v2 handshake-id";
 /// Context signed by a prekey bundle's Ed25519 signature.
 pub(crate) const LABEL_BUNDLE: &[u8] = b"mixnet-e2ee/v1 bundle";
+/// Context signed by a one-time prekey's Ed25519 signature.
+pub(crate) const LABEL_ONE_TIME_PREKEY: &[u8] = b"mixnet-e2ee/v1 one-time prekey";
 /// Context of a statement signed by an identity within one session.
 pub(crate) const LABEL_STATEMENT: &[u8] = b"mixnet-e2ee/v2 session statement";
 /// KDF label of secrets derived from the long-term identity for local use.
