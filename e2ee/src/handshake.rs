@@ -401,7 +401,6 @@ fn finish(
 /// header key being a seal key and a tag key. The transcript holds both
 /// identities whole (X25519 and Ed25519 keys) and, with a one-time prekey,
 /// its id, its two public keys and `CT2` at the end.
-#[allow(clippy::too_many_arguments)]
 fn derive_root(
     prefix: &InitialPrefix,
     responder: &PeerIdentity,
@@ -542,6 +541,103 @@ mod tests {
         let mut signing = prefix.clone();
         signing.sender.signing = LocalIdentity::generate(&mut rng).public().signing;
         assert_ne!(root_with(&signing).unwrap(), *sent.root.expose());
+    }
+
+    #[test]
+    fn with_a_one_time_key_dh4_ss2_and_every_one_time_field_change_the_root() {
+        let (mut rng, alice, bob, prekeys, bundle) = setup();
+        let one_time = OneTimePrekeySecrets::generate(&mut rng, 6);
+        let signed = bob.sign_one_time(&one_time);
+        let sent = initiate(&mut rng, &alice, &bundle, Some(&signed)).unwrap();
+        assert_eq!(sent.prefix.len(), INITIAL_ONE_TIME_PREFIX_LEN);
+        let (prefix, len) = InitialPrefix::decode(&sent.prefix).unwrap();
+        assert_eq!(len, INITIAL_ONE_TIME_PREFIX_LEN);
+        assert_eq!(prefix.encode(), sent.prefix);
+        let received = respond(&bob, &prekeys, Some(&one_time), &prefix, &sent.prefix).unwrap();
+        assert_eq!(sent.root.expose(), received.root.expose());
+        assert_eq!(sent.handshake_id, received.handshake_id);
+
+        // The root the responder would derive from `prefix` and these one-time values.
+        let us = bob.public();
+        let spk = prekeys.spk_secret();
+        let ephemeral = PublicKey::from(prefix.ephemeral);
+        let dh1 = spk.diffie_hellman(&PublicKey::from(prefix.sender.dh));
+        let dh2 = bob.dh_secret().diffie_hellman(&ephemeral);
+        let dh3 = spk.diffie_hellman(&ephemeral);
+        let ss = prekeys
+            .pq_decapsulation_key()
+            .decapsulate_slice(&prefix.kem_ciphertext)
+            .unwrap();
+        let ss = <[u8; 32]>::from(ss);
+        let root = |prefix: &InitialPrefix, agreement: Option<&OneTimeAgreement>| {
+            *derive_root(
+                prefix,
+                &us,
+                &prekeys.spk_public(),
+                &prekeys.pq_public_bytes(),
+                [&dh1, &dh2, &dh3],
+                &ss,
+                agreement,
+            )
+            .unwrap()[0]
+                .expose()
+        };
+        let share = prefix.one_time.clone().unwrap();
+        let agreement = || OneTimeAgreement {
+            opk: one_time.x25519_public(),
+            pq_public: one_time.pq_public_bytes(),
+            dh4: one_time.x25519_secret().diffie_hellman(&ephemeral),
+            kem_secret: Zeroizing::new(<[u8; 32]>::from(
+                one_time
+                    .pq_decapsulation_key()
+                    .decapsulate_slice(&share.kem_ciphertext)
+                    .unwrap(),
+            )),
+        };
+        assert_eq!(root(&prefix, Some(&agreement())), *sent.root.expose());
+        // DH4 alone.
+        let other_dh4 = OneTimeAgreement {
+            dh4: StaticSecret::from([7u8; 32]).diffie_hellman(&ephemeral),
+            ..agreement()
+        };
+        assert_ne!(root(&prefix, Some(&other_dh4)), *sent.root.expose());
+        // SS2 alone.
+        let mut other_ss2 = agreement();
+        other_ss2.kem_secret[0] ^= 1;
+        assert_ne!(root(&prefix, Some(&other_ss2)), *sent.root.expose());
+        // OPK, PQOPK, the id and CT2 alone, each in the transcript.
+        let mut other_opk = agreement();
+        other_opk.opk[0] ^= 1;
+        assert_ne!(root(&prefix, Some(&other_opk)), *sent.root.expose());
+        let mut other_pq = agreement();
+        other_pq.pq_public[0] ^= 1;
+        assert_ne!(root(&prefix, Some(&other_pq)), *sent.root.expose());
+        let mut other_id = prefix.clone();
+        other_id.one_time = Some(OneTimeShare {
+            id: share.id ^ 1,
+            ..share.clone()
+        });
+        assert_ne!(root(&other_id, Some(&agreement())), *sent.root.expose());
+        let mut other_ct2 = prefix.clone();
+        let mut ct2 = share.clone();
+        ct2.kem_ciphertext[0] ^= 1;
+        other_ct2.one_time = Some(ct2);
+        assert_ne!(root(&other_ct2, Some(&agreement())), *sent.root.expose());
+        // A share without its agreement (or the reverse) is refused.
+        let mut without = prefix.clone();
+        without.one_time = None;
+        assert!(
+            derive_root(
+                &without,
+                &us,
+                &prekeys.spk_public(),
+                &prekeys.pq_public_bytes(),
+                [&dh1, &dh2, &dh3],
+                &ss,
+                Some(&agreement()),
+            )
+            .is_err()
+        );
     }
 
     #[test]
