@@ -21,11 +21,15 @@
 //! client's tags up in; `message_tags` lets every other deletion (ack,
 //! expiry, unregistration) remove a message's index entry.
 //!
+//! The prekey service's tables live in the same file
+//! ([`crate::prekey_store`], [`RedbStore::prekey_store`]).
+//!
 //! Expiry instants are nanoseconds on the gateway's clock, which must
 //! therefore be wall-clock based (see docs/gateway.md) for retention to
 //! survive a restart.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use protocol::packet::SURB_ID_SIZE;
 use protocol::recall::RecallTag;
@@ -56,7 +60,7 @@ const RECORD_HEADER: usize = 8 + SURB_ID_SIZE;
 
 /// Mailboxes in a `redb` database file.
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -110,9 +114,15 @@ impl RedbStore {
                 .map_err(MailboxError::database)?;
             txn.open_table(RECALL_TAGS)
                 .map_err(MailboxError::database)?;
+            crate::prekey_store::create_tables(&txn)?;
         }
         txn.commit().map_err(MailboxError::database)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    /// The database, shared with the prekey store.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
     }
 }
 

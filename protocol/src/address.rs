@@ -19,6 +19,11 @@ use crate::keys::{NodeId, decode_32};
 /// ever equal to it.
 pub const DROP_DESTINATION: [u8; 32] = [0; 32];
 
+/// Final-hop destination of a request to the gateway's own prekey service
+/// ([`crate::prekeys`]). Not the canonical encoding of any X25519 point, so
+/// no client key is ever equal to it.
+pub const PREKEY_SERVICE_DESTINATION: [u8; 32] = [0xFF; 32];
+
 /// Where a client can be reached: its Sphinx key and its gateway.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClientAddress {

@@ -19,6 +19,9 @@ pub enum ProtocolError {
     /// A frame could not be encoded or decoded.
     #[error("bad frame: {0}")]
     BadFrame(String),
+    /// A prekey bundle answer could not be decoded.
+    #[error("bad bundle answer: {0}")]
+    BadBundleAnswer(String),
     /// A message is too large to fragment.
     #[error("message of {len} bytes needs more than {max} fragments")]
     MessageTooLarge {

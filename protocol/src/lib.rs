@@ -10,6 +10,7 @@ pub mod keys;
 pub mod link;
 pub mod packet;
 pub mod poisson;
+pub mod prekeys;
 pub mod recall;
 pub mod replay;
 pub mod seal;

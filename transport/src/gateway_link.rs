@@ -333,6 +333,8 @@ async fn read_deliveries(
                     return;
                 }
             }
+            // The prekey stock is not read by this link (yet).
+            Ok(GatewayMessage::PrekeyStock { .. }) => {}
             Ok(GatewayMessage::Close { reason }) => {
                 *close_reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
                 return;

@@ -252,6 +252,8 @@ pub fn gateway_final_hop(data: &[u8]) {
                     recalled += deleted;
                     acked += usize::from(*a);
                 }
+                // Never drawn: no delivery here goes to the prekey service.
+                FinalHop::Prekey(_) => {}
                 FinalHop::Dropped(reason) => {
                     if delivery.destination == [7; 32] {
                         assert_eq!(*reason, GatewayDropReason::UnknownClient);

@@ -12,11 +12,12 @@ use directory::{DirectoryConfig, Registry};
 use mixnode_core::{Action, MixerRole};
 use protocol::Epoch;
 use protocol::fragment::{Fragment, FragmentId, MessageId, fragment_message};
-use protocol::frame::{ForwardFrame, Frame, RecallFrame, SealedContent};
+use protocol::frame::{BundleRequestFrame, ForwardFrame, Frame, RecallFrame, SealedContent};
 use protocol::link::auth::prove;
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkMessage};
 use protocol::packet::SPHINX_PAYLOAD_SIZE;
 use protocol::packet::{RouteHop, SURB_ID_SIZE, build_packet};
+use protocol::prekeys::FINGERPRINT_SIZE;
 use protocol::recall::RecallSecret;
 use protocol::surb::{Surb, SurbId, build_surb};
 use rand_chacha::ChaCha20Rng;
@@ -156,6 +157,13 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
         "node-loop",
         Frame::NodeLoop.encode().expect("frame"),
     );
+    // An RNG of its own, so that the seeds drawn after these stay as they were.
+    let mut prekey_rng = fixtures::rng(0x0b0d);
+    let request = Frame::BundleRequest(BundleRequestFrame {
+        fingerprint: [9; FINGERPRINT_SIZE],
+        surbs: vec![surb(&mut prekey_rng), surb(&mut prekey_rng)],
+    });
+    seeds.add("frame", "bundle-request", request.encode().expect("frame"));
 
     let message = Envelope {
         kind: EnvelopeKind::Message,
@@ -197,6 +205,15 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
     }
     .encode_into(&mut client_stream);
     ClientMessage::AckDelivery { mailbox_id: 3 }.encode_into(&mut client_stream);
+    ClientMessage::PublishBundle {
+        fingerprint: [9; FINGERPRINT_SIZE],
+        published: vec![4; 40],
+    }
+    .encode_into(&mut client_stream);
+    ClientMessage::AddOneTimePrekeys {
+        keys: vec![(1, vec![5; 30]), (2, vec![6; 30])],
+    }
+    .encode_into(&mut client_stream);
     seeds.add(
         "link_client_messages",
         "session",
@@ -215,6 +232,11 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
         mailbox_id: 1,
         surb_id: SurbId([0; SURB_ID_SIZE]),
         payload: vec![5; 100],
+    }
+    .encode_into(&mut gateway_stream);
+    GatewayMessage::PrekeyStock {
+        published: true,
+        one_time_left: 2,
     }
     .encode_into(&mut gateway_stream);
     GatewayMessage::Close {

@@ -3,6 +3,7 @@
 pub mod core;
 pub mod error;
 pub mod mailbox;
+pub mod prekeys;
 pub mod source;
 pub mod stats;
 pub mod throttle;
@@ -15,6 +16,12 @@ pub use mailbox::{
     Mailbox, MailboxConfig, MailboxId, MailboxStore, MemoryStore, NewMessage, RecallDeletion,
     RegistrationDay, StoredMessage,
 };
+pub use prekeys::{
+    Fingerprint, MemoryPrekeyStore, OneTimeAdded, PrekeyStore, PrekeyTake, PublishOutcome,
+};
 pub use source::{SourceLimiter, SourceLimits, SourcePrefix, SourceRequest};
-pub use stats::{GatewayDropReason, GatewayStats, GatewayStatsSnapshot};
+pub use stats::{
+    GatewayDropReason, GatewayStats, GatewayStatsSnapshot, PrekeyRequestOutcome, PrekeyUploadKind,
+    PrekeyUploadOutcome,
+};
 pub use throttle::{ThrottleConfig, TokenBucket};

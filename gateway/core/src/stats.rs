@@ -77,6 +77,127 @@ impl std::fmt::Display for GatewayDropReason {
     }
 }
 
+/// What the prekey service did with a request that reached it (the label
+/// of `gateway_prekey_requests_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrekeyRequestOutcome {
+    /// Answered with the bundle and a one-time prekey.
+    Served,
+    /// Answered with the bundle alone (no one-time prekey left, or none
+    /// that fits the SURBs given).
+    ServedWithoutOneTime,
+    /// No client published that fingerprint: no answer.
+    Unknown,
+    /// Not a well-formed bundle request (another frame, a SURB packet, a
+    /// payload that does not open, a SURB that cannot be used): no answer.
+    Malformed,
+    /// The bundle does not fit the SURBs given: no answer.
+    TooFewSurbs,
+    /// The prekey store failed: no answer.
+    StoreFailed,
+}
+
+impl PrekeyRequestOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [PrekeyRequestOutcome; 6] = [
+        PrekeyRequestOutcome::Served,
+        PrekeyRequestOutcome::ServedWithoutOneTime,
+        PrekeyRequestOutcome::Unknown,
+        PrekeyRequestOutcome::Malformed,
+        PrekeyRequestOutcome::TooFewSurbs,
+        PrekeyRequestOutcome::StoreFailed,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrekeyRequestOutcome::Served => "served",
+            PrekeyRequestOutcome::ServedWithoutOneTime => "served_without_one_time",
+            PrekeyRequestOutcome::Unknown => "unknown",
+            PrekeyRequestOutcome::Malformed => "malformed",
+            PrekeyRequestOutcome::TooFewSurbs => "too_few_surbs",
+            PrekeyRequestOutcome::StoreFailed => "store_failed",
+        }
+    }
+
+    /// Position in [`PrekeyRequestOutcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a client uploaded (the `kind` label of `gateway_prekey_uploads_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrekeyUploadKind {
+    /// A published bundle.
+    Published,
+    /// One one-time prekey (a message of several counts each).
+    OneTime,
+}
+
+impl PrekeyUploadKind {
+    /// Every kind, in label order.
+    pub const ALL: [PrekeyUploadKind; 2] = [PrekeyUploadKind::Published, PrekeyUploadKind::OneTime];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrekeyUploadKind::Published => "published",
+            PrekeyUploadKind::OneTime => "one_time",
+        }
+    }
+}
+
+/// What became of an upload (the `outcome` label of `gateway_prekey_uploads_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrekeyUploadOutcome {
+    /// Kept.
+    Stored,
+    /// Empty, or over its cap
+    /// ([`MAX_PUBLISHED_BUNDLE_SIZE`](protocol::prekeys::MAX_PUBLISHED_BUNDLE_SIZE),
+    /// [`MAX_ONE_TIME_PREKEY_SIZE`](protocol::prekeys::MAX_ONE_TIME_PREKEY_SIZE)).
+    BadSize,
+    /// A bundle under a fingerprint another client holds.
+    FingerprintTaken,
+    /// A one-time prekey whose id the client already had kept.
+    Duplicate,
+    /// A one-time prekey beyond
+    /// [`MAX_ONE_TIME_PREKEYS_PER_CLIENT`](protocol::prekeys::MAX_ONE_TIME_PREKEYS_PER_CLIENT).
+    Full,
+    /// The prekey store failed.
+    StoreFailed,
+}
+
+impl PrekeyUploadOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [PrekeyUploadOutcome; 6] = [
+        PrekeyUploadOutcome::Stored,
+        PrekeyUploadOutcome::BadSize,
+        PrekeyUploadOutcome::FingerprintTaken,
+        PrekeyUploadOutcome::Duplicate,
+        PrekeyUploadOutcome::Full,
+        PrekeyUploadOutcome::StoreFailed,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrekeyUploadOutcome::Stored => "stored",
+            PrekeyUploadOutcome::BadSize => "bad_size",
+            PrekeyUploadOutcome::FingerprintTaken => "fingerprint_taken",
+            PrekeyUploadOutcome::Duplicate => "duplicate",
+            PrekeyUploadOutcome::Full => "full",
+            PrekeyUploadOutcome::StoreFailed => "store_failed",
+        }
+    }
+}
+
+const UPLOAD_SLOTS: usize = PrekeyUploadKind::ALL.len() * PrekeyUploadOutcome::ALL.len();
+
+fn upload_slot(kind: PrekeyUploadKind, outcome: PrekeyUploadOutcome) -> usize {
+    kind as usize * PrekeyUploadOutcome::ALL.len() + outcome as usize
+}
+
 /// What a gateway has done so far.
 #[derive(Debug, Default)]
 pub struct GatewayStats {
@@ -108,6 +229,10 @@ pub struct GatewayStats {
     recalls_unmatched: AtomicU64,
     recalled: AtomicU64,
     dropped: [AtomicU64; GatewayDropReason::ALL.len()],
+    prekey_requests: [AtomicU64; PrekeyRequestOutcome::ALL.len()],
+    one_time_handed: AtomicU64,
+    prekey_uploads: [AtomicU64; UPLOAD_SLOTS],
+    published_bundles: AtomicU64,
 }
 
 /// A copy of [`GatewayStats`] at one instant.
@@ -170,6 +295,14 @@ pub struct GatewayStatsSnapshot {
     pub recalled: u64,
     /// Drops, indexed by [`GatewayDropReason::index`].
     pub dropped: [u64; GatewayDropReason::ALL.len()],
+    /// Bundle requests, indexed by [`PrekeyRequestOutcome::index`].
+    pub prekey_requests: [u64; PrekeyRequestOutcome::ALL.len()],
+    /// One-time prekeys handed out (each once).
+    pub one_time_handed: u64,
+    /// Prekey uploads by kind and outcome ([`GatewayStatsSnapshot::prekey_uploads`]).
+    pub prekey_uploads: [u64; UPLOAD_SLOTS],
+    /// Published bundles kept now.
+    pub published_bundles: u64,
 }
 
 impl GatewayStatsSnapshot {
@@ -181,6 +314,22 @@ impl GatewayStatsSnapshot {
     /// Drops for every reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
+    }
+
+    /// Bundle requests with one outcome.
+    pub fn prekey_requests(&self, outcome: PrekeyRequestOutcome) -> u64 {
+        self.prekey_requests
+            .get(outcome.index())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Uploads of one kind with one outcome.
+    pub fn prekey_uploads(&self, kind: PrekeyUploadKind, outcome: PrekeyUploadOutcome) -> u64 {
+        self.prekey_uploads
+            .get(upload_slot(kind, outcome))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -262,6 +411,28 @@ impl GatewayStats {
         });
     }
 
+    pub(crate) fn prekey_request(&self, outcome: PrekeyRequestOutcome) {
+        if let Some(c) = self.prekey_requests.get(outcome.index()) {
+            bump(c);
+        }
+        if outcome == PrekeyRequestOutcome::Served {
+            bump(&self.one_time_handed);
+        }
+    }
+    pub(crate) fn prekey_uploads(
+        &self,
+        kind: PrekeyUploadKind,
+        outcome: PrekeyUploadOutcome,
+        n: u64,
+    ) {
+        if let Some(c) = self.prekey_uploads.get(upload_slot(kind, outcome)) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn set_published_bundles(&self, n: u64) {
+        self.published_bundles.store(n, Ordering::Relaxed);
+    }
+
     /// Counts one drop (`Throttled` also counts in `throttled`).
     pub fn dropped(&self, reason: GatewayDropReason) {
         if reason == GatewayDropReason::Throttled {
@@ -304,6 +475,10 @@ impl GatewayStats {
             recalls_unmatched: load(&self.recalls_unmatched),
             recalled: load(&self.recalled),
             dropped: std::array::from_fn(|i| self.dropped.get(i).map_or(0, load)),
+            prekey_requests: std::array::from_fn(|i| self.prekey_requests.get(i).map_or(0, load)),
+            one_time_handed: load(&self.one_time_handed),
+            prekey_uploads: std::array::from_fn(|i| self.prekey_uploads.get(i).map_or(0, load)),
+            published_bundles: load(&self.published_bundles),
         }
     }
 }
@@ -326,5 +501,42 @@ mod tests {
         stats.dropped(GatewayDropReason::DropCover);
         let s = stats.snapshot();
         assert_eq!((s.throttled, s.dropped_total()), (1, 2));
+    }
+
+    #[test]
+    fn prekey_labels_are_distinct_and_slots_do_not_collide() {
+        let mut labels: Vec<&str> = PrekeyRequestOutcome::ALL
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), PrekeyRequestOutcome::ALL.len());
+        for (i, o) in PrekeyRequestOutcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        let stats = GatewayStats::default();
+        let mut n = 1;
+        for kind in PrekeyUploadKind::ALL {
+            for outcome in PrekeyUploadOutcome::ALL {
+                stats.prekey_uploads(kind, outcome, n);
+                n += 1;
+            }
+        }
+        stats.prekey_request(PrekeyRequestOutcome::Served);
+        stats.prekey_request(PrekeyRequestOutcome::ServedWithoutOneTime);
+        let s = stats.snapshot();
+        let mut n = 1;
+        for kind in PrekeyUploadKind::ALL {
+            for outcome in PrekeyUploadOutcome::ALL {
+                assert_eq!(s.prekey_uploads(kind, outcome), n);
+                n += 1;
+            }
+        }
+        assert_eq!(s.one_time_handed, 1);
+        assert_eq!(
+            s.prekey_requests(PrekeyRequestOutcome::ServedWithoutOneTime),
+            1
+        );
     }
 }

@@ -18,6 +18,7 @@ use protocol::keys::{NodeId, SphinxKeyPair};
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkDecoder, LinkMessage};
 use protocol::link::{DELIVERY_PAYLOAD_SIZE, LENGTH_PREFIX_SIZE, MAX_BODY_LEN};
 use protocol::packet::{PACKET_SIZE, SURB_ID_SIZE};
+use protocol::prekeys::{FINGERPRINT_SIZE, MAX_ONE_TIME_PREKEY_SIZE, MAX_PUBLISHED_BUNDLE_SIZE};
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 use rand::SeedableRng;
@@ -45,6 +46,12 @@ fn gateway_message() -> impl Strategy<Value = GatewayMessage> {
                 payload
             }),
         close_reason().prop_map(|reason| GatewayMessage::Close { reason }),
+        (any::<bool>(), any::<u32>()).prop_map(|(published, one_time_left)| {
+            GatewayMessage::PrekeyStock {
+                published,
+                one_time_left,
+            }
+        }),
     ]
 }
 
@@ -63,6 +70,23 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }
         }),
         any::<u64>().prop_map(|id| ClientMessage::AckDelivery { mailbox_id: id }),
+        any::<[u8; 16]>().prop_map(|invite| ClientMessage::Enroll { invite }),
+        (
+            any::<[u8; FINGERPRINT_SIZE]>(),
+            proptest::collection::vec(any::<u8>(), 0..=MAX_PUBLISHED_BUNDLE_SIZE)
+        )
+            .prop_map(|(fingerprint, published)| ClientMessage::PublishBundle {
+                fingerprint,
+                published
+            }),
+        proptest::collection::vec(
+            (
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..=MAX_ONE_TIME_PREKEY_SIZE)
+            ),
+            0..=2
+        )
+        .prop_map(|keys| ClientMessage::AddOneTimePrekeys { keys }),
     ]
 }
 
@@ -108,6 +132,9 @@ proptest! {
         cuts in proptest::collection::vec(1usize..3000, 1..8),
     ) {
         let bytes: Vec<u8> = messages.iter().flat_map(|m| m.encode()).collect();
+        for m in &messages {
+            prop_assert!(m.fits());
+        }
         prop_assert_eq!(decode_chunked::<ClientMessage>(&bytes, &cuts), Ok(messages));
     }
 
@@ -130,8 +157,9 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] ^= xor;
         if let Ok(decoded) = decode_chunked::<ClientMessage>(&bytes, &[bytes.len()]) {
-            // Only a change in a field's value can still decode, to a different message.
-            prop_assert!(i >= LENGTH_PREFIX_SIZE + 2 || decoded.is_empty());
+            // Only a change in the kind (between kinds of variable length) or
+            // in a field's value can still decode, to a different message.
+            prop_assert!(i >= LENGTH_PREFIX_SIZE + 1 || decoded.is_empty());
             prop_assert!(decoded != vec![message]);
         }
     }

@@ -210,7 +210,16 @@ fn a_new_session_replaces_the_old_one_and_late_auth_times_out() {
         }]
     );
     assert!(old.closed);
-    assert_eq!(new.receive(&actions), vec![GatewayMessage::Welcome]);
+    assert_eq!(
+        new.receive(&actions),
+        vec![
+            GatewayMessage::Welcome,
+            GatewayMessage::PrekeyStock {
+                published: false,
+                one_time_left: 0
+            }
+        ]
+    );
     assert_eq!(core.session_count(), 1);
     let s = core.stats().snapshot();
     assert_eq!((s.sessions, s.online_clients), (1, 1));

@@ -38,6 +38,12 @@
 //!   flags bit 0 = SURB-ack present, bit 1 = lifetime present, other bits zero.
 //! - **node loop** (a mix node's or gateway's own loop cover, which returns to
 //!   the node that made it): empty.
+//! - **bundle request** (to a gateway's prekey service, at
+//!   [`PREKEY_SERVICE_DESTINATION`](crate::address::PREKEY_SERVICE_DESTINATION),
+//!   [`BundleRequestFrame`]): `fingerprint (20) | SURB count (1) | SURBs
+//!   (396 each, 1 to `[`BUNDLE_REQUEST_SURBS`]`)`. The gateway reads the
+//!   fingerprint and answers through the SURBs ([`crate::prekeys`]); the
+//!   body's length, like every body's, is read by the final hop alone.
 //!
 //! [`FRAGMENT_CAPACITY`] is what the smaller of a sealed body and a reply
 //! leaves for a fragment, so a fragment's capacity does not depend on how it
@@ -54,9 +60,10 @@ use crate::error::ProtocolError;
 use crate::fragment::{FRAGMENT_HEADER_SIZE, Fragment};
 use crate::link::DELIVERY_PAYLOAD_SIZE;
 use crate::packet::FRAME_SIZE;
+use crate::prekeys::{BUNDLE_REQUEST_SURBS, FINGERPRINT_SIZE};
 use crate::recall::{RECALL_SECRET_SIZE, RECALL_TAG_SIZE, RecallSecret, RecallTag};
 use crate::seal::{SEALED_PLAINTEXT_SIZE, SEALED_SIZE};
-use crate::surb::SURB_SIZE;
+use crate::surb::{SURB_SIZE, Surb};
 
 /// Version byte of the frame format.
 pub const FRAME_VERSION: u8 = 3;
@@ -80,6 +87,10 @@ pub const FRAGMENT_CAPACITY: usize = {
 
 const _: () = assert!(FRAME_HEADER_SIZE + FORWARD_BODY_SIZE <= FRAME_SIZE);
 const _: () = assert!(FRAME_HEADER_SIZE + RECALL_BODY_SIZE <= FRAME_SIZE);
+const _: () = assert!(FRAME_HEADER_SIZE + BUNDLE_REQUEST_BODY_MAX <= FRAME_SIZE);
+
+/// Bytes of the largest bundle request body: fingerprint, SURB count, SURBs.
+pub const BUNDLE_REQUEST_BODY_MAX: usize = FINGERPRINT_SIZE + 1 + BUNDLE_REQUEST_SURBS * SURB_SIZE;
 
 /// Flag bit: the frame carries a SURB-ack.
 const FLAG_SURB_ACK: u8 = 1;
@@ -100,6 +111,8 @@ pub enum FrameKind {
     Reply = 5,
     /// A sender's recall of a message it sent: secret, count, SURB-ack, sealed notice.
     Recall = 6,
+    /// A request for a client's prekey bundle, to a gateway's prekey service.
+    BundleRequest = 7,
 }
 
 impl FrameKind {
@@ -110,6 +123,7 @@ impl FrameKind {
             3 => FrameKind::NodeLoop,
             5 => FrameKind::Reply,
             6 => FrameKind::Recall,
+            7 => FrameKind::BundleRequest,
             _ => return None,
         })
     }
@@ -140,6 +154,16 @@ pub struct RecallFrame {
     pub surb_ack: Vec<u8>,
     /// The recall notice, sealed to the recipient like a forward body.
     pub sealed: Box<[u8; SEALED_SIZE]>,
+}
+
+/// A request for the prekey bundle kept under a fingerprint, as the
+/// gateway's prekey service reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleRequestFrame {
+    /// The identity fingerprint whose bundle is asked for.
+    pub fingerprint: [u8; FINGERPRINT_SIZE],
+    /// SURBs to answer through, in order (1 to [`BUNDLE_REQUEST_SURBS`]).
+    pub surbs: Vec<Surb>,
 }
 
 impl RecallFrame {
@@ -211,6 +235,8 @@ pub enum Frame {
     },
     /// A sender's recall of a message it sent.
     Recall(RecallFrame),
+    /// A request for a client's prekey bundle.
+    BundleRequest(BundleRequestFrame),
 }
 
 impl Frame {
@@ -222,6 +248,7 @@ impl Frame {
             Frame::NodeLoop => FrameKind::NodeLoop,
             Frame::Reply { .. } => FrameKind::Reply,
             Frame::Recall(_) => FrameKind::Recall,
+            Frame::BundleRequest(_) => FrameKind::BundleRequest,
         }
     }
 
@@ -242,6 +269,20 @@ impl Frame {
                 body.extend_from_slice(&recall.fragments.to_be_bytes());
                 body.extend_from_slice(&recall.surb_ack);
                 body.extend_from_slice(recall.sealed.as_slice());
+            }
+            Frame::BundleRequest(request) => {
+                let count = request.surbs.len();
+                if count == 0 || count > BUNDLE_REQUEST_SURBS {
+                    return Err(ProtocolError::BadFrame(format!(
+                        "a bundle request carries 1 to {BUNDLE_REQUEST_SURBS} SURBs, got {count}"
+                    )));
+                }
+                body.extend_from_slice(&request.fingerprint);
+                body.push(count as u8);
+                for surb in &request.surbs {
+                    check_surb_ack(&surb.0)?;
+                    body.extend_from_slice(&surb.0);
+                }
             }
             Frame::Reply {
                 surb_ack,
@@ -310,6 +351,7 @@ impl Frame {
             FrameKind::Forward => decode_forward(body),
             FrameKind::Reply => decode_reply(body),
             FrameKind::Recall => decode_recall(body),
+            FrameKind::BundleRequest => decode_bundle_request(body),
             FrameKind::Ack if body.is_empty() => Ok(Frame::Ack),
             FrameKind::NodeLoop if body.is_empty() => Ok(Frame::NodeLoop),
             FrameKind::Ack | FrameKind::NodeLoop => Err(ProtocolError::BadFrame(
@@ -383,6 +425,34 @@ fn decode_recall(body: &[u8]) -> Result<Frame, ProtocolError> {
         fragments: u16::from_be_bytes(*count),
         surb_ack,
         sealed,
+    }))
+}
+
+fn decode_bundle_request(body: &[u8]) -> Result<Frame, ProtocolError> {
+    let (fingerprint, rest) = body
+        .split_first_chunk::<FINGERPRINT_SIZE>()
+        .ok_or_else(|| ProtocolError::BadFrame("truncated fingerprint".into()))?;
+    let (&count, surbs) = rest
+        .split_first()
+        .ok_or_else(|| ProtocolError::BadFrame("truncated SURB count".into()))?;
+    let count = usize::from(count);
+    if count == 0 || count > BUNDLE_REQUEST_SURBS {
+        return Err(ProtocolError::BadFrame(format!(
+            "a bundle request carries 1 to {BUNDLE_REQUEST_SURBS} SURBs, got {count}"
+        )));
+    }
+    if surbs.len() != count * SURB_SIZE {
+        return Err(ProtocolError::BadFrame(format!(
+            "{count} SURBs in {} bytes",
+            surbs.len()
+        )));
+    }
+    Ok(Frame::BundleRequest(BundleRequestFrame {
+        fingerprint: *fingerprint,
+        surbs: surbs
+            .chunks_exact(SURB_SIZE)
+            .map(|s| Surb(s.to_vec()))
+            .collect(),
     }))
 }
 
@@ -498,7 +568,19 @@ mod tests {
             }),
             Just(Frame::Ack),
             Just(Frame::NodeLoop),
+            arb_bundle_request().prop_map(Frame::BundleRequest),
         ]
+    }
+
+    fn arb_bundle_request() -> impl Strategy<Value = BundleRequestFrame> {
+        (
+            any::<[u8; FINGERPRINT_SIZE]>(),
+            proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), SURB_SIZE..=SURB_SIZE).prop_map(Surb),
+                1..=BUNDLE_REQUEST_SURBS,
+            ),
+        )
+            .prop_map(|(fingerprint, surbs)| BundleRequestFrame { fingerprint, surbs })
     }
 
     proptest! {
@@ -527,6 +609,17 @@ mod tests {
             let mut bytes = frame.encode().unwrap();
             bytes[pos] ^= 1 << bit;
             let _ = Frame::decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncated_bundle_request_body_is_refused(request in arb_bundle_request()) {
+            let bytes = Frame::BundleRequest(request).encode().unwrap();
+            let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+            for cut in 0..len {
+                let mut short = bytes.clone();
+                short[2..4].copy_from_slice(&(cut as u16).to_be_bytes());
+                prop_assert!(Frame::decode(&short).is_err(), "body cut to {}", cut);
+            }
         }
 
         #[test]
@@ -750,5 +843,60 @@ mod tests {
         bytes.extend_from_slice(&[FLAG_LIFETIME, 0, 0]);
         bytes.resize(FRAME_SIZE, 0);
         assert!(Frame::decode(&bytes).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bundle_request_tests {
+    use super::*;
+
+    fn request(surbs: usize) -> Frame {
+        Frame::BundleRequest(BundleRequestFrame {
+            fingerprint: [0xAB; FINGERPRINT_SIZE],
+            surbs: (0..surbs).map(|i| Surb(vec![i as u8; SURB_SIZE])).collect(),
+        })
+    }
+
+    #[test]
+    fn a_bundle_request_is_fingerprint_count_and_surbs_in_one_frame() {
+        let bytes = request(2).encode().unwrap();
+        assert_eq!(bytes.len(), FRAME_SIZE);
+        assert_eq!(bytes[1], FrameKind::BundleRequest as u8);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+            BUNDLE_REQUEST_BODY_MAX
+        );
+        assert_eq!(&bytes[4..24], &[0xAB; FINGERPRINT_SIZE]);
+        assert_eq!(bytes[24], 2);
+        assert_eq!(bytes[25], 0);
+        assert_eq!(bytes[25 + SURB_SIZE], 1);
+        assert_eq!(Frame::decode(&bytes).unwrap(), request(2));
+        assert_eq!(
+            Frame::decode(&request(1).encode().unwrap()).unwrap(),
+            request(1)
+        );
+    }
+
+    #[test]
+    fn no_surb_too_many_surbs_or_a_short_surb_is_refused() {
+        assert!(request(0).encode().is_err());
+        assert!(request(BUNDLE_REQUEST_SURBS + 1).encode().is_err());
+        let short = Frame::BundleRequest(BundleRequestFrame {
+            fingerprint: [1; FINGERPRINT_SIZE],
+            surbs: vec![Surb(vec![0; SURB_SIZE - 1])],
+        });
+        assert!(short.encode().is_err());
+        // A count that the SURBs do not match, and counts 0 and 3.
+        let good = request(2).encode().unwrap();
+        for count in [0u8, 1, 3] {
+            let mut bytes = good.clone();
+            bytes[24] = count;
+            assert!(Frame::decode(&bytes).is_err(), "count {count}");
+        }
+        // A body one byte longer than its SURBs.
+        let mut longer = good;
+        let len = u16::from_be_bytes([longer[2], longer[3]]) + 1;
+        longer[2..4].copy_from_slice(&len.to_be_bytes());
+        assert!(Frame::decode(&longer).is_err());
     }
 }

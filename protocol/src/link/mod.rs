@@ -16,6 +16,7 @@
 
 use crate::keys::NodeId;
 use crate::packet::{PACKET_SIZE, SPHINX_PAYLOAD_SIZE, SURB_ID_SIZE};
+use crate::prekeys::FINGERPRINT_SIZE;
 use crate::surb::SurbId;
 
 pub mod auth;
@@ -117,6 +118,14 @@ pub enum GatewayMessage {
         /// Why.
         reason: CloseReason,
     },
+    /// What the gateway keeps of the client's prekeys: sent after
+    /// [`GatewayMessage::Welcome`] and after each prekey upload.
+    PrekeyStock {
+        /// Whether a published bundle is kept.
+        published: bool,
+        /// One-time prekeys not handed out yet.
+        one_time_left: u32,
+    },
 }
 
 /// A message from a client to its gateway.
@@ -148,7 +157,35 @@ pub enum ClientMessage {
         /// The invite code the gateway's operator handed out.
         invite: [u8; INVITE_LEN],
     },
+    /// The client's published bundle, kept under its identity fingerprint
+    /// (replacing the one it published before); opaque to the gateway,
+    /// which keeps at most [`MAX_PUBLISHED_BUNDLE_SIZE`](crate::prekeys::MAX_PUBLISHED_BUNDLE_SIZE) bytes.
+    PublishBundle {
+        /// The fingerprint of the client's identity.
+        fingerprint: [u8; FINGERPRINT_SIZE],
+        /// The published bundle, signed by that identity.
+        published: Vec<u8>,
+    },
+    /// One-time prekeys to hand out with the published bundle, each once
+    /// (as many as fit [`MAX_BODY_LEN`]: [`ClientMessage::fits`]).
+    AddOneTimePrekeys {
+        /// Each key's id (the client's name for it) and its bytes, opaque
+        /// to the gateway, at most
+        /// [`MAX_ONE_TIME_PREKEY_SIZE`](crate::prekeys::MAX_ONE_TIME_PREKEY_SIZE) each.
+        keys: Vec<(u32, Vec<u8>)>,
+    },
 }
+
+impl ClientMessage {
+    /// Whether the message fits one link message ([`MAX_BODY_LEN`]); the
+    /// encoder does not check.
+    pub fn fits(&self) -> bool {
+        self.encode().len() <= LENGTH_PREFIX_SIZE + MAX_BODY_LEN
+    }
+}
+
+/// Bytes of an [`ClientMessage::AddOneTimePrekeys`] entry besides the key: id and length.
+pub const ONE_TIME_PREKEY_ENTRY_HEADER: usize = 4 + 2;
 
 /// Bytes of an invite code.
 pub const INVITE_LEN: usize = 16;
@@ -157,10 +194,13 @@ const KIND_CHALLENGE: u8 = 0x01;
 const KIND_WELCOME: u8 = 0x02;
 const KIND_DELIVER: u8 = 0x03;
 const KIND_CLOSE: u8 = 0x04;
+const KIND_PREKEY_STOCK: u8 = 0x05;
 const KIND_AUTHENTICATE: u8 = 0x81;
 const KIND_SEND_PACKET: u8 = 0x82;
 const KIND_ACK_DELIVERY: u8 = 0x83;
 const KIND_ENROLL: u8 = 0x84;
+const KIND_PUBLISH_BUNDLE: u8 = 0x85;
+const KIND_ADD_ONE_TIME_PREKEYS: u8 = 0x86;
 
 /// A message kind that can be encoded to and decoded from a link.
 pub trait LinkMessage: Sized {
@@ -234,6 +274,14 @@ impl LinkMessage for GatewayMessage {
                 );
             }
             GatewayMessage::Close { reason } => write_message(out, KIND_CLOSE, &[&[*reason as u8]]),
+            GatewayMessage::PrekeyStock {
+                published,
+                one_time_left,
+            } => write_message(
+                out,
+                KIND_PREKEY_STOCK,
+                &[&[u8::from(*published)], &one_time_left.to_be_bytes()],
+            ),
         }
     }
 
@@ -283,6 +331,18 @@ impl LinkMessage for GatewayMessage {
                     .ok_or(LinkDecodeError::BadField("close reason"))?;
                 Ok(GatewayMessage::Close { reason })
             }
+            KIND_PREKEY_STOCK => {
+                let [flag, left @ ..] = array::<5>(kind, fields)?;
+                let published = match flag {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(LinkDecodeError::BadField("prekey stock published flag")),
+                };
+                Ok(GatewayMessage::PrekeyStock {
+                    published,
+                    one_time_left: u32::from_be_bytes(left),
+                })
+            }
             other => Err(LinkDecodeError::UnknownKind(other)),
         }
     }
@@ -306,6 +366,22 @@ impl LinkMessage for ClientMessage {
             }
             ClientMessage::Enroll { invite } => {
                 write_message(out, KIND_ENROLL, &[invite]);
+            }
+            ClientMessage::PublishBundle {
+                fingerprint,
+                published,
+            } => {
+                write_message(out, KIND_PUBLISH_BUNDLE, &[fingerprint, published]);
+            }
+            ClientMessage::AddOneTimePrekeys { keys } => {
+                let mut fields = Vec::new();
+                for (id, key) in keys {
+                    let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+                    fields.extend_from_slice(&id.to_be_bytes());
+                    fields.extend_from_slice(&len.to_be_bytes());
+                    fields.extend_from_slice(key);
+                }
+                write_message(out, KIND_ADD_ONE_TIME_PREKEYS, &[&fields]);
             }
         }
     }
@@ -347,6 +423,38 @@ impl LinkMessage for ClientMessage {
             KIND_ENROLL => Ok(ClientMessage::Enroll {
                 invite: array(kind, fields)?,
             }),
+            KIND_PUBLISH_BUNDLE => {
+                let (fingerprint, published) = fields
+                    .split_first_chunk::<FINGERPRINT_SIZE>()
+                    .ok_or(LinkDecodeError::BadLength {
+                        kind,
+                        len: fields.len(),
+                    })?;
+                Ok(ClientMessage::PublishBundle {
+                    fingerprint: *fingerprint,
+                    published: published.to_vec(),
+                })
+            }
+            KIND_ADD_ONE_TIME_PREKEYS => {
+                let bad = LinkDecodeError::BadLength {
+                    kind,
+                    len: fields.len(),
+                };
+                let mut keys = Vec::new();
+                let mut rest = fields;
+                while !rest.is_empty() {
+                    let (header, tail) = rest
+                        .split_first_chunk::<ONE_TIME_PREKEY_ENTRY_HEADER>()
+                        .ok_or(bad.clone())?;
+                    let [a, b, c, d, hi, lo] = *header;
+                    let (key, tail) = tail
+                        .split_at_checked(usize::from(u16::from_be_bytes([hi, lo])))
+                        .ok_or(bad.clone())?;
+                    keys.push((u32::from_be_bytes([a, b, c, d]), key.to_vec()));
+                    rest = tail;
+                }
+                Ok(ClientMessage::AddOneTimePrekeys { keys })
+            }
             other => Err(LinkDecodeError::UnknownKind(other)),
         }
     }
@@ -448,5 +556,117 @@ mod tests {
             d.next_message(),
             Err(LinkDecodeError::TooLong { .. })
         ));
+    }
+
+    fn body(message: &impl LinkMessage) -> Vec<u8> {
+        message.encode()[LENGTH_PREFIX_SIZE..].to_vec()
+    }
+
+    #[test]
+    fn prekey_messages_have_the_documented_layout() {
+        let stock = GatewayMessage::PrekeyStock {
+            published: true,
+            one_time_left: 258,
+        };
+        assert_eq!(stock.encode(), [0, 7, LINK_VERSION, 0x05, 1, 0, 0, 1, 2]);
+        let publish = ClientMessage::PublishBundle {
+            fingerprint: [9; FINGERPRINT_SIZE],
+            published: vec![1, 2, 3],
+        };
+        let bytes = publish.encode();
+        assert_eq!(bytes[..4], [0, 25, LINK_VERSION, 0x85]);
+        assert_eq!(bytes[4..24], [9; FINGERPRINT_SIZE]);
+        assert_eq!(bytes[24..], [1, 2, 3]);
+        let add = ClientMessage::AddOneTimePrekeys {
+            keys: vec![(1, vec![7]), (0x0102_0304, vec![])],
+        };
+        assert_eq!(
+            add.encode(),
+            [
+                0,
+                15,
+                LINK_VERSION,
+                0x86,
+                0,
+                0,
+                0,
+                1,
+                0,
+                1,
+                7,
+                1,
+                2,
+                3,
+                4,
+                0,
+                0
+            ]
+        );
+        for m in [publish, add] {
+            assert_eq!(ClientMessage::decode_body(&body(&m)), Ok(m));
+        }
+        assert_eq!(GatewayMessage::decode_body(&body(&stock)), Ok(stock));
+    }
+
+    #[test]
+    fn three_one_time_prekeys_of_1284_bytes_fit_one_message_and_four_do_not() {
+        let keys = |n: u32| ClientMessage::AddOneTimePrekeys {
+            keys: (0..n).map(|id| (id, vec![5; 1284])).collect(),
+        };
+        assert!(keys(3).fits());
+        assert!(!keys(4).fits());
+        let largest = ClientMessage::PublishBundle {
+            fingerprint: [0; FINGERPRINT_SIZE],
+            published: vec![0; crate::prekeys::MAX_PUBLISHED_BUNDLE_SIZE],
+        };
+        assert!(largest.fits());
+    }
+
+    #[test]
+    fn every_truncation_of_a_prekey_message_is_refused_or_a_shorter_message() {
+        let stock = body(&GatewayMessage::PrekeyStock {
+            published: false,
+            one_time_left: 3,
+        });
+        for cut in 0..stock.len() {
+            assert!(GatewayMessage::decode_body(&stock[..cut]).is_err(), "{cut}");
+        }
+        let mut flag = stock.clone();
+        flag[2] = 2;
+        assert_eq!(
+            GatewayMessage::decode_body(&flag),
+            Err(LinkDecodeError::BadField("prekey stock published flag"))
+        );
+        let publish = body(&ClientMessage::PublishBundle {
+            fingerprint: [3; FINGERPRINT_SIZE],
+            published: vec![4; 10],
+        });
+        for cut in 0..2 + FINGERPRINT_SIZE {
+            assert!(
+                ClientMessage::decode_body(&publish[..cut]).is_err(),
+                "{cut}"
+            );
+        }
+        // The entries of a batch are 4 + 2 + 3 and 4 + 2 + 0 bytes long:
+        // a cut inside one is refused, a cut between two reads fewer keys.
+        let add = body(&ClientMessage::AddOneTimePrekeys {
+            keys: vec![(1, vec![8; 3]), (2, vec![])],
+        });
+        for cut in 0..add.len() {
+            let decoded = ClientMessage::decode_body(&add[..cut]);
+            match cut {
+                2 => assert_eq!(
+                    decoded,
+                    Ok(ClientMessage::AddOneTimePrekeys { keys: vec![] })
+                ),
+                11 => assert_eq!(
+                    decoded,
+                    Ok(ClientMessage::AddOneTimePrekeys {
+                        keys: vec![(1, vec![8; 3])]
+                    })
+                ),
+                _ => assert!(decoded.is_err(), "{cut}"),
+            }
+        }
     }
 }

@@ -271,7 +271,11 @@ impl<C: SimCodec> Engine<C> {
                     ClientMessage::AckDelivery { mailbox_id }.encode_into(&mut acks);
                 }
                 Ok(Some(GatewayMessage::Close { .. })) => self.tally.drop("session_closed"),
-                Ok(Some(GatewayMessage::Challenge { .. } | GatewayMessage::Welcome)) => {}
+                Ok(Some(
+                    GatewayMessage::Challenge { .. }
+                    | GatewayMessage::Welcome
+                    | GatewayMessage::PrekeyStock { .. },
+                )) => {}
                 Ok(None) => break,
                 Err(_) => {
                     self.tally.drop("link_malformed");

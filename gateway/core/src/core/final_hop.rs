@@ -12,8 +12,12 @@
 //! found (a body found may be a retransmitted copy of one the client has
 //! already taken, so finding every fragment does not prove the message
 //! unseen), and its SURB-ack goes back.
+//!
+//! A packet to the gateway's own prekey service
+//! ([`PREKEY_SERVICE_DESTINATION`]) is answered (or dropped) at once, apart
+//! from the batch: it stores nothing in the mailbox (`prekey_service.rs`).
 
-use protocol::address::DROP_DESTINATION;
+use protocol::address::{DROP_DESTINATION, PREKEY_SERVICE_DESTINATION};
 use protocol::format::PacketFormat;
 use protocol::frame::{Frame, RecallFrame};
 use protocol::link::DELIVERY_PAYLOAD_SIZE;
@@ -24,7 +28,7 @@ use protocol::time::Timestamp;
 
 use super::{GatewayAction, GatewayCore};
 use crate::mailbox::{ClientKey, MailboxStore, NewMessage, PutError};
-use crate::stats::GatewayDropReason;
+use crate::stats::{GatewayDropReason, PrekeyRequestOutcome};
 
 /// What the final hop did with one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +53,9 @@ pub enum FinalHop {
         /// Whether a SURB-ack went back to the sender.
         acked: bool,
     },
+    /// A packet to the prekey service: answered through its SURBs, or
+    /// dropped, as the outcome says (also counted).
+    Prekey(PrekeyRequestOutcome),
 }
 
 /// What [`GatewayCore::classify`] makes of one delivery.
@@ -99,6 +106,11 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let mut outcomes = Vec::new();
         let mut actions = Vec::new();
         for delivery in deliveries {
+            if delivery.destination == PREKEY_SERVICE_DESTINATION {
+                let outcome = self.bundle_request(delivery, &mut actions);
+                outcomes.push(FinalHop::Prekey(outcome));
+                continue;
+            }
             match self.classify(delivery) {
                 Ok(Classified {
                     message: Some(message),

@@ -11,9 +11,12 @@
 //!
 //! The one side effect the core performs itself is the mailbox: a message is
 //! committed to the [`Mailbox`] before the SURB-ack that acknowledges it is
-//! even built, so an ack can never overtake its message's durability.
+//! even built, so an ack can never overtake its message's durability. The
+//! prekey service's store ([`PrekeyStore`]) is the other: a one-time prekey
+//! leaves it, committed, before the answer that carries it is built.
 
 mod final_hop;
+mod prekey_service;
 
 pub use final_hop::{FinalHop, FinalHopReport};
 
@@ -22,6 +25,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::address::PREKEY_SERVICE_DESTINATION;
 use protocol::format::{PacketFormat, SphinxFormat};
 use protocol::keys::NodeId;
 use protocol::packet::OutgoingPacket;
@@ -30,6 +34,7 @@ use rand::CryptoRng;
 
 use crate::error::MailboxError;
 use crate::mailbox::{ClientKey, Mailbox, MailboxId, MailboxStore, RegistrationDay};
+use crate::prekeys::{MemoryPrekeyStore, PrekeyStore};
 use crate::source::{SourceLimiter, SourceLimits, SourcePrefix, SourceRequest};
 use crate::stats::{GatewayDropReason, GatewayStats};
 use crate::throttle::{ThrottleConfig, TokenBucket};
@@ -147,6 +152,8 @@ pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
     acked: Vec<(ClientKey, MailboxId)>,
     /// Closed admission: who may still enroll, and who may not come back.
     admission: Admission,
+    /// The clients' published bundles and one-time prekeys.
+    prekeys: Box<dyn PrekeyStore + Send>,
     stats: Arc<GatewayStats>,
 }
 
@@ -197,8 +204,21 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             next_sweep: Timestamp::ZERO,
             acked: Vec::new(),
             admission: Admission::default(),
+            prekeys: Box::new(MemoryPrekeyStore::new()),
             stats,
         })
+    }
+
+    /// Keeps the clients' prekeys in `store` (by default, in memory).
+    pub fn with_prekey_store(mut self, store: impl PrekeyStore + Send + 'static) -> Self {
+        self.prekeys = Box::new(store);
+        self.update_prekey_gauge();
+        self
+    }
+
+    /// The clients' prekeys.
+    pub fn prekeys(&self) -> &dyn PrekeyStore {
+        self.prekeys.as_ref()
     }
 
     /// The gateway's node id.
@@ -268,6 +288,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             let _ = self.mailbox.unregister(client);
             self.stats.set_registered(self.clients.len() as u64);
         }
+        self.forget_prekeys(client);
         if newly {
             self.stats.revoked();
         }
@@ -296,6 +317,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             if self.mailbox.unregister(&client).is_ok() {
                 self.clients.remove(&client);
                 self.buckets.remove(&client);
+                self.forget_prekeys(&client);
                 expired += 1;
             }
         }
@@ -439,7 +461,10 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 SessionState::AwaitingAuth { challenge, .. },
                 ClientMessage::Authenticate { client_key, proof },
             ) => {
-                if !challenge.verify(&client_key, &proof) {
+                // The prekey service's address is never a client's.
+                if client_key == PREKEY_SERVICE_DESTINATION
+                    || !challenge.verify(&client_key, &proof)
+                {
                     self.stats.auth_refused();
                     self.end_session(session, CloseReason::AuthFailed, actions);
                     return;
@@ -483,6 +508,25 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 let id = MailboxId(mailbox_id);
                 in_flight.remove(&id);
                 self.acked.push((*client, id));
+            }
+            (
+                SessionState::Authenticated { client, .. },
+                ClientMessage::PublishBundle {
+                    fingerprint,
+                    published,
+                },
+            ) => {
+                let client = *client;
+                self.publish_bundle(&client, &fingerprint, &published);
+                self.send_prekey_stock(session, &client, actions);
+            }
+            (
+                SessionState::Authenticated { client, .. },
+                ClientMessage::AddOneTimePrekeys { keys },
+            ) => {
+                let client = *client;
+                self.add_one_time_prekeys(&client, &keys);
+                self.send_prekey_stock(session, &client, actions);
             }
             (SessionState::AwaitingAuth { .. }, ClientMessage::Enroll { invite })
                 if s.invite.is_none() =>
@@ -581,6 +625,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             session,
             bytes: GatewayMessage::Welcome.encode(),
         });
+        self.send_prekey_stock(session, &client, actions);
         self.pump(session, actions);
     }
 

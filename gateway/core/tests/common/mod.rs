@@ -197,6 +197,11 @@ pub fn connect<S: MailboxStore>(
     let (client, mut messages) = connect_as(core, rng, now, key, key.public().to_bytes());
     assert_eq!(messages.first(), Some(&GatewayMessage::Welcome));
     messages.remove(0);
+    assert!(
+        matches!(messages.first(), Some(GatewayMessage::PrekeyStock { .. })),
+        "the prekey stock follows the welcome: {messages:?}"
+    );
+    messages.remove(0);
     (client, messages)
 }
 

@@ -5,13 +5,105 @@
 //! since per-client series would publish who receives how much. The core's
 //! [`GatewayStats`](gateway_core::GatewayStats) are copied in at each scrape.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use gateway_core::{GatewayDropReason, GatewayStatsSnapshot};
+use gateway_core::{
+    GatewayDropReason, GatewayStatsSnapshot, PrekeyRequestOutcome, PrekeyUploadKind,
+    PrekeyUploadOutcome,
+};
 use nodeshell::metrics::{DropLabels, catch_up, counter, drop_family, gauge, to_i64};
+
+/// The label of `prekey_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// What became of the request.
+    outcome: &'static str,
+}
+
+/// The labels of `prekey_uploads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UploadLabels {
+    /// A published bundle or a one-time prekey.
+    kind: &'static str,
+    /// What became of it.
+    outcome: &'static str,
+}
+
+/// The prekey service's series.
+struct PrekeyCounters {
+    requests: Family<RequestLabels, Counter>,
+    one_time_handed: Counter,
+    uploads: Family<UploadLabels, Counter>,
+    published: Gauge,
+}
+
+impl PrekeyCounters {
+    fn register(r: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "prekey_requests",
+            "Bundle requests that reached the prekey service, by outcome",
+            requests.clone(),
+        );
+        for outcome in PrekeyRequestOutcome::ALL {
+            let _ = requests.get_or_create(&RequestLabels {
+                outcome: outcome.as_str(),
+            });
+        }
+        let uploads = Family::<UploadLabels, Counter>::default();
+        r.register(
+            "prekey_uploads",
+            "Prekeys uploaded by clients (a bundle, or each one-time prekey), by kind and outcome",
+            uploads.clone(),
+        );
+        for kind in PrekeyUploadKind::ALL {
+            for outcome in PrekeyUploadOutcome::ALL {
+                let _ = uploads.get_or_create(&UploadLabels {
+                    kind: kind.as_str(),
+                    outcome: outcome.as_str(),
+                });
+            }
+        }
+        PrekeyCounters {
+            requests,
+            one_time_handed: counter(
+                r,
+                "one_time_prekeys_handed",
+                "One-time prekeys handed out in answers (each once)",
+            ),
+            uploads,
+            published: gauge(
+                r,
+                "prekey_published_bundles",
+                "Published bundles the prekey service keeps now",
+            ),
+        }
+    }
+
+    fn observe(&self, s: &GatewayStatsSnapshot) {
+        for outcome in PrekeyRequestOutcome::ALL {
+            let c = self.requests.get_or_create(&RequestLabels {
+                outcome: outcome.as_str(),
+            });
+            catch_up(&c, s.prekey_requests(outcome));
+        }
+        catch_up(&self.one_time_handed, s.one_time_handed);
+        for kind in PrekeyUploadKind::ALL {
+            for outcome in PrekeyUploadOutcome::ALL {
+                let c = self.uploads.get_or_create(&UploadLabels {
+                    kind: kind.as_str(),
+                    outcome: outcome.as_str(),
+                });
+                catch_up(&c, s.prekey_uploads(kind, outcome));
+            }
+        }
+        self.published.set(to_i64(s.published_bundles));
+    }
+}
 
 /// Counters copied from the core's stats.
 struct CoreCounters {
@@ -55,6 +147,7 @@ pub struct GatewayMetrics {
     pub slow_clients: Counter,
     core: CoreCounters,
     gauges: CoreGauges,
+    prekeys: PrekeyCounters,
 }
 
 impl GatewayMetrics {
@@ -174,10 +267,12 @@ impl GatewayMetrics {
             mailbox_bytes: gauge(r, "mailbox_bytes", "Payload bytes in the mailbox now"),
             registered_clients: gauge(r, "registered_clients", "Clients the gateway serves now"),
         };
+        let prekeys = PrekeyCounters::register(r);
         GatewayMetrics {
             slow_clients,
             core,
             gauges,
+            prekeys,
         }
     }
 
@@ -221,6 +316,7 @@ impl GatewayMetrics {
         g.mailbox_messages.set(to_i64(s.mailbox_messages));
         g.mailbox_bytes.set(to_i64(s.mailbox_bytes));
         g.registered_clients.set(to_i64(s.registered));
+        self.prekeys.observe(s);
     }
 }
 
@@ -244,6 +340,12 @@ mod tests {
         assert!(text.contains(r#"gateway_messages_dropped_total{reason="throttled"} 1"#));
         assert!(text.contains(r#"gateway_messages_dropped_total{reason="unknown_client"} 0"#));
         assert!(text.contains("# TYPE gateway_mailbox_messages gauge"));
+        assert!(text.contains(r#"gateway_prekey_requests_total{outcome="unknown"} 0"#));
+        assert!(text.contains("gateway_one_time_prekeys_handed_total 0"));
+        assert!(
+            text.contains(r#"gateway_prekey_uploads_total{kind="one_time",outcome="duplicate"} 0"#)
+        );
+        assert!(text.contains("# TYPE gateway_prekey_published_bundles gauge"));
         assert!(!text.contains("# EOF"));
     }
 }

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gateway::RedbStore;
 use gateway::config::GatewaySections;
+use gateway::{RedbPrekeyStore, RedbStore};
 use gateway_core::{GatewayConfig, GatewayCore, Mailbox, ThrottleConfig};
 use mixnode_core::{Action, DropReason};
 use nodeshell::config::{NodeConfig, NodeFile};
@@ -43,6 +43,8 @@ const THROTTLE_HEADROOM: f64 = 1.25;
 pub struct GatewayRole {
     config: GatewaySections,
     mailbox: Mailbox<RedbStore>,
+    /// The prekey service's tables, in the mailbox's database.
+    prekeys: RedbPrekeyStore,
     listener: Option<ClientListener>,
     /// The data folder (closed admission's files are there).
     data_dir: std::path::PathBuf,
@@ -57,11 +59,13 @@ impl Role for GatewayRole {
     fn open(file: &NodeFile<GatewaySections>) -> Result<Self> {
         let path = file.node.node.data_dir.join("mailbox.redb");
         let store = RedbStore::open(&path).with_context(|| path.display().to_string())?;
+        let prekeys = store.prekey_store();
         let mailbox = Mailbox::open(store, file.role.mailbox.mailbox_config())
             .with_context(|| path.display().to_string())?;
         Ok(GatewayRole {
             config: file.role.clone(),
             mailbox,
+            prekeys,
             listener: None,
             data_dir: file.node.node.data_dir.clone(),
         })
@@ -117,7 +121,8 @@ impl Role for GatewayRole {
             },
             self.mailbox,
         )
-        .context("mailbox.redb")?;
+        .context("mailbox.redb")?
+        .with_prekey_store(self.prekeys);
         let stats = core.stats().clone();
         let (client_tx, client_rx) = mpsc::channel(CLIENT_EVENTS);
 
