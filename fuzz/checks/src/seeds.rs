@@ -12,7 +12,7 @@ use directory::{DirectoryConfig, Registry};
 use mixnode_core::{Action, MixerRole};
 use protocol::Epoch;
 use protocol::fragment::{Fragment, FragmentId, MessageId, fragment_message};
-use protocol::frame::{BundleRequestFrame, ForwardFrame, Frame, RecallFrame, SealedContent};
+use protocol::frame::{ForwardFrame, Frame, RecallFrame, SealedContent};
 use protocol::link::auth::prove;
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkMessage};
 use protocol::packet::SPHINX_PAYLOAD_SIZE;
@@ -157,13 +157,6 @@ fn wire(seeds: &mut Seeds, rng: &mut ChaCha20Rng) {
         "node-loop",
         Frame::NodeLoop.encode().expect("frame"),
     );
-    // An RNG of its own, so that the seeds drawn after these stay as they were.
-    let mut prekey_rng = fixtures::rng(0x0b0d);
-    let request = Frame::BundleRequest(BundleRequestFrame {
-        fingerprint: [9; FINGERPRINT_SIZE],
-        surbs: vec![surb(&mut prekey_rng), surb(&mut prekey_rng)],
-    });
-    seeds.add("frame", "bundle-request", request.encode().expect("frame"));
 
     let message = Envelope {
         kind: EnvelopeKind::Message,

@@ -157,9 +157,10 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] ^= xor;
         if let Ok(decoded) = decode_chunked::<ClientMessage>(&bytes, &[bytes.len()]) {
-            // Only a change in the kind (between kinds of variable length) or
-            // in a field's value can still decode, to a different message.
-            prop_assert!(i >= LENGTH_PREFIX_SIZE + 1 || decoded.is_empty());
+            // Only a change in the kind (at LENGTH_PREFIX_SIZE + 1: between
+            // kinds of variable length) or in a field's value can still
+            // decode, to a different message.
+            prop_assert!(i > LENGTH_PREFIX_SIZE || decoded.is_empty());
             prop_assert!(decoded != vec![message]);
         }
     }

@@ -134,7 +134,7 @@ impl World {
 
     /// A real Sphinx packet carrying `frame` to the prekey service, through
     /// the mixes and the gateway's exit mixer: the delivery it makes.
-    fn to_service(&mut self, frame: &Frame) -> Delivery {
+    fn through_mixes(&mut self, frame: &Frame) -> Delivery {
         let delays = DelaySampler::new(MEAN_DELAY).route_delays(4, &mut self.rng);
         let route = self.route();
         let packet = build_packet(
@@ -158,7 +158,7 @@ impl World {
         let (surbs, recoveries): (Vec<Surb>, Vec<SurbRecovery>) =
             (0..surbs).map(|_| self.surb()).unzip();
         let frame = Frame::BundleRequest(BundleRequestFrame { fingerprint, surbs });
-        let delivery = self.to_service(&frame);
+        let delivery = self.through_mixes(&frame);
         let report = self.gateway.handle_delivery(Timestamp::ZERO, delivery);
         assert_eq!(report.outcomes.len(), 1);
         Asked {
@@ -517,7 +517,7 @@ fn anything_else_at_the_service_is_malformed_and_unanswered() {
         &mut w.rng,
     )
     .unwrap();
-    let delivery = w.to_service(&Frame::Forward(mail));
+    let delivery = w.through_mixes(&Frame::Forward(mail));
     let mut deliveries = vec![delivery.clone()];
     // A SURB packet to it, and a payload that does not open.
     deliveries.push(Delivery {
@@ -542,7 +542,7 @@ fn anything_else_at_the_service_is_malformed_and_unanswered() {
     });
     let misaddressed = Delivery {
         destination: alice.client_key(),
-        ..w.to_service(&request)
+        ..w.through_mixes(&request)
     };
     let report = w.gateway.handle_delivery(Timestamp::ZERO, misaddressed);
     assert_eq!(
