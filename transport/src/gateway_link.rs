@@ -103,6 +103,16 @@ pub struct GatewayDelivery {
     pub payload: Vec<u8>,
 }
 
+/// What the gateway keeps of its client's prekeys, as it last reported
+/// ([`GatewayMessage::PrekeyStock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrekeyStock {
+    /// Whether it keeps a published bundle of the client.
+    pub published: bool,
+    /// One-time prekeys it still has to hand out.
+    pub one_time_left: u32,
+}
+
 /// An authenticated session with a gateway.
 pub struct QuicGatewayLink {
     endpoint: quinn::Endpoint,
@@ -110,6 +120,7 @@ pub struct QuicGatewayLink {
     send: tokio::sync::Mutex<quinn::SendStream>,
     deliveries: tokio::sync::Mutex<mpsc::Receiver<GatewayDelivery>>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
+    prekey_stock: Arc<Mutex<Option<PrekeyStock>>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -164,13 +175,21 @@ impl QuicGatewayLink {
         }
         let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
         let close_reason = Arc::new(Mutex::new(None));
-        let reader = tokio::spawn(read_deliveries(recv, decoder, tx, close_reason.clone()));
+        let prekey_stock = Arc::new(Mutex::new(None));
+        let reader = tokio::spawn(read_deliveries(
+            recv,
+            decoder,
+            tx,
+            close_reason.clone(),
+            prekey_stock.clone(),
+        ));
         Ok(QuicGatewayLink {
             endpoint,
             connection,
             send: tokio::sync::Mutex::new(send),
             deliveries: tokio::sync::Mutex::new(rx),
             close_reason,
+            prekey_stock,
             reader,
         })
     }
@@ -198,6 +217,53 @@ impl QuicGatewayLink {
     /// Acknowledges a delivered message: the gateway deletes it.
     pub async fn ack(&self, mailbox_id: u64) -> Result<(), GatewayLinkError> {
         self.write(ClientMessage::AckDelivery { mailbox_id }).await
+    }
+
+    /// Uploads the client's published bundle (when `published` is some)
+    /// under its identity `fingerprint`, then the one-time prekeys
+    /// `(id, bytes)`, as many per link message as fit.
+    pub async fn publish_prekeys(
+        &self,
+        fingerprint: [u8; protocol::prekeys::FINGERPRINT_SIZE],
+        published: Option<Vec<u8>>,
+        one_time: Vec<(u32, Vec<u8>)>,
+    ) -> Result<(), GatewayLinkError> {
+        if let Some(published) = published {
+            self.write(ClientMessage::PublishBundle {
+                fingerprint,
+                published,
+            })
+            .await?;
+        }
+        // Version and kind, then the entries: as many as fit one message.
+        const BODY_HEADER: usize = 2;
+        let mut keys = Vec::new();
+        let mut body = BODY_HEADER;
+        for (id, key) in one_time {
+            let entry = protocol::link::ONE_TIME_PREKEY_ENTRY_HEADER + key.len();
+            if !keys.is_empty() && body + entry > protocol::link::MAX_BODY_LEN {
+                let full = std::mem::take(&mut keys);
+                self.write(ClientMessage::AddOneTimePrekeys { keys: full })
+                    .await?;
+                body = BODY_HEADER;
+            }
+            body += entry;
+            keys.push((id, key));
+        }
+        if !keys.is_empty() {
+            self.write(ClientMessage::AddOneTimePrekeys { keys })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The gateway's latest report of the client's prekeys, once: `None`
+    /// when none came since the last call.
+    pub fn take_prekey_stock(&self) -> Option<PrekeyStock> {
+        self.prekey_stock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Why the gateway closed the session, if it did and said so.
@@ -316,6 +382,7 @@ async fn read_deliveries(
     mut decoder: LinkDecoder<GatewayMessage>,
     deliveries: mpsc::Sender<GatewayDelivery>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
+    prekey_stock: Arc<Mutex<Option<PrekeyStock>>>,
 ) {
     loop {
         match next_message(&mut recv, &mut decoder).await {
@@ -333,8 +400,15 @@ async fn read_deliveries(
                     return;
                 }
             }
-            // The prekey stock is not read by this link (yet).
-            Ok(GatewayMessage::PrekeyStock { .. }) => {}
+            Ok(GatewayMessage::PrekeyStock {
+                published,
+                one_time_left,
+            }) => {
+                *prekey_stock.lock().unwrap_or_else(PoisonError::into_inner) = Some(PrekeyStock {
+                    published,
+                    one_time_left,
+                });
+            }
             Ok(GatewayMessage::Close { reason }) => {
                 *close_reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
                 return;

@@ -93,6 +93,32 @@ pub enum ClientError {
     /// Building a packet, a SURB or a frame failed.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// Too many bundles are being fetched at once.
+    #[error("{0} bundle fetches are under way already: try again once some end")]
+    TooManyFetches(usize),
+    /// The gateway of a short address gave no bundle for it.
+    #[error(
+        "gateway {gateway} gave no bundle for {short} after {attempts} requests: its owner may \
+         not have connected since it was made, or the gateway withholds it; ask its owner for \
+         the address card (`mixnet-client address`) and give that instead"
+    )]
+    BundleUnavailable {
+        /// The short address.
+        short: String,
+        /// Its gateway.
+        gateway: String,
+        /// Requests sent.
+        attempts: u32,
+    },
+    /// The bundle a gateway served for a short address was refused (a bad
+    /// signature, another identity, or an expired card).
+    #[error("refused the bundle served for {short}: {why}")]
+    BundleRefused {
+        /// The short address.
+        short: String,
+        /// Why.
+        why: String,
+    },
     /// The message cannot be recalled.
     #[error("cannot recall: {0}")]
     Recall(#[from] crate::sessions::RecallError),

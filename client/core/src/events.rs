@@ -3,7 +3,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use protocol::NodeId;
 use protocol::fragment::MessageId;
+use protocol::prekeys::FINGERPRINT_SIZE;
 use protocol::surb::{SURB_SIZE, Surb};
 
 use super::stats::{ClientStats, DeliveryDrop};
@@ -115,6 +117,29 @@ pub enum ClientEvent {
         /// The sender's id of the message.
         id: MessageId,
     },
+    /// A gateway answered a request for the bundle of `fingerprint`
+    /// ([`crate::ClientCore::fetch_bundle`]); the signatures are for the
+    /// caller to check (the gateway may lie).
+    BundleFetched {
+        /// The gateway asked.
+        gateway: NodeId,
+        /// The identity fingerprint asked for.
+        fingerprint: [u8; FINGERPRINT_SIZE],
+        /// The published bundle, as the gateway keeps it.
+        published: Vec<u8>,
+        /// The one-time prekey it handed out (`None`: it had none left).
+        one_time: Option<Vec<u8>>,
+    },
+    /// No readable answer came for the bundle of `fingerprint` after
+    /// `attempts` requests (0: the answer came and did not parse).
+    BundleFetchFailed {
+        /// The gateway asked.
+        gateway: NodeId,
+        /// The identity fingerprint asked for.
+        fingerprint: [u8; FINGERPRINT_SIZE],
+        /// Requests sent.
+        attempts: u32,
+    },
     /// Loops sent to this client's own mailbox stopped coming back: its
     /// gateway (which cannot tell them from mail) may be dropping its mail.
     LoopsMissing {
@@ -168,7 +193,8 @@ pub enum DeliveryOutcome {
     },
     /// A fragment already held, or of a message already complete.
     Duplicate,
-    /// The fragment completed `message`: a [`ClientEvent::Received`] is queued.
+    /// The fragment completed `message`: a [`ClientEvent::Received`] (or,
+    /// for the answer of a gateway, a [`ClientEvent::BundleFetched`]) is queued.
     Completed {
         /// The message.
         message: MessageId,

@@ -6,6 +6,7 @@ mod cover;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod health;
 mod inbox;
 mod outbox;
@@ -40,6 +41,7 @@ pub use transmission::{Transmission, TransmissionKind};
 use builder::PacketBuilder;
 use cover::CoverBook;
 use events::EventQueue;
+use fetch::{BundleFetches, BundleQuery};
 use inbox::{Inbox, ReplySurbStore};
 use outbox::{Outbox, RecallRole, Target};
 use protocol::recall::{MAX_RECALL_FRAGMENTS, RecallSecret};
@@ -105,6 +107,7 @@ pub struct ClientCore<R, F: PacketFormat = SphinxFormat> {
     cover: CoverBook<F::Recovery>,
     inbox: Inbox,
     reply_surbs: ReplySurbStore<F::Recovery>,
+    fetches: BundleFetches<F::Recovery>,
     events: EventQueue,
     health: NodeHealth,
     stats: ClientStats,
@@ -149,6 +152,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             cover: CoverBook::new(config.loop_alarm),
             inbox: Inbox::new(&config),
             reply_surbs: ReplySurbStore::default(),
+            fetches: BundleFetches::default(),
             events: EventQueue::new(config.max_events),
             health: NodeHealth::new(&config),
             stats: ClientStats::default(),
@@ -483,6 +487,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             self.inbox.next_deadline(),
             self.reply_surbs.next_expiry(),
             self.cover.next_deadline(),
+            self.fetches.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -505,6 +510,8 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         self.reply_surbs.expire(now, &mut self.stats);
         self.cover
             .handle_timeout(now, &mut self.stats, &mut self.events);
+        self.fetches
+            .handle_timeout(now, &mut self.stats, &mut self.events);
         self.health.prune(now);
     }
 
@@ -518,6 +525,13 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         self.handle_timeout(now);
         let lag = self.config.max_tick_lag;
         while self.send_ticks.poll(now, lag, &mut self.stats.clock_jumps) {
+            if let Some(packet) = self.bundle_request(now, rng) {
+                self.stats.bundle_requests_sent += 1;
+                return Some(Transmission {
+                    packet,
+                    kind: TransmissionKind::BundleRequest,
+                });
+            }
             let builder = PacketBuilder {
                 format: &self.format,
                 routes: &self.routes,
@@ -585,6 +599,64 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         Some(cover.packet)
     }
 
+    /// Asks `gateway` for the bundle its client of identity fingerprint
+    /// `fingerprint` published: the request leaves on a coming send tick,
+    /// and the answer comes as a [`ClientEvent::BundleFetched`] (or a
+    /// [`ClientEvent::BundleFetchFailed`]). Asking again while a fetch is
+    /// under way changes nothing.
+    pub fn fetch_bundle(
+        &mut self,
+        gateway: NodeId,
+        fingerprint: [u8; protocol::prekeys::FINGERPRINT_SIZE],
+    ) -> Result<(), ClientError> {
+        if self.fetches.request(BundleQuery {
+            gateway,
+            fingerprint,
+        }) {
+            Ok(())
+        } else {
+            Err(ClientError::TooManyFetches(fetch::MAX_FETCHES))
+        }
+    }
+
+    /// The request of a queued fetch, if one waits: a forward packet to the
+    /// gateway's prekey service carrying SURBs home for the answer.
+    fn bundle_request(
+        &mut self,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Option<OutgoingPacket> {
+        let query = self.fetches.next_queued()?;
+        let (builder, stats) = self.builder(now);
+        let mut surbs = Vec::with_capacity(protocol::prekeys::BUNDLE_REQUEST_SURBS);
+        let mut recoveries = Vec::with_capacity(surbs.capacity());
+        let mut home_delay = Duration::ZERO;
+        for _ in 0..protocol::prekeys::BUNDLE_REQUEST_SURBS {
+            let home = builder.surb_home(rng, stats).ok()?;
+            home_delay = home_delay.max(home.delay);
+            surbs.push(home.surb);
+            recoveries.push(home.recovery);
+        }
+        let to = ClientAddress {
+            client_key: protocol::address::PREKEY_SERVICE_DESTINATION,
+            gateway: query.gateway,
+        };
+        let route = builder.forward_route(rng, &to, stats).ok()?;
+        let frame = Frame::BundleRequest(protocol::frame::BundleRequestFrame {
+            fingerprint: query.fingerprint,
+            surbs,
+        })
+        .encode()
+        .ok()?;
+        let packet = route.build(builder.format, rng, &frame).ok()?;
+        let deadline = now
+            .saturating_add(route.delay())
+            .saturating_add(home_delay)
+            .saturating_add(BundleFetches::<F::Recovery>::margin());
+        self.fetches.sent(query, recoveries, deadline);
+        Some(packet)
+    }
+
     fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
@@ -631,6 +703,9 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                 &mut self.stats,
                 &mut self.events,
             )
+        } else if self.fetches.has_surb(&surb_id) {
+            self.fetches
+                .handle(&surb_id, payload, &mut self.stats, &mut self.events)
         } else if self.cover.has_ack(&surb_id) {
             self.cover.handle_ack(&surb_id, payload, &mut self.stats)
         } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {

@@ -45,7 +45,9 @@
 mod card;
 mod content;
 mod names;
+mod one_time;
 mod prekeys;
+mod published;
 pub mod recalls;
 mod replay;
 mod rotation;
@@ -61,13 +63,16 @@ pub use content::{CLAIM_LEN, CONTENT_VERSION};
 use content::{Content, SenderClaim, claim_statement};
 use e2ee::{
     HandshakeRole, InitialInfo, LocalIdentity, MessageTag, PrekeyBundle, PrekeySecrets, Session,
-    SessionError, UnixSeconds,
+    SessionError, SignedOneTimePrekey, UnixSeconds,
 };
 pub use names::{ContactError, ContactName, MAX_NAME_LEN, NamedContact};
+pub use one_time::MAX_HELD as MAX_ONE_TIME_HELD;
+use one_time::OneTimePrekeys;
 use prekeys::PrekeyRing;
 pub use prekeys::{Rotation, RotationSchedule};
 use protocol::fragment::MessageId;
 use protocol::{ClientAddress, NodeId};
+pub use published::{PublishedBundle, PublishedError};
 use rand::CryptoRng;
 pub use recalls::{NoticeVerdict, RecallBook, RecallError, RecallTicket};
 use replay::ReplayRecord;
@@ -94,7 +99,9 @@ pub const MAX_UNANSWERED: usize = 128;
 /// message but refuses more new ones by mistake.
 pub const REPLAY_CAPACITY: u64 = replay::CAPACITY;
 /// Version byte of a serialized book.
-const BOOK_VERSION: u8 = 4;
+const BOOK_VERSION: u8 = 5;
+/// Version byte of a book written before one-time prekeys.
+const BOOK_VERSION_4: u8 = 4;
 /// Version byte of a book written before prekey rotation and recall records.
 const BOOK_VERSION_3: u8 = 3;
 /// Version byte of a book written before named contacts.
@@ -135,6 +142,19 @@ pub enum SessionBookError {
         /// The signed prekey id the message names.
         spk_id: u32,
     },
+    /// A first message names a one-time prekey this book does not hold:
+    /// used already (a replay), or dropped as the oldest of too many.
+    #[error(
+        "a first message made with one-time prekey {id}, which this client used already or \
+         no longer holds"
+    )]
+    UnknownOneTimePrekey {
+        /// The one-time prekey id the message names.
+        id: u32,
+    },
+    /// A bundle a gateway served for a short address was refused.
+    #[error(transparent)]
+    Published(#[from] PublishedError),
     /// No card, session or bundle of the identity a short address names.
     #[error(
         "no bundle is known for {0}: nothing reached it yet; add its address card \
@@ -176,6 +196,8 @@ impl SessionBookError {
             SessionBookError::NoSession(_) => "no_session",
             SessionBookError::CardExpired { .. } => "card_expired",
             SessionBookError::UnknownPrekey { .. } => "unknown_prekey",
+            SessionBookError::UnknownOneTimePrekey { .. } => "unknown_one_time_prekey",
+            SessionBookError::Published(_) => "bad_published_bundle",
             SessionBookError::UnknownShortAddress(_) => "unknown_short_address",
             SessionBookError::Contact(_) => "contact",
             SessionBookError::UnknownSession => "unknown_session",
@@ -252,6 +274,9 @@ pub enum Restored {
     /// first [`SessionBook::rotate_if_due`], and messages sent before cannot
     /// be recalled. Save the book again.
     UpgradedFromFormat3,
+    /// A book of format 4 (before one-time prekeys): everything was kept;
+    /// it has no one-time prekeys yet. Save the book again.
+    UpgradedFromFormat4,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -299,9 +324,28 @@ pub struct SessionBook {
     announce: Vec<rotation::Announcement>,
     /// Messages sent that may be recalled, and the senders of messages received.
     recalls: RecallBook,
+    /// Our one-time prekeys and the serial of our published bundle.
+    one_time: OneTimePrekeys,
+    /// One-time prekeys handed to us with a correspondent's bundle, for the
+    /// next session we start with its address (encoded, signature checked).
+    peer_one_time: HashMap<ClientAddress, Vec<u8>>,
     /// Routing tag → session (rebuilt from the sessions when restored).
     #[serde(skip)]
     routes: TagRoutes,
+}
+
+/// A book of format 4: before one-time prekeys.
+#[derive(Deserialize)]
+struct BookFormat4 {
+    identity: LocalIdentity,
+    prekeys: PrekeyRing,
+    sessions: BTreeMap<SessionId, Entry>,
+    contacts: HashMap<ClientAddress, Contact>,
+    replay: ReplayRecord,
+    clock: u64,
+    names: BTreeMap<ContactName, ShortAddress>,
+    announce: Vec<rotation::Announcement>,
+    recalls: RecallBook,
 }
 
 /// A book of format 3: one set of prekeys, no announcements, no recall records.
@@ -369,6 +413,8 @@ impl SessionBook {
             names: BTreeMap::new(),
             announce: Vec::new(),
             recalls: RecallBook::default(),
+            one_time: OneTimePrekeys::default(),
+            peer_one_time: HashMap::new(),
             routes: TagRoutes::default(),
         }
     }
@@ -397,6 +443,18 @@ impl SessionBook {
             .filter(|(address, c)| address.gateway == short.gateway && short.names(&c.identity))
             .max_by_key(|(address, c)| (c.bundle.is_some(), address.client_key))
             .map(|(address, _)| *address)
+    }
+
+    /// Whether a message to `short` can be sealed now: the book has a
+    /// session with the identity it names at its gateway, or its card.
+    pub fn can_reach(&self, short: &ShortAddress) -> bool {
+        self.resolve(short).is_some_and(|address| {
+            self.session_with(&address).is_some()
+                || self
+                    .contacts
+                    .get(&address)
+                    .is_some_and(|c| c.bundle.is_some())
+        })
     }
 
     /// The whole identity a short address names, when the book knows it.
@@ -552,6 +610,55 @@ impl SessionBook {
         );
     }
 
+    /// This client's card at `address`, numbered and signed for its gateway
+    /// to serve (each call numbers it higher).
+    pub fn publication(&mut self, address: ClientAddress) -> PublishedBundle {
+        let serial = self.one_time.next_serial();
+        PublishedBundle::sign(&self.identity, serial, self.card(address))
+    }
+
+    /// `count` new one-time prekeys, signed for upload; their secrets stay
+    /// in the book (save it before uploading them).
+    pub fn new_one_time_prekeys(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        count: usize,
+    ) -> Vec<SignedOneTimePrekey> {
+        self.one_time.generate(rng, &self.identity, count)
+    }
+
+    /// One-time prekey secrets held (handed out or not).
+    pub fn one_time_prekeys_held(&self) -> usize {
+        self.one_time.held()
+    }
+
+    /// Takes a bundle the gateway of `short` served for it, with the
+    /// one-time prekey handed out beside it: checked (every signature by
+    /// the identity `short` names, the address at its gateway, the card not
+    /// expired at `now`), then kept as the contact of its address, the
+    /// one-time prekey for the next session started with it. Returns the address.
+    pub fn learn_published(
+        &mut self,
+        now: UnixSeconds,
+        short: &ShortAddress,
+        published: &[u8],
+        one_time: Option<&[u8]>,
+    ) -> Result<ClientAddress, SessionBookError> {
+        let (published, one_time) = PublishedBundle::verify(short, published, one_time)?;
+        let card = published.card;
+        card.check_not_expired(now)?;
+        self.add_contact(&card);
+        match one_time {
+            Some(key) => {
+                self.peer_one_time.insert(card.address, key.encode());
+            }
+            None => {
+                self.peer_one_time.remove(&card.address);
+            }
+        }
+        Ok(card.address)
+    }
+
     /// Encrypts `content` for `to`: in the most recently used session with
     /// that address and its pinned identity, or in a new one started from
     /// its address card, refused once the card expired at `now`
@@ -678,7 +785,13 @@ impl SessionBook {
             None => return Err(SessionBookError::NoSession(to.to_string())),
         };
         card::check_bundle(to, &bundle, now)?;
-        let session = Session::initiate(rng, &self.identity, &bundle)?;
+        // A one-time prekey handed out with the bundle is used once, by the
+        // first session started from it.
+        let one_time = self
+            .peer_one_time
+            .remove(to)
+            .and_then(|bytes| SignedOneTimePrekey::decode(&bytes).ok());
+        let session = Session::initiate_with(rng, &self.identity, &bundle, one_time.as_ref())?;
         let id = SessionId(session.handshake_id());
         self.insert(id, session, Some(*to))?;
         Ok(id)
@@ -852,10 +965,23 @@ impl SessionBook {
                 .ok_or(SessionBookError::UnknownPrekey {
                     spk_id: info.spk_id,
                 })?;
-        let mut session = Session::accept(&self.identity, prekeys, message)?;
+        let one_time = match info.one_time_id {
+            Some(one_time_id) => Some(
+                self.one_time
+                    .get(one_time_id)
+                    .ok_or(SessionBookError::UnknownOneTimePrekey { id: one_time_id })?,
+            ),
+            None => None,
+        };
+        let mut session = Session::accept_with(&self.identity, prekeys, one_time, message)?;
         let (plaintext, expires_at) = session.decrypt_with_expiry(now, message)?;
         let plaintext = Zeroizing::new(plaintext);
         content::decode(&plaintext)?;
+        // The one-time secret opens this handshake only: erased, a replay
+        // of the first message no longer opens, whatever the replay record says.
+        if let Some(one_time_id) = info.one_time_id {
+            self.one_time.erase(one_time_id);
+        }
         self.replay.insert(&key, info.spk_id, &id.0);
         self.insert(id, session, None)?;
         Ok(Decrypted {
@@ -974,6 +1100,10 @@ impl SessionBook {
                 let old = Self::take_whole::<BookFormat3>(body, "deserialize format 3")?;
                 Ok((Self::upgraded(old)?, Restored::UpgradedFromFormat3))
             }
+            Some((&BOOK_VERSION_4, body)) => {
+                let old = Self::take_whole::<BookFormat4>(body, "deserialize format 4")?;
+                Ok((Self::upgraded_from_4(old)?, Restored::UpgradedFromFormat4))
+            }
             _ => Ok((Self::from_bytes(bytes)?, Restored::Current)),
         }
     }
@@ -1004,6 +1134,29 @@ impl SessionBook {
             names: old.names,
             announce: Vec::new(),
             recalls: RecallBook::default(),
+            one_time: OneTimePrekeys::default(),
+            peer_one_time: HashMap::new(),
+            routes: TagRoutes::default(),
+        };
+        book.rebuild_routes()?;
+        Ok(book)
+    }
+
+    /// A book of the current format from one of format 4: no one-time
+    /// prekeys yet (the client makes and uploads them when it connects).
+    fn upgraded_from_4(old: BookFormat4) -> Result<Self, SessionBookError> {
+        let mut book = SessionBook {
+            identity: old.identity,
+            prekeys: old.prekeys,
+            sessions: old.sessions,
+            contacts: old.contacts,
+            replay: old.replay,
+            clock: old.clock,
+            names: old.names,
+            announce: old.announce,
+            recalls: old.recalls,
+            one_time: OneTimePrekeys::default(),
+            peer_one_time: HashMap::new(),
             routes: TagRoutes::default(),
         };
         book.rebuild_routes()?;
@@ -1032,6 +1185,8 @@ fn loopback_id(id: SessionId) -> SessionId {
     SessionId(bytes)
 }
 
+#[cfg(test)]
+mod one_time_tests;
 #[cfg(test)]
 mod rotation_tests;
 #[cfg(test)]

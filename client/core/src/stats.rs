@@ -76,6 +76,12 @@ pub struct ClientStats {
     pub reply_acks_sent: u64,
     /// Recalls queued ([`ClientCore::recall`](crate::ClientCore::recall)).
     pub recalls_sent: u64,
+    /// Requests for a correspondent's bundle sent to its gateway (each attempt).
+    pub bundle_requests_sent: u64,
+    /// Bundles a gateway answered with (their signatures not checked yet).
+    pub bundles_fetched: u64,
+    /// Fetches of a bundle that got no readable answer.
+    pub bundle_fetches_failed: u64,
     /// Deliveries handed to the core.
     pub deliveries: u64,
     /// Loop cover packets that came back.

@@ -43,6 +43,9 @@ pub enum TransmissionKind {
         /// The fragment acknowledged.
         id: FragmentId,
     },
+    /// A request for a correspondent's bundle to its gateway's prekey
+    /// service, on a λ_P tick.
+    BundleRequest,
     /// Drop cover: a λ_P tick with nothing queued.
     DropCover,
     /// Loop cover to the client itself (λ_L).

@@ -268,6 +268,15 @@ pub struct ShellStats {
     /// Correspondents' new prekey bundles received inside sessions (not
     /// delivered to the application).
     pub bundles_received: AtomicU64,
+    /// Bundles of short addresses asked of their gateways.
+    pub bundle_fetches: AtomicU64,
+    /// Bundles a gateway served that were refused (bad signature, another
+    /// identity, an expired card).
+    pub bundles_refused: AtomicU64,
+    /// Bundles asked for that never came.
+    pub bundles_unavailable: AtomicU64,
+    /// One-time prekeys uploaded to this client's gateway.
+    pub one_time_prekeys_uploaded: AtomicU64,
     /// Times loops to this client's own mailbox stopped coming back: its
     /// gateway may be dropping its mail (see `ClientEvent::LoopsMissing`).
     pub gateway_alarms: AtomicU64,

@@ -41,6 +41,7 @@ use super::api::{
 use super::clock::{Clock, unix_now};
 use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
+use super::prekeys::WaitingSend;
 use super::routes::TopologyRoutes;
 use super::store::BookFile;
 use crate::contacts::Recipient;
@@ -113,12 +114,12 @@ pub(crate) fn core_config(options: &ClientOptions, topology: &Topology) -> Clien
 }
 
 pub(crate) struct Driver<C: GatewayDialer> {
-    core: ClientCore<TopologyRoutes>,
-    rng: ChaCha20Rng,
-    clock: Clock,
+    pub(crate) core: ClientCore<TopologyRoutes>,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) clock: Clock,
     options: ClientOptions,
     connector: Arc<C>,
-    link: Option<C::Link>,
+    pub(crate) link: Option<C::Link>,
     connecting: Option<Connecting<C::Link>>,
     retry_at: Instant,
     backoff: Backoff,
@@ -135,8 +136,8 @@ pub(crate) struct Driver<C: GatewayDialer> {
     /// Whether topology updates can still come.
     topology_open: bool,
     connected: watch::Sender<bool>,
-    stats: Arc<ShellStats>,
-    book: SessionBook,
+    pub(crate) stats: Arc<ShellStats>,
+    pub(crate) book: SessionBook,
     book_file: Option<BookFile>,
     journal: Option<PartialJournal>,
     /// When the prekeys rotate and how long retired ones are kept.
@@ -144,7 +145,12 @@ pub(crate) struct Driver<C: GatewayDialer> {
     /// The current address card, for [`Client::card`](super::Client::card).
     card: watch::Sender<AddressCard>,
     /// When the book's prekeys next need [`Driver::rotate_prekeys`].
-    prekeys_due: e2ee::UnixSeconds,
+    pub(crate) prekeys_due: e2ee::UnixSeconds,
+    /// Whether the card is to be published at the gateway (at every new
+    /// session, and after a rotation).
+    pub(crate) publish_due: bool,
+    /// Messages to short addresses waiting for their bundle from the gateway.
+    pub(crate) awaiting_bundle: HashMap<ShortAddress, Vec<WaitingSend>>,
 }
 
 /// Waits for the next delivery of `link`, or forever when there is none.
@@ -239,6 +245,8 @@ impl<C: GatewayDialer> Driver<C> {
             schedule,
             card,
             prekeys_due: e2ee::UnixSeconds(0),
+            publish_due: true,
+            awaiting_bundle: HashMap::new(),
         };
         driver.replay_journal();
         driver.rotate_prekeys();
@@ -260,6 +268,7 @@ impl<C: GatewayDialer> Driver<C> {
             tracing::info!("prekeys rotated: signed prekey {old} retired, {new} current");
             ShellStats::add(&self.stats.prekey_rotations, 1);
             self.card.send_replace(self.book.card(self.core.address()));
+            self.publish_due = true;
         }
         if !rotation.erased.is_empty() {
             tracing::info!(
@@ -389,7 +398,7 @@ impl<C: GatewayDialer> Driver<C> {
     /// and counted, and returned: a caller about to send what the advanced
     /// book sealed must not send it (after a crash the book on disk would
     /// use the same message key again).
-    fn save_book(&mut self) -> Result<(), SessionBookError> {
+    pub(crate) fn save_book(&mut self) -> Result<(), SessionBookError> {
         let Some(file) = &self.book_file else {
             return Ok(());
         };
@@ -409,6 +418,7 @@ impl<C: GatewayDialer> Driver<C> {
             let prekeys_wake = self.clock.instant_of_unix(self.prekeys_due);
             self.transmit().await;
             self.pass_events();
+            self.tend_prekeys().await;
             if self.link.is_none() && self.connecting.is_none() && self.due(self.retry_at) {
                 let connector = self.connector.clone();
                 self.connecting = Some(Box::pin(async move { connector.dial().await }));
@@ -463,6 +473,7 @@ impl<C: GatewayDialer> Driver<C> {
             Ok(link) => {
                 tracing::info!("connected to the gateway");
                 self.link = Some(link);
+                self.publish_due = true;
                 self.backoff.reset();
                 ShellStats::add(&self.stats.connects, 1);
                 self.connected.send_replace(true);
@@ -482,7 +493,7 @@ impl<C: GatewayDialer> Driver<C> {
         wait
     }
 
-    fn lose_link(&mut self, why: String) {
+    pub(crate) fn lose_link(&mut self, why: String) {
         tracing::warn!("gateway session lost: {why}");
         self.link = None;
         ShellStats::add(&self.stats.disconnects, 1);
@@ -550,6 +561,17 @@ impl<C: GatewayDialer> Driver<C> {
                     return;
                 }
                 let surbs = reply_surbs.unwrap_or(self.options.reply_surbs);
+                if let Some(short) = self.needs_bundle(&to) {
+                    let send = WaitingSend {
+                        bytes,
+                        surbs,
+                        lifetime,
+                        claim_address,
+                        respond,
+                    };
+                    self.wait_for_bundle(short, send);
+                    return;
+                }
                 let result = self.send(now, &to, &bytes, surbs, lifetime, claim_address);
                 let _ = respond.send(result);
             }
@@ -653,7 +675,7 @@ impl<C: GatewayDialer> Driver<C> {
     /// Seals `bytes` for `to` in its session, saves the advanced book, and
     /// only then hands the sealed message to the core. When the book cannot
     /// be saved the message is refused (`StateNotSaved`) and nothing leaves.
-    fn send(
+    pub(crate) fn send(
         &mut self,
         now: protocol::time::Timestamp,
         to: &Recipient,
@@ -890,6 +912,21 @@ impl<C: GatewayDialer> Driver<C> {
                     }
                 }
                 ClientEvent::ReceiveTimedOut { id } => self.forget_partial(&id),
+                ClientEvent::BundleFetched {
+                    gateway,
+                    fingerprint,
+                    published,
+                    one_time,
+                } => self.take_bundle(
+                    Self::fetched(gateway, fingerprint),
+                    &published,
+                    one_time.as_deref(),
+                ),
+                ClientEvent::BundleFetchFailed {
+                    gateway,
+                    fingerprint,
+                    attempts,
+                } => self.bundle_unavailable(Self::fetched(gateway, fingerprint), attempts),
                 ClientEvent::LoopsMissing { in_a_row } => {
                     tracing::warn!(
                         "{in_a_row} loops sent to this client's own mailbox did not come back: \

@@ -11,7 +11,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use protocol::{NodeId, SphinxKeyPair};
-pub use transport::gateway_link::{GatewayDelivery, GatewayLinkError, QuicGatewayLink};
+pub use transport::gateway_link::{
+    GatewayDelivery, GatewayLinkError, PrekeyStock, QuicGatewayLink,
+};
 
 /// An open link with the client's gateway.
 pub trait GatewayLink: Send + 'static {
@@ -29,6 +31,25 @@ pub trait GatewayLink: Send + 'static {
     /// Tells the gateway that the delivery `mailbox_id` is taken and may be deleted.
     fn ack(&mut self, mailbox_id: u64)
     -> impl Future<Output = Result<(), GatewayLinkError>> + Send;
+
+    /// Uploads this client's published bundle (when `published` is some)
+    /// under its identity `fingerprint`, and one-time prekeys `(id, bytes)`.
+    /// A link to a gateway without a prekey service takes them and does nothing.
+    fn publish_prekeys(
+        &mut self,
+        fingerprint: [u8; protocol::prekeys::FINGERPRINT_SIZE],
+        published: Option<Vec<u8>>,
+        one_time: Vec<(u32, Vec<u8>)>,
+    ) -> impl Future<Output = Result<(), GatewayLinkError>> + Send {
+        let _ = (fingerprint, published, one_time);
+        std::future::ready(Ok(()))
+    }
+
+    /// The gateway's latest report of this client's prekeys, once: `None`
+    /// when nothing new came since the last call.
+    fn take_prekey_stock(&mut self) -> Option<PrekeyStock> {
+        None
+    }
 }
 
 /// Opens links with the client's gateway (again after one drops).
@@ -75,5 +96,18 @@ impl GatewayLink for QuicGatewayLink {
 
     async fn ack(&mut self, mailbox_id: u64) -> Result<(), GatewayLinkError> {
         QuicGatewayLink::ack(self, mailbox_id).await
+    }
+
+    async fn publish_prekeys(
+        &mut self,
+        fingerprint: [u8; protocol::prekeys::FINGERPRINT_SIZE],
+        published: Option<Vec<u8>>,
+        one_time: Vec<(u32, Vec<u8>)>,
+    ) -> Result<(), GatewayLinkError> {
+        QuicGatewayLink::publish_prekeys(self, fingerprint, published, one_time).await
+    }
+
+    fn take_prekey_stock(&mut self) -> Option<PrekeyStock> {
+        QuicGatewayLink::take_prekey_stock(self)
     }
 }

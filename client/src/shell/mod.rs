@@ -13,6 +13,7 @@ pub mod journal;
 pub mod link;
 pub mod memory;
 mod open;
+mod prekeys;
 pub mod routes;
 pub mod store;
 
@@ -24,5 +25,6 @@ pub use create::CreateOptions;
 pub use journal::{JournalLimits, PartialJournal};
 pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, QuicDialer};
 pub use open::{os_seed, refresh_topology};
+pub use prekeys::{ONE_TIME_LOW_MARK, ONE_TIME_TARGET};
 pub use routes::{ResidencyError, TopologyRoutes};
 pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder};

@@ -522,34 +522,34 @@ impl DataFolder {
                 })?;
                 let (book, restored) = SessionBook::restore(&bytes)
                     .map_err(|e| self.sealed_error(&sessions_path, e.to_string()))?;
-                if restored == Restored::UpgradedFromFormat1 {
-                    tracing::warn!(
-                        "{}: a session book of format 1: identity and prekeys kept, \
-                         sessions and contacts dropped (add your contacts' cards again)",
-                        sessions_path.display()
-                    );
-                    book_file.save(rng, &book)?;
-                }
-                if restored == Restored::UpgradedFromFormat3 {
-                    tracing::info!(
-                        "{}: a session book of format 3 brought to format 4 (prekey rotation); \
-                         its prekeys retire at the next start",
-                        sessions_path.display()
-                    );
-                    book_file.save(rng, &book)?;
-                }
-                if restored == Restored::UpgradedFromFormat2 {
-                    tracing::info!(
-                        "{}: a session book of format 2 brought to format 3 (named contacts)",
-                        sessions_path.display()
-                    );
-                    book_file.save(rng, &book)?;
-                }
-                if restored == Restored::UpgradedFromFormat3 {
-                    tracing::info!(
-                        "{}: a session book of format 3 brought to format 4 (recall records)",
-                        sessions_path.display()
-                    );
+                let upgrade = match restored {
+                    Restored::Current => None,
+                    Restored::UpgradedFromFormat1 => {
+                        tracing::warn!(
+                            "{}: a session book of format 1: identity and prekeys kept, \
+                             sessions and contacts dropped (add your contacts' cards again)",
+                            sessions_path.display()
+                        );
+                        Some(())
+                    }
+                    Restored::UpgradedFromFormat2 | Restored::UpgradedFromFormat3 => {
+                        tracing::info!(
+                            "{}: a session book of an older format brought to format 5 (named \
+                             contacts, prekey rotation, recall records, one-time prekeys); its \
+                             prekeys retire at the next start",
+                            sessions_path.display()
+                        );
+                        Some(())
+                    }
+                    Restored::UpgradedFromFormat4 => {
+                        tracing::info!(
+                            "{}: a session book of format 4 brought to format 5 (one-time prekeys)",
+                            sessions_path.display()
+                        );
+                        Some(())
+                    }
+                };
+                if upgrade.is_some() {
                     book_file.save(rng, &book)?;
                 }
                 book

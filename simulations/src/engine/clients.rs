@@ -166,7 +166,9 @@ impl<C: SimCodec> Engine<C> {
                 first: copy <= 1,
             },
             TransmissionKind::ReplyAck { .. } => Kind::Ack,
-            TransmissionKind::DropCover => Kind::Drop,
+            // Simulated clients fetch no bundles; one would end at a
+            // gateway like drop cover.
+            TransmissionKind::DropCover | TransmissionKind::BundleRequest => Kind::Drop,
             TransmissionKind::LoopCover => Kind::Loop,
         };
         // The client link carries packets of the one size only.
@@ -337,6 +339,8 @@ impl<C: SimCodec> Engine<C> {
                     }
                 }
                 ClientEvent::Progress { .. }
+                | ClientEvent::BundleFetched { .. }
+                | ClientEvent::BundleFetchFailed { .. }
                 | ClientEvent::Sent { .. }
                 | ClientEvent::ReceiveTimedOut { .. }
                 | ClientEvent::LoopsMissing { .. } => {}

@@ -38,7 +38,7 @@ pub fn run(dir: &Path, action: ContactsAction) -> Result<()> {
                 let state = if contact.reachable {
                     "reachable"
                 } else {
-                    "needs-card"
+                    "unmet"
                 };
                 println!("{} {} {state}", contact.name, contact.short);
             }

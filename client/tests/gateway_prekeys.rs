@@ -1,0 +1,278 @@
+//! Prekeys kept at the gateway, through real processes (directory, mix
+//! nodes, gateways on loopback): two clients start a session knowing only
+//! each other's short address, each one-time prekey is handed out once, a
+//! bundle of another identity served for a short address is refused, and a
+//! short address whose gateway has no bundle fails with why. Needs the node
+//! binaries built (`cargo build --bins`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![allow(clippy::disallowed_methods)]
+
+mod on_localnet;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use client::ShortAddress;
+use client::shell::link::QuicGatewayLink;
+use client_core::sessions::IdentityFingerprint;
+use client_core::sessions::SessionBook;
+use localnet::probe::metric;
+use localnet::{LocalNet, NetworkSpec};
+use protocol::ClientAddress;
+use protocol::SphinxKeyPair;
+use rand::SeedableRng;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    let (command, rest) = args.split_first().unwrap();
+    Command::new(CLIENT)
+        .arg(command)
+        .args(["--dir", dir.to_str().unwrap()])
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn short_of(dir: &Path) -> String {
+    ok(cli(dir, &["address", "--short"])).trim().to_string()
+}
+
+/// `receive --json` as a child, and its stdout lines once it is ready.
+fn receiver(dir: &Path) -> (KillOnDrop, mpsc::Receiver<String>) {
+    let mut child = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["receive", "--json", "--dir", dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
+    (child, rx)
+}
+
+/// `send --to TO` with `text` on stdin: its exit status, stdout and stderr.
+fn send(dir: &Path, to: &str, text: &str) -> Output {
+    let mut child = Command::new(CLIENT)
+        .args(["send", "--dir", dir.to_str().unwrap(), "--to", to])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The next JSON message `lines` gives within 30 s.
+fn next_json(lines: &mpsc::Receiver<String>) -> serde_json::Value {
+    let line = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Waits until `needle` on the `/metrics` page at `url` reaches `at_least`.
+async fn metric_reaches(url: &str, needle: &str, at_least: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = metric(url, needle).await;
+        if value >= at_least || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gateway() {
+    let net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 2,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [alice, bob, carol, dora] = ["alice", "bob", "carol", "dora"].map(|n| root.path().join(n));
+    on_localnet::init(&net, &alice, 0);
+    on_localnet::init(&net, &bob, 1);
+    on_localnet::init(&net, &carol, 1);
+    on_localnet::init(&net, &dora, 0);
+    let (alice_short, bob_short) = (short_of(&alice), short_of(&bob));
+    let (gw0, gw1) = (&net.gateways[0].metrics_url, &net.gateways[1].metrics_url);
+
+    // Alice connects: her gateway then keeps her bundle and a supply of
+    // one-time prekeys.
+    let (_alice_receives, alice_lines) = receiver(&alice);
+    let stored = metric_reaches(
+        gw0,
+        "gateway_prekey_uploads_total{kind=\"one_time\",outcome=\"stored\"}",
+        100.0,
+    )
+    .await;
+    assert_eq!(stored, 100.0);
+    assert_eq!(metric(gw0, "gateway_prekey_published_bundles").await, 1.0);
+
+    // Bob knows only Alice's short address: his client asks her gateway
+    // for her bundle through the mixnet, and the session starts from it.
+    let sent = send(&bob, &alice_short, "hello from a short address");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = next_json(&alice_lines);
+    assert_eq!(got["text"], "hello from a short address");
+    assert_eq!(got["short_address"], bob_short.as_str());
+    // Carol does the same: she gets another one-time prekey.
+    let sent = send(&carol, &alice_short, "and from another");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(next_json(&alice_lines)["text"], "and from another");
+
+    // Each fetch handed out one key, each key once: two out of the store.
+    assert_eq!(
+        metric(gw0, "gateway_prekey_requests_total{outcome=\"served\"}").await,
+        2.0
+    );
+    assert_eq!(
+        metric(gw0, "gateway_one_time_prekeys_handed_total").await,
+        2.0
+    );
+    // Alice's client refills the supply when it runs low, not before.
+    assert_eq!(
+        metric(
+            gw0,
+            "gateway_prekey_uploads_total{kind=\"one_time\",outcome=\"stored\"}"
+        )
+        .await,
+        100.0
+    );
+
+    // Alice answers Bob by his short address; Bob published his own bundle
+    // when he connected to send.
+    assert!(metric(gw1, "gateway_prekey_published_bundles").await >= 1.0);
+    let (_bob_receives, bob_lines) = receiver(&bob);
+    let sent = send(&alice, &bob_short, "hello back");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = next_json(&bob_lines);
+    assert_eq!(got["text"], "hello back");
+    assert_eq!(got["short_address"], alice_short.as_str());
+
+    // A client that never connected has no bundle at its gateway: the send
+    // fails, saying why and what to do.
+    let sent = send(&bob, &short_of(&dora), "anyone there?");
+    assert!(!sent.status.success());
+    let err = String::from_utf8_lossy(&sent.stderr);
+    assert!(err.contains("gave no bundle"), "{err}");
+    assert!(err.contains("address card"), "{err}");
+    assert!(metric(gw0, "gateway_prekey_requests_total{outcome=\"unknown\"}").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_of_another_identity_served_for_a_short_address_is_refused() {
+    let net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 2,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let [victim, bob] = ["victim", "bob"].map(|n| root.path().join(n));
+    on_localnet::init(&net, &victim, 0);
+    on_localnet::init(&net, &bob, 1);
+    let victim_short: ShortAddress = short_of(&victim).parse().unwrap();
+
+    // Mallory, a client of the victim's gateway, publishes her own
+    // (well-signed) bundle under the victim's fingerprint before the
+    // victim ever connects: the gateway cannot tell, the asker can.
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let keys = SphinxKeyPair::generate(&mut rng);
+    let gateway = &net.gateways[0];
+    let link = QuicGatewayLink::connect(gateway.client_address.unwrap(), gateway.id, &keys)
+        .await
+        .unwrap();
+    let mut mallory = SessionBook::generate(&mut rng);
+    let address = ClientAddress {
+        client_key: keys.public().to_bytes(),
+        gateway: gateway.id,
+    };
+    let forged = mallory.publication(address).encode();
+    assert_ne!(
+        IdentityFingerprint::of(&mallory.identity()),
+        victim_short.identity
+    );
+    link.publish_prekeys(victim_short.identity.0, Some(forged), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_reaches(
+            &gateway.metrics_url,
+            "gateway_prekey_published_bundles",
+            1.0
+        )
+        .await,
+        1.0
+    );
+
+    let sent = send(&bob, &victim_short.to_string(), "for the victim");
+    assert!(!sent.status.success());
+    let err = String::from_utf8_lossy(&sent.stderr);
+    assert!(err.contains("bundle of another identity"), "{err}");
+    // Served once (Mallory uploaded no one-time prekey), refused by the asker.
+    assert_eq!(
+        metric(
+            &gateway.metrics_url,
+            "gateway_prekey_requests_total{outcome=\"served_without_one_time\"}"
+        )
+        .await,
+        1.0
+    );
+    link.close().await;
+}
