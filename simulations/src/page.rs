@@ -204,11 +204,18 @@ impl Page {
         self.html += "</tbody>\n</table>\n";
         self.paragraph(
             "Metrics without a value in this run (an attack it did not run, a closed form \
-             that does not apply) are left out. <em>Pool observer</em>: a global passive \
-             observer that also knows which packets are inside each mix, colluding with the \
-             scenario&#39;s corrupt nodes; <em>timing observer</em>: sees only when packets \
-             enter and leave each node. docs/simulations.md, &quot;Anonymity model&quot;, \
-             states both, and the attacks.",
+             that does not apply) are left out.",
+        );
+        self.models();
+    }
+
+    /// What the adversary models in the tables mean.
+    fn models(&mut self) {
+        self.paragraph(
+            "<em>Pool observer</em>: a global passive observer that also knows which packets \
+             are inside each mix, colluding with the scenario&#39;s corrupt nodes; \
+             <em>timing observer</em>: sees only when packets enter and leave each node. \
+             docs/simulations.md, &quot;Anonymity model&quot;, states both, and the attacks.",
         );
     }
 
@@ -485,6 +492,7 @@ pub fn sweep_page(s: &SweepPage<'_>) -> Result<String, SimError> {
         );
     }
     page.html += "</tbody>\n</table>\n";
+    page.models();
     page.plots(
         s.charts,
         &format!(

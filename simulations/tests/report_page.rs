@@ -95,11 +95,6 @@ fn several_seeds_write_a_page_with_every_interval_of_confidence_json() {
             i["mean"].as_f64().unwrap(),
             i["half_width"].as_f64().unwrap(),
         );
-        let row = format!(
-            "<td><code>{metric}</code></td>.*<td class=\"num\">{mean:.4} ± {h:.4}</td><td class=\"num\">[{:.4}, {:.4}]</td><td class=\"num\">{n}</td></tr>",
-            mean - h,
-            mean + h
-        );
         let line = html
             .lines()
             .find(|l| l.contains(&format!("<td><code>{metric}</code></td>")))
@@ -109,7 +104,7 @@ fn several_seeds_write_a_page_with_every_interval_of_confidence_json() {
             mean - h,
             mean + h
         );
-        assert!(line.ends_with(&tail), "{metric}: {line}\nexpected {row}");
+        assert!(line.ends_with(&tail), "{metric}: {line}\nexpected {tail}");
     }
     assert!(rows >= 10, "{rows} rows");
     // The models are named beside the metrics.
