@@ -19,7 +19,11 @@ use crate::closed_form::student_t_975;
 use crate::engine::run;
 use crate::error::SimError;
 use crate::metrics::{COUNT, METRICS, metrics_of};
-use crate::output::write_run;
+use crate::output::{
+    ENTROPY_LABELS, LATENCY_BINS, LATENCY_LABELS, entropy_cdf, histogram, latency_line, write_run,
+};
+use crate::page::{SourceFile, seeds_page, write_page};
+use crate::plot::Chart;
 use crate::report::RunOutput;
 use crate::scenario::Scenario;
 
@@ -143,15 +147,20 @@ pub fn run_seeds(
 }
 
 /// Writes every seed's files into `seed-<seed>/` under `dir`, and beside
-/// them `seeds.csv` (one row per seed), `confidence.csv`, `confidence.json`
-/// and `summary.txt` (the intervals).
-pub fn write_seeds(outputs: &[RunOutput], dir: &Path) -> Result<Vec<Interval>, SimError> {
+/// them `seeds.csv` (one row per seed), `confidence.csv`, `confidence.json`,
+/// `summary.txt` (the intervals), `latency.svg` and `entropy.svg` (a line
+/// per seed) and `report.html` (titled after `source`).
+pub fn write_seeds(
+    outputs: &[RunOutput],
+    source: &SourceFile,
+    dir: &Path,
+) -> Result<Vec<Interval>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
     let mut rows = Vec::with_capacity(outputs.len());
     let mut csv = format!("seed,{}\n", METRICS.join(","));
     for out in outputs {
         let seed = out.report.scenario.seed;
-        write_run(out, &dir.join(format!("seed-{seed}")))?;
+        write_run(out, source, &dir.join(format!("seed-{seed}")))?;
         let row = metrics_of(&out.report);
         let cells: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
         let _ = writeln!(csv, "{seed},{}", cells.join(","));
@@ -193,7 +202,53 @@ pub fn write_seeds(outputs: &[RunOutput], dir: &Path) -> Result<Vec<Interval>, S
     std::fs::write(&path, json + "\n").map_err(|e| SimError::io(&path, e))?;
     let path = dir.join("summary.txt");
     std::fs::write(&path, &text).map_err(|e| SimError::io(&path, e))?;
+
+    let mut files: Vec<String> = [
+        "summary.txt",
+        "confidence.csv",
+        "confidence.json",
+        "seeds.csv",
+    ]
+    .map(String::from)
+    .into();
+    let charts = seed_charts(outputs)?;
+    for c in &charts {
+        c.write(dir)?;
+        files.push(c.file.clone());
+    }
+    files.extend(outputs.iter().flat_map(|o| {
+        let seed = o.report.scenario.seed;
+        [
+            format!("seed-{seed}/report.html"),
+            format!("seed-{seed}/report.json"),
+        ]
+    }));
+    if let Some(first) = outputs.first() {
+        let html = seeds_page(
+            &first.report.scenario,
+            source,
+            outputs.len(),
+            &ci,
+            &charts,
+            &files,
+        )?;
+        write_page(dir, &html)?;
+    }
     Ok(ci)
+}
+
+/// The latency histogram and the entropy CDF of every seed, a line each.
+fn seed_charts(outputs: &[RunOutput]) -> Result<Vec<Chart>, SimError> {
+    let name = |o: &RunOutput| format!("seed {}", o.report.scenario.seed);
+    let latency: Vec<_> = outputs
+        .iter()
+        .map(|o| latency_line(&histogram(&o.packet_latencies_ms, LATENCY_BINS), &name(o)))
+        .collect();
+    let entropy: Vec<_> = outputs.iter().map(|o| entropy_cdf(o, &name(o))).collect();
+    Ok(vec![
+        Chart::line("latency.svg", LATENCY_LABELS, &latency)?,
+        Chart::line("entropy.svg", ENTROPY_LABELS, &entropy)?,
+    ])
 }
 
 #[cfg(test)]

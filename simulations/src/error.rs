@@ -36,6 +36,9 @@ pub enum SimError {
     /// The report could not be serialised.
     #[error("report.json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The scenario could not be written back as TOML for the report page.
+    #[error("report.html: the scenario as TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

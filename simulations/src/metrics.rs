@@ -42,6 +42,90 @@ pub const METRICS: [&str; COUNT] = [
     "unconstrained_timing_entropy_mean_bits",
 ];
 
+/// What each of [`METRICS`] measures and under which adversary model, in
+/// row order: the report page's words for a metric (the summary's and
+/// docs/simulations.md's).
+pub const DESCRIPTIONS: [(&str, &str); COUNT] = [
+    ("packet latency, mean (ms)", "none (network figure)"),
+    (
+        "packet latency, 99th percentile (ms)",
+        "none (network figure)",
+    ),
+    ("message latency, mean (ms)", "none (network figure)"),
+    ("messages delivered / measured", "none (network figure)"),
+    ("cover bytes per real byte", "none (network figure)"),
+    (
+        "ack and retransmission bytes per real byte",
+        "none (network figure)",
+    ),
+    (
+        "sender entropy H, mean over targets (bits)",
+        "pool observer",
+    ),
+    (
+        "sender entropy H, closed form (bits)",
+        "pool observer, one exponential mix",
+    ),
+    ("effective anonymity set 2^H", "pool observer"),
+    (
+        "packets held by the busiest mix, time mean",
+        "none (network figure)",
+    ),
+    (
+        "packets handed to a mixer (one per hop)",
+        "none (network figure)",
+    ),
+    ("sender min-entropy H_min, mean (bits)", "pool observer"),
+    (
+        "P(true sender): sender–receiver linkability",
+        "pool observer",
+    ),
+    (
+        "sender entropy H, mean over targets (bits)",
+        "timing observer",
+    ),
+    (
+        "sender entropy H, closed form (bits)",
+        "timing observer, one exponential mix",
+    ),
+    ("sender min-entropy H_min, mean (bits)", "timing observer"),
+    (
+        "P(true sender): sender–receiver linkability",
+        "timing observer",
+    ),
+    ("share of targets whose output was named", "(n−1) attacker"),
+    ("the same, closed form 1/(1 + λ_M·d)", "(n−1) attacker"),
+    (
+        "posterior on the target's true output, mean",
+        "(n−1) attacker",
+    ),
+    (
+        "share of attempts the mix noticed",
+        "(n−1) attacker against the mix's loop alarm",
+    ),
+    (
+        "time until the mix's alarm (s)",
+        "(n−1) attacker against the mix's loop alarm",
+    ),
+    (
+        "the same, closed form (s)",
+        "(n−1) attacker against the mix's loop alarm",
+    ),
+    (
+        "rounds until the correspondents are named",
+        "intersection attacker",
+    ),
+    ("the same, reasoned estimate", "intersection attacker"),
+    (
+        "sender entropy H of unconstrained clients (bits)",
+        "pool observer",
+    ),
+    (
+        "sender entropy H of unconstrained clients (bits)",
+        "timing observer",
+    ),
+];
+
 /// The metrics of one run, in [`METRICS`] order. Under a region constraint
 /// the anonymity metrics are the constrained clients' targets', and the
 /// `unconstrained_` ones the other clients'.

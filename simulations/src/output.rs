@@ -1,4 +1,5 @@
-//! Writing a run's results: JSON, CSV, SVG and the text summary.
+//! Writing a run's results: JSON, CSV, SVG, the text summary and the
+//! report page.
 //!
 //! Every file is a function of the [`RunOutput`] alone (no timestamps, no
 //! host names, no hash-map order), so two runs of the same scenario and seed
@@ -7,12 +8,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::confidence::Interval;
 use crate::error::SimError;
-use crate::plot::{Labels, Series, write_line_chart};
+use crate::metrics::{METRICS, metrics_of};
+use crate::page::{SourceFile, run_page, write_page};
+use crate::plot::{Chart, Labels, Series};
 use crate::report::RunOutput;
 
 /// Bins of the latency histogram.
-const LATENCY_BINS: usize = 60;
+pub(crate) const LATENCY_BINS: usize = 60;
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
     let path = dir.join(name);
@@ -44,9 +48,18 @@ pub fn histogram(sorted: &[f64], bins: usize) -> Vec<(f64, f64, u64)> {
         .collect()
 }
 
-/// Writes `report.json`, `summary.txt`, the CSV tables and the SVG plots into `dir`.
-pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
+/// Writes `report.json`, `summary.txt`, the CSV tables, the SVG plots and
+/// `report.html` (titled after `source`) into `dir`.
+pub fn write_run(out: &RunOutput, source: &SourceFile, dir: &Path) -> Result<(), SimError> {
     std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
+    let mut files = vec![
+        "report.json".to_string(),
+        "summary.txt".to_string(),
+        "latency_histogram.csv".to_string(),
+        "nodes.csv".to_string(),
+        "bandwidth.csv".to_string(),
+        "targets.csv".to_string(),
+    ];
     let report = &out.report;
     let json = serde_json::to_string_pretty(report)?;
     write(dir, "report.json", &(json + "\n"))?;
@@ -142,6 +155,7 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
             );
         }
         write(dir, "n_minus_one.csv", &csv)?;
+        files.push("n_minus_one.csv".into());
     }
     if let Some(x) = &report.intersection {
         let mut csv = String::from("round,named\n");
@@ -149,29 +163,79 @@ pub fn write_run(out: &RunOutput, dir: &Path) -> Result<(), SimError> {
             let _ = writeln!(csv, "{},{}", i + 1, named);
         }
         write(dir, "intersection.csv", &csv)?;
+        files.push("intersection.csv".into());
     }
 
-    write_plots(out, &hist, dir)
+    let charts = plots(out, &hist)?;
+    for c in &charts {
+        c.write(dir)?;
+        files.push(c.file.clone());
+    }
+    let figures: Vec<Interval> = METRICS
+        .iter()
+        .zip(metrics_of(report))
+        .map(|(m, v)| Interval::of(m, &[v]))
+        .collect();
+    let html = run_page(
+        &report.scenario,
+        source,
+        &figures,
+        &report.summary(),
+        &charts,
+        &files,
+    )?;
+    write_page(dir, &html)
 }
 
-fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<(), SimError> {
-    let report = &out.report;
-    let latency = Series {
-        name: "real packets".into(),
+/// The latency histogram as a line: (bin middle, packets).
+pub(crate) fn latency_line(hist: &[(f64, f64, u64)], name: &str) -> Series {
+    Series {
+        name: name.into(),
         points: hist
             .iter()
             .map(|(a, b, c)| ((a + b) / 2.0, *c as f64))
             .collect(),
         ci95: Vec::new(),
-    };
-    write_line_chart(
-        &dir.join("latency.svg"),
-        Labels {
-            title: "End-to-end packet latency",
-            x: "latency (ms)",
-            y: "packets",
-        },
-        &[latency],
+    }
+}
+
+/// The CDF of the targets' sender entropy: (bits, fraction of targets).
+pub(crate) fn entropy_cdf(out: &RunOutput, name: &str) -> Series {
+    let mut sorted = out.target_entropies_bits.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len().max(1) as f64;
+    Series {
+        name: name.into(),
+        points: sorted
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (*h, (i + 1) as f64 / n))
+            .collect(),
+        ci95: Vec::new(),
+    }
+}
+
+/// Title and axes of the latency chart.
+pub(crate) const LATENCY_LABELS: Labels<'static> = Labels {
+    title: "End-to-end packet latency",
+    x: "latency (ms)",
+    y: "packets",
+};
+
+/// Title and axes of the entropy chart.
+pub(crate) const ENTROPY_LABELS: Labels<'static> = Labels {
+    title: "Sender entropy of target packets (CDF)",
+    x: "entropy (bits)",
+    y: "fraction of targets",
+};
+
+/// The latency, queue and entropy charts of one run.
+fn plots(out: &RunOutput, hist: &[(f64, f64, u64)]) -> Result<Vec<Chart>, SimError> {
+    let report = &out.report;
+    let latency = Chart::line(
+        "latency.svg",
+        LATENCY_LABELS,
+        &[latency_line(hist, "real packets")],
     )?;
     let mixes: Vec<_> = report
         .nodes
@@ -197,8 +261,8 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
             ci95: Vec::new(),
         },
     ];
-    write_line_chart(
-        &dir.join("queues.svg"),
+    let queues = Chart::line(
+        "queues.svg",
         Labels {
             title: "Packets held per mix node (L1.0, L1.1, ..., L2.0, ...)",
             x: "mix node (layer-major order)",
@@ -206,27 +270,12 @@ fn write_plots(out: &RunOutput, hist: &[(f64, f64, u64)], dir: &Path) -> Result<
         },
         &queues,
     )?;
-    let mut sorted = out.target_entropies_bits.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len().max(1) as f64;
-    let cdf = Series {
-        name: "targets".into(),
-        points: sorted
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (*h, (i + 1) as f64 / n))
-            .collect(),
-        ci95: Vec::new(),
-    };
-    write_line_chart(
-        &dir.join("entropy.svg"),
-        Labels {
-            title: "Sender entropy of target packets (CDF)",
-            x: "entropy (bits)",
-            y: "fraction of targets",
-        },
-        &[cdf],
-    )
+    let entropy = Chart::line(
+        "entropy.svg",
+        ENTROPY_LABELS,
+        &[entropy_cdf(out, "targets")],
+    )?;
+    Ok(vec![latency, queues, entropy])
 }
 
 #[cfg(test)]

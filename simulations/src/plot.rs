@@ -149,15 +149,31 @@ pub fn line_chart_svg(labels: Labels<'_>, series: &[Series]) -> Result<String, S
     Ok(svg)
 }
 
-/// Renders a line chart and writes it to `path`.
-pub fn write_line_chart(
-    path: &Path,
-    labels: Labels<'_>,
-    series: &[Series],
-) -> Result<(), SimError> {
-    let svg = line_chart_svg(labels, series).map_err(|message| SimError::Plot {
-        path: path.display().to_string(),
-        message,
-    })?;
-    std::fs::write(path, svg).map_err(|e| SimError::io(path, e))
+/// A rendered chart and the name of the file it is written to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    /// File name, such as `latency.svg`.
+    pub file: String,
+    /// The SVG text.
+    pub svg: String,
+}
+
+impl Chart {
+    /// Renders a line chart that is to be written as `file`.
+    pub fn line(file: &str, labels: Labels<'_>, series: &[Series]) -> Result<Chart, SimError> {
+        let svg = line_chart_svg(labels, series).map_err(|message| SimError::Plot {
+            path: file.to_string(),
+            message,
+        })?;
+        Ok(Chart {
+            file: file.to_string(),
+            svg,
+        })
+    }
+
+    /// Writes the SVG into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), SimError> {
+        let path = dir.join(&self.file);
+        std::fs::write(&path, &self.svg).map_err(|e| SimError::io(&path, e))
+    }
 }

@@ -19,7 +19,8 @@ use crate::confidence::{Interval, run_indexed};
 use crate::engine::run;
 use crate::error::SimError;
 use crate::metrics::{COUNT, METRICS, index_of, metrics_of};
-use crate::plot::{Labels, Series, write_line_chart};
+use crate::page::{SourceFile, SweepPage, SweepPoint, sweep_page, write_page};
+use crate::plot::{Chart, Labels, Series};
 use crate::scenario::Scenario;
 
 /// A sweep file.
@@ -98,6 +99,7 @@ pub struct Sweep {
     grid: Vec<(String, Vec<toml::Value>)>,
     x: String,
     threads: usize,
+    source: SourceFile,
 }
 
 fn set_path(
@@ -135,7 +137,9 @@ impl Sweep {
             Some(file) => Scenario::from_file(&path.parent().unwrap_or(Path::new(".")).join(file))?,
             None => spec.scenario.clone().unwrap_or_default(),
         };
-        Sweep::new(base, spec)
+        let mut sweep = Sweep::new(base, spec)?;
+        sweep.source = SourceFile::of(path);
+        Ok(sweep)
     }
 
     /// A sweep over `spec.grid` starting from `base`.
@@ -159,6 +163,7 @@ impl Sweep {
             grid,
             x,
             threads: spec.threads,
+            source: SourceFile::named("sweep"),
         };
         // Check every point now, before any thread starts.
         for i in 0..sweep.len() {
@@ -368,9 +373,9 @@ impl Sweep {
     }
 
     /// Writes `sweep.csv` (means, and with several seeds each metric's 95 %
-    /// half-width in a `_ci95` column), `runs.csv` (every run) and one
+    /// half-width in a `_ci95` column), `runs.csv` (every run), one
     /// `sweep_<metric>.svg` per metric that has a value, with error bars
-    /// and, where one exists, the closed form.
+    /// and, where one exists, the closed form, and `report.html`.
     pub fn write(&self, runs: &[SweepRun], seeds: usize, dir: &Path) -> Result<(), SimError> {
         std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
         let rows = self.rows(runs)?;
@@ -406,6 +411,7 @@ impl Sweep {
         }
         let path = dir.join("sweep.csv");
         std::fs::write(&path, csv).map_err(|e| SimError::io(&path, e))?;
+        let mut files = vec!["sweep.csv".to_string()];
         if several {
             let mut csv = format!("{},seed,{}\n", keys.join(","), METRICS.join(","));
             for r in runs {
@@ -418,6 +424,7 @@ impl Sweep {
             }
             let path = dir.join("runs.csv");
             std::fs::write(&path, csv).map_err(|e| SimError::io(&path, e))?;
+            files.push("runs.csv".into());
         }
         let x_at = keys.iter().position(|k| *k == self.x).unwrap_or(0);
         let lines_of = |m: usize, prefix: &str| -> Vec<Series> {
@@ -445,6 +452,7 @@ impl Sweep {
             }
             lines.into_values().collect()
         };
+        let mut charts = Vec::new();
         for (m, metric) in METRICS.iter().enumerate() {
             if metric.ends_with("_closed_form") || metric.ends_with("_estimate") {
                 continue;
@@ -461,8 +469,8 @@ impl Sweep {
                     series.extend(lines_of(c, &format!("{} ", &companion[1..])));
                 }
             }
-            write_line_chart(
-                &dir.join(format!("sweep_{metric}.svg")),
+            let chart = Chart::line(
+                &format!("sweep_{metric}.svg"),
                 Labels {
                     title: metric,
                     x: &self.x,
@@ -470,8 +478,28 @@ impl Sweep {
                 },
                 &series,
             )?;
+            chart.write(dir)?;
+            files.push(chart.file.clone());
+            charts.push(chart);
         }
-        Ok(())
+        let html = sweep_page(&SweepPage {
+            source: &self.source,
+            base: &self.base,
+            grid: &self.grid,
+            x: &self.x,
+            seeds,
+            points: rows
+                .iter()
+                .map(|r| SweepPoint {
+                    params: &r.params,
+                    metrics: &r.metrics,
+                    ci95: &r.ci95,
+                })
+                .collect(),
+            charts: &charts,
+            files: &files,
+        })?;
+        write_page(dir, &html)
     }
 }
 

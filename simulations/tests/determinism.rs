@@ -60,6 +60,7 @@ fn same_seed_writes_byte_identical_files_and_another_seed_does_not() {
         "latency.svg",
         "queues.svg",
         "entropy.svg",
+        "report.html",
     ] {
         assert!(fa.contains_key(name), "{name} missing");
     }
@@ -139,6 +140,8 @@ fn a_sweep_in_two_shards_merges_to_the_same_bytes() {
     mixsim(&args);
     let (a, b) = (files(&whole), files(&merged));
     assert!(a.contains_key("runs.csv") && a.contains_key("sweep.csv"));
+    // The report page too: the merge writes the unsharded sweep's page.
+    assert!(a.contains_key("report.html"));
     let csv = String::from_utf8(a["sweep.csv"].clone()).unwrap();
     assert!(
         csv.lines()

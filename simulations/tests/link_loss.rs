@@ -76,7 +76,7 @@ fn with_ten_percent_loss_on_every_hop_retransmission_delivers_every_message() {
 
     // And in every output file.
     let dir = std::env::temp_dir().join(format!("mixsim-loss-{}", std::process::id()));
-    simulations::write_run(&out, &dir).unwrap();
+    simulations::write_run(&out, &simulations::SourceFile::named("lossy"), &dir).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     for kind in ["ack", "retransmission"] {

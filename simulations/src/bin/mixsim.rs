@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use simulations::sweep::Shard;
-use simulations::{Scenario, Sweep, run, run_seeds, write_run, write_seeds};
+use simulations::{Scenario, SourceFile, Sweep, run, run_seeds, write_run, write_seeds};
 
 /// Deterministic discrete-event simulator of the mixnet.
 #[derive(Parser)]
@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs one scenario and writes report.json, CSV tables, SVG plots and summary.txt.
+    /// Runs one scenario and writes report.json, CSV tables, SVG plots, summary.txt and report.html.
     Run {
         /// The scenario TOML file.
         scenario: PathBuf,
@@ -36,7 +36,7 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Runs a grid of scenarios on every core and writes sweep.csv and one SVG per metric.
+    /// Runs a grid of scenarios on every core and writes sweep.csv, one SVG per metric and report.html.
     Sweep {
         /// The sweep TOML file.
         sweep: PathBuf,
@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             quiet,
         } => {
             let s = Scenario::from_file(&scenario)?;
+            let source = SourceFile::of(&scenario);
             if seeds > 1 {
                 let pb = bar(
                     seeds as u64,
@@ -96,7 +97,8 @@ fn main() -> anyhow::Result<()> {
                 let runs = run_seeds(&s, seeds, threads, Some(&pb))
                     .with_context(|| format!("running {}", scenario.display()))?;
                 pb.finish_and_clear();
-                write_seeds(&runs, &out).with_context(|| format!("writing {}", out.display()))?;
+                write_seeds(&runs, &source, &out)
+                    .with_context(|| format!("writing {}", out.display()))?;
                 let summary = std::fs::read_to_string(out.join("summary.txt"))?;
                 print!("{summary}");
                 println!("results in {}", out.display());
@@ -111,7 +113,8 @@ fn main() -> anyhow::Result<()> {
             let result =
                 run(&s, Some(&pb)).with_context(|| format!("running {}", scenario.display()))?;
             pb.finish_and_clear();
-            write_run(&result, &out).with_context(|| format!("writing {}", out.display()))?;
+            write_run(&result, &source, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
             print!("{}", result.report.summary());
             println!("results in {}", out.display());
         }
