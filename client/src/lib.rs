@@ -9,7 +9,7 @@ pub mod streams;
 
 pub use client_core::ClientError;
 pub use client_core::sessions::{
-    AddressCard, ContactName, NamedContact, PeerIdentityKey, SafetyNumber, ShortAddress,
+    AddressCard, ContactName, NamedContact, PeerIdentityKey, Pseudonym, SafetyNumber, ShortAddress,
 };
 pub use client_core::{
     ClientConfig, ClientCore, ClientEvent, ReplyHandle, RouteSource, SendFailure,

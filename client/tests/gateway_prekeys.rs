@@ -14,6 +14,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod on_localnet;
+#[path = "../examples/short_address.rs"]
+mod short_address_example;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -213,6 +215,15 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert!(err.contains("gave no bundle"), "{err}");
     assert!(err.contains("address card"), "{err}");
     assert!(metric(gw0, "gateway_prekey_requests_total{outcome=\"unknown\"}").await >= 1.0);
+
+    // The library example, on folders of their own: neither knows more of
+    // the other than its short address.
+    let [erin, frank] = ["erin", "frank"].map(|n| root.path().join(n));
+    on_localnet::init(&net, &erin, 0);
+    on_localnet::init(&net, &frank, 1);
+    let (to_erin, to_frank) = short_address_example::run(&erin, &frank).await.unwrap();
+    assert_eq!(to_erin.short_from().unwrap().to_string(), short_of(&frank));
+    assert_eq!(to_frank.short_from().unwrap().to_string(), short_of(&erin));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

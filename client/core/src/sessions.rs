@@ -90,6 +90,9 @@ use zeroize::Zeroizing;
 /// peer); the least recently used goes first, and only for another
 /// established one.
 pub const MAX_SESSIONS: usize = 256;
+/// Most sessions a book keeps under pseudonyms ([`SessionBook::seal_as`]);
+/// the least recently used goes first, and only for another pseudonymous one.
+pub const MAX_PSEUDONYMOUS: usize = 256;
 /// Most unanswered sessions a book keeps: opened by others' first messages
 /// and not yet confirmed by a message sent after our reply. The least
 /// recently used goes first, and only for another unanswered one.
@@ -289,6 +292,67 @@ struct Entry {
     used: u64,
     /// Our own signed address claim in this session (signed once, reused).
     claim: Option<SenderClaim>,
+    /// Started under a throwaway identity for the caller's pseudonym
+    /// ([`SessionBook::seal_as`]), not this book's identity.
+    pseudonym: Option<Pseudonym>,
+}
+
+/// A session as books of format 4 and older kept it (no pseudonym).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EntryFormat4 {
+    session: Session,
+    peer: PeerIdentityKey,
+    address: Option<ClientAddress>,
+    used: u64,
+    claim: Option<SenderClaim>,
+}
+
+impl From<EntryFormat4> for Entry {
+    fn from(old: EntryFormat4) -> Self {
+        Entry {
+            session: old.session,
+            peer: old.peer,
+            address: old.address,
+            used: old.used,
+            claim: old.claim,
+            pseudonym: None,
+        }
+    }
+}
+
+/// The sessions of `book` as a book of format 4 or older kept them.
+#[cfg(test)]
+fn format4_sessions(book: &SessionBook) -> BTreeMap<SessionId, EntryFormat4> {
+    book.sessions
+        .iter()
+        .map(|(id, e)| {
+            let old = EntryFormat4 {
+                session: e.session.clone(),
+                peer: e.peer,
+                address: e.address,
+                used: e.used,
+                claim: e.claim,
+            };
+            (*id, old)
+        })
+        .collect()
+}
+
+/// The sessions of a book of format 4 or older, brought to the current form.
+fn upgrade_entries(old: BTreeMap<SessionId, EntryFormat4>) -> BTreeMap<SessionId, Entry> {
+    old.into_iter().map(|(id, e)| (id, e.into())).collect()
+}
+
+/// Which pool a session counts in for eviction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Opened by someone else and not answered yet.
+    Unanswered,
+    /// Ours, or answered.
+    Established,
+    /// Ours, under a pseudonym.
+    Pseudonymous,
 }
 
 impl Entry {
@@ -296,6 +360,31 @@ impl Entry {
     /// our card can fill.
     fn is_unanswered(&self) -> bool {
         self.session.role() == HandshakeRole::Responder && !self.session.peer_confirmed()
+    }
+
+    fn pool(&self) -> Pool {
+        if self.pseudonym.is_some() {
+            Pool::Pseudonymous
+        } else if self.is_unanswered() {
+            Pool::Unanswered
+        } else {
+            Pool::Established
+        }
+    }
+}
+
+/// A name the caller gives to a throwaway identity: the sessions it starts
+/// under it ([`SessionBook::seal_as`]) show their peers that identity, never
+/// this book's, and nothing links two pseudonyms to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pseudonym(pub [u8; 16]);
+
+impl Pseudonym {
+    /// A fresh random pseudonym.
+    pub fn random(rng: &mut impl CryptoRng) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Pseudonym(bytes)
     }
 }
 
@@ -334,12 +423,12 @@ pub struct SessionBook {
     routes: TagRoutes,
 }
 
-/// A book of format 4: before one-time prekeys.
+/// A book of format 4: before one-time prekeys and pseudonyms.
 #[derive(Deserialize)]
 struct BookFormat4 {
     identity: LocalIdentity,
     prekeys: PrekeyRing,
-    sessions: BTreeMap<SessionId, Entry>,
+    sessions: BTreeMap<SessionId, EntryFormat4>,
     contacts: HashMap<ClientAddress, Contact>,
     replay: ReplayRecord,
     clock: u64,
@@ -353,7 +442,7 @@ struct BookFormat4 {
 struct BookFormat3 {
     identity: LocalIdentity,
     prekeys: PrekeySecrets,
-    sessions: BTreeMap<SessionId, Entry>,
+    sessions: BTreeMap<SessionId, EntryFormat4>,
     contacts: HashMap<ClientAddress, Contact>,
     replay: ReplayRecord,
     clock: u64,
@@ -365,7 +454,7 @@ struct BookFormat3 {
 struct BookFormat2 {
     identity: LocalIdentity,
     prekeys: PrekeySecrets,
-    sessions: BTreeMap<SessionId, Entry>,
+    sessions: BTreeMap<SessionId, EntryFormat4>,
     contacts: HashMap<ClientAddress, Contact>,
     replay: ReplayRecord,
     clock: u64,
@@ -424,7 +513,9 @@ impl SessionBook {
         let pinned = self.pinned(to);
         self.sessions
             .iter()
-            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .filter(|(_, e)| {
+                e.address.as_ref() == Some(to) && Some(e.peer) == pinned && e.pseudonym.is_none()
+            })
             .max_by_key(|(_, e)| e.used)
             .map(|(id, _)| *id)
     }
@@ -675,9 +766,50 @@ impl SessionBook {
     ) -> Result<Vec<u8>, SessionBookError> {
         let id = match self.session_with(to) {
             Some(id) => id,
-            None => self.initiate(now, rng, to, own == Some(to))?,
+            None => self.initiate(now, rng, to, own == Some(to), None)?,
         };
         self.seal_in(rng, id, own, content, expires_at)
+    }
+
+    /// Encrypts `content` for `to` under `pseudonym`: in the session of that
+    /// pseudonym with `to`, or in a new one started from `to`'s card under a
+    /// throwaway identity (made for it, used once, and not kept). Its peer
+    /// sees that identity only, so sessions of two pseudonyms cannot be
+    /// linked to each other or to this book's identity; no address is
+    /// claimed. Pseudonymous sessions count in a pool of their own
+    /// ([`MAX_PSEUDONYMOUS`]) and never evict others.
+    pub fn seal_as(
+        &mut self,
+        now: UnixSeconds,
+        rng: &mut impl CryptoRng,
+        to: &ClientAddress,
+        pseudonym: Pseudonym,
+        content: &[u8],
+        expires_at: Option<UnixSeconds>,
+    ) -> Result<Vec<u8>, SessionBookError> {
+        let existing = self
+            .sessions
+            .iter()
+            .find(|(_, e)| e.address.as_ref() == Some(to) && e.pseudonym == Some(pseudonym))
+            .map(|(id, _)| *id);
+        let id = match existing {
+            Some(id) => id,
+            None => self.initiate(now, rng, to, false, Some(pseudonym))?,
+        };
+        self.seal_in(rng, id, None, content, expires_at)
+    }
+
+    /// Forgets the sessions of `pseudonym` (the caller is done with it).
+    pub fn forget_pseudonym(&mut self, pseudonym: Pseudonym) {
+        self.sessions.retain(|_, e| e.pseudonym != Some(pseudonym));
+    }
+
+    /// Number of sessions held under pseudonyms.
+    pub fn pseudonymous_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|e| e.pseudonym.is_some())
+            .count()
     }
 
     /// Encrypts `content` in session `id` (e.g. to answer a message through
@@ -710,7 +842,9 @@ impl SessionBook {
         let id = self
             .sessions
             .iter()
-            .filter(|(_, e)| e.address.as_ref() == Some(to) && Some(e.peer) == pinned)
+            .filter(|(_, e)| {
+                e.address.as_ref() == Some(to) && Some(e.peer) == pinned && e.pseudonym.is_none()
+            })
             .max_by_key(|(_, e)| e.used)
             .map(|(id, _)| *id)
             .ok_or_else(|| SessionBookError::NoSession(to.to_string()))?;
@@ -743,6 +877,9 @@ impl SessionBook {
             .sessions
             .get_mut(&id)
             .ok_or(SessionBookError::UnknownSession)?;
+        // Under a pseudonym this book's address is never claimed: it would
+        // tie the pseudonym to this client.
+        let own = own.filter(|_| entry.pseudonym.is_none());
         let claim = match own {
             Some(address) => {
                 let cached = entry.claim.filter(|c| &c.address == address);
@@ -771,13 +908,15 @@ impl SessionBook {
     }
 
     /// Starts a session with `to` from its card (or, for a note to self, our
-    /// own bundle), unless the card expired at `now`.
+    /// own bundle), unless the card expired at `now`; under a throwaway
+    /// identity for `pseudonym` when there is one.
     fn initiate(
         &mut self,
         now: UnixSeconds,
         rng: &mut impl CryptoRng,
         to: &ClientAddress,
         to_self: bool,
+        pseudonym: Option<Pseudonym>,
     ) -> Result<SessionId, SessionBookError> {
         let bundle = match self.contacts.get(to).and_then(|c| c.bundle.as_deref()) {
             Some(bundle) => PrekeyBundle::decode(bundle)?,
@@ -791,9 +930,17 @@ impl SessionBook {
             .peer_one_time
             .remove(to)
             .and_then(|bytes| SignedOneTimePrekey::decode(&bytes).ok());
-        let session = Session::initiate_with(rng, &self.identity, &bundle, one_time.as_ref())?;
+        let session = match pseudonym {
+            // The throwaway identity signs nothing later (no claim is made
+            // under a pseudonym), so it is dropped, wiped, right here.
+            Some(_) => {
+                let throwaway = LocalIdentity::generate(rng);
+                Session::initiate_with(rng, &throwaway, &bundle, one_time.as_ref())?
+            }
+            None => Session::initiate_with(rng, &self.identity, &bundle, one_time.as_ref())?,
+        };
         let id = SessionId(session.handshake_id());
-        self.insert(id, session, Some(*to))?;
+        self.insert(id, session, Some(*to), pseudonym)?;
         Ok(id)
     }
 
@@ -804,6 +951,7 @@ impl SessionBook {
         id: SessionId,
         session: Session,
         address: Option<ClientAddress>,
+        pseudonym: Option<Pseudonym>,
     ) -> Result<(), SessionBookError> {
         self.clock += 1;
         let mut entry = Entry {
@@ -812,6 +960,7 @@ impl SessionBook {
             address,
             used: self.clock,
             claim: None,
+            pseudonym,
         };
         self.routes.add(id, &mut entry.session)?;
         self.sessions.insert(id, entry);
@@ -838,13 +987,17 @@ impl SessionBook {
 
     /// Drops the least recently used sessions of each pool beyond its
     /// budget: unanswered ones only for unanswered ones, established ones
-    /// only for established ones.
+    /// only for established ones, pseudonymous ones only for pseudonymous ones.
     fn evict(&mut self) {
-        for (unanswered, budget) in [(true, MAX_UNANSWERED), (false, MAX_SESSIONS)] {
+        for (which, budget) in [
+            (Pool::Unanswered, MAX_UNANSWERED),
+            (Pool::Established, MAX_SESSIONS),
+            (Pool::Pseudonymous, MAX_PSEUDONYMOUS),
+        ] {
             let mut pool: Vec<(u64, SessionId)> = self
                 .sessions
                 .iter()
-                .filter(|(_, e)| e.is_unanswered() == unanswered)
+                .filter(|(_, e)| e.pool() == which)
                 .map(|(id, e)| (e.used, *id))
                 .collect();
             if pool.len() <= budget {
@@ -983,7 +1136,7 @@ impl SessionBook {
             self.one_time.erase(one_time_id);
         }
         self.replay.insert(&key, info.spk_id, &id.0);
-        self.insert(id, session, None)?;
+        self.insert(id, session, None, None)?;
         Ok(Decrypted {
             id,
             plaintext,
@@ -1127,7 +1280,7 @@ impl SessionBook {
         let mut book = SessionBook {
             identity: old.identity,
             prekeys: PrekeyRing::unscheduled(old.prekeys),
-            sessions: old.sessions,
+            sessions: upgrade_entries(old.sessions),
             contacts: old.contacts,
             replay: old.replay,
             clock: old.clock,
@@ -1148,7 +1301,7 @@ impl SessionBook {
         let mut book = SessionBook {
             identity: old.identity,
             prekeys: old.prekeys,
-            sessions: old.sessions,
+            sessions: upgrade_entries(old.sessions),
             contacts: old.contacts,
             replay: old.replay,
             clock: old.clock,

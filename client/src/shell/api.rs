@@ -12,14 +12,14 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use topology::Topology;
 
-use super::driver::{BookCall, BookFinish, Command, Driver};
+use super::driver::{BookCall, BookFinish, Command, Driver, Sender};
 use super::journal::PartialJournal;
 use super::link::GatewayDialer;
 use super::store::{BookFile, Passphrase};
 use crate::contacts::{Contacts, Recipient};
 use client_core::ClientError;
 use client_core::sessions::{
-    AddressCard, ContactName, PeerIdentityKey, RotationSchedule, SessionBook, SessionId,
+    AddressCard, ContactName, PeerIdentityKey, Pseudonym, RotationSchedule, SessionBook, SessionId,
     ShortAddress,
 };
 use client_core::{ClientConfig, ClientStats, ReplyHandle, SendFailure};
@@ -460,7 +460,8 @@ impl Client {
         to: impl Into<Recipient>,
         bytes: Vec<u8>,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to.into(), bytes, None, None, true).await
+        self.send_message(to.into(), bytes, None, None, Sender::Claimed)
+            .await
     }
 
     /// Sends `bytes` to `to`, to be kept no longer than `lifetime`: the
@@ -472,7 +473,7 @@ impl Client {
         bytes: Vec<u8>,
         lifetime: Duration,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to.into(), bytes, None, Some(lifetime), true)
+        self.send_message(to.into(), bytes, None, Some(lifetime), Sender::Claimed)
             .await
     }
 
@@ -483,7 +484,7 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to.into(), bytes, reply_surbs, None, true)
+        self.send_message(to.into(), bytes, reply_surbs, None, Sender::Claimed)
             .await
     }
 
@@ -498,8 +499,35 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: usize,
     ) -> Result<Outgoing, ClientError> {
-        self.send_message(to.into(), bytes, Some(reply_surbs), None, false)
+        self.send_message(to.into(), bytes, Some(reply_surbs), None, Sender::Unclaimed)
             .await
+    }
+
+    /// Sends `bytes` to `to` with `reply_surbs` reply SURBs under
+    /// `pseudonym`: in a session started under a throwaway identity made for
+    /// it, so the recipient sees neither this client's address nor its
+    /// identity, and cannot link two pseudonyms (a stream's segments go this
+    /// way, one pseudonym per stream). `to` must be reachable by card.
+    pub async fn send_pseudonymous(
+        &self,
+        to: impl Into<Recipient>,
+        pseudonym: Pseudonym,
+        bytes: Vec<u8>,
+        reply_surbs: usize,
+    ) -> Result<Outgoing, ClientError> {
+        self.send_message(
+            to.into(),
+            bytes,
+            Some(reply_surbs),
+            None,
+            Sender::Pseudonym(pseudonym),
+        )
+        .await
+    }
+
+    /// Forgets the sessions of `pseudonym` (its stream ended).
+    pub async fn forget_pseudonym(&self, pseudonym: Pseudonym) -> Result<(), ClientError> {
+        self.call(Command::ForgetPseudonym(pseudonym)).await
     }
 
     async fn send_message(
@@ -508,7 +536,7 @@ impl Client {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
-        claim_address: bool,
+        sender: Sender,
     ) -> Result<Outgoing, ClientError> {
         let (respond, answer) = oneshot::channel();
         self.call(Command::Send {
@@ -516,7 +544,7 @@ impl Client {
             bytes,
             reply_surbs,
             lifetime,
-            claim_address,
+            sender,
             respond,
         })
         .await?;

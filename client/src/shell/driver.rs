@@ -47,8 +47,8 @@ use super::store::BookFile;
 use crate::contacts::Recipient;
 use client_core::ClientError;
 use client_core::sessions::{
-    AddressCard, NoticeVerdict, OpenedKind, RotationSchedule, SessionBook, SessionBookError,
-    ShortAddress,
+    AddressCard, NoticeVerdict, OpenedKind, Pseudonym, RotationSchedule, SessionBook,
+    SessionBookError, ShortAddress,
 };
 use client_core::{
     ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
@@ -67,10 +67,12 @@ pub(crate) enum Command {
         bytes: Vec<u8>,
         reply_surbs: Option<usize>,
         lifetime: Option<Duration>,
-        /// Whether this client's address is claimed inside the message.
-        claim_address: bool,
+        /// Under which identity, and whether this client's address is
+        /// claimed inside the message.
+        sender: Sender,
         respond: oneshot::Sender<Result<Outgoing, ClientError>>,
     },
+    ForgetPseudonym(Pseudonym),
     Reply {
         handle: ReplyPath,
         bytes: Vec<u8>,
@@ -90,6 +92,17 @@ pub(crate) enum Command {
         respond: oneshot::Sender<Result<(), ClientError>>,
     },
     Book(BookCall),
+}
+
+/// Under which identity a message goes, and what it says of its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// This client's identity, its address claimed inside.
+    Claimed,
+    /// This client's identity, no address claimed.
+    Unclaimed,
+    /// A throwaway identity for the pseudonym, no address claimed.
+    Pseudonym(Pseudonym),
 }
 
 /// The wall-clock instant of `t`.
@@ -553,7 +566,7 @@ impl<C: GatewayDialer> Driver<C> {
                 bytes,
                 reply_surbs,
                 lifetime,
-                claim_address,
+                sender,
                 respond,
             } => {
                 if let Err(e) = self.check_topology_valid() {
@@ -566,13 +579,13 @@ impl<C: GatewayDialer> Driver<C> {
                         bytes,
                         surbs,
                         lifetime,
-                        claim_address,
+                        sender,
                         respond,
                     };
                     self.wait_for_bundle(short, send);
                     return;
                 }
-                let result = self.send(now, &to, &bytes, surbs, lifetime, claim_address);
+                let result = self.send(now, &to, &bytes, surbs, lifetime, sender);
                 let _ = respond.send(result);
             }
             Command::Reply {
@@ -622,6 +635,10 @@ impl<C: GatewayDialer> Driver<C> {
                 }
                 let result = self.recall(now, &id);
                 let _ = respond.send(result);
+            }
+            Command::ForgetPseudonym(pseudonym) => {
+                self.book.forget_pseudonym(pseudonym);
+                let _ = self.save_book();
             }
             Command::CoreStats { respond } => {
                 let _ = respond.send(self.core.stats().clone());
@@ -682,7 +699,7 @@ impl<C: GatewayDialer> Driver<C> {
         bytes: &[u8],
         surbs: usize,
         lifetime: Option<Duration>,
-        claim_address: bool,
+        sender: Sender,
     ) -> Result<Outgoing, ClientError> {
         let to = &match to {
             Recipient::Address(address) => *address,
@@ -696,13 +713,22 @@ impl<C: GatewayDialer> Driver<C> {
             .check_route_to(&to.gateway)
             .map_err(|e| ClientError::OutsideRegions(e.to_string()))?;
         let own = self.core.address();
-        let own = claim_address.then_some(&own);
         let wall = unix_now();
         let expires_at =
             lifetime.map(|l| e2ee::UnixSeconds(wall.0.saturating_add(l.as_secs().max(1))));
-        let sealed = self
-            .book
-            .seal(wall, &mut self.rng, to, own, bytes, expires_at);
+        let sealed = match sender {
+            Sender::Claimed => {
+                self.book
+                    .seal(wall, &mut self.rng, to, Some(&own), bytes, expires_at)
+            }
+            Sender::Unclaimed => self
+                .book
+                .seal(wall, &mut self.rng, to, None, bytes, expires_at),
+            Sender::Pseudonym(pseudonym) => {
+                self.book
+                    .seal_as(wall, &mut self.rng, to, pseudonym, bytes, expires_at)
+            }
+        };
         // The session advanced (a message key was used, or a session was
         // started) even if sealing or the core refuses: save it either way,
         // and before the core can build a packet of it.
@@ -711,7 +737,7 @@ impl<C: GatewayDialer> Driver<C> {
         saved?;
         let expiry = lifetime.map(|l| now.saturating_add(l));
         let envelope_len = Envelope::message_len(surbs, sealed.len());
-        if !claim_address {
+        if sender != Sender::Claimed {
             // Anonymous messages (a stream's segments, among others) are
             // not recallable: no record, and one save of the book each.
             let id = self

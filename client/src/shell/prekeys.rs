@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::api::{Outgoing, ShellStats};
 use super::clock::unix_now;
-use super::driver::Driver;
+use super::driver::{Driver, Sender};
 use super::link::{GatewayDialer, GatewayLink};
 use crate::contacts::Recipient;
 
@@ -39,7 +39,7 @@ pub(crate) struct WaitingSend {
     pub(crate) bytes: Vec<u8>,
     pub(crate) surbs: usize,
     pub(crate) lifetime: Option<Duration>,
-    pub(crate) claim_address: bool,
+    pub(crate) sender: Sender,
     pub(crate) respond: oneshot::Sender<Result<Outgoing, ClientError>>,
 }
 
@@ -95,7 +95,7 @@ impl<C: GatewayDialer> Driver<C> {
                         &send.bytes,
                         send.surbs,
                         send.lifetime,
-                        send.claim_address,
+                        send.sender,
                     );
                     let _ = send.respond.send(result);
                 }

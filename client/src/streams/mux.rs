@@ -31,6 +31,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{StreamOptions, StreamShellStats};
+use crate::Pseudonym;
 use crate::shell::{Client, ReceivedMessage, ReplyPath};
 
 /// Bytes an end-to-end session adds to a message at most (a ratchet message
@@ -62,6 +63,9 @@ struct Slot {
     ended_at: Option<Instant>,
     /// The exit's peer (its session identity), for the per-peer cap.
     peer: Option<crate::PeerIdentityKey>,
+    /// Opener side: the pseudonym the stream's messages go under, so that
+    /// the exit cannot link it to this client or to its other streams.
+    pseudonym: Option<Pseudonym>,
 }
 
 impl Slot {
@@ -78,6 +82,7 @@ impl Slot {
             waiting_since: None,
             ended_at: None,
             peer: None,
+            pseudonym: None,
         }
     }
 
@@ -256,6 +261,12 @@ impl IncomingStream {
     /// Where the opener wants to connect.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The session identity the stream came under: a throwaway one per
+    /// stream from this project's openers (docs/streams.md).
+    pub fn peer(&self) -> Option<crate::PeerIdentityKey> {
+        lock(&self.slot).peer
     }
 
     /// Accepts: the opener is told the stream is open, and bytes flow.
@@ -495,6 +506,7 @@ impl Mux {
                 let slot = Arc::new(Mutex::new(Slot::new(stream)));
                 let (tx, rx) = oneshot::channel();
                 lock(&slot).opened = Some(tx);
+                lock(&slot).pseudonym = Some(Pseudonym::random(&mut self.rng));
                 self.slots.insert(id, slot.clone());
                 add(&self.stats.streams_opened);
                 let wake = self.wake.clone();
@@ -663,24 +675,36 @@ impl Mux {
                     break;
                 }
             }
-            let mut s = lock(&slot);
-            s.pass_events();
-            if s.stream.state().is_terminal() && s.ended_at.is_none() {
-                s.ended_at = Some(Instant::now());
-                if let StreamState::Reset(_) | StreamState::TimedOut = s.stream.state() {
-                    add(&self.stats.streams_failed);
+            let forget = {
+                let mut s = lock(&slot);
+                s.pass_events();
+                if s.stream.state().is_terminal() && s.ended_at.is_none() {
+                    s.ended_at = Some(Instant::now());
+                    if let StreamState::Reset(_) | StreamState::TimedOut = s.stream.state() {
+                        add(&self.stats.streams_failed);
+                    }
                 }
-            }
-            let linger = self.options.stream.keepalive;
-            let over = s.ended_at.is_some_and(|t| t.elapsed() >= linger)
-                || (s.ended_at.is_some() && s.stream.state() != StreamState::Closed);
-            // Held by the map and by `slot` here: nobody else (no application handle).
-            let unused = Arc::strong_count(&slot) <= 2;
-            if over && unused && !s.stream.wants_to_send(self.now()) {
-                drop(s);
-                self.slots.remove(&id);
-                let now = self.now();
-                self.ended.insert(now, id);
+                let linger = self.options.stream.keepalive;
+                let over = s.ended_at.is_some_and(|t| t.elapsed() >= linger)
+                    || (s.ended_at.is_some() && s.stream.state() != StreamState::Closed);
+                // Held by the map and by `slot` here: nobody else (no application handle).
+                let unused = Arc::strong_count(&slot) <= 2;
+                if over && unused && !s.stream.wants_to_send(self.now()) {
+                    let pseudonym = s.pseudonym;
+                    drop(s);
+                    self.slots.remove(&id);
+                    let now = self.now();
+                    self.ended.insert(now, id);
+                    pseudonym
+                } else {
+                    None
+                }
+            };
+            // The stream is over: so is the session of its pseudonym.
+            if let Some(pseudonym) = forget
+                && self.client.forget_pseudonym(pseudonym).await.is_err()
+            {
+                tracing::debug!("the client stopped before the stream's session was forgotten");
             }
         }
     }
@@ -709,8 +733,11 @@ impl Mux {
     /// Opener: one message with the stream's due segments and, when the
     /// exit runs short, more reply SURBs. Returns whether it sent one.
     async fn send_opener(&mut self, shared: &Shared, exit: ClientAddress) -> bool {
-        let (bytes, surbs) = {
+        let (bytes, surbs, pseudonym) = {
             let mut slot = lock(shared);
+            let Some(pseudonym) = slot.pseudonym else {
+                return false;
+            };
             let in_flight = slot.surbs_given.saturating_sub(slot.report.received);
             let stock = (slot.report.left.saturating_add(in_flight)) as usize;
             let receiving = slot.stream.state() == StreamState::Open && !slot.stream.at_eof();
@@ -747,10 +774,14 @@ impl Mux {
                 .surbs_given
                 .saturating_add(u32::try_from(surbs).unwrap_or(u32::MAX));
             slot.waiting_since = None;
-            (message.encode(), surbs)
+            (message.encode(), surbs, pseudonym)
         };
         add(&self.stats.messages_sent);
-        match self.client.send_anonymous(&exit, bytes, surbs).await {
+        match self
+            .client
+            .send_pseudonymous(&exit, pseudonym, bytes, surbs)
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 // Lost like a dropped packet: the stream sends it again.

@@ -179,3 +179,88 @@ fn one_time_secrets_survive_a_restore_and_are_capped() {
     let first = alice.publication(address(1)).serial;
     assert!(alice.publication(address(1)).serial > first);
 }
+
+#[test]
+fn sessions_under_pseudonyms_show_unlinkable_identities_and_keep_to_their_pool() {
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let mut opener = SessionBook::generate(&mut rng);
+    let mut exit = SessionBook::generate(&mut rng);
+    let (own, exit_address) = (address(1), address(2));
+    opener.add_contact(&exit.card(exit_address));
+    // An ordinary session first: it must survive the pseudonymous ones.
+    let plain = opener
+        .seal(NOW, &mut rng, &exit_address, Some(&own), b"me", None)
+        .unwrap();
+    assert_eq!(exit.open(NOW, &plain).unwrap().peer, opener.identity());
+
+    let (a, b) = (Pseudonym::random(&mut rng), Pseudonym::random(&mut rng));
+    let from_a = opener
+        .seal_as(NOW, &mut rng, &exit_address, a, b"stream a", None)
+        .unwrap();
+    let from_b = opener
+        .seal_as(NOW, &mut rng, &exit_address, b, b"stream b", None)
+        .unwrap();
+    let again_a = opener
+        .seal_as(NOW, &mut rng, &exit_address, a, b"stream a again", None)
+        .unwrap();
+    let (seen_a, seen_b) = (
+        exit.open(NOW, &from_a).unwrap(),
+        exit.open(NOW, &from_b).unwrap(),
+    );
+    // Each pseudonym is its own identity, neither the opener's, and no
+    // address is claimed under one.
+    assert_ne!(seen_a.peer, seen_b.peer);
+    assert_ne!(seen_a.peer, opener.identity());
+    assert_ne!(seen_b.peer, opener.identity());
+    assert_eq!((seen_a.from, seen_b.from), (None, None));
+    // The same pseudonym stays in its session.
+    let seen_again = exit.open(NOW, &again_a).unwrap();
+    assert_eq!(
+        (seen_again.peer, seen_again.session),
+        (seen_a.peer, seen_a.session)
+    );
+    // The exit answers in the pseudonym's session; the opener reads it there.
+    let answer = exit
+        .seal_in(
+            &mut rng,
+            seen_a.session,
+            Some(&exit_address),
+            b"reply a",
+            None,
+        )
+        .unwrap();
+    let read = opener.open(NOW, &answer).unwrap();
+    assert_eq!(read.content, b"reply a");
+    // Even asked to, the opener claims no address under the pseudonym.
+    let asked = opener
+        .seal_in(&mut rng, read.session, Some(&own), b"claim?", None)
+        .unwrap();
+    assert_eq!(exit.open(NOW, &asked).unwrap().from, None);
+
+    // Many pseudonyms evict only one another, never the ordinary session.
+    for _ in 0..MAX_PSEUDONYMOUS + 10 {
+        let p = Pseudonym::random(&mut rng);
+        opener
+            .seal_as(NOW, &mut rng, &exit_address, p, b"x", None)
+            .unwrap();
+    }
+    assert_eq!(opener.pseudonymous_count(), MAX_PSEUDONYMOUS);
+    let later = opener
+        .seal(NOW, &mut rng, &exit_address, Some(&own), b"still me", None)
+        .unwrap();
+    // Still the first session's handshake (the exit has not answered in it yet).
+    assert_eq!(
+        InitialInfo::parse(&later).unwrap().unwrap().handshake_id,
+        InitialInfo::parse(&plain).unwrap().unwrap().handshake_id,
+        "the ordinary session was kept"
+    );
+    assert_eq!(exit.open(NOW, &later).unwrap().peer, opener.identity());
+    // A forgotten pseudonym's session is gone (the pool was full, so adding
+    // it evicted the oldest first).
+    let last = Pseudonym::random(&mut rng);
+    opener
+        .seal_as(NOW, &mut rng, &exit_address, last, b"y", None)
+        .unwrap();
+    opener.forget_pseudonym(last);
+    assert_eq!(opener.pseudonymous_count(), MAX_PSEUDONYMOUS - 1);
+}

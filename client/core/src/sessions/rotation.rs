@@ -70,13 +70,15 @@ impl SessionBook {
     }
 
     /// The addresses of the peers of established sessions (ours, or
-    /// answered) whose address is pinned to their identity; not our own.
+    /// answered) whose address is pinned to their identity; not our own,
+    /// and not those of pseudonymous sessions, whose peers must not learn
+    /// this book's identity.
     fn established_correspondents(&self) -> Vec<ClientAddress> {
         let own = PeerIdentityKey(self.identity.public());
         let mut addresses: Vec<ClientAddress> = self
             .sessions
             .values()
-            .filter(|e| !e.is_unanswered() && e.peer != own)
+            .filter(|e| e.pool() == super::Pool::Established && e.peer != own)
             .filter_map(|e| e.address.filter(|a| self.pinned(a) == Some(e.peer)))
             .collect();
         addresses.sort_by_key(|a| (a.client_key, a.gateway.0));

@@ -249,7 +249,7 @@ fn a_format_3_book_keeps_everything_and_its_prekeys_retire_at_the_first_check() 
         postcard::to_stdvec(&(
             &bob.identity,
             bob.prekeys.current(),
-            &bob.sessions,
+            &super::format4_sessions(&bob),
             &bob.contacts,
             &bob.replay,
             bob.clock,

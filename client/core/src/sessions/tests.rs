@@ -186,7 +186,7 @@ fn junk_handshakes(rng: &mut ChaCha20Rng, bob: &mut SessionBook, n: usize) -> Ve
     junk.add_contact(&bob.card(b));
     (0..n)
         .map(|_| {
-            let id = junk.initiate(NOW, rng, &b, false).unwrap();
+            let id = junk.initiate(NOW, rng, &b, false, None).unwrap();
             let first = junk.seal_in(rng, id, None, b"junk", None).unwrap();
             // The junk sender keeps no state for it.
             junk.sessions.remove(&id);
@@ -268,7 +268,7 @@ fn established_sessions_are_evicted_by_least_recent_use_among_themselves() {
         // Our own sessions are established from the start.
         peer.add_contact(&bob.card(a));
         bob.add_contact(&peer.card(a));
-        let id = bob.initiate(NOW, &mut rng, &a, false).unwrap();
+        let id = bob.initiate(NOW, &mut rng, &a, false, None).unwrap();
         peers.push(id);
     }
     assert_eq!(bob.session_count(), MAX_SESSIONS);
@@ -388,7 +388,7 @@ fn a_claim_without_a_valid_signature_of_the_identity_is_not_believed() {
         genuine,
     ];
     for claim in forged {
-        let id = mallory.initiate(NOW, &mut rng, &b, false).unwrap();
+        let id = mallory.initiate(NOW, &mut rng, &b, false, None).unwrap();
         let entry = mallory.sessions.get_mut(&id).unwrap();
         let plaintext = content::encode(Some(&claim), b"I am alice");
         let message = entry.session.encrypt(&mut rng, &plaintext, None).unwrap();
@@ -564,7 +564,7 @@ fn a_format_2_book_keeps_everything_and_gains_names() {
         postcard::to_stdvec(&(
             &bob.identity,
             bob.prekeys.current(),
-            &bob.sessions,
+            &format4_sessions(&bob),
             &bob.contacts,
             &bob.replay,
             bob.clock,
