@@ -12,7 +12,9 @@
 //! (a gateway that lost or expired it registers the client again).
 
 use std::path::Path;
+use std::time::Duration;
 
+use client_core::sessions::IdentityFingerprint;
 use directory::DirectoryClient;
 use protocol::{NodeId, SphinxKeyPair};
 use rand::RngExt;
@@ -128,7 +130,18 @@ impl Client {
             prekey_rotation_secs: options.prekey_rotation.map(|s| s.period.as_secs()),
             prekey_grace_secs: options.prekey_rotation.map(|s| s.grace.as_secs()),
         };
-        Ok(folder.init(&mut rng, &settings, &keys, options.passphrase.as_ref())?)
+        let mut unlocked = folder.init(&mut rng, &settings, &keys, options.passphrase.as_ref())?;
+        // The short address works from now on, not only after the first
+        // `receive`: the gateway gets the card and one-time prekeys. A
+        // failure here costs nothing lasting (the client publishes at every
+        // session), so it is reported, not fatal.
+        if let Err(e) = publish_prekeys(entry, &mut unlocked, &mut rng).await {
+            tracing::warn!(
+                "the new client's prekeys were not published at its gateway yet ({e}); \
+                 they will be at its first session"
+            );
+        }
+        Ok(unlocked)
     }
 
     /// Registers `keys` at `gateway`: one session that authenticates (the
@@ -167,6 +180,53 @@ impl Client {
         link.close().await;
         Ok(())
     }
+}
+
+/// Publishes the card of the client in `unlocked` and a first supply of
+/// one-time prekeys at `gateway` (their secrets saved in the book first),
+/// and waits until the gateway reports it keeps them.
+async fn publish_prekeys(
+    gateway: &NodeEntry,
+    unlocked: &mut UnlockedFolder,
+    rng: &mut ChaCha20Rng,
+) -> Result<(), OpenError> {
+    let address = gateway
+        .client_address
+        .ok_or_else(|| OpenError::NoClientAddress(gateway.id.to_base58()))?;
+    let published = unlocked.book.publication(unlocked.address()).encode();
+    let one_time: Vec<(u32, Vec<u8>)> = unlocked
+        .book
+        .new_one_time_prekeys(rng, super::prekeys::ONE_TIME_TARGET as usize)
+        .iter()
+        .map(|k| (k.id(), k.encode()))
+        .collect();
+    let count = one_time.len() as u32;
+    unlocked.book_file.save(rng, &unlocked.book)?;
+    let registration = |source| OpenError::Registration {
+        gateway: gateway.id.to_base58(),
+        address,
+        source,
+    };
+    let link = QuicGatewayLink::connect(address, gateway.id, &unlocked.keys)
+        .await
+        .map_err(registration)?;
+    let fingerprint = IdentityFingerprint::of(&unlocked.book.identity()).0;
+    link.publish_prekeys(fingerprint, Some(published), one_time)
+        .await
+        .map_err(registration)?;
+    // Closing at once could drop what is still in flight: wait for the
+    // gateway's report of the last upload (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut kept = false;
+    while !kept && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        kept = link
+            .take_prekey_stock()
+            .is_some_and(|s| s.published && s.one_time_left >= count);
+        kept = kept || link.close_reason().is_some();
+    }
+    link.close().await;
+    Ok(())
 }
 
 /// The gateway of a new client: the one named, else one at random among
