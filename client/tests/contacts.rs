@@ -17,82 +17,17 @@ mod on_localnet;
 #[path = "../examples/who_wrote.rs"]
 mod who_wrote_example;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use client::ShortAddress;
 use localnet::{LocalNet, NetworkSpec};
+use on_localnet::{cli, failed, ok, receiver, short_of};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `mixnet-client COMMAND --dir DIR REST...`
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    let (command, rest) = args.split_first().unwrap();
-    Command::new(CLIENT)
-        .arg(command)
-        .args(["--dir", dir.to_str().unwrap()])
-        .args(rest)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn failed(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn short_of(dir: &Path) -> String {
-    ok(cli(dir, &["address", "--short"])).trim().to_string()
-}
-
-/// `receive` (with `args`) as a child, and its stdout lines once it is ready.
-fn receiver(dir: &Path, args: &[&str]) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = KillOnDrop(
-        Command::new(CLIENT)
-            .args(["receive", "--dir", dir.to_str().unwrap()])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
-        }
-    });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
-    (child, rx)
-}
 
 fn now() -> u64 {
     SystemTime::now()

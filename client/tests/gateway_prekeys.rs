@@ -17,9 +17,9 @@ mod on_localnet;
 #[path = "../examples/short_address.rs"]
 mod short_address_example;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use client_core::sessions::IdentityFingerprint;
 use client_core::sessions::SessionBook;
 use localnet::probe::metric;
 use localnet::{LocalNet, NetworkSpec};
+use on_localnet::{receiver, short_of};
 use protocol::ClientAddress;
 use protocol::SphinxKeyPair;
 use rand::SeedableRng;
@@ -36,60 +37,6 @@ use rand::SeedableRng;
 const CLIENT: &str = env!("CARGO_BIN_EXE_mixnet-client");
 /// One-time prekeys a gateway took from its clients.
 const ONE_TIME_STORED: &str = "gateway_prekey_uploads_total{kind=\"one_time\",outcome=\"stored\"}";
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    let (command, rest) = args.split_first().unwrap();
-    Command::new(CLIENT)
-        .arg(command)
-        .args(["--dir", dir.to_str().unwrap()])
-        .args(rest)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn short_of(dir: &Path) -> String {
-    ok(cli(dir, &["address", "--short"])).trim().to_string()
-}
-
-/// `receive --json` as a child, and its stdout lines once it is ready.
-fn receiver(dir: &Path) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = KillOnDrop(
-        Command::new(CLIENT)
-            .args(["receive", "--json", "--dir", dir.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
-        }
-    });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
-    (child, rx)
-}
 
 /// `send --to TO` with `text` on stdin: its exit status, stdout and stderr.
 fn send(dir: &Path, to: &str, text: &str) -> Output {
@@ -107,6 +54,15 @@ fn send(dir: &Path, to: &str, text: &str) -> Output {
         .write_all(text.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Checks that a `send` succeeded, else panics with its stderr.
+fn sent_ok(sent: &Output) {
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
 }
 
 /// The next JSON message `lines` gives within 30 s.
@@ -148,26 +104,18 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert_eq!(metric(gw0, "gateway_prekey_published_bundles").await, 2.0);
     assert_eq!(metric(gw1, "gateway_prekey_published_bundles").await, 2.0);
     assert_eq!(metric(gw0, ONE_TIME_STORED).await, 200.0);
-    let (_alice_receives, alice_lines) = receiver(&alice);
+    let (_alice_receives, alice_lines) = receiver(&alice, &["--json"]);
 
     // Bob knows only Alice's short address: his client asks her gateway
     // for her bundle through the mixnet, and the session starts from it.
     let sent = send(&bob, &alice_short, "hello from a short address");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    sent_ok(&sent);
     let got = next_json(&alice_lines);
     assert_eq!(got["text"], "hello from a short address");
     assert_eq!(got["short_address"], bob_short.as_str());
     // Carol does the same: she gets another one-time prekey.
     let sent = send(&carol, &alice_short, "and from another");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    sent_ok(&sent);
     assert_eq!(next_json(&alice_lines)["text"], "and from another");
 
     // Each fetch handed out one key, each key once: two out of the store.
@@ -183,13 +131,9 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert_eq!(metric(gw0, ONE_TIME_STORED).await, 200.0);
 
     // Alice answers Bob by his short address.
-    let (_bob_receives, bob_lines) = receiver(&bob);
+    let (_bob_receives, bob_lines) = receiver(&bob, &["--json"]);
     let sent = send(&alice, &bob_short, "hello back");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    sent_ok(&sent);
     let got = next_json(&bob_lines);
     assert_eq!(got["text"], "hello back");
     assert_eq!(got["short_address"], alice_short.as_str());
@@ -197,12 +141,8 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     // Dora never ran a client since `init`: her short address works all
     // the same, and the message waits in her mailbox.
     let sent = send(&bob, &short_of(&dora), "for later");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let (_dora_receives, dora_lines) = receiver(&dora);
+    sent_ok(&sent);
+    let (_dora_receives, dora_lines) = receiver(&dora, &["--json"]);
     assert_eq!(next_json(&dora_lines)["text"], "for later");
 
     // An identity the gateway keeps no bundle of: the send fails, saying

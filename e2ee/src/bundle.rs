@@ -214,16 +214,25 @@ impl PrekeySecrets {
     }
 
     pub(crate) fn pq_decapsulation_key(&self) -> PqDecapsulationKey {
-        let seed = self.pq_seed.expose();
-        PqDecapsulationKey::from_seed(ml_kem::Seed::from(*seed))
+        pq_decapsulation_key(&self.pq_seed)
     }
 
     pub(crate) fn pq_public_bytes(&self) -> Vec<u8> {
-        self.pq_decapsulation_key()
-            .encapsulation_key()
-            .to_bytes()
-            .to_vec()
+        pq_public_bytes(&self.pq_seed)
     }
+}
+
+/// The ML-KEM-768 decapsulation key a prekey's 64-byte seed expands to.
+pub(crate) fn pq_decapsulation_key(seed: &Secret64) -> PqDecapsulationKey {
+    PqDecapsulationKey::from_seed(ml_kem::Seed::from(*seed.expose()))
+}
+
+/// The encoded ML-KEM-768 encapsulation key of a prekey's 64-byte seed.
+pub(crate) fn pq_public_bytes(seed: &Secret64) -> Vec<u8> {
+    pq_decapsulation_key(seed)
+        .encapsulation_key()
+        .to_bytes()
+        .to_vec()
 }
 
 // The prekey and the ML-KEM seed are `Secret32` / `Secret64`, which wipe themselves on drop.

@@ -9,7 +9,7 @@
 //! by whoever steals the owner's keys later, and a replay of it is refused.
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use ml_kem::{KeyExport, TryKeyInit};
+use ml_kem::TryKeyInit;
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -65,16 +65,12 @@ impl OneTimePrekeySecrets {
 
     /// The ML-KEM-768 decapsulation key (`PQOPK`), expanded from its seed.
     pub(crate) fn pq_decapsulation_key(&self) -> PqDecapsulationKey {
-        let seed = self.pq_seed.expose();
-        PqDecapsulationKey::from_seed(ml_kem::Seed::from(*seed))
+        crate::bundle::pq_decapsulation_key(&self.pq_seed)
     }
 
     /// The encoded ML-KEM-768 encapsulation key.
     pub(crate) fn pq_public_bytes(&self) -> Vec<u8> {
-        self.pq_decapsulation_key()
-            .encapsulation_key()
-            .to_bytes()
-            .to_vec()
+        crate::bundle::pq_public_bytes(&self.pq_seed)
     }
 }
 

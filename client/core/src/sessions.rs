@@ -1277,22 +1277,17 @@ impl SessionBook {
     /// A book of the current format from one of format 3 (or older, filled
     /// in): its prekeys unscheduled, no announcements, no recall records.
     fn upgraded(old: BookFormat3) -> Result<Self, SessionBookError> {
-        let mut book = SessionBook {
+        Self::upgraded_from_4(BookFormat4 {
             identity: old.identity,
             prekeys: PrekeyRing::unscheduled(old.prekeys),
-            sessions: upgrade_entries(old.sessions),
+            sessions: old.sessions,
             contacts: old.contacts,
             replay: old.replay,
             clock: old.clock,
             names: old.names,
             announce: Vec::new(),
             recalls: RecallBook::default(),
-            one_time: OneTimePrekeys::default(),
-            peer_one_time: HashMap::new(),
-            routes: TagRoutes::default(),
-        };
-        book.rebuild_routes()?;
-        Ok(book)
+        })
     }
 
     /// A book of the current format from one of format 4: no one-time

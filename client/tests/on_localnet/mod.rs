@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use client::{AddressCard, Client, ClientOptions};
@@ -64,4 +66,73 @@ pub async fn connect(dir: &Path, options: ClientOptions) -> Client {
         .expect("connected in time")
         .unwrap();
     c
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mixnet-client COMMAND --dir DIR REST...`
+pub fn cli(dir: &Path, args: &[&str]) -> Output {
+    let (command, rest) = args.split_first().unwrap();
+    Command::new(CLIENT)
+        .arg(command)
+        .args(["--dir", dir.to_str().unwrap()])
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
+/// Its stdout, after checking it succeeded (else its stderr in the panic).
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Its stderr, after checking it failed (else its stdout in the panic).
+pub fn failed(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// The short address of the client of `dir`.
+pub fn short_of(dir: &Path) -> String {
+    ok(cli(dir, &["address", "--short"])).trim().to_string()
+}
+
+/// `receive` (with `args`) as a child, and its stdout lines once it is ready.
+pub fn receiver(dir: &Path, args: &[&str]) -> (KillOnDrop, mpsc::Receiver<String>) {
+    let mut child = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["receive", "--dir", dir.to_str().unwrap()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
+    (child, rx)
 }
