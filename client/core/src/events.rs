@@ -130,15 +130,14 @@ pub enum ClientEvent {
         /// The one-time prekey it handed out (`None`: it had none left).
         one_time: Option<Vec<u8>>,
     },
-    /// No readable answer came for the bundle of `fingerprint` after
-    /// `attempts` requests (0: the answer came and did not parse).
+    /// No readable answer came for the bundle of `fingerprint`.
     BundleFetchFailed {
         /// The gateway asked.
         gateway: NodeId,
         /// The identity fingerprint asked for.
         fingerprint: [u8; FINGERPRINT_SIZE],
-        /// Requests sent.
-        attempts: u32,
+        /// Why.
+        reason: FetchFailure,
     },
     /// Loops sent to this client's own mailbox stopped coming back: its
     /// gateway (which cannot tell them from mail) may be dropping its mail.
@@ -146,6 +145,21 @@ pub enum ClientEvent {
         /// Loops missing one after the other.
         in_a_row: u32,
     },
+}
+
+/// Why a fetch of a bundle failed ([`ClientEvent::BundleFetchFailed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// No answer came after this many requests.
+    NoAnswer {
+        /// Requests sent.
+        attempts: u32,
+    },
+    /// An answer came and did not parse.
+    Unreadable,
+    /// No route leads to the gateway (it is not in the topology, or not
+    /// inside the client's regions), or none home for the answer.
+    NoRoute,
 }
 
 /// The bounded queue of events waiting for the application.

@@ -26,7 +26,7 @@ use protocol::prekeys::{BUNDLE_REQUEST_SURBS, BundleAnswer, FINGERPRINT_SIZE};
 use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 
-use crate::events::{ClientEvent, DeliveryOutcome, EventQueue};
+use crate::events::{ClientEvent, DeliveryOutcome, EventQueue, FetchFailure};
 use crate::stats::{ClientStats, DeliveryDrop};
 
 /// Times a request is sent before its fetch fails.
@@ -182,18 +182,39 @@ impl<Rec: ReplyRecovery> BundleFetches<Rec> {
                 }
             }
             Err(_) => {
-                stats.bundle_fetches_failed += 1;
-                events.push(
-                    ClientEvent::BundleFetchFailed {
-                        gateway: query.gateway,
-                        fingerprint: query.fingerprint,
-                        attempts: 0,
-                    },
-                    stats,
-                );
+                Self::failed(query, FetchFailure::Unreadable, stats, events);
                 stats.drop_delivery(DeliveryDrop::BadEnvelope)
             }
         }
+    }
+
+    /// Ends `query`'s fetch, which cannot be sent (no route), with an event.
+    pub(crate) fn fail(
+        &mut self,
+        query: BundleQuery,
+        stats: &mut ClientStats,
+        events: &mut EventQueue,
+    ) {
+        self.finish(query);
+        Self::failed(query, FetchFailure::NoRoute, stats, events);
+    }
+
+    /// Counts a failed fetch and tells the application.
+    fn failed(
+        query: BundleQuery,
+        reason: FetchFailure,
+        stats: &mut ClientStats,
+        events: &mut EventQueue,
+    ) {
+        stats.bundle_fetches_failed += 1;
+        events.push(
+            ClientEvent::BundleFetchFailed {
+                gateway: query.gateway,
+                fingerprint: query.fingerprint,
+                reason,
+            },
+            stats,
+        );
     }
 
     /// Ends `query`'s fetch and forgets its SURBs.
@@ -218,15 +239,7 @@ impl<Rec: ReplyRecovery> BundleFetches<Rec> {
         for (query, attempts) in overdue {
             if attempts >= MAX_ATTEMPTS {
                 self.finish(query);
-                stats.bundle_fetches_failed += 1;
-                events.push(
-                    ClientEvent::BundleFetchFailed {
-                        gateway: query.gateway,
-                        fingerprint: query.fingerprint,
-                        attempts,
-                    },
-                    stats,
-                );
+                Self::failed(query, FetchFailure::NoAnswer { attempts }, stats, events);
             } else if let Some(fetch) = self.fetches.get_mut(&query) {
                 // The SURBs of the earlier attempt stay: its answer may still come.
                 fetch.state = State::Queued;

@@ -32,7 +32,7 @@ use x25519_dalek::PublicKey;
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
 pub use error::ClientError;
-pub use events::{ClientEvent, DeliveryOutcome, ReplyHandle, SendFailure};
+pub use events::{ClientEvent, DeliveryOutcome, FetchFailure, ReplyHandle, SendFailure};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
@@ -620,19 +620,40 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     }
 
     /// The request of a queued fetch, if one waits: a forward packet to the
-    /// gateway's prekey service carrying SURBs home for the answer.
+    /// gateway's prekey service carrying SURBs home for the answer. A fetch
+    /// whose request cannot be built (no route) fails at once.
     fn bundle_request(
         &mut self,
         now: Timestamp,
         rng: &mut impl CryptoRng,
     ) -> Option<OutgoingPacket> {
         let query = self.fetches.next_queued()?;
+        match self.build_bundle_request(now, query, rng) {
+            Ok((packet, recoveries, deadline)) => {
+                self.fetches.sent(query, recoveries, deadline);
+                Some(packet)
+            }
+            Err(_) => {
+                self.fetches.fail(query, &mut self.stats, &mut self.events);
+                None
+            }
+        }
+    }
+
+    /// The packet of `query`'s request, the recoveries of its SURBs, and
+    /// when its answer is due.
+    fn build_bundle_request(
+        &mut self,
+        now: Timestamp,
+        query: BundleQuery,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(OutgoingPacket, Vec<F::Recovery>, Timestamp), ClientError> {
         let (builder, stats) = self.builder(now);
         let mut surbs = Vec::with_capacity(protocol::prekeys::BUNDLE_REQUEST_SURBS);
         let mut recoveries = Vec::with_capacity(surbs.capacity());
         let mut home_delay = Duration::ZERO;
         for _ in 0..protocol::prekeys::BUNDLE_REQUEST_SURBS {
-            let home = builder.surb_home(rng, stats).ok()?;
+            let home = builder.surb_home(rng, stats)?;
             home_delay = home_delay.max(home.delay);
             surbs.push(home.surb);
             recoveries.push(home.recovery);
@@ -641,20 +662,18 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
             client_key: protocol::address::PREKEY_SERVICE_DESTINATION,
             gateway: query.gateway,
         };
-        let route = builder.forward_route(rng, &to, stats).ok()?;
+        let route = builder.forward_route(rng, &to, stats)?;
         let frame = Frame::BundleRequest(protocol::frame::BundleRequestFrame {
             fingerprint: query.fingerprint,
             surbs,
         })
-        .encode()
-        .ok()?;
-        let packet = route.build(builder.format, rng, &frame).ok()?;
+        .encode()?;
+        let packet = route.build(builder.format, rng, &frame)?;
         let deadline = now
             .saturating_add(route.delay())
             .saturating_add(home_delay)
             .saturating_add(BundleFetches::<F::Recovery>::margin());
-        self.fetches.sent(query, recoveries, deadline);
-        Some(packet)
+        Ok((packet, recoveries, deadline))
     }
 
     fn loop_cover(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<OutgoingPacket> {

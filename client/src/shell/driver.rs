@@ -951,8 +951,8 @@ impl<C: GatewayDialer> Driver<C> {
                 ClientEvent::BundleFetchFailed {
                     gateway,
                     fingerprint,
-                    attempts,
-                } => self.bundle_unavailable(Self::fetched(gateway, fingerprint), attempts),
+                    reason,
+                } => self.bundle_unavailable(Self::fetched(gateway, fingerprint), reason),
                 ClientEvent::LoopsMissing { in_a_row } => {
                     tracing::warn!(
                         "{in_a_row} loops sent to this client's own mailbox did not come back: \

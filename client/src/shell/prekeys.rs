@@ -17,8 +17,8 @@
 
 use std::time::Duration;
 
-use client_core::ClientError;
 use client_core::sessions::{IdentityFingerprint, ShortAddress};
+use client_core::{ClientError, FetchFailure};
 use tokio::sync::oneshot;
 
 use super::api::{Outgoing, ShellStats};
@@ -61,6 +61,13 @@ impl<C: GatewayDialer> Driver<C> {
             let _ = send
                 .respond
                 .send(Err(ClientError::TooManyFetches(MAX_WAITING)));
+            return;
+        }
+        // The request goes to that gateway: never outside the client's regions.
+        if let Err(e) = self.core.routes().check_route_to(&short.gateway) {
+            let _ = send
+                .respond
+                .send(Err(ClientError::OutsideRegions(e.to_string())));
             return;
         }
         if let Err(e) = self.core.fetch_bundle(short.gateway, short.identity.0) {
@@ -114,21 +121,21 @@ impl<C: GatewayDialer> Driver<C> {
     }
 
     /// No answer came for `short`: what waited for it fails.
-    pub(crate) fn bundle_unavailable(&mut self, short: ShortAddress, attempts: u32) {
+    pub(crate) fn bundle_unavailable(&mut self, short: ShortAddress, reason: FetchFailure) {
         ShellStats::add(&self.stats.bundles_unavailable, 1);
         let waiting = self.awaiting_bundle.remove(&short).unwrap_or_default();
         for send in waiting {
-            let _ = send.respond.send(Err(if attempts == 0 {
-                ClientError::BundleRefused {
-                    short: short.to_string(),
-                    why: "its gateway's answer did not parse".into(),
-                }
-            } else {
-                ClientError::BundleUnavailable {
+            let _ = send.respond.send(Err(match reason {
+                FetchFailure::NoAnswer { attempts } => ClientError::BundleUnavailable {
                     short: short.to_string(),
                     gateway: short.gateway.to_string(),
                     attempts,
-                }
+                },
+                FetchFailure::Unreadable => ClientError::BundleRefused {
+                    short: short.to_string(),
+                    why: "its gateway's answer did not parse".into(),
+                },
+                FetchFailure::NoRoute => ClientError::NoRoute(short.gateway.to_base58()),
             }));
         }
     }
