@@ -138,9 +138,11 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert_eq!(got["text"], "hello back");
     assert_eq!(got["short_address"], alice_short.as_str());
 
+    // (Bob's `receive` runs: a second process of his would take his
+    // gateway session from it, so Carol writes from here on.)
     // Dora never ran a client since `init`: her short address works all
     // the same, and the message waits in her mailbox.
-    let sent = send(&bob, &short_of(&dora), "for later");
+    let sent = send(&carol, &short_of(&dora), "for later");
     sent_ok(&sent);
     let (_dora_receives, dora_lines) = receiver(&dora, &["--json"]);
     assert_eq!(next_json(&dora_lines)["text"], "for later");
@@ -151,7 +153,7 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
         identity: IdentityFingerprint([9; 20]),
         gateway: net.gateways[0].id,
     };
-    let sent = send(&bob, &nobody.to_string(), "anyone there?");
+    let sent = send(&carol, &nobody.to_string(), "anyone there?");
     assert!(!sent.status.success());
     let err = String::from_utf8_lossy(&sent.stderr);
     assert!(err.contains("gave no bundle"), "{err}");
