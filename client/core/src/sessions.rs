@@ -718,6 +718,30 @@ impl SessionBook {
         self.one_time.generate(rng, &self.identity, count)
     }
 
+    /// What this client uploads to its gateway: its identity fingerprint,
+    /// its card at `address` numbered and signed when `publish`, and
+    /// `one_time` new one-time prekeys as `(id, bytes)`, whose secrets stay
+    /// in the book (save it before uploading them).
+    pub fn prekey_upload(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        address: ClientAddress,
+        publish: bool,
+        one_time: usize,
+    ) -> PrekeyUpload {
+        let published = publish.then(|| self.publication(address).encode());
+        let one_time = self
+            .new_one_time_prekeys(rng, one_time)
+            .iter()
+            .map(|k| (k.id(), k.encode()))
+            .collect();
+        PrekeyUpload {
+            fingerprint: IdentityFingerprint::of(&self.identity()).0,
+            published,
+            one_time,
+        }
+    }
+
     /// One-time prekey secrets held (handed out or not).
     pub fn one_time_prekeys_held(&self) -> usize {
         self.one_time.held()
@@ -1310,6 +1334,17 @@ impl SessionBook {
         book.rebuild_routes()?;
         Ok(book)
     }
+}
+
+/// What [`SessionBook::prekey_upload`] gives to upload to the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrekeyUpload {
+    /// The identity fingerprint the bundle is kept under.
+    pub fingerprint: [u8; FINGERPRINT_LEN],
+    /// The published bundle, when it is to be published.
+    pub published: Option<Vec<u8>>,
+    /// New one-time prekeys: id and encoding.
+    pub one_time: Vec<(u32, Vec<u8>)>,
 }
 
 /// A message opened in a session.

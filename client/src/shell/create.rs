@@ -14,7 +14,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use client_core::sessions::IdentityFingerprint;
 use directory::DirectoryClient;
 use protocol::{NodeId, SphinxKeyPair};
 use rand::RngExt;
@@ -193,14 +192,13 @@ async fn publish_prekeys(
     let address = gateway
         .client_address
         .ok_or_else(|| OpenError::NoClientAddress(gateway.id.to_base58()))?;
-    let published = unlocked.book.publication(unlocked.address()).encode();
-    let one_time: Vec<(u32, Vec<u8>)> = unlocked
-        .book
-        .new_one_time_prekeys(rng, super::prekeys::ONE_TIME_TARGET as usize)
-        .iter()
-        .map(|k| (k.id(), k.encode()))
-        .collect();
-    let count = one_time.len() as u32;
+    let upload = unlocked.book.prekey_upload(
+        rng,
+        unlocked.address(),
+        true,
+        super::prekeys::ONE_TIME_TARGET as usize,
+    );
+    let count = upload.one_time.len() as u32;
     unlocked.book_file.save(rng, &unlocked.book)?;
     let registration = |source| OpenError::Registration {
         gateway: gateway.id.to_base58(),
@@ -210,8 +208,7 @@ async fn publish_prekeys(
     let link = QuicGatewayLink::connect(address, gateway.id, &unlocked.keys)
         .await
         .map_err(registration)?;
-    let fingerprint = IdentityFingerprint::of(&unlocked.book.identity()).0;
-    link.publish_prekeys(fingerprint, Some(published), one_time)
+    link.publish_prekeys(upload.fingerprint, upload.published, upload.one_time)
         .await
         .map_err(registration)?;
     // Closing at once could drop what is still in flight: wait for the

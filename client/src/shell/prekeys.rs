@@ -163,25 +163,23 @@ impl<C: GatewayDialer> Driver<C> {
         if !publish && refill.is_none() {
             return;
         }
-        let published = publish.then(|| self.book.publication(self.core.address()).encode());
-        let one_time: Vec<(u32, Vec<u8>)> = refill
-            .map(|n| {
-                self.book
-                    .new_one_time_prekeys(&mut self.rng, n as usize)
-                    .iter()
-                    .map(|k| (k.id(), k.encode()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let upload = self.book.prekey_upload(
+            &mut self.rng,
+            self.core.address(),
+            publish,
+            refill.unwrap_or(0) as usize,
+        );
         if self.save_book().is_err() {
             return;
         }
-        let fingerprint = IdentityFingerprint::of(&self.book.identity()).0;
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let count = one_time.len();
-        match link.publish_prekeys(fingerprint, published, one_time).await {
+        let count = upload.one_time.len();
+        match link
+            .publish_prekeys(upload.fingerprint, upload.published, upload.one_time)
+            .await
+        {
             Ok(()) => {
                 self.publish_due = false;
                 if count > 0 {
