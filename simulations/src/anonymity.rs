@@ -17,7 +17,6 @@
 //! only, renormalised, since the observer knows a delivered message came from
 //! a client.
 
-use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 use std::rc::Rc;
 use std::time::Duration;
@@ -217,6 +216,15 @@ impl SenderSums {
         }
     }
 
+    /// Forgets every sender whose sum is below `floor`.
+    fn prune(&mut self, floor: f64) {
+        self.entries.retain(|e| e.1 >= floor);
+        self.index.clear();
+        for (pos, e) in self.entries.iter().enumerate() {
+            self.index.insert(e.0, pos as u32);
+        }
+    }
+
     /// Each sender with a non-zero sum, its sum mapped by `f`.
     fn mixture(&self, f: impl Fn(f64) -> f64) -> Rc<SenderDist> {
         let out = self
@@ -345,29 +353,31 @@ impl Beliefs {
     }
 }
 
-/// The timing observer's view of one mix: every input of the last
-/// `horizon`, each weighed by the exponential delay density at its age.
+/// The timing observer's view of one mix: every input so far, each weighed
+/// by the exponential delay density at its age.
 ///
 /// The observer sees when packets enter and leave but not which packet
 /// leaves, nor which inputs already left; for an output at t it gives input
 /// j, which entered at t_j with belief b_j, the weight e^(−(t − t_j)/d), and
 /// the output's belief is the weighted mixture of the b_j (Danezis 2004, the
-/// continuous-time mix measure). Weights are kept relative to an origin
-/// instant (e^((t_j − origin)/d)), so an input is added once and never
-/// revisited until it falls out of the horizon, where its weight is below
-/// e^(−HORIZON_MEANS) of a fresh input's.
+/// continuous-time mix measure). Every weight decays by the same factor as
+/// time passes, so the pool keeps only the weighted sums per sender,
+/// relative to an origin instant (e^((t_j − origin)/d)), and never the inputs
+/// themselves: memory grows with the senders whose share is still above
+/// [`MASS_FLOOR`], not with the inputs. A sender's share falls below the
+/// floor some 20 mean delays after its last input; it is then left out of
+/// the mixtures and, at the next rescaling of the origin, forgotten.
 #[derive(Debug, Default)]
 pub struct TimingPool {
     per_ns: f64,
     origin: Timestamp,
-    horizon: Duration,
     sums: SenderSums,
     total: f64,
-    window: VecDeque<(Timestamp, Rc<SenderDist>)>,
 }
 
-/// Inputs older than this many mean delays are forgotten (weight < 1e-7).
-pub const HORIZON_MEANS: f64 = 16.0;
+/// A sender whose share of a timing pool's weight is below this is left out
+/// of its mixtures and forgotten (an input 20.7 mean delays old, alone).
+pub const MASS_FLOOR: f64 = 1e-9;
 
 /// Rescale the stored weights when the newest reaches e^this.
 const RESCALE_EXPONENT: f64 = 30.0;
@@ -378,7 +388,6 @@ impl TimingPool {
         let d = mean_delay.as_nanos().max(1) as f64;
         TimingPool {
             per_ns: 1.0 / d,
-            horizon: Duration::from_nanos((d * HORIZON_MEANS) as u64),
             ..TimingPool::default()
         }
     }
@@ -388,15 +397,15 @@ impl TimingPool {
         ns * self.per_ns
     }
 
-    /// Inputs remembered.
-    pub fn inputs(&self) -> usize {
-        self.window.len()
+    /// Senders remembered (with a share at or above [`MASS_FLOOR`] at the
+    /// last rescaling, or added since).
+    pub fn senders(&self) -> usize {
+        self.sums.entries.len()
     }
 
     /// A packet with belief `dist` entered at `now` (instants never decrease).
-    pub fn enter(&mut self, now: Timestamp, dist: Rc<SenderDist>) {
-        self.expire(now);
-        if self.window.is_empty() {
+    pub fn enter(&mut self, now: Timestamp, dist: &SenderDist) {
+        if self.total <= 0.0 {
             self.origin = now;
             self.total = 0.0;
         } else if self.exponent(now) > RESCALE_EXPONENT {
@@ -404,37 +413,27 @@ impl TimingPool {
             self.sums.scale(factor);
             self.total *= factor;
             self.origin = now;
+            self.sums.prune(self.total * MASS_FLOOR);
         }
         let w = self.exponent(now).exp();
         self.total += w;
-        self.sums.add(&dist, w);
-        self.window.push_back((now, dist));
-    }
-
-    /// Forgets inputs older than the horizon at `now`.
-    fn expire(&mut self, now: Timestamp) {
-        while let Some((at, _)) = self.window.front() {
-            if at.saturating_add(self.horizon) >= now {
-                break;
-            }
-            let Some((at, dist)) = self.window.pop_front() else {
-                break;
-            };
-            let w = self.exponent(at).exp();
-            self.total -= w;
-            self.sums.remove(&dist, w);
-        }
-        if self.window.is_empty() {
-            self.total = 0.0;
-        }
+        self.sums.add(dist, w);
     }
 
     /// The belief about a packet leaving at `now`: the weighted mixture.
-    pub fn mixture(&mut self, now: Timestamp) -> Rc<SenderDist> {
-        self.expire(now);
-        // Every weight relative to `now`: e^((t_j − now)/d) = stored / e^((now − origin)/d).
+    pub fn mixture(&self, _now: Timestamp) -> Rc<SenderDist> {
+        // Every weight relative to `now` is the stored one divided by
+        // e^((now − origin)/d), the total's too: the shares do not depend on `now`.
         let total = self.total.max(f64::MIN_POSITIVE);
-        self.sums.mixture(|sum| (sum / total).max(0.0))
+        let floor = total * MASS_FLOOR;
+        let out = self
+            .sums
+            .entries
+            .iter()
+            .filter(|e| e.1 >= floor)
+            .map(|&(s, sum, _)| (s, sum / total))
+            .collect();
+        Rc::new(SenderDist(out))
     }
 
     /// Forgets everything and frees the memory.
@@ -532,8 +531,8 @@ mod tests {
         let d = Duration::from_millis(100);
         let mut pool = TimingPool::new(d);
         let at = |ms| Timestamp::from_millis(ms);
-        pool.enter(at(1_000), SenderDist::point(0));
-        pool.enter(at(1_100), SenderDist::point(1));
+        pool.enter(at(1_000), &SenderDist::point(0));
+        pool.enter(at(1_100), &SenderDist::point(1));
         let m = pool.mixture(at(1_200));
         let mut e = m.entries().to_vec();
         e.sort_by_key(|x| x.0);
@@ -541,15 +540,46 @@ mod tests {
         let (w0, w1) = ((-2.0f64).exp(), (-1.0f64).exp());
         assert!((e[0].1 - w0 / (w0 + w1)).abs() < 1e-9, "{e:?}");
         assert!((e[1].1 - w1 / (w0 + w1)).abs() < 1e-9, "{e:?}");
-        // Many mean delays later (and many rescalings) the old ones are
-        // forgotten and the weights stay exact.
+        // Many mean delays later (and many rescalings) the old senders are
+        // forgotten, the weights stay exact, and memory holds the senders
+        // still present, not the 2 000 inputs.
         for k in 0..2_000u64 {
-            pool.enter(at(2_000 + k * 10), SenderDist::point(2 + (k % 2) as u32));
+            pool.enter(at(2_000 + k * 10), &SenderDist::point(2 + (k % 2) as u32));
         }
         let m = pool.mixture(at(2_000 + 1_999 * 10));
         assert!(m.entries().iter().all(|(s, _)| *s >= 2));
         let total: f64 = m.entries().iter().map(|x| x.1).sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
-        assert!(pool.inputs() <= 161, "{}", pool.inputs());
+        assert_eq!(pool.senders(), 2);
+        // Inputs alternate every 10 ms (a tenth of d): the later one's share is
+        // 1 / (1 + e^-0.1), by the sum of the geometric series.
+        let share = |s: u32| m.entries().iter().find(|e| e.0 == s).map_or(0.0, |e| e.1);
+        let later = 1.0 / (1.0 + (-0.1f64).exp());
+        assert!((share(3) - later).abs() < 1e-9, "{m:?}");
+    }
+
+    #[test]
+    fn timing_pool_memory_follows_the_senders_present_not_those_seen() {
+        let d = Duration::from_millis(50);
+        let mut pool = TimingPool::new(d);
+        // 100 000 senders, each sending once, one every millisecond: at any
+        // moment only the last ~20 mean delays (about 1 000 senders) weigh.
+        for k in 0..100_000u64 {
+            pool.enter(Timestamp::from_millis(k), &SenderDist::point(k as u32));
+            assert!(pool.senders() <= 2_600, "{k}: {}", pool.senders());
+        }
+        let m = pool.mixture(Timestamp::from_millis(100_000));
+        let total: f64 = m.entries().iter().map(|x| x.1).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        // The newest sender weighs most: 1 − e^(−1/50) of the whole.
+        let newest = m
+            .entries()
+            .iter()
+            .find(|e| e.0 == 99_999)
+            .map_or(0.0, |e| e.1);
+        assert!(
+            (newest - (1.0 - (-1.0f64 / 50.0).exp())).abs() < 1e-9,
+            "{newest}"
+        );
     }
 }

@@ -143,7 +143,7 @@ impl<C: SimCodec> Engine<C> {
                     )
                 {
                     pool.enter(&dist.pool);
-                    timing.enter(now, dist.timing.clone());
+                    timing.enter(now, &dist.timing);
                 }
                 self.schedule(
                     t.send_at,
