@@ -1,8 +1,9 @@
 //! The fixed pool of threads that unwraps packets.
 //!
-//! Sphinx unwrapping is CPU-bound (two X25519 multiplications a packet), so it
-//! never runs on the async reactor: a node hands packets to one thread per
-//! core through a bounded queue. When the queue is full the packet is refused
+//! Sphinx unwrapping is CPU-bound (two X25519 multiplications a packet): when
+//! packets come faster than one thread opens them, a node hands them to one
+//! thread per core through a bounded queue (at low load the intake opens a
+//! lone packet itself, see [`crate::node`]). When the queue is full the packet is refused
 //! at once (the caller counts the drop), so a flood costs a counter, not memory.
 //! At shutdown the threads stop after the packet in their hands: what is
 //! still queued is dropped, not unwrapped for a node that is leaving.
@@ -13,8 +14,6 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 
-use crate::shutdown::ShutdownSignal;
-
 /// How many workers to start: `configured`, or one per core when it is 0.
 pub fn worker_count(configured: usize) -> usize {
     if configured == 0 {
@@ -23,6 +22,25 @@ pub fn worker_count(configured: usize) -> usize {
             .unwrap_or(1)
     } else {
         configured
+    }
+}
+
+/// Queues packets for the worker threads (see [`PacketWorkers::submitter`]).
+#[derive(Clone)]
+pub struct Submitter {
+    queue: crossbeam_channel::Sender<Vec<u8>>,
+}
+
+impl Submitter {
+    /// Queues a packet; false when the queue is full or closed (count the drop).
+    pub fn try_submit(&self, packet: Vec<u8>) -> bool {
+        self.queue.try_send(packet).is_ok()
+    }
+
+    /// Whether no packet waits in the queue (the threads may still be busy
+    /// with the packets in their hands).
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
@@ -84,33 +102,11 @@ impl PacketWorkers {
         self.queue.try_send(packet).is_ok()
     }
 
-    /// Spawns the intake task: every item of `incoming` (its packet taken
-    /// by `packet_of`) goes to the workers until the stop is requested;
-    /// `on_arrival` is told whether each one was queued or refused.
-    pub fn spawn_intake<T, P, A>(
-        &self,
-        mut incoming: tokio::sync::mpsc::Receiver<T>,
-        mut shutdown: ShutdownSignal,
-        packet_of: P,
-        on_arrival: A,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        T: Send + 'static,
-        P: Fn(T) -> Vec<u8> + Send + 'static,
-        A: Fn(bool) + Send + 'static,
-    {
-        let queue = self.queue.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    item = incoming.recv() => {
-                        let Some(item) = item else { break };
-                        on_arrival(queue.try_send(packet_of(item)).is_ok());
-                    }
-                    _ = shutdown.requested() => break,
-                }
-            }
-        })
+    /// A handle that queues packets for the threads, for the intake task.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            queue: self.queue.clone(),
+        }
     }
 
     /// Closes the queue and waits for every thread to finish what is queued.

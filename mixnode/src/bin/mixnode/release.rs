@@ -67,6 +67,9 @@ impl MixMetrics {
 
 impl Role for MixRole {
     const KIND: NodeKind = NodeKind::Mix;
+    // One async thread: at everyday load a packet is read, opened, held and
+    // written out on it without waking another (see docs/performance.md).
+    const ASYNC_THREADS: usize = 1;
     type Sections = MixSections;
     type Hop = Transmit;
 
