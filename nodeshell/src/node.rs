@@ -124,7 +124,7 @@ impl NodeKind {
     }
 }
 
-/// A packet a worker opened for the role, with its replay tag: the role
+/// A packet opened for the role, with its replay tag: the role
 /// journals the tag before the packet has any effect outside the node.
 #[derive(Debug)]
 pub struct Opened<T> {
@@ -172,8 +172,8 @@ impl Node {
 
 /// What the runtime hands to [`Role::start`] to own.
 pub struct RoleInput<H> {
-    /// The packets the workers opened for the role (a bounded queue; when
-    /// the role drops it, the workers stop).
+    /// The packets the workers (or the intake) opened for the role (a
+    /// bounded queue; when the role drops it, the workers stop).
     pub opened: mpsc::Receiver<Opened<H>>,
     /// The replay journal, already replayed into the mixer.
     pub journal: ReplayJournal,
