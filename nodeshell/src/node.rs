@@ -13,10 +13,11 @@
 //! 6. the node's loop cover, the epoch follower, the metrics endpoint;
 //! 7. the `ready` line.
 //!
-//! What the workers open goes to the role as an [`Opened`] packet: a mix
+//! What the workers open (or the intake itself, for a packet that arrives
+//! alone: see `start_workers`) goes to the role as an [`Opened`] packet: a mix
 //! node holds packets to forward until their instant, a gateway stores
 //! final-hop deliveries. A node's own loop cover coming back, and every
-//! refused packet, end in the workers (counted by reason).
+//! refused packet, end where they were opened (counted by reason).
 //!
 //! Shutdown (see [`crate::shutdown`]): every task stops; the role's durable
 //! tasks flush the journal (and the mailbox) to the end; the lingering ones
@@ -123,7 +124,7 @@ impl NodeKind {
     }
 }
 
-/// A packet a worker opened for the role, with its replay tag: the role
+/// A packet opened for the role, with its replay tag: the role
 /// journals the tag before the packet has any effect outside the node.
 #[derive(Debug)]
 pub struct Opened<T> {
@@ -171,8 +172,8 @@ impl Node {
 
 /// What the runtime hands to [`Role::start`] to own.
 pub struct RoleInput<H> {
-    /// The packets the workers opened for the role (a bounded queue; when
-    /// the role drops it, the workers stop).
+    /// The packets the workers (or the intake) opened for the role (a
+    /// bounded queue; when the role drops it, the workers stop).
     pub opened: mpsc::Receiver<Opened<H>>,
     /// The replay journal, already replayed into the mixer.
     pub journal: ReplayJournal,
@@ -200,6 +201,12 @@ pub trait Role: Sized {
 
     /// The role's own sections of the config file.
     type Sections: RoleSections;
+
+    /// Threads of the node's async runtime (links, the intake, the role's
+    /// tasks); 1 runs them all on the thread that started the node. Fewer
+    /// threads mean fewer wake-ups of a sleeping one (work stealing) per
+    /// packet; the unwraps have their own threads under load.
+    const ASYNC_THREADS: usize = 2;
 
     /// The role, from its node's config file. What must fail at start
     /// (a mailbox that cannot be opened) fails here.
@@ -254,8 +261,14 @@ fn start_and_serve<R: Role>(
 ) -> Result<()> {
     let role = R::open(&file)?;
     let config = file.node;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let mut builder = if R::ASYNC_THREADS <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(R::ASYNC_THREADS);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -514,58 +527,97 @@ async fn serve<R: Role>(
     Ok(())
 }
 
-/// The worker pool and its intake from the links: every packet is opened
-/// off the reactor, and what is the role's goes to `role`.
+/// Most packets waiting behind one that the intake still opens itself: a
+/// previous hop releases the packets due at one timer tick together, and
+/// its link writes them in one go, so at everyday load packets arrive in
+/// twos and threes.
+const INLINE_BEHIND: usize = 2;
+
+/// The worker pool and its intake from the links: what is the role's goes
+/// to `role`.
+///
+/// A packet that arrives nearly alone (at most [`INLINE_BEHIND`] others wait
+/// behind it, none waits for the workers) is opened by the intake task
+/// itself and handed to the role from there: at everyday load, where nearly
+/// every packet arrives so, it then crosses no thread between the link and
+/// the role, instead of waking a sleeping worker thread and, from it, the
+/// role's task. Packets that arrive while more wait go to the workers, so
+/// that under a flood every core opens packets and the intake only moves them.
 fn start_workers<R: Role>(
     node: &Node,
     role: mpsc::Sender<Opened<R::Hop>>,
-    incoming: mpsc::Receiver<transport::Received>,
+    mut incoming: mpsc::Receiver<transport::Received>,
 ) -> Result<(PacketWorkers, JoinHandle<()>)> {
     let processing = &node.config.processing;
     let workers = {
         let mixer = node.mixer.clone();
         let metrics = node.metrics.clone();
         let clock = node.clock;
+        let role = role.clone();
         PacketWorkers::start(
             worker_count(processing.workers),
             processing.input_queue,
             R::KIND.worker_name(),
-            move |packet| unwrap_one::<R>(&packet, &mixer, &metrics, &role, clock),
+            move |packet| match open_one::<R>(&packet, &mixer, &metrics, clock) {
+                Some(opened) => role.blocking_send(opened).is_ok(),
+                None => true,
+            },
         )?
     };
-    // Bounded: what overflows is dropped and counted.
+    let queue = workers.submitter();
+    let mixer = node.mixer.clone();
     let metrics = node.metrics.clone();
-    let intake = workers.spawn_intake(
-        incoming,
-        node.shutdown.clone(),
-        |received: transport::Received| received.packet,
-        move |queued| {
-            metrics.received.inc();
-            if !queued {
-                metrics.count_drop(DropReason::QueueFull);
+    let clock = node.clock;
+    let mut shutdown = node.shutdown.clone();
+    let intake = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = incoming.recv() => {
+                    let Some(received) = received else { break };
+                    metrics.received.inc();
+                    if incoming.len() <= INLINE_BEHIND && queue.queue_is_empty() {
+                        let opened = open_one::<R>(&received.packet, &mixer, &metrics, clock);
+                        if let Some(opened) = opened
+                            && role.send(opened).await.is_err()
+                        {
+                            // The role has stopped taking packets.
+                            break;
+                        }
+                        if !incoming.is_empty() {
+                            // Timers and links run between two unwraps: a
+                            // release waits for one unwrap at most.
+                            tokio::task::yield_now().await;
+                        }
+                    } else if !queue.try_submit(received.packet) {
+                        // Bounded: what overflows is dropped and counted.
+                        metrics.count_drop(DropReason::QueueFull);
+                    }
+                }
+                _ = shutdown.requested() => break,
             }
-        },
-    );
+        }
+    });
     Ok((workers, intake))
 }
 
-/// What a worker thread does with one packet; false once the role has stopped taking them.
-fn unwrap_one<R: Role>(
+/// Opens one packet with the node's mixer: the role's packets are returned,
+/// the node's own loop cover coming back and every refused packet are
+/// counted here.
+fn open_one<R: Role>(
     packet: &[u8],
     mixer: &NodeMixer,
     metrics: &NodeMetrics,
-    role: &mpsc::Sender<Opened<R::Hop>>,
     clock: Clock,
-) -> bool {
+) -> Option<Opened<R::Hop>> {
     match mixer.handle_packet_recorded(clock.now(), packet) {
         Ok((Action::LoopReturned, _)) => {
             metrics.cover_returned.inc();
         }
         Ok((action, record)) => match R::hop(action) {
-            Ok(packet) => return role.blocking_send(Opened { packet, record }).is_ok(),
+            Ok(packet) => return Some(Opened { packet, record }),
             Err(reason) => metrics.count_drop(reason),
         },
         Err(reason) => metrics.count_drop(reason),
     }
-    true
+    None
 }

@@ -1,19 +1,19 @@
 //! The fixed pool of threads that unwraps packets.
 //!
-//! Sphinx unwrapping is CPU-bound (two X25519 multiplications a packet), so it
-//! never runs on the async reactor: a node hands packets to one thread per
-//! core through a bounded queue. When the queue is full the packet is refused
+//! Sphinx unwrapping is CPU-bound (two X25519 multiplications a packet): when
+//! packets come faster than one thread opens them, a node hands them to one
+//! thread per core through a bounded queue (at low load the intake opens a
+//! lone packet itself, see [`crate::node`]). When the queue is full the packet is refused
 //! at once (the caller counts the drop), so a flood costs a counter, not memory.
 //! At shutdown the threads stop after the packet in their hands: what is
 //! still queued is dropped, not unwrapped for a node that is leaving.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-
-use crate::shutdown::ShutdownSignal;
 
 /// How many workers to start: `configured`, or one per core when it is 0.
 pub fn worker_count(configured: usize) -> usize {
@@ -26,9 +26,108 @@ pub fn worker_count(configured: usize) -> usize {
     }
 }
 
+/// The queue between the intake and the threads: a bounded deque under a
+/// lock. A thread that finds it empty sleeps on a condition variable at once
+/// (no spinning, no `sched_yield`), and a packet wakes a thread only when
+/// one sleeps, so a pool busy under a flood takes packets without a system
+/// call.
+struct WorkQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    packets: VecDeque<Vec<u8>>,
+    /// Threads waiting for a packet.
+    sleeping: usize,
+    /// Threads still taking packets.
+    running: usize,
+    /// No packet is taken any more (the pool is closing, or every thread has
+    /// stopped).
+    closed: bool,
+}
+
+impl WorkQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A thread that panicked in `handle` left the queue consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, packet: Vec<u8>) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.packets.len() >= self.capacity {
+            return false;
+        }
+        state.packets.push_back(packet);
+        let wake = state.sleeping > 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().packets.is_empty()
+    }
+
+    /// The next packet, waiting for one; `None` once closed and empty.
+    fn pop(&self) -> Option<Vec<u8>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(packet) = state.packets.pop_front() {
+                return Some(packet);
+            }
+            if state.closed {
+                return None;
+            }
+            state.sleeping += 1;
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.sleeping -= 1;
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// A thread has stopped; after the last one the queue refuses packets.
+    fn thread_done(&self) {
+        let mut state = self.lock();
+        state.running = state.running.saturating_sub(1);
+        if state.running == 0 {
+            state.closed = true;
+        }
+    }
+}
+
+/// Queues packets for the worker threads (see [`PacketWorkers::submitter`]).
+#[derive(Clone)]
+pub struct Submitter {
+    queue: Arc<WorkQueue>,
+}
+
+impl Submitter {
+    /// Queues a packet; false when the queue is full or closed (count the drop).
+    pub fn try_submit(&self, packet: Vec<u8>) -> bool {
+        self.queue.push(packet)
+    }
+
+    /// Whether no packet waits in the queue (the threads may still be busy
+    /// with the packets in their hands).
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 /// Worker threads fed through one bounded queue.
 pub struct PacketWorkers {
-    queue: crossbeam_channel::Sender<Vec<u8>>,
+    queue: Arc<WorkQueue>,
     threads: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
 }
@@ -41,26 +140,42 @@ impl PacketWorkers {
     where
         H: Fn(Vec<u8>) -> bool + Send + Sync + 'static,
     {
-        let (queue, work) = crossbeam_channel::bounded::<Vec<u8>>(capacity.max(1));
+        let count = count.max(1);
+        let queue = Arc::new(WorkQueue {
+            state: Mutex::new(QueueState {
+                packets: VecDeque::new(),
+                sleeping: 0,
+                running: count,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        });
         let handle = Arc::new(handle);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for i in 0..count.max(1) {
-            let work = work.clone();
+        for i in 0..count {
+            let work = queue.clone();
             let handle = handle.clone();
             let stopping = stopping.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("{name}-{i}"))
-                    .spawn(move || {
-                        while let Ok(packet) = work.recv() {
-                            if stopping.load(Ordering::Relaxed) || !handle(packet) {
-                                break;
-                            }
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    while let Some(packet) = work.pop() {
+                        if stopping.load(Ordering::Relaxed) || !handle(packet) {
+                            break;
                         }
-                    })
-                    .context("cannot start worker threads")?,
-            );
+                    }
+                    work.thread_done();
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Those already started stop with the queue.
+                    queue.close();
+                    return Err(e).context("cannot start worker threads");
+                }
+            }
         }
         Ok(PacketWorkers {
             queue,
@@ -81,41 +196,19 @@ impl PacketWorkers {
 
     /// Queues a packet; false when the queue is full or closed (count the drop).
     pub fn try_submit(&self, packet: Vec<u8>) -> bool {
-        self.queue.try_send(packet).is_ok()
+        self.queue.push(packet)
     }
 
-    /// Spawns the intake task: every item of `incoming` (its packet taken
-    /// by `packet_of`) goes to the workers until the stop is requested;
-    /// `on_arrival` is told whether each one was queued or refused.
-    pub fn spawn_intake<T, P, A>(
-        &self,
-        mut incoming: tokio::sync::mpsc::Receiver<T>,
-        mut shutdown: ShutdownSignal,
-        packet_of: P,
-        on_arrival: A,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        T: Send + 'static,
-        P: Fn(T) -> Vec<u8> + Send + 'static,
-        A: Fn(bool) + Send + 'static,
-    {
-        let queue = self.queue.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    item = incoming.recv() => {
-                        let Some(item) = item else { break };
-                        on_arrival(queue.try_send(packet_of(item)).is_ok());
-                    }
-                    _ = shutdown.requested() => break,
-                }
-            }
-        })
+    /// A handle that queues packets for the threads, for the intake task.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            queue: self.queue.clone(),
+        }
     }
 
     /// Closes the queue and waits for every thread to finish what is queued.
     pub fn join(self) {
-        drop(self.queue);
+        self.queue.close();
         for t in self.threads {
             let _ = t.join();
         }
@@ -178,6 +271,17 @@ mod tests {
         drop(gate_tx);
         stopper.join().unwrap();
         assert!(handled.load(Ordering::Relaxed) <= 2);
+        // When every thread has stopped (the role took no more), the queue refuses.
+        let done = PacketWorkers::start(2, 10, "done", |_| false).unwrap();
+        assert!(done.try_submit(vec![3]));
+        assert!(done.try_submit(vec![3]));
+        let mut tries = 0;
+        while done.try_submit(vec![3]) {
+            tries += 1;
+            assert!(tries < 2000, "still accepting");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done.join();
         assert_eq!(worker_count(3), 3);
         assert!(worker_count(0) >= 1);
     }

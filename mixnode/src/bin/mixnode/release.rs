@@ -1,10 +1,10 @@
 //! The mix node's role: hold each packet until its instant, then forward it.
 //!
-//! The runtime's workers open packets with the node's `Mixer`; every packet
-//! to forward comes here with its replay tag. The release task journals the
-//! tag, holds the packet in a [`ReleaseQueue`] until the instant its sender
-//! chose, writes the journal out, and hands the packet to the link towards
-//! its next hop. A packet that left the node is always in the journal, so a
+//! The runtime opens packets with the node's `Mixer` (on its intake, or on
+//! its workers when packets wait); every packet to forward comes here with
+//! its replay tag. The release task journals the tag, holds the packet in a
+//! [`ReleaseQueue`] until the instant its sender chose, writes the journal
+//! out, and hands the packet to the link towards its next hop. A packet that left the node is always in the journal, so a
 //! node killed and restarted still refuses it.
 //!
 //! At shutdown the task stops at once and flushes the journal; packets still
@@ -67,6 +67,9 @@ impl MixMetrics {
 
 impl Role for MixRole {
     const KIND: NodeKind = NodeKind::Mix;
+    // One async thread: at everyday load a packet is read, opened, held and
+    // written out on it without waking another (see docs/performance.md).
+    const ASYNC_THREADS: usize = 1;
     type Sections = MixSections;
     type Hop = Transmit;
 
