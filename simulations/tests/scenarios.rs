@@ -59,3 +59,28 @@ fn the_regions_sweep_constrains_a_share_of_clients_at_every_point_but_the_first(
         assert_eq!(residency.is_some(), i > 0);
     }
 }
+
+#[test]
+fn the_scale_scenarios_keep_the_client_load_per_mix() {
+    // docs/performance.md compares the scale runs at equal load per mix:
+    // client packets a second per mix, clients × (λ_P + λ_L) ÷ mixes per layer.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let load = |name: &str| {
+        let s = Scenario::from_file(&dir.join(name)).unwrap();
+        let t = &s.traffic;
+        t.clients as f64 * (t.lambda_p + t.lambda_l) / s.topology.nodes_per_layer as f64
+    };
+    let per_mix = load("scale_1k_clients.toml");
+    assert!((per_mix - 300.0).abs() < 1e-9, "{per_mix}");
+    for name in [
+        "scale_10k_clients.toml",
+        "scale_100k_clients.toml",
+        "scale_100k_quiet_10min.toml",
+    ] {
+        assert!(
+            (load(name) - per_mix).abs() < 1e-9,
+            "{name}: {}",
+            load(name)
+        );
+    }
+}
