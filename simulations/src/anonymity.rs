@@ -17,12 +17,10 @@
 //! only, renormalised, since the observer knows a delivered message came from
 //! a client.
 
-use std::collections::hash_map::Entry;
 use std::rc::Rc;
 use std::time::Duration;
 
 use protocol::time::Timestamp;
-use rustc_hash::FxHashMap;
 
 pub use crate::closed_form::single_mix_entropy_bits;
 
@@ -156,32 +154,47 @@ pub struct PoolBelief {
 
 /// Weighted sums of sender probabilities over the beliefs added and not yet
 /// removed, one entry per sender whose sum is not zero (so a mixture costs
-/// its own size, and memory grows with the senders present, not with every
-/// possible sender: a network of thousands of nodes keeps two of these per node).
+/// its own size, and memory grows with the senders present plus a 4-byte
+/// slot per sender id seen, not with every belief: a network of thousands
+/// of nodes keeps two of these per node).
 #[derive(Debug, Default)]
 struct SenderSums {
-    /// Where each present sender's entry is.
-    index: FxHashMap<u32, u32>,
+    /// Where each present sender's entry is, by sender id ([`ABSENT`] when
+    /// none); grown to the largest id seen. A slice lookup, not a hash: this
+    /// is the hot loop of a tracked run.
+    index: Vec<u32>,
     /// `(sender, weighted sum, beliefs counted)`, in order of first entry
     /// (a removed entry's place goes to the last one).
     entries: Vec<(u32, f64, u32)>,
 }
 
+/// An index slot of a sender with no entry.
+const ABSENT: u32 = u32::MAX;
+
 impl SenderSums {
+    /// The index slot of `sender`, grown to hold it.
+    fn slot(&mut self, sender: u32) -> Option<&mut u32> {
+        let at = sender as usize;
+        if at >= self.index.len() {
+            self.index.resize(at + 1, ABSENT);
+        }
+        self.index.get_mut(at)
+    }
+
     /// Adds `weight` × `dist`.
     fn add(&mut self, dist: &SenderDist, weight: f64) {
         for &(sender, p) in &dist.0 {
-            match self.index.entry(sender) {
-                Entry::Occupied(at) => {
-                    if let Some(e) = self.entries.get_mut(*at.get() as usize) {
-                        e.1 += weight * p;
-                        e.2 += 1;
-                    }
-                }
-                Entry::Vacant(at) => {
-                    at.insert(self.entries.len() as u32);
-                    self.entries.push((sender, weight * p, 1));
-                }
+            let next = self.entries.len() as u32;
+            let Some(slot) = self.slot(sender) else {
+                continue;
+            };
+            let pos = *slot;
+            if pos == ABSENT {
+                *slot = next;
+                self.entries.push((sender, weight * p, 1));
+            } else if let Some(e) = self.entries.get_mut(pos as usize) {
+                e.1 += weight * p;
+                e.2 += 1;
             }
         }
     }
@@ -189,7 +202,7 @@ impl SenderSums {
     /// Removes `weight` × `dist`, added before.
     fn remove(&mut self, dist: &SenderDist, weight: f64) {
         for &(sender, p) in &dist.0 {
-            let Some(&pos) = self.index.get(&sender) else {
+            let Some(&pos) = self.index.get(sender as usize) else {
                 continue;
             };
             let pos = pos as usize;
@@ -200,11 +213,32 @@ impl SenderSums {
             e.2 = e.2.saturating_sub(1);
             if e.2 == 0 {
                 // Gone, whatever rounding the additions left.
-                self.index.remove(&sender);
-                self.entries.swap_remove(pos);
-                if let Some(&(moved, _, _)) = self.entries.get(pos) {
-                    self.index.insert(moved, pos as u32);
+                if let Some(slot) = self.index.get_mut(sender as usize) {
+                    *slot = ABSENT;
                 }
+                self.entries.swap_remove(pos);
+                if let Some(&(moved, _, _)) = self.entries.get(pos)
+                    && let Some(slot) = self.index.get_mut(moved as usize)
+                {
+                    *slot = pos as u32;
+                }
+            }
+        }
+    }
+
+    /// Forgets every sender whose sum is below `floor`.
+    fn prune(&mut self, floor: f64) {
+        for e in &self.entries {
+            if e.1 < floor
+                && let Some(slot) = self.index.get_mut(e.0 as usize)
+            {
+                *slot = ABSENT;
+            }
+        }
+        self.entries.retain(|e| e.1 >= floor);
+        for (pos, e) in self.entries.iter().enumerate() {
+            if let Some(slot) = self.index.get_mut(e.0 as usize) {
+                *slot = pos as u32;
             }
         }
     }
@@ -213,15 +247,6 @@ impl SenderSums {
     fn scale(&mut self, factor: f64) {
         for e in &mut self.entries {
             e.1 *= factor;
-        }
-    }
-
-    /// Forgets every sender whose sum is below `floor`.
-    fn prune(&mut self, floor: f64) {
-        self.entries.retain(|e| e.1 >= floor);
-        self.index.clear();
-        for (pos, e) in self.entries.iter().enumerate() {
-            self.index.insert(e.0, pos as u32);
         }
     }
 
