@@ -120,6 +120,9 @@ impl CoreLoop {
                         let Ok(event) = clients.try_recv() else { break };
                         actions.extend(self.client_event(event, &mut writers));
                     }
+                    // The acknowledgements of every session read in this
+                    // turn are deleted in one commit.
+                    actions.extend(self.core.commit_acks());
                     actions
                 }
                 hop = final_hops.recv() => {
@@ -218,7 +221,7 @@ impl CoreLoop {
                 actions
             }
             SessionEvent::Bytes { session, bytes } => {
-                self.core.handle_client_bytes(now, session, &bytes)
+                self.core.read_client_bytes(now, session, &bytes)
             }
             SessionEvent::Closed { session } => {
                 self.core.close_session(session);
