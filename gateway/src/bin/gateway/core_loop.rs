@@ -116,23 +116,23 @@ impl CoreLoop {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
                     let mut actions = self.client_event(event, &mut writers);
-                    for _ in 1..BATCH {
-                        let Ok(event) = clients.try_recv() else { break };
-                        actions.extend(self.client_event(event, &mut writers));
+                    actions.extend(self.more_client_events(&mut clients, &mut writers));
+                    let batch = more_final_hops(&mut final_hops, Vec::new());
+                    if batch.is_empty() {
+                        // The acknowledgements of every session read in
+                        // this turn are deleted in one commit.
+                        actions.extend(self.core.commit_acks());
+                    } else {
+                        actions.extend(self.final_hops(batch));
                     }
-                    // The acknowledgements of every session read in this
-                    // turn are deleted in one commit.
-                    actions.extend(self.core.commit_acks());
                     actions
                 }
                 hop = final_hops.recv() => {
                     let Some(hop) = hop else { break };
-                    let mut batch = vec![hop];
-                    while batch.len() < BATCH {
-                        let Ok(hop) = final_hops.try_recv() else { break };
-                        batch.push(hop);
-                    }
-                    self.final_hops(batch)
+                    let mut actions = self.more_client_events(&mut clients, &mut writers);
+                    let batch = more_final_hops(&mut final_hops, vec![hop]);
+                    actions.extend(self.final_hops(batch));
+                    actions
                 }
                 _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
                 _ = shutdown.requested() => break,
@@ -203,6 +203,21 @@ impl CoreLoop {
         self.core.set_layer1(layer1.iter().map(|e| e.id));
     }
 
+    /// The client events already waiting (up to a batch), read without
+    /// committing their acknowledgements: the turn commits them once.
+    fn more_client_events(
+        &mut self,
+        clients: &mut mpsc::Receiver<SessionEvent>,
+        writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
+    ) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        for _ in 1..BATCH {
+            let Ok(event) = clients.try_recv() else { break };
+            actions.extend(self.client_event(event, writers));
+        }
+        actions
+    }
+
     fn client_event(
         &mut self,
         event: SessionEvent,
@@ -231,7 +246,9 @@ impl CoreLoop {
         }
     }
 
-    /// Journals the batch's replay tags, then hands the deliveries to the core.
+    /// Journals the batch's replay tags, then hands the deliveries to the
+    /// core, which stores them and deletes the acknowledgements read in this
+    /// turn in one commit.
     fn final_hops(&mut self, batch: Vec<FinalHop>) -> Vec<GatewayAction> {
         for hop in &batch {
             if let Err(e) = self.journal.append(&hop.record) {
@@ -281,4 +298,18 @@ impl CoreLoop {
         let topology = self.node.topology.borrow().clone();
         self.node.forward(&topology, packet.first_hop, packet.bytes);
     }
+}
+
+/// `batch` and the final hops already waiting, up to a batch.
+fn more_final_hops(
+    final_hops: &mut mpsc::Receiver<FinalHop>,
+    mut batch: Vec<FinalHop>,
+) -> Vec<FinalHop> {
+    while batch.len() < BATCH {
+        let Ok(hop) = final_hops.try_recv() else {
+            break;
+        };
+        batch.push(hop);
+    }
+    batch
 }
