@@ -1,7 +1,8 @@
 //! The thread that owns the [`GatewayCore`].
 //!
 //! The core commits to the mailbox (one `redb` transaction, a disk sync, per
-//! batch) inside its calls, so it runs on its own thread with its own
+//! turn of the loop: the turn's deliveries stored and the acknowledged
+//! messages deleted together) inside its calls, so it runs on its own thread with its own
 //! single-threaded runtime, never on the reactor threads that move client
 //! bytes. It receives client events and final-hop deliveries over bounded
 //! channels, wakes at `next_timeout`, and carries out the core's actions:
