@@ -2,9 +2,9 @@
 //!
 //! The core commits to the mailbox (one `redb` transaction, a disk sync, per
 //! turn of the loop: the turn's deliveries stored and the acknowledged
-//! messages deleted together) inside its calls, so it runs on its own thread with its own
-//! single-threaded runtime, never on the reactor threads that move client
-//! bytes. It receives client events and final-hop deliveries over bounded
+//! messages deleted together) inside its calls, so it runs on its own thread
+//! with its own single-threaded runtime, never on the reactor threads that
+//! move client bytes. It receives client events and final-hop deliveries over bounded
 //! channels, wakes at `next_timeout`, and carries out the core's actions:
 //! bytes to a session's writer (a bounded queue: a client that does not read
 //! is disconnected, never waited for), closes, and packets into layer 1.
