@@ -30,6 +30,13 @@ use crate::metrics::GatewayMetrics;
 /// Most events handled between two looks at the clock and the topology.
 const BATCH: usize = 256;
 
+/// How long a turn of the loop waits, after the client event or final hop
+/// that started it, for others to commit with: one commit (a disk sync) for
+/// all. Every delivery and every acknowledgement waits alike, whoever its
+/// recipient and whether or not it is online, so when a SURB-ack leaves
+/// still tells nothing about the recipient.
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// What a client connection tells the core.
 pub enum SessionEvent {
     /// A client connected; the core answers with its session id.
@@ -117,6 +124,7 @@ impl CoreLoop {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
                     let mut actions = self.client_event(event, &mut writers);
+                    tokio::time::sleep(GROUP_COMMIT).await;
                     actions.extend(self.more_client_events(&mut clients, &mut writers));
                     let batch = more_final_hops(&mut final_hops, Vec::new());
                     if batch.is_empty() {
@@ -130,6 +138,7 @@ impl CoreLoop {
                 }
                 hop = final_hops.recv() => {
                     let Some(hop) = hop else { break };
+                    tokio::time::sleep(GROUP_COMMIT).await;
                     let mut actions = self.more_client_events(&mut clients, &mut writers);
                     let batch = more_final_hops(&mut final_hops, vec![hop]);
                     actions.extend(self.final_hops(batch));
