@@ -4,8 +4,9 @@
 //! turn of the loop: the turn's deliveries stored and the acknowledged
 //! messages deleted together) inside its calls, so it runs on its own thread
 //! with its own single-threaded runtime, never on the reactor threads that
-//! move client bytes. It receives client events and final-hop deliveries over bounded
-//! channels, wakes at `next_timeout`, and carries out the core's actions:
+//! move client bytes. It receives client events and final-hop deliveries
+//! over bounded channels, wakes at `next_timeout`, and carries out the
+//! core's actions:
 //! bytes to a session's writer (a bounded queue: a client that does not read
 //! is disconnected, never waited for), closes, and packets into layer 1.
 //!
@@ -34,7 +35,8 @@ const BATCH: usize = 256;
 /// that started it, for others to commit with: one commit (a disk sync) for
 /// all. Every delivery and every acknowledgement waits alike, whoever its
 /// recipient and whether or not it is online, so when a SURB-ack leaves
-/// still tells nothing about the recipient.
+/// still tells nothing about the recipient; a client's packets into layer 1
+/// wait the same hold.
 const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// What a client connection tells the core.
