@@ -6,9 +6,9 @@
 //! with its own single-threaded runtime, never on the reactor threads that
 //! move client bytes. It receives client events and final-hop deliveries
 //! over bounded channels, wakes at `next_timeout`, and carries out the
-//! core's actions:
-//! bytes to a session's writer (a bounded queue: a client that does not read
-//! is disconnected, never waited for), closes, and packets into layer 1.
+//! core's actions: bytes to a session's writer (a bounded queue: a client
+//! that does not read is disconnected, never waited for), closes, and
+//! packets into layer 1.
 //!
 //! The replay tag of every delivered packet is journalled and flushed before
 //! the core stores the message, so a gateway killed and restarted refuses a
