@@ -156,51 +156,111 @@ fn tag_of(
         .map(|t| RecallTag(t.value())))
 }
 
+/// Writes `batch` (ids increasing) into `txn`: the messages, their expiry
+/// and recall index entries, and the first unused id.
+fn insert_messages(
+    txn: &redb::WriteTransaction,
+    batch: &[StoredMessage],
+) -> Result<(), MailboxError> {
+    let Some(last) = batch.iter().map(|m| m.id.0).max() else {
+        return Ok(());
+    };
+    {
+        let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+        let mut message_tags = txn
+            .open_table(MESSAGE_TAGS)
+            .map_err(MailboxError::database)?;
+        let mut recall_tags = txn
+            .open_table(RECALL_TAGS)
+            .map_err(MailboxError::database)?;
+        for m in batch {
+            messages
+                .insert((m.client, m.id.0), encode_record(m).as_slice())
+                .map_err(MailboxError::database)?;
+            expiry
+                .insert((m.expires_at.as_nanos(), m.id.0), m.client)
+                .map_err(MailboxError::database)?;
+            if let Some(tag) = m.recall_tag {
+                message_tags
+                    .insert((m.client, m.id.0), tag.0)
+                    .map_err(MailboxError::database)?;
+                recall_tags
+                    .insert((m.client, tag.0, m.id.0), ())
+                    .map_err(MailboxError::database)?;
+            }
+        }
+        let mut meta = txn.open_table(META).map_err(MailboxError::database)?;
+        let next = meta
+            .get(NEXT_ID)
+            .map_err(MailboxError::database)?
+            .map_or(0, |v| v.value());
+        meta.insert(NEXT_ID, next.max(last.saturating_add(1)))
+            .map_err(MailboxError::database)?;
+    }
+    Ok(())
+}
+
+/// Removes from `txn` every listed message that exists; returns them.
+fn remove_messages(
+    txn: &redb::WriteTransaction,
+    batch: &[(ClientKey, MailboxId)],
+) -> Result<Vec<RemovedMessage>, MailboxError> {
+    let mut removed = Vec::new();
+    {
+        let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
+        for (client, id) in batch {
+            let Some(record) = messages
+                .remove((*client, id.0))
+                .map_err(MailboxError::database)?
+            else {
+                continue;
+            };
+            let record = decode_record(*client, id.0, record.value())?;
+            expiry
+                .remove((record.expires_at.as_nanos(), id.0))
+                .map_err(MailboxError::database)?;
+            untag(txn, *client, id.0)?;
+            removed.push(RemovedMessage {
+                client: *client,
+                id: *id,
+                bytes: record.payload.len() as u64,
+            });
+        }
+    }
+    Ok(removed)
+}
+
 impl MailboxStore for RedbStore {
     fn put(&mut self, m: &StoredMessage) -> Result<(), MailboxError> {
         self.put_batch(std::slice::from_ref(m))
     }
 
     fn put_batch(&mut self, batch: &[StoredMessage]) -> Result<(), MailboxError> {
-        let Some(last) = batch.iter().map(|m| m.id.0).max() else {
+        if batch.is_empty() {
             return Ok(());
-        };
-        let txn = self.db.begin_write().map_err(MailboxError::database)?;
-        {
-            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
-            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
-            let mut message_tags = txn
-                .open_table(MESSAGE_TAGS)
-                .map_err(MailboxError::database)?;
-            let mut recall_tags = txn
-                .open_table(RECALL_TAGS)
-                .map_err(MailboxError::database)?;
-            for m in batch {
-                messages
-                    .insert((m.client, m.id.0), encode_record(m).as_slice())
-                    .map_err(MailboxError::database)?;
-                expiry
-                    .insert((m.expires_at.as_nanos(), m.id.0), m.client)
-                    .map_err(MailboxError::database)?;
-                if let Some(tag) = m.recall_tag {
-                    message_tags
-                        .insert((m.client, m.id.0), tag.0)
-                        .map_err(MailboxError::database)?;
-                    recall_tags
-                        .insert((m.client, tag.0, m.id.0), ())
-                        .map_err(MailboxError::database)?;
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(MailboxError::database)?;
-            let next = meta
-                .get(NEXT_ID)
-                .map_err(MailboxError::database)?
-                .map_or(0, |v| v.value());
-            meta.insert(NEXT_ID, next.max(last.saturating_add(1)))
-                .map_err(MailboxError::database)?;
         }
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
+        insert_messages(&txn, batch)?;
         txn.commit().map_err(MailboxError::database)?;
         Ok(())
+    }
+
+    fn put_and_delete_batch(
+        &mut self,
+        batch: &[StoredMessage],
+        acked: &[(ClientKey, MailboxId)],
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        let txn = self.db.begin_write().map_err(MailboxError::database)?;
+        insert_messages(&txn, batch)?;
+        let removed = remove_messages(&txn, acked)?;
+        if batch.is_empty() && removed.is_empty() {
+            txn.abort().map_err(MailboxError::database)?;
+        } else {
+            txn.commit().map_err(MailboxError::database)?;
+        }
+        Ok(removed)
     }
 
     fn list(
@@ -251,29 +311,7 @@ impl MailboxStore for RedbStore {
         batch: &[(ClientKey, MailboxId)],
     ) -> Result<Vec<RemovedMessage>, MailboxError> {
         let txn = self.db.begin_write().map_err(MailboxError::database)?;
-        let mut removed = Vec::new();
-        {
-            let mut messages = txn.open_table(MESSAGES).map_err(MailboxError::database)?;
-            let mut expiry = txn.open_table(EXPIRY).map_err(MailboxError::database)?;
-            for (client, id) in batch {
-                let Some(record) = messages
-                    .remove((*client, id.0))
-                    .map_err(MailboxError::database)?
-                else {
-                    continue;
-                };
-                let record = decode_record(*client, id.0, record.value())?;
-                expiry
-                    .remove((record.expires_at.as_nanos(), id.0))
-                    .map_err(MailboxError::database)?;
-                untag(&txn, *client, id.0)?;
-                removed.push(RemovedMessage {
-                    client: *client,
-                    id: *id,
-                    bytes: record.payload.len() as u64,
-                });
-            }
-        }
+        let removed = remove_messages(&txn, batch)?;
         if removed.is_empty() {
             txn.abort().map_err(MailboxError::database)?;
         } else {

@@ -354,6 +354,60 @@ fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
     assert_eq!(payloads, vec![vec![0; 4], vec![1; 4], vec![2; 4]]);
 }
 
+/// Storing a batch and deleting acknowledged messages in one commit: both
+/// happen, the counts follow, tags of the deleted messages go.
+fn check_put_deleting<S: MailboxStore>(store: S) -> Mailbox<S> {
+    let mut m = Mailbox::open(store, config(100)).unwrap();
+    let first: Vec<MailboxId> = m
+        .put_batch(
+            secs(0),
+            vec![tagged(ALICE, 1, b"a-1"), tagged(BOB, 2, b"b-1")],
+        )
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let (results, deleted) = m.put_batch_deleting(
+        secs(1),
+        vec![tagged(ALICE, 3, b"a-2")],
+        &[(ALICE, first[0]), (BOB, MailboxId(999))],
+    );
+    assert!(results[0].is_ok());
+    assert_eq!(deleted.unwrap(), 1);
+    assert_eq!(m.client_usage(&ALICE).messages, 1);
+    assert_eq!(m.client_usage(&BOB).messages, 1);
+    assert_eq!(m.usage().messages, 2);
+    // Nothing to store: the deletes still go.
+    let (results, deleted) = m.put_batch_deleting(secs(2), Vec::new(), &[(BOB, first[1])]);
+    assert!(results.is_empty());
+    assert_eq!(deleted.unwrap(), 1);
+    assert_eq!(m.usage().messages, 1);
+    m
+}
+
+#[test]
+fn memory_store_put_deleting() {
+    check_put_deleting(MemoryStore::new());
+}
+
+#[test]
+fn redb_store_put_deleting_in_one_commit_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.redb");
+    drop(check_put_deleting(RedbStore::open(&path).unwrap()));
+    let mut m = Mailbox::open(RedbStore::open(&path).unwrap(), config(100)).unwrap();
+    let left: Vec<Vec<u8>> = m
+        .list(&ALICE, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.payload)
+        .collect();
+    assert_eq!(left, vec![b"a-2".to_vec()]);
+    assert_eq!(m.usage().messages, 1);
+    // The deleted message's recall tag went with it.
+    let recalled = m.recall(&ALICE, &[RecallTag([1; 32])]).unwrap();
+    assert_eq!(recalled.deleted, 0);
+}
+
 fn tagged(client: [u8; 32], tag: u8, payload: &[u8]) -> NewMessage {
     NewMessage {
         client,

@@ -130,6 +130,19 @@ pub trait MailboxStore {
         }
         Ok(removed)
     }
+    /// Commits `messages` (as [`MailboxStore::put_batch`]) and deletes the
+    /// listed acknowledged messages that exist (as
+    /// [`MailboxStore::delete_batch`]); a durable store does both in one
+    /// transaction, all or none, so one disk sync covers them. Returns the
+    /// messages deleted.
+    fn put_and_delete_batch(
+        &mut self,
+        messages: &[StoredMessage],
+        acked: &[(ClientKey, MailboxId)],
+    ) -> Result<Vec<RemovedMessage>, MailboxError> {
+        self.put_batch(messages)?;
+        self.delete_batch(acked)
+    }
     /// Deletes every message of `client` stored under one of `tags` (one
     /// transaction in a durable store); messages of other clients are
     /// never touched.
@@ -293,6 +306,24 @@ impl<S: MailboxStore> Mailbox<S> {
         now: Timestamp,
         messages: Vec<NewMessage>,
     ) -> Vec<Result<MailboxId, PutError>> {
+        self.put_batch_deleting(now, messages, &[]).0
+    }
+
+    /// Stores several messages and deletes several acknowledged ones with
+    /// one commit (one disk sync for both): returns, in order, each
+    /// message's id or why it was not stored, and how many of the
+    /// acknowledged messages existed (or the store's error: then nothing
+    /// was stored and nothing deleted). When this returns, every message
+    /// given an id is durable.
+    pub fn put_batch_deleting(
+        &mut self,
+        now: Timestamp,
+        messages: Vec<NewMessage>,
+        acked: &[(ClientKey, MailboxId)],
+    ) -> (
+        Vec<Result<MailboxId, PutError>>,
+        Result<usize, MailboxError>,
+    ) {
         let mut results = Vec::with_capacity(messages.len());
         let mut accepted = Vec::with_capacity(messages.len());
         let mut total = self.total;
@@ -326,14 +357,23 @@ impl<S: MailboxStore> Mailbox<S> {
             });
         }
         if accepted.is_empty() {
-            return results;
+            return (results, self.delete_batch(acked));
         }
-        if let Err(e) = self.store.put_batch(&accepted) {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(PutError::Store(e.clone()))))
-                .collect();
-        }
+        let removed = if acked.is_empty() {
+            self.store.put_batch(&accepted).map(|()| Vec::new())
+        } else {
+            self.store.put_and_delete_batch(&accepted, acked)
+        };
+        let removed = match removed {
+            Ok(removed) => removed,
+            Err(e) => {
+                let results = results
+                    .into_iter()
+                    .map(|r| r.and(Err(PutError::Store(e.clone()))))
+                    .collect();
+                return (results, Err(e));
+            }
+        };
         self.next_id = next_id;
         self.total = total;
         for m in &accepted {
@@ -342,7 +382,10 @@ impl<S: MailboxStore> Mailbox<S> {
                 .or_default()
                 .add(m.payload.len() as u64);
         }
-        results
+        for r in &removed {
+            self.forget(r);
+        }
+        (results, Ok(removed.len()))
     }
 
     /// Up to `limit` undelivered messages of `client` with ids above `after`, oldest first.

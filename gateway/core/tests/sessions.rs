@@ -365,3 +365,43 @@ fn the_core_is_deterministic_for_a_seed() {
     assert_eq!(run(8), run(8));
     assert_ne!(run(8), run(9));
 }
+
+#[test]
+fn acks_read_without_a_commit_go_with_the_next_commit_and_then_push_more() {
+    let config = GatewayConfig {
+        delivery_window: 1,
+        ..GatewayConfig::default()
+    };
+    let (mut rng, mut core) = setup(40, config);
+    let bob = SphinxKeyPair::generate(&mut rng);
+    let carol = SphinxKeyPair::generate(&mut rng);
+    let (bob_key, carol_key) = (bob.public().to_bytes(), carol.public().to_bytes());
+    core.register_client(Timestamp::ZERO, &bob_key).unwrap();
+    core.register_client(Timestamp::ZERO, &carol_key).unwrap();
+    for n in 1..=2 {
+        core.handle_delivery(Timestamp::ZERO, reply_for(bob_key, n));
+        core.handle_delivery(Timestamp::ZERO, reply_for(carol_key, n));
+    }
+    let (mut b, messages) = connect(&mut core, &mut rng, Timestamp::ZERO, &bob);
+    let bob_first = mailbox_ids(&messages);
+    let (mut c, messages) = connect(&mut core, &mut rng, Timestamp::ZERO, &carol);
+    let carol_first = mailbox_ids(&messages);
+    assert_eq!((bob_first.len(), carol_first.len()), (1, 1));
+
+    // Both acks read: nothing deleted, nothing pushed yet.
+    for (client, id) in [(&b, bob_first[0]), (&c, carol_first[0])] {
+        let bytes = ClientMessage::AckDelivery { mailbox_id: id }.encode();
+        let actions = core.read_client_bytes(Timestamp::ZERO, client.session, &bytes);
+        assert!(actions.is_empty());
+    }
+    assert_eq!(core.mailbox().usage().messages, 4);
+
+    // The next delivery batch deletes them in its commit, then pushes the
+    // next message of each session that acknowledged.
+    let report = core.handle_deliveries(Timestamp::ZERO, [reply_for(bob_key, 3)]);
+    assert_eq!(core.mailbox().usage().messages, 3);
+    assert_eq!(core.stats().snapshot().acknowledged, 2);
+    assert_eq!(mailbox_ids(&b.receive(&report.actions)).len(), 1);
+    assert_eq!(mailbox_ids(&c.receive(&report.actions)).len(), 1);
+    assert!(core.commit_acks().is_empty());
+}

@@ -142,7 +142,17 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             self.next_sweep = self.next_sweep.min(earliest);
         }
         let clients: Vec<ClientKey> = to_store.iter().map(|m| m.client).collect();
-        let results = self.mailbox.put_batch(now, to_store);
+        // Acknowledgements read but not yet committed
+        // ([`GatewayCore::read_client_bytes`]) are deleted in the same commit.
+        let acked = std::mem::take(&mut self.acked);
+        let (results, deleted) = self.mailbox.put_batch_deleting(now, to_store, &acked);
+        let acking = std::mem::take(&mut self.acking);
+        if let Ok(n) = deleted
+            && n > 0
+        {
+            self.stats.acknowledged(n as u64);
+            self.update_gauges();
+        }
 
         let mut to_push: Vec<ClientKey> = Vec::new();
         for (((result, ack), client), (slot, recalled)) in
@@ -180,6 +190,9 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             if let Some(session) = self.online.get(&client).copied() {
                 self.pump(session, &mut actions);
             }
+        }
+        for session in acking {
+            self.pump(session, &mut actions);
         }
         FinalHopReport { outcomes, actions }
     }

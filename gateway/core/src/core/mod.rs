@@ -148,8 +148,10 @@ pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
     layer1: Option<HashSet<NodeId>>,
     next_session: u64,
     next_sweep: Timestamp,
-    /// Acks read in the current call to `handle_client_bytes`, deleted together.
+    /// Acks read since the last [`GatewayCore::commit_acks`], deleted together.
     acked: Vec<(ClientKey, MailboxId)>,
+    /// The sessions those acks came from, pushed more once they are deleted.
+    acking: Vec<SessionId>,
     /// Closed admission: who may still enroll, and who may not come back.
     admission: Admission,
     /// The clients' published bundles and one-time prekeys.
@@ -203,6 +205,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             next_session: 0,
             next_sweep: Timestamp::ZERO,
             acked: Vec::new(),
+            acking: Vec::new(),
             admission: Admission::default(),
             prekeys: Box::new(MemoryPrekeyStore::new()),
             stats,
@@ -405,8 +408,24 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         self.update_session_gauges();
     }
 
-    /// Bytes arrived from a session's stream.
+    /// Bytes arrived from a session's stream; the acknowledgements among
+    /// them are deleted (one commit) before it returns.
     pub fn handle_client_bytes(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        bytes: &[u8],
+    ) -> Vec<GatewayAction> {
+        let mut actions = self.read_client_bytes(now, session, bytes);
+        actions.extend(self.commit_acks());
+        actions
+    }
+
+    /// Bytes arrived from a session's stream, as [`GatewayCore::handle_client_bytes`],
+    /// except that the acknowledgements read are held until the next
+    /// [`GatewayCore::commit_acks`]: a shell that reads several sessions'
+    /// bytes in a row deletes all their acknowledged messages in one commit.
+    pub fn read_client_bytes(
         &mut self,
         now: Timestamp,
         session: SessionId,
@@ -417,6 +436,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             return actions;
         };
         s.decoder.push(bytes);
+        let acked_before = self.acked.len();
         // The session may close while its messages are handled: stop there.
         while let Some(s) = self.sessions.get_mut(&session) {
             match s.decoder.next_message() {
@@ -429,21 +449,30 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 }
             }
         }
-        if !self.acked.is_empty() {
-            self.commit_acks();
-            self.pump(session, &mut actions);
+        if self.acked.len() > acked_before && !self.acking.contains(&session) {
+            self.acking.push(session);
         }
         actions
     }
 
-    /// Deletes the messages acknowledged in this call, in one commit. A store
+    /// Deletes the messages acknowledged since the last call, in one commit,
+    /// then pushes more to the sessions that acknowledged them. A store
     /// error leaves them in place: they are pushed again next session.
-    fn commit_acks(&mut self) {
+    pub fn commit_acks(&mut self) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        if self.acked.is_empty() {
+            self.acking.clear();
+            return actions;
+        }
         let acked = std::mem::take(&mut self.acked);
         if let Ok(n) = self.mailbox.delete_batch(&acked) {
             self.stats.acknowledged(n as u64);
             self.update_gauges();
         }
+        for session in std::mem::take(&mut self.acking) {
+            self.pump(session, &mut actions);
+        }
+        actions
     }
 
     fn handle_message(

@@ -1,12 +1,14 @@
 //! The thread that owns the [`GatewayCore`].
 //!
 //! The core commits to the mailbox (one `redb` transaction, a disk sync, per
-//! batch) inside its calls, so it runs on its own thread with its own
-//! single-threaded runtime, never on the reactor threads that move client
-//! bytes. It receives client events and final-hop deliveries over bounded
-//! channels, wakes at `next_timeout`, and carries out the core's actions:
-//! bytes to a session's writer (a bounded queue: a client that does not read
-//! is disconnected, never waited for), closes, and packets into layer 1.
+//! turn of the loop: the turn's deliveries stored and the acknowledged
+//! messages deleted together) inside its calls, so it runs on its own thread
+//! with its own single-threaded runtime, never on the reactor threads that
+//! move client bytes. It receives client events and final-hop deliveries
+//! over bounded channels, wakes at `next_timeout`, and carries out the
+//! core's actions: bytes to a session's writer (a bounded queue: a client
+//! that does not read is disconnected, never waited for), closes, and
+//! packets into layer 1.
 //!
 //! The replay tag of every delivered packet is journalled and flushed before
 //! the core stores the message, so a gateway killed and restarted refuses a
@@ -28,6 +30,14 @@ use crate::metrics::GatewayMetrics;
 
 /// Most events handled between two looks at the clock and the topology.
 const BATCH: usize = 256;
+
+/// How long a turn of the loop waits, after the client event or final hop
+/// that started it, for others to commit with: one commit (a disk sync) for
+/// all. Every delivery and every acknowledgement waits alike, whoever its
+/// recipient and whether or not it is online, so when a SURB-ack leaves
+/// still tells nothing about the recipient; a client's packets into layer 1
+/// wait the same hold.
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// What a client connection tells the core.
 pub enum SessionEvent {
@@ -116,20 +126,25 @@ impl CoreLoop {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
                     let mut actions = self.client_event(event, &mut writers);
-                    for _ in 1..BATCH {
-                        let Ok(event) = clients.try_recv() else { break };
-                        actions.extend(self.client_event(event, &mut writers));
+                    tokio::time::sleep(GROUP_COMMIT).await;
+                    actions.extend(self.more_client_events(&mut clients, &mut writers));
+                    let batch = more_final_hops(&mut final_hops, Vec::new());
+                    if batch.is_empty() {
+                        // The acknowledgements of every session read in
+                        // this turn are deleted in one commit.
+                        actions.extend(self.core.commit_acks());
+                    } else {
+                        actions.extend(self.final_hops(batch));
                     }
                     actions
                 }
                 hop = final_hops.recv() => {
                     let Some(hop) = hop else { break };
-                    let mut batch = vec![hop];
-                    while batch.len() < BATCH {
-                        let Ok(hop) = final_hops.try_recv() else { break };
-                        batch.push(hop);
-                    }
-                    self.final_hops(batch)
+                    tokio::time::sleep(GROUP_COMMIT).await;
+                    let mut actions = self.more_client_events(&mut clients, &mut writers);
+                    let batch = more_final_hops(&mut final_hops, vec![hop]);
+                    actions.extend(self.final_hops(batch));
+                    actions
                 }
                 _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
                 _ = shutdown.requested() => break,
@@ -200,6 +215,21 @@ impl CoreLoop {
         self.core.set_layer1(layer1.iter().map(|e| e.id));
     }
 
+    /// The client events already waiting (up to a batch), read without
+    /// committing their acknowledgements: the turn commits them once.
+    fn more_client_events(
+        &mut self,
+        clients: &mut mpsc::Receiver<SessionEvent>,
+        writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
+    ) -> Vec<GatewayAction> {
+        let mut actions = Vec::new();
+        for _ in 1..BATCH {
+            let Ok(event) = clients.try_recv() else { break };
+            actions.extend(self.client_event(event, writers));
+        }
+        actions
+    }
+
     fn client_event(
         &mut self,
         event: SessionEvent,
@@ -218,7 +248,7 @@ impl CoreLoop {
                 actions
             }
             SessionEvent::Bytes { session, bytes } => {
-                self.core.handle_client_bytes(now, session, &bytes)
+                self.core.read_client_bytes(now, session, &bytes)
             }
             SessionEvent::Closed { session } => {
                 self.core.close_session(session);
@@ -228,7 +258,9 @@ impl CoreLoop {
         }
     }
 
-    /// Journals the batch's replay tags, then hands the deliveries to the core.
+    /// Journals the batch's replay tags, then hands the deliveries to the
+    /// core, which stores them and deletes the acknowledgements read in this
+    /// turn in one commit.
     fn final_hops(&mut self, batch: Vec<FinalHop>) -> Vec<GatewayAction> {
         for hop in &batch {
             if let Err(e) = self.journal.append(&hop.record) {
@@ -278,4 +310,18 @@ impl CoreLoop {
         let topology = self.node.topology.borrow().clone();
         self.node.forward(&topology, packet.first_hop, packet.bytes);
     }
+}
+
+/// `batch` and the final hops already waiting, up to a batch.
+fn more_final_hops(
+    final_hops: &mut mpsc::Receiver<FinalHop>,
+    mut batch: Vec<FinalHop>,
+) -> Vec<FinalHop> {
+    while batch.len() < BATCH {
+        let Ok(hop) = final_hops.try_recv() else {
+            break;
+        };
+        batch.push(hop);
+    }
+    batch
 }

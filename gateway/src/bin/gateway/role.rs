@@ -54,6 +54,10 @@ impl Role for GatewayRole {
     const KIND: NodeKind = NodeKind::Gateway;
     type Sections = GatewaySections;
     type Hop = Delivery;
+    /// Links, the intake, the client sessions on one thread (the mailbox
+    /// commits run on the core thread): no work-stealing wake-ups between
+    /// two runtime threads per packet.
+    const ASYNC_THREADS: usize = 1;
 
     /// Opens the mailbox in the data folder; errors name the file.
     fn open(file: &NodeFile<GatewaySections>) -> Result<Self> {
