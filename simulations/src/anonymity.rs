@@ -445,10 +445,12 @@ impl TimingPool {
         self.sums.add(dist, w);
     }
 
-    /// The belief about a packet leaving at `now`: the weighted mixture.
-    pub fn mixture(&self, _now: Timestamp) -> Rc<SenderDist> {
-        // Every weight relative to `now` is the stored one divided by
-        // e^((now − origin)/d), the total's too: the shares do not depend on `now`.
+    /// The belief about a packet leaving now: the weighted mixture.
+    ///
+    /// Every weight at the departure is the stored one divided by
+    /// e^((t − origin)/d), the total's too: the shares do not depend on the
+    /// departure's instant, only on the inputs so far.
+    pub fn mixture(&self) -> Rc<SenderDist> {
         let total = self.total.max(f64::MIN_POSITIVE);
         let floor = total * MASS_FLOOR;
         let out = self
@@ -558,7 +560,7 @@ mod tests {
         let at = |ms| Timestamp::from_millis(ms);
         pool.enter(at(1_000), &SenderDist::point(0));
         pool.enter(at(1_100), &SenderDist::point(1));
-        let m = pool.mixture(at(1_200));
+        let m = pool.mixture();
         let mut e = m.entries().to_vec();
         e.sort_by_key(|x| x.0);
         // Ages 200 and 100 ms: weights e^-2 and e^-1.
@@ -571,7 +573,7 @@ mod tests {
         for k in 0..2_000u64 {
             pool.enter(at(2_000 + k * 10), &SenderDist::point(2 + (k % 2) as u32));
         }
-        let m = pool.mixture(at(2_000 + 1_999 * 10));
+        let m = pool.mixture();
         assert!(m.entries().iter().all(|(s, _)| *s >= 2));
         let total: f64 = m.entries().iter().map(|x| x.1).sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
@@ -593,7 +595,7 @@ mod tests {
             pool.enter(Timestamp::from_millis(k), &SenderDist::point(k as u32));
             assert!(pool.senders() <= 2_600, "{k}: {}", pool.senders());
         }
-        let m = pool.mixture(Timestamp::from_millis(100_000));
+        let m = pool.mixture();
         let total: f64 = m.entries().iter().map(|x| x.1).sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
         // The newest sender weighs most: 1 − e^(−1/50) of the whole.

@@ -141,6 +141,9 @@ pub trait MailboxStore {
         acked: &[(ClientKey, MailboxId)],
     ) -> Result<Vec<RemovedMessage>, MailboxError> {
         self.put_batch(messages)?;
+        if acked.is_empty() {
+            return Ok(Vec::new());
+        }
         self.delete_batch(acked)
     }
     /// Deletes every message of `client` stored under one of `tags` (one
@@ -359,12 +362,7 @@ impl<S: MailboxStore> Mailbox<S> {
         if accepted.is_empty() {
             return (results, self.delete_batch(acked));
         }
-        let removed = if acked.is_empty() {
-            self.store.put_batch(&accepted).map(|()| Vec::new())
-        } else {
-            self.store.put_and_delete_batch(&accepted, acked)
-        };
-        let removed = match removed {
+        let removed = match self.store.put_and_delete_batch(&accepted, acked) {
             Ok(removed) => removed,
             Err(e) => {
                 let results = results

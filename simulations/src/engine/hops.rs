@@ -231,7 +231,7 @@ impl<C: SimCodec> Engine<C> {
             // Corrupt mix: both know which it is.
             let mixed = (!corrupt).then(|| Beliefs {
                 pool: pool.mixture(),
-                timing: timing.mixture(now),
+                timing: timing.mixture(),
             });
             pool.leave(&own.pool);
             let mut dist = mixed.unwrap_or(own);

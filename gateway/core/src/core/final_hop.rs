@@ -146,13 +146,6 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         // ([`GatewayCore::read_client_bytes`]) are deleted in the same commit.
         let acked = std::mem::take(&mut self.acked);
         let (results, deleted) = self.mailbox.put_batch_deleting(now, to_store, &acked);
-        let acking = std::mem::take(&mut self.acking);
-        if let Ok(n) = deleted
-            && n > 0
-        {
-            self.stats.acknowledged(n as u64);
-            self.update_gauges();
-        }
 
         let mut to_push: Vec<ClientKey> = Vec::new();
         for (((result, ack), client), (slot, recalled)) in
@@ -191,9 +184,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 self.pump(session, &mut actions);
             }
         }
-        for session in acking {
-            self.pump(session, &mut actions);
-        }
+        self.acks_deleted(deleted.ok(), &mut actions);
         FinalHopReport { outcomes, actions }
     }
 

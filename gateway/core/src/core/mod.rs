@@ -465,14 +465,24 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             return actions;
         }
         let acked = std::mem::take(&mut self.acked);
-        if let Ok(n) = self.mailbox.delete_batch(&acked) {
+        let deleted = self.mailbox.delete_batch(&acked).ok();
+        self.acks_deleted(deleted, &mut actions);
+        actions
+    }
+
+    /// After the commit that deleted the acknowledged messages (`deleted` of
+    /// them, or none after an error that left them in place): counts them and pushes
+    /// more to the sessions that acknowledged them.
+    fn acks_deleted(&mut self, deleted: Option<usize>, actions: &mut Vec<GatewayAction>) {
+        if let Some(n) = deleted
+            && n > 0
+        {
             self.stats.acknowledged(n as u64);
             self.update_gauges();
         }
         for session in std::mem::take(&mut self.acking) {
-            self.pump(session, &mut actions);
+            self.pump(session, actions);
         }
-        actions
     }
 
     fn handle_message(

@@ -126,25 +126,12 @@ impl CoreLoop {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
                     let mut actions = self.client_event(event, &mut writers);
-                    tokio::time::sleep(GROUP_COMMIT).await;
-                    actions.extend(self.more_client_events(&mut clients, &mut writers));
-                    let batch = more_final_hops(&mut final_hops, Vec::new());
-                    if batch.is_empty() {
-                        // The acknowledgements of every session read in
-                        // this turn are deleted in one commit.
-                        actions.extend(self.core.commit_acks());
-                    } else {
-                        actions.extend(self.final_hops(batch));
-                    }
+                    actions.extend(self.group_commit(&mut clients, &mut final_hops, &mut writers, Vec::new()).await);
                     actions
                 }
                 hop = final_hops.recv() => {
                     let Some(hop) = hop else { break };
-                    tokio::time::sleep(GROUP_COMMIT).await;
-                    let mut actions = self.more_client_events(&mut clients, &mut writers);
-                    let batch = more_final_hops(&mut final_hops, vec![hop]);
-                    actions.extend(self.final_hops(batch));
-                    actions
+                    self.group_commit(&mut clients, &mut final_hops, &mut writers, vec![hop]).await
                 }
                 _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
                 _ = shutdown.requested() => break,
@@ -213,6 +200,28 @@ impl CoreLoop {
         let topology = self.node.topology.borrow_and_update().clone();
         let layer1 = topology.layers.first().cloned().unwrap_or_default();
         self.core.set_layer1(layer1.iter().map(|e| e.id));
+    }
+
+    /// The rest of a turn that `first` (final hops, or none after a client
+    /// event) started: waits [`GROUP_COMMIT`], reads what else waits, and
+    /// commits once: the deliveries with the acknowledgements read in the
+    /// turn, or the acknowledgements alone.
+    async fn group_commit(
+        &mut self,
+        clients: &mut mpsc::Receiver<SessionEvent>,
+        final_hops: &mut mpsc::Receiver<FinalHop>,
+        writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
+        first: Vec<FinalHop>,
+    ) -> Vec<GatewayAction> {
+        tokio::time::sleep(GROUP_COMMIT).await;
+        let mut actions = self.more_client_events(clients, writers);
+        let batch = more_final_hops(final_hops, first);
+        if batch.is_empty() {
+            actions.extend(self.core.commit_acks());
+        } else {
+            actions.extend(self.final_hops(batch));
+        }
+        actions
     }
 
     /// The client events already waiting (up to a batch), read without
