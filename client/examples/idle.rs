@@ -84,6 +84,7 @@ async fn main() {
         sessions: client_core::sessions::SessionBook::generate(&mut rng),
         book_file: None,
         journal: None,
+        folder_lock: None,
     });
     client.wait_connected().await.unwrap_or_default();
     let cpu_before = cpu_time().unwrap_or_default();

@@ -23,6 +23,21 @@ pub enum DataFolderError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process (or another client of this one) runs the client of
+    /// the folder.
+    #[error(
+        "{}: in use by another mixnet-client{}: one process runs a client at a time \
+         (its gateway keeps one session per client); stop that one first, or send \
+         and receive in one process with `chat`",
+        path.display(),
+        holder.map(|pid| format!(" (process {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The holder's process id, when its lock file says it.
+        holder: Option<u32>,
+    },
     /// `init` would overwrite an existing key.
     #[error("{}: already exists; refusing to replace the client's key", path.display())]
     Exists {

@@ -53,6 +53,7 @@ fn start_client(net: &mut TestMixnet, gateway: usize, seed: u64, options: Client
         sessions: SessionBook::generate(&mut rng),
         book_file: None,
         journal: None,
+        folder_lock: None,
     })
 }
 
@@ -280,6 +281,7 @@ async fn a_new_topology_replaces_the_routes() {
         sessions: SessionBook::generate(&mut rng),
         book_file: None,
         journal: None,
+        folder_lock: None,
     });
     introduce(&alice, &bob).await;
     assert!(matches!(

@@ -104,7 +104,7 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert_eq!(metric(gw0, "gateway_prekey_published_bundles").await, 2.0);
     assert_eq!(metric(gw1, "gateway_prekey_published_bundles").await, 2.0);
     assert_eq!(metric(gw0, ONE_TIME_STORED).await, 200.0);
-    let (_alice_receives, alice_lines) = receiver(&alice, &["--json"]);
+    let (alice_receives, alice_lines) = receiver(&alice, &["--json"]);
 
     // Bob knows only Alice's short address: his client asks her gateway
     // for her bundle through the mixnet, and the session starts from it.
@@ -130,6 +130,16 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     // Alice's client refills the supply when it runs low, not before.
     assert_eq!(metric(gw0, ONE_TIME_STORED).await, 200.0);
 
+    // While Alice's `receive` runs, a second process of hers is refused at
+    // once, saying why and what to do, rather than taking her gateway
+    // session from the first (the two would take it back and forth).
+    let refused = send(&alice, &bob_short, "hello back");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("in use by another mixnet-client"), "{err}");
+    assert!(err.contains("`chat`"), "{err}");
+    drop(alice_receives);
+
     // Alice answers Bob by his short address.
     let (_bob_receives, bob_lines) = receiver(&bob, &["--json"]);
     let sent = send(&alice, &bob_short, "hello back");
@@ -138,8 +148,8 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     assert_eq!(got["text"], "hello back");
     assert_eq!(got["short_address"], alice_short.as_str());
 
-    // (Bob's `receive` runs: a second process of his would take his
-    // gateway session from it, so Carol writes from here on.)
+    // (Bob's `receive` runs, and would refuse a second process of his, so
+    // Carol writes from here on.)
     // Dora never ran a client since `init`: her short address works all
     // the same, and the message waits in her mailbox.
     let sent = send(&carol, &short_of(&dora), "for later");

@@ -59,6 +59,7 @@ fn start_alice(net: &mut TestMixnet) -> Client {
         sessions: SessionBook::generate(&mut rng),
         book_file: None,
         journal: None,
+        folder_lock: None,
     })
 }
 
@@ -99,6 +100,7 @@ fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
         sessions,
         book_file: Some(book_file),
         journal: journal.then(|| PartialJournal::open(dir.join("partial")).unwrap()),
+        folder_lock: None,
     })
 }
 

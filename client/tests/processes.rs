@@ -43,10 +43,14 @@ fn init(net: &LocalNet, dir: &std::path::Path, gateway: &str) -> String {
 
 /// Lines of a child's stdout, through a channel (so reads can time out).
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
+    lines_from(child.stdout.take().unwrap())
+}
+
+/// Lines read from `pipe`, through a channel.
+fn lines_from(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(pipe).lines() {
             if tx.send(line.unwrap_or_default()).is_err() {
                 return;
             }
@@ -248,4 +252,84 @@ fn cli_send_and_receive_through_real_gateways_and_mix_nodes() {
         "{err}"
     );
     assert!(!late_dir.join("sphinx.key").exists());
+}
+
+/// `receive --dir DIR` as a child with both pipes read: stdout after its
+/// `ready`, and stderr.
+fn receive_logged(dir: &std::path::Path) -> (KillOnDrop, mpsc::Receiver<String>) {
+    let mut child = KillOnDrop(
+        Command::new(CLIENT)
+            .args(["receive", "--dir", dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = lines_of(&mut child.0);
+    assert_eq!(
+        stdout.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "ready"
+    );
+    let stderr = lines_from(child.0.stderr.take().unwrap());
+    (child, stderr)
+}
+
+#[test]
+fn a_second_client_of_one_address_is_refused_here_and_not_fought_from_elsewhere() {
+    let net = LocalNet::start(NetworkSpec {
+        mix_per_layer: 1,
+        gateways: 1,
+        ..NetworkSpec::default()
+    })
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let alice = root.path().join("alice");
+    init(&net, &alice, &net.gateways[0].id.to_base58());
+    // A copy of the folder, as if carried to a second machine: another
+    // lock file, the same address.
+    let copy = root.path().join("alice-copy");
+    let copied = Command::new("cp")
+        .args(["-r", alice.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    let (first, first_log) = receive_logged(&alice);
+    // On this machine a second process of the folder is refused at once,
+    // naming the first.
+    let second = Command::new(CLIENT)
+        .args(["receive", "--dir", alice.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    let holder = format!("in use by another mixnet-client (process {})", first.0.id());
+    assert!(err.contains(&holder), "{err}");
+
+    // The copy elsewhere takes the gateway session: the first gives way
+    // and waits the longest backoff (15 to 30 s) before it dials again,
+    // rather than taking the session back.
+    let (_copy, copy_log) = receive_logged(&copy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gave_way = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = first_log.recv_timeout(left).unwrap();
+        if line.contains("another client of this address took the gateway session") {
+            break line;
+        }
+    };
+    assert!(gave_way.contains("trying again in"), "{gave_way}");
+    std::thread::sleep(Duration::from_secs(5));
+    let first_more: Vec<String> = first_log.try_iter().collect();
+    let copy_lines: Vec<String> = copy_log.try_iter().collect();
+    let lost = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("session lost") || l.contains("took the gateway session"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lost(&first_more), Vec::<String>::new());
+    assert_eq!(lost(&copy_lines), Vec::<String>::new());
+    drop(first);
 }

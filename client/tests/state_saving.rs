@@ -73,6 +73,7 @@ fn start(net: &mut TestMixnet, gateway: usize, seed: u64, dir: Option<&Path>) ->
         sessions,
         book_file,
         journal: None,
+        folder_lock: None,
     })
 }
 

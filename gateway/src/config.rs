@@ -36,6 +36,12 @@ impl RoleSections for GatewaySections {
                 path.display()
             );
         }
+        if self.mailbox.group_commit_ms > MAX_GROUP_COMMIT_MS {
+            bail!(
+                "{}: `mailbox.group_commit_ms` must be at most {MAX_GROUP_COMMIT_MS} (it delays every delivery, acknowledgement and client packet)",
+                path.display()
+            );
+        }
         if self.clients.session_queue == 0 || self.clients.max_sessions == 0 {
             bail!(
                 "{}: `clients.session_queue` and `clients.max_sessions` must be above 0",
@@ -45,6 +51,9 @@ impl RoleSections for GatewaySections {
         Ok(())
     }
 }
+
+/// Longest hold of a group commit a config may ask for, in milliseconds.
+pub const MAX_GROUP_COMMIT_MS: u64 = 1000;
 
 /// The arguments of `gateway init`.
 #[derive(Debug, clap::Args)]
@@ -154,6 +163,9 @@ pub struct MailboxSection {
     pub max_messages_per_client: u64,
     /// Most payload bytes all mailboxes together may hold.
     pub max_total_bytes: u64,
+    /// How long a turn of the core loop holds its first event for others
+    /// to share its commit, in milliseconds.
+    pub group_commit_ms: u64,
 }
 
 impl Default for MailboxSection {
@@ -162,11 +174,17 @@ impl Default for MailboxSection {
             retention_secs: 7 * 24 * 3600,
             max_messages_per_client: 10_000,
             max_total_bytes: 1 << 30,
+            group_commit_ms: 10,
         }
     }
 }
 
 impl MailboxSection {
+    /// The hold of a turn of the core loop ([`MailboxSection::group_commit_ms`]).
+    pub fn group_commit(&self) -> Duration {
+        Duration::from_millis(self.group_commit_ms)
+    }
+
     /// The mailbox settings these give.
     pub fn mailbox_config(&self) -> MailboxConfig {
         MailboxConfig {
@@ -246,6 +264,11 @@ retention_secs = 604800
 max_messages_per_client = 10000
 # Most payload bytes all mailboxes together may hold.
 max_total_bytes = 1073741824
+# Milliseconds each turn of the mailbox loop waits after its first event, so
+# that the deliveries and acknowledgements of the turn share one commit (one
+# disk sync). Longer: less CPU and fewer syncs per message, and that much more
+# delay on every delivery, acknowledgement and client packet. 0: no hold.
+group_commit_ms = 10
 
 {processing}"#,
         node = common.node("the mailbox (mailbox.redb), the replay journal and the topology cache"),
@@ -316,6 +339,7 @@ mod tests {
             "retention_secs",
             "max_messages_per_client",
             "max_total_bytes",
+            "group_commit_ms",
         ];
         for key in TEMPLATE_KEYS.iter().chain(&keys) {
             assert!(text.contains(&format!("{key} =")), "template names `{key}`");
@@ -332,6 +356,12 @@ mod tests {
             e.contains("gateway.toml") && e.contains("mailbox.retention_secs"),
             "{e}"
         );
+        let e = parsed(&text.replace("group_commit_ms = 10", "group_commit_ms = 5000"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mailbox.group_commit_ms"), "{e}");
+        let file = parsed(&text.replace("group_commit_ms = 10", "group_commit_ms = 0")).unwrap();
+        assert_eq!(file.role.mailbox.group_commit(), Duration::ZERO);
         let e = parsed(&text.replace("[clients]", "[clients]\nlisen = 1"))
             .unwrap_err()
             .to_string();

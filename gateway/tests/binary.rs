@@ -291,7 +291,7 @@ impl Drop for GatewayProcess {
 /// A session opened with quinn directly, kept open (streams included) until dropped.
 struct RawSession {
     _endpoint: quinn::Endpoint,
-    _connection: quinn::Connection,
+    connection: quinn::Connection,
     _send: quinn::SendStream,
     _recv: quinn::RecvStream,
     /// What the gateway answered to `Authenticate`.
@@ -362,10 +362,37 @@ async fn raw_authenticate(
     let answer = next(&mut recv).await;
     RawSession {
         _endpoint: endpoint,
-        _connection: connection,
+        connection,
         _send: send,
         _recv: recv,
         answer,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_is_closed_with_the_reason_as_the_connections_code() {
+    let mut net = Net::start(1).await;
+    let config = net.init_gateway();
+    let gw = GatewayProcess::start(&config);
+    net.pin_gateway(gw.id);
+    let alice = SphinxKeyPair::generate(&mut net.rng);
+    let older = raw_authenticate(&gw, &alice, &alice, 1 << 20).await;
+    assert_eq!(older.answer, GatewayMessage::Welcome);
+    // A newer session of the same client takes over: the older connection
+    // ends with the reason as its application error code, so a client that
+    // finds it closed before reading the `Close` message still knows why.
+    let _newer = QuicGatewayLink::connect(gw.clients, gw.id, &alice)
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(WAIT, older.connection.closed())
+        .await
+        .expect("the older session is closed");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(
+            CloseReason::from_code(close.error_code.into_inner()),
+            Some(CloseReason::Replaced)
+        ),
+        other => panic!("closed otherwise: {other:?}"),
     }
 }
 

@@ -10,7 +10,11 @@
 //! - the node's forwarding rate when flooded, and its ratio to the ceiling;
 //! - the latency the node adds beyond the delay each packet asked for
 //!   (p50, p99), with packets paced at 70 % of the ceiling and at 70 % of
-//!   the node's measured rate.
+//!   the node's measured rate;
+//! - the node's CPU per forwarded packet (every thread, kernel included,
+//!   from `/proc`) and its context switches per packet, with packets paced
+//!   at 10 % and 30 % of the ceiling, beside one unwrap timed on one thread
+//!   in the same run.
 //!
 //! Run with release binaries beside it:
 //! `cargo build --release -p mixnode -p topology --bins && cargo bench -p localnet --bench node_load`.
@@ -30,7 +34,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use localnet::baseline::measure_unwrap;
 use localnet::probe::{ProbeGateway, layers, wait_until_nodes_see};
+use localnet::usage::ProcessUsage;
 use localnet::{LocalNet, NetworkSpec};
 use protocol::frame::Frame;
 use protocol::keys::SphinxKeyPair;
@@ -42,6 +48,8 @@ use sphinx_packet::route::DestinationAddressBytes;
 
 const FLOOD: usize = 20_000;
 const PACED: usize = 8_000;
+/// Packets of each run that measures the node's CPU per packet.
+const COSTED: usize = 10_000;
 
 struct Prepared {
     packets: Vec<Vec<u8>>,
@@ -264,7 +272,12 @@ fn main() {
         let flood = prepare(&route, &key, FLOOD, Duration::ZERO, 1);
         let paced_ceiling = prepare(&route, &key, PACED, Duration::from_millis(5), 2);
         let paced_node = prepare(&route, &key, PACED, Duration::from_millis(5), 3);
+        let costed = [
+            prepare(&route, &key, COSTED, Duration::from_millis(5), 5),
+            prepare(&route, &key, COSTED, Duration::from_millis(5), 6),
+        ];
         let ceiling = raw_ceiling(&flood.packets, &key);
+        let unwrap_before = measure_unwrap(200, 5).unwrap();
 
         // Warm the link up.
         let warm = prepare(&route, &key, 100, Duration::ZERO, 4);
@@ -273,6 +286,20 @@ fn main() {
         let flooded = drive(&mut gw, &topology, target, &flood, None).await;
         let at_ceiling = drive(&mut gw, &topology, target, &paced_ceiling, Some(0.7 * ceiling)).await;
         let at_node = drive(&mut gw, &topology, target, &paced_node, Some(0.7 * flooded.rate)).await;
+        let mut costs = Vec::new();
+        for (share, prepared) in [0.1, 0.3].into_iter().zip(&costed) {
+            eprintln!(
+                "costing node {} at {:.0} % of the ceiling…",
+                node.process.pid(),
+                share * 100.0
+            );
+            let before = ProcessUsage::read(node.process.pid()).unwrap();
+            let run = drive(&mut gw, &topology, target, prepared, Some(share * ceiling)).await;
+            let after = ProcessUsage::read(node.process.pid()).unwrap();
+            costs.push((share, run, before, after));
+        }
+        let unwrap_after = measure_unwrap(200, 5).unwrap();
+        let unwrap_us = unwrap_before.micros.min(unwrap_after.micros);
 
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         println!();
@@ -293,6 +320,24 @@ fn main() {
                 PACED,
                 percentile(&run.added_ms, 0.5),
                 percentile(&run.added_ms, 0.99)
+            );
+        }
+        println!(
+            "| one unwrap on one thread (thread CPU, best of before and after the load) | {unwrap_us:.1} µs ({:.1} / {:.1}) |",
+            unwrap_before.micros, unwrap_after.micros
+        );
+        for (share, run, before, after) in &costs {
+            let packets = run.received.max(1) as f64;
+            let cpu_us = after.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / packets;
+            let switches =
+                after.context_switches.saturating_sub(before.context_switches) as f64 / packets;
+            println!(
+                "| node CPU per forwarded packet at {:.0} % of ceiling ({:.0} pkt/s; {} of {} back) | {cpu_us:.1} µs = {:.2} × one unwrap; {switches:.2} context switches per packet |",
+                share * 100.0,
+                share * ceiling,
+                run.received,
+                COSTED,
+                cpu_us / unwrap_us
             );
         }
     });

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod network;
 pub mod probe;
 pub mod process;
+pub mod usage;
 
 pub use error::LocalnetError;
 pub use network::{LocalNet, LocalNode, NetworkSpec, NodeRole, free_port};

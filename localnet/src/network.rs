@@ -49,6 +49,8 @@ pub struct NetworkSpec {
     pub mix_regions: Vec<String>,
     /// Region labels of the gateways, the same way.
     pub gateway_regions: Vec<String>,
+    /// The gateways' `[mailbox] group_commit_ms`; `None`: the gateway's default.
+    pub group_commit_ms: Option<u64>,
 }
 
 impl Default for NetworkSpec {
@@ -67,6 +69,7 @@ impl Default for NetworkSpec {
             round_secs: 1,
             mix_regions: Vec::new(),
             gateway_regions: Vec::new(),
+            group_commit_ms: None,
         }
     }
 }
@@ -315,6 +318,10 @@ impl LocalNet {
         let labels = match role {
             NodeRole::Mix => &self.spec.mix_regions,
             NodeRole::Gateway => &self.spec.gateway_regions,
+        };
+        let text = match self.spec.group_commit_ms {
+            Some(ms) => text.replace("group_commit_ms = 10", &format!("group_commit_ms = {ms}")),
+            None => text,
         };
         let text = match labels.get(i.checked_rem(labels.len()).unwrap_or(0)) {
             Some(region) => text.replace("# region = \"eu\"", &format!("region = \"{region}\"")),

@@ -67,3 +67,30 @@ fn building_the_node_binaries_resolves_localnets_crates_as_cargo_run_does() {
         differ.join("\n")
     );
 }
+
+/// The README's `cargo run -p localnet` starts the network: the package has
+/// two binaries, and cargo must know which one that command means.
+#[test]
+fn cargo_run_of_the_package_runs_the_network_binary() {
+    let out = cargo()
+        .current_dir(workspace())
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "localnet",
+            "--offline",
+            "--locked",
+            "--",
+            "--help",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo run -p localnet: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: localnet"), "{help}");
+}

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod cover;
 pub mod epochs;
+pub mod intake;
 pub mod journal;
 pub mod keystore;
 pub mod links;

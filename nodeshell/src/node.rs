@@ -36,6 +36,7 @@ use mixnode_core::{
 use prometheus_client::registry::Registry;
 use protocol::keys::{IdentityKeyPair, NodeId};
 use protocol::replay::ReplayRecord;
+use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, watch};
@@ -47,6 +48,7 @@ use crate::clock::Clock;
 use crate::config::{NodeConfig, NodeFile, RoleSections};
 use crate::cover::LoopCover;
 use crate::epochs::{EpochFollower, install_keys, refresh_period, show_topology};
+use crate::intake::InlinePolicy;
 use crate::journal::ReplayJournal;
 use crate::keystore::KeyStore;
 use crate::links::Links;
@@ -527,22 +529,17 @@ async fn serve<R: Role>(
     Ok(())
 }
 
-/// Most packets waiting behind one that the intake still opens itself: a
-/// previous hop releases the packets due at one timer tick together, and
-/// its link writes them in one go, so at everyday load packets arrive in
-/// twos and threes.
-const INLINE_BEHIND: usize = 2;
-
 /// The worker pool and its intake from the links: what is the role's goes
 /// to `role`.
 ///
-/// A packet that arrives nearly alone (at most [`INLINE_BEHIND`] others wait
-/// behind it, none waits for the workers) is opened by the intake task
-/// itself and handed to the role from there: at everyday load, where nearly
-/// every packet arrives so, it then crosses no thread between the link and
-/// the role, instead of waking a sleeping worker thread and, from it, the
-/// role's task. Packets that arrive while more wait go to the workers, so
-/// that under a flood every core opens packets and the intake only moves them.
+/// A packet that arrives with few others waiting behind it (see
+/// [`InlinePolicy`]: up to sixteen while the offered load is light, two
+/// when it would keep one core busy most of the time) and none waiting for
+/// the workers is opened by the intake task itself and handed to the role
+/// from there: it then crosses no thread between the link and the role,
+/// instead of waking a sleeping worker thread and, from it, the role's
+/// task. The others go to the workers, so that under a flood every core
+/// opens packets and the intake only moves them.
 fn start_workers<R: Role>(
     node: &Node,
     role: mpsc::Sender<Opened<R::Hop>>,
@@ -558,7 +555,7 @@ fn start_workers<R: Role>(
             worker_count(processing.workers),
             processing.input_queue,
             R::KIND.worker_name(),
-            move |packet| match open_one::<R>(&packet, &mixer, &metrics, clock) {
+            move |packet| match open_one::<R>(&packet, &mixer, &metrics, clock.now()) {
                 Some(opened) => role.blocking_send(opened).is_ok(),
                 None => true,
             },
@@ -570,13 +567,17 @@ fn start_workers<R: Role>(
     let clock = node.clock;
     let mut shutdown = node.shutdown.clone();
     let intake = tokio::spawn(async move {
+        let mut policy = InlinePolicy::new();
         loop {
             tokio::select! {
                 received = incoming.recv() => {
                     let Some(received) = received else { break };
                     metrics.received.inc();
-                    if incoming.len() <= INLINE_BEHIND && queue.queue_is_empty() {
-                        let opened = open_one::<R>(&received.packet, &mixer, &metrics, clock);
+                    let arrived = clock.now();
+                    policy.arrived(arrived);
+                    if policy.opens_itself(incoming.len()) && queue.queue_is_empty() {
+                        let opened = open_one::<R>(&received.packet, &mixer, &metrics, arrived);
+                        policy.opened(clock.now().saturating_duration_since(arrived));
                         if let Some(opened) = opened
                             && role.send(opened).await.is_err()
                         {
@@ -600,16 +601,17 @@ fn start_workers<R: Role>(
     Ok((workers, intake))
 }
 
-/// Opens one packet with the node's mixer: the role's packets are returned,
-/// the node's own loop cover coming back and every refused packet are
-/// counted here.
+/// Opens one packet with the node's mixer at `now` (the intake's instant
+/// for the packets it opens itself): the role's packets are returned, the
+/// node's own loop cover coming back and every refused packet are counted
+/// here.
 fn open_one<R: Role>(
     packet: &[u8],
     mixer: &NodeMixer,
     metrics: &NodeMetrics,
-    clock: Clock,
+    now: Timestamp,
 ) -> Option<Opened<R::Hop>> {
-    match mixer.handle_packet_recorded(clock.now(), packet) {
+    match mixer.handle_packet_recorded(now, packet) {
         Ok((Action::LoopReturned, _)) => {
             metrics.cover_returned.inc();
         }

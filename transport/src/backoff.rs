@@ -41,6 +41,14 @@ impl Backoff {
         Duration::from_micros(self.rng.random_range(low..=high))
     }
 
+    /// The delay to wait after giving the link up to another party (a
+    /// newer session of the same client): drawn at the cap, and the
+    /// following delays stay there until [`Backoff::reset`].
+    pub fn capped_delay(&mut self) -> Duration {
+        self.next = self.max;
+        self.next_delay()
+    }
+
     /// Starts again from the initial delay (after a successful connection).
     pub fn reset(&mut self) {
         self.next = self.initial;
@@ -63,6 +71,23 @@ mod tests {
             ceiling = (ceiling * 2).min(max);
         }
         assert_eq!(ceiling, max);
+        b.reset();
+        assert!(b.next_delay() <= initial);
+    }
+
+    #[test]
+    fn a_capped_delay_waits_at_the_cap_until_a_reset() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(30));
+        let mut b = Backoff::new(initial, max, 3);
+        for _ in 0..5 {
+            let d = b.capped_delay();
+            assert!(d >= max / 2 && d <= max, "{d:?}");
+        }
+        let d = b.next_delay();
+        assert!(
+            d >= max / 2,
+            "the delay after a capped one stays at the cap: {d:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= initial);
     }

@@ -1,6 +1,7 @@
 //! Settings of an endpoint.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::TransportError;
@@ -95,9 +96,34 @@ impl LinkConfig {
             .map_err(|_| TransportError::Config("idle_timeout is too large"))?;
         t.max_idle_timeout(Some(idle));
         t.keep_alive_interval((!listening).then_some(self.keep_alive));
+        // Fewer acknowledgements: each one is a datagram to send, one to
+        // receive and a wake-up of the sender's thread, and by default
+        // every second datagram (every Sphinx packet) draws one.
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into());
+        ack.max_ack_delay(Some(MAX_ACK_DELAY));
+        t.ack_frequency_config(Some(ack));
+        // Unacknowledged bytes may then reach the default initial window
+        // (12 000 B, five packets) before an acknowledgement comes, and a
+        // link is almost always app-limited, so its window never grows:
+        // without a larger one, a burst of releases would wait on the
+        // acknowledgements and leave later than its release instant.
+        let mut cubic = quinn::congestion::CubicConfig::default();
+        cubic.initial_window(INITIAL_WINDOW);
+        t.congestion_controller_factory(Arc::new(cubic));
         Ok(t)
     }
 }
+
+/// Ack-eliciting datagrams a peer may receive before it must acknowledge
+/// (ten Sphinx packets of two datagrams each; QUIC's default is one).
+const ACK_ELICITING_THRESHOLD: u32 = 19;
+
+/// Longest a peer may hold an acknowledgement (QUIC's default is 25 ms).
+const MAX_ACK_DELAY: Duration = Duration::from_millis(10);
+
+/// Bytes a link may send before its first acknowledgement: 100 packets.
+const INITIAL_WINDOW: u64 = 256 * 1024;
 
 #[cfg(test)]
 mod tests {

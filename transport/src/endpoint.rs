@@ -182,16 +182,12 @@ impl Endpoint {
             addr: config.listen,
             source,
         };
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
-        let runtime = quinn::default_runtime()
-            .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
         let (reset_key, cid_key) = restart_stable_keys(key);
         let mut endpoint_config = quinn::EndpointConfig::new(reset_key);
         endpoint_config.cid_generator(move || {
             Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
         });
-        let quic = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)
-            .map_err(bind_error)?;
+        let quic = bind_quic(config.listen, endpoint_config, server).map_err(bind_error)?;
         let local_addr = quic.local_addr().map_err(bind_error)?;
         let (incoming, received) = mpsc::channel(config.incoming_capacity);
         let client_transport = Arc::new(config.quic_transport(false)?);
@@ -382,14 +378,134 @@ impl Drop for Endpoint {
     }
 }
 
+/// Bytes of datagrams the socket may hold unread, asked of the kernel for
+/// each direction. A link starts by sending up to its initial congestion
+/// window at once, several links share one socket, and Linux's default
+/// (212 992 B, about 90 datagrams as it counts them) overflows under such a
+/// burst: the datagrams it drops include other connections' handshakes,
+/// which then wait a retransmission timeout. The kernel caps the size at
+/// `net.core.rmem_max` / `wmem_max`.
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A QUIC endpoint on a UDP socket bound by [`bind_socket`], on the
+/// current tokio runtime.
+pub(crate) fn bind_quic(
+    listen: SocketAddr,
+    config: quinn::EndpointConfig,
+    server: quinn::ServerConfig,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = bind_socket(listen)?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+    quinn::Endpoint::new(config, Some(server), socket, runtime)
+}
+
+/// Binds a UDP socket with [`SOCKET_BUFFER`] bytes each way (or the most
+/// the kernel allows, said once in the log).
+fn bind_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER)?;
+    socket.set_send_buffer_size(SOCKET_BUFFER)?;
+    // Linux grants, and reports, twice what it was asked (its bookkeeping
+    // share), so anything less than twice means the cap applied.
+    let granted = socket.recv_buffer_size()?;
+    if granted < 2 * SOCKET_BUFFER {
+        tracing::info!(
+            granted,
+            wanted = SOCKET_BUFFER,
+            "the kernel capped the socket's receive buffer; raise net.core.rmem_max for bursts on many links"
+        );
+    }
+    socket.bind(&listen.into())?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn the_socket_asks_for_four_mebibytes_each_way_up_to_the_kernels_cap() {
+        let socket = bind_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = socket2::SockRef::from(&socket);
+        let read = |path: &str| -> usize {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        // Linux grants twice the size asked, up to twice the cap.
+        let cap = read("/proc/sys/net/core/rmem_max").min(SOCKET_BUFFER);
+        assert_eq!(
+            socket.recv_buffer_size().unwrap(),
+            2 * cap,
+            "receive buffer"
+        );
+        let cap = read("/proc/sys/net/core/wmem_max").min(SOCKET_BUFFER);
+        assert_eq!(socket.send_buffer_size().unwrap(), 2 * cap, "send buffer");
+    }
 
     #[test]
     fn endpoint_can_be_shared_between_tasks() {
         fn shareable<T: Send + Sync + 'static>() {}
         shareable::<Endpoint>();
         shareable::<LinkStats>();
+    }
+
+    fn key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// The statistics of `endpoint`'s one inbound connection.
+    fn inbound_stats(endpoint: &Endpoint) -> quinn::ConnectionStats {
+        let inbound = lock(&endpoint.shared.inbound);
+        let (_, (_, connection)) = inbound.iter().next().expect("one inbound link");
+        connection.stats()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_is_acknowledged_in_batches_not_every_second_datagram() {
+        let (ka, kb) = (key(1), key(2));
+        let config = LinkConfig::new("127.0.0.1:0".parse().unwrap(), 2413);
+        let (a, _rx_a) =
+            Endpoint::bind(&ka, [PeerId::from_signing_key(&kb)], config.clone()).unwrap();
+        let (b, mut rx_b) = Endpoint::bind(&kb, [PeerId::from_signing_key(&ka)], config).unwrap();
+        const N: usize = 400;
+        for i in 0..N {
+            a.send(b.peer_id(), b.local_addr(), vec![(i % 251) as u8; 2413])
+                .unwrap();
+            if i % 4 == 3 {
+                // Bursts of four, as a mix node's releases come.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        for _ in 0..N {
+            tokio::time::timeout(Duration::from_secs(5), rx_b.recv())
+                .await
+                .expect("every packet arrives")
+                .expect("channel open");
+        }
+        let stats = inbound_stats(&b);
+        // A 2413-byte packet takes about two datagrams; QUIC's default
+        // acknowledges every second one (one acknowledgement per packet).
+        assert!(stats.udp_rx.datagrams >= N as u64, "{stats:?}");
+        assert!(
+            stats.frame_tx.acks * 8 < stats.udp_rx.datagrams,
+            "{} acknowledgements for {} datagrams",
+            stats.frame_tx.acks,
+            stats.udp_rx.datagrams
+        );
+        a.close().await;
+        b.close().await;
     }
 }

@@ -266,12 +266,16 @@ impl QuicGatewayLink {
             .take()
     }
 
-    /// Why the gateway closed the session, if it did and said so.
+    /// Why the gateway closed the session, if it did and said so: in its
+    /// `Close` message, or as the error code of the connection it closed.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        *self
-            .close_reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.said_reason()
+            .or_else(|| match self.connection.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(close)) => {
+                    CloseReason::from_code(close.error_code.into_inner())
+                }
+                _ => None,
+            })
     }
 
     /// Ends the session (messages not acknowledged stay at the gateway).
@@ -282,8 +286,18 @@ impl QuicGatewayLink {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
+    /// The reason of the gateway's `Close` message, once the reader has read it.
+    fn said_reason(&self) -> Option<CloseReason> {
+        *self
+            .close_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `message`; the connection's close code is looked at only when
+    /// the write fails, not on every packet.
     async fn write(&self, message: ClientMessage) -> Result<(), GatewayLinkError> {
-        if let Some(reason) = self.close_reason() {
+        if let Some(reason) = self.said_reason() {
             return Err(GatewayLinkError::Refused(reason));
         }
         self.send
@@ -291,7 +305,10 @@ impl QuicGatewayLink {
             .await
             .write_all(&message.encode())
             .await
-            .map_err(|_| GatewayLinkError::Closed)
+            .map_err(|_| {
+                self.close_reason()
+                    .map_or(GatewayLinkError::Closed, GatewayLinkError::Refused)
+            })
     }
 }
 
@@ -458,8 +475,11 @@ pub fn listen(
         })?));
     let mut server = quinn::ServerConfig::with_crypto(crypto);
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server, listen).map_err(|source| crate::TransportError::Bind {
-        addr: listen,
-        source,
+    // Many clients share this socket: it gets the node links' larger buffers.
+    crate::endpoint::bind_quic(listen, quinn::EndpointConfig::default(), server).map_err(|source| {
+        crate::TransportError::Bind {
+            addr: listen,
+            source,
+        }
     })
 }

@@ -15,7 +15,7 @@ use topology::Topology;
 use super::driver::{BookCall, BookFinish, Command, Driver, Sender};
 use super::journal::PartialJournal;
 use super::link::GatewayDialer;
-use super::store::{BookFile, Passphrase};
+use super::store::{BookFile, FolderLock, Passphrase};
 use crate::contacts::{Contacts, Recipient};
 use client_core::ClientError;
 use client_core::sessions::{
@@ -323,6 +323,9 @@ pub struct ClientParts<C> {
     /// The reassembly journal of partial incoming messages, replayed at
     /// start; `None` keeps them in memory only (lost at a restart).
     pub journal: Option<PartialJournal>,
+    /// The data folder's claim, held as long as the client runs; `None` for
+    /// a client kept in memory.
+    pub folder_lock: Option<FolderLock>,
 }
 
 /// A running mixnet client: a task that drives the sans-IO core, and this

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use protocol::ClientAddress;
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
+use protocol::link::CloseReason;
 use protocol::packet::SURB_ID_SIZE;
 use protocol::surb::SurbId;
 use rand::RngExt;
@@ -43,7 +44,7 @@ use super::journal::{Appended, JournalLimits, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::prekeys::WaitingSend;
 use super::routes::TopologyRoutes;
-use super::store::BookFile;
+use super::store::{BookFile, FolderLock};
 use crate::contacts::Recipient;
 use client_core::ClientError;
 use client_core::sessions::{
@@ -153,6 +154,8 @@ pub(crate) struct Driver<C: GatewayDialer> {
     pub(crate) book: SessionBook,
     book_file: Option<BookFile>,
     journal: Option<PartialJournal>,
+    /// Held, never read: no other process runs this folder's client while it lives.
+    _folder_lock: Option<FolderLock>,
     /// When the prekeys rotate and how long retired ones are kept.
     schedule: RotationSchedule,
     /// The current address card, for [`Client::card`](super::Client::card).
@@ -171,6 +174,14 @@ async fn next_delivery<L: GatewayLink>(link: &mut Option<L>) -> Option<GatewayDe
     match link {
         Some(link) => link.next_delivery().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why a link ended, for the log: the reason the gateway gave, if any.
+fn ended_link(reason: Option<CloseReason>) -> String {
+    match reason {
+        Some(reason) => GatewayLinkError::Refused(reason).to_string(),
+        None => "the gateway closed the session".into(),
     }
 }
 
@@ -255,6 +266,7 @@ impl<C: GatewayDialer> Driver<C> {
             book: parts.sessions,
             book_file: parts.book_file,
             journal: parts.journal,
+            _folder_lock: parts.folder_lock,
             schedule,
             card,
             prekeys_due: e2ee::UnixSeconds(0),
@@ -455,7 +467,10 @@ impl<C: GatewayDialer> Driver<C> {
                 }
                 delivery = next_delivery(&mut self.link), if taking => match delivery {
                     Some(delivery) => self.take_delivery(delivery).await,
-                    None => self.lose_link("the gateway closed the session".into()),
+                    None => {
+                        let reason = self.link.as_ref().and_then(|l| l.close_reason());
+                        self.lose_link(ended_link(reason));
+                    }
                 },
                 changed = self.topology.changed(), if self.topology_open => {
                     self.topology_open = changed.is_ok();
@@ -502,15 +517,48 @@ impl<C: GatewayDialer> Driver<C> {
     /// that clients cut off together do not return together); returns the wait.
     fn schedule_retry(&mut self) -> Duration {
         let wait = self.backoff.next_delay();
-        self.retry_at = self.clock.to_instant(self.clock.now()) + wait;
+        self.retry_after(wait);
         wait
     }
 
-    pub(crate) fn lose_link(&mut self, why: String) {
-        tracing::warn!("gateway session lost: {why}");
+    /// Dials again `wait` from now.
+    fn retry_after(&mut self, wait: Duration) {
+        self.retry_at = self.clock.to_instant(self.clock.now()) + wait;
+    }
+
+    /// Forgets the session and tells the application it is disconnected.
+    fn end_link(&mut self) {
         self.link = None;
         ShellStats::add(&self.stats.disconnects, 1);
         self.connected.send_replace(false);
+    }
+
+    /// Leaves the gateway session to the newer session of this client that
+    /// replaced it, and dials again only after the longest backoff: two
+    /// clients of one address (a copy of the data folder running elsewhere)
+    /// would otherwise take the session from each other several times a
+    /// second, each losing the other's deliveries and acknowledgements.
+    fn give_way(&mut self) {
+        self.end_link();
+        let wait = self.backoff.capped_delay();
+        self.retry_after(wait);
+        tracing::warn!(
+            "another client of this address took the gateway session (is a copy of this \
+             data folder running elsewhere?); trying again in {wait:?}"
+        );
+    }
+
+    /// Ends the session that failed (`why`, for the log) and dials again
+    /// after the backoff; gives way instead when the gateway said a newer
+    /// session of this client replaced it, whichever path noticed first (a
+    /// failed write may come before the delivery stream's end).
+    pub(crate) fn lose_link(&mut self, why: String) {
+        if self.link.as_ref().and_then(|l| l.close_reason()) == Some(CloseReason::Replaced) {
+            self.give_way();
+            return;
+        }
+        tracing::warn!("gateway session lost: {why}");
+        self.end_link();
         self.schedule_retry();
     }
 

@@ -50,6 +50,11 @@ pub trait GatewayLink: Send + 'static {
     fn take_prekey_stock(&mut self) -> Option<PrekeyStock> {
         None
     }
+
+    /// Why the gateway ended the session, if it said so.
+    fn close_reason(&self) -> Option<protocol::link::CloseReason> {
+        None
+    }
 }
 
 /// Opens links with the client's gateway (again after one drops).
@@ -109,5 +114,9 @@ impl GatewayLink for QuicGatewayLink {
 
     fn take_prekey_stock(&mut self) -> Option<PrekeyStock> {
         QuicGatewayLink::take_prekey_stock(self)
+    }
+
+    fn close_reason(&self) -> Option<protocol::link::CloseReason> {
+        QuicGatewayLink::close_reason(self)
     }
 }

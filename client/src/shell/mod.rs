@@ -27,4 +27,6 @@ pub use link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError, Qu
 pub use open::{os_seed, refresh_topology};
 pub use prekeys::{ONE_TIME_LOW_MARK, ONE_TIME_TARGET};
 pub use routes::{ResidencyError, TopologyRoutes};
-pub use store::{BookFile, DataFolder, Passphrase, StateSealing, StoredSettings, UnlockedFolder};
+pub use store::{
+    BookFile, DataFolder, FolderLock, Passphrase, StateSealing, StoredSettings, UnlockedFolder,
+};

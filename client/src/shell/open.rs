@@ -59,7 +59,10 @@ pub fn os_seed() -> Result<[u8; 32], DataFolderError> {
 }
 
 impl Client {
-    /// Starts the client kept in `data_dir`: unlocks its key, settings and
+    /// Starts the client kept in `data_dir`: claims the folder for this
+    /// process ([`DataFolder::lock`]: fails with
+    /// [`DataFolderError::InUse`] while another client of it runs), unlocks
+    /// its key, settings and
     /// sealed session book (`options.passphrase` when the folder is sealed
     /// with one; see [`DataFolder::unlock`]) and the reassembly
     /// journal of partial messages (`partial/`, replayed into the core),
@@ -76,6 +79,9 @@ impl Client {
         F: FnOnce(&NodeEntry, &SphinxKeyPair) -> Result<C, OpenError>,
     {
         let folder = DataFolder::new(data_dir);
+        // Before anything is read: the book read here is the one this
+        // process alone writes from now on.
+        let lock = folder.lock()?;
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(os_seed()?);
         let unlocked = folder.unlock(&mut rng, options.passphrase.as_ref())?;
         let (settings, keys) = (&unlocked.settings, &unlocked.keys);
@@ -123,6 +129,7 @@ impl Client {
             sessions: unlocked.book,
             book_file: Some(unlocked.book_file),
             journal: Some(journal),
+            folder_lock: Some(lock),
         }))
     }
 

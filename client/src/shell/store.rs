@@ -11,7 +11,18 @@
 //!                   XChaCha20-Poly1305 under state.key or an Argon2id passphrase key
 //! D/partial/        fragments of messages still being received (the reassembly
 //!                   journal, `super::journal`)
+//! D/client.lock     held (an advisory `flock`) by the one process running the
+//!                   client; it holds that process's id, for the error a second
+//!                   one gets
 //! ```
+//!
+//! One process runs a client at a time ([`FolderLock`]). A gateway keeps one
+//! session per client and a newer session replaces the older one, so two
+//! processes of one folder would take the session from each other, each
+//! redialling, and each receive the other's acknowledgements; and each keeps
+//! the session book in memory, so the later save would undo the other's
+//! changes. The kernel releases the lock when the process ends, however it
+//! ends, so a crash leaves no stale lock behind.
 //!
 //! The address of the client is the Sphinx public key at the gateway, so
 //! the key file is the client's identity: losing it loses the mailbox. With
@@ -36,6 +47,7 @@ const KEY_FILE: &str = "sphinx.key";
 const TOPOLOGY_FILE: &str = "topology.json";
 const STATE_KEY_FILE: &str = "state.key";
 const SESSIONS_FILE: &str = "sessions.sealed";
+const LOCK_FILE: &str = "client.lock";
 /// Length of the Sphinx secret key in clear.
 const SPHINX_SECRET_LEN: usize = 32;
 
@@ -252,6 +264,13 @@ impl std::fmt::Debug for UnlockedFolder {
     }
 }
 
+/// The claim of one process on a data folder: while it lives no other
+/// [`DataFolder::lock`] of the folder succeeds, in this process or another.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: fs::File,
+}
+
 /// A client's data folder.
 #[derive(Clone, Debug)]
 pub struct DataFolder {
@@ -303,6 +322,47 @@ impl DataFolder {
     /// Path of the sealed session book.
     pub fn sessions_path(&self) -> PathBuf {
         self.path.join(SESSIONS_FILE)
+    }
+
+    /// Path of the lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.join(LOCK_FILE)
+    }
+
+    /// Claims the folder for this process, or fails at once with
+    /// [`DataFolderError::InUse`] (naming the holder's process id) when
+    /// another claim on it lives.
+    pub fn lock(&self) -> Result<FolderLock, DataFolderError> {
+        // Only a client's folder is claimed: a mistyped `--dir` is told by
+        // the settings file it lacks, and no lock file is left in it.
+        let settings = self.settings_path();
+        fs::metadata(&settings).map_err(|e| io_error(&settings, e))?;
+        let path = self.lock_path();
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u32>().ok());
+                return Err(DataFolderError::InUse {
+                    path: self.path.clone(),
+                    holder,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|e| io_error(&path, e))?;
+        Ok(FolderLock { _file: file })
     }
 
     /// Creates the folder with `settings`, the Sphinx key `keys` and a new
@@ -678,6 +738,36 @@ mod tests {
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_folder_is_held_by_one_claim_at_a_time_and_freed_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DataFolder::new(dir.path());
+        let missing = folder.lock().unwrap_err().to_string();
+        assert!(missing.contains("client.toml"), "{missing}");
+        assert!(!folder.lock_path().exists());
+        fs::write(folder.settings_path(), "").unwrap();
+        let held = folder.lock().unwrap();
+        // A second claim, even from this process, is refused at once and
+        // names the holder.
+        match folder.lock() {
+            Err(DataFolderError::InUse { path, holder }) => {
+                assert_eq!(path, dir.path());
+                assert_eq!(holder, Some(std::process::id()));
+            }
+            other => panic!("a second claim got {other:?}"),
+        }
+        let text = DataFolder::new(dir.path()).lock().unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("(process {})", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        // The lock file stays behind, and does not stop the next claim.
+        assert!(folder.lock_path().exists());
+        let again = folder.lock().unwrap();
+        drop(again);
     }
 
     #[test]

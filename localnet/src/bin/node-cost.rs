@@ -29,6 +29,7 @@ use client::{AddressCard, Client};
 use localnet::baseline::{UnwrapBaseline, measure_unwrap};
 use localnet::fleet;
 use localnet::probe::metric_in;
+use localnet::usage::ProcessUsage;
 use localnet::{LocalNet, LocalNode, NetworkSpec, NodeRole};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -52,6 +53,10 @@ struct Cli {
     /// λ_P and λ_L of the network, as a fraction of the defaults (10/s, 2/s).
     #[arg(long, default_value_t = 1.0)]
     rate_scale: f64,
+    /// The gateways' group-commit hold in milliseconds (their
+    /// `[mailbox] group_commit_ms`; default: the gateway's own).
+    #[arg(long)]
+    group_commit_ms: Option<u64>,
     /// Mix nodes per layer.
     #[arg(long, default_value_t = 1)]
     mix_per_layer: usize,
@@ -78,10 +83,27 @@ struct Cli {
     /// A label for the run in the JSON line (e.g. a commit).
     #[arg(long, default_value = "")]
     label: String,
+    /// Starts no network: draws the runs of this `--json` file instead, as
+    /// two SVG charts in `--plot-dir` (`node_cost_cpu.svg`: CPU per packet
+    /// against packets per second; `node_cost_memory.svg`: resident memory
+    /// against clients; mix nodes and gateways, each point the mean of a
+    /// run's nodes of that role).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Where `--plot` writes its charts.
+    #[arg(long, default_value = ".")]
+    plot_dir: PathBuf,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(runs) = &cli.plot {
+        if let Err(e) = plot(runs, &cli.plot_dir) {
+            eprintln!("node-cost: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
         .enable_all()
@@ -98,40 +120,109 @@ fn main() {
     }
 }
 
-/// CPU time and resident memory of a process, from `/proc`.
-#[derive(Clone, Copy, Debug, Default)]
-struct ProcSample {
-    cpu: Duration,
-    rss_kib: u64,
+/// One role's mean over the nodes of one run, from a `--json` line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RolePoint {
+    clients: f64,
+    packets_per_s: f64,
+    ratio_to_unwraps: f64,
+    rss_mib: f64,
 }
 
-/// Clock ticks per second of `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`,
-/// 100 on every Linux this runs on).
-const CLOCK_TICKS: u64 = 100;
-
-fn proc_sample(pid: u32) -> Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces: fields count from after its ')'.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("/proc/PID/stat: no command name")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5) are the 12th and 13th after the name.
-    let tick = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    let ticks = tick(11) + tick(12);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("/proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    Ok(ProcSample {
-        cpu: Duration::from_millis(ticks * 1000 / CLOCK_TICKS),
-        rss_kib,
+/// The mean of `role`'s nodes in one `--json` line; `None` if it has none.
+fn role_point(run: &serde_json::Value, role: &str) -> Option<RolePoint> {
+    let nodes: Vec<&serde_json::Value> = run
+        .get("nodes")?
+        .as_array()?
+        .iter()
+        .filter(|n| n.get("role").and_then(|r| r.as_str()) == Some(role))
+        .collect();
+    if nodes.is_empty() {
+        return None;
+    }
+    let mean = |field: &str| -> Option<f64> {
+        let sum = nodes
+            .iter()
+            .map(|n| n.get(field).and_then(serde_json::Value::as_f64))
+            .sum::<Option<f64>>()?;
+        Some(sum / nodes.len() as f64)
+    };
+    Some(RolePoint {
+        clients: run.get("clients")?.as_f64()?,
+        packets_per_s: mean("packets_per_s")?,
+        ratio_to_unwraps: mean("ratio_to_unwraps")?,
+        rss_mib: mean("rss_mib")?,
     })
+}
+
+/// Draws the runs of a `--json` file (see [`Cli::plot`]).
+fn plot(runs: &Path, dir: &Path) -> Result<()> {
+    use simulations::plot::{Labels, Series, line_chart_svg};
+    let text = std::fs::read_to_string(runs).with_context(|| runs.display().to_string())?;
+    let mut lines = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let run: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {}", runs.display(), i + 1))?;
+        lines.push(run);
+    }
+    let series = |role: &str, name: &str, xy: fn(&RolePoint) -> (f64, f64)| {
+        let mut points: Vec<(f64, f64)> = lines
+            .iter()
+            .filter_map(|run| role_point(run, role))
+            .map(|p| xy(&p))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Series {
+            name: name.to_string(),
+            points,
+            ci95: Vec::new(),
+        }
+    };
+    let cpu = [
+        series("mix", "mix node", |p| (p.packets_per_s, p.ratio_to_unwraps)),
+        series(
+            "gateway",
+            "gateway (÷ its share of final-hop unwraps)",
+            |p| (p.packets_per_s, p.ratio_to_unwraps),
+        ),
+    ];
+    let memory = [
+        series("mix", "mix node", |p| (p.clients, p.rss_mib)),
+        series("gateway", "gateway", |p| (p.clients, p.rss_mib)),
+    ];
+    if cpu.iter().all(|s| s.points.is_empty()) {
+        bail!("{}: no run with mix nodes or gateways", runs.display());
+    }
+    for (file, labels, series) in [
+        (
+            "node_cost_cpu.svg",
+            Labels {
+                title: "CPU per packet against load (node-cost)",
+                x: "packets per second at the node",
+                y: "CPU per packet ÷ one unwrap",
+            },
+            &cpu,
+        ),
+        (
+            "node_cost_memory.svg",
+            Labels {
+                title: "Resident memory against clients (node-cost)",
+                x: "clients of the network",
+                y: "resident memory per node (MiB)",
+            },
+            &memory,
+        ),
+    ] {
+        let svg = line_chart_svg(labels, series).map_err(anyhow::Error::msg)?;
+        let path = dir.join(file);
+        std::fs::write(&path, svg).with_context(|| path.display().to_string())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// The `/metrics` page of a node.
@@ -150,7 +241,7 @@ struct Watched {
     clients: usize,
     /// Memory before any client connected.
     idle_rss_kib: u64,
-    start: Option<(ProcSample, String)>,
+    start: Option<(ProcessUsage, String)>,
     rss_max_kib: u64,
     queue_max: f64,
     queue_sum: f64,
@@ -171,7 +262,7 @@ impl Watched {
             metrics: node.metrics_url.clone(),
             prefix,
             clients,
-            idle_rss_kib: proc_sample(pid)?.rss_kib,
+            idle_rss_kib: ProcessUsage::read(pid)?.rss_kib,
             start: None,
             rss_max_kib: 0,
             queue_max: 0.0,
@@ -190,7 +281,7 @@ impl Watched {
     }
 
     async fn sample(&mut self) -> Result<()> {
-        let p = proc_sample(self.pid)?;
+        let p = ProcessUsage::read(self.pid)?;
         let m = scrape(&self.metrics).await?;
         self.rss_max_kib = self.rss_max_kib.max(p.rss_kib);
         let q = self.queue(&m);
@@ -204,7 +295,7 @@ impl Watched {
     }
 
     async fn finish(&self, secs: f64, unwrap: &UnwrapBaseline) -> Result<NodeCost> {
-        let end = proc_sample(self.pid)?;
+        let end = ProcessUsage::read(self.pid)?;
         let m = scrape(&self.metrics).await?;
         let (start, m0) = self.start.as_ref().context("never sampled")?;
         let delta = |name: &str| {
@@ -227,8 +318,13 @@ impl Watched {
         };
         let events = received + from_clients;
         let cpu_per_event_us = cpu * 1e6 / events.max(1.0);
-        // The unwraps this node had to do, at the baseline's price.
-        let unwrap_share_us = unwrap.micros * received / events.max(1.0);
+        // The unwraps this node had to do, at the baseline's price: a mix
+        // node's forward (two multiplications), a gateway's final hops (one).
+        let per_unwrap = match self.role {
+            NodeRole::Mix => unwrap.micros,
+            NodeRole::Gateway => unwrap.final_micros,
+        };
+        let unwrap_share_us = per_unwrap * received / events.max(1.0);
         let rss_growth = end.rss_kib.saturating_sub(self.idle_rss_kib);
         Ok(NodeCost {
             node: self.name.clone(),
@@ -245,6 +341,8 @@ impl Watched {
             cpu_per_packet_us: cpu_per_event_us,
             unwrap_share_us,
             ratio_to_unwraps: cpu_per_event_us / unwrap_share_us.max(1e-9),
+            switches_per_packet: end.context_switches.saturating_sub(start.context_switches) as f64
+                / events.max(1.0),
             rss_mib: end.rss_kib as f64 / 1024.0,
             rss_max_mib: self.rss_max_kib.max(end.rss_kib) as f64 / 1024.0,
             clients: self.clients,
@@ -273,6 +371,8 @@ struct NodeCost {
     /// The unwrap baseline times the share of events that are unwraps.
     unwrap_share_us: f64,
     ratio_to_unwraps: f64,
+    /// Context switches of the node's threads per packet event.
+    switches_per_packet: f64,
     rss_mib: f64,
     rss_max_mib: f64,
     clients: usize,
@@ -288,6 +388,8 @@ struct RunReport {
     clients: usize,
     messengers: usize,
     rate_scale: f64,
+    /// The gateways' group-commit hold (`None`: the gateway's default).
+    group_commit_ms: Option<u64>,
     lambda_p: f64,
     lambda_l: f64,
     secs: u64,
@@ -295,6 +397,9 @@ struct RunReport {
     unwrap_us_before: f64,
     unwrap_us_after: f64,
     unwrap_us: f64,
+    /// The final-hop unwrap (a gateway's baseline), before and after the load.
+    final_unwrap_us_before: f64,
+    final_unwrap_us_after: f64,
     messages_sent: usize,
     messages_received: usize,
     latency_ms_p50: Option<f64>,
@@ -428,8 +533,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let baseline_before = tokio::task::spawn_blocking(|| measure_unwrap(500, 3)).await??;
     eprintln!(
-        "node-cost: unwrap baseline {:.1} µs (thread CPU time)",
-        baseline_before.micros
+        "node-cost: unwrap baseline {:.1} µs forward, {:.1} µs final hop (thread CPU time)",
+        baseline_before.micros, baseline_before.final_micros
     );
     let defaults = NetworkSpec::default();
     let params = topology::NetworkParams::default();
@@ -443,6 +548,7 @@ async fn run(cli: Cli) -> Result<()> {
         lambda_m: params.lambda_m,
         // Nodes look for a new topology every 5 s instead of every 0.5 s.
         refresh_ms: 5000,
+        group_commit_ms: cli.group_commit_ms,
         ..defaults
     };
     let (lambda_p, lambda_l) = (spec.lambda_p, spec.lambda_l);
@@ -484,7 +590,7 @@ async fn run(cli: Cli) -> Result<()> {
     while trips.try_recv().is_ok() {}
     let sent_before = sent.load(std::sync::atomic::Ordering::Relaxed);
     let own_pid = std::process::id();
-    let load_start = proc_sample(own_pid)?;
+    let load_start = ProcessUsage::read(own_pid)?;
     for w in &mut watched {
         w.sample().await?;
     }
@@ -498,7 +604,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let load_end = proc_sample(own_pid)?;
+    let load_end = ProcessUsage::read(own_pid)?;
     let mut latencies = Vec::new();
     while let Ok(t) = trips.try_recv() {
         latencies.push(t.latency.as_secs_f64() * 1e3);
@@ -528,6 +634,7 @@ async fn run(cli: Cli) -> Result<()> {
         clients: cli.clients,
         messengers: m,
         rate_scale: cli.rate_scale,
+        group_commit_ms: cli.group_commit_ms,
         lambda_p,
         lambda_l,
         secs: cli.secs,
@@ -535,6 +642,8 @@ async fn run(cli: Cli) -> Result<()> {
         unwrap_us_before: baseline_before.micros,
         unwrap_us_after: baseline_after.micros,
         unwrap_us: baseline_before.micros,
+        final_unwrap_us_before: baseline_before.final_micros,
+        final_unwrap_us_after: baseline_after.final_micros,
         messages_sent,
         messages_received: latencies.len(),
         latency_ms_p50: percentile(&latencies, 0.5),
@@ -563,17 +672,17 @@ fn print_table(r: &RunReport) {
         r.clients, r.lambda_p, r.lambda_l, r.messengers, r.message_interval_ms, r.secs
     );
     println!(
-        "unwrap baseline (protocol::sphinx, thread CPU): {:.1} µs before the load, {:.1} µs after",
-        r.unwrap_us_before, r.unwrap_us_after
+        "unwrap baseline (protocol::sphinx, thread CPU): {:.1} µs before the load, {:.1} µs after; at a final hop (gateways) {:.1} µs and {:.1} µs",
+        r.unwrap_us_before, r.unwrap_us_after, r.final_unwrap_us_before, r.final_unwrap_us_after
     );
     println!();
     println!(
-        "| node | packets/s | unwraps/s | stored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | RSS MiB | KiB/client | queue mean / max | dropped |"
+        "| node | packets/s | unwraps/s | stored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in &r.nodes {
         println!(
-            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
             n.node,
             n.packets_per_s,
             n.unwraps_per_s,
@@ -582,6 +691,7 @@ fn print_table(r: &RunReport) {
             n.cpu_per_packet_us,
             n.unwrap_share_us,
             n.ratio_to_unwraps,
+            n.switches_per_packet,
             n.rss_mib,
             n.kib_per_client
                 .map(|k| format!("{k:.0}"))
@@ -617,19 +727,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_is_read_from_proc_with_its_cpu_and_memory() {
-        let me = std::process::id();
-        let before = proc_sample(me).unwrap();
-        // Busy for a few clock ticks of /proc (10 ms each).
-        let started = Instant::now();
-        let mut x = 0u64;
-        while started.elapsed() < Duration::from_millis(200) {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
-        let after = proc_sample(me).unwrap();
-        assert!(after.cpu > before.cpu, "{before:?} {after:?}");
-        assert!(after.rss_kib > 0);
-        assert!(proc_sample(u32::MAX).is_err());
+    fn a_role_point_is_the_mean_of_that_roles_nodes() {
+        let run: serde_json::Value = serde_json::from_str(
+            r#"{"clients": 30, "nodes": [
+                {"role": "mix", "packets_per_s": 700.0, "ratio_to_unwraps": 1.5, "rss_mib": 16.0},
+                {"role": "mix", "packets_per_s": 720.0, "ratio_to_unwraps": 1.7, "rss_mib": 18.0},
+                {"role": "gateway", "packets_per_s": 540.0, "ratio_to_unwraps": 2.9, "rss_mib": 24.0}
+            ]}"#,
+        )
+        .unwrap();
+        let mix = role_point(&run, "mix").unwrap();
+        assert_eq!(mix.clients, 30.0);
+        assert!((mix.packets_per_s - 710.0).abs() < 1e-9);
+        assert!((mix.ratio_to_unwraps - 1.6).abs() < 1e-9);
+        assert!((mix.rss_mib - 17.0).abs() < 1e-9);
+        assert_eq!(role_point(&run, "gateway").unwrap().rss_mib, 24.0);
+        assert_eq!(role_point(&run, "directory"), None);
+        // A node without a figure makes no point.
+        let broken: serde_json::Value =
+            serde_json::from_str(r#"{"clients": 3, "nodes": [{"role": "mix"}]}"#).unwrap();
+        assert_eq!(role_point(&broken, "mix"), None);
+    }
+
+    #[test]
+    fn plotting_writes_both_charts_and_refuses_a_file_without_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs.jsonl");
+        std::fs::write(
+            &runs,
+            concat!(
+                r#"{"clients": 10, "nodes": [{"role": "mix", "packets_per_s": 250.0, "ratio_to_unwraps": 2.1, "rss_mib": 16.0}, {"role": "gateway", "packets_per_s": 180.0, "ratio_to_unwraps": 4.7, "rss_mib": 20.0}]}"#,
+                "\n",
+                r#"{"clients": 100, "nodes": [{"role": "mix", "packets_per_s": 2400.0, "ratio_to_unwraps": 1.35, "rss_mib": 21.0}, {"role": "gateway", "packets_per_s": 1800.0, "ratio_to_unwraps": 1.8, "rss_mib": 38.0}]}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        plot(&runs, dir.path()).unwrap();
+        let cpu = std::fs::read_to_string(dir.path().join("node_cost_cpu.svg")).unwrap();
+        assert!(cpu.starts_with("<svg") && cpu.contains("mix node"));
+        let memory = std::fs::read_to_string(dir.path().join("node_cost_memory.svg")).unwrap();
+        assert!(memory.contains("clients of the network"));
+        std::fs::write(&runs, "{\"clients\": 1, \"nodes\": []}\n").unwrap();
+        assert!(plot(&runs, dir.path()).is_err());
+        std::fs::write(&runs, "not json\n").unwrap();
+        assert!(plot(&runs, dir.path()).is_err());
     }
 
     #[test]

@@ -74,6 +74,12 @@ impl CloseReason {
         CloseReason::ALL.into_iter().find(|r| *r as u8 == b)
     }
 
+    /// The reason whose code is `code`, as a gateway also gives it as the
+    /// application error code of the QUIC connection it closes.
+    pub fn from_code(code: u64) -> Option<Self> {
+        u8::try_from(code).ok().and_then(Self::from_byte)
+    }
+
     /// A short label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -520,6 +526,16 @@ impl<M: LinkMessage> LinkDecoder<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_close_reason_is_found_by_its_code_and_no_other_code_is() {
+        for reason in CloseReason::ALL {
+            assert_eq!(CloseReason::from_code(reason as u8 as u64), Some(reason));
+        }
+        for code in [0, 9, 255, 256 + CloseReason::Replaced as u64, u64::MAX] {
+            assert_eq!(CloseReason::from_code(code), None, "{code}");
+        }
+    }
 
     #[test]
     fn partial_messages_wait_for_more_bytes() {

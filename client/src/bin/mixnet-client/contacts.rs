@@ -20,6 +20,12 @@ fn name(text: &str) -> Result<ContactName> {
 /// Runs `action` on the book of the folder `dir`, and saves the book when it changed.
 pub fn run(dir: &Path, action: ContactsAction) -> Result<()> {
     let folder = DataFolder::new(dir);
+    // A change is read, made and saved under the folder's lock, so that a
+    // running client's later save cannot undo it.
+    let _lock = match action {
+        ContactsAction::Add { .. } | ContactsAction::Remove { .. } => Some(folder.lock()?),
+        ContactsAction::List | ContactsAction::Verify { .. } => None,
+    };
     let mut unlocked = unlock(&folder)?;
     let changed = match action {
         ContactsAction::Add {

@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 use client::shell::clock::unix_now;
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
 use client::{
-    AddressCard, Client, ClientOptions, ContactName, OpenError, Outgoing, PeerAddress, Recipient,
-    SendStatus,
+    AddressCard, Client, ClientOptions, ContactName, DataFolderError, OpenError, Outgoing,
+    PeerAddress, Recipient, SendStatus,
 };
 use client_core::sessions::{RotationSchedule, utc};
 use protocol::NodeId;
@@ -295,14 +295,24 @@ async fn run(command: Command) -> Result<()> {
             init(&dir, &pin, gateway.as_deref(), residency).await
         }
         Command::Address { dir, plain, short } => {
-            let mut unlocked = unlock(&DataFolder::new(&dir))?;
+            let folder = DataFolder::new(&dir);
+            // The card's prekeys are rotated here when due, unless a running
+            // client holds the folder: that one rotates them itself.
+            let lock = match folder.lock() {
+                Ok(lock) => Some(lock),
+                Err(DataFolderError::InUse { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut unlocked = unlock(&folder)?;
             let address = unlocked.address();
             if plain {
                 println!("{address}");
             } else if short {
                 println!("{}", unlocked.book.short_address(address.gateway));
             } else {
-                rotate_if_due(&mut unlocked)?;
+                if lock.is_some() {
+                    rotate_if_due(&mut unlocked)?;
+                }
                 let card = unlocked.book.card(address);
                 println!("{card}");
                 print_expiry(&card);

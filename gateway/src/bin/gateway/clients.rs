@@ -138,11 +138,15 @@ async fn write_loop(
                     break;
                 }
             }
-            WriterCommand::Close => {
+            WriterCommand::Close(reason) => {
                 // Let the `Close` message reach the client before the connection ends.
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-                break;
+                // The reason again as the connection's error code: a client
+                // that finds the connection closed before it read the
+                // message (a write failing first, say) still learns why.
+                connection.close(u32::from(reason as u8).into(), reason.as_str().as_bytes());
+                return;
             }
         }
     }

@@ -22,6 +22,7 @@ use gateway::enrollment::EnrollmentFiles;
 use gateway_core::{GatewayAction, GatewayCore, SessionId};
 use nodeshell::journal::ReplayJournal;
 use nodeshell::{Node, Opened};
+use protocol::link::CloseReason;
 use protocol::packet::{Delivery, OutgoingPacket};
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot};
@@ -30,14 +31,6 @@ use crate::metrics::GatewayMetrics;
 
 /// Most events handled between two looks at the clock and the topology.
 const BATCH: usize = 256;
-
-/// How long a turn of the loop waits, after the client event or final hop
-/// that started it, for others to commit with: one commit (a disk sync) for
-/// all. Every delivery and every acknowledgement waits alike, whoever its
-/// recipient and whether or not it is online, so when a SURB-ack leaves
-/// still tells nothing about the recipient; a client's packets into layer 1
-/// wait the same hold.
-const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// What a client connection tells the core.
 pub enum SessionEvent {
@@ -69,8 +62,9 @@ pub enum SessionEvent {
 pub enum WriterCommand {
     /// Write these bytes.
     Bytes(Vec<u8>),
-    /// Finish the stream and close the connection.
-    Close,
+    /// Finish the stream and close the connection, with the reason as its
+    /// application error code.
+    Close(CloseReason),
 }
 
 /// A final-hop packet unwrapped by a worker, with its replay tag
@@ -93,6 +87,13 @@ pub struct CoreLoop {
     pub rng: ChaCha20Rng,
     /// Closed admission's files (invites, used invites, revocations); `None`: open.
     pub enrollment: Option<EnrollmentFiles>,
+    /// How long a turn of the loop waits, after the client event or final
+    /// hop that started it, for others to commit with: one commit (a disk
+    /// sync) for all (`[mailbox] group_commit_ms`). Every delivery and every
+    /// acknowledgement waits alike, whoever its recipient and whether or not
+    /// it is online, so when a SURB-ack leaves still tells nothing about the
+    /// recipient; a client's packets into layer 1 wait the same hold.
+    pub group_commit: std::time::Duration,
 }
 
 /// How often closed admission's files are looked at for changes.
@@ -203,7 +204,7 @@ impl CoreLoop {
     }
 
     /// The rest of a turn that `first` (final hops, or none after a client
-    /// event) started: waits [`GROUP_COMMIT`], reads what else waits, and
+    /// event) started: waits the group-commit hold, reads what else waits, and
     /// commits once: the deliveries with the acknowledgements read in the
     /// turn, or the acknowledgements alone.
     async fn group_commit(
@@ -213,7 +214,9 @@ impl CoreLoop {
         writers: &mut HashMap<SessionId, mpsc::Sender<WriterCommand>>,
         first: Vec<FinalHop>,
     ) -> Vec<GatewayAction> {
-        tokio::time::sleep(GROUP_COMMIT).await;
+        if !self.group_commit.is_zero() {
+            tokio::time::sleep(self.group_commit).await;
+        }
         let mut actions = self.more_client_events(clients, writers);
         let batch = more_final_hops(final_hops, first);
         if batch.is_empty() {
@@ -305,9 +308,9 @@ impl CoreLoop {
                         writers.remove(&session);
                     }
                 }
-                GatewayAction::Close { session, .. } => {
+                GatewayAction::Close { session, reason } => {
                     if let Some(writer) = writers.remove(&session) {
-                        let _ = writer.try_send(WriterCommand::Close);
+                        let _ = writer.try_send(WriterCommand::Close(reason));
                     }
                 }
                 GatewayAction::Forward(packet) => self.forward(packet),

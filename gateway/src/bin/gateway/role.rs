@@ -139,6 +139,7 @@ impl Role for GatewayRole {
             rng: input.rng,
             enrollment: (clients.admission == gateway::config::Admission::Closed)
                 .then(|| gateway::enrollment::EnrollmentFiles::new(&self.data_dir)),
+            group_commit: self.config.mailbox.group_commit(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
