@@ -27,8 +27,8 @@ pub enum DataFolderError {
     /// the folder.
     #[error(
         "{}: in use by another mixnet-client{}: one process runs a client at a time \
-         (its gateway keeps one session per client); stop that one first, or send \
-         and receive in one process with `chat`",
+         (its gateway keeps one session per client); stop that one first (a running \
+         `receive` or `chat` takes `send` and `recall` from other processes)",
         path.display(),
         holder.map(|pid| format!(" (process {pid})")).unwrap_or_default()
     )]

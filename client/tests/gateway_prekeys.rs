@@ -130,20 +130,21 @@ async fn sessions_start_from_short_addresses_with_one_time_prekeys_from_the_gate
     // Alice's client refills the supply when it runs low, not before.
     assert_eq!(metric(gw0, ONE_TIME_STORED).await, 200.0);
 
-    // While Alice's `receive` runs, a second process of hers is refused at
-    // once, saying why and what to do, rather than taking her gateway
-    // session from the first (the two would take it back and forth).
-    let refused = send(&alice, &bob_short, "hello back");
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("in use by another mixnet-client"), "{err}");
-    assert!(err.contains("`chat`"), "{err}");
-    drop(alice_receives);
-
-    // Alice answers Bob by his short address.
-    let (_bob_receives, bob_lines) = receiver(&bob, &["--json"]);
+    // While Alice's `receive` runs, her `send` from a second terminal is
+    // handed to it (a second process of hers would take her gateway session
+    // from the first): it reaches Bob, by his short address, waiting in his
+    // mailbox until he runs his client.
     let sent = send(&alice, &bob_short, "hello back");
     sent_ok(&sent);
+    let err = String::from_utf8_lossy(&sent.stderr);
+    assert!(err.contains("handed to the client running on"), "{err}");
+    // It prints what a `send` of its own would: `ready`, then the id.
+    let out = String::from_utf8_lossy(&sent.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"ready"), "{out}");
+    assert_eq!(lines.get(1).map(|id| id.len()), Some(32), "{out}");
+    drop(alice_receives);
+    let (_bob_receives, bob_lines) = receiver(&bob, &["--json"]);
     let got = next_json(&bob_lines);
     assert_eq!(got["text"], "hello back");
     assert_eq!(got["short_address"], alice_short.as_str());

@@ -12,6 +12,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -305,6 +306,20 @@ fn a_second_client_of_one_address_is_refused_here_and_not_fought_from_elsewhere(
     let err = String::from_utf8_lossy(&second.stderr);
     let holder = format!("in use by another mixnet-client (process {})", first.0.id());
     assert!(err.contains(&holder), "{err}");
+
+    // The first listens for `send` and `recall` of other processes on a
+    // socket only the folder's owner may open; a request it does not know
+    // is answered with a refusal, and the client goes on.
+    let socket = alice.join("client.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    for stranger in ["not json\n", "{\"delete\":{\"id\":\"x\"}}\n"] {
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        conn.write_all(stranger.as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(conn).read_line(&mut reply).unwrap();
+        assert!(reply.starts_with("{\"failed\":\"not a request"), "{reply}");
+    }
 
     // The copy elsewhere takes the gateway session: the first gives way
     // and waits the longest backoff (15 to 30 s) before it dials again,

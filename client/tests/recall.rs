@@ -3,7 +3,8 @@
 //! received (its gateway deleted it; the notice it stored names a message
 //! the recipient does not know, and is dropped); a message
 //! recalled after delivery is reported recalled by the recipient's
-//! `receive`; an id the client did not send is refused with a clear error.
+//! `receive` (the recall handed to the sender's running `receive`); an id
+//! the client did not send is refused with a clear error.
 //! Needs the node binaries built beside the test (or `MIXNET_BIN_DIR`).
 
 #![allow(
@@ -127,8 +128,14 @@ async fn recall_before_and_after_delivery() {
     assert_eq!(got["text"], "meant to be sent");
 
     // After delivery: the recall reaches Bob's client in the session, and
-    // his `receive` reports it.
-    ok(&recall(&alice, &second), "recall after delivery");
+    // his `receive` reports it. Alice's `receive` runs meanwhile, so her
+    // `recall` is handed to it rather than refused.
+    let (alice_receives, _) = on_localnet::receiver(&alice, &[]);
+    let out = recall(&alice, &second);
+    ok(&out, "recall after delivery");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("handed to the client running on"), "{said}");
+    drop(alice_receives);
     let got = receive_one(&bob);
     assert_eq!(got["recalled"], second.as_str(), "{got}");
 

@@ -2,6 +2,7 @@
 
 mod contacts;
 mod exit_metrics;
+mod handoff;
 mod output;
 
 use std::io::{Read, Write};
@@ -11,14 +12,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use audit::logging::LogFormat;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, Subcommand};
 use client::shell::clock::unix_now;
 use client::shell::{CreateOptions, DataFolder, Passphrase, UnlockedFolder, os_seed};
 use client::{
     AddressCard, Client, ClientOptions, ContactName, DataFolderError, OpenError, Outgoing,
-    PeerAddress, Recipient, SendStatus,
+    PeerAddress, Recipient,
 };
 use client_core::sessions::{RotationSchedule, utc};
+use handoff::{HandoffListener, Reply};
 use protocol::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -120,7 +124,8 @@ enum Command {
         #[command(subcommand)]
         action: ContactsAction,
     },
-    /// Sends one message and waits until it is delivered.
+    /// Sends one message and waits until it is delivered. While `receive`
+    /// or `chat` runs on the folder, the message is handed to it.
     Send {
         /// The client's data folder.
         #[arg(long)]
@@ -139,7 +144,8 @@ enum Command {
     /// Recalls a message this client sent (`send` printed its id): its
     /// recipient's gateway deletes it if it still waits there; if it was
     /// delivered, the recipient's client reports it recalled. Waits until
-    /// the recall is delivered.
+    /// the recall is delivered. While `receive` or `chat` runs on the
+    /// folder, the recall is handed to it.
     Recall {
         /// The client's data folder.
         #[arg(long)]
@@ -325,7 +331,8 @@ async fn run(command: Command) -> Result<()> {
             lifetime,
             message,
         } => {
-            let to = parse_target(&dir, &to)?;
+            let to_text = to;
+            let to = parse_target(&dir, &to_text)?;
             let bytes = match message {
                 Some(text) => text.into_bytes(),
                 None => {
@@ -336,9 +343,23 @@ async fn run(command: Command) -> Result<()> {
                     bytes
                 }
             };
+            let request = handoff::Request::Send {
+                to: to_text,
+                message: BASE64.encode(&bytes),
+                lifetime_secs: lifetime,
+            };
+            if handoff::hand_over(&dir, &request).await?.is_some() {
+                return Ok(());
+            }
             send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
-        Command::Recall { dir, id } => recall(&dir, &id).await,
+        Command::Recall { dir, id } => {
+            let request = handoff::Request::Recall { id: id.clone() };
+            if handoff::hand_over(&dir, &request).await?.is_some() {
+                return Ok(());
+            }
+            recall(&dir, &id).await
+        }
         Command::Receive { dir, count, json } => receive(&dir, count, json).await,
         Command::Chat { dir, to } => chat(&dir, &parse_target(&dir, &to)?).await,
         Command::Contacts { dir, action } => contacts::run(&dir, action),
@@ -579,17 +600,8 @@ async fn reach(client: &Client, to: &Target) -> Result<Recipient> {
 /// Shows progress on stderr until `outgoing` is delivered or failed.
 async fn follow(mut outgoing: Outgoing) -> Result<()> {
     loop {
-        match outgoing.status() {
-            SendStatus::Delivered => {
-                eprintln!("delivered");
-                return Ok(());
-            }
-            SendStatus::Sent => {
-                eprintln!("sent (no acknowledgement asked for)");
-                return Ok(());
-            }
-            SendStatus::Failed(reason) => bail!("not delivered: {reason}"),
-            SendStatus::Progress { acked, total } => eprintln!("waiting for ack {acked}/{total}"),
+        if Reply::of(outgoing.status()).show()? {
+            return Ok(());
         }
         if outgoing.changed().await.is_none() {
             bail!("the client stopped");
@@ -604,8 +616,7 @@ async fn send(dir: &Path, to: &Target, bytes: Vec<u8>, lifetime: Option<Duration
         Some(lifetime) => client.send_expiring(to, bytes, lifetime).await?,
         None => client.send(to, bytes).await?,
     };
-    println!("{}", output::message_id(&outgoing.id()));
-    std::io::stdout().flush()?;
+    Reply::Id(output::message_id(&outgoing.id())).show()?;
     let result = follow(outgoing).await;
     client.shutdown().await;
     result
@@ -622,7 +633,8 @@ async fn recall(dir: &Path, id: &str) -> Result<()> {
 }
 
 async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
-    let client = connect(dir).await?;
+    let client = Arc::new(connect(dir).await?);
+    let handoff = HandoffListener::start(dir, client.clone())?;
     let mut received = 0u64;
     while count.is_none_or(|n| received < n) {
         tokio::select! {
@@ -650,12 +662,16 @@ async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    client.shutdown().await;
+    handoff.stop().await;
+    if let Ok(client) = Arc::try_unwrap(client) {
+        client.shutdown().await;
+    }
     Ok(())
 }
 
 async fn chat(dir: &Path, to: &Target) -> Result<()> {
     let client = Arc::new(connect(dir).await?);
+    let handoff = HandoffListener::start(dir, client.clone())?;
     let to = reach(&client, to).await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut pending = tokio::task::JoinSet::new();
@@ -687,6 +703,7 @@ async fn chat(dir: &Path, to: &Target) -> Result<()> {
         }
     }
     drop(pending);
+    handoff.stop().await;
     if let Ok(client) = Arc::try_unwrap(client) {
         client.shutdown().await;
     }
