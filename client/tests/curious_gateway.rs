@@ -133,22 +133,29 @@ async fn the_recipients_gateway_stores_only_sealed_bodies_of_one_size() {
     let at_bob = stored(&mut net, 1, &bob_card.address.client_key);
     check(&at_bob, &cards, 50);
 
-    // Bob comes back, answers each through its SURBs and writes 50 of his
-    // own, while Alice is away.
+    // Bob comes back, reads Alice's messages, writes 50 of his own and
+    // answers each of hers through its SURBs, while Alice is away. (His own
+    // come first in his sending chain: Alice, restarted, cannot read the
+    // replies, and had they come first, a message of his more than 64
+    // numbers past the last one she read would not be found: docs/e2ee.md,
+    // "Routing tags".)
     alice.shutdown().await;
     let bob = on_localnet::connect(&bob_dir, options()).await;
-    let mut outgoing = Vec::new();
+    let mut replies = Vec::new();
     for _ in 0..50 {
         let m = tokio::time::timeout(Duration::from_secs(60), bob.recv())
             .await
             .expect("every message")
             .unwrap();
-        let reply = m.reply.expect("the sender attached SURBs");
-        bob.reply(reply, b"re".to_vec()).await.unwrap();
+        replies.push(m.reply.expect("the sender attached SURBs"));
     }
+    let mut outgoing = Vec::new();
     for i in 0..50u8 {
         let text = format!("message {i} from bob").into_bytes();
         outgoing.push(bob.send(&alice_card.address, text).await.unwrap());
+    }
+    for reply in replies {
+        bob.reply(reply, b"re".to_vec()).await.unwrap();
     }
     for o in outgoing {
         tokio::time::timeout(Duration::from_secs(90), o.delivered())
