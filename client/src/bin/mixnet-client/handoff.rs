@@ -320,11 +320,10 @@ pub async fn hand_over(dir: &Path, request: &Request) -> Result<Option<()>> {
         .await
         .with_context(|| format!("{}", path.display()))?;
     let mut lines = BufReader::new(read).lines();
-    let is_send = matches!(request, Request::Send { .. });
     eprintln!("handed to the client running on {}", dir.display());
-    if is_send {
-        println!("ready");
-    } else {
+    // As a client of its own would: `ready` once it can send.
+    println!("ready");
+    if matches!(request, Request::Recall { .. }) {
         eprintln!("recall sent");
     }
     loop {
