@@ -305,12 +305,12 @@ async fn write_reply(
 
 /// Hands `request` to the client running on `dir`, if one listens there, and
 /// prints its replies as `send` and `recall` print their own progress.
-/// `Ok(None)`: nobody listens (no socket, or a dead client's).
-pub async fn hand_over(dir: &Path, request: &Request) -> Result<Option<()>> {
+/// `Ok(false)`: nobody listens (no socket, or a dead client's).
+pub async fn hand_over(dir: &Path, request: &Request) -> Result<bool> {
     let path = socket_path(dir);
     let stream = match UnixStream::connect(&path).await {
         Ok(stream) => stream,
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(false),
     };
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request)?;
@@ -333,7 +333,7 @@ pub async fn hand_over(dir: &Path, request: &Request) -> Result<Option<()>> {
         let reply: Reply = serde_json::from_str(&line)
             .with_context(|| format!("{}: not a reply: {line}", path.display()))?;
         if reply.show()? {
-            return Ok(Some(()));
+            return Ok(true);
         }
     }
 }

@@ -348,14 +348,14 @@ async fn run(command: Command) -> Result<()> {
                 message: BASE64.encode(&bytes),
                 lifetime_secs: lifetime,
             };
-            if handoff::hand_over(&dir, &request).await?.is_some() {
+            if handoff::hand_over(&dir, &request).await? {
                 return Ok(());
             }
             send(&dir, &to, bytes, lifetime.map(Duration::from_secs)).await
         }
         Command::Recall { dir, id } => {
             let request = handoff::Request::Recall { id: id.clone() };
-            if handoff::hand_over(&dir, &request).await?.is_some() {
+            if handoff::hand_over(&dir, &request).await? {
                 return Ok(());
             }
             recall(&dir, &id).await
