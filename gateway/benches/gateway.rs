@@ -71,6 +71,7 @@ fn mailbox(c: &mut Criterion) {
                         payload: vec![0xAB; SPHINX_PAYLOAD_SIZE],
                         lifetime: None,
                         recall_tag: None,
+                        id: None,
                     })
                     .collect();
                 let results = redb.put_batch(Timestamp::from_nanos(batches), batch);

@@ -539,7 +539,7 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         Some(gw.clients)
     );
 
-    // Online: stored, pushed, acknowledged, deleted.
+    // Online: pushed at once, taken, never stored.
     let connection = QuicGatewayLink::connect(gw.clients, gw.id, &bob)
         .await
         .unwrap();
@@ -572,7 +572,8 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         hello_bob()
     );
     connection.ack(id).await.unwrap();
-    // Once stored, the SURB-ack leaves for the first layer-1 node.
+    // Once taken, the SURB-ack leaves for the first layer-1 node (at the
+    // end of its hold).
     let first = topology.layers[0][0].id;
     let mix = net.mixes.iter_mut().find(|m| m.id == first).unwrap();
     let ack = tokio::time::timeout(WAIT, mix.incoming.recv())
@@ -581,8 +582,10 @@ async fn final_hop_messages_are_stored_delivered_and_survive_a_kill_exactly_once
         .unwrap();
     assert_eq!(ack.from, PeerId(gw.id.0));
     assert_eq!(ack.packet.len(), PACKET_SIZE);
-    gw.await_metric("gateway_mailbox_acknowledged_total", 1)
+    gw.await_metric("gateway_mailbox_taken_unstored_total", 1)
         .await;
+    assert_eq!(gw.metric("gateway_mailbox_stored_total"), 0);
+    assert_eq!(gw.metric("gateway_surb_acks_sent_total"), 1);
     connection.close().await;
 
     // Offline: stored durably, then the gateway is killed.

@@ -332,6 +332,7 @@ fn a_batch_respects_quotas_within_itself_and_is_durable_as_a_whole() {
             payload: vec![n; 4],
             lifetime: None,
             recall_tag: None,
+            id: None,
         })
         .collect();
     {
@@ -415,6 +416,7 @@ fn tagged(client: [u8; 32], tag: u8, payload: &[u8]) -> NewMessage {
         payload: payload.to_vec(),
         lifetime: None,
         recall_tag: Some(RecallTag([tag; 32])),
+        id: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use protocol::address::DROP_DESTINATION;
 use protocol::format::PacketFormat;
-use protocol::frame::{Frame, SealedContent};
+use protocol::frame::{Frame, SURB_ACK_HOLD, SealedContent};
 use protocol::packet::{DelaySampler, OutgoingPacket, RouteHop};
 use protocol::surb::Surb;
 use protocol::time::Timestamp;
@@ -133,7 +133,10 @@ impl<R: RouteSource, F: PacketFormat> PacketBuilder<'_, R, F> {
             packet,
             recovery: home.recovery,
             arrival,
-            ack_due: arrival.saturating_add(home.delay.saturating_add(margin)),
+            // Its gateway holds every SURB-ack the same fixed time.
+            ack_due: arrival
+                .saturating_add(SURB_ACK_HOLD)
+                .saturating_add(home.delay.saturating_add(margin)),
         })
     }
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use protocol::format::{PacketFormat, ReplyRecovery};
 use protocol::fragment::{Fragment, FragmentId, MessageId};
-use protocol::frame::{Frame, RecallFrame, SealedContent};
+use protocol::frame::{Frame, RecallFrame, SURB_ACK_HOLD, SealedContent};
 use protocol::recall::RecallSecret;
 use protocol::surb::{Surb, SurbId};
 use protocol::time::Timestamp;
@@ -328,7 +328,10 @@ impl<Rec: ReplyRecovery> Outbox<Rec> {
         let Ok(home) = builder.surb_home(rng, stats) else {
             return Attempt::Blocked;
         };
-        let (surb_ack, recovery, back) = (home.surb, home.recovery, home.delay);
+        // The recipient's gateway sends the SURB-ack a fixed hold after the
+        // packet reached it.
+        let back = home.delay.saturating_add(SURB_ACK_HOLD);
+        let (surb_ack, recovery) = (home.surb, home.recovery);
         let mut mixes = home.mixes;
         let surb_id = recovery.id();
         let blame = matches!(message.target, Target::Address(_));

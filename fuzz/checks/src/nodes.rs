@@ -9,6 +9,7 @@ use gateway_core::{
 };
 use mixnode_core::{Action, DropReason, MixerRole};
 use protocol::address::DROP_DESTINATION;
+use protocol::frame::SURB_ACK_HOLD;
 use protocol::link::auth::prove;
 use protocol::link::{ClientMessage, GatewayMessage, LinkDecoder, LinkMessage};
 use protocol::packet::{Delivery, PACKET_SIZE, SURB_ID_SIZE};
@@ -195,8 +196,8 @@ pub fn gateway_session(data: &[u8]) {
 /// of `destination choice, SURB choice, payload`. Checked: one outcome per
 /// delivery; the mailbox grows by exactly the deliveries stored less what
 /// recalls deleted, and only for the registered client; every ack sent is
-/// for a stored (or drop cover, or recall) delivery; whatever is refused is
-/// counted.
+/// for a stored (or drop cover, or recall) delivery, at the end of its hold;
+/// whatever is refused is counted.
 pub fn gateway_final_hop(data: &[u8]) {
     let mut input = Input::new(data);
     let mut core = gateway(0);
@@ -256,8 +257,10 @@ pub fn gateway_final_hop(data: &[u8]) {
                     recalled += deleted;
                     acked += usize::from(*a);
                 }
-                // Never drawn: no delivery here goes to the prekey service.
+                // Never drawn: no delivery here goes to the prekey service,
+                // and no client is online to push to.
                 FinalHop::Prekey(_) => {}
+                FinalHop::Pushed { .. } => panic!("pushed with no session open"),
                 FinalHop::Dropped(reason) => {
                     if delivery.destination == [7; 32] {
                         assert_eq!(*reason, GatewayDropReason::UnknownClient);
@@ -272,9 +275,12 @@ pub fn gateway_final_hop(data: &[u8]) {
             before.messages + stored,
             "one message per store, less what recalls deleted"
         );
+        // The acks leave at the end of their hold.
+        let released = core.handle_timeout(now.saturating_add(SURB_ACK_HOLD));
         let forwards = report
             .actions
             .iter()
+            .chain(&released)
             .filter(|a| matches!(a, GatewayAction::Forward(_)))
             .count();
         assert_eq!(forwards, acked, "an ack per stored or discarded delivery");

@@ -242,6 +242,9 @@ pub struct NewMessage {
     pub lifetime: Option<Duration>,
     /// What a recall may delete it by (`None`: nothing may).
     pub recall_tag: Option<RecallTag>,
+    /// The id it was given before it was stored ([`Mailbox::reserve_id`]:
+    /// it was pushed to its client first); `None`: the next id.
+    pub id: Option<MailboxId>,
 }
 
 /// The gateway's mailboxes: ids, retention, quotas and counts over a [`MailboxStore`].
@@ -295,6 +298,7 @@ impl<S: MailboxStore> Mailbox<S> {
             payload,
             lifetime,
             recall_tag: None,
+            id: None,
         };
         self.put_batch(now, vec![message])
             .pop()
@@ -345,8 +349,11 @@ impl<S: MailboxStore> Mailbox<S> {
             let keep = m
                 .lifetime
                 .map_or(self.config.retention, |l| l.min(self.config.retention));
-            let id = MailboxId(next_id);
-            next_id = next_id.saturating_add(1);
+            let id = m.id.unwrap_or_else(|| {
+                let id = MailboxId(next_id);
+                next_id = next_id.saturating_add(1);
+                id
+            });
             total.add(bytes);
             *added.entry(m.client).or_default() += 1;
             results.push(Ok(id));
@@ -384,6 +391,17 @@ impl<S: MailboxStore> Mailbox<S> {
             self.forget(r);
         }
         (results, Ok(removed.len()))
+    }
+
+    /// Takes the next id for a message not stored yet (one pushed to its
+    /// client before it is stored, if ever), so that it keeps its place in
+    /// the order of ids. An id reserved and never stored is never used again
+    /// while the gateway runs; after a restart it may be, since it names no
+    /// stored message.
+    pub fn reserve_id(&mut self) -> MailboxId {
+        let id = MailboxId(self.next_id);
+        self.next_id = self.next_id.saturating_add(1);
+        id
     }
 
     /// Up to `limit` undelivered messages of `client` with ids above `after`, oldest first.

@@ -206,6 +206,8 @@ pub struct GatewayStats {
     mailbox_messages: AtomicU64,
     mailbox_bytes: AtomicU64,
     stored: AtomicU64,
+    taken_unstored: AtomicU64,
+    held: AtomicU64,
     expired: AtomicU64,
     delivered: AtomicU64,
     acknowledged: AtomicU64,
@@ -248,6 +250,11 @@ pub struct GatewayStatsSnapshot {
     pub mailbox_bytes: u64,
     /// Messages committed to the mailbox.
     pub stored: u64,
+    /// Messages pushed to an online client and acknowledged before they
+    /// were due to be written: never stored.
+    pub taken_unstored: u64,
+    /// Messages pushed and held in memory now, not stored (yet).
+    pub held: u64,
     /// Messages removed because their retention ran out.
     pub expired: u64,
     /// `Deliver` messages pushed to clients (a redelivery counts again).
@@ -348,6 +355,12 @@ impl GatewayStats {
     }
     pub(crate) fn stored(&self) {
         bump(&self.stored);
+    }
+    pub(crate) fn taken_unstored(&self) {
+        bump(&self.taken_unstored);
+    }
+    pub(crate) fn set_held(&self, n: u64) {
+        self.held.store(n, Ordering::Relaxed);
     }
     pub(crate) fn expired(&self, n: u64) {
         self.expired.fetch_add(n, Ordering::Relaxed);
@@ -452,6 +465,8 @@ impl GatewayStats {
             mailbox_messages: load(&self.mailbox_messages),
             mailbox_bytes: load(&self.mailbox_bytes),
             stored: load(&self.stored),
+            taken_unstored: load(&self.taken_unstored),
+            held: load(&self.held),
             expired: load(&self.expired),
             delivered: load(&self.delivered),
             acknowledged: load(&self.acknowledged),

@@ -21,7 +21,7 @@ use gateway_core::{
 use mixnode_core::MixerRole;
 use protocol::address::DROP_DESTINATION;
 use protocol::fragment::{MessageId, fragment_message};
-use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::frame::{ForwardFrame, Frame, SURB_ACK_HOLD, SealedContent};
 use protocol::keys::SphinxKeyPair;
 use protocol::link::{DELIVERY_PAYLOAD_SIZE, GatewayMessage};
 use protocol::packet::Delivery;
@@ -30,6 +30,7 @@ use protocol::surb::{SurbId, build_surb};
 use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use std::time::Duration;
 
 struct World {
     rng: ChaCha20Rng,
@@ -133,10 +134,16 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
 
     let now = Timestamp::from_millis(2_000);
     let report = w.gw_b.handle_delivery(now, d);
+    // Bob is offline: stored at once.
     assert_eq!(report.outcomes, [FinalHop::Stored { acked: true }]);
-    let actions = report.actions;
-    // Stored before the ack exists: by the time the ack is handed out, the message is in the mailbox.
     assert_eq!(w.gw_b.mailbox().usage().messages, 1);
+    // The ack leaves at its fixed instant, not before.
+    assert!(forwards(&report.actions).is_empty(), "{:?}", report.actions);
+    let early = w
+        .gw_b
+        .handle_timeout(now.saturating_add(SURB_ACK_HOLD - Duration::from_millis(1)));
+    assert!(forwards(&early).is_empty(), "{early:?}");
+    let actions = w.gw_b.handle_timeout(now.saturating_add(SURB_ACK_HOLD));
     let acks = forwards(&actions);
     assert_eq!(acks.len(), 1, "exactly one SURB-ack: {actions:?}");
     assert_eq!(
@@ -344,16 +351,23 @@ fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
     let bob = w.bob.public().to_bytes();
     let stranger = SphinxKeyPair::generate(&mut w.rng).public().to_bytes();
 
-    // Drop cover is acknowledged like mail, then discarded.
+    // Drop cover is acknowledged like mail (at the same instant), then discarded.
     let drop_cover = forward_delivery(&mut w, DROP_DESTINATION, &SealedContent::DropCover);
     let report = w.gw_b.handle_delivery(Timestamp::ZERO, drop_cover);
-    assert_eq!(forwards(&report.actions).len(), 1, "its SURB-ack goes back");
+    assert!(forwards(&report.actions).is_empty());
+    let released = w
+        .gw_b
+        .handle_timeout(Timestamp::ZERO.saturating_add(SURB_ACK_HOLD));
+    assert_eq!(forwards(&released).len(), 1, "its SURB-ack goes back");
     assert_eq!(report.outcomes, [FinalHop::Discarded { acked: true }]);
     // Loop cover is mail: stored, acknowledged.
     let loop_cover = SealedContent::LoopCover { id: [4; 16] };
     let looped = forward_delivery(&mut w, bob, &loop_cover);
     let report = w.gw_b.handle_delivery(Timestamp::ZERO, looped);
-    assert_eq!(forwards(&report.actions).len(), 1);
+    let released = w
+        .gw_b
+        .handle_timeout(Timestamp::ZERO.saturating_add(SURB_ACK_HOLD));
+    assert_eq!(forwards(&released).len(), 1);
     assert_eq!(report.outcomes, [FinalHop::Stored { acked: true }]);
     let to_stranger = forward_delivery(&mut w, stranger, &loop_cover);
     let garbage = Delivery {
@@ -391,6 +405,8 @@ fn cover_unknown_clients_and_garbage_are_sorted_and_counted() {
     );
 }
 
+/// With no SURB-ack hold (so no pushing before storing), as a gateway that
+/// commits every delivery before its ack.
 #[test]
 fn a_batch_of_deliveries_is_committed_once_then_acked() {
     let mut w = world(4);
@@ -412,7 +428,11 @@ fn a_batch_of_deliveries_is_committed_once_then_acked() {
     let store = CountingStore::default();
     let commits = store.commits.clone();
     let mailbox = Mailbox::open(store, MailboxConfig::default()).unwrap();
-    let mut core = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
+    let config = GatewayConfig {
+        surb_ack_hold: Duration::ZERO,
+        ..GatewayConfig::default()
+    };
+    let mut core = GatewayCore::new(w.exit_b.hop.id, config, mailbox).unwrap();
     core.register_client(Timestamp::ZERO, &bob).unwrap();
     let key = w.bob.clone();
     let (mut c, _) = connect(&mut core, &mut w.rng, Timestamp::ZERO, &key);
@@ -510,4 +530,231 @@ fn a_sender_lifetime_shortens_retention_and_expiry_is_counted() {
     };
     assert_eq!(lifetime, None);
     assert_eq!(fragment.data, b"stays");
+}
+
+/// Bob's gateway over a store that counts commits, with Bob registered.
+fn counting_core(w: &World, config: MailboxConfig) -> (GatewayCore<CountingStore>, CommitCount) {
+    let store = CountingStore::default();
+    let commits = store.commits.clone();
+    let mailbox = Mailbox::open(store, config).unwrap();
+    let mut core = GatewayCore::new(w.exit_b.hop.id, GatewayConfig::default(), mailbox).unwrap();
+    core.register_client(Timestamp::ZERO, &w.bob.public().to_bytes())
+        .unwrap();
+    (core, commits)
+}
+
+type CommitCount = std::rc::Rc<std::cell::Cell<usize>>;
+
+fn ack_bytes(ids: &[u64]) -> Vec<u8> {
+    ids.iter()
+        .flat_map(|id| {
+            protocol::link::LinkMessage::encode(&protocol::link::ClientMessage::AckDelivery {
+                mailbox_id: *id,
+            })
+        })
+        .collect()
+}
+
+/// Drives `core` by its own timer from `from` to `until`; returns the
+/// instants at which SURB-acks left, one entry per ack.
+fn ack_instants<S: MailboxStore>(
+    core: &mut GatewayCore<S>,
+    from: Timestamp,
+    until: Timestamp,
+) -> Vec<Timestamp> {
+    let mut instants = Vec::new();
+    let mut now = from;
+    while now <= until {
+        let actions = core.handle_timeout(now);
+        instants.extend(forwards(&actions).iter().map(|_| now));
+        now = core
+            .next_timeout()
+            .max(now.saturating_add(Duration::from_millis(1)));
+    }
+    instants
+}
+
+#[test]
+fn an_online_clients_message_is_pushed_at_once_and_never_stored_once_taken() {
+    let mut w = world(6);
+    let (mut core, commits) = counting_core(&w, MailboxConfig::default());
+    let key = w.bob.clone();
+    let start = Timestamp::from_millis(1_000);
+    let (mut c, _) = connect(&mut core, &mut w.rng, start, &key);
+    let before = commits.get();
+
+    let (d, _, _) = alice_sends_to_bob(&mut w, b"hello bob");
+    let report = core.handle_deliveries(start, [d]);
+    assert_eq!(report.outcomes, [FinalHop::Pushed { acked: true }]);
+    let ids = mailbox_ids(&c.receive(&report.actions));
+    assert_eq!(ids.len(), 1, "pushed in the same call");
+    assert!(forwards(&report.actions).is_empty(), "its ack waits");
+    assert_eq!(commits.get(), before, "nothing written");
+    assert_eq!(core.stats().snapshot().held, 1);
+
+    // Bob takes it 20 ms later: still nothing written, ever.
+    let taken = start.saturating_add(Duration::from_millis(20));
+    core.handle_client_bytes(taken, c.session, &ack_bytes(&ids));
+    let instants = ack_instants(&mut core, taken, start.saturating_add(SURB_ACK_HOLD * 2));
+    assert_eq!(instants, [start.saturating_add(SURB_ACK_HOLD)]);
+    assert_eq!(
+        commits.get(),
+        before,
+        "taken before its store: never written"
+    );
+    let s = core.stats().snapshot();
+    assert_eq!((s.taken_unstored, s.held, s.stored), (1, 0, 0));
+    assert_eq!((s.acks_sent, s.mailbox_messages), (1, 0));
+}
+
+#[test]
+fn a_message_not_taken_in_time_is_stored_and_acked_when_an_offline_clients_is() {
+    let mut w = world(7);
+    let (mut core, commits) = counting_core(&w, MailboxConfig::default());
+    let carol = SphinxKeyPair::generate(&mut w.rng);
+    let carol_key = carol.public().to_bytes();
+    core.register_client(Timestamp::ZERO, &carol_key).unwrap();
+    let bob = w.bob.clone();
+    let start = Timestamp::from_millis(1_000);
+    let (mut c, _) = connect(&mut core, &mut w.rng, start, &bob);
+    let data = |seed: u8| SealedContent::Data {
+        lifetime: None,
+        fragment: fragment_message(MessageId([seed; 16]), b"hi")
+            .unwrap()
+            .remove(0),
+    };
+    let to_bob = forward_delivery(&mut w, bob.public().to_bytes(), &data(1));
+    let to_carol = forward_delivery(&mut w, carol_key, &data(2));
+
+    // Bob is online, Carol is not: his is pushed, hers stored at once.
+    let report = core.handle_deliveries(start, [to_bob, to_carol]);
+    assert_eq!(
+        report.outcomes,
+        [
+            FinalHop::Pushed { acked: true },
+            FinalHop::Stored { acked: true }
+        ]
+    );
+    let ids = mailbox_ids(&c.receive(&report.actions));
+    assert_eq!(ids.len(), 1);
+    assert_eq!(core.mailbox().client_usage(&carol_key).messages, 1);
+
+    // Bob never acknowledges: at half the hold his is written.
+    let half = start.saturating_add(SURB_ACK_HOLD / 2);
+    let written = commits.get();
+    core.handle_timeout(Timestamp::from_nanos(half.as_nanos() - 1));
+    assert_eq!(commits.get(), written, "not before half the hold");
+    core.handle_timeout(half);
+    assert_eq!(commits.get(), written + 1, "one commit");
+    assert_eq!(
+        core.mailbox()
+            .client_usage(&bob.public().to_bytes())
+            .messages,
+        1
+    );
+    assert_eq!(core.stats().snapshot().held, 0);
+
+    // Both acks leave at the same instant, whoever was online.
+    let instants = ack_instants(&mut core, half, start.saturating_add(SURB_ACK_HOLD * 2));
+    let at = start.saturating_add(SURB_ACK_HOLD);
+    assert_eq!(instants, [at, at]);
+
+    // His late acknowledgement deletes the stored copy; nothing is pushed again.
+    let actions = core.handle_client_bytes(at, c.session, &ack_bytes(&ids));
+    assert!(mailbox_ids(&c.receive(&actions)).is_empty());
+    let s = core.stats().snapshot();
+    assert_eq!((s.acknowledged, s.taken_unstored), (1, 0));
+    assert_eq!(
+        core.mailbox()
+            .client_usage(&bob.public().to_bytes())
+            .messages,
+        0
+    );
+}
+
+#[test]
+fn a_held_message_that_cannot_be_stored_is_never_acked() {
+    let mut w = world(8);
+    let config = MailboxConfig {
+        max_messages_per_client: 1,
+        ..MailboxConfig::default()
+    };
+    let (mut core, _) = counting_core(&w, config);
+    let bob = w.bob.clone();
+    let data = |seed: u8| SealedContent::Data {
+        lifetime: None,
+        fragment: fragment_message(MessageId([seed; 16]), b"hi")
+            .unwrap()
+            .remove(0),
+    };
+    // One message waits while Bob is offline: his quota is full.
+    let first = forward_delivery(&mut w, bob.public().to_bytes(), &data(1));
+    core.handle_delivery(Timestamp::ZERO, first);
+    let sent = ack_instants(&mut core, Timestamp::ZERO, Timestamp::from_millis(3_000));
+    assert_eq!(sent.len(), 1);
+
+    // He connects and gets it, does not acknowledge it; a second is pushed.
+    let start = Timestamp::from_millis(5_000);
+    let (mut c, pushed) = connect(&mut core, &mut w.rng, start, &bob);
+    assert_eq!(mailbox_ids(&pushed).len(), 1);
+    let second = forward_delivery(&mut w, bob.public().to_bytes(), &data(2));
+    let report = core.handle_delivery(start, second);
+    assert_eq!(report.outcomes, [FinalHop::Pushed { acked: true }]);
+    assert_eq!(mailbox_ids(&c.receive(&report.actions)).len(), 1);
+
+    // Not taken, and no room to store it: dropped, and its ack withdrawn.
+    let sent = ack_instants(&mut core, start, start.saturating_add(SURB_ACK_HOLD * 2));
+    assert!(sent.is_empty(), "{sent:?}");
+    let s = core.stats().snapshot();
+    assert_eq!(s.dropped(GatewayDropReason::MailboxFull), 1);
+    assert_eq!((s.held, s.acks_sent), (0, 1));
+}
+
+#[test]
+fn a_client_back_before_the_hold_ends_gets_what_its_last_session_did_not_take() {
+    let mut w = world(9);
+    let (mut core, _) = counting_core(&w, MailboxConfig::default());
+    let bob = w.bob.clone();
+    let key = bob.public().to_bytes();
+    let data = |seed: u8| SealedContent::Data {
+        lifetime: None,
+        fragment: fragment_message(MessageId([seed; 16]), b"hi")
+            .unwrap()
+            .remove(0),
+    };
+    let start = Timestamp::from_millis(1_000);
+    let (mut c, _) = connect(&mut core, &mut w.rng, start, &bob);
+    let pushed = forward_delivery(&mut w, key, &data(1));
+    let report = core.handle_delivery(start, pushed);
+    let held = mailbox_ids(&c.receive(&report.actions));
+    assert_eq!(held.len(), 1);
+    core.close_session(c.session);
+
+    // One more while he is away (stored at once), then he is back, 100 ms
+    // after the first arrived: both come, in the order they arrived.
+    let later = start.saturating_add(Duration::from_millis(50));
+    let stored = forward_delivery(&mut w, key, &data(2));
+    assert_eq!(
+        core.handle_delivery(later, stored).outcomes,
+        [FinalHop::Stored { acked: true }]
+    );
+    let back = start.saturating_add(Duration::from_millis(100));
+    let (c, pushed) = connect(&mut core, &mut w.rng, back, &bob);
+    let ids = mailbox_ids(&pushed);
+    assert_eq!(ids.len(), 2, "{pushed:?}");
+    assert_eq!(
+        ids[0], held[0],
+        "the held one first, under the id it was pushed with"
+    );
+    assert!(ids[0] < ids[1]);
+    core.handle_client_bytes(back, c.session, &ack_bytes(&ids));
+    assert_eq!(core.mailbox().client_usage(&key).messages, 0);
+    let sent = ack_instants(&mut core, back, start.saturating_add(SURB_ACK_HOLD * 2));
+    assert_eq!(
+        sent,
+        [
+            start.saturating_add(SURB_ACK_HOLD),
+            later.saturating_add(SURB_ACK_HOLD)
+        ]
+    );
 }

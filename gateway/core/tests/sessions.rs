@@ -12,7 +12,8 @@ mod common;
 
 use common::*;
 use gateway_core::{
-    GatewayAction, GatewayConfig, GatewayCore, GatewayDropReason, MemoryStore, ThrottleConfig,
+    FinalHop, GatewayAction, GatewayConfig, GatewayCore, GatewayDropReason, MemoryStore,
+    ThrottleConfig,
 };
 use protocol::keys::{NodeId, SphinxKeyPair};
 use protocol::link::{ClientMessage, CloseReason, GatewayMessage, LinkMessage};
@@ -120,19 +121,23 @@ fn disconnect_mid_delivery_redelivers_each_unacked_message_exactly_once() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
     ack(&mut core, &first, ids[0]);
     ack(&mut core, &first, ids[3]);
-    // One more arrives while Bob is connected: pushed once.
-    let actions = core
-        .handle_delivery(Timestamp::ZERO, reply_for(key, 6))
-        .actions;
+    // One more arrives while Bob is connected: pushed once, at once, and
+    // held in memory rather than stored.
+    let report = core.handle_delivery(Timestamp::ZERO, reply_for(key, 6));
+    assert_eq!(report.outcomes, [FinalHop::Pushed { acked: false }]);
     let mut first = first;
-    let late = mailbox_ids(&first.receive(&actions));
+    let late = mailbox_ids(&first.receive(&report.actions));
     assert_eq!(late.len(), 1);
+    assert!(late[0] > ids[4], "its id follows the stored ones");
     core.close_session(first.session);
     assert!(!core.is_online(&key));
-    assert_eq!(core.mailbox().client_usage(&key).messages, 4);
+    assert_eq!(core.mailbox().client_usage(&key).messages, 3);
+    assert_eq!(core.stats().snapshot().held, 1);
 
-    // Second session: exactly the four unacked ones, each once, in order.
+    // Second session (before the held one's hold ended: Bob's return stores
+    // it): exactly the four unacked ones, each once, in order.
     let (second, messages) = connect(&mut core, &mut rng, Timestamp::ZERO, &bob);
+    assert_eq!(core.stats().snapshot().held, 0);
     let again = mailbox_ids(&messages);
     assert_eq!(again, vec![ids[1], ids[2], ids[4], late[0]]);
     for id in &again {

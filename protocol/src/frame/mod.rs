@@ -18,8 +18,9 @@
 //! - **forward** (every packet a client sends to a client address: data,
 //!   loop cover, drop cover): `lifetime bucket (1) | recall tag (32) |
 //!   SURB-ack (396) | sealed body (`[`SEALED_SIZE`]`)`. This is all the
-//!   recipient's gateway reads: the SURB-ack it sends back once the body is
-//!   stored, a coarse [`LifetimeBucket`], the [`RecallTag`] a recall may
+//!   recipient's gateway reads: the SURB-ack it sends back
+//!   [`SURB_ACK_HOLD`] after the packet arrived, once the body is stored or
+//!   taken by its client, a coarse [`LifetimeBucket`], the [`RecallTag`] a recall may
 //!   later name the body by (random bytes in cover and in messages sent
 //!   without recall, [`crate::recall`]), and a body sealed to the recipient
 //!   ([`SealedContent`], [`crate::seal`]) that is the same size whatever it
@@ -71,6 +72,12 @@ pub const FRAME_VERSION: u8 = 3;
 pub const FRAME_HEADER_SIZE: usize = 4;
 /// Bytes a SURB-ack takes inside a frame.
 pub const SURB_ACK_SIZE: usize = SURB_SIZE;
+/// How long after a forward packet reaches its final gateway that gateway
+/// sends the packet's SURB-ack back: the same for every packet (mail, loop
+/// or drop cover, a recall) whether its recipient is online or not, so the
+/// ack's timing tells its sender nothing about the recipient; senders add it
+/// to the round trip they wait for (docs/gateway.md, "Final-hop handling").
+pub const SURB_ACK_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes a lifetime takes inside a frame.
 pub const LIFETIME_SIZE: usize = 4;
 /// Bytes of a forward frame's body: lifetime bucket, recall tag, SURB-ack, sealed body.

@@ -118,12 +118,12 @@ impl<C: SimCodec> Engine<C> {
     /// Schedules gateway `g`'s wake at its core's `next_timeout`, unless a
     /// wake at or before it is already due.
     ///
-    /// Called at the start and after every wake only: a gateway's timers
-    /// change when a session opens (all open at time zero here), when it
-    /// sweeps its mailbox (in `handle_timeout`), and when it stores a message
-    /// whose sender set a lifetime (simulated clients set none), and
-    /// `next_timeout` looks at every session, too slow to ask after each
-    /// packet.
+    /// Called at the start, after every wake and after every final hop: a
+    /// gateway's timers change when a session opens (all open at time zero
+    /// here), when it sweeps its mailbox (in `handle_timeout`), when a final
+    /// hop schedules its SURB-ack and holds a pushed message, and when it
+    /// stores a message whose sender set a lifetime (simulated clients set
+    /// none).
     pub(super) fn reschedule_gateway(&mut self, now: Timestamp, g: usize) {
         let Some(gw) = self.gateways.get_mut(g) else {
             return;
@@ -136,7 +136,7 @@ impl<C: SimCodec> Engine<C> {
         self.schedule(at, Event::GatewayWake(g as u32));
     }
 
-    /// Gateway `g`'s timers are due (the mailbox sweep). A sweep that found
+    /// Gateway `g`'s timers are due (SURB-acks, held messages, the mailbox sweep). A sweep that found
     /// a full batch asks for `now` again, and gets it (after the events
     /// already due at `now`), as the binary's loop comes straight back.
     pub(super) fn gateway_wake(&mut self, now: Timestamp, g: usize) {
@@ -210,6 +210,8 @@ impl<C: SimCodec> Engine<C> {
         };
         let report = gw.core.handle_delivery(now, delivery);
         self.gateway_actions(now, g, report.actions, None);
+        // Its SURB-ack, and a pushed message's store, fall due later.
+        self.reschedule_gateway(now, g);
     }
 
     /// Carries out gateway `g`'s actions. `from_client` is the slot of the

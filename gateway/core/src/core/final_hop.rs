@@ -1,10 +1,13 @@
 //! Final-hop handling: what the gateway does with the packets its exit mixer
 //! unwrapped for its clients.
 //!
-//! Deliveries are handled in batches: every message of a batch is committed to
-//! the mailbox in one transaction (one disk sync), and only once that commit
-//! has returned are the batch's SURB-acks built. The shell hands over whatever
-//! deliveries the exit mixer produced since the last call.
+//! Deliveries are handled in batches. A message for an online client with
+//! room in its window is pushed to it at once and held in memory (`held.rs`);
+//! every other message of a batch is committed to the mailbox in one
+//! transaction (one disk sync). Every SURB-ack is built at once and leaves
+//! at its fixed instant, and only if its message was committed or taken. The
+//! shell hands over whatever deliveries the exit mixer produced since the
+//! last call.
 //!
 //! A recall frame is handled in the same pass: the bodies of the client's
 //! mailbox whose recall tags its secret gives are deleted at once (one
@@ -23,34 +26,43 @@ use protocol::frame::{Frame, RecallFrame};
 use protocol::link::DELIVERY_PAYLOAD_SIZE;
 use protocol::packet::Delivery;
 use protocol::recall::MAX_RECALL_FRAGMENTS;
-use protocol::surb::{Surb, SurbId};
+use protocol::surb::SurbId;
 use protocol::time::Timestamp;
 
-use super::{GatewayAction, GatewayCore};
+use std::collections::BTreeMap;
+
+use super::{GatewayAction, GatewayCore, SessionId};
 use crate::mailbox::{ClientKey, MailboxStore, NewMessage, PutError};
 use crate::stats::{GatewayDropReason, PrekeyRequestOutcome};
 
 /// What the final hop did with one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinalHop {
-    /// Committed to the client's mailbox; `acked` if its SURB-ack was sent.
+    /// Committed to the client's mailbox; `acked` if its SURB-ack was made.
     Stored {
-        /// Whether a SURB-ack went back to the sender.
+        /// Whether a SURB-ack goes back to the sender (at its instant).
         acked: bool,
     },
-    /// Drop cover: its SURB-ack sent (if it could be built), nothing stored.
+    /// Pushed to its online client and held in memory: stored only if the
+    /// client does not acknowledge it in time; `acked` if its SURB-ack was
+    /// made (it leaves at its instant if the message was taken or stored).
+    Pushed {
+        /// Whether a SURB-ack waits for its instant.
+        acked: bool,
+    },
+    /// Drop cover: its SURB-ack made (if it could be built), nothing stored.
     Discarded {
-        /// Whether a SURB-ack went back to the sender.
+        /// Whether a SURB-ack goes back to the sender (at its instant).
         acked: bool,
     },
     /// Not stored, for this reason (also counted).
     Dropped(GatewayDropReason),
     /// A recall: `deleted` messages of the client's mailbox went, and its
-    /// notice was stored for the client.
+    /// notice was kept for the client (stored, or pushed and held).
     Recalled {
         /// Messages deleted.
         deleted: u64,
-        /// Whether a SURB-ack went back to the sender.
+        /// Whether a SURB-ack goes back to the sender (at its instant).
         acked: bool,
     },
     /// A packet to the prekey service: answered through its SURBs, or
@@ -74,13 +86,13 @@ struct Classified {
 pub struct FinalHopReport {
     /// One per delivery handed over, in the same order.
     pub outcomes: Vec<FinalHop>,
-    /// SURB-acks to send and deliveries to push to online clients.
+    /// SURB-acks due now and deliveries to push to online clients.
     pub actions: Vec<GatewayAction>,
 }
 
-/// The SURB-ack to send once a forward packet's body is stored.
-struct PendingAck {
-    surb: Vec<u8>,
+/// The SURB-ack of a forward packet, to build and send at its instant.
+pub(super) struct PendingAck {
+    pub(super) surb: Vec<u8>,
 }
 
 impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
@@ -90,10 +102,14 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         self.handle_deliveries(now, [delivery])
     }
 
-    /// Handles final-hop packets: stores what is for registered clients (all
-    /// in one commit), then returns the SURB-acks of the stored data fragments
-    /// as [`GatewayAction::Forward`]s and pushes the new messages to clients
-    /// that are online. A message that was not stored is never acked.
+    /// Handles final-hop packets: pushes what is for online clients with
+    /// room in their window and holds it, stores the rest of what is for
+    /// registered clients (all in one commit), and pushes the new messages
+    /// to clients that are online. Every SURB-ack leaves
+    /// [`GatewayConfig::surb_ack_hold`](super::GatewayConfig::surb_ack_hold)
+    /// after `now` (from [`GatewayCore::handle_timeout`], or in the report
+    /// when the hold is zero); a message neither stored nor taken is never
+    /// acked.
     pub fn handle_deliveries(
         &mut self,
         now: Timestamp,
@@ -105,6 +121,8 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         let mut slots = Vec::new();
         let mut outcomes = Vec::new();
         let mut actions = Vec::new();
+        // Held deliveries' pushes, one write per session.
+        let mut pushes: BTreeMap<SessionId, Vec<u8>> = BTreeMap::new();
         for delivery in deliveries {
             if delivery.destination == PREKEY_SERVICE_DESTINATION {
                 let outcome = self.bundle_request(delivery, &mut actions);
@@ -117,6 +135,14 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     ack,
                     recalled,
                 }) => {
+                    if let Some(session) = self.holding_session(&message.client) {
+                        let acked = self.hold(now, session, message, ack, &mut pushes);
+                        outcomes.push(match recalled {
+                            Some(deleted) => FinalHop::Recalled { deleted, acked },
+                            None => FinalHop::Pushed { acked },
+                        });
+                        continue;
+                    }
                     slots.push((outcomes.len(), recalled));
                     outcomes.push(FinalHop::Stored { acked: false });
                     to_store.push(message);
@@ -125,7 +151,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 Ok(Classified {
                     message: None, ack, ..
                 }) => {
-                    let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
+                    let acked = ack.is_some_and(|ack| self.schedule_ack(now, ack).is_some());
                     outcomes.push(FinalHop::Discarded { acked });
                 }
                 Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
@@ -157,7 +183,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                     if !to_push.contains(&client) {
                         to_push.push(client);
                     }
-                    let acked = ack.is_some_and(|ack| self.send_ack(ack, &mut actions));
+                    let acked = ack.is_some_and(|ack| self.schedule_ack(now, ack).is_some());
                     match recalled {
                         Some(deleted) => FinalHop::Recalled { deleted, acked },
                         None => FinalHop::Stored { acked },
@@ -179,31 +205,17 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         if !to_push.is_empty() {
             self.update_gauges();
         }
+        for (session, bytes) in pushes {
+            actions.push(GatewayAction::Send { session, bytes });
+        }
         for client in to_push {
             if let Some(session) = self.online.get(&client).copied() {
                 self.pump(session, &mut actions);
             }
         }
         self.acks_deleted(deleted.ok(), &mut actions);
+        self.release_acks(now, &mut actions);
         FinalHopReport { outcomes, actions }
-    }
-
-    /// Sends `ack` back through the mixnet; false (counted) if it cannot be built.
-    fn send_ack(&self, ack: PendingAck, actions: &mut Vec<GatewayAction>) -> bool {
-        let packet = Frame::Ack
-            .encode()
-            .and_then(|frame| self.format.use_surb(&Surb(ack.surb), &frame));
-        match packet {
-            Ok(packet) => {
-                self.stats.ack_sent();
-                actions.push(GatewayAction::Forward(packet));
-                true
-            }
-            Err(_) => {
-                self.stats.ack_failed();
-                false
-            }
-        }
     }
 
     /// What to store for a delivery and the ack to send once it is stored,
@@ -232,6 +244,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 payload: delivery.payload,
                 lifetime: None,
                 recall_tag: None,
+                id: None,
             };
             return Ok(Classified {
                 message: Some(message),
@@ -268,6 +281,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             payload: frame.delivery_payload(),
             lifetime: frame.lifetime.duration(),
             recall_tag: Some(frame.recall_tag),
+            id: None,
         };
         Ok(Classified {
             message: Some(message),
@@ -293,7 +307,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             return Err(GatewayDropReason::BadRecall);
         }
         let tags = recall.secret.tags(recall.fragments);
-        let deletion = match self.mailbox.recall(&client, &tags) {
+        let mut deletion = match self.mailbox.recall(&client, &tags) {
             Ok(deletion) => deletion,
             Err(_) => {
                 self.stats.dropped(GatewayDropReason::StoreFailed);
@@ -303,6 +317,13 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         if deletion.deleted > 0 {
             self.update_gauges();
         }
+        // Held ones were pushed already, so they count as delivered (their
+        // acks still leave); they are no longer stored if not taken.
+        let held = self.held.take_tagged(&client, &tags);
+        if held > 0 {
+            deletion.deleted += held;
+            self.stats.set_held(self.held.len() as u64);
+        }
         self.stats.recall(deletion.deleted);
         let message = Some(NewMessage {
             client,
@@ -310,6 +331,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             payload: recall.delivery_payload(),
             lifetime: None,
             recall_tag: None,
+            id: None,
         });
         Ok(Classified {
             message,

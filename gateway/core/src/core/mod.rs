@@ -9,16 +9,21 @@
 //! [`GatewayAction`]s: bytes to write to a session, sessions to close, packets
 //! to send into the mixnet.
 //!
-//! The one side effect the core performs itself is the mailbox: a message is
-//! committed to the [`Mailbox`] before the SURB-ack that acknowledges it is
-//! even built, so an ack can never overtake its message's durability. The
+//! The one side effect the core performs itself is the mailbox: a message's
+//! SURB-ack leaves only once the message is committed to the [`Mailbox`] or
+//! taken by its online client, so an ack can never overtake its message's
+//! durability (a delivery to an online client is pushed first and stored
+//! only if it is not taken in time: `held.rs`). The
 //! prekey service's store ([`PrekeyStore`]) is the other: a one-time prekey
 //! leaves it, committed, before the answer that carries it is built.
 
 mod final_hop;
+mod held;
 mod prekey_service;
 
 pub use final_hop::{FinalHop, FinalHopReport};
+
+use held::{DueAcks, HeldDeliveries};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -27,6 +32,7 @@ use std::time::Duration;
 
 use protocol::address::PREKEY_SERVICE_DESTINATION;
 use protocol::format::{PacketFormat, SphinxFormat};
+use protocol::frame::SURB_ACK_HOLD;
 use protocol::keys::NodeId;
 use protocol::packet::OutgoingPacket;
 use protocol::time::Timestamp;
@@ -64,6 +70,11 @@ pub struct GatewayConfig {
     pub registration_expiry: Duration,
     /// How many sessions and new registrations one network address may open.
     pub source_limits: SourceLimits,
+    /// How long after a final hop reaches the core its SURB-ack leaves
+    /// (the network's [`SURB_ACK_HOLD`]); a delivery pushed to an online
+    /// client is stored if not acknowledged within half of it. Zero: every
+    /// message is stored at once and acked as soon as it is committed.
+    pub surb_ack_hold: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -78,6 +89,7 @@ impl Default for GatewayConfig {
             expiry_interval: Duration::from_secs(60),
             registration_expiry: Duration::from_secs(90 * 86_400),
             source_limits: SourceLimits::default(),
+            surb_ack_hold: SURB_ACK_HOLD,
         }
     }
 }
@@ -152,6 +164,12 @@ pub struct GatewayCore<S: MailboxStore, F: PacketFormat = SphinxFormat> {
     acked: Vec<(ClientKey, MailboxId)>,
     /// The sessions those acks came from, pushed more once they are deleted.
     acking: Vec<SessionId>,
+    /// Deliveries pushed to online clients and not stored (yet).
+    held: HeldDeliveries,
+    /// SURB-acks waiting for their instant.
+    due_acks: DueAcks,
+    /// Sessions that must authenticate by a deadline.
+    auth_deadlines: BTreeSet<(Timestamp, SessionId)>,
     /// Closed admission: who may still enroll, and who may not come back.
     admission: Admission,
     /// The clients' published bundles and one-time prekeys.
@@ -206,6 +224,9 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             next_sweep: Timestamp::ZERO,
             acked: Vec::new(),
             acking: Vec::new(),
+            held: HeldDeliveries::default(),
+            due_acks: DueAcks::default(),
+            auth_deadlines: BTreeSet::new(),
             admission: Admission::default(),
             prekeys: Box::new(MemoryPrekeyStore::new()),
             stats,
@@ -286,6 +307,13 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         if let Some(session) = self.online.get(client).copied() {
             self.end_session(session, CloseReason::NotRegistered, actions);
         }
+        // Neither stored nor acknowledged: no SURB-ack goes for them.
+        for held in self.held.take_client(client) {
+            if let Some(ack) = held.ack {
+                self.due_acks.cancel(ack);
+            }
+        }
+        self.stats.set_held(self.held.len() as u64);
         let registered = self.clients.remove(client).is_some();
         if registered {
             let _ = self.mailbox.unregister(client);
@@ -374,13 +402,15 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             gateway: self.id,
             ephemeral: challenge.ephemeral(),
         };
+        let deadline = now.saturating_add(self.config.auth_timeout);
+        self.auth_deadlines.insert((deadline, session));
         self.sessions.insert(
             session,
             Session {
                 decoder: LinkDecoder::new(),
                 state: SessionState::AwaitingAuth {
                     challenge,
-                    deadline: now.saturating_add(self.config.auth_timeout),
+                    deadline,
                 },
                 source,
                 invite: None,
@@ -395,15 +425,19 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     }
 
     /// The client's connection is gone. Messages pushed but not acknowledged
-    /// stay in the mailbox and are pushed again in its next session.
+    /// stay in the mailbox (or are stored when their hold ends) and are
+    /// pushed again in its next session.
     pub fn close_session(&mut self, session: SessionId) {
-        if let Some(Session {
-            state: SessionState::Authenticated { client, .. },
-            ..
-        }) = self.sessions.remove(&session)
-            && self.online.get(&client) == Some(&session)
-        {
-            self.online.remove(&client);
+        match self.sessions.remove(&session).map(|s| s.state) {
+            Some(SessionState::Authenticated { client, .. })
+                if self.online.get(&client) == Some(&session) =>
+            {
+                self.online.remove(&client);
+            }
+            Some(SessionState::AwaitingAuth { deadline, .. }) => {
+                self.auth_deadlines.remove(&(deadline, session));
+            }
+            _ => {}
         }
         self.update_session_gauges();
     }
@@ -436,7 +470,6 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             return actions;
         };
         s.decoder.push(bytes);
-        let acked_before = self.acked.len();
         // The session may close while its messages are handled: stop there.
         while let Some(s) = self.sessions.get_mut(&session) {
             match s.decoder.next_message() {
@@ -449,9 +482,6 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 }
             }
         }
-        if self.acked.len() > acked_before && !self.acking.contains(&session) {
-            self.acking.push(session);
-        }
         actions
     }
 
@@ -460,10 +490,6 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// error leaves them in place: they are pushed again next session.
     pub fn commit_acks(&mut self) -> Vec<GatewayAction> {
         let mut actions = Vec::new();
-        if self.acked.is_empty() {
-            self.acking.clear();
-            return actions;
-        }
         let acked = std::mem::take(&mut self.acked);
         let deleted = self.mailbox.delete_batch(&acked).ok();
         self.acks_deleted(deleted, &mut actions);
@@ -546,7 +572,17 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             ) => {
                 let id = MailboxId(mailbox_id);
                 in_flight.remove(&id);
-                self.acked.push((*client, id));
+                if self.held.take(client, id).is_some() {
+                    // Taken before it was written: it never will be, and
+                    // its SURB-ack leaves at its instant.
+                    self.stats.taken_unstored();
+                    self.stats.set_held(self.held.len() as u64);
+                } else {
+                    self.acked.push((*client, id));
+                }
+                if !self.acking.contains(&session) {
+                    self.acking.push(session);
+                }
             }
             (
                 SessionState::Authenticated { client, .. },
@@ -651,7 +687,15 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
             self.end_session(old, CloseReason::Replaced, actions);
             self.online.insert(client, session);
         }
+        // What was pushed in an earlier session and not taken is stored now,
+        // so that this session's pushes (from the mailbox, in id order)
+        // include it.
+        let earlier = self.held.take_client(&client);
+        self.store_held(now, earlier);
         if let Some(s) = self.sessions.get_mut(&session) {
+            if let SessionState::AwaitingAuth { deadline, .. } = s.state {
+                self.auth_deadlines.remove(&(deadline, session));
+            }
             s.state = SessionState::Authenticated {
                 client,
                 in_flight: BTreeSet::new(),
@@ -718,14 +762,17 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
     /// sweeps expired messages from the mailbox when a sweep is due.
     pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<GatewayAction> {
         let mut actions = Vec::new();
-        let late: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                matches!(s.state, SessionState::AwaitingAuth { deadline, .. } if deadline <= now)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let due = self.held.due(now);
+        self.store_held(now, due);
+        self.release_acks(now, &mut actions);
+        let mut late = Vec::new();
+        while let Some(&(deadline, session)) = self.auth_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.auth_deadlines.pop_first();
+            late.push(session);
+        }
         for session in late {
             self.stats.auth_timed_out();
             self.end_session(session, CloseReason::AuthTimeout, &mut actions);
@@ -759,13 +806,14 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
 
     /// When [`GatewayCore::handle_timeout`] next has work.
     pub fn next_timeout(&self) -> Timestamp {
-        self.sessions
-            .values()
-            .filter_map(|s| match s.state {
-                SessionState::AwaitingAuth { deadline, .. } => Some(deadline),
-                SessionState::Authenticated { .. } => None,
-            })
-            .fold(self.next_sweep, Timestamp::min)
+        [
+            self.auth_deadlines.first().map(|(at, _)| *at),
+            self.held.next_deadline(),
+            self.due_acks.next_instant(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.next_sweep, Timestamp::min)
     }
 
     /// Closes every session (the gateway is stopping); mailboxes stay.

@@ -11,8 +11,13 @@
 //! packets into layer 1.
 //!
 //! The replay tag of every delivered packet is journalled and flushed before
-//! the core stores the message, so a gateway killed and restarted refuses a
-//! packet it had already stored.
+//! the core stores or pushes the message, so a gateway killed and restarted
+//! refuses a packet it had already stored or handed to its client.
+//!
+//! A delivery for an online client is pushed at once and stored only if
+//! not acknowledged within half the SURB-ack hold; every SURB-ack leaves at
+//! the hold's end (the core's `held.rs`): the core's timers carry both, run
+//! at `next_timeout` and after every turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -137,6 +142,13 @@ impl CoreLoop {
                 _ = tokio::time::sleep_until(wake) => self.core.handle_timeout(clock.now()),
                 _ = shutdown.requested() => break,
             };
+            // SURB-acks and held messages fall due while turns follow each
+            // other: carried out after the turn rather than left to the draw.
+            let mut actions = actions;
+            let now = clock.now();
+            if self.core.next_timeout() <= now {
+                actions.extend(self.core.handle_timeout(now));
+            }
             self.record_enrollments();
             enrollment_actions.extend(actions);
             self.dispatch(enrollment_actions, &mut writers);

@@ -108,6 +108,7 @@ impl PrekeyCounters {
 /// Counters copied from the core's stats.
 struct CoreCounters {
     stored: Counter,
+    taken_unstored: Counter,
     expired: Counter,
     delivered: Counter,
     acknowledged: Counter,
@@ -138,6 +139,7 @@ struct CoreGauges {
     online_clients: Gauge,
     mailbox_messages: Gauge,
     mailbox_bytes: Gauge,
+    held: Gauge,
     registered_clients: Gauge,
 }
 
@@ -160,6 +162,11 @@ impl GatewayMetrics {
         );
         let core = CoreCounters {
             stored: counter(r, "mailbox_stored", "Messages committed to the mailbox"),
+            taken_unstored: counter(
+                r,
+                "mailbox_taken_unstored",
+                "Messages pushed to an online client and acknowledged before they were due to be written: never stored",
+            ),
             expired: counter(
                 r,
                 "mailbox_expired",
@@ -265,6 +272,11 @@ impl GatewayMetrics {
             ),
             mailbox_messages: gauge(r, "mailbox_messages", "Messages in the mailbox now"),
             mailbox_bytes: gauge(r, "mailbox_bytes", "Payload bytes in the mailbox now"),
+            held: gauge(
+                r,
+                "mailbox_held",
+                "Messages pushed to online clients and held in memory, not stored (yet)",
+            ),
             registered_clients: gauge(r, "registered_clients", "Clients the gateway serves now"),
         };
         let prekeys = PrekeyCounters::register(r);
@@ -280,6 +292,7 @@ impl GatewayMetrics {
     pub fn observe_core(&self, s: &GatewayStatsSnapshot) {
         let c = &self.core;
         catch_up(&c.stored, s.stored);
+        catch_up(&c.taken_unstored, s.taken_unstored);
         catch_up(&c.expired, s.expired);
         catch_up(&c.delivered, s.delivered);
         catch_up(&c.acknowledged, s.acknowledged);
@@ -315,6 +328,7 @@ impl GatewayMetrics {
         g.online_clients.set(to_i64(s.online_clients));
         g.mailbox_messages.set(to_i64(s.mailbox_messages));
         g.mailbox_bytes.set(to_i64(s.mailbox_bytes));
+        g.held.set(to_i64(s.held));
         g.registered_clients.set(to_i64(s.registered));
         self.prekeys.observe(s);
     }
