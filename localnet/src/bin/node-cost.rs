@@ -312,9 +312,12 @@ impl Watched {
             NodeRole::Mix => 0.0,
             NodeRole::Gateway => delta("client_packets_accepted_total"),
         };
-        let stored = match self.role {
-            NodeRole::Mix => 0.0,
-            NodeRole::Gateway => delta("mailbox_stored_total"),
+        let (stored, taken) = match self.role {
+            NodeRole::Mix => (0.0, 0.0),
+            NodeRole::Gateway => (
+                delta("mailbox_stored_total"),
+                delta("mailbox_taken_unstored_total"),
+            ),
         };
         let events = received + from_clients;
         let cpu_per_event_us = cpu * 1e6 / events.max(1.0);
@@ -336,6 +339,7 @@ impl Watched {
             unwraps_per_s: received / secs,
             forwarded_per_s: forwarded / secs,
             stored_per_s: stored / secs,
+            taken_per_s: taken / secs,
             dropped: dropped as u64,
             cpu_core_share: cpu / secs,
             cpu_per_packet_us: cpu_per_event_us,
@@ -365,6 +369,8 @@ struct NodeCost {
     unwraps_per_s: f64,
     forwarded_per_s: f64,
     stored_per_s: f64,
+    /// Messages pushed and taken by their client before they had to be stored, per second.
+    taken_per_s: f64,
     dropped: u64,
     cpu_core_share: f64,
     cpu_per_packet_us: f64,
@@ -677,16 +683,17 @@ fn print_table(r: &RunReport) {
     );
     println!();
     println!(
-        "| node | packets/s | unwraps/s | stored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
+        "| node | packets/s | unwraps/s | stored/s | taken unstored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in &r.nodes {
         println!(
-            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
             n.node,
             n.packets_per_s,
             n.unwraps_per_s,
             n.stored_per_s,
+            n.taken_per_s,
             n.cpu_core_share * 100.0,
             n.cpu_per_packet_us,
             n.unwrap_share_us,
