@@ -758,3 +758,26 @@ fn a_client_back_before_the_hold_ends_gets_what_its_last_session_did_not_take() 
         ]
     );
 }
+
+#[test]
+fn a_revoked_clients_held_messages_are_neither_stored_nor_acked() {
+    let mut w = world(10);
+    let (mut core, _) = counting_core(&w, MailboxConfig::default());
+    let bob = w.bob.clone();
+    let key = bob.public().to_bytes();
+    let start = Timestamp::from_millis(1_000);
+    let (mut c, _) = connect(&mut core, &mut w.rng, start, &bob);
+    let (d, _, _) = alice_sends_to_bob(&mut w, b"hello bob");
+    let report = core.handle_delivery(start, d);
+    assert_eq!(report.outcomes, [FinalHop::Pushed { acked: true }]);
+    assert_eq!(mailbox_ids(&c.receive(&report.actions)).len(), 1);
+
+    let mut actions = Vec::new();
+    assert!(core.revoke(&key, &mut actions));
+    c.receive(&actions);
+    assert!(c.closed, "his session is closed");
+    let sent = ack_instants(&mut core, start, start.saturating_add(SURB_ACK_HOLD * 2));
+    assert!(sent.is_empty(), "no ack for what he never took: {sent:?}");
+    let s = core.stats().snapshot();
+    assert_eq!((s.held, s.stored, s.mailbox_messages), (0, 0, 0));
+}

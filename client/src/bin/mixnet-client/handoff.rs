@@ -134,6 +134,14 @@ impl HandoffListener {
         let _ = self.task.await;
         let _ = std::fs::remove_file(&self.path);
     }
+
+    /// Stops listening, then shuts `client` down if nothing else holds it.
+    pub async fn stop_and_shut_down(self, client: Arc<Client>) {
+        self.stop().await;
+        if let Ok(client) = Arc::try_unwrap(client) {
+            client.shutdown().await;
+        }
+    }
 }
 
 async fn accept_loop(
@@ -168,28 +176,31 @@ async fn accept_loop(
 /// Serves one connection: one request, its replies.
 async fn serve(stream: UnixStream, dir: PathBuf, client: Arc<Client>) {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let read = BufReader::new(read)
-        .take(MAX_REQUEST_BYTES)
-        .read_line(&mut line)
-        .await;
-    let request = match read {
-        Ok(_) => serde_json::from_str::<Request>(line.trim_end())
-            .map_err(|e| format!("not a request this client takes: {e}")),
-        Err(e) => Err(format!("cannot read the request: {e}")),
-    };
-    let outgoing = match request {
-        Ok(request) => start(&dir, &client, request).await,
-        Err(e) => Err(e),
-    };
-    let outgoing = match outgoing {
-        Ok(outgoing) => outgoing,
+    match read_and_start(read, &dir, &client).await {
+        Ok(outgoing) => {
+            let _ = follow(outgoing, &mut write).await;
+        }
         Err(reason) => {
             let _ = write_reply(&mut write, &Reply::Failed(reason)).await;
-            return;
         }
-    };
-    let _ = follow(outgoing, &mut write).await;
+    }
+}
+
+/// Reads one request line (at most [`MAX_REQUEST_BYTES`]) and starts it.
+async fn read_and_start(
+    read: tokio::net::unix::OwnedReadHalf,
+    dir: &Path,
+    client: &Client,
+) -> Result<Started, String> {
+    let mut line = String::new();
+    BufReader::new(read)
+        .take(MAX_REQUEST_BYTES)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("cannot read the request: {e}"))?;
+    let request = serde_json::from_str::<Request>(line.trim_end())
+        .map_err(|e| format!("not a request this client takes: {e}"))?;
+    start(dir, client, request).await
 }
 
 /// Starts what `request` asks; a send's id is the first reply.

@@ -662,10 +662,7 @@ async fn receive(dir: &Path, count: Option<u64>, json: bool) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    handoff.stop().await;
-    if let Ok(client) = Arc::try_unwrap(client) {
-        client.shutdown().await;
-    }
+    handoff.stop_and_shut_down(client).await;
     Ok(())
 }
 
@@ -703,10 +700,7 @@ async fn chat(dir: &Path, to: &Target) -> Result<()> {
         }
     }
     drop(pending);
-    handoff.stop().await;
-    if let Ok(client) = Arc::try_unwrap(client) {
-        client.shutdown().await;
-    }
+    handoff.stop_and_shut_down(client).await;
     Ok(())
 }
 
