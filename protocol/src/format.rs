@@ -32,6 +32,9 @@ pub trait ReplyRecovery: Debug {
     fn id(&self) -> SurbId;
     /// Reads the frame that came back through the SURB.
     fn open(&self, sealed_payload: &[u8]) -> Result<Vec<u8>, ProtocolError>;
+    /// Its serialized form ([`PacketFormat::recovery_from_bytes`] reads it);
+    /// secret, since it opens what comes back.
+    fn to_bytes(&self) -> Vec<u8>;
 }
 
 impl ReplyRecovery for SurbRecovery {
@@ -41,6 +44,10 @@ impl ReplyRecovery for SurbRecovery {
 
     fn open(&self, sealed_payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
         SurbRecovery::open(self, sealed_payload)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        SurbRecovery::to_bytes(self)
     }
 }
 
@@ -76,6 +83,9 @@ pub trait PacketFormat {
 
     /// Sends `frame` back through `surb`.
     fn use_surb(&self, surb: &Surb, frame: &[u8]) -> Result<OutgoingPacket, ProtocolError>;
+
+    /// Reads a recovery that [`ReplyRecovery::to_bytes`] wrote.
+    fn recovery_from_bytes(&self, bytes: &[u8]) -> Result<Self::Recovery, ProtocolError>;
 
     /// The frame of a forward packet, from the payload its final hop read.
     fn open_forward_payload(&self, payload: &[u8]) -> Result<Vec<u8>, ProtocolError>;
@@ -137,6 +147,10 @@ impl PacketFormat for SphinxFormat {
 
     fn use_surb(&self, surb: &Surb, frame: &[u8]) -> Result<OutgoingPacket, ProtocolError> {
         use_surb(surb, frame)
+    }
+
+    fn recovery_from_bytes(&self, bytes: &[u8]) -> Result<SurbRecovery, ProtocolError> {
+        SurbRecovery::from_bytes(bytes)
     }
 
     fn open_forward_payload(&self, payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {

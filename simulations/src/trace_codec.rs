@@ -112,6 +112,10 @@ impl ReplyRecovery for TraceRecovery {
     fn open(&self, sealed_payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
         frame_of(sealed_payload)
     }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.id.0.to_vec()
+    }
 }
 
 /// The route part of a trace packet or SURB.
@@ -414,6 +418,12 @@ impl PacketFormat for TraceCodec {
                 id: SurbId(trace.surb_id),
             },
         ))
+    }
+
+    fn recovery_from_bytes(&self, bytes: &[u8]) -> Result<TraceRecovery, ProtocolError> {
+        let id = <[u8; SURB_ID_SIZE]>::try_from(bytes)
+            .map_err(|_| ProtocolError::BadSurb("a trace recovery is a SURB id".into()))?;
+        Ok(TraceRecovery { id: SurbId(id) })
     }
 
     fn use_surb(&self, surb: &Surb, frame: &[u8]) -> Result<OutgoingPacket, ProtocolError> {

@@ -65,6 +65,10 @@ pub enum ClientError {
         /// When it expired, unix seconds.
         expired_at_unix_secs: u64,
     },
+    /// Saved reply SURB recoveries that do not read back (a damaged file):
+    /// nothing of them was taken.
+    #[error("the saved reply SURBs do not read back: {0}")]
+    BadReplySurbs(String),
     /// The client task has stopped.
     #[error("the client has stopped")]
     Stopped,

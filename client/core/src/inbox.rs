@@ -2,6 +2,7 @@
 //! reply SURBs this client handed out.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use protocol::format::ReplyRecovery;
 use protocol::fragment::{Fragment, MessageId, Reassembler, Reassembly};
@@ -11,6 +12,7 @@ use protocol::time::Timestamp;
 
 use super::config::ClientConfig;
 use super::envelope::{Envelope, EnvelopeKind};
+use super::error::ClientError;
 use super::events::{ClientEvent, DeliveryOutcome, EventQueue, ReplyHandle};
 use super::stats::{ClientStats, DeliveryDrop};
 
@@ -155,6 +157,9 @@ fn fits_fragmentation(fragment: &Fragment, config: &ClientConfig) -> bool {
     }
 }
 
+/// Version of [`ReplySurbStore::to_bytes`]'s layout.
+const REPLY_SURBS_VERSION: u8 = 1;
+
 /// Recoveries of the reply SURBs this client attached to its messages,
 /// bounded in number and in age; the oldest go first.
 #[derive(Debug)]
@@ -232,11 +237,194 @@ impl<Rec: ReplyRecovery> ReplySurbStore<Rec> {
         }
     }
 
+    /// The live recoveries, oldest first, with the time each has left at
+    /// `now`: `version (1) | per recovery: time left in ms (u64) | length
+    /// (u16) | recovery`, all big endian.
+    pub(crate) fn to_bytes(&self, now: Timestamp) -> Vec<u8> {
+        let mut out = vec![REPLY_SURBS_VERSION];
+        for (expires, id) in &self.order {
+            let Some(recovery) = self.recoveries.get(id) else {
+                continue;
+            };
+            let left = expires.saturating_duration_since(now);
+            if left.is_zero() {
+                continue;
+            }
+            let bytes = recovery.to_bytes();
+            let Ok(len) = u16::try_from(bytes.len()) else {
+                continue;
+            };
+            let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            out.extend_from_slice(&millis.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Reads what [`ReplySurbStore::to_bytes`] wrote `elapsed` ago, each
+    /// recovery read by `read`; keeps those with time left (within `max`).
+    /// Returns how many were kept; bytes that do not read back keep none.
+    pub(crate) fn restore(
+        &mut self,
+        now: Timestamp,
+        elapsed: Duration,
+        bytes: &[u8],
+        max: usize,
+        read: impl Fn(&[u8]) -> Result<Rec, ClientError>,
+        stats: &mut ClientStats,
+    ) -> Result<usize, ClientError> {
+        let bad = |why: &str| ClientError::BadReplySurbs(why.to_string());
+        let (&version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        if version != REPLY_SURBS_VERSION {
+            return Err(bad("unknown version"));
+        }
+        let mut read_back = Vec::new();
+        while !rest.is_empty() {
+            let (millis, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad("cut short"))?;
+            let (len, tail) = tail
+                .split_first_chunk::<2>()
+                .ok_or_else(|| bad("cut short"))?;
+            let len = usize::from(u16::from_be_bytes(*len));
+            let (recovery, tail) = tail.split_at_checked(len).ok_or_else(|| bad("cut short"))?;
+            let left = Duration::from_millis(u64::from_be_bytes(*millis));
+            read_back.push((left, read(recovery)?));
+            rest = tail;
+        }
+        let mut kept = 0;
+        for (left, recovery) in read_back {
+            let Some(left) = left.checked_sub(elapsed).filter(|l| !l.is_zero()) else {
+                continue;
+            };
+            self.insert(recovery, now.saturating_add(left), max, stats);
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
     /// When the oldest recovery expires.
     pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
         self.order
             .iter()
             .find(|(_, id)| self.recoveries.contains_key(id))
             .map(|(t, _)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::error::ProtocolError;
+    use protocol::packet::SURB_ID_SIZE;
+
+    /// A recovery that is only its id, and says so in its bytes.
+    #[derive(Debug, Clone, PartialEq)]
+    struct IdOnly(SurbId);
+
+    impl ReplyRecovery for IdOnly {
+        fn id(&self) -> SurbId {
+            self.0
+        }
+        fn open(&self, _: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+            Ok(Vec::new())
+        }
+        fn to_bytes(&self) -> Vec<u8> {
+            self.0.0.to_vec()
+        }
+    }
+
+    fn read(bytes: &[u8]) -> Result<IdOnly, ClientError> {
+        <[u8; SURB_ID_SIZE]>::try_from(bytes)
+            .map(|id| IdOnly(SurbId(id)))
+            .map_err(|_| ClientError::BadReplySurbs("length".into()))
+    }
+
+    fn id(n: u8) -> SurbId {
+        SurbId([n; SURB_ID_SIZE])
+    }
+
+    #[test]
+    fn recoveries_come_back_with_the_time_they_had_left_less_the_time_away() {
+        let mut stats = ClientStats::default();
+        let mut store = ReplySurbStore::default();
+        let t0 = Timestamp::from_millis(10_000);
+        store.insert(
+            IdOnly(id(1)),
+            t0.saturating_add(Duration::from_secs(5)),
+            8,
+            &mut stats,
+        );
+        store.insert(
+            IdOnly(id(2)),
+            t0.saturating_add(Duration::from_secs(60)),
+            8,
+            &mut stats,
+        );
+        store.insert(
+            IdOnly(id(3)),
+            t0.saturating_add(Duration::from_secs(90)),
+            8,
+            &mut stats,
+        );
+        store.remove(&id(3));
+        let bytes = store.to_bytes(t0);
+
+        // A new process, its clock from zero, 10 s after the save.
+        let mut back = ReplySurbStore::default();
+        let now = Timestamp::ZERO;
+        let kept = back
+            .restore(now, Duration::from_secs(10), &bytes, 8, read, &mut stats)
+            .unwrap();
+        assert_eq!(
+            kept, 1,
+            "the 5 s one ran out while away, the used one was not saved"
+        );
+        assert!(back.get(&id(1)).is_none());
+        assert_eq!(back.get(&id(2)), Some(&IdOnly(id(2))));
+        assert!(back.get(&id(3)).is_none());
+        assert_eq!(
+            back.next_expiry(),
+            Some(now.saturating_add(Duration::from_secs(50)))
+        );
+    }
+
+    #[test]
+    fn damaged_bytes_restore_nothing_and_never_panic() {
+        let mut stats = ClientStats::default();
+        let mut store = ReplySurbStore::default();
+        store.insert(IdOnly(id(1)), Timestamp::from_millis(60_000), 8, &mut stats);
+        store.insert(IdOnly(id(2)), Timestamp::from_millis(60_000), 8, &mut stats);
+        let bytes = store.to_bytes(Timestamp::ZERO);
+        for cut in 0..bytes.len() {
+            let mut back = ReplySurbStore::default();
+            let result = back.restore(
+                Timestamp::ZERO,
+                Duration::ZERO,
+                &bytes[..cut],
+                8,
+                read,
+                &mut stats,
+            );
+            // A cut at an entry's end reads back the entries before it.
+            if let Ok(kept) = result {
+                assert_eq!(back.len(), kept);
+            } else {
+                assert_eq!(back.len(), 0, "cut at {cut}");
+            }
+        }
+        let mut wrong = bytes.clone();
+        wrong[0] = 9;
+        let mut back = ReplySurbStore::default();
+        assert!(matches!(
+            back.restore(Timestamp::ZERO, Duration::ZERO, &wrong, 8, read, &mut stats),
+            Err(ClientError::BadReplySurbs(_))
+        ));
+        let mut back = ReplySurbStore::default();
+        let kept = back
+            .restore(Timestamp::ZERO, Duration::ZERO, &bytes, 8, read, &mut stats)
+            .unwrap();
+        assert_eq!(kept, 2);
     }
 }

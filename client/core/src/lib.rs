@@ -808,6 +808,39 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         self.reply_surbs.ids().collect()
     }
 
+    /// The recoveries of the reply SURBs this client handed out and can
+    /// still read replies through, with the time each has left at `now`,
+    /// for [`ClientCore::restore_reply_surbs`] after a restart. Secret (they
+    /// open the replies): the shell seals them at rest.
+    pub fn reply_surbs_to_bytes(&self, now: Timestamp) -> Vec<u8> {
+        self.reply_surbs.to_bytes(now)
+    }
+
+    /// Takes back the recoveries [`ClientCore::reply_surbs_to_bytes`] wrote
+    /// `elapsed` ago (before a restart), leaving out those whose time ran out
+    /// meanwhile; returns how many were taken. Bytes that do not read back
+    /// take none.
+    pub fn restore_reply_surbs(
+        &mut self,
+        now: Timestamp,
+        elapsed: Duration,
+        bytes: &[u8],
+    ) -> Result<usize, ClientError> {
+        let format = &self.format;
+        self.reply_surbs.restore(
+            now,
+            elapsed,
+            bytes,
+            self.config.max_stored_reply_surbs,
+            |b| {
+                format
+                    .recovery_from_bytes(b)
+                    .map_err(|e| ClientError::BadReplySurbs(e.to_string()))
+            },
+            &mut self.stats,
+        )
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop()

@@ -255,6 +255,8 @@ pub struct ShellStats {
     pub state_write_failures: AtomicU64,
     /// Deliveries replayed into the core from the reassembly journal at start.
     pub journal_replayed: AtomicU64,
+    /// Reply SURB recoveries taken back at start from the last save.
+    pub reply_surbs_restored: AtomicU64,
     /// Journal files removed at start instead: stale, malformed, or refused by the core.
     pub journal_discarded: AtomicU64,
     /// Fragments of partial messages not journaled: the journal was at its bound.

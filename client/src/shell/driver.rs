@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use topology::Topology;
 use transport::Backoff;
+use zeroize::Zeroizing;
 
 use super::api::{
     ClientOptions, ClientParts, Outgoing, RecalledMessage, ReceivedMessage, ReplyPath, SendStatus,
@@ -153,6 +154,10 @@ pub(crate) struct Driver<C: GatewayDialer> {
     pub(crate) stats: Arc<ShellStats>,
     pub(crate) book: SessionBook,
     book_file: Option<BookFile>,
+    /// The reply SURBs changed since they were last saved.
+    replies_dirty: bool,
+    /// When they were last saved: at most once a second while they change.
+    replies_saved_at: Option<protocol::time::Timestamp>,
     journal: Option<PartialJournal>,
     /// Held, never read: no other process runs this folder's client while it lives.
     _folder_lock: Option<FolderLock>,
@@ -265,6 +270,8 @@ impl<C: GatewayDialer> Driver<C> {
             stats,
             book: parts.sessions,
             book_file: parts.book_file,
+            replies_dirty: false,
+            replies_saved_at: None,
             journal: parts.journal,
             _folder_lock: parts.folder_lock,
             schedule,
@@ -274,8 +281,76 @@ impl<C: GatewayDialer> Driver<C> {
             awaiting_bundle: HashMap::new(),
         };
         driver.replay_journal();
+        driver.restore_reply_surbs();
         driver.rotate_prekeys();
         driver
+    }
+
+    /// Takes back the reply SURBs saved before the last stop, so that
+    /// replies to what this client sent then are still read (and take their
+    /// place in their sender's chain, docs/e2ee.md, "Routing tags").
+    fn restore_reply_surbs(&mut self) {
+        let Some(file) = &self.book_file else {
+            return;
+        };
+        let restored = file
+            .load_replies()
+            .map_err(|e| e.to_string())
+            .and_then(|saved| {
+                let Some(saved) = saved else {
+                    return Ok(0);
+                };
+                let elapsed = Duration::from_secs(unix_now().0.saturating_sub(saved.saved_at.0));
+                self.core
+                    .restore_reply_surbs(self.clock.now(), elapsed, &saved.recoveries)
+                    .map_err(|e| e.to_string())
+            });
+        match restored {
+            Ok(n) => ShellStats::add(&self.stats.reply_surbs_restored, n as u64),
+            Err(e) => tracing::warn!("reply SURBs of the last run not taken back: {e}"),
+        }
+    }
+
+    /// The message just queued carries `surbs` reply SURBs: their
+    /// recoveries are saved before its packets leave (unless the last save
+    /// was under a second ago: then within the second).
+    fn reply_surbs_added(&mut self, surbs: usize) {
+        if surbs > 0 {
+            self.replies_dirty = true;
+            self.save_reply_surbs(false);
+        }
+    }
+
+    /// Saves the reply SURBs if they changed: at once the first time, then
+    /// at most once a second while they keep changing, and at once when
+    /// `now_anyway` (the client stops).
+    fn save_reply_surbs(&mut self, now_anyway: bool) {
+        if !self.replies_dirty {
+            return;
+        }
+        let Some(file) = &self.book_file else {
+            self.replies_dirty = false;
+            return;
+        };
+        let now = self.clock.now();
+        if !now_anyway
+            && self
+                .replies_saved_at
+                .is_some_and(|at| now < at.saturating_add(Duration::from_secs(1)))
+        {
+            return;
+        }
+        let bytes = Zeroizing::new(self.core.reply_surbs_to_bytes(now));
+        match file.save_replies(&mut self.rng, unix_now(), &bytes) {
+            Ok(()) => {
+                self.replies_dirty = false;
+                self.replies_saved_at = Some(now);
+            }
+            Err(e) => {
+                tracing::error!("cannot save the reply SURBs: {e}");
+                ShellStats::add(&self.stats.state_write_failures, 1);
+            }
+        }
     }
 
     /// Rotates the prekeys when due and erases retired ones past their
@@ -441,6 +516,7 @@ impl<C: GatewayDialer> Driver<C> {
                 self.rotate_prekeys();
             }
             let prekeys_wake = self.clock.instant_of_unix(self.prekeys_due);
+            self.save_reply_surbs(false);
             self.transmit().await;
             self.pass_events();
             self.tend_prekeys().await;
@@ -488,6 +564,7 @@ impl<C: GatewayDialer> Driver<C> {
                 () = sleep_until(prekeys_wake) => {}
             }
         }
+        self.save_reply_surbs(true);
         self.connected.send_replace(false);
     }
 
@@ -584,9 +661,14 @@ impl<C: GatewayDialer> Driver<C> {
     async fn take_delivery(&mut self, delivery: GatewayDelivery) {
         ShellStats::add(&self.stats.deliveries, 1);
         ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
+        let replies_before = self.core.occupancy().reply_surbs;
         let outcome =
             self.core
                 .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
+        if self.core.occupancy().reply_surbs != replies_before {
+            // A reply SURB was used up: saved with the next save.
+            self.replies_dirty = true;
+        }
         if delivery.surb_id.is_forward() {
             self.journal_delivery(outcome, &delivery.payload);
         }
@@ -791,11 +873,13 @@ impl<C: GatewayDialer> Driver<C> {
             let id = self
                 .core
                 .send_expiring(now, to, &sealed, surbs, expiry, &mut self.rng)?;
+            self.reply_surbs_added(surbs);
             return Ok(self.track(id, envelope_len));
         }
         let (id, ticket) =
             self.core
                 .send_recallable(now, to, &sealed, surbs, expiry, &mut self.rng)?;
+        self.reply_surbs_added(surbs);
         if let Some(ticket) = ticket {
             // Remembered (sealed in the book) so that `recall` works from
             // another process; a failure to save costs the recall only.

@@ -9,6 +9,9 @@
 //!                   absent when a passphrase seals it)
 //! D/sessions.sealed the session book (identity, prekeys, sessions, contacts),
 //!                   XChaCha20-Poly1305 under state.key or an Argon2id passphrase key
+//! D/replies.sealed  the recoveries of the reply SURBs this client handed out
+//!                   and can still read replies through (with the Unix second
+//!                   they were saved), sealed like the book
 //! D/partial/        fragments of messages still being received (the reassembly
 //!                   journal, `super::journal`)
 //! D/client.lock     held (an advisory `flock`) by the one process running the
@@ -47,6 +50,7 @@ const KEY_FILE: &str = "sphinx.key";
 const TOPOLOGY_FILE: &str = "topology.json";
 const STATE_KEY_FILE: &str = "state.key";
 const SESSIONS_FILE: &str = "sessions.sealed";
+const REPLIES_FILE: &str = "replies.sealed";
 const LOCK_FILE: &str = "client.lock";
 /// Length of the Sphinx secret key in clear.
 const SPHINX_SECRET_LEN: usize = 32;
@@ -86,9 +90,19 @@ impl std::fmt::Debug for Passphrase {
     }
 }
 
-/// The sealed session book file and the key that seals it.
+/// Reply SURB recoveries read back from their file.
+pub struct SavedReplies {
+    /// When they were saved.
+    pub saved_at: e2ee::UnixSeconds,
+    /// What `ClientCore::reply_surbs_to_bytes` wrote.
+    pub recoveries: Zeroizing<Vec<u8>>,
+}
+
+/// The sealed session book file, the reply SURBs' file beside it, and the
+/// key that seals both.
 pub struct BookFile {
     path: PathBuf,
+    replies_path: PathBuf,
     store: StateStore,
 }
 
@@ -116,6 +130,51 @@ impl BookFile {
             .seal_bytes(rng, &bytes)
             .map_err(|e| bad(e.to_string()))?;
         write_atomic(&self.path, &sealed, 0o600)
+    }
+
+    /// Seals the reply SURBs' recoveries (`ClientCore::reply_surbs_to_bytes`),
+    /// with the Unix second `saved_at`, and replaces their file (atomically,
+    /// fsynced).
+    pub fn save_replies(
+        &self,
+        rng: &mut impl CryptoRng,
+        saved_at: e2ee::UnixSeconds,
+        recoveries: &[u8],
+    ) -> Result<(), DataFolderError> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(8 + recoveries.len()));
+        bytes.extend_from_slice(&saved_at.0.to_be_bytes());
+        bytes.extend_from_slice(recoveries);
+        let sealed = self
+            .store
+            .seal_bytes(rng, &bytes)
+            .map_err(|e| self.replies_error(e.to_string()))?;
+        write_atomic(&self.replies_path, &sealed, 0o600)
+    }
+
+    /// The reply SURBs' recoveries last saved, if there is a file.
+    pub fn load_replies(&self) -> Result<Option<SavedReplies>, DataFolderError> {
+        let Some(sealed) = read_optional(&self.replies_path)? else {
+            return Ok(None);
+        };
+        let bytes = self
+            .store
+            .open_bytes(&sealed)
+            .map_err(|e| self.replies_error(e.to_string()))?;
+        let (saved_at, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| self.replies_error("cut short".into()))?;
+        Ok(Some(SavedReplies {
+            saved_at: e2ee::UnixSeconds(u64::from_be_bytes(*saved_at)),
+            recoveries: Zeroizing::new(rest.to_vec()),
+        }))
+    }
+
+    fn replies_error(&self, reason: String) -> DataFolderError {
+        DataFolderError::BadField {
+            path: self.replies_path.clone(),
+            field: "(reply SURBs)",
+            reason,
+        }
     }
 }
 
@@ -324,6 +383,11 @@ impl DataFolder {
         self.path.join(SESSIONS_FILE)
     }
 
+    /// Path of the sealed reply SURBs' recoveries.
+    pub fn replies_path(&self) -> PathBuf {
+        self.path.join(REPLIES_FILE)
+    }
+
     /// Path of the lock file.
     pub fn lock_path(&self) -> PathBuf {
         self.path.join(LOCK_FILE)
@@ -422,6 +486,7 @@ impl DataFolder {
         write_atomic(&self.settings_path(), text.as_bytes(), 0o644)?;
         let book_file = BookFile {
             path: self.sessions_path(),
+            replies_path: self.replies_path(),
             store,
         };
         let book = new_book(rng, settings);
@@ -570,6 +635,7 @@ impl DataFolder {
         };
         let book_file = BookFile {
             path: sessions_path.clone(),
+            replies_path: self.replies_path(),
             store,
         };
         let book = match sealed_book {

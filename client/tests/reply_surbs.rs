@@ -1,0 +1,148 @@
+//! Reply SURBs across a restart: a reply through a SURB the client handed
+//! out before it stopped is read after it starts again from its data
+//! folder. In-memory gateways joined by an in-process mixnet, in tokio's
+//! paused time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod mixnet;
+
+use std::path::Path;
+use std::time::Duration;
+
+use client::shell::{ClientParts, DataFolder, ShellStats, StateSealing, StoredSettings};
+use client::{Client, ClientOptions};
+use mixnet::TestMixnet;
+use protocol::SphinxKeyPair;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+/// Virtual time allowed for one exchange.
+const PATIENCE: Duration = Duration::from_secs(60);
+const ALICE: usize = 0;
+const BOB: usize = 1;
+
+fn options() -> ClientOptions {
+    let mut options = ClientOptions::default();
+    options.core.ack_margin = Duration::from_millis(500);
+    options.min_backoff = Duration::from_millis(100);
+    options.max_backoff = Duration::from_secs(1);
+    options
+}
+
+/// Alice, from her data folder `dir` (made on the first start).
+fn start_alice(net: &TestMixnet, dir: &Path) -> Client {
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    let keys = SphinxKeyPair::generate(&mut rng);
+    net.register(&keys, ALICE);
+    let folder = DataFolder::new(dir);
+    let unlocked = if folder.settings_path().exists() {
+        folder.unlock(&mut rng, None)
+    } else {
+        let settings = StoredSettings {
+            directory_url: "http://127.0.0.1:9".into(),
+            directory_key: net.gateways[ALICE].id.to_base58(),
+            authorities: Vec::new(),
+            authority_threshold: None,
+            gateway: net.gateways[ALICE].id.to_base58(),
+            state_sealing: StateSealing::KeyFile,
+            route_regions: Vec::new(),
+            mailbox_region: None,
+            prekey_rotation_secs: None,
+            prekey_grace_secs: None,
+        };
+        folder.init(&mut rng, &settings, &keys, None)
+    }
+    .unwrap();
+    let (_publish, topology) = watch::channel(net.topology.clone());
+    Client::start(ClientParts {
+        keys,
+        gateway: net.gateways[ALICE].id,
+        topology,
+        connector: net.gateways[ALICE].connector.clone().unwrap(),
+        options: options(),
+        seed: [20; 32],
+        sessions: unlocked.book,
+        book_file: Some(unlocked.book_file),
+        journal: None,
+        folder_lock: None,
+    })
+}
+
+fn start_bob(net: &mut TestMixnet) -> Client {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let keys = SphinxKeyPair::generate(&mut rng);
+    net.register(&keys, BOB);
+    let (_publish, topology) = watch::channel(net.topology.clone());
+    Client::start(ClientParts {
+        keys,
+        gateway: net.gateways[BOB].id,
+        topology,
+        connector: net.gateways[BOB].connector.take().unwrap(),
+        options: options(),
+        seed: [21; 32],
+        sessions: client_core::sessions::SessionBook::generate(&mut rng),
+        book_file: None,
+        journal: None,
+        folder_lock: None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_through_a_surb_handed_out_before_a_restart_is_read_after_it() {
+    let mut net = TestMixnet::start(12, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let alice = start_alice(&net, dir.path());
+    let bob = start_bob(&mut net);
+    timeout(PATIENCE, alice.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(PATIENCE, bob.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+    alice.add_contact(&bob.card()).await.unwrap();
+    bob.add_contact(&alice.card()).await.unwrap();
+
+    let sent = alice
+        .send(&bob.address(), b"question".to_vec())
+        .await
+        .unwrap();
+    let id = sent.id();
+    let got = timeout(PATIENCE, bob.recv()).await.unwrap().unwrap();
+    let handle = got.reply.clone().expect("messages carry reply SURBs");
+    timeout(PATIENCE, sent.delivered()).await.unwrap().unwrap();
+
+    // Alice stops and starts again from her folder.
+    alice.shutdown().await;
+    assert!(DataFolder::new(dir.path()).replies_path().exists());
+    let alice = start_alice(&net, dir.path());
+    let restored = ShellStats::get(&alice.stats().reply_surbs_restored);
+    assert!(restored >= 3, "the message's three reply SURBs: {restored}");
+    timeout(PATIENCE, alice.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Bob answers through the SURBs she handed out before.
+    let answer = bob.reply(handle, b"answer".to_vec()).await.unwrap();
+    let back = timeout(PATIENCE, alice.recv()).await.unwrap().unwrap();
+    assert_eq!(back.bytes, b"answer");
+    assert_eq!(back.in_reply_to, Some(id));
+    timeout(PATIENCE, answer.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    let stats = alice.core_stats().await.unwrap();
+    assert_eq!(stats.dropped_for(client_core::DeliveryDrop::UnknownSurb), 0);
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
