@@ -15,9 +15,7 @@ mod mixnet;
 use std::path::Path;
 use std::time::Duration;
 
-use client::shell::{
-    ClientParts, DataFolder, PartialJournal, ShellStats, StateSealing, StoredSettings,
-};
+use client::shell::{ClientParts, ShellStats};
 use client::{Client, ClientOptions};
 use client_core::sessions::SessionBook;
 use mixnet::TestMixnet;
@@ -66,42 +64,7 @@ fn start_alice(net: &mut TestMixnet) -> Client {
 /// Starts Bob from his data folder `dir` (the same key every time), with a
 /// reassembly journal in `dir/partial` when `journal` is set.
 fn start_bob(net: &TestMixnet, dir: &Path, journal: bool) -> Client {
-    let mut rng = ChaCha20Rng::seed_from_u64(11);
-    let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(&keys, BOB);
-    let folder = DataFolder::new(dir);
-    let unlocked = if folder.settings_path().exists() {
-        folder.unlock(&mut rng, None)
-    } else {
-        let settings = StoredSettings {
-            directory_url: "http://127.0.0.1:9".into(),
-            directory_key: net.gateways[BOB].id.to_base58(),
-            authorities: Vec::new(),
-            authority_threshold: None,
-            gateway: net.gateways[BOB].id.to_base58(),
-            state_sealing: StateSealing::KeyFile,
-            route_regions: Vec::new(),
-            mailbox_region: None,
-            prekey_rotation_secs: None,
-            prekey_grace_secs: None,
-        };
-        folder.init(&mut rng, &settings, &keys, None)
-    }
-    .unwrap();
-    let (sessions, book_file) = (unlocked.book, unlocked.book_file);
-    let (_publish, topology) = watch::channel(net.topology.clone());
-    Client::start(ClientParts {
-        keys,
-        gateway: net.gateways[BOB].id,
-        topology,
-        connector: net.gateways[BOB].connector.clone().unwrap(),
-        options: options(),
-        seed: [11; 32],
-        sessions,
-        book_file: Some(book_file),
-        journal: journal.then(|| PartialJournal::open(dir.join("partial")).unwrap()),
-        folder_lock: None,
-    })
+    net.start_from_folder(BOB, 11, dir, options(), journal)
 }
 
 fn journal_files(dir: &Path) -> Vec<String> {

@@ -15,7 +15,7 @@ mod mixnet;
 use std::path::Path;
 use std::time::Duration;
 
-use client::shell::{ClientParts, DataFolder, ShellStats, StateSealing, StoredSettings};
+use client::shell::{ClientParts, DataFolder, ShellStats};
 use client::{Client, ClientOptions};
 use mixnet::TestMixnet;
 use protocol::SphinxKeyPair;
@@ -39,41 +39,7 @@ fn options() -> ClientOptions {
 
 /// Alice, from her data folder `dir` (made on the first start).
 fn start_alice(net: &TestMixnet, dir: &Path) -> Client {
-    let mut rng = ChaCha20Rng::seed_from_u64(20);
-    let keys = SphinxKeyPair::generate(&mut rng);
-    net.register(&keys, ALICE);
-    let folder = DataFolder::new(dir);
-    let unlocked = if folder.settings_path().exists() {
-        folder.unlock(&mut rng, None)
-    } else {
-        let settings = StoredSettings {
-            directory_url: "http://127.0.0.1:9".into(),
-            directory_key: net.gateways[ALICE].id.to_base58(),
-            authorities: Vec::new(),
-            authority_threshold: None,
-            gateway: net.gateways[ALICE].id.to_base58(),
-            state_sealing: StateSealing::KeyFile,
-            route_regions: Vec::new(),
-            mailbox_region: None,
-            prekey_rotation_secs: None,
-            prekey_grace_secs: None,
-        };
-        folder.init(&mut rng, &settings, &keys, None)
-    }
-    .unwrap();
-    let (_publish, topology) = watch::channel(net.topology.clone());
-    Client::start(ClientParts {
-        keys,
-        gateway: net.gateways[ALICE].id,
-        topology,
-        connector: net.gateways[ALICE].connector.clone().unwrap(),
-        options: options(),
-        seed: [20; 32],
-        sessions: unlocked.book,
-        book_file: Some(unlocked.book_file),
-        journal: None,
-        folder_lock: None,
-    })
+    net.start_from_folder(ALICE, 20, dir, options(), false)
 }
 
 fn start_bob(net: &mut TestMixnet) -> Client {

@@ -2,7 +2,8 @@
 //! (`client::shell::memory`) joined by real `Mixer`s, one per layer and one
 //! exit mixer per gateway. Packets cross every hop at once (the delays the
 //! sender chose are not waited for); an exit gateway opens forward
-//! deliveries, sends the SURB-ack back (as the real gateway does), and
+//! deliveries, sends the SURB-ack back at once (the real gateway waits
+//! `SURB_ACK_HOLD`, which clients allow for), and
 //! stores the delivery in its client's mailbox. A test may have an exit
 //! gateway hold fragments back (stored and acknowledged to their sender, not
 //! yet in the mailbox) and release them later.
@@ -11,11 +12,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use client::shell::memory::{MemoryDialer, MemoryGateway, MemoryGatewayControl};
+use client::shell::{ClientParts, DataFolder, PartialJournal, StateSealing, StoredSettings};
+use client::{Client, ClientOptions};
 use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use protocol::address::DROP_DESTINATION;
 use protocol::epoch::Epoch;
@@ -27,7 +31,7 @@ use protocol::surb::{Surb, SurbId, open_forward_payload, use_surb};
 use protocol::time::Timestamp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use topology::{NetworkParams, NodeEntry, Topology};
 
 fn mixer(rng: &mut ChaCha20Rng, role: MixerRole) -> (Mixer, NodeEntry) {
@@ -178,6 +182,54 @@ impl TestMixnet {
     /// Routes deliveries for `client_key` to gateway `gateway`'s mailbox.
     /// The key pair lets the test see inside sealed bodies (to hold
     /// fragments back); a real gateway cannot.
+    /// A client on gateway `gateway` whose state lives in the data folder
+    /// `dir` (made on its first start, unlocked on the next ones: a restart),
+    /// with the reassembly journal when `journal`.
+    pub fn start_from_folder(
+        &self,
+        gateway: usize,
+        seed: u8,
+        dir: &Path,
+        options: ClientOptions,
+        journal: bool,
+    ) -> Client {
+        let mut rng = ChaCha20Rng::seed_from_u64(u64::from(seed));
+        let keys = SphinxKeyPair::generate(&mut rng);
+        self.register(&keys, gateway);
+        let folder = DataFolder::new(dir);
+        let unlocked = if folder.settings_path().exists() {
+            folder.unlock(&mut rng, None)
+        } else {
+            let settings = StoredSettings {
+                directory_url: "http://127.0.0.1:9".into(),
+                directory_key: self.gateways[gateway].id.to_base58(),
+                authorities: Vec::new(),
+                authority_threshold: None,
+                gateway: self.gateways[gateway].id.to_base58(),
+                state_sealing: StateSealing::KeyFile,
+                route_regions: Vec::new(),
+                mailbox_region: None,
+                prekey_rotation_secs: None,
+                prekey_grace_secs: None,
+            };
+            folder.init(&mut rng, &settings, &keys, None)
+        }
+        .unwrap();
+        let (_publish, topology) = watch::channel(self.topology.clone());
+        Client::start(ClientParts {
+            keys,
+            gateway: self.gateways[gateway].id,
+            topology,
+            connector: self.gateways[gateway].connector.clone().unwrap(),
+            options,
+            seed: [seed; 32],
+            sessions: unlocked.book,
+            book_file: Some(unlocked.book_file),
+            journal: journal.then(|| PartialJournal::open(dir.join("partial")).unwrap()),
+            folder_lock: None,
+        })
+    }
+
     pub fn register(&self, keys: &SphinxKeyPair, gateway: usize) {
         self.clients
             .lock()
