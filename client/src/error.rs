@@ -28,7 +28,7 @@ pub enum DataFolderError {
     #[error(
         "{}: in use by another mixnet-client{}: one process runs a client at a time \
          (its gateway keeps one session per client); stop that one first (a running \
-         `receive` or `chat` takes `send` and `recall` from other processes)",
+         `receive`, `chat`, `socks5` or `exit` takes `send` and `recall` from other processes)",
         path.display(),
         holder.map(|pid| format!(" (process {pid})")).unwrap_or_default()
     )]

@@ -93,6 +93,10 @@ struct Setup {
     exit_metrics: u16,
     socks: KillOnDrop,
     socks_port: u16,
+    /// The entry's data folder.
+    socks_dir: std::path::PathBuf,
+    /// The exit's address card.
+    exit_card: String,
     files: tempfile::TempDir,
     _root: tempfile::TempDir,
 }
@@ -148,6 +152,8 @@ fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
         exit_lines.recv_timeout(Duration::from_secs(20)).unwrap(),
         "ready"
     );
+    // The running exit takes a `send` or `recall` from another process.
+    assert!(exit_dir.join("client.sock").exists());
     let socks_port = free_port().unwrap();
     let mut socks = KillOnDrop(
         Command::new(CLIENT)
@@ -171,6 +177,7 @@ fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
             .unwrap()
             .starts_with("listening")
     );
+    assert!(socks_dir.join("client.sock").exists());
     Setup {
         _net: net,
         _http: http,
@@ -179,6 +186,8 @@ fn setup(profile: RateProfile, files: &[(&str, usize)]) -> Setup {
         exit_metrics,
         socks,
         socks_port,
+        socks_dir,
+        exit_card: card,
         files: served,
         _root: root,
     }
@@ -388,6 +397,21 @@ fn curl_through_socks5_the_mixnet_and_an_exit() {
         "exit killed: curl ended after {:.1} s: {err}",
         took.as_secs_f64()
     );
+
+    // A `send` beside the running entry is handed to it, not refused.
+    let sent = Command::new(CLIENT)
+        .args(["send", "--dir", s.socks_dir.to_str().unwrap()])
+        .args(["--to", &s.exit_card, "hello exit"])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr),
+    );
+    assert!(sent.status.success(), "{out}{err}");
+    assert!(err.contains("handed to the client running on"), "{err}");
+    assert!(err.contains("delivered"), "{err}");
+    assert!(out.starts_with("ready\n"), "{out}");
 
     // The entry counted the malformed greetings and requests.
     let pid = s.socks.0.id().to_string();

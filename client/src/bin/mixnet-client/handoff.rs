@@ -3,8 +3,8 @@
 //! One process runs a data folder's client at a time: its gateway keeps one
 //! session per client, and two processes would take it from each other
 //! (docs/client.md, "One process per folder"). So that a `send` typed in a
-//! second terminal still works while `receive` or `chat` runs, those two
-//! listen on a Unix socket in the folder ([`SOCKET_FILE`], readable and
+//! second terminal still works while `receive`, `chat`, `socks5` or `exit`
+//! runs, those listen on a Unix socket in the folder ([`SOCKET_FILE`], readable and
 //! writable by its owner alone, like the folder's keys). A `send` or
 //! `recall` first tries that socket: when a client answers, it hands over
 //! its request and prints what the running client reports (the message id,

@@ -124,8 +124,9 @@ enum Command {
         #[command(subcommand)]
         action: ContactsAction,
     },
-    /// Sends one message and waits until it is delivered. While `receive`
-    /// or `chat` runs on the folder, the message is handed to it.
+    /// Sends one message and waits until it is delivered. While `receive`,
+    /// `chat`, `socks5` or `exit` runs on the folder, the message is handed
+    /// to it.
     Send {
         /// The client's data folder.
         #[arg(long)]
@@ -144,8 +145,8 @@ enum Command {
     /// Recalls a message this client sent (`send` printed its id): its
     /// recipient's gateway deletes it if it still waits there; if it was
     /// delivered, the recipient's client reports it recalled. Waits until
-    /// the recall is delivered. While `receive` or `chat` runs on the
-    /// folder, the recall is handed to it.
+    /// the recall is delivered. While `receive`, `chat`, `socks5` or `exit`
+    /// runs on the folder, the recall is handed to it.
     Recall {
         /// The client's data folder.
         #[arg(long)]
@@ -714,6 +715,7 @@ async fn socks5(dir: &Path, listen: &str, exit: &str, dead_after: Duration) -> R
         .await
         .with_context(|| format!("--listen {listen}: cannot listen"))?;
     let client = Arc::new(connect(dir).await?);
+    let handoff = HandoffListener::start(dir, client.clone())?;
     client.add_contact(&exit).await?;
     let mut options = StreamOptions::default();
     options.stream.dead_after = dead_after;
@@ -728,6 +730,7 @@ async fn socks5(dir: &Path, listen: &str, exit: &str, dead_after: Duration) -> R
         }
         _ = tokio::signal::ctrl_c() => {}
     }
+    handoff.stop().await;
     print_counters("socks5", &stats_lines_socks5(&stats));
     Ok(())
 }
@@ -782,6 +785,7 @@ async fn exit(dir: &Path, policy: &Path, metrics: Option<std::net::SocketAddr>) 
         max_streams_per_peer: policy.max_streams_per_peer,
         ..StreamOptions::default()
     };
+    let handoff = HandoffListener::start(dir, client.clone())?;
     let listener = StreamListener::start(client.clone(), options);
     let stats = Arc::new(ExitStats::default());
     let (_stop, signal) = nodeshell::shutdown::Shutdown::new();
@@ -797,6 +801,7 @@ async fn exit(dir: &Path, policy: &Path, metrics: Option<std::net::SocketAddr>) 
         () = client::streams::serve_exit(listener, policy, stats.clone()) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+    handoff.stop().await;
     use std::sync::atomic::Ordering::Relaxed;
     print_counters(
         "exit",
