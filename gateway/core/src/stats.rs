@@ -212,6 +212,7 @@ pub struct GatewayStats {
     delivered: AtomicU64,
     acknowledged: AtomicU64,
     acks_sent: AtomicU64,
+    acks_late: AtomicU64,
     ack_failures: AtomicU64,
     forwarded: AtomicU64,
     throttled: AtomicU64,
@@ -263,6 +264,8 @@ pub struct GatewayStatsSnapshot {
     pub acknowledged: u64,
     /// SURB-acks sent back into the mixnet.
     pub acks_sent: u64,
+    /// SURB-acks that left more than [`ACK_LATE_AFTER`](crate::core::ACK_LATE_AFTER) past their instant.
+    pub acks_late: u64,
     /// SURB-acks that could not be built (a malformed SURB in a stored fragment).
     pub ack_failures: u64,
     /// Client packets forwarded into layer 1.
@@ -374,6 +377,9 @@ impl GatewayStats {
     pub(crate) fn ack_sent(&self) {
         bump(&self.acks_sent);
     }
+    pub(crate) fn ack_late(&self) {
+        bump(&self.acks_late);
+    }
     pub(crate) fn ack_failed(&self) {
         bump(&self.ack_failures);
     }
@@ -471,6 +477,7 @@ impl GatewayStats {
             delivered: load(&self.delivered),
             acknowledged: load(&self.acknowledged),
             acks_sent: load(&self.acks_sent),
+            acks_late: load(&self.acks_late),
             ack_failures: load(&self.ack_failures),
             forwarded: load(&self.forwarded),
             throttled: load(&self.throttled),

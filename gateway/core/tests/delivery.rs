@@ -145,6 +145,7 @@ fn data_is_stored_then_acked_and_the_ack_reaches_the_sender() {
     assert!(forwards(&early).is_empty(), "{early:?}");
     let actions = w.gw_b.handle_timeout(now.saturating_add(SURB_ACK_HOLD));
     let acks = forwards(&actions);
+    assert_eq!(w.gw_b.stats().snapshot().acks_late, 0, "on its instant");
     assert_eq!(acks.len(), 1, "exactly one SURB-ack: {actions:?}");
     assert_eq!(
         acks[0].first_hop, w.mixes[0].hop.id,
@@ -780,4 +781,21 @@ fn a_revoked_clients_held_messages_are_neither_stored_nor_acked() {
     assert!(sent.is_empty(), "no ack for what he never took: {sent:?}");
     let s = core.stats().snapshot();
     assert_eq!((s.held, s.stored, s.mailbox_messages), (0, 0, 0));
+}
+
+#[test]
+fn an_ack_released_well_past_its_instant_is_counted_late() {
+    let mut w = world(11);
+    let (d, _, _) = alice_sends_to_bob(&mut w, b"hello bob");
+    let now = Timestamp::from_millis(2_000);
+    w.gw_b.handle_delivery(now, d);
+    // The core's timer ran late (a stalled loop, a slow disk).
+    let late = now
+        .saturating_add(SURB_ACK_HOLD)
+        .saturating_add(gateway_core::core::ACK_LATE_AFTER)
+        .saturating_add(Duration::from_millis(1));
+    let actions = w.gw_b.handle_timeout(late);
+    assert_eq!(forwards(&actions).len(), 1, "it still leaves");
+    let s = w.gw_b.stats().snapshot();
+    assert_eq!((s.acks_sent, s.acks_late), (1, 1));
 }

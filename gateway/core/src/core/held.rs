@@ -39,6 +39,10 @@ use super::{GatewayAction, GatewayCore, Session, SessionId, SessionState};
 use crate::mailbox::{ClientKey, MailboxId, MailboxStore, NewMessage, PutError};
 use crate::stats::GatewayDropReason;
 
+/// How far past its instant a SURB-ack may leave before it counts as late:
+/// a few turns of the binary's core loop (10 ms each by default).
+pub const ACK_LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A delivery pushed to its client before it was stored.
 pub(super) struct HeldMessage {
     /// When it reached the core: its retention counts from then.
@@ -143,14 +147,15 @@ impl DueAcks {
         self.acks.remove(&key);
     }
 
-    /// Removes the acks due by `now`, in order.
-    pub(super) fn due(&mut self, now: Timestamp) -> Vec<OutgoingPacket> {
+    /// Removes the acks due by `now`, in order, each with its instant.
+    pub(super) fn due(&mut self, now: Timestamp) -> Vec<(Timestamp, OutgoingPacket)> {
         let mut due = Vec::new();
         while let Some(entry) = self.acks.first_entry() {
-            if entry.key().0 > now {
+            let at = entry.key().0;
+            if at > now {
                 break;
             }
-            due.push(entry.remove());
+            due.push((at, entry.remove()));
         }
         due
     }
@@ -294,10 +299,15 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         }
     }
 
-    /// Sends the SURB-acks due by `now`.
+    /// Sends the SURB-acks due by `now`; counts those leaving more than
+    /// [`ACK_LATE_AFTER`] past their instant (a core that fell behind, or a
+    /// slow commit: their timing no longer hides as well).
     pub(super) fn release_acks(&mut self, now: Timestamp, actions: &mut Vec<GatewayAction>) {
-        for packet in self.due_acks.due(now) {
+        for (at, packet) in self.due_acks.due(now) {
             self.stats.ack_sent();
+            if now.saturating_duration_since(at) > ACK_LATE_AFTER {
+                self.stats.ack_late();
+            }
             actions.push(GatewayAction::Forward(packet));
         }
     }

@@ -22,6 +22,7 @@ mod held;
 mod prekey_service;
 
 pub use final_hop::{FinalHop, FinalHopReport};
+pub use held::ACK_LATE_AFTER;
 
 use held::{DueAcks, HeldDeliveries};
 

@@ -113,6 +113,7 @@ struct CoreCounters {
     delivered: Counter,
     acknowledged: Counter,
     acks_sent: Counter,
+    acks_late: Counter,
     ack_failures: Counter,
     client_packets: Counter,
     throttled: Counter,
@@ -183,6 +184,11 @@ impl GatewayMetrics {
                 "Messages deleted after the client acknowledged them",
             ),
             acks_sent: counter(r, "surb_acks_sent", "SURB-acks sent into the mixnet"),
+            acks_late: counter(
+                r,
+                "surb_acks_late",
+                "SURB-acks that left more than 50 ms past their fixed instant",
+            ),
             ack_failures: counter(r, "surb_ack_failures", "SURB-acks that could not be built"),
             client_packets: counter(
                 r,
@@ -297,6 +303,7 @@ impl GatewayMetrics {
         catch_up(&c.delivered, s.delivered);
         catch_up(&c.acknowledged, s.acknowledged);
         catch_up(&c.acks_sent, s.acks_sent);
+        catch_up(&c.acks_late, s.acks_late);
         catch_up(&c.ack_failures, s.ack_failures);
         catch_up(&c.client_packets, s.forwarded);
         catch_up(&c.throttled, s.throttled);
