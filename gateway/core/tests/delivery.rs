@@ -546,6 +546,16 @@ fn counting_core(w: &World, config: MailboxConfig) -> (GatewayCore<CountingStore
 
 type CommitCount = std::rc::Rc<std::cell::Cell<usize>>;
 
+/// A one-fragment message, "hi", of message id `[seed; 16]`.
+fn hi(seed: u8) -> SealedContent {
+    SealedContent::Data {
+        lifetime: None,
+        fragment: fragment_message(MessageId([seed; 16]), b"hi")
+            .unwrap()
+            .remove(0),
+    }
+}
+
 fn ack_bytes(ids: &[u64]) -> Vec<u8> {
     ids.iter()
         .flat_map(|id| {
@@ -618,14 +628,8 @@ fn a_message_not_taken_in_time_is_stored_and_acked_when_an_offline_clients_is() 
     let bob = w.bob.clone();
     let start = Timestamp::from_millis(1_000);
     let (mut c, _) = connect(&mut core, &mut w.rng, start, &bob);
-    let data = |seed: u8| SealedContent::Data {
-        lifetime: None,
-        fragment: fragment_message(MessageId([seed; 16]), b"hi")
-            .unwrap()
-            .remove(0),
-    };
-    let to_bob = forward_delivery(&mut w, bob.public().to_bytes(), &data(1));
-    let to_carol = forward_delivery(&mut w, carol_key, &data(2));
+    let to_bob = forward_delivery(&mut w, bob.public().to_bytes(), &hi(1));
+    let to_carol = forward_delivery(&mut w, carol_key, &hi(2));
 
     // Bob is online, Carol is not: his is pushed, hers stored at once.
     let report = core.handle_deliveries(start, [to_bob, to_carol]);
@@ -682,14 +686,8 @@ fn a_held_message_that_cannot_be_stored_is_never_acked() {
     };
     let (mut core, _) = counting_core(&w, config);
     let bob = w.bob.clone();
-    let data = |seed: u8| SealedContent::Data {
-        lifetime: None,
-        fragment: fragment_message(MessageId([seed; 16]), b"hi")
-            .unwrap()
-            .remove(0),
-    };
     // One message waits while Bob is offline: his quota is full.
-    let first = forward_delivery(&mut w, bob.public().to_bytes(), &data(1));
+    let first = forward_delivery(&mut w, bob.public().to_bytes(), &hi(1));
     core.handle_delivery(Timestamp::ZERO, first);
     let sent = ack_instants(&mut core, Timestamp::ZERO, Timestamp::from_millis(3_000));
     assert_eq!(sent.len(), 1);
@@ -698,7 +696,7 @@ fn a_held_message_that_cannot_be_stored_is_never_acked() {
     let start = Timestamp::from_millis(5_000);
     let (mut c, pushed) = connect(&mut core, &mut w.rng, start, &bob);
     assert_eq!(mailbox_ids(&pushed).len(), 1);
-    let second = forward_delivery(&mut w, bob.public().to_bytes(), &data(2));
+    let second = forward_delivery(&mut w, bob.public().to_bytes(), &hi(2));
     let report = core.handle_delivery(start, second);
     assert_eq!(report.outcomes, [FinalHop::Pushed { acked: true }]);
     assert_eq!(mailbox_ids(&c.receive(&report.actions)).len(), 1);
@@ -717,15 +715,9 @@ fn a_client_back_before_the_hold_ends_gets_what_its_last_session_did_not_take() 
     let (mut core, _) = counting_core(&w, MailboxConfig::default());
     let bob = w.bob.clone();
     let key = bob.public().to_bytes();
-    let data = |seed: u8| SealedContent::Data {
-        lifetime: None,
-        fragment: fragment_message(MessageId([seed; 16]), b"hi")
-            .unwrap()
-            .remove(0),
-    };
     let start = Timestamp::from_millis(1_000);
     let (mut c, _) = connect(&mut core, &mut w.rng, start, &bob);
-    let pushed = forward_delivery(&mut w, key, &data(1));
+    let pushed = forward_delivery(&mut w, key, &hi(1));
     let report = core.handle_delivery(start, pushed);
     let held = mailbox_ids(&c.receive(&report.actions));
     assert_eq!(held.len(), 1);
@@ -734,7 +726,7 @@ fn a_client_back_before_the_hold_ends_gets_what_its_last_session_did_not_take() 
     // One more while he is away (stored at once), then he is back, 100 ms
     // after the first arrived: both come, in the order they arrived.
     let later = start.saturating_add(Duration::from_millis(50));
-    let stored = forward_delivery(&mut w, key, &data(2));
+    let stored = forward_delivery(&mut w, key, &hi(2));
     assert_eq!(
         core.handle_delivery(later, stored).outcomes,
         [FinalHop::Stored { acked: true }]

@@ -157,16 +157,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 Err(reason) => outcomes.push(FinalHop::Dropped(reason)),
             }
         }
-        // A sender's lifetime shorter than the sweep interval brings the next
-        // sweep forward, so the message is not kept past it.
-        if let Some(earliest) = to_store
-            .iter()
-            .filter_map(|m| m.lifetime)
-            .min()
-            .map(|lifetime| now.saturating_add(lifetime))
-        {
-            self.next_sweep = self.next_sweep.min(earliest);
-        }
+        self.sweep_by_lifetimes(now, &to_store);
         let clients: Vec<ClientKey> = to_store.iter().map(|m| m.client).collect();
         // Acknowledgements read but not yet committed
         // ([`GatewayCore::read_client_bytes`]) are deleted in the same commit.
@@ -189,14 +180,7 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                         None => FinalHop::Stored { acked },
                     }
                 }
-                Err(PutError::Full) => {
-                    self.stats.dropped(GatewayDropReason::MailboxFull);
-                    FinalHop::Dropped(GatewayDropReason::MailboxFull)
-                }
-                Err(PutError::Store(_)) => {
-                    self.stats.dropped(GatewayDropReason::StoreFailed);
-                    FinalHop::Dropped(GatewayDropReason::StoreFailed)
-                }
+                Err(e) => FinalHop::Dropped(self.refused(&e)),
             };
             if let Some(slot) = outcomes.get_mut(slot) {
                 *slot = outcome;
@@ -216,6 +200,29 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
         self.acks_deleted(deleted.ok(), &mut actions);
         self.release_acks(now, &mut actions);
         FinalHopReport { outcomes, actions }
+    }
+
+    /// A sender's lifetime shorter than the sweep interval brings the next
+    /// sweep forward, so that a message stored `now` is not kept past it.
+    pub(super) fn sweep_by_lifetimes(&mut self, now: Timestamp, stored: &[NewMessage]) {
+        if let Some(earliest) = stored
+            .iter()
+            .filter_map(|m| m.lifetime)
+            .min()
+            .map(|lifetime| now.saturating_add(lifetime))
+        {
+            self.next_sweep = self.next_sweep.min(earliest);
+        }
+    }
+
+    /// Counts a message the mailbox refused; returns why.
+    pub(super) fn refused(&self, e: &PutError) -> GatewayDropReason {
+        let reason = match e {
+            PutError::Full => GatewayDropReason::MailboxFull,
+            PutError::Store(_) => GatewayDropReason::StoreFailed,
+        };
+        self.stats.dropped(reason);
+        reason
     }
 
     /// What to store for a delivery and the ack to send once it is stored,

@@ -36,8 +36,7 @@ use protocol::time::Timestamp;
 
 use super::final_hop::PendingAck;
 use super::{GatewayAction, GatewayCore, Session, SessionId, SessionState};
-use crate::mailbox::{ClientKey, MailboxId, MailboxStore, NewMessage, PutError};
-use crate::stats::GatewayDropReason;
+use crate::mailbox::{ClientKey, MailboxId, MailboxStore, NewMessage};
 
 /// How far past its instant a SURB-ack may leave before it counts as late:
 /// a few turns of the binary's core loop (10 ms each by default).
@@ -91,14 +90,9 @@ impl HeldDeliveries {
 
     /// Removes every message held for `client`.
     pub(super) fn take_client(&mut self, client: &ClientKey) -> Vec<HeldMessage> {
-        let ids: Vec<MailboxId> = self
-            .messages
-            .iter()
-            .filter(|(_, h)| h.message.client == *client)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| self.messages.remove(&id))
+        self.messages
+            .extract_if(|_, h| h.message.client == *client)
+            .map(|(_, h)| h)
             .collect()
     }
 
@@ -254,23 +248,13 @@ impl<S: MailboxStore, F: PacketFormat> GatewayCore<S, F> {
                 }
             })
             .collect();
-        if let Some(earliest) = messages
-            .iter()
-            .filter_map(|m| m.lifetime)
-            .min()
-            .map(|lifetime| now.saturating_add(lifetime))
-        {
-            self.next_sweep = self.next_sweep.min(earliest);
-        }
+        self.sweep_by_lifetimes(now, &messages);
         let results = self.mailbox.put_batch(now, messages);
         for (result, ack) in results.into_iter().zip(acks) {
             match result {
                 Ok(_) => self.stats.stored(),
                 Err(e) => {
-                    self.stats.dropped(match e {
-                        PutError::Full => GatewayDropReason::MailboxFull,
-                        PutError::Store(_) => GatewayDropReason::StoreFailed,
-                    });
+                    self.refused(&e);
                     if let Some(ack) = ack {
                         self.due_acks.cancel(ack);
                     }

@@ -128,7 +128,7 @@ impl CoreLoop {
             if self.enrollment.is_some() {
                 wake = wake.min(tokio::time::Instant::now() + ENROLLMENT_CHECK);
             }
-            let actions = tokio::select! {
+            let mut actions = tokio::select! {
                 event = clients.recv() => {
                     let Some(event) = event else { break };
                     let mut actions = self.client_event(event, &mut writers);
@@ -144,7 +144,6 @@ impl CoreLoop {
             };
             // SURB-acks and held messages fall due while turns follow each
             // other: carried out after the turn rather than left to the draw.
-            let mut actions = actions;
             let now = clock.now();
             if self.core.next_timeout() <= now {
                 actions.extend(self.core.handle_timeout(now));
