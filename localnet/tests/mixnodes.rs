@@ -98,6 +98,21 @@ async fn every_packet_arrives_in_the_order_of_its_scheduled_instant_and_never_be
         f64::from(n + 8) * 3.0,
         "each packet forwarded at each of 3 layers"
     );
+    // Every node timed its first unwrap and one in sixteen after it, by
+    // its CPU clock: some time, but not whole seconds.
+    for m in &net.mixnodes {
+        let received = metric(&m.metrics_url, "mixnode_packets_received_total").await;
+        let timed = metric(&m.metrics_url, "mixnode_unwraps_timed_total").await;
+        let cpu = metric(&m.metrics_url, "mixnode_unwrap_cpu_seconds_total").await;
+        assert!(
+            received >= 1.0 && timed >= (received / 16.0).floor() && timed <= received,
+            "{timed} unwraps timed of {received}"
+        );
+        assert!(
+            cpu > 0.0 && cpu < timed * 0.5,
+            "{cpu} s for {timed} unwraps"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

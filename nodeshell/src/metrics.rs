@@ -11,6 +11,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use directory::DirectoryClient;
@@ -101,8 +103,26 @@ pub struct NodeMetrics {
     pub topology_expired: Gauge,
     /// When the topology the node works on expires, unix seconds.
     pub topology_valid_until: Gauge,
+    /// CPU time of the unwraps timed (one packet in [`UNWRAP_TIMED_EVERY`]).
+    pub unwrap_cpu_seconds: Counter<f64, AtomicU64>,
+    /// Unwraps timed.
+    pub unwraps_timed: Counter,
+    unwraps_seen: AtomicU64,
     link_dropped: Family<DropLabels, Counter>,
     unpinned_refused: Counter,
+}
+
+/// One packet in this many has its unwrap timed by the CPU clock of the
+/// thread that opens it (reading that clock is a system call: timing them
+/// all would cost a few per cent of an unwrap).
+pub const UNWRAP_TIMED_EVERY: u64 = 16;
+
+/// The calling thread's CPU time (zero if the clock cannot be read).
+pub fn thread_cpu_time() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 impl NodeMetrics {
@@ -172,7 +192,31 @@ impl NodeMetrics {
                 "links_unpinned_refused",
                 "Connections refused because the peer's key is not in the topology",
             ),
+            unwrap_cpu_seconds: {
+                let c = Counter::<f64, AtomicU64>::default();
+                r.register(
+                    "unwrap_cpu_seconds",
+                    "CPU time of the packet unwraps timed (one in 16), seconds",
+                    c.clone(),
+                );
+                c
+            },
+            unwraps_timed: counter(r, "unwraps_timed", "Packet unwraps timed (one in 16)"),
+            unwraps_seen: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the packet about to be opened is one to time.
+    pub fn time_this_unwrap(&self) -> bool {
+        self.unwraps_seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(UNWRAP_TIMED_EVERY)
+    }
+
+    /// Counts one timed unwrap that took `cpu` of its thread's time.
+    pub fn unwrap_timed(&self, cpu: Duration) {
+        self.unwrap_cpu_seconds.inc_by(cpu.as_secs_f64());
+        self.unwraps_timed.inc();
     }
 
     /// Counts one drop (a replay also in `replays`).
@@ -332,6 +376,50 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"gateway_link_packets_dropped_total{reason="#));
+    }
+
+    #[test]
+    fn one_unwrap_in_sixteen_is_timed_and_its_cpu_time_exported() {
+        let (registry, m) = metrics(NodeKind::Mix);
+        let chosen: Vec<u64> = (0..UNWRAP_TIMED_EVERY * 3)
+            .filter(|_| m.time_this_unwrap())
+            .collect();
+        assert_eq!(chosen.len(), 3);
+        m.unwrap_timed(Duration::from_micros(150));
+        m.unwrap_timed(Duration::from_micros(50));
+        let text = encode(&registry);
+        assert!(text.contains("mixnode_unwraps_timed_total 2"), "{text}");
+        let seconds: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("mixnode_unwrap_cpu_seconds_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((seconds - 200e-6).abs() < 1e-9, "{seconds}");
+    }
+
+    #[test]
+    fn a_thread_cpu_clock_counts_work_not_sleep() {
+        let started = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = thread_cpu_time().saturating_sub(started);
+        let started = thread_cpu_time();
+        let mut worked = Duration::ZERO;
+        // Bounded, should the clock not move: each turn reads it once.
+        for x in 0..50_000_000u64 {
+            if worked >= Duration::from_millis(5) {
+                break;
+            }
+            std::hint::black_box(x.wrapping_mul(31));
+            worked = thread_cpu_time().saturating_sub(started);
+        }
+        assert!(
+            worked >= Duration::from_millis(5),
+            "{worked:?} after working"
+        );
+        assert!(
+            slept < Duration::from_millis(20),
+            "{slept:?} while sleeping"
+        );
     }
 
     #[test]

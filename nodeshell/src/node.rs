@@ -52,7 +52,7 @@ use crate::intake::InlinePolicy;
 use crate::journal::ReplayJournal;
 use crate::keystore::KeyStore;
 use crate::links::Links;
-use crate::metrics::{MetricsEndpoint, NodeMetrics, Observe, to_i64};
+use crate::metrics::{MetricsEndpoint, NodeMetrics, Observe, thread_cpu_time, to_i64};
 use crate::registration::{Addresses, Registration, current_topology, directory_client};
 use crate::shutdown::{Shutdown, ShutdownSignal, shutdown_signal};
 use crate::workers::{PacketWorkers, worker_count};
@@ -604,14 +604,21 @@ fn start_workers<R: Role>(
 /// Opens one packet with the node's mixer at `now` (the intake's instant
 /// for the packets it opens itself): the role's packets are returned, the
 /// node's own loop cover coming back and every refused packet are counted
-/// here.
+/// here, and one packet in [`crate::metrics::UNWRAP_TIMED_EVERY`] has its unwrap timed (so
+/// that what a node spends beyond its unwraps can be told from the unwraps'
+/// own price on a loaded machine).
 fn open_one<R: Role>(
     packet: &[u8],
     mixer: &NodeMixer,
     metrics: &NodeMetrics,
     now: Timestamp,
 ) -> Option<Opened<R::Hop>> {
-    match mixer.handle_packet_recorded(now, packet) {
+    let timed = metrics.time_this_unwrap().then(thread_cpu_time);
+    let result = mixer.handle_packet_recorded(now, packet);
+    if let Some(started) = timed {
+        metrics.unwrap_timed(thread_cpu_time().saturating_sub(started));
+    }
+    match result {
         Ok((Action::LoopReturned, _)) => {
             metrics.cover_returned.inc();
         }

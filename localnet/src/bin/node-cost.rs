@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use client::{AddressCard, Client};
-use localnet::baseline::{UnwrapBaseline, UnwrapSampler, measure_unwrap};
+use localnet::baseline::{UnwrapBaseline, measure_unwrap};
 use localnet::fleet;
 use localnet::probe::metric_in;
 use localnet::usage::ProcessUsage;
@@ -34,10 +34,6 @@ use localnet::{LocalNet, LocalNode, NetworkSpec, NodeRole};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-
-/// How often the sampler times an unwrap of each kind during the window
-/// (about 1 % of a core at 70 + 45 µs per pair).
-const SAMPLER_INTERVAL: Duration = Duration::from_millis(10);
 
 /// What one node of the local network costs under real clients.
 #[derive(Parser, Clone, Debug)]
@@ -298,12 +294,7 @@ impl Watched {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        secs: f64,
-        unwrap: &UnwrapBaseline,
-        during: &UnwrapBaseline,
-    ) -> Result<NodeCost> {
+    async fn finish(&self, secs: f64, unwrap: &UnwrapBaseline) -> Result<NodeCost> {
         let end = ProcessUsage::read(self.pid)?;
         let m = scrape(&self.metrics).await?;
         let (start, m0) = self.start.as_ref().context("never sampled")?;
@@ -337,11 +328,10 @@ impl Watched {
             NodeRole::Gateway => unwrap.final_micros,
         };
         let unwrap_share_us = per_unwrap * received / events.max(1.0);
-        let per_unwrap_during = match self.role {
-            NodeRole::Mix => during.micros,
-            NodeRole::Gateway => during.final_micros,
-        };
-        let unwrap_share_during_us = per_unwrap_during * received / events.max(1.0);
+        // The node's own unwraps, as it timed them (one in sixteen).
+        let timed = delta("unwraps_timed_total");
+        let own_unwrap_us = delta("unwrap_cpu_seconds_total") * 1e6 / timed.max(1.0);
+        let own_unwrap_share_us = own_unwrap_us * received / events.max(1.0);
         let rss_growth = end.rss_kib.saturating_sub(self.idle_rss_kib);
         Ok(NodeCost {
             node: self.name.clone(),
@@ -359,8 +349,9 @@ impl Watched {
             cpu_per_packet_us: cpu_per_event_us,
             unwrap_share_us,
             ratio_to_unwraps: cpu_per_event_us / unwrap_share_us.max(1e-9),
-            unwrap_share_during_us,
-            ratio_to_unwraps_during: cpu_per_event_us / unwrap_share_during_us.max(1e-9),
+            own_unwrap_us,
+            unwraps_timed: timed as u64,
+            ratio_to_own_unwraps: cpu_per_event_us / own_unwrap_share_us.max(1e-9),
             switches_per_packet: end.context_switches.saturating_sub(start.context_switches) as f64
                 / events.max(1.0),
             rss_mib: end.rss_kib as f64 / 1024.0,
@@ -393,9 +384,12 @@ struct NodeCost {
     /// The unwrap baseline times the share of events that are unwraps.
     unwrap_share_us: f64,
     ratio_to_unwraps: f64,
-    /// The same with the unwraps timed during the window, under the load.
-    unwrap_share_during_us: f64,
-    ratio_to_unwraps_during: f64,
+    /// One unwrap as the node itself timed it during the window (the mean
+    /// of `unwraps_timed`, one packet in sixteen).
+    own_unwrap_us: f64,
+    unwraps_timed: u64,
+    /// CPU per event against the node's own unwraps at that price.
+    ratio_to_own_unwraps: f64,
     /// Context switches of the node's threads per packet event.
     switches_per_packet: f64,
     rss_mib: f64,
@@ -425,10 +419,6 @@ struct RunReport {
     /// The final-hop unwrap (a gateway's baseline), before and after the load.
     final_unwrap_us_before: f64,
     final_unwrap_us_after: f64,
-    /// Unwraps timed one at a time during the measured window (the mean).
-    unwrap_us_during: f64,
-    final_unwrap_us_during: f64,
-    unwraps_timed_during: usize,
     messages_sent: usize,
     messages_received: usize,
     latency_ms_p50: Option<f64>,
@@ -623,7 +613,6 @@ async fn run(cli: Cli) -> Result<()> {
     for w in &mut watched {
         w.sample().await?;
     }
-    let sampler = UnwrapSampler::start(SAMPLER_INTERVAL)?;
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -635,7 +624,6 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     let load_end = ProcessUsage::read(own_pid)?;
-    let baseline_during = tokio::task::spawn_blocking(|| sampler.finish()).await??;
     let mut latencies = Vec::new();
     while let Ok(t) = trips.try_recv() {
         latencies.push(t.latency.as_secs_f64() * 1e3);
@@ -643,7 +631,7 @@ async fn run(cli: Cli) -> Result<()> {
     let messages_sent = sent.load(std::sync::atomic::Ordering::Relaxed) - sent_before;
     let mut nodes = Vec::new();
     for w in &watched {
-        nodes.push(w.finish(secs, &baseline_before, &baseline_during).await?);
+        nodes.push(w.finish(secs, &baseline_before).await?);
     }
     drop(messengers);
     // Let the aborted messengers drop their handles.
@@ -675,9 +663,6 @@ async fn run(cli: Cli) -> Result<()> {
         unwrap_us: baseline_before.micros,
         final_unwrap_us_before: baseline_before.final_micros,
         final_unwrap_us_after: baseline_after.final_micros,
-        unwrap_us_during: baseline_during.micros,
-        final_unwrap_us_during: baseline_during.final_micros,
-        unwraps_timed_during: baseline_during.unwraps,
         messages_sent,
         messages_received: latencies.len(),
         latency_ms_p50: percentile(&latencies, 0.5),
@@ -709,18 +694,15 @@ fn print_table(r: &RunReport) {
         "unwrap baseline (protocol::sphinx, thread CPU): {:.1} µs before the load, {:.1} µs after; at a final hop (gateways) {:.1} µs and {:.1} µs",
         r.unwrap_us_before, r.unwrap_us_after, r.final_unwrap_us_before, r.final_unwrap_us_after
     );
-    println!(
-        "unwraps timed during the window, beside the nodes (mean of {} each): {:.1} µs forward, {:.1} µs at a final hop",
-        r.unwraps_timed_during, r.unwrap_us_during, r.final_unwrap_us_during
-    );
+
     println!();
     println!(
-        "| node | packets/s | unwraps/s | stored/s | taken unstored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | ratio under load | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
+        "| node | packets/s | unwraps/s | stored/s | taken unstored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | own unwrap µs | ratio to own | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in &r.nodes {
         println!(
-            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} / {:.0} | {} |",
             n.node,
             n.packets_per_s,
             n.unwraps_per_s,
@@ -730,7 +712,8 @@ fn print_table(r: &RunReport) {
             n.cpu_per_packet_us,
             n.unwrap_share_us,
             n.ratio_to_unwraps,
-            n.ratio_to_unwraps_during,
+            n.own_unwrap_us,
+            n.ratio_to_own_unwraps,
             n.switches_per_packet,
             n.rss_mib,
             n.kib_per_client
