@@ -113,8 +113,9 @@ pub struct NodeMetrics {
 }
 
 /// One packet in this many has its unwrap timed by the CPU clock of the
-/// thread that opens it (reading that clock is a system call: timing them
-/// all would cost a few per cent of an unwrap).
+/// thread that opens it (reading that clock is a system call, about 0.4 µs
+/// beyond a vDSO clock read here: timed every one, half a per cent of an
+/// unwrap would go to the timing).
 pub const UNWRAP_TIMED_EVERY: u64 = 16;
 
 /// The calling thread's CPU time (zero if the clock cannot be read).

@@ -694,7 +694,6 @@ fn print_table(r: &RunReport) {
         "unwrap baseline (protocol::sphinx, thread CPU): {:.1} µs before the load, {:.1} µs after; at a final hop (gateways) {:.1} µs and {:.1} µs",
         r.unwrap_us_before, r.unwrap_us_after, r.final_unwrap_us_before, r.final_unwrap_us_after
     );
-
     println!();
     println!(
         "| node | packets/s | unwraps/s | stored/s | taken unstored/s | CPU % | CPU µs/packet | unwrap share µs | ratio | own unwrap µs | ratio to own | switches/packet | RSS MiB | KiB/client | queue mean / max | dropped |"
