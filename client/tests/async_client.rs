@@ -16,7 +16,7 @@ use client::shell::{ClientParts, SendStatus};
 use client::{Client, ClientError, ClientOptions};
 use client_core::DeliveryDrop;
 use client_core::sessions::SessionBook;
-use mixnet::TestMixnet;
+use mixnet::{TestMixnet, introduce, wait_connected};
 use protocol::SphinxKeyPair;
 use protocol::surb::SurbId;
 use rand::SeedableRng;
@@ -57,12 +57,6 @@ fn start_client(net: &mut TestMixnet, gateway: usize, seed: u64, options: Client
     })
 }
 
-/// Gives each client the other's address card.
-async fn introduce(a: &Client, b: &Client) {
-    a.add_contact(&b.card()).await.unwrap();
-    b.add_contact(&a.card()).await.unwrap();
-}
-
 /// An address card for `address` with prekeys nobody holds.
 fn stranger_card(address: protocol::ClientAddress) -> client::AddressCard {
     SessionBook::generate(&mut ChaCha20Rng::seed_from_u64(99)).card(address)
@@ -73,14 +67,7 @@ async fn send_receive_and_reply_between_two_clients() {
     let mut net = TestMixnet::start(1, 2);
     let alice = start_client(&mut net, 0, 10, options());
     let bob = start_client(&mut net, 1, 11, options());
-    timeout(PATIENCE, alice.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(PATIENCE, bob.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
+    wait_connected(&[&alice, &bob], PATIENCE).await;
 
     introduce(&alice, &bob).await;
     // Large enough for three fragments (with the session's first-message

@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use client_core::{ClientEvent, ReplyHandle};
+use client_core::{ClientEvent, DeliveryOutcome, ReplyHandle};
 use protocol::fragment::MessageId;
 use protocol::frame::FRAGMENT_CAPACITY;
 use rand::{Rng, SeedableRng};
@@ -434,4 +434,56 @@ fn a_lost_unacknowledged_reply_fragment_is_not_sent_again() {
         1
     );
     assert_eq!(net.clients[B].occupancy().outgoing_messages, 0);
+}
+
+/// A reply fragment replayed from a journal (`ReplySource::Journaled`) is
+/// held like one delivered, but sends no ack and leaves the SURB alone:
+/// its sender sends it again through a spare SURB, and that copy (a
+/// duplicate now) is the one acknowledged.
+#[test]
+fn a_journaled_reply_fragment_is_held_without_an_ack_of_its_own() {
+    let (mut net, mut handle) = message_with_handle(24, 2);
+    // The first reply delivery to A is kept aside (as a journal would keep
+    // it) instead of handed to A's core.
+    let kept = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let keep = kept.clone();
+    let replies = net.clients[A].reply_surb_ids();
+    net.lose_delivery = Box::new(move |client, d| {
+        let first = client == A && replies.contains(&d.surb_id) && keep.borrow().is_empty();
+        if first {
+            keep.borrow_mut().push((d.surb_id, d.payload.clone()));
+        }
+        first
+    });
+    let now = net.now;
+    let reply = net.clients[B]
+        .reply(now, &mut handle, b"answer", &mut net.rng)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |_| !kept.borrow().is_empty()));
+    let (surb_id, payload) = kept.borrow()[0].clone();
+
+    // Only that SURB's keys open it, and opening uses nothing up.
+    let a = &mut net.clients[A];
+    assert_eq!(a.open_reply(&surb_id, &[7u8; 100]), None);
+    let other = protocol::surb::SurbId([9; 16]);
+    assert_eq!(a.open_reply(&other, &payload), None);
+    let frame = a.open_reply(&surb_id, &payload).expect("A's SURB opens it");
+    assert!(a.reply_surb_ids().contains(&surb_id));
+
+    let acks_before = a.stats().reply_acks_sent;
+    let outcome = a.handle_reply_frame(now, client_core::ReplySource::Journaled, &frame);
+    assert!(
+        matches!(outcome, DeliveryOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    net.drain_events(A);
+    assert_eq!(received_bytes(&net, A, reply), vec![b"answer".to_vec()]);
+
+    // No ack left A for it: B sends the fragment again through its spare
+    // SURB; A takes that copy as a duplicate and acknowledges it.
+    assert!(net.run_until(Duration::from_secs(30), |n| delivered(n, B, reply) == 1));
+    assert_eq!(net.clients[B].stats().retransmissions, 1);
+    assert_eq!(net.clients[A].stats().duplicate_fragments, 1);
+    assert_eq!(net.clients[A].stats().reply_acks_sent, acks_before + 1);
+    assert_eq!(received_bytes(&net, A, reply).len(), 1, "received once");
 }

@@ -1,6 +1,6 @@
-//! The reassembly journal across a restart: a message whose fragments were
-//! only partly taken (and acknowledged to the gateway) when the client
-//! stopped is complete after the next start, exactly once. In-memory
+//! The reassembly journal across a restart: a message (or a reply) whose
+//! fragments were only partly taken (and acknowledged to the gateway) when
+//! the client stopped is complete after the next start, exactly once. In-memory
 //! gateways joined by an in-process mixnet, in tokio's paused time.
 
 #![allow(
@@ -18,7 +18,7 @@ use std::time::Duration;
 use client::shell::{ClientParts, ShellStats};
 use client::{Client, ClientOptions};
 use client_core::sessions::SessionBook;
-use mixnet::TestMixnet;
+use mixnet::{TestMixnet, introduce, wait_connected};
 use protocol::SphinxKeyPair;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -87,16 +87,8 @@ async fn half_receive(
 ) -> (protocol::fragment::MessageId, Vec<u8>) {
     let alice = start_alice(net);
     let bob = start_bob(net, dir, journal);
-    timeout(PATIENCE, alice.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(PATIENCE, bob.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
-    alice.add_contact(&bob.card()).await.unwrap();
-    bob.add_contact(&alice.card()).await.unwrap();
+    wait_connected(&[&alice, &bob], PATIENCE).await;
+    introduce(&alice, &bob).await;
 
     net.hold_fragments(BOB, 1);
     let text: Vec<u8> = (0..1500u32).map(|i| (i % 251) as u8).collect();
@@ -190,4 +182,76 @@ async fn a_message_abandoned_by_the_core_loses_its_journal_file() {
     assert_eq!(stats.reassembly_timeouts, 1);
     assert!(journal_files(dir.path()).is_empty());
     bob.shutdown().await;
+}
+
+/// Bob (from his folder, with the journal) asks Alice; her two-fragment
+/// reply comes back through the SURBs his question carried. Bob takes the
+/// first fragment to arrive (journaled, sealed, and acknowledged to his
+/// gateway, which deletes it) and stops; after the restart the reply is
+/// complete, exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_partly_received_reply_is_complete_after_a_restart_exactly_once() {
+    let mut net = TestMixnet::start(9, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let alice = start_alice(&mut net);
+    let bob = start_bob(&net, dir.path(), true);
+    wait_connected(&[&alice, &bob], PATIENCE).await;
+    introduce(&alice, &bob).await;
+
+    let question = bob
+        .send(&alice.address(), b"question".to_vec())
+        .await
+        .unwrap();
+    let question_id = question.id();
+    let asked = timeout(PATIENCE, alice.recv()).await.unwrap().unwrap();
+    let handle = asked.reply.clone().expect("messages carry reply SURBs");
+    timeout(PATIENCE, question.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(journal_files(dir.path()).is_empty());
+
+    // Two fragments (the session's overhead is under half a fragment).
+    let len = protocol::frame::FRAGMENT_CAPACITY * 3 / 2;
+    let text: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+    let answer = alice.reply(handle, text.clone()).await.unwrap();
+    timeout(PATIENCE, async {
+        while journal_files(dir.path()).is_empty() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("Bob journals the first fragment of the reply");
+    // Still partial when Bob stops.
+    assert_eq!(bob.core_stats().await.unwrap().messages_received, 0);
+    bob.shutdown().await;
+
+    // One file, whose record is a reply sealed under the folder's key.
+    let files = journal_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let bytes = std::fs::read(dir.path().join("partial").join(&files[0])).unwrap();
+    assert_eq!(bytes[0] & 0x80, 0x80, "the record is marked a reply");
+    assert_eq!(&bytes[4..8], &e2ee::SEALED_MAGIC, "the reply is sealed");
+
+    let bob = start_bob(&net, dir.path(), true);
+    assert_eq!(ShellStats::get(&bob.stats().journal_replayed), 1);
+    assert_eq!(ShellStats::get(&bob.stats().journal_discarded), 0);
+    let got = timeout(PATIENCE, bob.recv()).await.unwrap().unwrap();
+    assert_eq!(got.bytes, text);
+    assert_eq!(got.in_reply_to, Some(question_id));
+    // Exactly once, and the journal is empty again.
+    assert!(timeout(Duration::from_secs(5), bob.recv()).await.is_err());
+    assert!(journal_files(dir.path()).is_empty());
+    let stats = bob.core_stats().await.unwrap();
+    assert_eq!(stats.messages_received, 1);
+    assert_eq!(stats.reassembly_timeouts, 0);
+    assert_eq!(ShellStats::get(&bob.stats().journal_write_failures), 0);
+    // Alice's reply is acknowledged: the journaled fragment's ack went
+    // before the stop, or her copy sent again was acknowledged after it.
+    timeout(PATIENCE, answer.delivered())
+        .await
+        .unwrap()
+        .unwrap();
+    bob.shutdown().await;
+    alice.shutdown().await;
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use client::shell::{ClientParts, DataFolder, ShellStats};
 use client::{Client, ClientOptions};
-use mixnet::TestMixnet;
+use mixnet::{TestMixnet, introduce, wait_connected};
 use protocol::SphinxKeyPair;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -67,16 +67,8 @@ async fn a_reply_through_a_surb_handed_out_before_a_restart_is_read_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let alice = start_alice(&net, dir.path());
     let bob = start_bob(&mut net);
-    timeout(PATIENCE, alice.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(PATIENCE, bob.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
-    alice.add_contact(&bob.card()).await.unwrap();
-    bob.add_contact(&alice.card()).await.unwrap();
+    wait_connected(&[&alice, &bob], PATIENCE).await;
+    introduce(&alice, &bob).await;
 
     let sent = alice
         .send(&bob.address(), b"question".to_vec())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use protocol::NodeId;
 use protocol::fragment::MessageId;
 use protocol::prekeys::FINGERPRINT_SIZE;
-use protocol::surb::{SURB_SIZE, Surb};
+use protocol::surb::{SURB_SIZE, Surb, SurbId};
 
 use super::stats::{ClientStats, DeliveryDrop};
 
@@ -192,6 +192,15 @@ impl EventQueue {
     pub(crate) fn pop(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
+}
+
+/// Where a reply's frame handed to [`crate::ClientCore::handle_reply_frame`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplySource {
+    /// Delivered now by the gateway, under this reply SURB.
+    Delivered(SurbId),
+    /// Read back from the shell's journal after a restart.
+    Journaled,
 }
 
 /// What [`ClientCore::handle_delivery`](crate::ClientCore::handle_delivery)

@@ -32,7 +32,9 @@ use x25519_dalek::PublicKey;
 pub use config::ClientConfig;
 pub use envelope::{Envelope, EnvelopeKind};
 pub use error::ClientError;
-pub use events::{ClientEvent, DeliveryOutcome, FetchFailure, ReplyHandle, SendFailure};
+pub use events::{
+    ClientEvent, DeliveryOutcome, FetchFailure, ReplyHandle, ReplySource, SendFailure,
+};
 pub use health::NodeHealth;
 pub use routes::RouteSource;
 pub use stats::{ClientStats, DeliveryDrop};
@@ -727,17 +729,62 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                 .handle(&surb_id, payload, &mut self.stats, &mut self.events)
         } else if self.cover.has_ack(&surb_id) {
             self.cover.handle_ack(&surb_id, payload, &mut self.stats)
-        } else if let Some(recovery) = self.reply_surbs.get(&surb_id) {
-            // A payload that does not open under the SURB's keys is not the
-            // SURB's use: the SURB stays valid for the real reply.
-            let frame = recovery.open(payload).and_then(|b| Frame::decode(&b));
-            if frame.is_ok() {
-                self.reply_surbs.remove(&surb_id);
+        } else if self.reply_surbs.get(&surb_id).is_some() {
+            match self.open_reply(&surb_id, payload) {
+                Some(frame) => self.take_reply_frame(now, ReplySource::Delivered(surb_id), &frame),
+                // A payload that does not open under the SURB's keys is not
+                // the SURB's use: the SURB stays valid for the real reply.
+                None => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
             }
-            self.handle_reply(now, frame)
         } else {
             self.stats.drop_delivery(DeliveryDrop::UnknownSurb)
         }
+    }
+
+    /// Opens `payload`, delivered under `surb_id`, with the keys of that
+    /// reply SURB of this client, without using the SURB up: the reply's
+    /// frame, for [`ClientCore::handle_reply_frame`] now and, kept by the
+    /// shell (sealed: it is the reply in clear), after a restart. `None`
+    /// when this client keeps no reply SURB of that id, or when its keys do
+    /// not open the payload.
+    pub fn open_reply(&self, surb_id: &SurbId, payload: &[u8]) -> Option<Vec<u8>> {
+        self.reply_surbs.get(surb_id)?.open(payload).ok()
+    }
+
+    /// Takes a reply's frame as [`ClientCore::open_reply`] gave it. Delivered
+    /// now under a SURB: the SURB is used up once the frame decodes, and the
+    /// fragment is acknowledged to its sender through the reply's SURB-ack,
+    /// as [`ClientCore::handle_delivery`] does. Replayed from the shell's
+    /// journal after a restart: the fragment is held again, and no ack is
+    /// sent (it went before the restart, or its sender sends the fragment
+    /// again and that copy is acknowledged).
+    pub fn handle_reply_frame(
+        &mut self,
+        now: Timestamp,
+        source: ReplySource,
+        frame: &[u8],
+    ) -> DeliveryOutcome {
+        self.stats.deliveries += 1;
+        self.take_reply_frame(now, source, frame)
+    }
+
+    fn take_reply_frame(
+        &mut self,
+        now: Timestamp,
+        source: ReplySource,
+        frame: &[u8],
+    ) -> DeliveryOutcome {
+        let frame = Frame::decode(frame);
+        let acknowledge = match source {
+            ReplySource::Delivered(surb_id) => {
+                if frame.is_ok() {
+                    self.reply_surbs.remove(&surb_id);
+                }
+                true
+            }
+            ReplySource::Journaled => false,
+        };
+        self.handle_reply(now, frame, acknowledge)
     }
 
     fn handle_forward(&mut self, now: Timestamp, payload: &[u8]) -> DeliveryOutcome {
@@ -770,6 +817,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
         &mut self,
         now: Timestamp,
         frame: Result<Frame, protocol::ProtocolError>,
+        acknowledge: bool,
     ) -> DeliveryOutcome {
         match frame {
             Ok(Frame::Reply {
@@ -787,7 +835,7 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                 // ours to send, once the fragment is held (duplicates too:
                 // their first ack may have been lost).
                 let held = !matches!(outcome, DeliveryOutcome::Dropped(_));
-                if let (true, Some(surb)) = (held, surb_ack) {
+                if let (true, true, Some(surb)) = (acknowledge, held, surb_ack) {
                     self.outbox.push_reply_ack(
                         protocol::surb::Surb(surb),
                         fragment_id,

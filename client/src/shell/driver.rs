@@ -4,10 +4,10 @@
 //! a call from the application and on a new topology. Every wake runs the
 //! same steps: hand due packets to the gateway, pass the core's events on.
 //! A delivery is acknowledged to the gateway only after
-//! `ClientCore::handle_delivery` returned (the core holds it) and, for a
-//! fragment of a message still partial, after it was appended to the
-//! reassembly journal (`journal`), which is replayed into the core at the
-//! next start; when the application does not read its messages, the task
+//! `ClientCore::handle_delivery` (or, for a reply, `handle_reply_frame`)
+//! returned (the core holds it) and, for a fragment of a message or reply
+//! still partial, after it was appended to the reassembly journal
+//! (`journal`), which is replayed into the core at the next start; when the application does not read its messages, the task
 //! stops taking deliveries, so they wait in the gateway's mailbox, not in
 //! memory here.
 //!
@@ -41,7 +41,7 @@ use super::api::{
     ShellStats,
 };
 use super::clock::{Clock, unix_now};
-use super::journal::{Appended, JournalLimits, PartialJournal};
+use super::journal::{Appended, JournalLimits, JournalRecord, PartialJournal};
 use super::link::{GatewayDelivery, GatewayDialer, GatewayLink, GatewayLinkError};
 use super::prekeys::WaitingSend;
 use super::routes::TopologyRoutes;
@@ -53,7 +53,8 @@ use client_core::sessions::{
     SessionBookError, ShortAddress,
 };
 use client_core::{
-    ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, Transmission,
+    ClientConfig, ClientCore, ClientEvent, ClientStats, DeliveryOutcome, Envelope, ReplySource,
+    Transmission,
 };
 
 /// Work on the session book in the driver: says whether it changed the
@@ -172,6 +173,37 @@ pub(crate) struct Driver<C: GatewayDialer> {
     pub(crate) publish_due: bool,
     /// Messages to short addresses waiting for their bundle from the gateway.
     pub(crate) awaiting_bundle: HashMap<ShortAddress, Vec<WaitingSend>>,
+}
+
+/// Journals a delivery by what the core did with it: a fragment of a
+/// message (or reply) still partial is appended (and fsynced), as `record`
+/// makes it; a message that ended without an event loses its file. A
+/// single-fragment message is never journaled: it completed in the same
+/// call. A record that cannot be made counts as a failed write.
+fn journal_fragment(
+    journal: &mut Option<PartialJournal>,
+    stats: &ShellStats,
+    outcome: DeliveryOutcome,
+    record: impl FnOnce() -> Option<JournalRecord>,
+) {
+    let Some(journal) = journal.as_mut() else {
+        return;
+    };
+    match outcome {
+        DeliveryOutcome::Held { message, fragments } if fragments > 1 => {
+            match record().map(|r| journal.append(&message, &r)) {
+                Some(Ok(Appended::Written)) => {}
+                Some(Ok(Appended::Full)) => ShellStats::add(&stats.journal_full, 1),
+                Some(Err(e)) => {
+                    tracing::error!("cannot journal a fragment: {e}");
+                    ShellStats::add(&stats.journal_write_failures, 1);
+                }
+                None => ShellStats::add(&stats.journal_write_failures, 1),
+            }
+        }
+        DeliveryOutcome::Ended { message } => journal.remove(&message),
+        _ => {}
+    }
 }
 
 /// Waits for the next delivery of `link`, or forever when there is none.
@@ -431,10 +463,25 @@ impl<C: GatewayDialer> Driver<C> {
         let recovered = journal.recover(wall, config.reassembly.timeout);
         let mut discarded = recovered.discarded as u64;
         let now = self.clock.now();
-        for (id, deliveries) in recovered.messages {
+        for (id, records) in recovered.messages {
             let (mut kept, mut ended) = (false, false);
-            for payload in &deliveries {
-                let outcome = self.core.handle_delivery(now, FORWARD, payload);
+            for record in &records {
+                let outcome = match record {
+                    JournalRecord::Delivery(payload) => {
+                        self.core.handle_delivery(now, FORWARD, payload)
+                    }
+                    // Sealed under the folder's key: a folder without one
+                    // (or another key) opens nothing, and the file goes.
+                    JournalRecord::SealedReply(sealed) => {
+                        match self.book_file.as_ref().map(|f| f.open_reply(sealed)) {
+                            Some(Ok(frame)) => {
+                                self.core
+                                    .handle_reply_frame(now, ReplySource::Journaled, &frame)
+                            }
+                            _ => continue,
+                        }
+                    }
+                };
                 ShellStats::add(&self.stats.journal_replayed, 1);
                 match outcome {
                     DeliveryOutcome::Held { .. }
@@ -453,30 +500,6 @@ impl<C: GatewayDialer> Driver<C> {
             }
         }
         ShellStats::add(&self.stats.journal_discarded, discarded);
-    }
-
-    /// Journals a forward delivery by what the core did with it: a fragment
-    /// of a message still partial is appended (and fsynced); a message that
-    /// ended without an event loses its file. A single-fragment message is
-    /// never journaled: it completed in the same call.
-    fn journal_delivery(&mut self, outcome: DeliveryOutcome, payload: &[u8]) {
-        let Some(journal) = self.journal.as_mut() else {
-            return;
-        };
-        match outcome {
-            DeliveryOutcome::Held { message, fragments } if fragments > 1 => {
-                match journal.append(&message, payload) {
-                    Ok(Appended::Written) => {}
-                    Ok(Appended::Full) => ShellStats::add(&self.stats.journal_full, 1),
-                    Err(e) => {
-                        tracing::error!("cannot journal a fragment: {e}");
-                        ShellStats::add(&self.stats.journal_write_failures, 1);
-                    }
-                }
-            }
-            DeliveryOutcome::Ended { message } => journal.remove(&message),
-            _ => {}
-        }
     }
 
     /// Forgets the journal file of message `id` (complete or abandoned).
@@ -662,15 +685,41 @@ impl<C: GatewayDialer> Driver<C> {
         ShellStats::add(&self.stats.deliveries, 1);
         ShellStats::add(&self.stats.bytes_received, delivery.payload.len() as u64);
         let replies_before = self.core.occupancy().reply_surbs;
-        let outcome =
-            self.core
-                .handle_delivery(self.clock.now(), delivery.surb_id, &delivery.payload);
+        let now = self.clock.now();
+        // A reply is opened here, so that its frame can be journaled: the
+        // SURB that opens it is used up by the core.
+        let reply = match delivery.surb_id.is_forward() {
+            true => None,
+            false => self.core.open_reply(&delivery.surb_id, &delivery.payload),
+        };
+        let outcome = match &reply {
+            Some(frame) => {
+                self.core
+                    .handle_reply_frame(now, ReplySource::Delivered(delivery.surb_id), frame)
+            }
+            None => self
+                .core
+                .handle_delivery(now, delivery.surb_id, &delivery.payload),
+        };
         if self.core.occupancy().reply_surbs != replies_before {
             // A reply SURB was used up: saved with the next save.
             self.replies_dirty = true;
         }
         if delivery.surb_id.is_forward() {
-            self.journal_delivery(outcome, &delivery.payload);
+            journal_fragment(&mut self.journal, &self.stats, outcome, || {
+                Some(JournalRecord::Delivery(delivery.payload.clone()))
+            });
+        } else if let Some(frame) = reply {
+            let (book_file, rng) = (self.book_file.as_ref(), &mut self.rng);
+            journal_fragment(&mut self.journal, &self.stats, outcome, || {
+                // A folder's journal comes with its key; without one (no
+                // folder), there is no journal either.
+                let sealed = book_file?.seal_reply(rng, &frame);
+                sealed
+                    .map_err(|e| tracing::error!("cannot seal a reply fragment: {e}"))
+                    .ok()
+                    .map(JournalRecord::SealedReply)
+            });
         }
         if matches!(outcome, DeliveryOutcome::Completed { .. }) {
             // The message is saved (session book) and its journal file gone

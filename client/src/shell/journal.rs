@@ -1,20 +1,26 @@
-//! The reassembly journal: forward deliveries of partial incoming messages,
-//! kept in the data folder so that a restart does not lose them.
+//! The reassembly journal: the fragments of partial incoming messages and
+//! replies, kept in the data folder so that a restart does not lose them.
 //!
 //! ```text
-//! D/partial/<message id, 32 hex digits>   u32 length (big endian) + delivery, appended
+//! D/partial/<message id, 32 hex digits>   records, appended; each a u32 (big
+//!     endian) whose top bit marks a reply and whose other bits give the
+//!     length, then that many bytes: a forward delivery as the gateway
+//!     handed it, or a reply's frame sealed like the session book
 //! ```
 //!
 //! The gateway deletes a delivery once the client acknowledges it, and the
-//! sender got its SURB-ack long before, so the fragments of a message that
-//! is half-received when the client stops exist only here. The driver
-//! appends (and fsyncs) a fragment before acknowledging it, replays every
-//! file into the core at the next start, and removes a file when the core
-//! reports its message complete or abandoned. The deliveries are sealed
-//! bodies as the gateway handed them, which only the client's key opens: the
-//! journal checks their length only, and the core sorts them at replay (a
-//! file the core takes nothing from is removed). See docs/client.md, "Data
-//! folder".
+//! sender got its SURB-ack long before (for a reply, the client's own ack
+//! may have gone too), so the fragments of a message that is half-received
+//! when the client stops exist only here. The driver appends (and fsyncs) a
+//! fragment before acknowledging it, replays every file into the core at
+//! the next start, and removes a file when the core reports its message
+//! complete or abandoned. A forward delivery is a sealed body that only the
+//! client's key opens; a reply is kept as its frame (the SURB it came
+//! through is used up, and with it the keys that opened it), which is the
+//! reply in clear, so the driver seals it under the folder's state key
+//! before it comes here. The journal checks records' lengths only, and the
+//! core sorts them at replay (a file the core takes nothing from is
+//! removed). See docs/client.md, "Data folder".
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,9 +39,14 @@ pub const PARTIAL_DIR: &str = "partial";
 
 /// Bytes of a record's length prefix.
 const LENGTH_SIZE: usize = 4;
-/// Every record is one delivery as the gateway handed it: a sealed body of
-/// the one delivery size, which only the client's key opens.
+/// A forward record is one delivery as the gateway handed it: a sealed body
+/// of the one delivery size, which only the client's key opens.
 const RECORD_SIZE: usize = DELIVERY_PAYLOAD_SIZE;
+/// The bit of a record's prefix that marks a sealed reply.
+const REPLY_FLAG: u32 = 1 << 31;
+/// Longest sealed reply: a reply's frame (no longer than the delivery it
+/// came in) and the sealing's header and tag.
+const MAX_SEALED_REPLY: usize = RECORD_SIZE + 256;
 /// Hex digits of a file name.
 const NAME_LENGTH: usize = 32;
 
@@ -63,6 +74,35 @@ impl JournalLimits {
     }
 }
 
+/// One fragment in the journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalRecord {
+    /// A forward delivery as the gateway handed it (one delivery long).
+    Delivery(Vec<u8>),
+    /// A reply's frame, sealed under the folder's state key.
+    SealedReply(Vec<u8>),
+}
+
+impl JournalRecord {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            JournalRecord::Delivery(b) | JournalRecord::SealedReply(b) => b,
+        }
+    }
+
+    /// The record's prefix, or `None` for a length the journal does not take.
+    fn prefix(&self) -> Option<u32> {
+        let (flag, fits) = match self {
+            JournalRecord::Delivery(b) => (0, b.len() == RECORD_SIZE),
+            JournalRecord::SealedReply(b) => {
+                (REPLY_FLAG, !b.is_empty() && b.len() <= MAX_SEALED_REPLY)
+            }
+        };
+        let len = u32::try_from(self.bytes().len()).ok()?;
+        fits.then_some(len | flag)
+    }
+}
+
 /// What [`PartialJournal::append`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Appended {
@@ -75,9 +115,9 @@ pub enum Appended {
 /// What the journal held at start.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Each partial message's deliveries, in the order they were appended;
+    /// Each partial message's records, in the order they were appended;
     /// messages by age of their last append, oldest first.
-    pub messages: Vec<(MessageId, Vec<Vec<u8>>)>,
+    pub messages: Vec<(MessageId, Vec<JournalRecord>)>,
     /// Files removed instead: older than the reassembly timeout, or malformed.
     pub discarded: usize,
 }
@@ -121,8 +161,9 @@ fn parse_name(name: &str) -> Option<MessageId> {
 
 /// A file's records, and the length of its whole records (a crash during an
 /// append may leave a torn last record, which was never acknowledged to the
-/// gateway). `None` when a record is not one delivery long.
-fn parse_records(bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+/// gateway). `None` when a forward record is not one delivery long, or a
+/// reply is empty or longer than any sealed reply.
+fn parse_records(bytes: &[u8]) -> Option<(Vec<JournalRecord>, usize)> {
     let mut records = Vec::new();
     let mut at = 0;
     loop {
@@ -131,14 +172,25 @@ fn parse_records(bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
         };
         let mut len = [0u8; LENGTH_SIZE];
         len.copy_from_slice(prefix);
-        let len = u32::from_be_bytes(len) as usize;
-        if len != RECORD_SIZE {
+        let prefix = u32::from_be_bytes(len);
+        let reply = prefix & REPLY_FLAG != 0;
+        let len = (prefix & !REPLY_FLAG) as usize;
+        let fits = if reply {
+            len > 0 && len <= MAX_SEALED_REPLY
+        } else {
+            len == RECORD_SIZE
+        };
+        if !fits {
             return None;
         }
         let Some(record) = bytes.get(at + LENGTH_SIZE..at + LENGTH_SIZE + len) else {
             return Some((records, at));
         };
-        records.push(record.to_vec());
+        records.push(if reply {
+            JournalRecord::SealedReply(record.to_vec())
+        } else {
+            JournalRecord::Delivery(record.to_vec())
+        });
         at += LENGTH_SIZE + len;
     }
 }
@@ -254,29 +306,31 @@ impl PartialJournal {
         recovered
     }
 
-    /// Appends a forward delivery of message `id` to its file and fsyncs
-    /// it (and the folder, for a new file). Beyond the bounds, writes
-    /// nothing and returns [`Appended::Full`].
-    pub fn append(&mut self, id: &MessageId, delivery: &[u8]) -> Result<Appended, DataFolderError> {
+    /// Appends a fragment of message `id` to its file and fsyncs it (and
+    /// the folder, for a new file). Beyond the bounds, writes nothing and
+    /// returns [`Appended::Full`].
+    pub fn append(
+        &mut self,
+        id: &MessageId,
+        record: &JournalRecord,
+    ) -> Result<Appended, DataFolderError> {
         let path = self.path(id);
-        let len = u32::try_from(delivery.len())
-            .ok()
-            .filter(|l| *l as usize == RECORD_SIZE)
-            .ok_or_else(|| DataFolderError::BadField {
-                path: path.clone(),
-                field: "(delivery)",
-                reason: format!("{} bytes cannot be journaled", delivery.len()),
-            })?;
-        let size = (LENGTH_SIZE + delivery.len()) as u64;
+        let bytes = record.bytes();
+        let prefix = record.prefix().ok_or_else(|| DataFolderError::BadField {
+            path: path.clone(),
+            field: "(delivery)",
+            reason: format!("{} bytes cannot be journaled", bytes.len()),
+        })?;
+        let size = (LENGTH_SIZE + bytes.len()) as u64;
         let known = self.files.get(id).copied();
         if (known.is_none() && self.files.len() >= self.limits.max_messages)
             || self.bytes.saturating_add(size) > self.limits.max_bytes
         {
             return Ok(Appended::Full);
         }
-        let mut record = Vec::with_capacity(LENGTH_SIZE + delivery.len());
-        record.extend_from_slice(&len.to_be_bytes());
-        record.extend_from_slice(delivery);
+        let mut line = Vec::with_capacity(LENGTH_SIZE + bytes.len());
+        line.extend_from_slice(&prefix.to_be_bytes());
+        line.extend_from_slice(bytes);
         let mut options = fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
@@ -286,7 +340,7 @@ impl PartialJournal {
         }
         let mut file = options.open(&path).map_err(|e| io_error(&path, e))?;
         let written = file
-            .write_all(&record)
+            .write_all(&line)
             .and_then(|()| file.sync_data())
             .and_then(|()| match known {
                 // A new file's name must survive a crash too.
@@ -352,11 +406,15 @@ mod tests {
     /// A delivery as the gateway hands it (opaque to the journal: a sealed
     /// body of the one delivery size), standing for fragment `index` of
     /// `count` of message `id`.
-    fn delivery(id: MessageId, index: u16, count: u16) -> Vec<u8> {
+    fn delivery_bytes(id: MessageId, index: u16, count: u16) -> Vec<u8> {
         let mut bytes = vec![index as u8; RECORD_SIZE];
         bytes[..16].copy_from_slice(&id.0);
         bytes[16..18].copy_from_slice(&count.to_be_bytes());
         bytes
+    }
+
+    fn delivery(id: MessageId, index: u16, count: u16) -> JournalRecord {
+        JournalRecord::Delivery(delivery_bytes(id, index, count))
     }
 
     fn id(n: u8) -> MessageId {
@@ -485,16 +543,16 @@ mod tests {
         fs::write(path(&file_name(&id(3))), u32::MAX.to_be_bytes()).unwrap();
         // A record one byte short of a delivery.
         let mut short = (RECORD_SIZE as u32 - 1).to_be_bytes().to_vec();
-        short.extend_from_slice(&delivery(id(5), 0, 2)[1..]);
+        short.extend_from_slice(&delivery_bytes(id(5), 0, 2)[1..]);
         fs::write(path(&file_name(&id(4))), &short).unwrap();
         // A record one byte longer.
         let mut long = (RECORD_SIZE as u32 + 1).to_be_bytes().to_vec();
-        long.extend_from_slice(&delivery(id(6), 0, 2));
+        long.extend_from_slice(&delivery_bytes(id(6), 0, 2));
         long.push(0);
         fs::write(path(&file_name(&id(6))), &long).unwrap();
         // Names that are no message id, and an empty file.
         let mut foreign = (RECORD_SIZE as u32).to_be_bytes().to_vec();
-        foreign.extend_from_slice(&delivery(id(5), 0, 2));
+        foreign.extend_from_slice(&delivery_bytes(id(5), 0, 2));
         fs::write(path("notes.txt"), b"hello").unwrap();
         fs::write(path(&"AB".repeat(16)), &foreign).unwrap();
         fs::write(path(&file_name(&id(7))), b"").unwrap();
@@ -525,7 +583,7 @@ mod tests {
         let file = dir.path().join(file_name(&id(1)));
         let mut torn = fs::read(&file).unwrap();
         torn.extend_from_slice(&(RECORD_SIZE as u32).to_be_bytes());
-        torn.extend_from_slice(&delivery(id(1), 1, 3)[..100]);
+        torn.extend_from_slice(&delivery_bytes(id(1), 1, 3)[..100]);
         fs::write(&file, &torn).unwrap();
 
         let mut again = PartialJournal::open(dir.path()).unwrap();
@@ -539,5 +597,53 @@ mod tests {
             .unwrap()
             .recover(SystemTime::now(), AGE);
         assert_eq!(recovered.messages, vec![(id(1), vec![first, second])]);
+    }
+
+    #[test]
+    fn sealed_replies_are_kept_beside_deliveries_and_their_lengths_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = PartialJournal::open(dir.path()).unwrap();
+        let reply = JournalRecord::SealedReply(vec![9u8; 2100]);
+        let forward = delivery(id(1), 1, 3);
+        assert_eq!(journal.append(&id(1), &reply).unwrap(), Appended::Written);
+        assert_eq!(journal.append(&id(1), &forward).unwrap(), Appended::Written);
+        assert_eq!(journal.bytes(), (4 + 2100 + 4 + RECORD_SIZE) as u64);
+        // The prefix of a reply has the top bit set; a forward one does not.
+        let file = fs::read(dir.path().join(file_name(&id(1)))).unwrap();
+        assert_eq!(file[..4], (2100u32 | REPLY_FLAG).to_be_bytes());
+        assert_eq!(
+            file[4 + 2100..4 + 2100 + 4],
+            (RECORD_SIZE as u32).to_be_bytes()
+        );
+
+        // An empty reply, or one longer than any sealed reply, is refused.
+        for bad in [Vec::new(), vec![1u8; MAX_SEALED_REPLY + 1]] {
+            assert!(
+                journal
+                    .append(&id(2), &JournalRecord::SealedReply(bad))
+                    .is_err()
+            );
+        }
+        assert!(!dir.path().join(file_name(&id(2))).exists());
+
+        let recovered = PartialJournal::open(dir.path())
+            .unwrap()
+            .recover(SystemTime::now(), AGE);
+        assert_eq!(recovered.messages, vec![(id(1), vec![reply, forward])]);
+        assert_eq!(recovered.discarded, 0);
+
+        // On disk, a reply prefix with a length beyond a sealed reply (or
+        // zero) makes the file malformed: removed, not replayed.
+        for len in [0u32, MAX_SEALED_REPLY as u32 + 1, u32::MAX] {
+            let mut bad = (len | REPLY_FLAG).to_be_bytes().to_vec();
+            bad.extend_from_slice(&[3u8; 64]);
+            fs::write(dir.path().join(file_name(&id(3))), &bad).unwrap();
+            let recovered = PartialJournal::open(dir.path())
+                .unwrap()
+                .recover(SystemTime::now(), AGE);
+            assert_eq!(recovered.discarded, 1, "length {len}");
+            assert_eq!(recovered.messages.len(), 1);
+            assert!(!dir.path().join(file_name(&id(3))).exists());
+        }
     }
 }

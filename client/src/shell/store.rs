@@ -12,8 +12,9 @@
 //! D/replies.sealed  the recoveries of the reply SURBs this client handed out
 //!                   and can still read replies through (with the Unix second
 //!                   they were saved), sealed like the book
-//! D/partial/        fragments of messages still being received (the reassembly
-//!                   journal, `super::journal`)
+//! D/partial/        fragments of messages and replies still being received
+//!                   (the reassembly journal, `super::journal`; replies in it
+//!                   sealed like the book)
 //! D/client.lock     held (an advisory `flock`) by the one process running the
 //!                   client; it holds that process's id, for the error a second
 //!                   one gets
@@ -167,6 +168,22 @@ impl BookFile {
             saved_at: e2ee::UnixSeconds(u64::from_be_bytes(*saved_at)),
             recoveries: Zeroizing::new(rest.to_vec()),
         }))
+    }
+
+    /// Seals a reply's frame for the reassembly journal, under the key that
+    /// seals the book (it is the reply in clear).
+    pub fn seal_reply(
+        &self,
+        rng: &mut impl CryptoRng,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, e2ee::SessionError> {
+        self.store.seal_bytes(rng, frame)
+    }
+
+    /// Opens a reply's frame [`BookFile::seal_reply`] sealed; refuses a
+    /// wrong key and any tampering.
+    pub fn open_reply(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, e2ee::SessionError> {
+        self.store.open_bytes(sealed)
     }
 
     fn replies_error(&self, reason: String) -> DataFolderError {

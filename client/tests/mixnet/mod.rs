@@ -34,6 +34,22 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, watch};
 use topology::{NetworkParams, NodeEntry, Topology};
 
+/// Waits (up to `patience`) until every client has a gateway session.
+pub async fn wait_connected(clients: &[&Client], patience: Duration) {
+    for client in clients {
+        tokio::time::timeout(patience, client.wait_connected())
+            .await
+            .expect("a gateway session in time")
+            .expect("a gateway session");
+    }
+}
+
+/// Gives each client the other's address card.
+pub async fn introduce(a: &Client, b: &Client) {
+    a.add_contact(&b.card()).await.expect("b is a contact of a");
+    b.add_contact(&a.card()).await.expect("a is a contact of b");
+}
+
 fn mixer(rng: &mut ChaCha20Rng, role: MixerRole) -> (Mixer, NodeEntry) {
     let id = IdentityKeyPair::generate(rng).node_id();
     let key = SphinxKeyPair::generate(rng);

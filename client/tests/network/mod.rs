@@ -267,7 +267,7 @@ impl TestNetwork {
         }
     }
 
-    fn drain_events(&mut self, i: usize) {
+    pub fn drain_events(&mut self, i: usize) {
         while let Some(e) = self.clients[i].poll_event() {
             format!("{e:?}").hash(&mut self.trace);
             self.events.push((i, e));
