@@ -2,9 +2,9 @@
 //! (`client::shell::memory`) joined by real `Mixer`s, one per layer and one
 //! exit mixer per gateway. Packets cross every hop at once (the delays the
 //! sender chose are not waited for); an exit gateway opens forward
-//! deliveries, sends the SURB-ack back at once (the real gateway waits
-//! `SURB_ACK_HOLD`, which clients allow for), and
-//! stores the delivery in its client's mailbox. A test may have an exit
+//! deliveries, sends the SURB-ack back `SURB_ACK_HOLD` after the packet
+//! arrived (as a real gateway does, whatever the recipient's state), and
+//! stores the delivery in its client's mailbox at once. A test may have an exit
 //! gateway hold fragments back (stored and acknowledged to their sender, not
 //! yet in the mailbox) and release them later.
 
@@ -23,7 +23,7 @@ use client::{Client, ClientOptions};
 use mixnode_core::{Action, Mixer, MixerConfig, MixerRole, SphinxCodec};
 use protocol::address::DROP_DESTINATION;
 use protocol::epoch::Epoch;
-use protocol::frame::{ForwardFrame, Frame, SealedContent};
+use protocol::frame::{ForwardFrame, Frame, SURB_ACK_HOLD, SealedContent};
 use protocol::keys::{IdentityKeyPair, NodeId, SphinxKeyPair};
 use protocol::packet::Delivery;
 use protocol::replay::ReplayFilterConfig;
@@ -340,11 +340,16 @@ impl Router {
             None
         };
         let known = self.clients.lock().unwrap().get(&d.destination).cloned();
-        // Every forward packet is acknowledged once held (drop cover too).
+        // Every forward packet is acknowledged once held (drop cover too),
+        // at the fixed instant after its arrival.
         let ack = |frame: &ForwardFrame| {
             let ack_frame = Frame::Ack.encode().unwrap();
             if let Ok(p) = use_surb(&Surb(frame.surb_ack.clone()), &ack_frame) {
-                let _ = self.wire.try_send((p.first_hop, p.bytes));
+                let wire = self.wire.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(SURB_ACK_HOLD).await;
+                    let _ = wire.try_send((p.first_hop, p.bytes));
+                });
             }
         };
         let (Some((index, keys)), Some(control)) = (known, self.gateways.get(&gateway)) else {
