@@ -744,7 +744,8 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
     /// Opens `payload`, delivered under `surb_id`, with the keys of that
     /// reply SURB of this client, without using the SURB up: the reply's
     /// frame, for [`ClientCore::handle_reply_frame`] now and, kept by the
-    /// shell (sealed: it is the reply in clear), after a restart. `None`
+    /// shell (sealed: it holds the fragment's header and the replier's
+    /// SURB-ack, which no gateway sees), after a restart. `None`
     /// when this client keeps no reply SURB of that id, or when its keys do
     /// not open the payload.
     pub fn open_reply(&self, surb_id: &SurbId, payload: &[u8]) -> Option<Vec<u8>> {

@@ -7,9 +7,9 @@
 //! `ClientCore::handle_delivery` (or, for a reply, `handle_reply_frame`)
 //! returned (the core holds it) and, for a fragment of a message or reply
 //! still partial, after it was appended to the reassembly journal
-//! (`journal`), which is replayed into the core at the next start; when the application does not read its messages, the task
-//! stops taking deliveries, so they wait in the gateway's mailbox, not in
-//! memory here.
+//! (`journal`), which is replayed into the core at the next start; when
+//! the application does not read its messages, the task stops taking
+//! deliveries, so they wait in the gateway's mailbox, not in memory here.
 //!
 //! It also wakes when the session book's prekeys are due to rotate (or
 //! retired ones to be erased): it rotates them, saves the book, publishes

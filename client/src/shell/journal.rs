@@ -16,9 +16,10 @@
 //! the next start, and removes a file when the core reports its message
 //! complete or abandoned. A forward delivery is a sealed body that only the
 //! client's key opens; a reply is kept as its frame (the SURB it came
-//! through is used up, and with it the keys that opened it), which is the
-//! reply in clear, so the driver seals it under the folder's state key
-//! before it comes here. The journal checks records' lengths only, and the
+//! through is used up, and with it the keys that opened it), which holds
+//! the fragment's header and the replier's SURB-ack that no gateway sees,
+//! so the driver seals it under the folder's state key before it comes
+//! here. The journal checks records' lengths only, and the
 //! core sorts them at replay (a file the core takes nothing from is
 //! removed). See docs/client.md, "Data folder".
 

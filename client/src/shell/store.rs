@@ -171,7 +171,7 @@ impl BookFile {
     }
 
     /// Seals a reply's frame for the reassembly journal, under the key that
-    /// seals the book (it is the reply in clear).
+    /// seals the book (no gateway sees its fragment header or SURB-ack).
     pub fn seal_reply(
         &self,
         rng: &mut impl CryptoRng,
