@@ -1,4 +1,4 @@
-//! The async client: a tokio task around [`ClientCore`](crate::core::ClientCore).
+//! The async client: a tokio task around [`ClientCore`](client_core::ClientCore).
 //!
 //! [`Client`] is the handle the application holds; the task behind it
 //! (`driver`) owns the core, the gateway session ([`link`]), the clock

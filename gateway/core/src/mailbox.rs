@@ -9,7 +9,7 @@
 //!
 //! [`Mailbox`] holds the policy (ids, retention, quotas, counts);
 //! a [`MailboxStore`] holds the bytes. [`MemoryStore`] is for tests and the
-//! simulator; [`RedbStore`](crate::redb_store::RedbStore) is the durable one.
+//! simulator; `gateway::redb_store::RedbStore` is the durable one.
 //!
 //! Nothing about a message's sender is stored: a record is the recipient's
 //! key, an id, an expiry instant, the SURB id, the payload and, for a

@@ -1,4 +1,4 @@
-//! The directory service: an HTTP server in front of [`state::DirectoryState`].
+//! The directory service: an HTTP server in front of `state::DirectoryState`.
 //!
 //! [`DirectoryServer::start`] opens the database, binds the listener and
 //! serves until [`DirectoryServer::stop`], which shuts down gracefully and

@@ -3,7 +3,7 @@
 //! A [`GatewayCore`] is everything a gateway decides, with no I/O. The shell
 //! tells it that a client connected ([`GatewayCore::open_session`]), which
 //! bytes arrived from it ([`GatewayCore::handle_client_bytes`]), that it left
-//! ([`GatewayCore::close_session`]), that the exit [`Mixer`](mixnode_core::Mixer)
+//! ([`GatewayCore::close_session`]), that the exit `Mixer` (`mixnode_core`)
 //! unwrapped a final-hop packet ([`GatewayCore::handle_delivery`]), and that
 //! time passed ([`GatewayCore::handle_timeout`]). The core answers with
 //! [`GatewayAction`]s: bytes to write to a session, sessions to close, packets
