@@ -729,12 +729,12 @@ impl<R: RouteSource, F: PacketFormat> ClientCore<R, F> {
                 .handle(&surb_id, payload, &mut self.stats, &mut self.events)
         } else if self.cover.has_ack(&surb_id) {
             self.cover.handle_ack(&surb_id, payload, &mut self.stats)
-        } else if self.reply_surbs.get(&surb_id).is_some() {
-            match self.open_reply(&surb_id, payload) {
-                Some(frame) => self.take_reply_frame(now, ReplySource::Delivered(surb_id), &frame),
+        } else if let Some(opened) = self.reply_surbs.get(&surb_id).map(|r| r.open(payload)) {
+            match opened {
+                Ok(frame) => self.take_reply_frame(now, ReplySource::Delivered(surb_id), &frame),
                 // A payload that does not open under the SURB's keys is not
                 // the SURB's use: the SURB stays valid for the real reply.
-                None => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
+                Err(_) => self.stats.drop_delivery(DeliveryDrop::NotAFrame),
             }
         } else {
             self.stats.drop_delivery(DeliveryDrop::UnknownSurb)

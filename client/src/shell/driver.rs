@@ -688,9 +688,10 @@ impl<C: GatewayDialer> Driver<C> {
         let now = self.clock.now();
         // A reply is opened here, so that its frame can be journaled: the
         // SURB that opens it is used up by the core.
-        let reply = match delivery.surb_id.is_forward() {
-            true => None,
-            false => self.core.open_reply(&delivery.surb_id, &delivery.payload),
+        let reply = if delivery.surb_id.is_forward() {
+            None
+        } else {
+            self.core.open_reply(&delivery.surb_id, &delivery.payload)
         };
         let outcome = match &reply {
             Some(frame) => {

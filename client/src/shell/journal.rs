@@ -93,14 +93,24 @@ impl JournalRecord {
 
     /// The record's prefix, or `None` for a length the journal does not take.
     fn prefix(&self) -> Option<u32> {
-        let (flag, fits) = match self {
-            JournalRecord::Delivery(b) => (0, b.len() == RECORD_SIZE),
-            JournalRecord::SealedReply(b) => {
-                (REPLY_FLAG, !b.is_empty() && b.len() <= MAX_SEALED_REPLY)
-            }
-        };
-        let len = u32::try_from(self.bytes().len()).ok()?;
-        fits.then_some(len | flag)
+        let reply = matches!(self, JournalRecord::SealedReply(_));
+        let len = self.bytes().len();
+        if !fits(reply, len) {
+            return None;
+        }
+        let flag = if reply { REPLY_FLAG } else { 0 };
+        Some(u32::try_from(len).ok()? | flag)
+    }
+}
+
+/// Whether a record of `len` bytes is one the journal takes: a forward
+/// delivery is one delivery long, a sealed reply is not empty and no longer
+/// than any sealed reply.
+fn fits(reply: bool, len: usize) -> bool {
+    if reply {
+        len > 0 && len <= MAX_SEALED_REPLY
+    } else {
+        len == RECORD_SIZE
     }
 }
 
@@ -176,12 +186,7 @@ fn parse_records(bytes: &[u8]) -> Option<(Vec<JournalRecord>, usize)> {
         let prefix = u32::from_be_bytes(len);
         let reply = prefix & REPLY_FLAG != 0;
         let len = (prefix & !REPLY_FLAG) as usize;
-        let fits = if reply {
-            len > 0 && len <= MAX_SEALED_REPLY
-        } else {
-            len == RECORD_SIZE
-        };
-        if !fits {
+        if !fits(reply, len) {
             return None;
         }
         let Some(record) = bytes.get(at + LENGTH_SIZE..at + LENGTH_SIZE + len) else {
